@@ -1,0 +1,51 @@
+-- The whole gbdfl database schema. Embedded in the binary (include_str!) and
+-- applied by `gbdfl init`; PRAGMA user_version records the version it brings
+-- the database to, and src/store/sqlite.rs migrates older databases on open.
+--
+-- Nothing personal is stored in plaintext: the IIN only as a keyed blind
+-- index (`subject`), everything else that could identify the subject in
+-- `*_enc` columns sealed with AES-256-GCM (docs/FORMAT.md). Plaintext columns
+-- hold only times, the operator and host, and enumerated status values.
+
+-- Facts about the database itself: 'format' = 'gbdfl', 'created_at'.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+-- One row per master key that has sealed rows here. The highest version is
+-- the current key; `check_value` tells a wrong key file apart before anything
+-- is read or written.
+CREATE TABLE IF NOT EXISTS keys (
+    version     INTEGER PRIMARY KEY,
+    check_value BLOB NOT NULL,             -- HKDF-SHA-256(master, info "gbdfl/v1/key-check"), 32 bytes
+    created_at  TEXT NOT NULL
+) STRICT;
+
+-- Every lookup attempt: a paid call (whatever came back) or an answer from
+-- the cache. `id` is made by the client (UUIDv7), so retries and merges of
+-- several offices' databases never duplicate a lookup.
+CREATE TABLE IF NOT EXISTS lookups (
+    id           TEXT PRIMARY KEY,         -- UUIDv7, lowercase hyphenated
+    subject      BLOB NOT NULL,            -- HMAC-SHA-256(index subkey, IIN), 32 bytes
+    requested_at TEXT NOT NULL,            -- UTC, RFC 3339 with milliseconds and Z
+    answered_at  TEXT,                     -- when the answer (or failure) came back
+    operator     TEXT NOT NULL,            -- who asked (the staff member, not the subject)
+    host         TEXT NOT NULL,            -- which machine asked
+    source       TEXT NOT NULL CHECK (source IN ('service', 'cache')),
+    outcome      TEXT NOT NULL CHECK (outcome IN ('answered', 'garbled', 'refused', 'unavailable', 'cached')),
+    status       TEXT,                     -- GBDFL status (VALID, PENDING, ...) when the answer had one
+    result       INTEGER,                  -- the answer's `result` flag, 0 or 1
+    http_status  INTEGER,                  -- HTTP status of the answer, NULL when none came
+    failure_type TEXT,                     -- failure_reason.type (CLIENT, SERVICE_ERROR)
+    iin_checked  INTEGER NOT NULL,         -- 0 when --skip-iin-check let a failing IIN through
+    cached_from  TEXT REFERENCES lookups (id) ON DELETE SET NULL, -- the lookup a cache answer came from
+    key_version  INTEGER NOT NULL REFERENCES keys (version),
+    session_enc  BLOB NOT NULL,            -- sealed face2face backend session id
+    purpose_enc  BLOB,                     -- sealed purpose given by the operator
+    detail_enc   BLOB,                     -- sealed failure detail, HTTP error message or transport error
+    response_enc BLOB                      -- sealed codec byte + the response body exactly as received
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
+CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);

@@ -1,0 +1,152 @@
+//! `gbdfl fetch`: the paid call, cache first.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Ctx, out};
+use crate::client::Client;
+use crate::config::parse_duration;
+use crate::exit::{Exit, ExitCode};
+use crate::iin::Iin;
+use crate::lookup::{self, Asker, FetchRequest, Fetched, SessionId};
+use crate::render;
+use crate::store::Store;
+
+/// Fetch a person's GBDFL record (a paid call), unless a fresh VALID record is cached.
+///
+/// The API key comes from GBDFL_API_KEY or `api_key_file` in the config.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The subject's IIN (12 digits)
+    pub iin: String,
+    /// The face2face backend session id (a UUID)
+    #[arg(long, value_name = "UUID")]
+    pub session: String,
+    /// Why this lookup is made; recorded with it
+    #[arg(long, value_name = "TEXT")]
+    pub purpose: Option<String>,
+    /// Use a cached VALID record younger than this instead of calling [config: max_age] [default: 30d]
+    #[arg(long, value_name = "DUR")]
+    pub max_age: Option<String>,
+    /// Call the service even if a fresh record is cached
+    #[arg(long)]
+    pub force: bool,
+    /// Accept an IIN that fails the published checks (recorded with the lookup)
+    #[arg(long)]
+    pub skip_iin_check: bool,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let s = &ctx.settings;
+    let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    let session = SessionId::parse(&args.session)
+        .map_err(|e| Exit::new(ExitCode::InvalidInput, e.to_string()))?;
+    let max_age: Duration = match &args.max_age {
+        Some(m) => parse_duration("--max-age", m)?,
+        None => s.max_age.value,
+    };
+    let client = Client::new(&s.client_config(), s.api_key(&ctx.env)?)?;
+    let req = FetchRequest {
+        iin: &iin,
+        session: &session,
+        asker: Asker {
+            operator: &s.operator.value,
+            host: &s.host,
+            purpose: args.purpose.as_deref(),
+        },
+        max_age,
+        force: args.force,
+    };
+    let fetched = lookup::fetch(store, &client, &req)?;
+    report(&fetched, &iin, ctx, store)
+}
+
+/// Tells the operator how the fetch ended; an error carries the exit code.
+pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let json = ctx.settings.json;
+    let today = chrono::Local::now().date_naive();
+    match fetched {
+        Fetched::Cached { from, body, .. } => {
+            let age = Utc::now().signed_duration_since(from.answered_at.unwrap_or(from.requested_at));
+            eprintln!(
+                "Answered from the cache: VALID record fetched {} ago by {}; no paid call was made (use --force to call anyway).",
+                humantime::format_duration(Duration::from_secs(age.num_seconds().max(0) as u64)),
+                from.operator
+            );
+            print_record(iin, body, from, json, today)
+        }
+        Fetched::Answered { id, response, body } => {
+            let status = response.status.as_ref().map(|s| s.as_str()).unwrap_or("(none)");
+            if status == "VALID" {
+                eprintln!("Fetched a VALID record (paid call, lookup {id}).");
+                let Some((lookup, _)) = store.lookup(&id.to_string())? else {
+                    anyhow::bail!("lookup {id} was recorded but cannot be read back");
+                };
+                return print_record(iin, body, &lookup, json, today);
+            }
+            if json {
+                out(&format!("{}\n", String::from_utf8_lossy(body)))?;
+            }
+            let reason = response.failure_reason.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
+            let code = if status == "PENDING" { ExitCode::Pending } else { ExitCode::NotValid };
+            Err(Exit::new(
+                code,
+                format!(
+                    "the service answered {status}{reason} for {}: {}. Recorded as lookup {id}.",
+                    iin.masked(),
+                    lookup::status_advice(response)
+                ),
+            )
+            .into())
+        }
+        Fetched::Refused { id, http_status, message } => Err(Exit::new(
+            ExitCode::Refused,
+            format!(
+                "the service refused the request: HTTP {http_status} {message}: {}. Recorded as lookup {id}.",
+                lookup::refusal_advice(*http_status, message)
+            ),
+        )
+        .into()),
+        Fetched::Unavailable { id, message, retry_after } => Err(Exit::new(
+            ExitCode::Unreachable,
+            format!(
+                "the service is unreachable: {message}{}. Nothing was received; run the same fetch again when the connection is back. Recorded as lookup {id}.",
+                retry_after
+                    .map(|d| format!(" (it asks to retry after {}s)", d.as_secs()))
+                    .unwrap_or_default()
+            ),
+        )
+        .into()),
+        Fetched::Garbled { id, reason } => Err(Exit::new(
+            ExitCode::Garbled,
+            format!(
+                "the service's answer could not be read: {reason}. The answer was stored as received (lookup {id}) for inspection; try again later, and tell biometric.kz support if it persists."
+            ),
+        )
+        .into()),
+    }
+}
+
+fn print_record(
+    iin: &Iin,
+    body: &[u8],
+    lookup: &crate::store::Lookup,
+    json: bool,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<()> {
+    if json {
+        return out(&format!("{}\n", String::from_utf8_lossy(body)));
+    }
+    match lookup::parse_stored(body) {
+        Some(resp) => out(&render::person(iin.as_str(), &resp, lookup, today)),
+        None => Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            format!(
+                "lookup {}: the stored answer is not readable JSON",
+                lookup.id
+            ),
+        )
+        .into()),
+    }
+}

@@ -1,0 +1,59 @@
+//! `gbdfl history`: every lookup of one IIN, newest first.
+
+use super::{Ctx, out};
+use crate::exit::{Exit, ExitCode};
+use crate::iin::Iin;
+use crate::render;
+use crate::store::{Source, Store};
+
+/// List every lookup of a person, newest first: paid calls and cache answers.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The subject's IIN (12 digits)
+    pub iin: String,
+    /// Accept an IIN that fails the published checks
+    #[arg(long)]
+    pub skip_iin_check: bool,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    let rows = store.history(&iin)?;
+    if ctx.settings.json {
+        let items: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "id": l.id,
+                    "requested_at": crate::store::time_text(l.requested_at),
+                    "answered_at": l.answered_at.map(crate::store::time_text),
+                    "operator": l.operator,
+                    "host": l.host,
+                    "purpose": l.purpose,
+                    "paid_call": l.source == Source::Service,
+                    "outcome": l.outcome.as_str(),
+                    "status": l.status,
+                    "result": l.result,
+                    "http_status": l.http_status,
+                    "failure_type": l.failure_type,
+                    "reason": l.detail,
+                    "iin_checked": l.iin_checked,
+                    "cached_from": l.cached_from,
+                })
+            })
+            .collect();
+        return out(&format!("{}\n", serde_json::to_string_pretty(&items)?));
+    }
+    if rows.is_empty() {
+        return Err(Exit::new(
+            ExitCode::NotCached,
+            format!(
+                "no lookups of {} in {}",
+                iin.masked(),
+                store.path().display()
+            ),
+        )
+        .into());
+    }
+    out(&render::history(&rows))
+}

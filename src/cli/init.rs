@@ -1,0 +1,63 @@
+//! `gbdfl init`: create the key file and the database, or check them.
+
+use anyhow::Context as _;
+
+use super::Ctx;
+use crate::crypto::MasterKey;
+use crate::exit::{Exit, ExitCode};
+use crate::keyfile;
+use crate::store::{InitState, Store};
+
+/// Create a new master key and database, or check existing ones.
+///
+/// Never overwrites a key. Safe to run again: on an initialised database
+/// with its key it only says so.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
+    let s = &ctx.settings;
+    let (db, key_path) = (&s.db.value, &s.key_file.value);
+    let key_existed = key_path.exists();
+    let key = if key_existed {
+        keyfile::load(key_path)?
+    } else {
+        if db.exists() && std::fs::metadata(db).map(|m| m.len() > 0).unwrap_or(false) {
+            return Err(Exit::new(
+                ExitCode::KeyOrIntegrity,
+                format!(
+                    "database {} exists but its key file {} does not; a new key could not open it. Pass the key file it was created with, --key-file PATH",
+                    db.display(),
+                    key_path.display()
+                ),
+            )
+            .into());
+        }
+        let key = MasterKey::generate()?;
+        keyfile::create(key_path, &key)?;
+        key
+    };
+    let (store, state) =
+        Store::init(db, &key).with_context(|| format!("initialising database {}", db.display()))?;
+    match (state, key_existed) {
+        (InitState::AlreadyInitialised, _) => eprintln!(
+            "Already initialised: database {} opens with key file {} (key id {}). Nothing was changed.",
+            db.display(),
+            key_path.display(),
+            store.key_id()
+        ),
+        (InitState::Created, false) => eprintln!(
+            "Created database {} and a new master key in {} (key id {}, mode 0600).\nBack the key file up apart from the database: without it the data cannot be read.",
+            db.display(),
+            key_path.display(),
+            store.key_id()
+        ),
+        (InitState::Created, true) => eprintln!(
+            "Created database {} with the existing key file {} (key id {}).",
+            db.display(),
+            key_path.display(),
+            store.key_id()
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,77 @@
+//! `gbdfl mock-server`: the built-in emulator of the GBDFL API, in the foreground.
+
+use crate::emulator::{self, EmulatorConfig, Faults};
+
+/// Run the built-in emulator of the GBDFL API (for tests, training and the demo).
+///
+/// Fixture IINs give every status, failure reason and HTTP error: see
+/// `--fixtures`. Any other valid IIN gets a synthetic person. Fault switches
+/// can also be changed at run time: POST /__emulator/faults with a JSON body
+/// of the same names; GET /__emulator/stats gives the call count.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (loopback unless you mean otherwise)
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub addr: String,
+    /// Accept only this API key (others get 404 Organization not found) [default: any non-empty key]
+    #[arg(long, env = "GBDFL_EMULATOR_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// "Today" for synthetic expiry dates, YYYY-MM-DD [default: today]
+    #[arg(long, value_name = "DATE")]
+    pub today: Option<chrono::NaiveDate>,
+    /// Delay every answer by this many milliseconds
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub latency_ms: u64,
+    /// Answer the first N calls with HTTP 503
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub fail_first: u32,
+    /// Answer the first N calls with HTTP 429 and Retry-After
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub rate_limit_first: u32,
+    /// The Retry-After seconds sent with 429
+    #[arg(long, default_value_t = 1, value_name = "SECS")]
+    pub retry_after: u64,
+    /// Drop the connection mid-body on the first N calls
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub drop_first: u32,
+    /// Answer the first N calls with a non-JSON body
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub garbage_first: u32,
+    /// Print the fixture IINs and what each gives, then exit
+    #[arg(long)]
+    pub fixtures: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.fixtures {
+        let mut text = String::from("IIN           OUTCOME                 DESCRIPTION\n");
+        for f in emulator::fixtures() {
+            text.push_str(&format!(
+                "{:<12}  {:<22}  {}\n",
+                f.iin, f.outcome, f.description
+            ));
+        }
+        return super::out(&text);
+    }
+    let config = EmulatorConfig {
+        api_key: args.api_key,
+        today: args.today,
+        faults: Faults {
+            latency_ms: args.latency_ms,
+            fail_first: args.fail_first,
+            rate_limit_first: args.rate_limit_first,
+            retry_after_secs: args.retry_after,
+            drop_first: args.drop_first,
+            garbage_first: args.garbage_first,
+        },
+    };
+    emulator::run_blocking(&args.addr, config, |addr| {
+        eprintln!(
+            "GBDFL emulator listening on http://{addr}/api/v1/backend/gbdfl/ (Ctrl-C to stop)"
+        );
+        eprintln!(
+            "Point gbdfl at it: GBDFL_BASE_URL=http://{addr}/api/v1/backend/gbdfl/ GBDFL_API_KEY=any-key gbdfl fetch ..."
+        );
+    })?;
+    Ok(())
+}

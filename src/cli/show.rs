@@ -1,0 +1,53 @@
+//! `gbdfl show`: the latest VALID record of a person, from the cache only.
+
+use super::{Ctx, out};
+use crate::exit::{Exit, ExitCode};
+use crate::iin::Iin;
+use crate::lookup;
+use crate::render;
+use crate::store::Store;
+
+/// Show the latest VALID record of a person from the cache (never calls the service).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The subject's IIN (12 digits)
+    pub iin: String,
+    /// Accept an IIN that fails the published checks
+    #[arg(long)]
+    pub skip_iin_check: bool,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    let Some((lookup, body)) = store.latest_valid(&iin)? else {
+        return Err(Exit::new(
+            ExitCode::NotCached,
+            format!(
+                "no VALID record of {} in the cache ({}): fetch it with `gbdfl fetch {} --session UUID`, or see `gbdfl history` for earlier attempts",
+                iin.masked(),
+                store.path().display(),
+                iin.as_str()
+            ),
+        )
+        .into());
+    };
+    if ctx.settings.json {
+        return out(&format!("{}\n", String::from_utf8_lossy(&body)));
+    }
+    let Some(resp) = lookup::parse_stored(&body) else {
+        return Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            format!(
+                "lookup {}: the stored answer is not readable JSON; run `gbdfl check`",
+                lookup.id
+            ),
+        )
+        .into());
+    };
+    out(&render::person(
+        iin.as_str(),
+        &resp,
+        &lookup,
+        chrono::Local::now().date_naive(),
+    ))
+}

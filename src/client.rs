@@ -1,0 +1,291 @@
+//! The HTTP client of the paid GBDFL service: one POST, one classified answer.
+//!
+//! Rules this module keeps: it knows nothing of SQLite; the API key goes only
+//! into the request body and never into a message, log or `Debug` output;
+//! plain http is refused except to loopback; redirects are not followed (the
+//! key is in the body); a body larger than the configured limit is not read
+//! past it. The raw body is returned with every answer so the caller can keep
+//! it exactly as received.
+
+use std::fmt;
+use std::io::Read;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::blocking;
+use zeroize::Zeroizing;
+
+use crate::api::{self, Response};
+use crate::iin::Iin;
+
+/// The organisation's API key. Never printed.
+pub struct ApiKey(Zeroizing<String>);
+
+impl ApiKey {
+    pub fn new(key: String) -> ApiKey {
+        ApiKey(Zeroizing::new(key.trim().to_owned()))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// Problems with the client's own settings.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("base URL {0:?} is not a valid URL: {1}")]
+    BadUrl(String, String),
+    #[error(
+        "base URL {0} uses plain http to a host that is not this machine; the API key and personal data would cross the network unencrypted. Use https, or http only to 127.0.0.1/localhost"
+    )]
+    PlainHttp(String),
+    #[error("base URL {0} must use https (or http to loopback)")]
+    Scheme(String),
+    #[error("could not set up the HTTP client: {0}")]
+    Build(String),
+}
+
+/// Settings of the client.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub base_url: String,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_body_bytes: u64,
+}
+
+/// How one call ended.
+#[derive(Debug)]
+pub enum Answer {
+    /// HTTP 2xx. `parsed` is `Err` with a reason when the body is not a GBDFL answer.
+    Answered {
+        http_status: u16,
+        body: Vec<u8>,
+        parsed: Result<Response, String>,
+    },
+    /// HTTP 4xx other than 429: the service refused the request.
+    Refused {
+        http_status: u16,
+        body: Vec<u8>,
+        message: String,
+    },
+    /// No usable answer: connect error, timeout, dropped connection, 5xx, 429.
+    Unavailable {
+        http_status: Option<u16>,
+        body: Vec<u8>,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Checks a base URL: https anywhere, http only to loopback.
+pub fn validate_base_url(s: &str) -> Result<Url, ClientError> {
+    let url = Url::parse(s).map_err(|e| ClientError::BadUrl(s.to_owned(), e.to_string()))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+                None => false,
+            };
+            if loopback {
+                Ok(url)
+            } else {
+                Err(ClientError::PlainHttp(s.to_owned()))
+            }
+        }
+        _ => Err(ClientError::Scheme(s.to_owned())),
+    }
+}
+
+/// The GBDFL client.
+pub struct Client {
+    http: blocking::Client,
+    url: Url,
+    api_key: ApiKey,
+    max_body_bytes: u64,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub fn new(config: &ClientConfig, api_key: ApiKey) -> Result<Client, ClientError> {
+        let url = validate_base_url(&config.base_url)?;
+        let http = blocking::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("gbdfl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(Client {
+            http,
+            url,
+            api_key,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    /// Makes the paid call for `iin` and `session_id`.
+    pub fn lookup(&self, iin: &Iin, session_id: &str) -> Answer {
+        let body = Zeroizing::new(
+            serde_json::json!({
+                "api_key": self.api_key.0.as_str(),
+                "iin": iin.as_str(),
+                "face2face_backend_session_id": session_id,
+            })
+            .to_string(),
+        );
+        let sent = self
+            .http
+            .post(self.url.clone())
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.as_bytes().to_vec())
+            .send();
+        let resp = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                return Answer::Unavailable {
+                    http_status: None,
+                    body: Vec::new(),
+                    message: transport_message(&e),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = Vec::new();
+        let read = resp.take(self.max_body_bytes + 1).read_to_end(&mut body);
+        if let Err(e) = read {
+            return Answer::Unavailable {
+                http_status: Some(status.as_u16()),
+                body,
+                message: format!("the connection broke while reading the answer ({e})"),
+                retry_after,
+            };
+        }
+        let too_large = body.len() as u64 > self.max_body_bytes;
+        if too_large {
+            body.truncate(self.max_body_bytes as usize);
+        }
+        let code = status.as_u16();
+        if status.is_success() {
+            let parsed = if too_large {
+                Err(format!(
+                    "the answer is larger than the limit of {} bytes (max_response_bytes); only the first part was kept",
+                    self.max_body_bytes
+                ))
+            } else {
+                api::parse_response(&body)
+                    .map_err(|e| format!("the answer is not GBDFL JSON ({e})"))
+            };
+            Answer::Answered {
+                http_status: code,
+                body,
+                parsed,
+            }
+        } else if code == 429 || status.is_server_error() {
+            let message = format!("HTTP {code}: {}", api::error_message(&body));
+            Answer::Unavailable {
+                http_status: Some(code),
+                body,
+                message,
+                retry_after,
+            }
+        } else {
+            let message = api::error_message(&body);
+            Answer::Refused {
+                http_status: code,
+                body,
+                message,
+            }
+        }
+    }
+}
+
+fn transport_message(e: &reqwest::Error) -> String {
+    let what = if e.is_timeout() {
+        "the service did not answer in time"
+    } else if e.is_connect() {
+        "could not connect to the service"
+    } else {
+        "the request failed"
+    };
+    // The reqwest error names the URL, never the body; walk its sources for the cause.
+    let mut cause = String::new();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(s) = src {
+        cause = s.to_string();
+        src = s.source();
+    }
+    if cause.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} ({cause})")
+    }
+}
+
+/// Retry-After as seconds (dates are not used by this API).
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_to_loopback() {
+        assert!(validate_base_url("https://kyc.biometric.kz/api/v1/backend/gbdfl/").is_ok());
+        assert!(validate_base_url("http://127.0.0.1:8080/x").is_ok());
+        assert!(validate_base_url("http://localhost:8080/x").is_ok());
+        assert!(validate_base_url("http://[::1]:8080/x").is_ok());
+        assert!(matches!(
+            validate_base_url("http://kyc.biometric.kz/"),
+            Err(ClientError::PlainHttp(_))
+        ));
+        assert!(matches!(
+            validate_base_url("http://10.0.0.1/"),
+            Err(ClientError::PlainHttp(_))
+        ));
+        assert!(matches!(
+            validate_base_url("ftp://x/"),
+            Err(ClientError::Scheme(_))
+        ));
+        assert!(matches!(
+            validate_base_url("not a url"),
+            Err(ClientError::BadUrl(..))
+        ));
+    }
+
+    #[test]
+    fn api_key_is_never_debug_printed() {
+        let k = ApiKey::new("super-secret-key".into());
+        assert_eq!(format!("{k:?}"), "ApiKey(***)");
+    }
+}

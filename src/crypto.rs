@@ -1,0 +1,256 @@
+//! All of gbdfl's cryptography, and nothing else: the master key, the
+//! subkeys derived from it, sealing and opening values bound to their row, the
+//! blind index of an IIN, the key check value and the audit MAC.
+//!
+//! Rules this module keeps: it knows nothing of SQLite, clap or HTTP; it uses
+//! the RustCrypto crates as they are and writes no primitive; key material is
+//! zeroized on drop, has no `Clone` or `Serialize`, and prints as `***`.
+//! The byte layouts here are specified in docs/FORMAT.md; change one only
+//! together with that document and its test.
+
+use std::fmt;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// Length of the master key and of every subkey, in bytes.
+pub const KEY_LEN: usize = 32;
+/// Length of the AES-GCM nonce.
+pub const NONCE_LEN: usize = 12;
+/// Length of the AES-GCM tag.
+pub const TAG_LEN: usize = 16;
+/// First byte of every sealed value: the layout version of docs/FORMAT.md.
+pub const SEAL_VERSION: u8 = 1;
+/// The HKDF salt, fixed for the format (see docs/FORMAT.md).
+pub const HKDF_SALT: &[u8] = b"gbdfl-v1";
+/// HKDF info strings, one per subkey.
+pub const INFO_ENC: &[u8] = b"gbdfl/v1/encryption";
+pub const INFO_INDEX: &[u8] = b"gbdfl/v1/blind-index";
+pub const INFO_AUDIT: &[u8] = b"gbdfl/v1/audit-mac";
+pub const INFO_CHECK: &[u8] = b"gbdfl/v1/key-check";
+
+/// What can go wrong in this module.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("sealed value is too short or has an unknown layout version")]
+    Malformed,
+    #[error(
+        "sealed value failed authentication (wrong key, tampered bytes, or moved from another row)"
+    )]
+    Open,
+    #[error("could not gather randomness from the operating system: {0}")]
+    Random(String),
+}
+
+/// The 256-bit master key. Lives only in memory, zeroized on drop.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey([u8; KEY_LEN]);
+
+impl MasterKey {
+    /// A fresh random key from the operating system's generator.
+    pub fn generate() -> Result<MasterKey, CryptoError> {
+        let mut k = [0u8; KEY_LEN];
+        getrandom::fill(&mut k).map_err(|e| CryptoError::Random(e.to_string()))?;
+        Ok(MasterKey(k))
+    }
+
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
+        MasterKey(bytes)
+    }
+
+    /// The raw bytes, for writing the key file only.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    fn derive(&self, info: &[u8]) -> Zeroizing<[u8; KEY_LEN]> {
+        let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), &self.0);
+        let mut out = Zeroizing::new([0u8; KEY_LEN]);
+        hk.expand(info, out.as_mut())
+            .expect("32 bytes is a valid HKDF-SHA-256 output length");
+        out
+    }
+
+    /// The key check value stored in the database: HKDF output under its own
+    /// info string. It reveals nothing of the key and tells a wrong key file
+    /// apart before anything is read or written.
+    pub fn check_value(&self) -> [u8; KEY_LEN] {
+        *self.derive(INFO_CHECK)
+    }
+
+    /// The subkeys for everyday work.
+    pub fn keys(&self) -> Keys {
+        let enc = self.derive(INFO_ENC);
+        Keys {
+            cipher: Aes256Gcm::new(enc.as_slice().try_into().expect("32-byte key")),
+            index: self.derive(INFO_INDEX),
+            audit: self.derive(INFO_AUDIT),
+        }
+    }
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterKey(***)")
+    }
+}
+
+/// Short printable id of a key, from its check value: safe to show in errors.
+pub fn key_id(check_value: &[u8]) -> String {
+    hex::encode(&check_value[..4.min(check_value.len())])
+}
+
+/// The subkeys derived from one master key.
+pub struct Keys {
+    cipher: Aes256Gcm,
+    index: Zeroizing<[u8; KEY_LEN]>,
+    audit: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl fmt::Debug for Keys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Keys(***)")
+    }
+}
+
+/// Associated data binding a sealed value to its place: table, column, row id
+/// and key version. The exact bytes are in docs/FORMAT.md.
+pub fn associated_data(table: &str, column: &str, row_id: &str, key_version: u32) -> Vec<u8> {
+    format!("gbdfl/v1|{table}|{column}|{row_id}|{key_version}").into_bytes()
+}
+
+impl Keys {
+    /// Seals `plaintext` under a fresh random nonce:
+    /// `version (1) || nonce (12) || ciphertext || tag (16)`.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+        let ct = self
+            .cipher
+            .encrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| CryptoError::Open)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens a value made by [`Keys::seal`] with the same associated data.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION {
+            return Err(CryptoError::Malformed);
+        }
+        let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("12 bytes");
+        self.cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed[1 + NONCE_LEN..],
+                    aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Open)
+    }
+
+    /// The blind index of an IIN: HMAC-SHA-256 under the index subkey over
+    /// the 12 ASCII digits. Equal IINs give equal indexes; nothing else
+    /// about the IIN can be learned from it without the key.
+    pub fn blind_index(&self, iin: &str) -> [u8; 32] {
+        let mut m = hmac_with(&self.index);
+        m.update(iin.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    /// HMAC-SHA-256 under the audit subkey over the given parts, each
+    /// prefixed by its length as 8 bytes big-endian so parts cannot run together.
+    pub fn audit_mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut m = hmac_with(&self.audit);
+        for p in parts {
+            m.update(&(p.len() as u64).to_be_bytes());
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
+    }
+}
+
+fn hmac_with(key: &[u8; KEY_LEN]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key).expect("HMAC takes any key length")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        MasterKey::from_bytes([7u8; 32]).keys()
+    }
+
+    #[test]
+    fn seal_open_round_trip_with_fresh_nonces() {
+        let k = keys();
+        let aad = associated_data("lookups", "response", "id-1", 1);
+        let a = k.seal(b"hello", &aad).unwrap();
+        let b = k.seal(b"hello", &aad).unwrap();
+        assert_ne!(a, b, "each seal uses a fresh nonce");
+        assert_eq!(&k.open(&a, &aad).unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn moved_or_tampered_values_fail() {
+        let k = keys();
+        let aad = associated_data("lookups", "response", "id-1", 1);
+        let mut sealed = k.seal(b"hello", &aad).unwrap();
+        let other_row = associated_data("lookups", "response", "id-2", 1);
+        assert!(matches!(
+            k.open(&sealed, &other_row),
+            Err(CryptoError::Open)
+        ));
+        let other_version = associated_data("lookups", "response", "id-1", 2);
+        assert!(k.open(&sealed, &other_version).is_err());
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        assert!(k.open(&sealed, &aad).is_err());
+        assert!(matches!(
+            k.open(&[1, 2, 3], &aad),
+            Err(CryptoError::Malformed)
+        ));
+    }
+
+    #[test]
+    fn other_key_cannot_open_and_indexes_differ() {
+        let k1 = keys();
+        let k2 = MasterKey::from_bytes([8u8; 32]).keys();
+        let aad = b"x";
+        let sealed = k1.seal(b"secret", aad).unwrap();
+        assert!(k2.open(&sealed, aad).is_err());
+        assert_eq!(
+            k1.blind_index("950215300004"),
+            k1.blind_index("950215300004")
+        );
+        assert_ne!(
+            k1.blind_index("950215300004"),
+            k2.blind_index("950215300004")
+        );
+    }
+
+    #[test]
+    fn subkeys_are_distinct() {
+        let m = MasterKey::from_bytes([9u8; 32]);
+        assert_ne!(*m.derive(INFO_ENC), *m.derive(INFO_INDEX));
+        assert_ne!(*m.derive(INFO_INDEX), *m.derive(INFO_AUDIT));
+        assert_ne!(m.check_value(), *m.derive(INFO_ENC));
+        assert_eq!(format!("{m:?}"), "MasterKey(***)");
+    }
+}

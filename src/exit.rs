@@ -1,0 +1,108 @@
+//! The exit codes of gbdfl: one documented enum (README.md, "Exit codes"),
+//! and the mapping from every library error to one of them.
+//!
+//! Rule this module keeps: a code, once documented, keeps its meaning; scripts
+//! at the branches depend on it.
+
+use std::fmt;
+
+use crate::client::ClientError;
+use crate::config::ConfigError;
+use crate::iin::IinError;
+use crate::keyfile::KeyFileError;
+use crate::store::StoreError;
+
+/// Process exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Done; for fetch, a VALID record was fetched or found in the cache.
+    Ok = 0,
+    /// An unexpected failure (I/O error, a bug). The message says what.
+    Failure = 1,
+    /// Invalid input: arguments, IIN, session id, config file, CSV.
+    InvalidInput = 2,
+    /// No record for that IIN in the cache (`show`, `history`).
+    NotCached = 3,
+    /// The service refused the request (HTTP 400/404: subscription,
+    /// organisation, session).
+    Refused = 4,
+    /// The service answered, but not with a VALID record (INVALID,
+    /// NOT_FOUND, TIMEOUT, FAILED, UNAPPROVED, ERROR_ACCEPTED, ...).
+    NotValid = 5,
+    /// The service could not be reached or was busy (connection, timeout,
+    /// HTTP 5xx or 429, SERVICE_ERROR).
+    Unreachable = 6,
+    /// The service's answer was not a GBDFL answer (kept for inspection).
+    Garbled = 7,
+    /// Wrong key file for the database, or stored data failed its integrity check.
+    KeyOrIntegrity = 8,
+    /// The database cannot be used: missing, not a gbdfl database, too new.
+    Database = 9,
+    /// The answer is not ready yet (PENDING): ask again later.
+    Pending = 10,
+}
+
+impl ExitCode {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// An error that carries its exit code: for outcomes that are not library
+/// errors (a negative answer, nothing in the cache).
+#[derive(Debug)]
+pub struct Exit {
+    pub code: ExitCode,
+    pub message: String,
+}
+
+impl Exit {
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Exit {
+        Exit {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// The exit code for an error chain: the first error in it that gbdfl knows.
+pub fn code_for(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Exit>() {
+            return e.code;
+        }
+        if cause.downcast_ref::<IinError>().is_some()
+            || cause.downcast_ref::<ConfigError>().is_some()
+        {
+            return ExitCode::InvalidInput;
+        }
+        if cause.downcast_ref::<ClientError>().is_some() {
+            return ExitCode::InvalidInput;
+        }
+        if let Some(e) = cause.downcast_ref::<KeyFileError>() {
+            return match e {
+                KeyFileError::Io { .. } => ExitCode::Failure,
+                _ => ExitCode::KeyOrIntegrity,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return match e {
+                e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
+                StoreError::NotInitialised(_)
+                | StoreError::NotADatabase(_)
+                | StoreError::TooNew { .. } => ExitCode::Database,
+                _ => ExitCode::Failure,
+            };
+        }
+    }
+    ExitCode::Failure
+}

@@ -1,0 +1,23 @@
+//! gbdfl: a client for the GBDFL service of biometric.kz and an encrypted
+//! local cache of every lookup. The binary, the integration tests and the
+//! demo all use this library.
+//!
+//! Who may use whom (the imports show it): `crypto` knows nothing of SQLite,
+//! clap or HTTP; `store` knows crypto but no clap and no HTTP; `client`
+//! knows no SQLite; `lookup` is the one library module joining store and
+//! client; `render` and the reports only read; `cli` ties everything together.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod crypto;
+#[path = "emulator_stub.rs"]
+pub mod emulator;
+pub mod exit;
+pub mod fsutil;
+pub mod iin;
+pub mod keyfile;
+pub mod lookup;
+pub mod render;
+pub mod store;

@@ -1,0 +1,233 @@
+//! Laying records out for people on a terminal: a person, a lookup history.
+//!
+//! Rule this module keeps: it only formats what it is given; it reads no
+//! database and calls no service, and it never prints garbage for a field
+//! it cannot read: it says the field is missing or unreadable.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::api::{self, Document, Person, Response};
+use crate::store::{Lookup, Source};
+
+/// Days from `today` to a document's expiry, if its date can be read.
+pub fn days_left(doc: &Document, today: NaiveDate) -> Option<i64> {
+    doc.expiry_date
+        .as_deref()
+        .and_then(api::parse_date)
+        .map(|d| (d - today).num_days())
+}
+
+fn or_dash(v: &Option<String>) -> &str {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("—")
+}
+
+fn when(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
+/// Expiry as shown: "2030-08-15 (1356 days left)", "2024-01-01 (EXPIRED 12 days ago)".
+pub fn expiry_text(doc: &Document, today: NaiveDate) -> String {
+    match (&doc.expiry_date, days_left(doc, today)) {
+        (None, _) => "no expiry date given".to_owned(),
+        (Some(raw), None) => format!("{raw:?} (not a date gbdfl can read)"),
+        (Some(_), Some(d)) => {
+            let date = doc
+                .expiry_date
+                .as_deref()
+                .and_then(api::parse_date)
+                .expect("parsed above");
+            match d {
+                d if d < 0 => format!("{date} (EXPIRED {} days ago)", -d),
+                0 => format!("{date} (EXPIRES TODAY)"),
+                d => format!("{date} ({d} days left)"),
+            }
+        }
+    }
+}
+
+/// The person of a VALID record, laid out for reading.
+pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate) -> String {
+    let mut out = String::new();
+    let empty = Person::default();
+    let p = response.result_json.as_ref().unwrap_or(&empty);
+    let name = p.full_name();
+    let _ = writeln!(
+        out,
+        "{}",
+        if name.is_empty() {
+            "(no name in the record)"
+        } else {
+            &name
+        }
+    );
+    let _ = writeln!(out, "  IIN           {iin}");
+    let birth_place = p
+        .birth_place
+        .as_ref()
+        .map(|b| b.one_line())
+        .filter(|s| !s.is_empty());
+    let _ = writeln!(
+        out,
+        "  Born          {}{}",
+        or_dash(&p.birth_date),
+        birth_place.map(|b| format!(", {b}")).unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "  Gender        {}",
+        p.gender()
+            .map(|g| g.to_string())
+            .unwrap_or_else(|| "—".into())
+    );
+    let _ = writeln!(out, "  Nationality   {}", or_dash(&p.nationality));
+    let _ = writeln!(out, "  Citizenship   {}", or_dash(&p.citizenship));
+    let _ = writeln!(
+        out,
+        "  Life status   {}{}",
+        or_dash(&p.life_status),
+        if p.life_status_is_normal() {
+            ""
+        } else {
+            "  (NOT NORMAL)"
+        }
+    );
+    let _ = writeln!(out, "\nDocuments");
+    if p.documents.is_empty() {
+        let _ = writeln!(out, "  (none in the record)");
+    }
+    for d in &p.documents {
+        let _ = writeln!(out, "  {}  {}", or_dash(&d.kind), or_dash(&d.number));
+        let _ = writeln!(
+            out,
+            "    issued   {} by {}",
+            or_dash(&d.issue_date),
+            or_dash(&d.issuer)
+        );
+        let _ = writeln!(out, "    expires  {}", expiry_text(d, today));
+        let _ = writeln!(
+            out,
+            "    status   {}{}",
+            or_dash(&d.status),
+            if d.status_is_valid() {
+                ""
+            } else {
+                "  (NOT VALID)"
+            }
+        );
+    }
+    let _ = writeln!(out, "\nRegistration address");
+    match &p.registration_address {
+        Some(a) => {
+            let line = a.one_line();
+            let since = a
+                .begin_date
+                .as_deref()
+                .map(|b| format!(" (since {b})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}{since}",
+                if line.is_empty() { "—" } else { &line }
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  (none in the record)");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nFetched {} by {} on {} (lookup {})",
+        when(lookup.answered_at.unwrap_or(lookup.requested_at)),
+        lookup.operator,
+        lookup.host,
+        lookup.id
+    );
+    out
+}
+
+/// One history line's "result" column.
+pub fn result_text(l: &Lookup) -> String {
+    let mut parts = Vec::new();
+    if let Some(s) = &l.status {
+        parts.push(s.clone());
+    }
+    if let Some(r) = l.result {
+        parts.push(format!("result={r}"));
+    }
+    if parts.is_empty() {
+        parts.push(l.outcome.as_str().to_uppercase());
+    }
+    parts.join(" ")
+}
+
+/// The reason column: failure reason, HTTP error or transport error.
+pub fn reason_text(l: &Lookup) -> String {
+    match (l.http_status, &l.detail) {
+        (Some(code), Some(d)) if code >= 400 => format!("HTTP {code}: {d}"),
+        (Some(code), None) if code >= 400 => format!("HTTP {code}"),
+        (_, Some(d)) => d.clone(),
+        (_, None) => String::new(),
+    }
+}
+
+/// Lookup history as a table, newest first.
+pub fn history(rows: &[Lookup]) -> String {
+    let header = [
+        "TIME (UTC)",
+        "OPERATOR",
+        "PURPOSE",
+        "SOURCE",
+        "RESULT",
+        "REASON",
+    ];
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|l| {
+            [
+                l.requested_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                l.operator.clone(),
+                l.purpose.clone().unwrap_or_default(),
+                match l.source {
+                    Source::Service => "paid call".to_owned(),
+                    Source::Cache => "cache".to_owned(),
+                },
+                result_text(l),
+                reason_text(l),
+            ]
+        })
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count().min(48));
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, row: &[&str]| {
+        let mut s = String::new();
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            let c: String = c.replace(['\n', '\r'], " ");
+            if i + 1 == row.len() {
+                s.push_str(&c);
+            } else {
+                let shown: String = c.chars().take(*w).collect();
+                let pad = w - shown.chars().count();
+                s.push_str(&shown);
+                s.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &header);
+    for row in &cells {
+        let r: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &r);
+    }
+    out
+}

@@ -1,0 +1,509 @@
+//! The encrypted store of lookups: the one boundary behind which the
+//! database lives.
+//!
+//! Rules this module keeps: nothing leaves this module for the disk
+//! unencrypted, and nothing personal comes back out without being opened
+//! here. Callers hand in and get back plaintext domain types; this file seals
+//! and opens them (binding each ciphertext to its table, column, row id and
+//! key version); the backend below (`sqlite`, and one day PostgreSQL beside
+//! it) sees only sealed rows. Ids are made by the client (UUIDv7), so
+//! retrying or merging never duplicates a lookup.
+
+mod sqlite;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::{self, Keys, MasterKey};
+use crate::iin::Iin;
+
+pub use sqlite::SCHEMA_VERSION;
+
+/// What can go wrong in the store. Messages say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "no gbdfl database at {0}: run `gbdfl init` first, or pass the right file with --db PATH"
+    )]
+    NotInitialised(PathBuf),
+    #[error(
+        "{0} is not a gbdfl database (it is not SQLite, or belongs to another program): check --db PATH; the file was not changed"
+    )]
+    NotADatabase(PathBuf),
+    #[error(
+        "database {path} has schema version {found}, newer than this gbdfl understands ({supported}): upgrade gbdfl; the file was not changed"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "wrong key for this database (database key id {db_key_id}, key file key id {file_key_id}): pass the key file it was created with, --key-file PATH"
+    )]
+    WrongKey {
+        db_key_id: String,
+        file_key_id: String,
+    },
+    #[error(
+        "the database has no key record; it was not initialised completely: run `gbdfl init` again with the same --db and --key-file"
+    )]
+    NoKey,
+    #[error(
+        "record {id}: its {column} does not decrypt ({reason}); it may have been altered. Nothing was shown from it; run `gbdfl check`"
+    )]
+    Corrupt {
+        id: String,
+        column: &'static str,
+        reason: String,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Whether the error means the key does not fit or data was tampered with.
+    pub fn is_key_or_integrity(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongKey { .. } | StoreError::Corrupt { .. } | StoreError::NoKey
+        )
+    }
+}
+
+/// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
+pub fn now_text() -> String {
+    time_text(Utc::now())
+}
+
+pub fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// A client-made lookup id (UUIDv7: unique everywhere, ordered by time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LookupId(pub Uuid);
+
+impl LookupId {
+    pub fn new() -> LookupId {
+        LookupId(Uuid::now_v7())
+    }
+}
+
+impl Default for LookupId {
+    fn default() -> Self {
+        LookupId::new()
+    }
+}
+
+impl fmt::Display for LookupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A call to the paid service was made.
+    Service,
+    /// Answered from a stored lookup; no call was made.
+    Cache,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Service => "service",
+            Source::Cache => "cache",
+        }
+    }
+}
+
+/// How a lookup attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A GBDFL answer came back (any status).
+    Answered,
+    /// HTTP 2xx but the body is not a GBDFL answer; the body is kept.
+    Garbled,
+    /// The service refused the request (HTTP 4xx).
+    Refused,
+    /// No usable answer (connection, timeout, 5xx, 429).
+    Unavailable,
+    /// Answered from the cache.
+    Cached,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Garbled => "garbled",
+            Outcome::Refused => "refused",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Cached => "cached",
+        }
+    }
+    fn parse(s: &str) -> Outcome {
+        match s {
+            "answered" => Outcome::Answered,
+            "garbled" => Outcome::Garbled,
+            "refused" => Outcome::Refused,
+            "cached" => Outcome::Cached,
+            _ => Outcome::Unavailable,
+        }
+    }
+}
+
+/// A lookup to record. Personal fields are plaintext here and sealed by the store.
+#[derive(Debug)]
+pub struct NewLookup<'a> {
+    pub id: LookupId,
+    pub iin: &'a Iin,
+    pub session_id: &'a str,
+    pub purpose: Option<&'a str>,
+    pub operator: &'a str,
+    pub host: &'a str,
+    pub requested_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub source: Source,
+    pub outcome: Outcome,
+    pub status: Option<&'a str>,
+    pub result: Option<bool>,
+    pub http_status: Option<u16>,
+    pub failure_type: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub response: Option<&'a [u8]>,
+    pub cached_from: Option<LookupId>,
+}
+
+/// A stored lookup, opened. The raw response is fetched separately.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub id: String,
+    pub requested_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub operator: String,
+    pub host: String,
+    pub source: Source,
+    pub outcome: Outcome,
+    pub status: Option<String>,
+    pub result: Option<bool>,
+    pub http_status: Option<u16>,
+    pub failure_type: Option<String>,
+    pub iin_checked: bool,
+    pub cached_from: Option<String>,
+    pub key_version: u32,
+    pub purpose: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// First plaintext byte of `response_enc`: how the body is encoded.
+const CODEC_RAW: u8 = 0;
+
+/// Keeps only `[A-Z0-9_]` values of at most 40 characters for plaintext
+/// enumerated columns: a hostile answer cannot smuggle text into them.
+fn enumerated(v: Option<&str>) -> Option<String> {
+    v.map(|s| {
+        let ok = !s.is_empty()
+            && s.len() <= 40
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if ok { s.to_owned() } else { "OTHER".to_owned() }
+    })
+}
+
+/// The open store: a connection, the current subkeys and their version.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    keys: Keys,
+    key_version: u32,
+    key_id: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("key_version", &self.key_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `Store::init` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitState {
+    /// The database was created now.
+    Created,
+    /// The database already existed and the key fits it.
+    AlreadyInitialised,
+}
+
+impl Store {
+    /// Default time to wait on a lock held by another gbdfl process.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Creates the database (or checks an existing one) for `key`.
+    pub fn init(path: &Path, key: &MasterKey) -> Result<(Store, InitState), StoreError> {
+        let (conn, created) = sqlite::create(path, Self::BUSY_TIMEOUT)?;
+        let checks = sqlite::key_checks(&conn)?;
+        if checks.is_empty() {
+            sqlite::insert_key(&conn, 1, &key.check_value(), &now_text())?;
+            let store = Store::with_key(conn, path, key, 1);
+            return Ok((store, InitState::Created));
+        }
+        let store = Store::verify_key(conn, path, key, &checks)?;
+        Ok((
+            store,
+            if created {
+                InitState::Created
+            } else {
+                InitState::AlreadyInitialised
+            },
+        ))
+    }
+
+    /// Opens an initialised database; refuses a key that does not fit it
+    /// before anything is read or written.
+    pub fn open(path: &Path, key: &MasterKey) -> Result<Store, StoreError> {
+        let conn = sqlite::open(path, Self::BUSY_TIMEOUT)?;
+        let checks = sqlite::key_checks(&conn)?;
+        if checks.is_empty() {
+            return Err(StoreError::NoKey);
+        }
+        Store::verify_key(conn, path, key, &checks)
+    }
+
+    fn verify_key(
+        conn: Connection,
+        path: &Path,
+        key: &MasterKey,
+        checks: &[(i64, Vec<u8>)],
+    ) -> Result<Store, StoreError> {
+        let (version, check) = &checks[0];
+        let mine = key.check_value();
+        if check.as_slice() != mine.as_slice() {
+            return Err(StoreError::WrongKey {
+                db_key_id: crypto::key_id(check),
+                file_key_id: crypto::key_id(&mine),
+            });
+        }
+        Ok(Store::with_key(conn, path, key, *version as u32))
+    }
+
+    fn with_key(conn: Connection, path: &Path, key: &MasterKey, version: u32) -> Store {
+        Store {
+            conn,
+            path: path.to_owned(),
+            keys: key.keys(),
+            key_version: version,
+            key_id: crypto::key_id(&key.check_value()),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Short id of the key in use, safe to print.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn key_version(&self) -> u32 {
+        self.key_version
+    }
+
+    /// The blind index of an IIN under this database's key.
+    pub fn subject_of(&self, iin: &Iin) -> [u8; 32] {
+        self.keys.blind_index(iin.as_str())
+    }
+
+    fn seal(&self, id: &str, column: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let aad = crypto::associated_data("lookups", column, id, self.key_version);
+        self.keys
+            .seal(plaintext, &aad)
+            .map_err(|e| StoreError::Corrupt {
+                id: id.to_owned(),
+                column: "seal",
+                reason: e.to_string(),
+            })
+    }
+
+    fn open_col(
+        &self,
+        row: &sqlite::LookupRow,
+        column: &'static str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let aad = crypto::associated_data("lookups", column, &row.id, row.key_version as u32);
+        if row.key_version as u32 != self.key_version {
+            return Err(StoreError::Corrupt {
+                id: row.id.clone(),
+                column,
+                reason: format!(
+                    "sealed under key version {}, this database's current key is version {}",
+                    row.key_version, self.key_version
+                ),
+            });
+        }
+        self.keys
+            .open(sealed, &aad)
+            .map_err(|e| StoreError::Corrupt {
+                id: row.id.clone(),
+                column,
+                reason: e.to_string(),
+            })
+    }
+
+    fn open_text(
+        &self,
+        row: &sqlite::LookupRow,
+        column: &'static str,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let bytes = self.open_col(row, column, sealed)?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Records one lookup attempt. Recording the same id twice keeps the first.
+    pub fn record(&self, l: &NewLookup<'_>) -> Result<(), StoreError> {
+        let id = l.id.to_string();
+        let response_enc = match l.response {
+            Some(body) => {
+                let mut plain = Zeroizing::new(Vec::with_capacity(body.len() + 1));
+                plain.push(CODEC_RAW);
+                plain.extend_from_slice(body);
+                Some(self.seal(&id, "response_enc", &plain)?)
+            }
+            None => None,
+        };
+        let row = sqlite::LookupRow {
+            subject: self.subject_of(l.iin).to_vec(),
+            requested_at: time_text(l.requested_at),
+            answered_at: l.answered_at.map(time_text),
+            operator: l.operator.to_owned(),
+            host: l.host.to_owned(),
+            source: l.source.as_str().to_owned(),
+            outcome: l.outcome.as_str().to_owned(),
+            status: enumerated(l.status),
+            result: l.result,
+            http_status: l.http_status.map(i64::from),
+            failure_type: enumerated(l.failure_type),
+            iin_checked: l.iin.is_checked(),
+            cached_from: l.cached_from.map(|c| c.to_string()),
+            key_version: i64::from(self.key_version),
+            session_enc: self.seal(&id, "session_enc", l.session_id.as_bytes())?,
+            purpose_enc: l
+                .purpose
+                .map(|p| self.seal(&id, "purpose_enc", p.as_bytes()))
+                .transpose()?,
+            detail_enc: l
+                .detail
+                .map(|d| self.seal(&id, "detail_enc", d.as_bytes()))
+                .transpose()?,
+            response_enc,
+            id,
+        };
+        sqlite::insert_lookup(&self.conn, &row)?;
+        Ok(())
+    }
+
+    fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
+        Ok(Lookup {
+            id: row.id.clone(),
+            requested_at: parse_time(&row.requested_at),
+            answered_at: row.answered_at.as_deref().map(parse_time),
+            operator: row.operator.clone(),
+            host: row.host.clone(),
+            source: if row.source == "cache" {
+                Source::Cache
+            } else {
+                Source::Service
+            },
+            outcome: Outcome::parse(&row.outcome),
+            status: row.status.clone(),
+            result: row.result,
+            http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
+            failure_type: row.failure_type.clone(),
+            iin_checked: row.iin_checked,
+            cached_from: row.cached_from.clone(),
+            key_version: row.key_version as u32,
+            purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
+            detail: self.open_text(row, "detail_enc", row.detail_enc.as_deref())?,
+        })
+    }
+
+    fn open_response(
+        &self,
+        row: &sqlite::LookupRow,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let Some(sealed) = row.response_enc.as_deref() else {
+            return Ok(None);
+        };
+        let plain = self.open_col(row, "response_enc", sealed)?;
+        match plain.first() {
+            Some(&CODEC_RAW) => Ok(Some(Zeroizing::new(plain[1..].to_vec()))),
+            _ => Err(StoreError::Corrupt {
+                id: row.id.clone(),
+                column: "response_enc",
+                reason: "unknown codec byte".into(),
+            }),
+        }
+    }
+
+    /// The newest VALID answer for this IIN, with its raw response body.
+    pub fn latest_valid(
+        &self,
+        iin: &Iin,
+    ) -> Result<Option<(Lookup, Zeroizing<Vec<u8>>)>, StoreError> {
+        let Some(row) = sqlite::latest_valid(&self.conn, &self.subject_of(iin))? else {
+            return Ok(None);
+        };
+        let lookup = self.to_lookup(&row)?;
+        let body = self.open_response(&row)?.unwrap_or_default();
+        Ok(Some((lookup, body)))
+    }
+
+    /// Every lookup of this IIN, newest first (responses not opened).
+    pub fn history(&self, iin: &Iin) -> Result<Vec<Lookup>, StoreError> {
+        sqlite::history(&self.conn, &self.subject_of(iin))?
+            .iter()
+            .map(|r| self.to_lookup(r))
+            .collect()
+    }
+
+    /// One lookup by id with its response body, if it has one.
+    pub fn lookup(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Lookup, Option<Zeroizing<Vec<u8>>>)>, StoreError> {
+        let Some(row) = sqlite::lookup_by_id(&self.conn, id)? else {
+            return Ok(None);
+        };
+        Ok(Some((self.to_lookup(&row)?, self.open_response(&row)?)))
+    }
+
+    pub fn count_lookups(&self) -> Result<i64, StoreError> {
+        sqlite::count_lookups(&self.conn)
+    }
+}

@@ -1,0 +1,291 @@
+//! The SQLite backend: every SQL statement gbdfl runs is in this file.
+//!
+//! Rules this module keeps: it sees only sealed rows (blobs, blind indexes,
+//! times and enumerated values), never plaintext personal data; it opens a
+//! connection once with WAL, foreign keys, secure_delete, in-memory temp
+//! storage and a busy timeout; it creates the database file owner-only; and
+//! it migrates the schema through `PRAGMA user_version`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use super::StoreError;
+
+/// The schema version this binary writes (schema.sql).
+pub const SCHEMA_VERSION: i64 = 1;
+/// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
+pub const APPLICATION_ID: i64 = 0x6762_6466;
+const SCHEMA: &str = include_str!("../../schema.sql");
+
+/// A lookup row as stored: sealed columns stay sealed here.
+#[derive(Debug, Clone)]
+pub struct LookupRow {
+    pub id: String,
+    pub subject: Vec<u8>,
+    pub requested_at: String,
+    pub answered_at: Option<String>,
+    pub operator: String,
+    pub host: String,
+    pub source: String,
+    pub outcome: String,
+    pub status: Option<String>,
+    pub result: Option<bool>,
+    pub http_status: Option<i64>,
+    pub failure_type: Option<String>,
+    pub iin_checked: bool,
+    pub cached_from: Option<String>,
+    pub key_version: i64,
+    pub session_enc: Vec<u8>,
+    pub purpose_enc: Option<Vec<u8>>,
+    pub detail_enc: Option<Vec<u8>>,
+    pub response_enc: Option<Vec<u8>>,
+}
+
+const LOOKUP_COLUMNS: &str = "id, subject, requested_at, answered_at, operator, host, source, outcome, \
+     status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
+     session_enc, purpose_enc, detail_enc, response_enc";
+
+fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
+    Ok(LookupRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        requested_at: r.get(2)?,
+        answered_at: r.get(3)?,
+        operator: r.get(4)?,
+        host: r.get(5)?,
+        source: r.get(6)?,
+        outcome: r.get(7)?,
+        status: r.get(8)?,
+        result: r.get(9)?,
+        http_status: r.get(10)?,
+        failure_type: r.get(11)?,
+        iin_checked: r.get(12)?,
+        cached_from: r.get(13)?,
+        key_version: r.get(14)?,
+        session_enc: r.get(15)?,
+        purpose_enc: r.get(16)?,
+        detail_enc: r.get(17)?,
+        response_enc: r.get(18)?,
+    })
+}
+
+fn configure(conn: &Connection, busy: Duration) -> Result<(), StoreError> {
+    conn.busy_timeout(busy)?;
+    // WAL for readers beside a writer; FULL so a recorded paid call survives
+    // a power cut; secure_delete so deleted rows leave no old ciphertext;
+    // temp_store in memory so sorts never spill to a temp file.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA secure_delete = ON;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    Ok(())
+}
+
+/// Maps SQLite's "not a database" and friends to a message about the file.
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, _) = &e {
+        if f.code == rusqlite::ErrorCode::NotADatabase {
+            return StoreError::NotADatabase(path.to_owned());
+        }
+    }
+    StoreError::Sqlite(e)
+}
+
+/// Opens an existing gbdfl database, checking it is one and migrating it.
+pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NotInitialised(path.to_owned()));
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| classify(path, e))?;
+    configure(&conn, busy).map_err(|e| match e {
+        StoreError::Sqlite(e) => classify(path, e),
+        other => other,
+    })?;
+    let app_id: i64 = conn
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app_id != APPLICATION_ID {
+        if app_id == 0 && version == 0 {
+            return Err(StoreError::NotInitialised(path.to_owned()));
+        }
+        return Err(StoreError::NotADatabase(path.to_owned()));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        migrate(&conn, version)?;
+    }
+    Ok(conn)
+}
+
+/// Creates (or opens) the database file and applies the schema. Returns the
+/// connection and whether the schema was newly applied.
+pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        crate::fsutil::create_private_dir(dir)?;
+    }
+    if !path.exists() {
+        // Create the file ourselves so it is owner-only from the first byte;
+        // SQLite gives its -wal and -shm files the same mode.
+        crate::fsutil::create_private_file(path)?;
+    }
+    let conn = Connection::open(path).map_err(|e| classify(path, e))?;
+    configure(&conn, busy).map_err(|e| match e {
+        StoreError::Sqlite(e) => classify(path, e),
+        other => other,
+    })?;
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if app_id == APPLICATION_ID {
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        migrate(&conn, version)?;
+        return Ok((conn, false));
+    }
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if app_id != 0 || tables > 0 {
+        return Err(StoreError::NotADatabase(path.to_owned()));
+    }
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))?;
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('format', 'gbdfl'), ('created_at', ?1)",
+        params![super::now_text()],
+    )?;
+    tx.commit()?;
+    Ok((conn, true))
+}
+
+/// Brings an older schema up to SCHEMA_VERSION in one transaction.
+fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
+    if from >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    // Version 1 is the first; later versions add their steps here, each
+    // ending with its own user_version, all inside one transaction.
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(SCHEMA)?;
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The check value of each key version, newest first.
+pub fn key_checks(conn: &Connection) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+    let mut st = conn.prepare("SELECT version, check_value FROM keys ORDER BY version DESC")?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+pub fn insert_key(
+    conn: &Connection,
+    version: i64,
+    check: &[u8],
+    at: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO keys (version, check_value, created_at) VALUES (?1, ?2, ?3)",
+        params![version, check, at],
+    )?;
+    Ok(())
+}
+
+/// Inserts a lookup; an id already present is left as it is (idempotent).
+pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ),
+        params![
+            r.id,
+            r.subject,
+            r.requested_at,
+            r.answered_at,
+            r.operator,
+            r.host,
+            r.source,
+            r.outcome,
+            r.status,
+            r.result,
+            r.http_status,
+            r.failure_type,
+            r.iin_checked,
+            r.cached_from,
+            r.key_version,
+            r.session_enc,
+            r.purpose_enc,
+            r.detail_enc,
+            r.response_enc,
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// The newest answered VALID lookup of a subject, if any.
+pub fn latest_valid(conn: &Connection, subject: &[u8]) -> Result<Option<LookupRow>, StoreError> {
+    let row = conn
+        .query_row(
+            &format!(
+                "SELECT {LOOKUP_COLUMNS} FROM lookups \
+                 WHERE subject = ?1 AND source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+                 ORDER BY answered_at DESC, id DESC LIMIT 1"
+            ),
+            params![subject],
+            lookup_from_row,
+        )
+        .optional()?;
+    Ok(row)
+}
+
+/// Every lookup of a subject, newest first.
+pub fn history(conn: &Connection, subject: &[u8]) -> Result<Vec<LookupRow>, StoreError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE subject = ?1 ORDER BY requested_at DESC, id DESC"
+    ))?;
+    let rows = st
+        .query_map(params![subject], lookup_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// One lookup by id.
+pub fn lookup_by_id(conn: &Connection, id: &str) -> Result<Option<LookupRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {LOOKUP_COLUMNS} FROM lookups WHERE id = ?1"),
+            params![id],
+            lookup_from_row,
+        )
+        .optional()?)
+}
+
+/// How many lookups the database holds.
+pub fn count_lookups(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM lookups", [], |r| r.get(0))?)
+}
