@@ -414,10 +414,8 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
         let offset_like = rest == "Z"
             || ((rest.starts_with('+') || rest.starts_with('-'))
                 && rest[1..].chars().all(|c| c.is_ascii_digit() || c == ':'));
-        if offset_like {
-            if let Ok(d) = NaiveDate::parse_from_str(date, "%Y-%m-%d") {
-                return Some(d);
-            }
+        if let (true, Ok(d)) = (offset_like, NaiveDate::parse_from_str(date, "%Y-%m-%d")) {
+            return Some(d);
         }
     }
     NaiveDate::parse_from_str(s, "%d.%m.%Y").ok()

@@ -68,7 +68,7 @@ pub enum Answer {
     Answered {
         http_status: u16,
         body: Vec<u8>,
-        parsed: Result<Response, String>,
+        parsed: Result<Box<Response>, String>,
     },
     /// HTTP 4xx other than 429: the service refused the request.
     Refused {
@@ -202,6 +202,7 @@ impl Client {
                 ))
             } else {
                 api::parse_response(&body)
+                    .map(Box::new)
                     .map_err(|e| format!("the answer is not GBDFL JSON ({e})"))
             };
             Answer::Answered {

@@ -12,7 +12,6 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod crypto;
-#[path = "emulator_stub.rs"]
 pub mod emulator;
 pub mod exit;
 pub mod fsutil;

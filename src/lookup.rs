@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::api::{self, Response, Status};
 use crate::client::{Answer, Client};
 use crate::iin::Iin;
-use crate::store::{Lookup, LookupId, NewLookup, Outcome, Source, Store, StoreError};
+use crate::store::{LookupId, NewLookup, Outcome, Record, Source, Store, StoreError};
 
 /// A face2face backend session id, checked to be a UUID.
 #[derive(Clone, PartialEq, Eq)]
@@ -68,11 +68,7 @@ pub struct FetchRequest<'a> {
 #[derive(Debug)]
 pub enum Fetched {
     /// A VALID record younger than max-age was stored; no call was made.
-    Cached {
-        id: LookupId,
-        from: Lookup,
-        body: Zeroizing<Vec<u8>>,
-    },
+    Cached { id: LookupId, from: Box<Record> },
     /// The service answered. `response.status` says with what.
     Answered {
         id: LookupId,
@@ -118,16 +114,19 @@ pub fn fresh_record(
     iin: &Iin,
     max_age: Duration,
     now: DateTime<Utc>,
-) -> Result<Option<(Lookup, Zeroizing<Vec<u8>>)>, StoreError> {
-    let Some((lookup, body)) = store.latest_valid(iin)? else {
+) -> Result<Option<Record>, StoreError> {
+    let Some(record) = store.latest_valid(iin)? else {
         return Ok(None);
     };
-    let at = lookup.answered_at.unwrap_or(lookup.requested_at);
+    let at = record
+        .lookup
+        .answered_at
+        .unwrap_or(record.lookup.requested_at);
     let age = now
         .signed_duration_since(at)
         .to_std()
         .unwrap_or(Duration::ZERO);
-    Ok((age <= max_age).then_some((lookup, body)))
+    Ok((age <= max_age).then_some(record))
 }
 
 /// Fetches a record: from the cache when fresh (and not forced), else by
@@ -159,19 +158,27 @@ pub fn fetch(
         cached_from: None,
     };
 
-    if !req.force {
-        if let Some((from, body)) = fresh_record(store, req.iin, req.max_age, requested_at)? {
-            store.record(&NewLookup {
-                answered_at: Some(Utc::now()),
-                source: Source::Cache,
-                outcome: Outcome::Cached,
-                status: Some(Status::Valid.as_str()),
-                result: from.result,
-                cached_from: Some(LookupId(Uuid::parse_str(&from.id).unwrap_or_default())),
-                ..base
-            })?;
-            return Ok(Fetched::Cached { id, from, body });
-        }
+    let fresh = if req.force {
+        None
+    } else {
+        fresh_record(store, req.iin, req.max_age, requested_at)?
+    };
+    if let Some(from) = fresh {
+        store.record(&NewLookup {
+            answered_at: Some(Utc::now()),
+            source: Source::Cache,
+            outcome: Outcome::Cached,
+            status: Some(Status::Valid.as_str()),
+            result: from.lookup.result,
+            cached_from: Some(LookupId(
+                Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
+            )),
+            ..base
+        })?;
+        return Ok(Fetched::Cached {
+            id,
+            from: Box::new(from),
+        });
     }
 
     let answer = client.lookup(req.iin, req.session.as_str());
@@ -182,6 +189,7 @@ pub fn fetch(
             body,
             parsed: Ok(response),
         } => {
+            let response = *response;
             let status = response.status.as_ref().map(Status::as_str);
             let failure_type = response
                 .failure_reason

@@ -1,6 +1,244 @@
-//! `gbdfl demo`: placeholder until the emulator lands.
+//! `gbdfl demo`: the main job end to end, with no set-up and no network.
+//!
+//! It starts the emulator in-process on a loopback port, makes a fresh
+//! database and key in a folder it names, fetches a dozen subjects with
+//! varied outcomes, shows one, fetches it again to show the cache answering
+//! with no paid call, and prints what to try next.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::client::{ApiKey, Client, ClientConfig};
+use crate::crypto::MasterKey;
+use crate::emulator::{Emulator, EmulatorConfig, Faults, iins};
+use crate::iin::Iin;
+use crate::keyfile;
+use crate::lookup::{self, Asker, FetchRequest, Fetched, SessionId};
+use crate::render;
+use crate::store::Store;
+
+/// Prints a line; a closed pipe ends the demo quietly (see `cli::out`).
+macro_rules! say {
+    ($($t:tt)*) => { super::out(&format!("{}\n", format_args!($($t)*)))? };
+}
+
+/// Run the main job end to end against the built-in emulator (no set-up, no network).
 #[derive(Debug, clap::Args)]
-pub struct Args {}
-pub fn run(_args: Args) -> anyhow::Result<()> {
+pub struct Args {
+    /// Folder for the demo database and key [default: a new folder under the system temp dir]
+    #[arg(long, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+}
+
+const DEMO_API_KEY: &str = "demo-organisation-api-key-not-a-real-one-0000000000";
+
+/// The fixture subjects the demo looks up: varied outcomes.
+const SUBJECTS: &[&str] = &[
+    iins::VALID,
+    iins::DECEASED,
+    iins::EXPIRING_SOON,
+    iins::PENDING_THEN_VALID,
+    iins::INVALID,
+    iins::NOT_FOUND,
+    iins::FACE2FACE_FAILED,
+    iins::SERVICE_ERROR,
+    iins::NO_SUBSCRIPTION,
+    iins::GARBAGE_HTML,
+];
+
+fn fresh_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let dir = match arg {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!(
+            "gbdfl-demo-{}",
+            chrono::Local::now().format("%Y%m%d-%H%M%S-%3f")
+        )),
+    };
+    if dir.join("gbdfl.db").exists() || dir.join("master.key").exists() {
+        anyhow::bail!(
+            "{} already holds a gbdfl database or key; the demo wants a fresh folder: pass another --dir",
+            dir.display()
+        );
+    }
+    crate::fsutil::create_private_dir(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn line(iin: &str, fetched: &Fetched) -> String {
+    // Demo subjects are fixtures and made-up people, so their IINs are shown
+    // in full for copying into the commands suggested at the end.
+    let (what, note) = match fetched {
+        Fetched::Cached { .. } => (
+            "VALID".to_owned(),
+            "from the cache, no paid call".to_owned(),
+        ),
+        Fetched::Answered { response, .. } => {
+            let status = response
+                .status
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            let note = match (&response.result_json, &response.failure_reason) {
+                (Some(p), _) => p.full_name(),
+                (None, Some(f)) => f.to_string(),
+                _ => String::new(),
+            };
+            (status, note)
+        }
+        Fetched::Refused {
+            http_status,
+            message,
+            ..
+        } => (format!("HTTP {http_status}"), message.clone()),
+        Fetched::Unavailable { message, .. } => ("UNREACHABLE".to_owned(), message.clone()),
+        Fetched::Garbled { reason, .. } => ("GARBLED".to_owned(), reason.clone()),
+    };
+    let source = if fetched.called_service() {
+        "paid call"
+    } else {
+        "cache"
+    };
+    format!("  {iin}  {what:<15} {source:<10} {note}\n")
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let dir = fresh_dir(args.dir)?;
+    let (db_path, key_path) = (dir.join("gbdfl.db"), dir.join("master.key"));
+    let emu = Emulator::start(
+        "127.0.0.1:0",
+        EmulatorConfig {
+            api_key: Some(DEMO_API_KEY.into()),
+            today: None,
+            faults: Faults::default(),
+        },
+    )
+    .context("starting the built-in GBDFL emulator on 127.0.0.1")?;
+    say!(
+        "gbdfl demo: the GBDFL emulator is listening on {}",
+        emu.url()
+    );
+
+    let key = MasterKey::generate()?;
+    keyfile::create(&key_path, &key)?;
+    let (store, _) = Store::init(&db_path, &key)?;
+    say!(
+        "Created an encrypted database {} and its key {}\n",
+        db_path.display(),
+        key_path.display()
+    );
+
+    let client = Client::new(
+        &ClientConfig {
+            base_url: emu.url(),
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(30),
+            max_body_bytes: 10 * 1024 * 1024,
+        },
+        ApiKey::new(DEMO_API_KEY.into()),
+    )?;
+    let operator = "demo-operator";
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let fetch = |iin: &Iin, session: &SessionId, force: bool| {
+        lookup::fetch(
+            &store,
+            &client,
+            &FetchRequest {
+                iin,
+                session,
+                asker: Asker {
+                    operator,
+                    host: &host,
+                    purpose: Some("gbdfl demo"),
+                },
+                max_age: Duration::from_secs(30 * 86_400),
+                force,
+            },
+        )
+    };
+
+    let mut subjects: Vec<String> = SUBJECTS.iter().map(|s| s.to_string()).collect();
+    subjects.extend(
+        ["8805124", "9107236", "0203155"]
+            .iter()
+            .filter_map(|p| (0..1000).find_map(|n| crate::iin::complete(&format!("{p}{n:04}")))),
+    );
+
+    say!(
+        "Fetching {} subjects (fixtures and made-up people):",
+        subjects.len() + 1
+    );
+    let mut text = String::new();
+    let mut pending = Vec::new();
+    for iin_text in &subjects {
+        let iin = Iin::parse(iin_text)?;
+        let session = SessionId::parse(&uuid::Uuid::new_v4().to_string())?;
+        let fetched = fetch(&iin, &session, false)?;
+        if matches!(&fetched, Fetched::Answered { response, .. } if response.status == Some(crate::api::Status::Pending))
+        {
+            pending.push((iin_text.clone(), session));
+        }
+        text.push_str(&line(iin_text, &fetched));
+    }
+    let typo = "950215301234";
+    let err = Iin::parse(typo).expect_err("the API page's example fails its check digit");
+    text.push_str(&format!(
+        "  {typo}  {:<15} {:<10} {err}\n",
+        "BAD IIN", "no call"
+    ));
+    super::out(&text)?;
+
+    for (iin_text, session) in &pending {
+        let fetched = fetch(&Iin::parse(iin_text)?, session, false)?;
+        super::out(&format!(
+            "Asked again for the PENDING one:\n{}",
+            line(iin_text, &fetched)
+        ))?;
+    }
+
+    let first = Iin::parse(&subjects[0])?;
+    say!("\n$ gbdfl show {}", first.as_str());
+    if let Some(rec) = store.latest_valid(&first)?
+        && let Some(resp) = lookup::parse_stored(&rec.body)
+    {
+        let today = chrono::Local::now().date_naive();
+        super::out(&render::person(first.as_str(), &resp, &rec.lookup, today))?;
+    }
+
+    let calls_before = emu.calls();
+    let again = fetch(
+        &first,
+        &SessionId::parse(&uuid::Uuid::new_v4().to_string())?,
+        false,
+    )?;
+    say!("\n$ gbdfl fetch {} --session ... (again)", first.as_str());
+    super::out(&line(first.as_str(), &again))?;
+    say!(
+        "  The emulator counted {} paid calls before and {} after: the cache answered.",
+        calls_before,
+        emu.calls()
+    );
+
+    let lookups = store.count_lookups()?;
+    say!("\nSummary");
+    say!("  lookups recorded    {lookups}");
+    say!("  paid calls made     {}", emu.calls());
+    say!("  answered by cache   {}", lookups as u64 - emu.calls());
+    say!("  invalid IINs caught before any call  1");
+    let d = dir.display();
+    say!("\nTry next (the emulator stops with the demo; start your own with `gbdfl mock-server`;");
+    say!("use `cargo run --release --` in place of `gbdfl` if it is not installed):");
+    say!("  export GBDFL_DB={d}/gbdfl.db GBDFL_KEY_FILE={d}/master.key");
+    say!("  gbdfl show {}", first.as_str());
+    say!("  gbdfl history {}", first.as_str());
+    say!("  gbdfl show {} --json", first.as_str());
+    say!("  gbdfl mock-server --fixtures");
+    say!(
+        "  gbdfl mock-server &   then   GBDFL_BASE_URL=http://127.0.0.1:8089/api/v1/backend/gbdfl/ GBDFL_API_KEY=any gbdfl fetch {} --session $(uuidgen)",
+        subjects.last().map(String::as_str).unwrap_or_default()
+    );
+    emu.stop();
     Ok(())
 }

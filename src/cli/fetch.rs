@@ -67,7 +67,8 @@ pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
     let json = ctx.settings.json;
     let today = chrono::Local::now().date_naive();
     match fetched {
-        Fetched::Cached { from, body, .. } => {
+        Fetched::Cached { from, .. } => {
+            let (from, body) = (&from.lookup, &from.body);
             let age = Utc::now().signed_duration_since(from.answered_at.unwrap_or(from.requested_at));
             eprintln!(
                 "Answered from the cache: VALID record fetched {} ago by {}; no paid call was made (use --force to call anyway).",
@@ -80,7 +81,7 @@ pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             let status = response.status.as_ref().map(|s| s.as_str()).unwrap_or("(none)");
             if status == "VALID" {
                 eprintln!("Fetched a VALID record (paid call, lookup {id}).");
-                let Some((lookup, _)) = store.lookup(&id.to_string())? else {
+                let Some(lookup) = store.lookup(&id.to_string())? else {
                     anyhow::bail!("lookup {id} was recorded but cannot be read back");
                 };
                 return print_record(iin, body, &lookup, json, today);

@@ -44,10 +44,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.fixtures {
-        let mut text = String::from("IIN           OUTCOME                 DESCRIPTION\n");
+        let mut text =
+            String::from("IIN           OUTCOME                             DESCRIPTION\n");
         for f in emulator::fixtures() {
             text.push_str(&format!(
-                "{:<12}  {:<22}  {}\n",
+                "{:<12}  {:<34}  {}\n",
                 f.iin, f.outcome, f.description
             ));
         }

@@ -19,7 +19,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
-    let Some((lookup, body)) = store.latest_valid(&iin)? else {
+    let Some(crate::store::Record { lookup, body }) = store.latest_valid(&iin)? else {
         return Err(Exit::new(
             ExitCode::NotCached,
             format!(

@@ -213,6 +213,13 @@ pub struct Lookup {
     pub detail: Option<String>,
 }
 
+/// A stored VALID record: the lookup and the response body as received.
+#[derive(Debug)]
+pub struct Record {
+    pub lookup: Lookup,
+    pub body: Zeroizing<Vec<u8>>,
+}
+
 /// First plaintext byte of `response_enc`: how the body is encoded.
 const CODEC_RAW: u8 = 0;
 
@@ -472,16 +479,13 @@ impl Store {
     }
 
     /// The newest VALID answer for this IIN, with its raw response body.
-    pub fn latest_valid(
-        &self,
-        iin: &Iin,
-    ) -> Result<Option<(Lookup, Zeroizing<Vec<u8>>)>, StoreError> {
+    pub fn latest_valid(&self, iin: &Iin) -> Result<Option<Record>, StoreError> {
         let Some(row) = sqlite::latest_valid(&self.conn, &self.subject_of(iin))? else {
             return Ok(None);
         };
         let lookup = self.to_lookup(&row)?;
         let body = self.open_response(&row)?.unwrap_or_default();
-        Ok(Some((lookup, body)))
+        Ok(Some(Record { lookup, body }))
     }
 
     /// Every lookup of this IIN, newest first (responses not opened).
@@ -492,15 +496,11 @@ impl Store {
             .collect()
     }
 
-    /// One lookup by id with its response body, if it has one.
-    pub fn lookup(
-        &self,
-        id: &str,
-    ) -> Result<Option<(Lookup, Option<Zeroizing<Vec<u8>>>)>, StoreError> {
-        let Some(row) = sqlite::lookup_by_id(&self.conn, id)? else {
-            return Ok(None);
-        };
-        Ok(Some((self.to_lookup(&row)?, self.open_response(&row)?)))
+    /// One lookup by id (its response not opened).
+    pub fn lookup(&self, id: &str) -> Result<Option<Lookup>, StoreError> {
+        sqlite::lookup_by_id(&self.conn, id)?
+            .map(|row| self.to_lookup(&row))
+            .transpose()
     }
 
     pub fn count_lookups(&self) -> Result<i64, StoreError> {

@@ -88,10 +88,10 @@ fn configure(conn: &Connection, busy: Duration) -> Result<(), StoreError> {
 
 /// Maps SQLite's "not a database" and friends to a message about the file.
 fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(f, _) = &e {
-        if f.code == rusqlite::ErrorCode::NotADatabase {
-            return StoreError::NotADatabase(path.to_owned());
-        }
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::NotADatabase
+    {
+        return StoreError::NotADatabase(path.to_owned());
     }
     StoreError::Sqlite(e)
 }

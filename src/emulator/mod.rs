@@ -1,0 +1,71 @@
+//! The built-in emulator of the paid GBDFL API, for `gbdfl mock-server`,
+//! `gbdfl demo` and the tests.
+//!
+//! Rule this module keeps: it answers like the API page describes (same URL
+//! path, request fields, statuses, failure reasons and HTTP errors); apart
+//! from the fresh `backend_session_id` of fixture answers, every answer is a
+//! function of the request, the configured "today" and the emulator's own
+//! state (faults, PENDING memory); no request, however malformed, panics it.
+//! It counts every request on the API path, so a test can prove that no paid
+//! call was made.
+//!
+//! Layout: `fixtures` holds the documented table of special IINs,
+//! `synthetic` the deterministic person for every other valid IIN,
+//! `shape` the JSON shapes both share, `server` the HTTP side.
+
+mod fixtures;
+mod server;
+mod shape;
+mod synthetic;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+pub use fixtures::{Fixture, FixtureKind, fixtures, iins};
+pub use server::{Emulator, run_blocking};
+pub use synthetic::{synthetic_person, synthetic_response};
+
+/// How an emulator instance behaves.
+#[derive(Clone, Default)]
+pub struct EmulatorConfig {
+    /// If set, any other key gets 404 `Organization not found`; if `None`,
+    /// any non-empty key is accepted (an empty one gets the same 404).
+    pub api_key: Option<String>,
+    /// "Today" for synthetic expiry dates; `None` means the local date.
+    pub today: Option<chrono::NaiveDate>,
+    /// Fault switches in force at start.
+    pub faults: Faults,
+}
+
+// The API key is a secret: never printed, not even by the emulator.
+impl fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("api_key", &self.api_key.as_ref().map(|_| "***"))
+            .field("today", &self.today)
+            .field("faults", &self.faults)
+            .finish()
+    }
+}
+
+/// Fault switches. Each call on the API path consumes at most one fault, in
+/// field order below (rate limit, fail, drop, garbage); latency applies to
+/// every call. Faulted calls still count in [`Emulator::calls`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Delay in milliseconds before every answer on the API path.
+    pub latency_ms: u64,
+    /// The next N calls get HTTP 503 `{"detail":"Service Unavailable"}`.
+    pub fail_first: u32,
+    /// The next N calls get HTTP 429 with `Retry-After: retry_after_secs`.
+    pub rate_limit_first: u32,
+    /// Seconds in `Retry-After`; 0 means 1.
+    pub retry_after_secs: u64,
+    /// The next N calls get 200 and headers, part of a body, then the
+    /// connection is dropped.
+    pub drop_first: u32,
+    /// The next N calls get 200 with an HTML page instead of JSON.
+    pub garbage_first: u32,
+}

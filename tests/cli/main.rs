@@ -1,0 +1,11 @@
+//! Integration tests of gbdfl: the real binary, real SQLite files in temp
+//! dirs, real HTTP over 127.0.0.1 against the built-in emulator.
+
+mod harness;
+
+mod docs;
+mod fetch;
+mod format;
+mod init;
+mod privacy;
+mod show;
