@@ -2,8 +2,8 @@
 -- applied by `gbdfl init`; PRAGMA user_version records the version it brings
 -- the database to, and src/store/sqlite.rs migrates older databases on open.
 --
--- Nothing personal is stored in plaintext: the IIN only as a keyed blind
--- index (`subject`), everything else that could identify the subject in
+-- Nothing personal is stored in plaintext: the IIN is found by a keyed blind
+-- index (`subject`) and kept only sealed (`iin_enc`); everything else that could identify the subject in
 -- `*_enc` columns sealed with AES-256-GCM (docs/FORMAT.md). Plaintext columns
 -- hold only times, the operator and host, and enumerated status values.
 
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS lookups (
     iin_checked  INTEGER NOT NULL,         -- 0 when --skip-iin-check let a failing IIN through
     cached_from  TEXT REFERENCES lookups (id) ON DELETE SET NULL, -- the lookup a cache answer came from
     key_version  INTEGER NOT NULL REFERENCES keys (version),
+        iin_enc      BLOB NOT NULL,            -- sealed IIN (for reports, rekey and export; found by `subject`)
     session_enc  BLOB NOT NULL,            -- sealed face2face backend session id
     purpose_enc  BLOB,                     -- sealed purpose given by the operator
     detail_enc   BLOB,                     -- sealed failure detail, HTTP error message or transport error
@@ -49,3 +50,6 @@ CREATE TABLE IF NOT EXISTS lookups (
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
 CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);
+-- The latest VALID answer of each subject, for reports that walk every person.
+CREATE INDEX IF NOT EXISTS lookups_valid ON lookups (subject, answered_at)
+    WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID';

@@ -209,6 +209,8 @@ pub struct Lookup {
     pub iin_checked: bool,
     pub cached_from: Option<String>,
     pub key_version: u32,
+    /// The IIN, opened from `iin_enc`. Personal data: mask it for display.
+    pub iin: String,
     pub purpose: Option<String>,
     pub detail: Option<String>,
 }
@@ -419,6 +421,7 @@ impl Store {
             iin_checked: l.iin.is_checked(),
             cached_from: l.cached_from.map(|c| c.to_string()),
             key_version: i64::from(self.key_version),
+            iin_enc: self.seal(&id, "iin_enc", l.iin.as_str().as_bytes())?,
             session_enc: self.seal(&id, "session_enc", l.session_id.as_bytes())?,
             purpose_enc: l
                 .purpose
@@ -455,6 +458,9 @@ impl Store {
             iin_checked: row.iin_checked,
             cached_from: row.cached_from.clone(),
             key_version: row.key_version as u32,
+            iin: self
+                .open_text(row, "iin_enc", Some(&row.iin_enc))?
+                .unwrap_or_default(),
             purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
             detail: self.open_text(row, "detail_enc", row.detail_enc.as_deref())?,
         })
@@ -501,6 +507,33 @@ impl Store {
         sqlite::lookup_by_id(&self.conn, id)?
             .map(|row| self.to_lookup(&row))
             .transpose()
+    }
+
+    /// Calls `f` with the latest VALID record of every person, streaming:
+    /// one record in memory at a time. Stops at the first error.
+    pub fn each_latest_valid<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(Record) -> Result<(), E>,
+    ) -> Result<(), E> {
+        sqlite::each_latest_valid(&self.conn, &mut |row| {
+            let lookup = self.to_lookup(&row)?;
+            let body = self.open_response(&row)?.unwrap_or_default();
+            f(Record { lookup, body })
+        })
+    }
+
+    /// Calls `f` with every lookup requested in `[from, to)`, oldest first,
+    /// streaming (responses not opened).
+    pub fn each_lookup<E: From<StoreError>>(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        mut f: impl FnMut(Lookup) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (from, to) = (from.map(time_text), to.map(time_text));
+        sqlite::each_lookup(&self.conn, from.as_deref(), to.as_deref(), &mut |row| {
+            f(self.to_lookup(&row)?)
+        })
     }
 
     pub fn count_lookups(&self) -> Result<i64, StoreError> {

@@ -37,6 +37,7 @@ pub struct LookupRow {
     pub iin_checked: bool,
     pub cached_from: Option<String>,
     pub key_version: i64,
+    pub iin_enc: Vec<u8>,
     pub session_enc: Vec<u8>,
     pub purpose_enc: Option<Vec<u8>>,
     pub detail_enc: Option<Vec<u8>>,
@@ -45,7 +46,7 @@ pub struct LookupRow {
 
 const LOOKUP_COLUMNS: &str = "id, subject, requested_at, answered_at, operator, host, source, outcome, \
      status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-     session_enc, purpose_enc, detail_enc, response_enc";
+     iin_enc, session_enc, purpose_enc, detail_enc, response_enc";
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
     Ok(LookupRow {
@@ -64,10 +65,11 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         iin_checked: r.get(12)?,
         cached_from: r.get(13)?,
         key_version: r.get(14)?,
-        session_enc: r.get(15)?,
-        purpose_enc: r.get(16)?,
-        detail_enc: r.get(17)?,
-        response_enc: r.get(18)?,
+        iin_enc: r.get(15)?,
+        session_enc: r.get(16)?,
+        purpose_enc: r.get(17)?,
+        detail_enc: r.get(18)?,
+        response_enc: r.get(19)?,
     })
 }
 
@@ -220,7 +222,7 @@ pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreErro
     let n = conn.execute(
         &format!(
             "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
         ),
         params![
             r.id,
@@ -237,7 +239,8 @@ pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreErro
             r.failure_type,
             r.iin_checked,
             r.cached_from,
-            r.key_version,
+                        r.key_version,
+            r.iin_enc,
             r.session_enc,
             r.purpose_enc,
             r.detail_enc,
@@ -283,6 +286,51 @@ pub fn lookup_by_id(conn: &Connection, id: &str) -> Result<Option<LookupRow>, St
             lookup_from_row,
         )
         .optional()?)
+}
+
+/// Calls `f` with the latest VALID answer of every subject, one row at a
+/// time, in subject order (a stable order that reveals nothing).
+pub fn each_latest_valid<E: From<StoreError>>(
+    conn: &Connection,
+    f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
+) -> Result<(), E> {
+    // SQLite returns the row holding max(answered_at) for each group; the
+    // partial index lookups_valid lets this walk run without a sort.
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE id IN ( \
+           SELECT id FROM (SELECT id, max(answered_at) FROM lookups \
+             WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+             GROUP BY subject)) \
+         ORDER BY subject"
+        ))
+        .map_err(StoreError::from)?;
+    let mut rows = st.query([]).map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        f(lookup_from_row(r).map_err(StoreError::from)?)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with every lookup requested in `[from, to)`, oldest first.
+pub fn each_lookup<E: From<StoreError>>(
+    conn: &Connection,
+    from: Option<&str>,
+    to: Option<&str>,
+    f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {LOOKUP_COLUMNS} FROM lookups \
+         WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
+         ORDER BY requested_at, id"
+        ))
+        .map_err(StoreError::from)?;
+    let mut rows = st.query(params![from, to]).map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        f(lookup_from_row(r).map_err(StoreError::from)?)?;
+    }
+    Ok(())
 }
 
 /// How many lookups the database holds.
