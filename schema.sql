@@ -17,9 +17,11 @@ CREATE TABLE IF NOT EXISTS meta (
 -- the current key; `check_value` tells a wrong key file apart before anything
 -- is read or written.
 CREATE TABLE IF NOT EXISTS keys (
-    version     INTEGER PRIMARY KEY,
-    check_value BLOB NOT NULL,             -- HKDF-SHA-256(master, info "gbdfl/v1/key-check"), 32 bytes
-    created_at  TEXT NOT NULL
+    version      INTEGER PRIMARY KEY,
+    check_value  BLOB NOT NULL,            -- HKDF-SHA-256(master, info "gbdfl/v1/key-check"), 32 bytes
+    wrapped_keys BLOB NOT NULL,            -- index key || audit key, sealed under this version's record key
+    created_at   TEXT NOT NULL,
+    retired_at   TEXT                      -- set when `rekey` replaced this key
 ) STRICT;
 
 -- Every lookup attempt: a paid call (whatever came back) or an answer from
@@ -53,3 +55,27 @@ CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);
 -- The latest VALID answer of each subject, for reports that walk every person.
 CREATE INDEX IF NOT EXISTS lookups_valid ON lookups (subject, answered_at)
     WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID';
+
+-- The audit trail: who did what with personal data, when and why. Entries
+-- are appended in the same transaction as their effect and chained: `mac`
+-- is HMAC-SHA-256 under the audit key over the previous entry's mac and this
+-- entry's fields (docs/FORMAT.md), so a changed, deleted, inserted or
+-- reordered entry breaks the chain. No personal data in plaintext: the
+-- subject only as its blind index, purpose and error sealed.
+CREATE TABLE IF NOT EXISTS audit (
+    seq         INTEGER PRIMARY KEY,       -- 1, 2, 3, ... without gaps
+    id          TEXT NOT NULL UNIQUE,      -- UUIDv7, made by the client
+    at          TEXT NOT NULL,             -- UTC, RFC 3339 with milliseconds and Z
+    operator    TEXT NOT NULL,
+    host        TEXT NOT NULL,
+    command     TEXT NOT NULL,             -- fetch, show, history, report, purge, ...
+    subject     BLOB,                      -- blind index of the IIN concerned, if one
+    outcome     TEXT NOT NULL CHECK (outcome IN ('ok', 'error')),
+    exit_code   INTEGER NOT NULL,
+    paid_call   INTEGER NOT NULL,          -- 1 when a call to the paid service was made
+    records     INTEGER NOT NULL,          -- records shown, exported, changed or deleted
+    key_version INTEGER NOT NULL REFERENCES keys (version),
+    purpose_enc BLOB,                      -- sealed purpose
+    error_enc   BLOB,                      -- sealed error message
+    mac         BLOB NOT NULL              -- 32 bytes
+) STRICT;

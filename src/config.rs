@@ -80,6 +80,8 @@ pub struct FileConfig {
     pub connect_timeout: Option<String>,
     pub timeout: Option<String>,
     pub max_response_bytes: Option<u64>,
+    pub require_purpose: Option<bool>,
+    pub retention: Option<String>,
 }
 
 /// Values given on the command line (None when not given).
@@ -108,6 +110,8 @@ pub struct Settings {
     pub connect_timeout: Setting<Duration>,
     pub timeout: Setting<Duration>,
     pub max_response_bytes: Setting<u64>,
+    pub require_purpose: Setting<bool>,
+    pub retention: Option<Setting<Duration>>,
     pub json: bool,
     pub host: String,
 }
@@ -348,6 +352,39 @@ impl Settings {
             &fp,
             || Ok(10 * 1024 * 1024),
         )?;
+        let require_purpose = pick(
+            (None, ""),
+            (
+                env_nonempty("GBDFL_REQUIRE_PURPOSE")
+                    .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                        "1" | "true" | "yes" => Ok(true),
+                        "0" | "false" | "no" => Ok(false),
+                        _ => Err(ConfigError::Value {
+                            name: "GBDFL_REQUIRE_PURPOSE".into(),
+                            message: format!("{v:?} is not true or false"),
+                        }),
+                    })
+                    .transpose()?,
+                "GBDFL_REQUIRE_PURPOSE",
+            ),
+            file.require_purpose,
+            &fp,
+            || Ok(false),
+        )?;
+        let retention = {
+            let env_v = env_nonempty("GBDFL_RETENTION")
+                .map(|s| parse_duration("GBDFL_RETENTION", &s))
+                .transpose()?;
+            let file_v = file
+                .retention
+                .as_ref()
+                .map(|s| parse_duration("retention", s))
+                .transpose()?;
+            pick((None, ""), (env_v, "GBDFL_RETENTION"), file_v, &fp, || {
+                Err(ConfigError::NoApiKey)
+            })
+            .ok()
+        };
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
             config_file,
@@ -362,6 +399,8 @@ impl Settings {
             connect_timeout,
             timeout,
             max_response_bytes,
+            require_purpose,
+            retention,
             json: flags.json,
             host: if host.is_empty() {
                 "unknown".into()
@@ -470,6 +509,19 @@ impl Settings {
                 s.origin.to_string(),
             ));
         }
+        rows.push((
+            "require_purpose",
+            self.require_purpose.value.to_string(),
+            self.require_purpose.origin.to_string(),
+        ));
+        rows.push(match &self.retention {
+            Some(r) => (
+                "retention",
+                humantime::format_duration(r.value).to_string(),
+                r.origin.to_string(),
+            ),
+            None => ("retention", "(not set)".to_owned(), "-".to_owned()),
+        });
         rows.push((
             "max_response_bytes",
             self.max_response_bytes.value.to_string(),

@@ -1,6 +1,14 @@
 //! All of gbdfl's cryptography, and nothing else: the master key, the
-//! subkeys derived from it, sealing and opening values bound to their row, the
-//! blind index of an IIN, the key check value and the audit MAC.
+//! record key derived from it, the long-lived index and audit keys it wraps,
+//! sealing and opening values bound to their row, the blind index of an IIN,
+//! the key check value and the audit MAC.
+//!
+//! Why two kinds of key: records are sealed under a key derived from the
+//! master key, so `rekey` really re-encrypts them. The blind-index key and
+//! the audit MAC key are random, made once at `init`, and stored only
+//! wrapped (sealed) under the master key: `rekey` re-wraps them, so IIN
+//! lookups and the audit chain (and the head an auditor wrote down) survive
+//! a key rotation.
 //!
 //! Rules this module keeps: it knows nothing of SQLite, clap or HTTP; it uses
 //! the RustCrypto crates as they are and writes no primitive; key material is
@@ -29,8 +37,6 @@ pub const SEAL_VERSION: u8 = 1;
 pub const HKDF_SALT: &[u8] = b"gbdfl-v1";
 /// HKDF info strings, one per subkey.
 pub const INFO_ENC: &[u8] = b"gbdfl/v1/encryption";
-pub const INFO_INDEX: &[u8] = b"gbdfl/v1/blind-index";
-pub const INFO_AUDIT: &[u8] = b"gbdfl/v1/audit-mac";
 pub const INFO_CHECK: &[u8] = b"gbdfl/v1/key-check";
 
 /// What can go wrong in this module.
@@ -82,14 +88,40 @@ impl MasterKey {
         *self.derive(INFO_CHECK)
     }
 
-    /// The subkeys for everyday work.
-    pub fn keys(&self) -> Keys {
-        let enc = self.derive(INFO_ENC);
+    /// The record keys of this master key with the given long-lived keys.
+    pub fn keys(&self, stable: &StableKeys) -> Keys {
         Keys {
-            cipher: Aes256Gcm::new(enc.as_slice().try_into().expect("32-byte key")),
-            index: self.derive(INFO_INDEX),
-            audit: self.derive(INFO_AUDIT),
+            cipher: self.cipher(),
+            index: Zeroizing::new(*stable.index),
+            audit: Zeroizing::new(*stable.audit),
         }
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        let enc = self.derive(INFO_ENC);
+        Aes256Gcm::new(enc.as_slice().try_into().expect("32-byte key"))
+    }
+
+    /// Wraps the long-lived keys for storage: index key || audit key, sealed
+    /// under this master key's record key with the given associated data.
+    pub fn wrap(&self, stable: &StableKeys, aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let mut both = Zeroizing::new([0u8; 2 * KEY_LEN]);
+        both[..KEY_LEN].copy_from_slice(stable.index.as_slice());
+        both[KEY_LEN..].copy_from_slice(stable.audit.as_slice());
+        seal_with(&self.cipher(), both.as_slice(), aad)
+    }
+
+    /// Unwraps what [`MasterKey::wrap`] made.
+    pub fn unwrap_keys(&self, wrapped: &[u8], aad: &[u8]) -> Result<StableKeys, CryptoError> {
+        let both = open_with(&self.cipher(), wrapped, aad)?;
+        if both.len() != 2 * KEY_LEN {
+            return Err(CryptoError::Malformed);
+        }
+        let mut index = Zeroizing::new([0u8; KEY_LEN]);
+        let mut audit = Zeroizing::new([0u8; KEY_LEN]);
+        index.copy_from_slice(&both[..KEY_LEN]);
+        audit.copy_from_slice(&both[KEY_LEN..]);
+        Ok(StableKeys { index, audit })
     }
 }
 
@@ -97,6 +129,68 @@ impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("MasterKey(***)")
     }
+}
+
+/// The long-lived blind-index and audit MAC keys, random, made at `init`.
+pub struct StableKeys {
+    index: Zeroizing<[u8; KEY_LEN]>,
+    audit: Zeroizing<[u8; KEY_LEN]>,
+}
+
+impl StableKeys {
+    pub fn generate() -> Result<StableKeys, CryptoError> {
+        let mut index = Zeroizing::new([0u8; KEY_LEN]);
+        let mut audit = Zeroizing::new([0u8; KEY_LEN]);
+        getrandom::fill(index.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
+        getrandom::fill(audit.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
+        Ok(StableKeys { index, audit })
+    }
+}
+
+impl fmt::Debug for StableKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StableKeys(***)")
+    }
+}
+
+fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let mut nonce = [0u8; NONCE_LEN];
+    getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+    let ct = cipher
+        .encrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::Open)?;
+    let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
+    out.push(SEAL_VERSION);
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+fn open_with(
+    cipher: &Aes256Gcm,
+    sealed: &[u8],
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION {
+        return Err(CryptoError::Malformed);
+    }
+    let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("12 bytes");
+    cipher
+        .decrypt(
+            &Nonce::from(nonce),
+            Payload {
+                msg: &sealed[1 + NONCE_LEN..],
+                aad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Open)
 }
 
 /// Short printable id of a key, from its check value: safe to show in errors.
@@ -127,41 +221,12 @@ impl Keys {
     /// Seals `plaintext` under a fresh random nonce:
     /// `version (1) || nonce (12) || ciphertext || tag (16)`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
-        let ct = self
-            .cipher
-            .encrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: plaintext,
-                    aad,
-                },
-            )
-            .map_err(|_| CryptoError::Open)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + ct.len());
-        out.push(SEAL_VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        seal_with(&self.cipher, plaintext, aad)
     }
 
     /// Opens a value made by [`Keys::seal`] with the same associated data.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        if sealed.len() < 1 + NONCE_LEN + TAG_LEN || sealed[0] != SEAL_VERSION {
-            return Err(CryptoError::Malformed);
-        }
-        let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN].try_into().expect("12 bytes");
-        self.cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &sealed[1 + NONCE_LEN..],
-                    aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Open)
+        open_with(&self.cipher, sealed, aad)
     }
 
     /// The blind index of an IIN: HMAC-SHA-256 under the index subkey over
@@ -194,7 +259,7 @@ mod tests {
     use super::*;
 
     fn keys() -> Keys {
-        MasterKey::from_bytes([7u8; 32]).keys()
+        MasterKey::from_bytes([7u8; 32]).keys(&StableKeys::generate().unwrap())
     }
 
     #[test]
@@ -231,7 +296,7 @@ mod tests {
     #[test]
     fn other_key_cannot_open_and_indexes_differ() {
         let k1 = keys();
-        let k2 = MasterKey::from_bytes([8u8; 32]).keys();
+        let k2 = MasterKey::from_bytes([8u8; 32]).keys(&StableKeys::generate().unwrap());
         let aad = b"x";
         let sealed = k1.seal(b"secret", aad).unwrap();
         assert!(k2.open(&sealed, aad).is_err());
@@ -246,11 +311,22 @@ mod tests {
     }
 
     #[test]
-    fn subkeys_are_distinct() {
-        let m = MasterKey::from_bytes([9u8; 32]);
-        assert_ne!(*m.derive(INFO_ENC), *m.derive(INFO_INDEX));
-        assert_ne!(*m.derive(INFO_INDEX), *m.derive(INFO_AUDIT));
-        assert_ne!(m.check_value(), *m.derive(INFO_ENC));
-        assert_eq!(format!("{m:?}"), "MasterKey(***)");
+    fn wrapped_keys_survive_a_new_master_key() {
+        let old = MasterKey::from_bytes([9u8; 32]);
+        let new = MasterKey::from_bytes([10u8; 32]);
+        let stable = StableKeys::generate().unwrap();
+        let w = old.wrap(&stable, b"keys|1").unwrap();
+        assert!(new.unwrap_keys(&w, b"keys|1").is_err());
+        assert!(old.unwrap_keys(&w, b"keys|2").is_err());
+        let back = old.unwrap_keys(&w, b"keys|1").unwrap();
+        let rewrapped = new.wrap(&back, b"keys|2").unwrap();
+        let again = new.unwrap_keys(&rewrapped, b"keys|2").unwrap();
+        assert_eq!(
+            old.keys(&stable).blind_index("x"),
+            new.keys(&again).blind_index("x"),
+            "the blind index does not change with the master key"
+        );
+        assert_ne!(old.check_value(), new.check_value());
+        assert_eq!(format!("{old:?}"), "MasterKey(***)");
     }
 }

@@ -15,8 +15,9 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, Response, Status};
 use crate::client::{Answer, Client};
+use crate::exit::ExitCode;
 use crate::iin::Iin;
-use crate::store::{LookupId, NewLookup, Outcome, Record, Source, Store, StoreError};
+use crate::store::{AuditEntry, LookupId, NewLookup, Outcome, Record, Source, Store, StoreError};
 
 /// A face2face backend session id, checked to be a UUID.
 #[derive(Clone, PartialEq, Eq)]
@@ -62,6 +63,9 @@ pub struct FetchRequest<'a> {
     pub asker: Asker<'a>,
     pub max_age: Duration,
     pub force: bool,
+    /// The audit entry to append with the lookup, in the same transaction;
+    /// its outcome, paid-call flag and record count are filled in here.
+    pub audit: Option<AuditEntry>,
 }
 
 /// How a fetch ended. Every variant has been recorded under `id`.
@@ -99,6 +103,21 @@ impl Fetched {
             | Fetched::Refused { id, .. }
             | Fetched::Unavailable { id, .. }
             | Fetched::Garbled { id, .. } => *id,
+        }
+    }
+
+    /// The exit code this outcome maps to (README, "Exit codes").
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Fetched::Cached { .. } => ExitCode::Ok,
+            Fetched::Answered { response, .. } => match response.status {
+                Some(Status::Valid) => ExitCode::Ok,
+                Some(Status::Pending) => ExitCode::Pending,
+                _ => ExitCode::NotValid,
+            },
+            Fetched::Refused { .. } => ExitCode::Refused,
+            Fetched::Unavailable { .. } => ExitCode::Unreachable,
+            Fetched::Garbled { .. } => ExitCode::Garbled,
         }
     }
 
@@ -158,23 +177,39 @@ pub fn fetch(
         cached_from: None,
     };
 
+    // Records the lookup with its audit entry, in one transaction.
+    let record = |l: NewLookup<'_>, code: ExitCode, error: Option<String>, records: u64| {
+        let audit = req.audit.as_ref().map(|a| AuditEntry {
+            exit_code: code.code(),
+            error,
+            paid_call: l.source == Source::Service,
+            records,
+            ..a.clone()
+        });
+        store.record(&l, audit.as_ref())
+    };
     let fresh = if req.force {
         None
     } else {
         fresh_record(store, req.iin, req.max_age, requested_at)?
     };
     if let Some(from) = fresh {
-        store.record(&NewLookup {
-            answered_at: Some(Utc::now()),
-            source: Source::Cache,
-            outcome: Outcome::Cached,
-            status: Some(Status::Valid.as_str()),
-            result: from.lookup.result,
-            cached_from: Some(LookupId(
-                Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
-            )),
-            ..base
-        })?;
+        record(
+            NewLookup {
+                answered_at: Some(Utc::now()),
+                source: Source::Cache,
+                outcome: Outcome::Cached,
+                status: Some(Status::Valid.as_str()),
+                result: from.lookup.result,
+                cached_from: Some(LookupId(
+                    Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
+                )),
+                ..base
+            },
+            ExitCode::Ok,
+            None,
+            1,
+        )?;
         return Ok(Fetched::Cached {
             id,
             from: Box::new(from),
@@ -196,17 +231,38 @@ pub fn fetch(
                 .as_ref()
                 .and_then(|f| f.kind.as_deref());
             let detail = response.failure_reason.as_ref().map(|f| f.to_string());
-            store.record(&NewLookup {
-                answered_at,
-                outcome: Outcome::Answered,
-                status,
-                result: response.result,
-                http_status: Some(http_status),
-                failure_type,
-                detail: detail.as_deref(),
-                response: Some(&body),
-                ..base
-            })?;
+            let (code, error, records) = match response.status {
+                Some(Status::Valid) => (ExitCode::Ok, None, 1),
+                Some(Status::Pending) => (ExitCode::Pending, Some("PENDING".to_owned()), 0),
+                _ => (
+                    ExitCode::NotValid,
+                    Some(format!(
+                        "{}{}",
+                        status.unwrap_or("no status"),
+                        detail
+                            .as_ref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
+                    )),
+                    0,
+                ),
+            };
+            record(
+                NewLookup {
+                    answered_at,
+                    outcome: Outcome::Answered,
+                    status,
+                    result: response.result,
+                    http_status: Some(http_status),
+                    failure_type,
+                    detail: detail.as_deref(),
+                    response: Some(&body),
+                    ..base
+                },
+                code,
+                error,
+                records,
+            )?;
             Ok(Fetched::Answered {
                 id,
                 response: Box::new(response),
@@ -218,14 +274,19 @@ pub fn fetch(
             body,
             parsed: Err(reason),
         } => {
-            store.record(&NewLookup {
-                answered_at,
-                outcome: Outcome::Garbled,
-                http_status: Some(http_status),
-                detail: Some(&reason),
-                response: Some(&body),
-                ..base
-            })?;
+            record(
+                NewLookup {
+                    answered_at,
+                    outcome: Outcome::Garbled,
+                    http_status: Some(http_status),
+                    detail: Some(&reason),
+                    response: Some(&body),
+                    ..base
+                },
+                ExitCode::Garbled,
+                Some(reason.clone()),
+                0,
+            )?;
             Ok(Fetched::Garbled { id, reason })
         }
         Answer::Refused {
@@ -233,14 +294,19 @@ pub fn fetch(
             body,
             message,
         } => {
-            store.record(&NewLookup {
-                answered_at,
-                outcome: Outcome::Refused,
-                http_status: Some(http_status),
-                detail: Some(&message),
-                response: Some(&body),
-                ..base
-            })?;
+            record(
+                NewLookup {
+                    answered_at,
+                    outcome: Outcome::Refused,
+                    http_status: Some(http_status),
+                    detail: Some(&message),
+                    response: Some(&body),
+                    ..base
+                },
+                ExitCode::Refused,
+                Some(format!("HTTP {http_status}: {message}")),
+                0,
+            )?;
             Ok(Fetched::Refused {
                 id,
                 http_status,
@@ -253,14 +319,19 @@ pub fn fetch(
             message,
             retry_after,
         } => {
-            store.record(&NewLookup {
-                answered_at,
-                outcome: Outcome::Unavailable,
-                http_status,
-                detail: Some(&message),
-                response: (!body.is_empty()).then_some(body.as_slice()),
-                ..base
-            })?;
+            record(
+                NewLookup {
+                    answered_at,
+                    outcome: Outcome::Unavailable,
+                    http_status,
+                    detail: Some(&message),
+                    response: (!body.is_empty()).then_some(body.as_slice()),
+                    ..base
+                },
+                ExitCode::Unreachable,
+                Some(message.clone()),
+                0,
+            )?;
             Ok(Fetched::Unavailable {
                 id,
                 message,

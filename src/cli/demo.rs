@@ -155,6 +155,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 },
                 max_age: Duration::from_secs(30 * 86_400),
                 force,
+                audit: None,
             },
         )
     };

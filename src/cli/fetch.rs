@@ -23,9 +23,6 @@ pub struct Args {
     /// The face2face backend session id (a UUID)
     #[arg(long, value_name = "UUID")]
     pub session: String,
-    /// Why this lookup is made; recorded with it
-    #[arg(long, value_name = "TEXT")]
-    pub purpose: Option<String>,
     /// Use a cached VALID record younger than this instead of calling [config: max_age] [default: 30d]
     #[arg(long, value_name = "DUR")]
     pub max_age: Option<String>,
@@ -53,12 +50,15 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         asker: Asker {
             operator: &s.operator.value,
             host: &s.host,
-            purpose: args.purpose.as_deref(),
+            purpose: ctx.purpose.as_deref(),
         },
         max_age,
         force: args.force,
+        audit: Some(ctx.audit_entry()),
     };
+    ctx.note_subject(store, &iin);
     let fetched = lookup::fetch(store, &client, &req)?;
+    ctx.mark_audited();
     report(&fetched, &iin, ctx, store)
 }
 
@@ -90,7 +90,7 @@ pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 out(&format!("{}\n", String::from_utf8_lossy(body)))?;
             }
             let reason = response.failure_reason.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
-            let code = if status == "PENDING" { ExitCode::Pending } else { ExitCode::NotValid };
+            let code = fetched.exit_code();
             Err(Exit::new(
                 code,
                 format!(

@@ -18,7 +18,9 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    ctx.note_subject(store, &iin);
     let rows = store.history(&iin)?;
+    ctx.note_records(rows.len() as u64);
     if ctx.settings.json {
         let items: Vec<serde_json::Value> = rows
             .iter()

@@ -6,14 +6,20 @@
 //! arguments and one `run` function; raw clap values become
 //! [`Settings`](crate::config::Settings) before any command sees them.
 
+mod audit;
+mod backup;
+mod check;
 mod config;
 mod demo;
 mod fetch;
 mod history;
 mod init;
 mod mock_server;
+mod purge;
+mod rekey;
 mod show;
 
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -21,8 +27,10 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Flags, Settings};
+use crate::exit::{Exit, ExitCode};
+use crate::iin::Iin;
 use crate::keyfile;
-use crate::store::Store;
+use crate::store::{AuditEntry, Store};
 
 /// gbdfl: look people up in GBDFL (the State Database of Individuals, via
 /// biometric.kz), keep every lookup encrypted in a local SQLite cache, and
@@ -54,6 +62,10 @@ pub struct GlobalArgs {
     /// The GBDFL endpoint; plain http only to loopback [env: GBDFL_BASE_URL]
     #[arg(long, global = true, value_name = "URL")]
     pub base_url: Option<String>,
+    /// Why you need this data; recorded with the lookup and in the audit trail
+    /// (required when the config sets require_purpose = true)
+    #[arg(long, global = true, value_name = "TEXT")]
+    pub purpose: Option<String>,
     /// Print data as JSON
     #[arg(long, global = true)]
     pub json: bool,
@@ -65,15 +77,53 @@ pub enum Command {
     Fetch(fetch::Args),
     Show(show::Args),
     History(history::Args),
+    Audit(audit::Args),
+    Purge(purge::Args),
+    Rekey(rekey::Args),
+    Backup(backup::Args),
+    Check(check::Args),
     Config(config::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
 }
 
-/// What every command gets: the settings and a way to read the environment.
+impl Command {
+    /// The name recorded in the audit trail, for commands that touch
+    /// personal data; `None` for those that do not.
+    fn audited_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Command::Fetch(_) => "fetch",
+            Command::Show(_) => "show",
+            Command::History(_) => "history",
+            Command::Audit(a) => a.name(),
+            Command::Purge(_) => "purge",
+            Command::Rekey(_) => "rekey",
+            Command::Backup(_) => "backup",
+            Command::Check(_) => "check",
+            Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+                return None;
+            }
+        })
+    }
+}
+
+/// What the running command tells the audit trail about itself.
+#[derive(Debug, Default)]
+pub struct AuditNote {
+    pub subject: Option<[u8; 32]>,
+    pub records: u64,
+    /// Set when the command wrote its own entry (with its effect, in one transaction).
+    pub written: bool,
+}
+
+/// What every command gets: the settings, the environment, the purpose
+/// and the audit note.
 pub struct Ctx {
     pub settings: Settings,
     pub env: fn(&str) -> Option<String>,
+    pub purpose: Option<String>,
+    pub command: &'static str,
+    pub note: RefCell<AuditNote>,
 }
 
 fn real_env(k: &str) -> Option<String> {
@@ -87,6 +137,32 @@ impl Ctx {
         let key = keyfile::load(key_path)?;
         let store = Store::open(&self.settings.db.value, &key)?;
         Ok(store)
+    }
+
+    /// A fresh audit entry for this command, outcome not yet filled in.
+    pub fn audit_entry(&self) -> AuditEntry {
+        let note = self.note.borrow();
+        AuditEntry {
+            command: self.command.to_owned(),
+            operator: self.settings.operator.value.clone(),
+            host: self.settings.host.clone(),
+            subject: note.subject,
+            purpose: self.purpose.clone(),
+            records: note.records,
+            ..AuditEntry::default()
+        }
+    }
+
+    pub fn note_subject(&self, store: &Store, iin: &Iin) {
+        self.note.borrow_mut().subject = Some(store.subject_of(iin));
+    }
+
+    pub fn note_records(&self, n: u64) {
+        self.note.borrow_mut().records = n;
+    }
+
+    pub fn mark_audited(&self) {
+        self.note.borrow_mut().written = true;
     }
 }
 
@@ -117,25 +193,71 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::resolve(&flags, &real_env)?;
+    let Some(command) = cli.command.audited_name() else {
+        let ctx = Ctx {
+            settings,
+            env: real_env,
+            purpose: g.purpose,
+            command: "",
+            note: RefCell::default(),
+        };
+        return match cli.command {
+            Command::Init(args) => init::run(args, &ctx),
+            Command::Config(args) => config::run(args, &ctx),
+            _ => unreachable!("only unaudited commands here"),
+        };
+    };
     let ctx = Ctx {
         settings,
         env: real_env,
+        purpose: g.purpose.filter(|p| !p.trim().is_empty()),
+        command,
+        note: RefCell::default(),
     };
-    match cli.command {
-        Command::Init(args) => init::run(args, &ctx),
-        Command::Config(args) => config::run(args, &ctx),
-        Command::Fetch(args) => {
-            let store = ctx.open_store()?;
-            fetch::run(args, &ctx, &store)
+    let store = ctx.open_store()?;
+    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() {
+        Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "this installation requires a purpose for every command that touches personal data (require_purpose = true, {}): add --purpose \"why you need it\"",
+                ctx.settings.require_purpose.origin
+            ),
+        )
+        .into())
+    } else {
+        dispatch(cli.command, &ctx, &store)
+    };
+    if ctx.note.borrow().written {
+        return result;
+    }
+    // Every command that touches personal data leaves one entry, failed or not.
+    let mut entry = ctx.audit_entry();
+    if let Err(e) = &result {
+        entry.exit_code = crate::exit::code_for(e).code();
+        entry.error = Some(e.to_string());
+    }
+    let appended = store
+        .append_audit(&entry)
+        .context("appending to the audit trail");
+    match (result, appended) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(())) => Ok(()),
+    }
+}
+
+fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    match command {
+        Command::Fetch(args) => fetch::run(args, ctx, store),
+        Command::Show(args) => show::run(args, ctx, store),
+        Command::History(args) => history::run(args, ctx, store),
+        Command::Audit(args) => audit::run(args, ctx, store),
+        Command::Purge(args) => purge::run(args, ctx, store),
+        Command::Rekey(args) => rekey::run(args, ctx, store),
+        Command::Backup(args) => backup::run(args, ctx, store),
+        Command::Check(args) => check::run(args, ctx, store),
+        Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+            unreachable!("not audited commands")
         }
-        Command::Show(args) => {
-            let store = ctx.open_store()?;
-            show::run(args, &ctx, &store)
-        }
-        Command::History(args) => {
-            let store = ctx.open_store()?;
-            history::run(args, &ctx, &store)
-        }
-        Command::MockServer(_) | Command::Demo(_) => unreachable!("handled above"),
     }
 }

@@ -19,6 +19,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    ctx.note_subject(store, &iin);
     let Some(crate::store::Record { lookup, body }) = store.latest_valid(&iin)? else {
         return Err(Exit::new(
             ExitCode::NotCached,
@@ -31,6 +32,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     };
+    ctx.note_records(1);
     if ctx.settings.json {
         return out(&format!("{}\n", String::from_utf8_lossy(&body)));
     }

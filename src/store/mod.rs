@@ -9,6 +9,8 @@
 //! it) sees only sealed rows. Ids are made by the client (UUIDv7), so
 //! retrying or merging never duplicates a lookup.
 
+mod audit;
+mod maintenance;
 mod sqlite;
 
 use std::fmt;
@@ -20,9 +22,11 @@ use rusqlite::Connection;
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use crate::crypto::{self, Keys, MasterKey};
+use crate::crypto::{self, CryptoError, Keys, MasterKey, StableKeys};
 use crate::iin::Iin;
 
+pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
+pub use maintenance::CheckReport;
 pub use sqlite::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Messages say what to do next.
@@ -52,6 +56,15 @@ pub enum StoreError {
         file_key_id: String,
     },
     #[error(
+        "key file key id {file_key_id} is key version {version} of this database, retired by `gbdfl rekey` at {retired_at}; the database now opens only with key id {db_key_id}: pass the newer key file, --key-file PATH"
+    )]
+    RetiredKey {
+        file_key_id: String,
+        version: i64,
+        retired_at: String,
+        db_key_id: String,
+    },
+    #[error(
         "the database has no key record; it was not initialised completely: run `gbdfl init` again with the same --db and --key-file"
     )]
     NoKey,
@@ -74,9 +87,25 @@ impl StoreError {
     pub fn is_key_or_integrity(&self) -> bool {
         matches!(
             self,
-            StoreError::WrongKey { .. } | StoreError::Corrupt { .. } | StoreError::NoKey
+            StoreError::WrongKey { .. }
+                | StoreError::RetiredKey { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::NoKey
         )
     }
+}
+
+fn crypto_err(what: &'static str) -> impl Fn(CryptoError) -> StoreError {
+    move |e| StoreError::Corrupt {
+        id: what.to_owned(),
+        column: "wrapped_keys",
+        reason: e.to_string(),
+    }
+}
+
+/// Associated data of the wrapped long-lived keys of a key version.
+fn wrap_aad(version: i64) -> Vec<u8> {
+    crypto::associated_data("keys", "wrapped_keys", &version.to_string(), version as u32)
 }
 
 /// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
@@ -88,7 +117,7 @@ pub fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_time(s: &str) -> DateTime<Utc> {
+pub(crate) fn parse_time(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
@@ -271,56 +300,93 @@ impl Store {
     /// Creates the database (or checks an existing one) for `key`.
     pub fn init(path: &Path, key: &MasterKey) -> Result<(Store, InitState), StoreError> {
         let (conn, created) = sqlite::create(path, Self::BUSY_TIMEOUT)?;
-        let checks = sqlite::key_checks(&conn)?;
-        if checks.is_empty() {
-            sqlite::insert_key(&conn, 1, &key.check_value(), &now_text())?;
-            let store = Store::with_key(conn, path, key, 1);
+        let rows = sqlite::key_rows(&conn)?;
+        if rows.is_empty() {
+            let stable = StableKeys::generate().map_err(crypto_err("keys"))?;
+            let wrapped = key
+                .wrap(&stable, &wrap_aad(1))
+                .map_err(crypto_err("keys"))?;
+            sqlite::insert_key(
+                &conn,
+                &sqlite::KeyRow {
+                    version: 1,
+                    check_value: key.check_value().to_vec(),
+                    wrapped_keys: wrapped,
+                    created_at: now_text(),
+                    retired_at: None,
+                },
+            )?;
+            let store = Store::with_key(conn, path, key, 1, &stable);
             return Ok((store, InitState::Created));
         }
-        let store = Store::verify_key(conn, path, key, &checks)?;
-        Ok((
-            store,
-            if created {
-                InitState::Created
-            } else {
-                InitState::AlreadyInitialised
-            },
-        ))
+        let store = Store::verify_key(conn, path, key, &rows)?;
+        let state = if created {
+            InitState::Created
+        } else {
+            InitState::AlreadyInitialised
+        };
+        Ok((store, state))
     }
 
     /// Opens an initialised database; refuses a key that does not fit it
     /// before anything is read or written.
     pub fn open(path: &Path, key: &MasterKey) -> Result<Store, StoreError> {
         let conn = sqlite::open(path, Self::BUSY_TIMEOUT)?;
-        let checks = sqlite::key_checks(&conn)?;
-        if checks.is_empty() {
+        let rows = sqlite::key_rows(&conn)?;
+        if rows.is_empty() {
             return Err(StoreError::NoKey);
         }
-        Store::verify_key(conn, path, key, &checks)
+        Store::verify_key(conn, path, key, &rows)
     }
 
     fn verify_key(
         conn: Connection,
         path: &Path,
         key: &MasterKey,
-        checks: &[(i64, Vec<u8>)],
+        rows: &[sqlite::KeyRow],
     ) -> Result<Store, StoreError> {
-        let (version, check) = &checks[0];
+        let current = &rows[0];
         let mine = key.check_value();
-        if check.as_slice() != mine.as_slice() {
+        if current.check_value.as_slice() != mine.as_slice() {
+            if let Some(old) = rows
+                .iter()
+                .find(|r| r.check_value.as_slice() == mine.as_slice())
+            {
+                return Err(StoreError::RetiredKey {
+                    file_key_id: crypto::key_id(&mine),
+                    version: old.version,
+                    retired_at: old.retired_at.clone().unwrap_or_default(),
+                    db_key_id: crypto::key_id(&current.check_value),
+                });
+            }
             return Err(StoreError::WrongKey {
-                db_key_id: crypto::key_id(check),
+                db_key_id: crypto::key_id(&current.check_value),
                 file_key_id: crypto::key_id(&mine),
             });
         }
-        Ok(Store::with_key(conn, path, key, *version as u32))
+        let stable = key
+            .unwrap_keys(&current.wrapped_keys, &wrap_aad(current.version))
+            .map_err(crypto_err("keys"))?;
+        Ok(Store::with_key(
+            conn,
+            path,
+            key,
+            current.version as u32,
+            &stable,
+        ))
     }
 
-    fn with_key(conn: Connection, path: &Path, key: &MasterKey, version: u32) -> Store {
+    fn with_key(
+        conn: Connection,
+        path: &Path,
+        key: &MasterKey,
+        version: u32,
+        stable: &StableKeys,
+    ) -> Store {
         Store {
             conn,
             path: path.to_owned(),
-            keys: key.keys(),
+            keys: key.keys(stable),
             key_version: version,
             key_id: crypto::key_id(&key.check_value()),
         }
@@ -394,8 +460,9 @@ impl Store {
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    /// Records one lookup attempt. Recording the same id twice keeps the first.
-    pub fn record(&self, l: &NewLookup<'_>) -> Result<(), StoreError> {
+    /// Records one lookup attempt, and its audit entry in the same
+    /// transaction. Recording the same id twice keeps the first.
+    pub fn record(&self, l: &NewLookup<'_>, audit: Option<&AuditEntry>) -> Result<(), StoreError> {
         let id = l.id.to_string();
         let response_enc = match l.response {
             Some(body) => {
@@ -434,8 +501,15 @@ impl Store {
             response_enc,
             id,
         };
-        sqlite::insert_lookup(&self.conn, &row)?;
-        Ok(())
+        sqlite::immediate(&self.conn, |c| {
+            sqlite::insert_lookup(c, &row)?;
+            if let Some(a) = audit {
+                let mut a = a.clone();
+                a.subject = Some(self.subject_of(l.iin));
+                self.append_audit_in(c, &a)?;
+            }
+            Ok(())
+        })
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {

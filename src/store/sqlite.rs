@@ -195,25 +195,247 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The check value of each key version, newest first.
-pub fn key_checks(conn: &Connection) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-    let mut st = conn.prepare("SELECT version, check_value FROM keys ORDER BY version DESC")?;
+/// One row of the `keys` table.
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub version: i64,
+    pub check_value: Vec<u8>,
+    pub wrapped_keys: Vec<u8>,
+    pub created_at: String,
+    pub retired_at: Option<String>,
+}
+
+/// Every key version, newest first.
+pub fn key_rows(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
+    let mut st = conn.prepare(
+        "SELECT version, check_value, wrapped_keys, created_at, retired_at FROM keys ORDER BY version DESC",
+    )?;
     let rows = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map([], |r| {
+            Ok(KeyRow {
+                version: r.get(0)?,
+                check_value: r.get(1)?,
+                wrapped_keys: r.get(2)?,
+                created_at: r.get(3)?,
+                retired_at: r.get(4)?,
+            })
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-pub fn insert_key(
-    conn: &Connection,
-    version: i64,
-    check: &[u8],
-    at: &str,
-) -> Result<(), StoreError> {
+pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO keys (version, check_value, created_at) VALUES (?1, ?2, ?3)",
-        params![version, check, at],
+        "INSERT INTO keys (version, check_value, wrapped_keys, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![k.version, k.check_value, k.wrapped_keys, k.created_at, k.retired_at],
     )?;
+    Ok(())
+}
+
+pub fn retire_key(conn: &Connection, version: i64, at: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE keys SET retired_at = ?2 WHERE version = ?1",
+        params![version, at],
+    )?;
+    Ok(())
+}
+
+/// Runs `f` in a `BEGIN IMMEDIATE` transaction: the write lock is taken at
+/// the start, so two processes appending to the audit chain take turns.
+/// Commits on `Ok`, rolls back on `Err`.
+pub fn immediate<T, E: From<StoreError>>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, E>,
+) -> Result<T, E> {
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(StoreError::from)?;
+    match f(conn) {
+        Ok(v) => {
+            if let Err(e) = conn.execute_batch("COMMIT") {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::from(e).into());
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// One audit entry as stored.
+#[derive(Debug, Clone)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub id: String,
+    pub at: String,
+    pub operator: String,
+    pub host: String,
+    pub command: String,
+    pub subject: Option<Vec<u8>>,
+    pub outcome: String,
+    pub exit_code: i64,
+    pub paid_call: bool,
+    pub records: i64,
+    pub key_version: i64,
+    pub purpose_enc: Option<Vec<u8>>,
+    pub error_enc: Option<Vec<u8>>,
+    pub mac: Vec<u8>,
+}
+
+const AUDIT_COLUMNS: &str = "seq, id, at, operator, host, command, subject, outcome, exit_code, \
+     paid_call, records, key_version, purpose_enc, error_enc, mac";
+
+fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
+    Ok(AuditRow {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        at: r.get(2)?,
+        operator: r.get(3)?,
+        host: r.get(4)?,
+        command: r.get(5)?,
+        subject: r.get(6)?,
+        outcome: r.get(7)?,
+        exit_code: r.get(8)?,
+        paid_call: r.get(9)?,
+        records: r.get(10)?,
+        key_version: r.get(11)?,
+        purpose_enc: r.get(12)?,
+        error_enc: r.get(13)?,
+        mac: r.get(14)?,
+    })
+}
+
+/// The last entry's sequence number and MAC, if any.
+pub fn audit_last(conn: &Connection) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, mac FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?)
+}
+
+pub fn insert_audit(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
+    conn.execute(
+        &format!(
+            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        ),
+        params![
+            a.seq,
+            a.id,
+            a.at,
+            a.operator,
+            a.host,
+            a.command,
+            a.subject,
+            a.outcome,
+            a.exit_code,
+            a.paid_call,
+            a.records,
+            a.key_version,
+            a.purpose_enc,
+            a.error_enc,
+            a.mac
+        ],
+    )?;
+    Ok(())
+}
+
+/// Calls `f` with every audit entry in sequence order.
+pub fn each_audit<E: From<StoreError>>(
+    conn: &Connection,
+    f: &mut dyn FnMut(AuditRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = conn
+        .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))
+        .map_err(StoreError::from)?;
+    let mut rows = st.query([]).map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        f(audit_from_row(r).map_err(StoreError::from)?)?;
+    }
+    Ok(())
+}
+
+/// Re-seals one audit row's sealed columns (rekey).
+pub fn update_audit_sealed(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE audit SET key_version = ?2, purpose_enc = ?3, error_enc = ?4 WHERE seq = ?1",
+        params![a.seq, a.key_version, a.purpose_enc, a.error_enc],
+    )?;
+    Ok(())
+}
+
+/// Re-seals one lookup's sealed columns (rekey).
+pub fn update_lookup_sealed(conn: &Connection, r: &LookupRow) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE lookups SET key_version = ?2, iin_enc = ?3, session_enc = ?4, purpose_enc = ?5, \
+         detail_enc = ?6, response_enc = ?7 WHERE id = ?1",
+        params![
+            r.id,
+            r.key_version,
+            r.iin_enc,
+            r.session_enc,
+            r.purpose_enc,
+            r.detail_enc,
+            r.response_enc
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every lookup row (for rekey and check).
+pub fn all_lookups<E: From<StoreError>>(
+    conn: &Connection,
+    f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
+) -> Result<(), E> {
+    each_lookup(conn, None, None, f)
+}
+
+/// Deletes lookups requested before `cutoff`; returns how many.
+pub fn delete_lookups_before(conn: &Connection, cutoff: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "DELETE FROM lookups WHERE requested_at < ?1",
+        params![cutoff],
+    )?)
+}
+
+pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM lookups WHERE requested_at < ?1",
+        params![cutoff],
+        |r| r.get(0),
+    )?)
+}
+
+/// Moves everything into the main file and rewrites it, so freed pages keep
+/// no old ciphertext (secure_delete zeroes them; VACUUM drops them; the
+/// truncating checkpoint empties the WAL).
+pub fn compact(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// `PRAGMA integrity_check`: "ok" or the problems found.
+pub fn integrity_check(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare("PRAGMA integrity_check")?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// An online backup of the database into `dest` (SQLite's backup API).
+pub fn backup(conn: &Connection, dest: &Path) -> Result<(), StoreError> {
+    let mut out = Connection::open(dest)?;
+    {
+        let b = rusqlite::backup::Backup::new(conn, &mut out)?;
+        b.run_to_completion(256, Duration::from_millis(5), None)?;
+    }
+    out.execute_batch("PRAGMA journal_mode = DELETE;")?;
     Ok(())
 }
 

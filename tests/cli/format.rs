@@ -40,20 +40,36 @@ fn a_record_decrypts_by_hand_following_format_md() {
 
     // 2. Subkeys by HKDF-SHA-256, salt "gbdfl-v1".
     let ek = subkey(&mk, "gbdfl/v1/encryption");
-    let ik = subkey(&mk, "gbdfl/v1/blind-index");
     let kcv = subkey(&mk, "gbdfl/v1/key-check");
+    let cipher = Aes256Gcm::new_from_slice(&ek).unwrap();
+    let open_with = |sealed: &[u8], aad: &str| -> Vec<u8> {
+        assert_eq!(sealed[0], 1, "layout version byte");
+        let nonce: [u8; 12] = sealed[1..13].try_into().unwrap();
+        cipher
+            .decrypt(
+                &Nonce::from(nonce),
+                Payload {
+                    msg: &sealed[13..],
+                    aad: aad.as_bytes(),
+                },
+            )
+            .expect("decrypts as FORMAT.md says")
+    };
 
-    // 3. Find the rows by blind index; check the key check value.
+    // 3. Check the key check value; unwrap the blind-index key; find the rows.
     let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let stored_kcv: Vec<u8> = conn
+    let (kv, stored_kcv, wrapped): (i64, Vec<u8>, Vec<u8>) = conn
         .query_row(
-            "SELECT check_value FROM keys ORDER BY version DESC LIMIT 1",
+            "SELECT version, check_value, wrapped_keys FROM keys ORDER BY version DESC LIMIT 1",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
     assert_eq!(stored_kcv, kcv);
-    let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&ik).unwrap();
+    let both = open_with(&wrapped, &format!("gbdfl/v1|keys|wrapped_keys|{kv}|{kv}"));
+    assert_eq!(both.len(), 64);
+    let ik = &both[..32];
+    let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(ik).unwrap();
     m.update(iin.as_bytes());
     let subject: Vec<u8> = m.finalize().into_bytes().to_vec();
     let (id, version, response_enc, session_enc): (String, i64, Vec<u8>, Vec<u8>) = conn
@@ -65,20 +81,8 @@ fn a_record_decrypts_by_hand_following_format_md() {
         .unwrap();
 
     // 4-6. Open with AES-256-GCM, nonce after the version byte, AAD naming the place.
-    let cipher = Aes256Gcm::new_from_slice(&ek).unwrap();
     let open = |sealed: &[u8], column: &str| -> Vec<u8> {
-        assert_eq!(sealed[0], 1, "layout version byte");
-        let nonce: [u8; 12] = sealed[1..13].try_into().unwrap();
-        let aad = format!("gbdfl/v1|lookups|{column}|{id}|{version}");
-        cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &sealed[13..],
-                    aad: aad.as_bytes(),
-                },
-            )
-            .expect("decrypts as FORMAT.md says")
+        open_with(sealed, &format!("gbdfl/v1|lookups|{column}|{id}|{version}"))
     };
     let plain = open(&response_enc, "response_enc");
     assert_eq!(plain[0], 0, "codec byte: stored as received");

@@ -1,0 +1,203 @@
+//! `gbdfl audit`: read and verify the tamper-evident audit trail.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{Ctx, out};
+use crate::exit::{Exit, ExitCode};
+use crate::iin::Iin;
+use crate::store::{AuditFilter, AuditView, Store, time_text};
+
+/// Read and verify the audit trail of who looked up whom, when and why.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Action,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Action {
+    /// Walk the chain; exit 8 naming the first entry changed, deleted, inserted or reordered
+    Verify {
+        /// COUNT:MAC from an earlier `audit head`: also detects a tail cut off since
+        #[arg(long, value_name = "COUNT:MAC")]
+        head: Option<String>,
+    },
+    /// Print the entry count and the last MAC, to write down somewhere else
+    Head,
+    /// List entries, oldest first
+    Log {
+        /// From this date or time (YYYY-MM-DD or RFC 3339, UTC)
+        #[arg(long, value_name = "DATE")]
+        from: Option<String>,
+        /// Up to (not including) this date or time
+        #[arg(long, value_name = "DATE")]
+        to: Option<String>,
+        #[arg(long, value_name = "NAME")]
+        operator: Option<String>,
+        /// Entries about this IIN (matched through its blind index)
+        #[arg(long, value_name = "IIN")]
+        iin: Option<String>,
+        /// Only this command (fetch, show, report, purge, ...)
+        #[arg(long, value_name = "COMMAND")]
+        action: Option<String>,
+    },
+}
+
+impl Args {
+    pub fn name(&self) -> &'static str {
+        match self.action {
+            Action::Verify { .. } => "audit verify",
+            Action::Head => "audit head",
+            Action::Log { .. } => "audit log",
+        }
+    }
+}
+
+/// Parses YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
+pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!("{name} {s:?} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z"),
+            )
+            .into()
+        })
+}
+
+fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
+    let bad = || {
+        Exit::new(
+            ExitCode::InvalidInput,
+            format!("--head {s:?} is not COUNT:MAC as printed by `gbdfl audit head`"),
+        )
+    };
+    let (n, mac) = s.trim().split_once(':').ok_or_else(bad)?;
+    let n = n.parse::<u64>().map_err(|_| bad())?;
+    let mac = hex::decode(mac).map_err(|_| bad())?;
+    if mac.len() != 32 {
+        return Err(bad().into());
+    }
+    Ok((n, mac))
+}
+
+fn line(v: &AuditView) -> String {
+    format!(
+        "{:>6}  {}  {:<12} {:<14} {:<16} {:<5} paid={} records={}  {}{}\n",
+        v.seq,
+        v.at.format("%Y-%m-%d %H:%M:%S"),
+        v.operator,
+        v.command,
+        v.subject.as_deref().unwrap_or("-"),
+        if v.ok { "ok" } else { "ERROR" },
+        if v.paid_call { "yes" } else { "no" },
+        v.records,
+        v.purpose
+            .as_deref()
+            .map(|p| format!("purpose: {p}"))
+            .unwrap_or_default(),
+        v.error
+            .as_deref()
+            .map(|e| format!("  error: {}", e.replace('\n', " ")))
+            .unwrap_or_default(),
+    )
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    match args.action {
+        Action::Verify { head } => {
+            let head = head.as_deref().map(parse_head).transpose()?;
+            let check = store.verify_audit(head.as_ref().map(|(n, m)| (*n, m.as_slice())))?;
+            ctx.note_records(check.entries);
+            match check.problem {
+                None => {
+                    eprintln!(
+                        "The audit trail verifies: {} entries, chain intact{}.",
+                        check.entries,
+                        if head.is_some() { ", head matches" } else { "" }
+                    );
+                    Ok(())
+                }
+                Some(p) => Err(Exit::new(
+                    ExitCode::KeyOrIntegrity,
+                    format!("the audit trail does not verify: {p}"),
+                )
+                .into()),
+            }
+        }
+        Action::Head => {
+            let check = store.verify_audit(None)?;
+            if let Some(p) = check.problem {
+                return Err(Exit::new(
+                    ExitCode::KeyOrIntegrity,
+                    format!("the audit trail does not verify, so it has no trustworthy head: {p}"),
+                )
+                .into());
+            }
+            // The head includes the entry this very command is about to
+            // append? No: it is the state before it, which is what an
+            // auditor verifies against later (later entries only extend it).
+            out(&format!(
+                "{}:{}\n",
+                check.entries,
+                hex::encode(&check.last_mac)
+            ))
+        }
+        Action::Log {
+            from,
+            to,
+            operator,
+            iin,
+            action,
+        } => {
+            let subject = match iin.as_deref() {
+                Some(s) => {
+                    let iin = Iin::parse_unchecked(s)?;
+                    ctx.note_subject(store, &iin);
+                    Some(store.subject_of(&iin))
+                }
+                None => None,
+            };
+            let filter = AuditFilter {
+                from: from
+                    .as_deref()
+                    .map(|s| parse_when("--from", s))
+                    .transpose()?,
+                to: to.as_deref().map(|s| parse_when("--to", s)).transpose()?,
+                operator,
+                subject,
+                command: action,
+            };
+            let mut n = 0u64;
+            let json = ctx.settings.json;
+            if !json {
+                out(
+                    "   SEQ  TIME (UTC)           OPERATOR     COMMAND        SUBJECT          OUT   ...\n",
+                )?;
+            }
+            store.each_audit(&filter, |v| -> anyhow::Result<()> {
+                n += 1;
+                if json {
+                    out(&format!(
+                        "{}\n",
+                        serde_json::json!({
+                            "seq": v.seq, "id": v.id, "at": time_text(v.at), "operator": v.operator,
+                            "host": v.host, "command": v.command, "subject": v.subject,
+                            "purpose": v.purpose, "outcome": if v.ok { "ok" } else { "error" },
+                            "exit_code": v.exit_code, "error": v.error, "paid_call": v.paid_call,
+                            "records": v.records,
+                        })
+                    ))
+                } else {
+                    out(&line(&v))
+                }
+            })?;
+            ctx.note_records(n);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! `gbdfl check`: is this database whole, readable and untampered?
+
+use super::{Ctx, out};
+use crate::exit::{Exit, ExitCode};
+use crate::store::Store;
+
+/// Check the database: SQLite integrity, the key, every record decrypts, the audit chain verifies.
+///
+/// Exits 8 on any failure, with a summary.
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let r = store.check()?;
+    ctx.note_records(r.lookups);
+    let mut text = format!(
+        "key:           ok (key id {}, version {})\nintegrity:     {}\nrecords:       {} lookups, {} failed to decrypt\naudit trail:   {} entries, {}\n",
+        store.key_id(),
+        store.key_version(),
+        r.integrity.join("; "),
+        r.lookups,
+        r.undecryptable.len(),
+        r.audit.entries,
+        r.audit.problem.as_deref().unwrap_or("chain intact"),
+    );
+    for u in r.undecryptable.iter().take(20) {
+        text.push_str(&format!("  {u}\n"));
+    }
+    out(&text)?;
+    if r.ok() {
+        Ok(())
+    } else {
+        Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            "the check found problems (see above)",
+        )
+        .into())
+    }
+}

@@ -1,0 +1,48 @@
+//! `gbdfl rekey`: rotate the master key, re-encrypting everything.
+
+use std::path::PathBuf;
+
+use super::{Ctx, out};
+use crate::crypto::{self, MasterKey};
+use crate::keyfile;
+use crate::store::Store;
+
+/// Make a new master key in a new key file and re-encrypt every record under it.
+///
+/// One transaction: a crash leaves a database that opens with exactly one of
+/// the two keys. The old key file is left for you to delete.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Where to write the new key file [default: beside the old one, <key file>.v<N>]
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let old_path = &ctx.settings.key_file.value;
+    let old = keyfile::load(old_path)?;
+    let version = store.key_version() + 1;
+    let new_path = args.out.unwrap_or_else(|| {
+        let mut p = old_path.clone().into_os_string();
+        p.push(format!(".v{version}"));
+        PathBuf::from(p)
+    });
+    let new = MasterKey::generate()?;
+    // The new key is on disk (and synced) before any row changes, so an
+    // interrupted rekey never leaves rows sealed under a key nobody has.
+    keyfile::create(&new_path, &new).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}. If an earlier rekey was interrupted, that file is a leftover the database does not use: check with `gbdfl check`, delete it, and run rekey again"
+        )
+    })?;
+    let n = store.rekey(&old, &new, &ctx.audit_entry())?;
+    ctx.mark_audited();
+    out(&format!(
+        "Re-encrypted {n} lookups and the audit trail under a new master key (key id {}, version {version}), written to {}.\n\
+         Next: point --key-file / GBDFL_KEY_FILE / key_file at the new file, back it up, then delete the old key file {} (key id {}), which this database now refuses.\n",
+        crypto::key_id(&new.check_value()),
+        new_path.display(),
+        old_path.display(),
+        crypto::key_id(&old.check_value()),
+    ))
+}

@@ -1,0 +1,300 @@
+//! The audit trail inside the store: appending chained entries, reading
+//! them back, and verifying the chain.
+//!
+//! Rules this module keeps: an entry is appended under `BEGIN IMMEDIATE`,
+//! so concurrent processes take turns and the chain never forks; its MAC
+//! covers the previous entry's MAC and every field but the key version
+//! (docs/FORMAT.md, "The audit chain"); the purpose and the error are sealed;
+//! verification names the first entry that does not fit.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use uuid::Uuid;
+
+use super::sqlite::{self, AuditRow};
+use super::{Store, StoreError, now_text, parse_time};
+use crate::crypto;
+
+/// An entry to append. The store fills in sequence, time, id and MAC.
+#[derive(Debug, Clone, Default)]
+pub struct AuditEntry {
+    pub command: String,
+    pub operator: String,
+    pub host: String,
+    pub subject: Option<[u8; 32]>,
+    pub purpose: Option<String>,
+    pub exit_code: u8,
+    pub error: Option<String>,
+    pub paid_call: bool,
+    pub records: u64,
+}
+
+/// An entry as read back, opened.
+#[derive(Debug, Clone)]
+pub struct AuditView {
+    pub seq: i64,
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub operator: String,
+    pub host: String,
+    pub command: String,
+    /// First 8 bytes of the subject's blind index in hex: lets a reader see
+    /// which entries concern the same person without saying who.
+    pub subject: Option<String>,
+    pub purpose: Option<String>,
+    pub ok: bool,
+    pub exit_code: u8,
+    pub error: Option<String>,
+    pub paid_call: bool,
+    pub records: u64,
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone)]
+pub struct AuditCheck {
+    pub entries: u64,
+    pub last_mac: Vec<u8>,
+    /// The first problem, naming the entry; `None` when the chain holds.
+    pub problem: Option<String>,
+}
+
+/// Filters for `audit log`.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub operator: Option<String>,
+    pub subject: Option<[u8; 32]>,
+    pub command: Option<String>,
+}
+
+/// Optional text as a MAC part: absent is empty, present is 0x01 + UTF-8.
+fn opt_part(v: Option<&str>) -> Vec<u8> {
+    match v {
+        None => Vec::new(),
+        Some(s) => {
+            let mut p = vec![1u8];
+            p.extend_from_slice(s.as_bytes());
+            p
+        }
+    }
+}
+
+impl Store {
+    fn audit_mac(
+        &self,
+        prev: &[u8],
+        row: &AuditRow,
+        purpose: Option<&str>,
+        error: Option<&str>,
+    ) -> [u8; 32] {
+        let seq = row.seq.to_string();
+        let exit = row.exit_code.to_string();
+        let records = row.records.to_string();
+        let purpose = opt_part(purpose);
+        let error = opt_part(error);
+        let subject = row.subject.clone().unwrap_or_default();
+        self.keys.audit_mac(&[
+            prev,
+            seq.as_bytes(),
+            row.id.as_bytes(),
+            row.at.as_bytes(),
+            row.operator.as_bytes(),
+            row.host.as_bytes(),
+            row.command.as_bytes(),
+            &subject,
+            row.outcome.as_bytes(),
+            exit.as_bytes(),
+            if row.paid_call { b"1" } else { b"0" },
+            records.as_bytes(),
+            &purpose,
+            &error,
+        ])
+    }
+
+    fn seal_audit(
+        &self,
+        id: &str,
+        column: &str,
+        text: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        text.map(|t| {
+            let aad = crypto::associated_data("audit", column, id, self.key_version);
+            self.keys
+                .seal(t.as_bytes(), &aad)
+                .map_err(|e| StoreError::Corrupt {
+                    id: id.to_owned(),
+                    column: "seal",
+                    reason: e.to_string(),
+                })
+        })
+        .transpose()
+    }
+
+    pub(super) fn open_audit_text(
+        &self,
+        row: &AuditRow,
+        column: &'static str,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let aad = crypto::associated_data("audit", column, &row.id, row.key_version as u32);
+        let plain = self
+            .keys
+            .open(sealed, &aad)
+            .map_err(|e| StoreError::Corrupt {
+                id: format!("audit entry {}", row.seq),
+                column,
+                reason: e.to_string(),
+            })?;
+        Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+    }
+
+    /// Appends an entry on `conn`, which must be inside a write transaction.
+    pub(super) fn append_audit_in(
+        &self,
+        conn: &Connection,
+        e: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let (seq, prev) = match sqlite::audit_last(conn)? {
+            Some((seq, mac)) => (seq + 1, mac),
+            None => (1, Vec::new()),
+        };
+        let id = Uuid::now_v7().hyphenated().to_string();
+        let mut row = AuditRow {
+            seq,
+            at: now_text(),
+            operator: e.operator.clone(),
+            host: e.host.clone(),
+            command: e.command.clone(),
+            subject: e.subject.map(|s| s.to_vec()),
+            outcome: if e.exit_code == 0 { "ok" } else { "error" }.to_owned(),
+            exit_code: i64::from(e.exit_code),
+            paid_call: e.paid_call,
+            records: e.records as i64,
+            key_version: i64::from(self.key_version),
+            purpose_enc: self.seal_audit(&id, "purpose_enc", e.purpose.as_deref())?,
+            error_enc: self.seal_audit(&id, "error_enc", e.error.as_deref())?,
+            mac: Vec::new(),
+            id,
+        };
+        row.mac = self
+            .audit_mac(&prev, &row, e.purpose.as_deref(), e.error.as_deref())
+            .to_vec();
+        sqlite::insert_audit(conn, &row)
+    }
+
+    /// Appends one audit entry in its own transaction.
+    pub fn append_audit(&self, e: &AuditEntry) -> Result<(), StoreError> {
+        sqlite::immediate(&self.conn, |c| self.append_audit_in(c, e))
+    }
+
+    fn view(&self, row: &AuditRow) -> Result<AuditView, StoreError> {
+        Ok(AuditView {
+            seq: row.seq,
+            id: row.id.clone(),
+            at: parse_time(&row.at),
+            operator: row.operator.clone(),
+            host: row.host.clone(),
+            command: row.command.clone(),
+            subject: row
+                .subject
+                .as_ref()
+                .map(|s| hex::encode(&s[..8.min(s.len())])),
+            purpose: self.open_audit_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
+            ok: row.outcome == "ok",
+            exit_code: row.exit_code as u8,
+            error: self.open_audit_text(row, "error_enc", row.error_enc.as_deref())?,
+            paid_call: row.paid_call,
+            records: row.records.max(0) as u64,
+        })
+    }
+
+    /// Calls `f` with every entry that passes the filter, oldest first.
+    pub fn each_audit<E: From<StoreError>>(
+        &self,
+        filter: &AuditFilter,
+        mut f: impl FnMut(AuditView) -> Result<(), E>,
+    ) -> Result<(), E> {
+        sqlite::each_audit(&self.conn, &mut |row: AuditRow| {
+            let at = parse_time(&row.at);
+            let keep = filter.from.is_none_or(|t| at >= t)
+                && filter.to.is_none_or(|t| at < t)
+                && filter.operator.as_ref().is_none_or(|o| &row.operator == o)
+                && filter.command.as_ref().is_none_or(|c| &row.command == c)
+                && filter
+                    .subject
+                    .is_none_or(|s| row.subject.as_deref() == Some(s.as_slice()));
+            if keep { f(self.view(&row)?) } else { Ok(()) }
+        })
+    }
+
+    /// Walks the whole chain and reports the first entry that does not fit.
+    /// With `head` (count and MAC written down earlier) it also detects a
+    /// tail cut off since then.
+    pub fn verify_audit(&self, head: Option<(u64, &[u8])>) -> Result<AuditCheck, StoreError> {
+        let mut expected: i64 = 1;
+        let mut prev: Vec<u8> = Vec::new();
+        let mut problem: Option<String> = None;
+        let mut head_mac: Option<Vec<u8>> = None;
+        sqlite::each_audit(&self.conn, &mut |row: AuditRow| -> Result<(), StoreError> {
+            if problem.is_some() {
+                return Ok(());
+            }
+            if row.seq != expected {
+                problem = Some(format!(
+                    "entry {expected} is missing (deleted, or the entries were renumbered); the next entry present is {}",
+                    row.seq
+                ));
+                return Ok(());
+            }
+            let opened = (
+                self.open_audit_text(&row, "purpose_enc", row.purpose_enc.as_deref()),
+                self.open_audit_text(&row, "error_enc", row.error_enc.as_deref()),
+            );
+            let mac_ok = match opened {
+                (Ok(p), Ok(e)) => {
+                    self.audit_mac(&prev, &row, p.as_deref(), e.as_deref())
+                        .as_slice()
+                        == row.mac.as_slice()
+                }
+                _ => false,
+            };
+            if !mac_ok {
+                problem = Some(format!(
+                    "entry {} (id {}, {} {} at {}) does not match the chain: it was changed, or an entry was inserted, deleted or moved just before it",
+                    row.seq, row.id, row.operator, row.command, row.at
+                ));
+                return Ok(());
+            }
+            if head.is_some_and(|(n, _)| n as i64 == row.seq) {
+                head_mac = Some(row.mac.clone());
+            }
+            prev = row.mac;
+            expected += 1;
+            Ok(())
+        })?;
+        let entries = (expected - 1) as u64;
+        if problem.is_none()
+            && let Some((count, mac)) = head
+        {
+            if entries < count {
+                problem = Some(format!(
+                    "the trail ends at entry {entries}, but the head written down says {count} entries: entries {} to {count} were cut off",
+                    entries + 1
+                ));
+            } else if head_mac.as_deref() != Some(mac) {
+                problem = Some(format!(
+                    "entry {count} does not match the head written down: the trail was rewritten since"
+                ));
+            }
+        }
+        Ok(AuditCheck {
+            entries,
+            last_mac: prev,
+            problem,
+        })
+    }
+}
