@@ -114,6 +114,24 @@ impl Store {
                         reason: e.to_string(),
                     })
             };
+            let at = now_text();
+            sqlite::retire_key(c, current.version, &at)?;
+            sqlite::insert_key(
+                c,
+                &sqlite::KeyRow {
+                    version,
+                    check_value: new.check_value().to_vec(),
+                    wrapped_keys: new.wrap(&stable, &wrap_aad(version)).map_err(|e| {
+                        StoreError::Corrupt {
+                            id: "keys".into(),
+                            column: "wrapped_keys",
+                            reason: e.to_string(),
+                        }
+                    })?,
+                    created_at: at,
+                    retired_at: None,
+                },
+            )?;
             // Collect ids first: updating rows while a scan runs over them
             // on the same connection is not something to rely on.
             let mut ids = Vec::new();
@@ -158,24 +176,6 @@ impl Store {
                 a.key_version = version;
                 sqlite::update_audit_sealed(c, &a)?;
             }
-            let at = now_text();
-            sqlite::retire_key(c, current.version, &at)?;
-            sqlite::insert_key(
-                c,
-                &sqlite::KeyRow {
-                    version,
-                    check_value: new.check_value().to_vec(),
-                    wrapped_keys: new.wrap(&stable, &wrap_aad(version)).map_err(|e| {
-                        StoreError::Corrupt {
-                            id: "keys".into(),
-                            column: "wrapped_keys",
-                            reason: e.to_string(),
-                        }
-                    })?,
-                    created_at: at,
-                    retired_at: None,
-                },
-            )?;
             // The entry is sealed under the new key, like everything else now.
             let after = Store {
                 conn: rusqlite::Connection::open_in_memory()?,

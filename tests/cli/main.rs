@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod audit;
 mod docs;
 mod fetch;
 mod format;
