@@ -138,9 +138,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 )
                 .into());
             }
-            // The head includes the entry this very command is about to
-            // append? No: it is the state before it, which is what an
-            // auditor verifies against later (later entries only extend it).
+            // The head is the trail before this command's own entry: later
+            // entries only extend it, so `verify --head` stays valid.
             out(&format!(
                 "{}:{}\n",
                 check.entries,

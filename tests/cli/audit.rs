@@ -56,50 +56,61 @@ fn an_untouched_trail_verifies() {
     assert!(r.stderr.contains("5 entries, chain intact"), "{}", r.stderr);
 }
 
+/// Tampers with a fresh trail and checks `audit verify` exits 8 saying `names`.
+fn tampered(statement: &str, names: &str) {
+    let env = trail();
+    sql(&env, statement);
+    let r = env.fails(&["audit", "verify"], 8);
+    assert!(r.stderr.contains(names), "{statement}: {}", r.stderr);
+}
+
 #[test]
 fn a_changed_field_is_named() {
-    let env = trail();
-    sql(
-        &env,
+    tampered(
         "UPDATE audit SET operator = 'someone-else' WHERE seq = 2",
+        "entry 2 ",
     );
-    let r = env.fails(&["audit", "verify"], 8);
-    assert!(r.stderr.contains("entry 2 "), "{}", r.stderr);
-    sql(&env, "UPDATE audit SET operator = 'tester' WHERE seq = 2");
-    env.ok(&["audit", "verify"]);
-    sql(&env, "UPDATE audit SET records = 99 WHERE seq = 4");
-    let r = env.fails(&["audit", "verify"], 8);
-    assert!(r.stderr.contains("entry 4 "), "{}", r.stderr);
+    tampered("UPDATE audit SET records = 99 WHERE seq = 4", "entry 4 ");
+    tampered(
+        "UPDATE audit SET command = 'history' WHERE seq = 2",
+        "entry 2 ",
+    );
+    tampered(
+        "UPDATE audit SET purpose_enc = NULL WHERE seq = 1",
+        "entry 1 ",
+    );
 }
 
 #[test]
 fn a_deleted_entry_is_named() {
-    let env = trail();
-    sql(&env, "DELETE FROM audit WHERE seq = 3");
-    let r = env.fails(&["audit", "verify"], 8);
-    assert!(r.stderr.contains("entry 3 is missing"), "{}", r.stderr);
+    tampered("DELETE FROM audit WHERE seq = 3", "entry 3 is missing");
 }
 
 #[test]
 fn renumbering_after_a_delete_is_caught_too() {
-    let env = trail();
-    sql(
-        &env,
+    tampered(
         "DELETE FROM audit WHERE seq = 3; UPDATE audit SET seq = seq - 1 WHERE seq > 3",
+        "entry 3 ",
     );
-    let r = env.fails(&["audit", "verify"], 8);
-    assert!(r.stderr.contains("entry 3 "), "{}", r.stderr);
 }
 
 #[test]
 fn swapped_entries_are_named() {
-    let env = trail();
-    sql(
-        &env,
-        "UPDATE audit SET seq = -1 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = -1;",
+    tampered(
+        "UPDATE audit SET seq = -1 WHERE seq = 2; UPDATE audit SET seq = 2 WHERE seq = 3; \
+         UPDATE audit SET seq = 3 WHERE seq = -1;",
+        "entry 2 ",
     );
-    let r = env.fails(&["audit", "verify"], 8);
-    assert!(r.stderr.contains("entry 2 "), "{}", r.stderr);
+}
+
+#[test]
+fn an_inserted_entry_is_named() {
+    // A copy of entry 2 appended with the next number: its MAC does not chain.
+    tampered(
+        "INSERT INTO audit SELECT 6, 'forged-id', at, operator, host, command, subject, outcome, exit_code, \
+         paid_call, records, key_version, purpose_enc, error_enc, mac FROM audit WHERE seq = 2",
+        "entry 6 ",
+    );
 }
 
 #[test]
