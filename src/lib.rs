@@ -14,6 +14,7 @@ pub mod config;
 pub mod crypto;
 pub mod emulator;
 pub mod exit;
+pub mod expiry;
 pub mod fsutil;
 pub mod iin;
 pub mod keyfile;
