@@ -20,4 +20,5 @@ pub mod iin;
 pub mod keyfile;
 pub mod lookup;
 pub mod render;
+pub mod report;
 pub mod store;

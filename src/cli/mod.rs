@@ -8,10 +8,12 @@
 
 mod config;
 mod demo;
+mod expiring;
 mod fetch;
 mod history;
 mod init;
 mod mock_server;
+mod report;
 mod show;
 
 use std::io::Write;
@@ -65,6 +67,8 @@ pub enum Command {
     Fetch(fetch::Args),
     Show(show::Args),
     History(history::Args),
+    Expiring(expiring::Args),
+    Report(report::Args),
     Config(config::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
@@ -135,6 +139,14 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => {
             let store = ctx.open_store()?;
             history::run(args, &ctx, &store)
+        }
+        Command::Expiring(args) => {
+            let store = ctx.open_store()?;
+            expiring::run(args, &ctx, &store)
+        }
+        Command::Report(args) => {
+            let store = ctx.open_store()?;
+            report::run(args, &ctx, &store)
         }
         Command::MockServer(_) | Command::Demo(_) => unreachable!("handled above"),
     }
