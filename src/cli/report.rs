@@ -79,6 +79,7 @@ pub fn run(args: Args, _ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     } else {
         "IINs masked"
     };
-    eprintln!("{} report: {rows} rows, {iins}", kind.name());
+    let noun = if rows == 1 { "row" } else { "rows" };
+    eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
     out(&format!("{}\n", dest.display()))
 }
