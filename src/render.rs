@@ -231,3 +231,155 @@ pub fn history(rows: &[Lookup]) -> String {
     }
     out
 }
+
+/// Lays out rows as columns, control characters blanked; a row's colour
+/// (an ANSI SGR code) wraps its whole line.
+fn table(header: &[&str], rows: &[(Vec<String>, Option<&str>)]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for (cells, _) in rows {
+        for (w, c) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(c.chars().count().min(40));
+        }
+    }
+    let line = |cells: &[&str], colour: Option<&str>| {
+        let mut s = String::new();
+        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+            // Text from outside must not move the cursor or change colours.
+            let c: String = c
+                .chars()
+                .map(|ch| if ch.is_control() { ' ' } else { ch })
+                .collect();
+            if i + 1 == cells.len() {
+                s.push_str(&c);
+            } else {
+                let shown: String = c.chars().take(*w).collect();
+                let pad = w - shown.chars().count();
+                s.push_str(&shown);
+                s.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        let s = s.trim_end();
+        match colour {
+            Some(code) => format!("\x1b[{code}m{s}\x1b[0m\n"),
+            None => format!("{s}\n"),
+        }
+    };
+    let mut out = line(header, None);
+    for (cells, colour) in rows {
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        out.push_str(&line(&cells, *colour));
+    }
+    out
+}
+
+/// The `gbdfl expiring` table. With `colour`, expired documents are red and
+/// those with 30 days or fewer left are yellow.
+pub fn expiring(rows: &[crate::expiry::Row], colour: bool) -> String {
+    use crate::expiry::Urgency;
+    if rows.is_empty() {
+        return "Nothing expires in the window; no invalid documents; no abnormal life status.\n"
+            .to_owned();
+    }
+    let header = [
+        "EXPIRES",
+        "DAYS",
+        "IIN",
+        "NAME",
+        "DOCUMENT",
+        "NUMBER",
+        "STATUS",
+        "LIFE STATUS",
+        "FETCHED (UTC)",
+        "WHY",
+    ];
+    let cells: Vec<(Vec<String>, Option<&str>)> = rows
+        .iter()
+        .map(|r| {
+            let why = if r.note.is_empty() {
+                r.reasons.to_string()
+            } else {
+                format!("{}: {}", r.reasons, r.note)
+            };
+            let cells = vec![
+                r.expiry_date
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "—".into()),
+                r.days_left.map(|d| d.to_string()).unwrap_or_default(),
+                r.iin.clone(),
+                r.full_name.clone(),
+                r.document_type.clone(),
+                r.document_number.clone(),
+                r.document_status.clone(),
+                r.life_status.clone(),
+                r.fetched_at.format("%Y-%m-%d %H:%M").to_string(),
+                why,
+            ];
+            let paint = match (colour, r.urgency()) {
+                (true, Urgency::Expired) => Some("31"),
+                (true, Urgency::Urgent) => Some("33"),
+                _ => None,
+            };
+            (cells, paint)
+        })
+        .collect();
+    table(&header, &cells)
+}
+
+/// The `gbdfl expiring --stale` table.
+pub fn stale(rows: &[crate::expiry::StaleRow]) -> String {
+    if rows.is_empty() {
+        return "No person's latest VALID record is that old.\n".to_owned();
+    }
+    let cells: Vec<(Vec<String>, Option<&str>)> = rows
+        .iter()
+        .map(|r| {
+            let cells = vec![
+                r.fetched_at.format("%Y-%m-%d %H:%M").to_string(),
+                r.age_days.to_string(),
+                r.iin.clone(),
+                r.full_name.clone(),
+            ];
+            (cells, None)
+        })
+        .collect();
+    table(&["FETCHED (UTC)", "AGE (DAYS)", "IIN", "NAME"], &cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::expiry::{Reasons, Row};
+
+    fn row(days: Option<i64>, name: &str) -> Row {
+        Row {
+            iin: "950215*****6".into(),
+            full_name: name.into(),
+            document_type: "ПАСПОРТ".into(),
+            document_number: "N1".into(),
+            expiry_date: None,
+            days_left: days,
+            document_status: String::new(),
+            life_status: String::new(),
+            fetched_at: chrono::DateTime::UNIX_EPOCH,
+            reasons: Reasons::default(),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn expired_red_urgent_yellow_later_plain_and_no_colour_when_off() {
+        let rows = [row(Some(-1), "a"), row(Some(30), "b"), row(Some(31), "c")];
+        let text = super::expiring(&rows, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].starts_with("\x1b[31m") && lines[1].ends_with("\x1b[0m"));
+        assert!(lines[2].starts_with("\x1b[33m"));
+        assert!(!lines[3].contains('\x1b'));
+        assert!(!super::expiring(&rows, false).contains('\x1b'));
+    }
+
+    #[test]
+    fn control_characters_from_the_record_are_blanked() {
+        let text = super::expiring(&[row(None, "Иван\x1b[2J\nов")], false);
+        assert!(!text.contains('\x1b'), "{text:?}");
+        assert_eq!(text.lines().count(), 2, "{text:?}");
+    }
+}

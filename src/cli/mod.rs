@@ -11,12 +11,14 @@ mod backup;
 mod check;
 mod config;
 mod demo;
+mod expiring;
 mod fetch;
 mod history;
 mod init;
 mod mock_server;
 mod purge;
 mod rekey;
+mod report;
 mod show;
 
 use std::cell::RefCell;
@@ -77,6 +79,8 @@ pub enum Command {
     Fetch(fetch::Args),
     Show(show::Args),
     History(history::Args),
+    Expiring(expiring::Args),
+    Report(report::Args),
     Audit(audit::Args),
     Purge(purge::Args),
     Rekey(rekey::Args),
@@ -95,6 +99,8 @@ impl Command {
             Command::Fetch(_) => "fetch",
             Command::Show(_) => "show",
             Command::History(_) => "history",
+            Command::Expiring(_) => "expiring",
+            Command::Report(r) => r.name(),
             Command::Audit(a) => a.name(),
             Command::Purge(_) => "purge",
             Command::Rekey(_) => "rekey",
@@ -251,6 +257,8 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Fetch(args) => fetch::run(args, ctx, store),
         Command::Show(args) => show::run(args, ctx, store),
         Command::History(args) => history::run(args, ctx, store),
+        Command::Expiring(args) => expiring::run(args, ctx, store),
+        Command::Report(args) => report::run(args, ctx, store),
         Command::Audit(args) => audit::run(args, ctx, store),
         Command::Purge(args) => purge::run(args, ctx, store),
         Command::Rekey(args) => rekey::run(args, ctx, store),

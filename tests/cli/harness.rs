@@ -90,6 +90,21 @@ impl Env {
     }
 
     pub fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut cmd = self.command(args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run gbdfl binary");
+        Run {
+            cmdline: format!("gbdfl {}", args.join(" ")),
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The command `run` would run, for tests that spawn and kill it.
+    pub fn command(&self, args: &[&str]) -> Command {
         let bin = env!("CARGO_BIN_EXE_gbdfl");
         let mut cmd = Command::new(bin);
         cmd.env_clear()
@@ -105,16 +120,7 @@ impl Env {
         for (k, v) in &self.extra_env {
             cmd.env(k, v);
         }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().expect("run gbdfl binary");
-        Run {
-            cmdline: format!("gbdfl {}", args.join(" ")),
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd
     }
 
     /// Runs and asserts exit code 0.

@@ -9,4 +9,5 @@ mod fetch;
 mod format;
 mod init;
 mod privacy;
+mod report;
 mod show;

@@ -1,0 +1,56 @@
+//! `gbdfl expiring`: documents that need attention, from the cache only.
+
+use std::io::IsTerminal as _;
+
+use super::report::invalid;
+use super::{Ctx, out};
+use crate::config::parse_duration;
+use crate::expiry::Rules;
+use crate::store::Store;
+use crate::{render, report};
+
+/// List expired documents, those expiring within the window, invalid
+/// documents and persons whose life status is not normal, from the latest
+/// VALID record of each person, sorted by expiry date (never calls the service).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// List documents expiring within this window (e.g. 90d, 30)
+    #[arg(long, value_name = "DUR", default_value = "90d")]
+    pub within: String,
+    /// Count days from this date instead of today (YYYY-MM-DD)
+    #[arg(long, value_name = "DATE")]
+    pub as_of: Option<String>,
+    /// Instead, list persons whose latest VALID record is older than DUR
+    #[arg(long, value_name = "DUR")]
+    pub stale: Option<String>,
+    /// Show full IINs (masked by default: 950215*****6)
+    #[arg(long)]
+    pub full_iin: bool,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    if let Some(stale) = &args.stale {
+        let max_age = parse_duration("--stale", stale).map_err(invalid)?;
+        let max_age = chrono::Duration::from_std(max_age).map_err(invalid)?;
+        let rows = report::stale_rows(store, chrono::Utc::now(), max_age, args.full_iin)?;
+        ctx.note_records(rows.len() as u64);
+        return match ctx.settings.json {
+            true => json(&rows),
+            false => out(&render::stale(&rows)),
+        };
+    }
+    let today = chrono::Local::now().date_naive();
+    let rules = Rules::parse(&args.within, args.as_of.as_deref(), today).map_err(invalid)?;
+    let rows = report::expiring_rows(store, &rules, args.full_iin)?;
+    ctx.note_records(rows.len() as u64);
+    if ctx.settings.json {
+        return json(&rows);
+    }
+    let no_color = (ctx.env)("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let colour = std::io::stdout().is_terminal() && !no_color;
+    out(&render::expiring(&rows, colour))
+}
+
+fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    out(&format!("{}\n", serde_json::to_string_pretty(v)?))
+}

@@ -1,0 +1,682 @@
+//! CSV reports of the cache (`expiring`, `lookups`, `summary`) and the rows
+//! behind `gbdfl expiring`.
+//!
+//! Rules this module keeps:
+//! - it reads the store and nothing else: there is no path from here to the
+//!   HTTP client, so a report never pays for a lookup and works offline;
+//! - a report appears under its final name complete or not at all: it is
+//!   written to `.<final name>.<random>.tmp` in the same folder (mode 0600
+//!   from the first byte) and renamed when done; an error removes the temp file;
+//! - rows stream from the database to the file, except `expiring`, which
+//!   must be sorted (see [`expiring_rows`]);
+//! - every cell whose text comes from outside (names, numbers, statuses,
+//!   purposes, reasons) is neutralised against formula injection;
+//! - full IINs only when the caller asks for them.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::api;
+use crate::expiry::{self, Row, Rules, StaleRow};
+use crate::fsutil;
+use crate::iin;
+use crate::render;
+use crate::store::{Lookup, Outcome, Source, Store, StoreError};
+
+/// What can go wrong while making a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("reading the database: {0}")]
+    Store(#[from] StoreError),
+    #[error("writing report {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("writing CSV: {0}")]
+    Csv(#[from] csv::Error),
+}
+
+/// The kinds of report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Expiring,
+    Lookups,
+    Summary,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Expiring => "expiring",
+            Kind::Lookups => "lookups",
+            Kind::Summary => "summary",
+        }
+    }
+}
+
+/// How the CSV is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    pub delimiter: u8,
+    /// UTF-8 byte order mark and CRLF line ends, so Excel reads Cyrillic.
+    pub excel: bool,
+}
+
+impl Default for Format {
+    fn default() -> Self {
+        Format {
+            delimiter: b',',
+            excel: false,
+        }
+    }
+}
+
+/// A period of whole UTC days, both ends included; `None` is open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Period {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+impl Period {
+    /// `[from 00:00Z, the day after to 00:00Z)`, as the store takes it.
+    fn bounds(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        (
+            self.from.and_then(start),
+            self.to.and_then(|d| d.succ_opt()).and_then(start),
+        )
+    }
+}
+
+/// Everything a report needs besides the store.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub format: Format,
+    pub full_iin: bool,
+    pub period: Period,
+    pub rules: Rules,
+}
+
+/// The report options as typed, before they are checked.
+#[derive(Debug, Clone, Copy)]
+pub struct OptionText<'a> {
+    pub delimiter: &'a str,
+    pub excel: bool,
+    pub full_iin: bool,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub within: &'a str,
+    pub as_of: Option<&'a str>,
+}
+
+impl Options {
+    /// Checks every option of `kind`; the message names the bad one.
+    pub fn parse(kind: Kind, t: &OptionText<'_>, today: NaiveDate) -> Result<Options, String> {
+        let day = |flag, v: Option<&str>| v.map(|s| expiry::parse_day(flag, s)).transpose();
+        let period = Period {
+            from: day("--from", t.from)?,
+            to: day("--to", t.to)?,
+        };
+        if let (Some(f), Some(to)) = (period.from, period.to)
+            && f > to
+        {
+            return Err(format!("--from {f} is after --to {to}"));
+        }
+        if kind == Kind::Expiring && period != Period::default() {
+            return Err("--from/--to apply to lookups and summary; expiring takes --as-of".into());
+        }
+        Ok(Options {
+            format: Format {
+                delimiter: parse_delimiter(t.delimiter)?,
+                excel: t.excel,
+            },
+            full_iin: t.full_iin,
+            period,
+            rules: Rules::parse(t.within, t.as_of, today)?,
+        })
+    }
+}
+
+/// Parses `--delimiter`: one ASCII character other than a quote or a line
+/// break, or the word `tab`.
+pub fn parse_delimiter(s: &str) -> Result<u8, String> {
+    let c = match s {
+        "tab" | "\\t" | "\t" => b'\t',
+        s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
+        _ => {
+            return Err(format!(
+                "--delimiter {s:?}: give one ASCII character such as ',' or ';', or `tab`"
+            ));
+        }
+    };
+    if matches!(c, b'"' | b'\n' | b'\r') {
+        return Err(format!("--delimiter {s:?} cannot separate CSV fields"));
+    }
+    Ok(c)
+}
+
+/// Prefixes a single quote to text that a spreadsheet would run as a
+/// formula: text starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return (OWASP, "CSV Injection").
+pub fn neutralise(s: &str) -> Cow<'_, str> {
+    match s.as_bytes().first() {
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+        _ => Cow::Borrowed(s),
+    }
+}
+
+fn shown_iin(iin: &str, full: bool) -> String {
+    if full { iin.to_owned() } else { iin::mask(iin) }
+}
+
+/// The rows of `gbdfl expiring` and the expiring report, sorted.
+///
+/// The one report that cannot stream: it is sorted by expiry date, and the
+/// walk comes in subject order. What is kept is a compact [`Row`] per listed
+/// document (a couple of hundred bytes of text), never a whole record, and
+/// only documents that need attention are kept; a cache of a million people
+/// with a tenth of their documents listed sorts in tens of megabytes. If that
+/// ever grows too large, an external sort (sorted runs in temp files, merged)
+/// is the way, with the temp files sealed like everything else.
+pub fn expiring_rows(
+    store: &Store,
+    rules: &Rules,
+    full_iin: bool,
+) -> Result<Vec<Row>, ReportError> {
+    let mut rows = Vec::new();
+    store.each_latest_valid(|rec| -> Result<(), ReportError> {
+        let person = api::parse_response(&rec.body)
+            .ok()
+            .and_then(|r| r.result_json);
+        let fetched_at = rec.lookup.answered_at.unwrap_or(rec.lookup.requested_at);
+        let iin = shown_iin(&rec.lookup.iin, full_iin);
+        rows.extend(expiry::check(&iin, person.as_ref(), fetched_at, rules));
+        Ok(())
+    })?;
+    expiry::sort(&mut rows);
+    Ok(rows)
+}
+
+/// Persons whose latest VALID record is older than `max_age` at `now`,
+/// oldest first. Kept in memory for the sort, as compact as [`expiring_rows`].
+pub fn stale_rows(
+    store: &Store,
+    now: DateTime<Utc>,
+    max_age: chrono::Duration,
+    full_iin: bool,
+) -> Result<Vec<StaleRow>, ReportError> {
+    let mut rows = Vec::new();
+    store.each_latest_valid(|rec| -> Result<(), ReportError> {
+        let fetched_at = rec.lookup.answered_at.unwrap_or(rec.lookup.requested_at);
+        if !expiry::is_stale(fetched_at, now, max_age) {
+            return Ok(());
+        }
+        let full_name = api::parse_response(&rec.body)
+            .ok()
+            .and_then(|r| r.result_json)
+            .map(|p| p.full_name())
+            .unwrap_or_default();
+        rows.push(StaleRow {
+            iin: shown_iin(&rec.lookup.iin, full_iin),
+            full_name,
+            fetched_at,
+            age_days: (now - fetched_at).num_days(),
+        });
+        Ok(())
+    })?;
+    expiry::sort_stale(&mut rows);
+    Ok(rows)
+}
+
+/// The columns of each report, in order. README.md documents each one.
+pub const EXPIRING_COLUMNS: &[&str] = &[
+    "iin",
+    "full_name",
+    "document_type",
+    "document_number",
+    "expiry_date",
+    "days_left",
+    "document_status",
+    "life_status",
+    "fetched_at",
+    "reasons",
+    "note",
+];
+pub const LOOKUPS_COLUMNS: &[&str] = &[
+    "requested_at",
+    "lookup_id",
+    "operator",
+    "purpose",
+    "iin",
+    "source",
+    "outcome",
+    "status",
+    "http_status",
+    "failure_reason",
+];
+/// Every lookup is a paid call or a cache hit; every paid call is counted
+/// once under its GBDFL status, or as refused, unavailable or garbled.
+pub const SUMMARY_COLUMNS: &[&str] = &[
+    "day",
+    "lookups",
+    "paid_calls",
+    "cache_hits",
+    "valid",
+    "pending",
+    "invalid",
+    "timeout",
+    "not_found",
+    "failed",
+    "unapproved",
+    "error_accepted",
+    "other_status",
+    "refused",
+    "unavailable",
+    "garbled",
+];
+
+/// Writes rows with the report's format; counts data rows.
+struct Sheet<W: Write> {
+    csv: csv::Writer<W>,
+    rows: u64,
+}
+
+impl<W: Write> Sheet<W> {
+    fn new(mut w: W, format: Format, header: &[&str]) -> Result<Sheet<W>, ReportError> {
+        if format.excel {
+            w.write_all(b"\xEF\xBB\xBF").map_err(csv::Error::from)?;
+        }
+        let mut csv = csv::WriterBuilder::new()
+            .delimiter(format.delimiter)
+            .terminator(if format.excel {
+                csv::Terminator::CRLF
+            } else {
+                csv::Terminator::Any(b'\n')
+            })
+            .from_writer(w);
+        csv.write_record(header)?;
+        Ok(Sheet { csv, rows: 0 })
+    }
+
+    fn row(&mut self, cells: &[Cow<'_, str>]) -> Result<(), ReportError> {
+        self.csv.write_record(cells.iter().map(|c| c.as_bytes()))?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(W, u64), ReportError> {
+        let rows = self.rows;
+        let w = self
+            .csv
+            .into_inner()
+            .map_err(|e| csv::Error::from(e.into_error()))?;
+        Ok((w, rows))
+    }
+}
+
+/// Text from outside: neutralised.
+fn text(s: &str) -> Cow<'_, str> {
+    neutralise(s)
+}
+
+/// A value gbdfl made itself (dates, numbers, codes): as it is.
+fn own(s: impl Into<String>) -> Cow<'static, str> {
+    Cow::Owned(s.into())
+}
+
+fn opt<T: ToString>(v: Option<T>) -> Cow<'static, str> {
+    own(v.map(|v| v.to_string()).unwrap_or_default())
+}
+
+/// Writes the expiring report of already sorted rows.
+pub fn write_expiring<W: Write>(
+    w: W,
+    format: Format,
+    rows: &[Row],
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, EXPIRING_COLUMNS)?;
+    for r in rows {
+        sheet.row(&[
+            own(r.iin.as_str()),
+            text(&r.full_name),
+            text(&r.document_type),
+            text(&r.document_number),
+            opt(r.expiry_date),
+            opt(r.days_left),
+            text(&r.document_status),
+            text(&r.life_status),
+            own(expiry::iso(r.fetched_at)),
+            own(r.reasons.to_string()),
+            text(&r.note),
+        ])?;
+    }
+    sheet.finish()
+}
+
+/// Streams the lookups of the period, oldest first.
+pub fn write_lookups<W: Write>(
+    w: W,
+    format: Format,
+    store: &Store,
+    period: Period,
+    full_iin: bool,
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, LOOKUPS_COLUMNS)?;
+    let (from, to) = period.bounds();
+    store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
+        sheet.row(&[
+            own(expiry::iso(l.requested_at)),
+            own(l.id.as_str()),
+            text(&l.operator),
+            text(l.purpose.as_deref().unwrap_or("")),
+            own(shown_iin(&l.iin, full_iin)),
+            own(match l.source {
+                Source::Service => "paid",
+                Source::Cache => "cache",
+            }),
+            own(l.outcome.as_str()),
+            text(l.status.as_deref().unwrap_or("")),
+            opt(l.http_status),
+            text(&render::reason_text(&l)),
+        ])
+    })?;
+    sheet.finish()
+}
+
+/// Counts of one UTC day; the fields follow [`SUMMARY_COLUMNS`].
+#[derive(Debug, Default)]
+struct Day {
+    day: Option<NaiveDate>,
+    counts: [u64; 15],
+}
+
+impl Day {
+    fn add(&mut self, l: &Lookup) {
+        self.counts[0] += 1;
+        if l.source == Source::Cache {
+            self.counts[2] += 1;
+            return;
+        }
+        self.counts[1] += 1;
+        let i = match (l.outcome, l.status.as_deref()) {
+            (Outcome::Refused, _) => 12,
+            (Outcome::Unavailable, _) => 13,
+            (Outcome::Garbled, _) => 14,
+            (_, Some("VALID")) => 3,
+            (_, Some("PENDING")) => 4,
+            (_, Some("INVALID")) => 5,
+            (_, Some("TIMEOUT")) => 6,
+            (_, Some("NOT_FOUND")) => 7,
+            (_, Some("FAILED")) => 8,
+            (_, Some("UNAPPROVED")) => 9,
+            (_, Some("ERROR_ACCEPTED")) => 10,
+            _ => 11,
+        };
+        self.counts[i] += 1;
+    }
+
+    fn cells(&self) -> Vec<Cow<'static, str>> {
+        let mut cells = vec![opt(self.day)];
+        cells.extend(self.counts.iter().map(|n| own(n.to_string())));
+        cells
+    }
+}
+
+/// Streams one row per UTC day that has lookups, oldest first; only the
+/// current day's counts are in memory.
+pub fn write_summary<W: Write>(
+    w: W,
+    format: Format,
+    store: &Store,
+    period: Period,
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
+    let (from, to) = period.bounds();
+    let mut day = Day::default();
+    store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
+        let d = l.requested_at.date_naive();
+        if day.day != Some(d) {
+            if day.day.is_some() {
+                sheet.row(&day.cells())?;
+            }
+            day = Day {
+                day: Some(d),
+                ..Day::default()
+            };
+        }
+        day.add(&l);
+        Ok(())
+    })?;
+    if day.day.is_some() {
+        sheet.row(&day.cells())?;
+    }
+    sheet.finish()
+}
+
+/// `reports/KIND-YYYYMMDD-HHMMSS.csv`, relative to the current folder, in local time.
+pub fn default_path(kind: Kind, now: DateTime<chrono::Local>) -> PathBuf {
+    Path::new("reports").join(format!(
+        "{}-{}.csv",
+        kind.name(),
+        now.format("%Y%m%d-%H%M%S")
+    ))
+}
+
+/// Makes the report `kind` at `dest`, atomically. Returns the data rows written.
+pub fn produce(kind: Kind, store: &Store, opts: &Options, dest: &Path) -> Result<u64, ReportError> {
+    let file = AtomicFile::create(dest)?;
+    let (file, rows) = match kind {
+        Kind::Expiring => {
+            let rows = expiring_rows(store, &opts.rules, opts.full_iin)?;
+            write_expiring(file, opts.format, &rows)?
+        }
+        Kind::Lookups => write_lookups(file, opts.format, store, opts.period, opts.full_iin)?,
+        Kind::Summary => write_summary(file, opts.format, store, opts.period)?,
+    };
+    file.commit()?;
+    Ok(rows)
+}
+
+/// A file written under a temporary name beside its destination and
+/// renamed over it when complete. Dropped without [`commit`](Self::commit),
+/// it removes the temporary file; killed, it leaves only that hidden
+/// `.<name>.<random>.tmp` file, never a partial file under the final name.
+pub struct AtomicFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<io::BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Creates the folder (0700) if missing and the temp file (0600).
+    pub fn create(dest: &Path) -> Result<AtomicFile, ReportError> {
+        let io_err = |source| ReportError::Io {
+            path: dest.to_owned(),
+            source,
+        };
+        let dir = dest.parent().filter(|d| !d.as_os_str().is_empty());
+        if let Some(dir) = dir {
+            fsutil::create_private_dir(dir).map_err(io_err)?;
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| io_err(io::Error::other("the output path names no file")))?;
+        let random = uuid::Uuid::new_v4().simple().to_string();
+        let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), &random[..8]);
+        let tmp = match dir {
+            Some(d) => d.join(tmp_name),
+            None => PathBuf::from(tmp_name),
+        };
+        let file = fsutil::create_private_file(&tmp).map_err(|source| ReportError::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        Ok(AtomicFile {
+            tmp,
+            dest: dest.to_owned(),
+            file: Some(io::BufWriter::with_capacity(64 * 1024, file)),
+        })
+    }
+
+    /// The temporary file's path (for tests and messages).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Flushes, syncs and renames the file to its destination.
+    pub fn commit(mut self) -> Result<(), ReportError> {
+        let io_err = |source| ReportError::Io {
+            path: self.dest.clone(),
+            source,
+        };
+        let file = self.file.take().expect("committed once");
+        let file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
+        file.sync_all().map_err(io_err)?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest).map_err(io_err)?;
+        // Make the rename itself durable; a failure here loses nothing.
+        #[cfg(unix)]
+        if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expiry::Reasons;
+
+    #[test]
+    fn formula_starts_are_neutralised_and_nothing_else() {
+        for s in ["=1+1", "+7", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(neutralise(s), format!("'{s}"), "{s:?}");
+        }
+        for s in ["Нурланов", "", "1-2", "a=b", " =x", "'quoted"] {
+            assert_eq!(neutralise(s), s, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn delimiters() {
+        assert_eq!(parse_delimiter(";"), Ok(b';'));
+        assert_eq!(parse_delimiter("tab"), Ok(b'\t'));
+        assert!(parse_delimiter(";;").is_err());
+        assert!(parse_delimiter("\"").is_err());
+        assert!(parse_delimiter("ж").is_err());
+    }
+
+    fn row(name: &str, days: Option<i64>) -> Row {
+        Row {
+            iin: "950215*****6".into(),
+            full_name: name.into(),
+            document_type: "ПАСПОРТ".into(),
+            document_number: "-N1".into(),
+            expiry_date: None,
+            days_left: days,
+            document_status: "ДОКУМЕНТ ДЕЙСТВИТЕЛЕН".into(),
+            life_status: String::new(),
+            fetched_at: DateTime::UNIX_EPOCH,
+            reasons: Reasons::default(),
+            note: String::new(),
+        }
+    }
+
+    #[test]
+    fn excel_has_bom_crlf_and_the_delimiter() {
+        let rows = [row("=Иванов, \"Ваня\"\nвторая", Some(-5))];
+        let (out, n) = write_expiring(
+            Vec::new(),
+            Format {
+                delimiter: b';',
+                excel: true,
+            },
+            &rows,
+        )
+        .unwrap();
+        assert_eq!(n, 1);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("\u{feff}iin;full_name;"), "{text}");
+        assert!(
+            text.contains("\r\n950215*****6;\"'=Иванов, \"\"Ваня\"\"\nвторая\";ПАСПОРТ;'-N1;;-5;")
+        );
+        assert!(text.ends_with("\r\n"));
+    }
+
+    #[test]
+    fn plain_has_no_bom_and_lf() {
+        let (out, _) = write_expiring(Vec::new(), Format::default(), &[row("A", None)]).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("iin,full_name,"));
+        assert!(!text.contains('\r'));
+        assert_eq!(text.lines().count(), 2);
+    }
+
+    #[test]
+    fn periods_include_both_days() {
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+        let (from, to) = Period {
+            from: d("2030-06-01"),
+            to: d("2030-06-02"),
+        }
+        .bounds();
+        assert_eq!(expiry::iso(from.unwrap()), "2030-06-01T00:00:00Z");
+        assert_eq!(expiry::iso(to.unwrap()), "2030-06-03T00:00:00Z");
+    }
+
+    #[test]
+    fn atomic_file_appears_only_on_commit_and_cleans_up_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub").join("r.csv");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"a,b\n").unwrap();
+        let tmp = f.temp_path().to_owned();
+        assert!(tmp.exists() && !dest.exists());
+        let name = tmp.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            name.starts_with(".r.csv.") && name.ends_with(".tmp"),
+            "{name}"
+        );
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"a,b\n");
+        assert!(!tmp.exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dest), 0o600);
+            assert_eq!(mode(dest.parent().unwrap()), 0o700);
+        }
+
+        let f = AtomicFile::create(&dest).unwrap();
+        let tmp = f.temp_path().to_owned();
+        drop(f);
+        assert!(!tmp.exists(), "an abandoned report leaves no temp file");
+        assert_eq!(
+            std::fs::read(&dest).unwrap(),
+            b"a,b\n",
+            "the old report stays"
+        );
+    }
+}
