@@ -12,6 +12,10 @@ use chrono::{DateTime, NaiveDate};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+/// How the message of a failed attempt that sent nothing begins: no request
+/// reached the service, so nothing can have been billed.
+pub const NOT_CONNECTED: &str = "could not connect to the service";
+
 /// The status of a GBDFL lookup as the service reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(into = "String")]

@@ -230,10 +230,10 @@ impl Client {
 }
 
 fn transport_message(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "the service did not answer in time"
-    } else if e.is_connect() {
-        "could not connect to the service"
+    let what = if e.is_connect() {
+        api::NOT_CONNECTED
+    } else if e.is_timeout() {
+        "the service did not answer in time (the call may have been billed)"
     } else {
         "the request failed"
     };

@@ -106,3 +106,11 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
     }
     ExitCode::Failure
 }
+
+/// Whether the error is a closed pipe on output (`gbdfl ... | head`): not a failure.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -127,6 +127,14 @@ impl Fetched {
     }
 }
 
+/// Whether an attempt failed before any request reached the service.
+fn never_connected(l: &NewLookup<'_>) -> bool {
+    l.outcome == Outcome::Unavailable
+        && l.http_status.is_none()
+        && l.detail
+            .is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED))
+}
+
 /// The cached VALID record of `iin`, if one is younger than `max_age`.
 pub fn fresh_record(
     store: &Store,
@@ -182,7 +190,8 @@ pub fn fetch(
         let audit = req.audit.as_ref().map(|a| AuditEntry {
             exit_code: code.code(),
             error,
-            paid_call: l.source == Source::Service,
+            // A connection that never opened sent nothing to be billed for.
+            paid_call: l.source == Source::Service && !never_connected(&l),
             records,
             ..a.clone()
         });
@@ -389,8 +398,11 @@ pub fn status_advice(response: &Response) -> &'static str {
         Some(Status::NotFound) => {
             "the State Database has no data for this IIN: check the number with the subject"
         }
-        Some(Status::Timeout) | Some(Status::Invalid) => {
-            "the token from the state service was invalid or expired: repeat the verification and fetch again"
+        Some(Status::Timeout) => {
+            "the token from the state service expired: repeat the verification and fetch again"
+        }
+        Some(Status::Invalid) => {
+            "the state service sent an invalid token: repeat the verification and fetch again"
         }
         _ => "no record was received; see the status and reason above",
     }

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
     match gbdfl::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if is_broken_pipe(&err) {
+            if gbdfl::exit::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
             let code = gbdfl::exit::code_for(&err);
@@ -29,11 +29,4 @@ fn chain_text(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
-}
-
-fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
 }

@@ -193,6 +193,15 @@ pub fn history(rows: &[Lookup]) -> String {
                 l.operator.clone(),
                 l.purpose.clone().unwrap_or_default(),
                 match l.source {
+                    Source::Service
+                        if l.outcome == crate::store::Outcome::Unavailable
+                            && l.http_status.is_none()
+                            && l.detail
+                                .as_deref()
+                                .is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED)) =>
+                    {
+                        "not sent".to_owned()
+                    }
                     Source::Service => "paid call".to_owned(),
                     Source::Cache => "cache".to_owned(),
                 },

@@ -32,12 +32,13 @@ pub enum Action {
         /// Up to (not including) this date or time
         #[arg(long, value_name = "DATE")]
         to: Option<String>,
-        #[arg(long, value_name = "NAME")]
-        operator: Option<String>,
+        /// Only entries of this operator (not --operator, which names who runs this command)
+        #[arg(long = "by", value_name = "OPERATOR")]
+        by: Option<String>,
         /// Entries about this IIN (matched through its blind index)
         #[arg(long, value_name = "IIN")]
         iin: Option<String>,
-        /// Only this command (fetch, show, report, purge, ...)
+        /// Only this command (fetch, show, history, expiring, "report expiring", purge, rekey, ...)
         #[arg(long, value_name = "COMMAND")]
         action: Option<String>,
     },
@@ -149,7 +150,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Action::Log {
             from,
             to,
-            operator,
+            by,
             iin,
             action,
         } => {
@@ -167,7 +168,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                     .map(|s| parse_when("--from", s))
                     .transpose()?,
                 to: to.as_deref().map(|s| parse_when("--to", s)).transpose()?,
-                operator,
+                operator: by,
                 subject,
                 command: action,
             };

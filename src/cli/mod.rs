@@ -102,6 +102,7 @@ impl Command {
             Command::Expiring(_) => "expiring",
             Command::Report(r) => r.name(),
             Command::Audit(a) => a.name(),
+            Command::Purge(p) if p.dry_run => "purge --dry-run",
             Command::Purge(_) => "purge",
             Command::Rekey(_) => "rekey",
             Command::Backup(_) => "backup",
@@ -237,6 +238,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return result;
     }
     // Every command that touches personal data leaves one entry, failed or not.
+    let result = match result {
+        Err(e) if crate::exit::is_broken_pipe(&e) => Ok(()),
+        other => other,
+    };
     let mut entry = ctx.audit_entry();
     if let Err(e) = &result {
         entry.exit_code = crate::exit::code_for(e).code();

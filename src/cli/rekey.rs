@@ -23,9 +23,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let old = keyfile::load(old_path)?;
     let version = store.key_version() + 1;
     let new_path = args.out.unwrap_or_else(|| {
-        let mut p = old_path.clone().into_os_string();
-        p.push(format!(".v{version}"));
-        PathBuf::from(p)
+        // master.key -> master.key.v2; master.key.v2 -> master.key.v3
+        let name = old_path.to_string_lossy();
+        let base = match name.rsplit_once(".v") {
+            Some((b, n)) if n.chars().all(|c| c.is_ascii_digit()) && !n.is_empty() => b.to_owned(),
+            _ => name.into_owned(),
+        };
+        PathBuf::from(format!("{base}.v{version}"))
     });
     let new = MasterKey::generate()?;
     // The new key is on disk (and synced) before any row changes, so an
@@ -39,7 +43,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     ctx.mark_audited();
     out(&format!(
         "Re-encrypted {n} lookups and the audit trail under a new master key (key id {}, version {version}), written to {}.\n\
-         Next: point --key-file / GBDFL_KEY_FILE / key_file at the new file, back it up, then delete the old key file {} (key id {}), which this database now refuses.\n",
+         Next: point --key-file / GBDFL_KEY_FILE / key_file at the new file, back it up, then retire the old key file {} (key id {}): this database now refuses it, but backups made before this rekey open only with it, so keep it with those backups until they are gone.\n",
         crypto::key_id(&new.check_value()),
         new_path.display(),
         old_path.display(),

@@ -90,7 +90,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     } else {
         "IINs masked"
     };
-    ctx.note_records(rows as u64);
+    ctx.note_records(rows);
     let noun = if rows == 1 { "row" } else { "rows" };
     eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
     out(&format!("{}\n", dest.display()))

@@ -24,10 +24,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         return Err(Exit::new(
             ExitCode::NotCached,
             format!(
-                "no VALID record of {} in the cache ({}): fetch it with `gbdfl fetch {} --session UUID`, or see `gbdfl history` for earlier attempts",
+                "no VALID record of {} in the cache ({}): fetch it with `gbdfl fetch IIN --session UUID`, or see `gbdfl history IIN` for earlier attempts",
                 iin.masked(),
-                store.path().display(),
-                iin.as_str()
+                store.path().display()
             ),
         )
         .into());

@@ -216,7 +216,7 @@ fn each_command_leaves_exactly_one_entry_with_its_fields() {
                 "3650d".into(),
                 "--dry-run".into(),
             ],
-            "purge",
+            "purge --dry-run",
             0,
             false,
             false,

@@ -317,6 +317,11 @@ fn nothing_listening_is_unreachable() {
     );
     assert_eq!(r.code, 6, "{}", r.stderr);
     assert!(r.stderr.contains("could not connect"), "{}", r.stderr);
+    // Nothing reached the service: history and the audit trail do not count it as paid.
+    let h = env.ok(&["history", iins::VALID]);
+    assert!(h.stdout.contains("not sent"), "{}", h.stdout);
+    let log = env.ok(&["audit", "log", "--action", "fetch"]);
+    assert!(log.stdout.contains("paid=no"), "{}", log.stdout);
 }
 
 #[test]

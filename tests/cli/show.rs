@@ -47,6 +47,11 @@ fn show_without_a_record_has_its_own_exit_code() {
     let r = env.fails(&["show", iins::VALID], 3);
     assert!(r.stderr.contains("no VALID record"), "{}", r.stderr);
     assert!(r.stderr.contains("gbdfl fetch"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains(iins::VALID),
+        "no full IIN in messages (they reach the audit trail): {}",
+        r.stderr
+    );
     assert_eq!(env.emu().calls(), 0);
 }
 
