@@ -233,6 +233,16 @@ impl Settings {
         let (config_file, file) = match config_file {
             Ok(s) => {
                 let f = read_file_config(&s.value)?;
+                // A file named on purpose must exist; only the default may be absent.
+                if f.is_none() && s.origin != Origin::Default {
+                    return Err(ConfigError::File {
+                        path: s.value.clone(),
+                        message: format!(
+                            "no such file (named by {}): create it or fix the path",
+                            s.origin
+                        ),
+                    });
+                }
                 (s, f)
             }
             Err(_) => (

@@ -17,7 +17,9 @@ use crate::api::{self, Response, Status};
 use crate::client::{Answer, Client};
 use crate::exit::ExitCode;
 use crate::iin::Iin;
-use crate::store::{AuditEntry, LookupId, NewLookup, Outcome, Record, Source, Store, StoreError};
+use crate::store::{
+    self, AuditEntry, LookupId, NewLookup, Outcome, Record, Source, Store, StoreError,
+};
 
 /// A face2face backend session id, checked to be a UUID.
 #[derive(Clone, PartialEq, Eq)]
@@ -127,14 +129,6 @@ impl Fetched {
     }
 }
 
-/// Whether an attempt failed before any request reached the service.
-fn never_connected(l: &NewLookup<'_>) -> bool {
-    l.outcome == Outcome::Unavailable
-        && l.http_status.is_none()
-        && l.detail
-            .is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED))
-}
-
 /// The cached VALID record of `iin`, if one is younger than `max_age`.
 pub fn fresh_record(
     store: &Store,
@@ -191,7 +185,8 @@ pub fn fetch(
             exit_code: code.code(),
             error,
             // A connection that never opened sent nothing to be billed for.
-            paid_call: l.source == Source::Service && !never_connected(&l),
+            paid_call: l.source == Source::Service
+                && !store::never_sent(l.outcome, l.http_status, l.detail),
             records,
             ..a.clone()
         });

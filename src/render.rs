@@ -185,60 +185,26 @@ pub fn history(rows: &[Lookup]) -> String {
         "RESULT",
         "REASON",
     ];
-    let cells: Vec<[String; 6]> = rows
+    let cells: Vec<(Vec<String>, Option<&str>)> = rows
         .iter()
         .map(|l| {
-            [
+            let source = match l.source {
+                Source::Service if l.never_sent() => "not sent",
+                Source::Service => "paid call",
+                Source::Cache => "cache",
+            };
+            let cells = vec![
                 l.requested_at.format("%Y-%m-%d %H:%M:%S").to_string(),
                 l.operator.clone(),
                 l.purpose.clone().unwrap_or_default(),
-                match l.source {
-                    Source::Service
-                        if l.outcome == crate::store::Outcome::Unavailable
-                            && l.http_status.is_none()
-                            && l.detail
-                                .as_deref()
-                                .is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED)) =>
-                    {
-                        "not sent".to_owned()
-                    }
-                    Source::Service => "paid call".to_owned(),
-                    Source::Cache => "cache".to_owned(),
-                },
+                source.to_owned(),
                 result_text(l),
                 reason_text(l),
-            ]
+            ];
+            (cells, None)
         })
         .collect();
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in &cells {
-        for (w, c) in widths.iter_mut().zip(row) {
-            *w = (*w).max(c.chars().count().min(48));
-        }
-    }
-    let mut out = String::new();
-    let line = |out: &mut String, row: &[&str]| {
-        let mut s = String::new();
-        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
-            let c: String = c.replace(['\n', '\r'], " ");
-            if i + 1 == row.len() {
-                s.push_str(&c);
-            } else {
-                let shown: String = c.chars().take(*w).collect();
-                let pad = w - shown.chars().count();
-                s.push_str(&shown);
-                s.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(&mut out, &header);
-    for row in &cells {
-        let r: Vec<&str> = row.iter().map(String::as_str).collect();
-        line(&mut out, &r);
-    }
-    out
+    table(&header, &cells)
 }
 
 /// Lays out rows as columns, control characters blanked; a row's colour

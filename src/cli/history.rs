@@ -21,6 +21,17 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     ctx.note_subject(store, &iin);
     let rows = store.history(&iin)?;
     ctx.note_records(rows.len() as u64);
+    if rows.is_empty() {
+        return Err(Exit::new(
+            ExitCode::NotCached,
+            format!(
+                "no lookups of {} in {}",
+                iin.masked(),
+                store.path().display()
+            ),
+        )
+        .into());
+    }
     if ctx.settings.json {
         let items: Vec<serde_json::Value> = rows
             .iter()
@@ -45,17 +56,6 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             })
             .collect();
         return out(&format!("{}\n", serde_json::to_string_pretty(&items)?));
-    }
-    if rows.is_empty() {
-        return Err(Exit::new(
-            ExitCode::NotCached,
-            format!(
-                "no lookups of {} in {}",
-                iin.masked(),
-                store.path().display()
-            ),
-        )
-        .into());
     }
     out(&render::history(&rows))
 }

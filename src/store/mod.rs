@@ -244,6 +244,21 @@ pub struct Lookup {
     pub detail: Option<String>,
 }
 
+/// Whether an attempt failed before any request reached the service, so
+/// nothing can have been billed: no connection was ever made.
+pub fn never_sent(outcome: Outcome, http_status: Option<u16>, detail: Option<&str>) -> bool {
+    outcome == Outcome::Unavailable
+        && http_status.is_none()
+        && detail.is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED))
+}
+
+impl Lookup {
+    /// See [`never_sent`].
+    pub fn never_sent(&self) -> bool {
+        never_sent(self.outcome, self.http_status, self.detail.as_deref())
+    }
+}
+
 /// A stored VALID record: the lookup and the response body as received.
 #[derive(Debug)]
 pub struct Record {

@@ -364,7 +364,7 @@ fn rekey_survives_sigkill_at_random_moments() {
             .env_clear()
             .env("GBDFL_DB", &env.db)
             .env("GBDFL_KEY_FILE", &current)
-            .env("GBDFL_CONFIG", env.path().join("none.toml"))
+            .env("GBDFL_CONFIG", env.path().join("config.toml"))
             .env("GBDFL_OPERATOR", "tester")
             .args(["rekey", "--out", new.to_str().unwrap()])
             .stdout(std::process::Stdio::null())

@@ -43,6 +43,8 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("gbdfl.db");
         let key = dir.path().join("master.key");
+        // GBDFL_CONFIG names this file, and a named config file must exist.
+        std::fs::write(dir.path().join("config.toml"), "").expect("empty config");
         Env {
             dir,
             db,

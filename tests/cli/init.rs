@@ -143,6 +143,18 @@ fn config_shows_sources_and_never_the_api_key() {
 }
 
 #[test]
+fn a_named_config_file_that_does_not_exist_is_an_error() {
+    let env = Env::bare();
+    let r = env.run_with(&["config"], &[("GBDFL_CONFIG", "/nonexistent/gbdfl.toml")]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no such file") && r.stderr.contains("GBDFL_CONFIG"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn unknown_config_key_is_an_input_error() {
     let env = Env::bare();
     std::fs::write(env.path().join("config.toml"), "maxage = \"7d\"\n").unwrap();
