@@ -176,7 +176,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let json = ctx.settings.json;
             if !json {
                 out(
-                    "   SEQ  TIME (UTC)           OPERATOR     COMMAND        SUBJECT          OUT   ...\n",
+                    "   SEQ  TIME (UTC)           OPERATOR     COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
                 )?;
             }
             store.each_audit(&filter, |v| -> anyhow::Result<()> {

@@ -36,7 +36,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
-    let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
     let session = SessionId::parse(&args.session)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, e.to_string()))?;
     let max_age: Duration = match &args.max_age {

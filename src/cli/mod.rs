@@ -173,6 +173,12 @@ impl Ctx {
     }
 }
 
+/// Parses an IIN argument; the error names the (masked) number and the rule.
+pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
+    Iin::parse_with(s, skip_check)
+        .with_context(|| format!("IIN {} is not valid", crate::iin::mask(s.trim())))
+}
+
 /// Writes to stdout; a closed pipe (`gbdfl history ... | head`) ends quietly.
 pub fn out(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();

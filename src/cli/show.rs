@@ -2,7 +2,6 @@
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::iin::Iin;
 use crate::lookup;
 use crate::render;
 use crate::store::Store;
@@ -18,7 +17,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
-    let iin = Iin::parse_with(&args.iin, args.skip_iin_check)?;
+    let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
     ctx.note_subject(store, &iin);
     let Some(crate::store::Record { lookup, body }) = store.latest_valid(&iin)? else {
         return Err(Exit::new(
