@@ -79,3 +79,36 @@ CREATE TABLE IF NOT EXISTS audit (
     error_enc   BLOB,                      -- sealed error message
     mac         BLOB NOT NULL              -- 32 bytes
 ) STRICT;
+
+-- Requests waiting to be sent (schema version 2): `fetch` and `batch` put a
+-- request here when the service cannot be reached or answers PENDING, and
+-- `sync` sends it. One row per IIN and session (`request` is unique), so a
+-- request is never queued twice. A process takes an item by setting
+-- `claimed_by`/`claimed_until` in a committed transaction before it sends;
+-- the answer's lookup is inserted and the item deleted (or rescheduled) in
+-- one transaction. An item whose claim ran out while claimed was being sent
+-- when its process died: it is *in doubt* (the service may have answered
+-- and billed it) and is sent again only when an operator says so.
+CREATE TABLE IF NOT EXISTS queue (
+    id            TEXT PRIMARY KEY,        -- UUIDv7, made by the client
+    subject       BLOB NOT NULL,           -- blind index of the IIN, as in lookups
+    request       BLOB NOT NULL UNIQUE,    -- HMAC-SHA-256(index subkey, "queue" IIN session), 32 bytes
+    queued_at     TEXT NOT NULL,           -- UTC, RFC 3339 with milliseconds and Z
+    deadline      TEXT NOT NULL,           -- never sent after this (the 3-hour window)
+    state         TEXT NOT NULL CHECK (state IN ('waiting', 'expired')),
+    attempts      INTEGER NOT NULL DEFAULT 0,  -- calls started for this item
+    next_try_at   TEXT NOT NULL,           -- not sent before this (backoff, Retry-After)
+    claimed_by    TEXT,                    -- random id of the process sending it now
+    claimed_until TEXT,                    -- the claim's end; past it, the item is in doubt
+    last_status   TEXT,                    -- last GBDFL status or HTTP status, enumerated
+    operator      TEXT NOT NULL,           -- who asked
+    host          TEXT NOT NULL,
+    iin_checked   INTEGER NOT NULL,
+    key_version   INTEGER NOT NULL REFERENCES keys (version),
+    iin_enc       BLOB NOT NULL,           -- sealed IIN
+    session_enc   BLOB NOT NULL,           -- sealed face2face backend session id
+    purpose_enc   BLOB,                    -- sealed purpose
+    error_enc     BLOB                     -- sealed last error message
+) STRICT;
+
+CREATE INDEX IF NOT EXISTS queue_by_deadline ON queue (state, deadline);

@@ -113,6 +113,8 @@ pub struct Client {
     url: Url,
     api_key: ApiKey,
     max_body_bytes: u64,
+    /// Connect timeout plus request timeout: no call lasts longer.
+    longest_call: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -138,7 +140,16 @@ impl Client {
             url,
             api_key,
             max_body_bytes: config.max_body_bytes,
+            longest_call: config.connect_timeout + config.timeout,
         })
+    }
+
+    /// Until when a queue item claimed at `now` for one call of this client
+    /// stays claimed: the longest a call can last, and a margin. A claim
+    /// that runs out while still set means its process died mid-call.
+    pub fn claim_until(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        now + chrono::TimeDelta::from_std(self.longest_call + Duration::from_secs(5))
+            .unwrap_or(chrono::TimeDelta::MAX)
     }
 
     pub fn url(&self) -> &str {

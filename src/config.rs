@@ -82,6 +82,9 @@ pub struct FileConfig {
     pub max_response_bytes: Option<u64>,
     pub require_purpose: Option<bool>,
     pub retention: Option<String>,
+    pub retry_base: Option<String>,
+    pub retry_cap: Option<String>,
+    pub retry_attempts: Option<u32>,
 }
 
 /// Values given on the command line (None when not given).
@@ -112,6 +115,9 @@ pub struct Settings {
     pub max_response_bytes: Setting<u64>,
     pub require_purpose: Setting<bool>,
     pub retention: Option<Setting<Duration>>,
+    pub retry_base: Setting<Duration>,
+    pub retry_cap: Setting<Duration>,
+    pub retry_attempts: Setting<u32>,
     pub json: bool,
     pub host: String,
 }
@@ -395,6 +401,46 @@ impl Settings {
             })
             .ok()
         };
+        let retry_base = duration_setting(
+            "retry_base",
+            "GBDFL_RETRY_BASE",
+            &env_nonempty,
+            file.retry_base.as_ref(),
+            &fp,
+            Duration::from_secs(2),
+        )?;
+        let retry_cap = duration_setting(
+            "retry_cap",
+            "GBDFL_RETRY_CAP",
+            &env_nonempty,
+            file.retry_cap.as_ref(),
+            &fp,
+            Duration::from_secs(60),
+        )?;
+        let retry_attempts = pick(
+            (None, ""),
+            (
+                env_nonempty("GBDFL_RETRY_ATTEMPTS")
+                    .map(|s| match s.trim().parse::<u32>() {
+                        Ok(n) if n >= 1 => Ok(n),
+                        _ => Err(ConfigError::Value {
+                            name: "GBDFL_RETRY_ATTEMPTS".into(),
+                            message: format!("{s:?} is not a whole number of at least 1"),
+                        }),
+                    })
+                    .transpose()?,
+                "GBDFL_RETRY_ATTEMPTS",
+            ),
+            file.retry_attempts,
+            &fp,
+            || Ok(5),
+        )?;
+        if retry_attempts.value == 0 {
+            return Err(ConfigError::Value {
+                name: "retry_attempts".into(),
+                message: "must be at least 1".into(),
+            });
+        }
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
             config_file,
@@ -411,6 +457,9 @@ impl Settings {
             max_response_bytes,
             require_purpose,
             retention,
+            retry_base,
+            retry_cap,
+            retry_attempts,
             json: flags.json,
             host: if host.is_empty() {
                 "unknown".into()
@@ -427,6 +476,15 @@ impl Settings {
             connect_timeout: self.connect_timeout.value,
             timeout: self.timeout.value,
             max_body_bytes: self.max_response_bytes.value,
+        }
+    }
+
+    /// How `sync` spaces the attempts of one request.
+    pub fn backoff(&self) -> crate::sync::Backoff {
+        crate::sync::Backoff {
+            base: self.retry_base.value,
+            cap: self.retry_cap.value.max(self.retry_base.value),
+            max_attempts: self.retry_attempts.value,
         }
     }
 
@@ -512,6 +570,8 @@ impl Settings {
             ("max_age", &self.max_age),
             ("connect_timeout", &self.connect_timeout),
             ("timeout", &self.timeout),
+            ("retry_base", &self.retry_base),
+            ("retry_cap", &self.retry_cap),
         ] {
             rows.push((
                 name,
@@ -532,6 +592,11 @@ impl Settings {
             ),
             None => ("retention", "(not set)".to_owned(), "-".to_owned()),
         });
+        rows.push((
+            "retry_attempts",
+            self.retry_attempts.value.to_string(),
+            self.retry_attempts.origin.to_string(),
+        ));
         rows.push((
             "max_response_bytes",
             self.max_response_bytes.value.to_string(),

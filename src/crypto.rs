@@ -199,6 +199,7 @@ pub fn key_id(check_value: &[u8]) -> String {
 }
 
 /// The subkeys derived from one master key.
+#[derive(Clone)]
 pub struct Keys {
     cipher: Aes256Gcm,
     index: Zeroizing<[u8; KEY_LEN]>,
@@ -235,6 +236,19 @@ impl Keys {
     pub fn blind_index(&self, iin: &str) -> [u8; 32] {
         let mut m = hmac_with(&self.index);
         m.update(iin.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    /// The index of one request (an IIN and a session id) in the queue:
+    /// HMAC-SHA-256 under the index subkey over `"queue" 0x00 IIN 0x00
+    /// session`, so one request is never queued twice and nothing about it
+    /// can be learned without the key.
+    pub fn request_index(&self, iin: &str, session: &str) -> [u8; 32] {
+        let mut m = hmac_with(&self.index);
+        m.update(b"queue\0");
+        m.update(iin.as_bytes());
+        m.update(b"\0");
+        m.update(session.as_bytes());
         m.finalize().into_bytes().into()
     }
 

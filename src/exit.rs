@@ -39,8 +39,16 @@ pub enum ExitCode {
     KeyOrIntegrity = 8,
     /// The database cannot be used: missing, not a gbdfl database, too new.
     Database = 9,
-    /// The answer is not ready yet (PENDING): ask again later.
+    /// The answer is not ready yet (PENDING): the request is queued, and
+    /// `gbdfl sync` asks again.
     Pending = 10,
+    /// The service could not be reached or was busy (connection, timeout,
+    /// HTTP 5xx or 429, SERVICE_ERROR): the request is queued, and `gbdfl
+    /// sync` sends it. Also: requests remain queued after `sync`.
+    Queued = 11,
+    /// The request's 3-hour window passed before it could be sent: it was
+    /// not sent, and the subject must go through the checks again.
+    Expired = 12,
 }
 
 impl ExitCode {

@@ -5,7 +5,8 @@
 //! Who may use whom (the imports show it): `crypto` knows nothing of SQLite,
 //! clap or HTTP; `store` knows crypto but no clap and no HTTP; `client`
 //! knows no SQLite; `lookup` is the one library module joining store and
-//! client; `render` and the reports only read; `cli` ties everything together.
+//! client (and `sync`, which runs it from several threads over the
+//! queue); `render` and the reports only read; `cli` ties everything together.
 
 pub mod api;
 pub mod cli;
@@ -22,3 +23,4 @@ pub mod lookup;
 pub mod render;
 pub mod report;
 pub mod store;
+pub mod sync;

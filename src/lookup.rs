@@ -18,8 +18,10 @@ use crate::client::{Answer, Client};
 use crate::exit::ExitCode;
 use crate::iin::Iin;
 use crate::store::{
-    self, AuditEntry, LookupId, NewLookup, Outcome, Record, Source, Store, StoreError,
+    self, After, AuditEntry, Begin, LookupId, NewLookup, NewRequest, Outcome, QueueItem, Record,
+    Source, Store, StoreError,
 };
+use crate::sync::Backoff;
 
 /// A face2face backend session id, checked to be a UUID.
 #[derive(Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ pub struct FetchRequest<'a> {
     pub audit: Option<AuditEntry>,
 }
 
-/// How a fetch ended. Every variant has been recorded under `id`.
+/// How a fetch ended. Every variant with an `id` has been recorded under it.
 #[derive(Debug)]
 pub enum Fetched {
     /// A VALID record younger than max-age was stored; no call was made.
@@ -95,16 +97,48 @@ pub enum Fetched {
     },
     /// HTTP 2xx with a body that is not a GBDFL answer; the body is stored.
     Garbled { id: LookupId, reason: String },
+    /// Another gbdfl process is sending this very request now; no call was made.
+    Busy { item: Box<QueueItem> },
+    /// An earlier call of this request was interrupted while it was being
+    /// sent; the service may have answered and billed it. No call was made.
+    InDoubt { item: Box<QueueItem> },
+    /// The request's 3-hour window has passed; no call was made.
+    Expired { item: Box<QueueItem> },
+}
+
+/// What happens next to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Nothing: it got its final answer (or never needed a call).
+    Done,
+    /// It stays queued and is tried again, not before `next_try`.
+    Queued {
+        item_id: String,
+        deadline: DateTime<Utc>,
+        next_try: DateTime<Utc>,
+    },
+    /// The answer fails for every request (unknown organisation, no
+    /// subscription): the request stays queued as it was, and nothing more
+    /// should be sent until the cause is fixed.
+    Stop { item_id: String },
+}
+
+/// A fetch's result: how it ended and what comes next.
+#[derive(Debug)]
+pub struct Attempt {
+    pub fetched: Fetched,
+    pub next: Next,
 }
 
 impl Fetched {
-    pub fn id(&self) -> LookupId {
+    pub fn id(&self) -> Option<LookupId> {
         match self {
             Fetched::Cached { id, .. }
             | Fetched::Answered { id, .. }
             | Fetched::Refused { id, .. }
             | Fetched::Unavailable { id, .. }
-            | Fetched::Garbled { id, .. } => *id,
+            | Fetched::Garbled { id, .. } => Some(*id),
+            Fetched::Busy { .. } | Fetched::InDoubt { .. } | Fetched::Expired { .. } => None,
         }
     }
 
@@ -115,18 +149,62 @@ impl Fetched {
             Fetched::Answered { response, .. } => match response.status {
                 Some(Status::Valid) => ExitCode::Ok,
                 Some(Status::Pending) => ExitCode::Pending,
+                _ if is_service_error(response) => ExitCode::Queued,
                 _ => ExitCode::NotValid,
             },
             Fetched::Refused { .. } => ExitCode::Refused,
-            Fetched::Unavailable { .. } => ExitCode::Unreachable,
+            Fetched::Unavailable { .. } | Fetched::Busy { .. } | Fetched::InDoubt { .. } => {
+                ExitCode::Queued
+            }
             Fetched::Garbled { .. } => ExitCode::Garbled,
+            Fetched::Expired { .. } => ExitCode::Expired,
         }
     }
 
     /// Whether a call to the paid service was made.
     pub fn called_service(&self) -> bool {
-        !matches!(self, Fetched::Cached { .. })
+        self.id().is_some() && !matches!(self, Fetched::Cached { .. })
     }
+
+    /// A short name of the outcome for tables and CSV: the GBDFL status when
+    /// there is one, else what happened.
+    pub fn label(&self) -> String {
+        match self {
+            Fetched::Cached { .. } => "VALID (cached)".into(),
+            Fetched::Answered { response, .. } => response
+                .status
+                .as_ref()
+                .map(|s| s.as_str().to_owned())
+                .unwrap_or_else(|| "NO_STATUS".into()),
+            Fetched::Refused { http_status, .. } => format!("REFUSED (HTTP {http_status})"),
+            Fetched::Unavailable { .. } => "UNREACHABLE".into(),
+            Fetched::Garbled { .. } => "GARBLED".into(),
+            Fetched::Busy { .. } => "SENDING".into(),
+            Fetched::InDoubt { .. } => "IN_DOUBT".into(),
+            Fetched::Expired { .. } => "EXPIRED".into(),
+        }
+    }
+}
+
+/// An answer whose failure reason says biometric.kz could not reach the
+/// state service ("Can`t connect to GBDFL service"): worth asking again.
+pub fn is_service_error(response: &Response) -> bool {
+    response.failure_reason.as_ref().is_some_and(|f| {
+        f.kind.as_deref() == Some("SERVICE_ERROR")
+            && f.detail
+                .as_deref()
+                .is_some_and(|d| d.to_lowercase().contains("connect to gbdfl"))
+    })
+}
+
+/// Whether a refusal will be the same for every request: the organisation
+/// or its subscription, not this request.
+pub fn fails_for_every_request(http_status: u16, message: &str) -> bool {
+    let m = message.to_lowercase();
+    (400..500).contains(&http_status)
+        && (m.contains("organization not found")
+            || m.contains("subscription")
+            || m.contains("access to gbdfl"))
 }
 
 /// The cached VALID record of `iin`, if one is younger than `max_age`.
@@ -150,22 +228,181 @@ pub fn fresh_record(
     Ok((age <= max_age).then_some(record))
 }
 
+/// The deadline of a request: 3 hours after its session was created (the
+/// API page: GBDFL data can be obtained within 3 hours of the checks), or
+/// after it was queued when the session's time is not known.
+pub fn deadline(
+    queued_at: DateTime<Utc>,
+    session_created_at: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    session_created_at.unwrap_or(queued_at) + SESSION_WINDOW
+}
+
+/// How long after the checks GBDFL data can be obtained.
+pub const SESSION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(3);
+
+/// A unique id of this process's claims, one per worker.
+pub fn claim_owner(worker: usize) -> String {
+    static PROCESS: std::sync::OnceLock<Uuid> = std::sync::OnceLock::new();
+    let p = PROCESS.get_or_init(Uuid::new_v4);
+    format!("{}-{}-{worker}", std::process::id(), p.simple())
+}
+
 /// Fetches a record: from the cache when fresh (and not forced), else by
-/// the paid call. Records the attempt and returns how it ended.
+/// the paid call, through the queue so that no other process can pay for
+/// the same IIN and session at the same time. Records the attempt and
+/// returns how it ended; a request that could not be answered now stays
+/// queued for `sync`.
 pub fn fetch(
     store: &Store,
     client: &Client,
     req: &FetchRequest<'_>,
-) -> Result<Fetched, StoreError> {
-    let requested_at = Utc::now();
-    let id = LookupId::new();
-    let base = NewLookup {
-        id,
+    backoff: &Backoff,
+    session_created_at: Option<DateTime<Utc>>,
+) -> Result<Attempt, StoreError> {
+    let now = Utc::now();
+    let owner = claim_owner(0);
+    let request = NewRequest {
         iin: req.iin,
         session_id: req.session.as_str(),
         purpose: req.asker.purpose,
         operator: req.asker.operator,
         host: req.asker.host,
+        queued_at: now,
+        deadline: deadline(now, session_created_at),
+    };
+    let max_age = (!req.force).then_some(req.max_age);
+    let begun = store.begin_fetch(
+        &request,
+        max_age,
+        Some((&owner, client.claim_until(now))),
+        req.force,
+    )?;
+    let item = match begun {
+        Begin::Fresh(from) => {
+            let id = record_cached(store, req, now, &from)?;
+            return Ok(Attempt {
+                fetched: Fetched::Cached { id, from },
+                next: Next::Done,
+            });
+        }
+        Begin::Busy(item) => {
+            return Ok(Attempt {
+                fetched: Fetched::Busy {
+                    item: Box::new(item),
+                },
+                next: Next::Done,
+            });
+        }
+        Begin::InDoubt(item) => {
+            return Ok(Attempt {
+                fetched: Fetched::InDoubt {
+                    item: Box::new(item),
+                },
+                next: Next::Done,
+            });
+        }
+        Begin::Expired(item) => {
+            return Ok(Attempt {
+                fetched: Fetched::Expired {
+                    item: Box::new(item),
+                },
+                next: Next::Done,
+            });
+        }
+        Begin::Claimed(item) => item,
+        Begin::Queued(_) => unreachable!("begin_fetch claims when asked to"),
+    };
+    send(store, client, &item, &owner, req.audit.as_ref(), backoff)
+}
+
+/// Records an answer from the cache (no call) with the request's audit entry.
+fn record_cached(
+    store: &Store,
+    req: &FetchRequest<'_>,
+    requested_at: DateTime<Utc>,
+    from: &Record,
+) -> Result<LookupId, StoreError> {
+    let id = LookupId::new();
+    let audit = req.audit.as_ref().map(|a| AuditEntry {
+        exit_code: ExitCode::Ok.code(),
+        records: 1,
+        ..a.clone()
+    });
+    store.record(
+        &NewLookup {
+            id,
+            iin: req.iin,
+            session_id: req.session.as_str(),
+            purpose: req.asker.purpose,
+            operator: req.asker.operator,
+            host: req.asker.host,
+            requested_at,
+            answered_at: Some(Utc::now()),
+            source: Source::Cache,
+            outcome: Outcome::Cached,
+            status: Some(Status::Valid.as_str()),
+            result: from.lookup.result,
+            http_status: None,
+            failure_type: None,
+            detail: None,
+            response: None,
+            cached_from: Some(LookupId(
+                Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
+            )),
+        },
+        audit.as_ref(),
+    )?;
+    Ok(id)
+}
+
+/// Queues a request for `sync` unless a fresh VALID record answers it (then
+/// recorded as a cache answer, whose id is returned with it). Makes no call.
+pub fn enqueue(
+    store: &Store,
+    req: &FetchRequest<'_>,
+    session_created_at: Option<DateTime<Utc>>,
+) -> Result<(Begin, Option<LookupId>), StoreError> {
+    let now = Utc::now();
+    let request = NewRequest {
+        iin: req.iin,
+        session_id: req.session.as_str(),
+        purpose: req.asker.purpose,
+        operator: req.asker.operator,
+        host: req.asker.host,
+        queued_at: now,
+        deadline: deadline(now, session_created_at),
+    };
+    let max_age = (!req.force).then_some(req.max_age);
+    let begun = store.begin_fetch(&request, max_age, None, false)?;
+    let id = match &begun {
+        Begin::Fresh(from) => Some(record_cached(store, req, now, from)?),
+        _ => None,
+    };
+    Ok((begun, id))
+}
+
+/// Makes the paid call of a claimed queue item, records it with its audit
+/// entry, and takes the item off the queue, reschedules it (with backoff
+/// and Retry-After) or restores it, all in one transaction.
+pub fn send(
+    store: &Store,
+    client: &Client,
+    item: &QueueItem,
+    owner: &str,
+    audit: Option<&AuditEntry>,
+    backoff: &Backoff,
+) -> Result<Attempt, StoreError> {
+    let requested_at = Utc::now();
+    let id = LookupId::new();
+    let purpose = item.purpose.as_deref();
+    let base = NewLookup {
+        id,
+        iin: &item.iin,
+        session_id: &item.session_id,
+        purpose,
+        operator: &item.operator,
+        host: &item.host,
         requested_at,
         answered_at: None,
         source: Source::Service,
@@ -178,71 +415,43 @@ pub fn fetch(
         response: None,
         cached_from: None,
     };
-
-    // Records the lookup with its audit entry, in one transaction.
-    let record = |l: NewLookup<'_>, code: ExitCode, error: Option<String>, records: u64| {
-        let audit = req.audit.as_ref().map(|a| AuditEntry {
-            exit_code: code.code(),
-            error,
-            // A connection that never opened sent nothing to be billed for.
-            paid_call: l.source == Source::Service
-                && !store::never_sent(l.outcome, l.http_status, l.detail),
-            records,
-            ..a.clone()
-        });
-        store.record(&l, audit.as_ref())
-    };
-    let fresh = if req.force {
-        None
-    } else {
-        fresh_record(store, req.iin, req.max_age, requested_at)?
-    };
-    if let Some(from) = fresh {
-        record(
-            NewLookup {
-                answered_at: Some(Utc::now()),
-                source: Source::Cache,
-                outcome: Outcome::Cached,
-                status: Some(Status::Valid.as_str()),
-                result: from.lookup.result,
-                cached_from: Some(LookupId(
-                    Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
-                )),
-                ..base
-            },
-            ExitCode::Ok,
-            None,
-            1,
-        )?;
-        return Ok(Fetched::Cached {
-            id,
-            from: Box::new(from),
-        });
-    }
-
-    let answer = client.lookup(req.iin, req.session.as_str());
+    let answer = client.lookup(&item.iin, &item.session_id);
     let answered_at = Some(Utc::now());
-    match answer {
+    let retry_at = |retry_after: Option<Duration>| {
+        let wait = backoff.delay(item.attempts, retry_after);
+        Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX)
+    };
+    let queued = |next_try| Next::Queued {
+        item_id: item.id.clone(),
+        deadline: item.deadline,
+        next_try,
+    };
+    // The lookup row, the audit entry's outcome, and what becomes of the item.
+    let (lookup, code, error, records, fetched, next) = match answer {
         Answer::Answered {
             http_status,
             body,
             parsed: Ok(response),
         } => {
             let response = *response;
-            let status = response.status.as_ref().map(Status::as_str);
-            let failure_type = response
-                .failure_reason
-                .as_ref()
-                .and_then(|f| f.kind.as_deref());
             let detail = response.failure_reason.as_ref().map(|f| f.to_string());
+            let retry = response.status == Some(Status::Pending) || is_service_error(&response);
             let (code, error, records) = match response.status {
                 Some(Status::Valid) => (ExitCode::Ok, None, 1),
                 Some(Status::Pending) => (ExitCode::Pending, Some("PENDING".to_owned()), 0),
                 _ => (
-                    ExitCode::NotValid,
+                    if retry {
+                        ExitCode::Queued
+                    } else {
+                        ExitCode::NotValid
+                    },
                     Some(format!(
                         "{}{}",
-                        status.unwrap_or("no status"),
+                        response
+                            .status
+                            .as_ref()
+                            .map(Status::as_str)
+                            .unwrap_or("no status"),
                         detail
                             .as_ref()
                             .map(|d| format!(" ({d})"))
@@ -251,98 +460,151 @@ pub fn fetch(
                     0,
                 ),
             };
-            record(
-                NewLookup {
-                    answered_at,
-                    outcome: Outcome::Answered,
-                    status,
-                    result: response.result,
-                    http_status: Some(http_status),
-                    failure_type,
-                    detail: detail.as_deref(),
-                    response: Some(&body),
-                    ..base
-                },
+            let next = if retry {
+                queued(retry_at(None))
+            } else {
+                Next::Done
+            };
+            (
+                Some((
+                    Outcome::Answered,
+                    Some(http_status),
+                    detail,
+                    Some(body.clone()),
+                )),
                 code,
                 error,
                 records,
-            )?;
-            Ok(Fetched::Answered {
-                id,
-                response: Box::new(response),
-                body: Zeroizing::new(body),
-            })
+                Fetched::Answered {
+                    id,
+                    response: Box::new(response),
+                    body: Zeroizing::new(body),
+                },
+                next,
+            )
         }
         Answer::Answered {
             http_status,
             body,
             parsed: Err(reason),
-        } => {
-            record(
-                NewLookup {
-                    answered_at,
-                    outcome: Outcome::Garbled,
-                    http_status: Some(http_status),
-                    detail: Some(&reason),
-                    response: Some(&body),
-                    ..base
-                },
-                ExitCode::Garbled,
+        } => (
+            Some((
+                Outcome::Garbled,
+                Some(http_status),
                 Some(reason.clone()),
-                0,
-            )?;
-            Ok(Fetched::Garbled { id, reason })
-        }
+                Some(body),
+            )),
+            ExitCode::Garbled,
+            Some(reason.clone()),
+            0,
+            Fetched::Garbled { id, reason },
+            queued(retry_at(None)),
+        ),
         Answer::Refused {
             http_status,
             body,
             message,
         } => {
-            record(
-                NewLookup {
-                    answered_at,
-                    outcome: Outcome::Refused,
-                    http_status: Some(http_status),
-                    detail: Some(&message),
-                    response: Some(&body),
-                    ..base
-                },
+            let next = if fails_for_every_request(http_status, &message) {
+                Next::Stop {
+                    item_id: item.id.clone(),
+                }
+            } else {
+                Next::Done
+            };
+            (
+                Some((
+                    Outcome::Refused,
+                    Some(http_status),
+                    Some(message.clone()),
+                    Some(body),
+                )),
                 ExitCode::Refused,
                 Some(format!("HTTP {http_status}: {message}")),
                 0,
-            )?;
-            Ok(Fetched::Refused {
-                id,
-                http_status,
-                message,
-            })
+                Fetched::Refused {
+                    id,
+                    http_status,
+                    message,
+                },
+                next,
+            )
         }
         Answer::Unavailable {
             http_status,
             body,
             message,
             retry_after,
-        } => {
-            record(
-                NewLookup {
-                    answered_at,
-                    outcome: Outcome::Unavailable,
-                    http_status,
-                    detail: Some(&message),
-                    response: (!body.is_empty()).then_some(body.as_slice()),
-                    ..base
-                },
-                ExitCode::Unreachable,
+        } => (
+            Some((
+                Outcome::Unavailable,
+                http_status,
                 Some(message.clone()),
-                0,
-            )?;
-            Ok(Fetched::Unavailable {
+                (!body.is_empty()).then_some(body),
+            )),
+            ExitCode::Queued,
+            Some(message.clone()),
+            0,
+            Fetched::Unavailable {
                 id,
                 message,
                 retry_after,
-            })
-        }
-    }
+            },
+            queued(retry_at(retry_after)),
+        ),
+    };
+    let (outcome, http_status, detail, body) = lookup.expect("every answer is recorded");
+    let status = match &fetched {
+        Fetched::Answered { response, .. } => response.status.as_ref().map(Status::as_str),
+        _ => None,
+    };
+    let failure_type = match &fetched {
+        Fetched::Answered { response, .. } => response
+            .failure_reason
+            .as_ref()
+            .and_then(|f| f.kind.as_deref()),
+        _ => None,
+    };
+    let result = match &fetched {
+        Fetched::Answered { response, .. } => response.result,
+        _ => None,
+    };
+    let row = NewLookup {
+        answered_at,
+        outcome,
+        status,
+        result,
+        http_status,
+        failure_type,
+        detail: detail.as_deref(),
+        response: body.as_deref(),
+        ..base
+    };
+    let audit = audit.map(|a| AuditEntry {
+        exit_code: code.code(),
+        error: error.clone(),
+        // A connection that never opened sent nothing to be billed for.
+        paid_call: !store::never_sent(row.outcome, row.http_status, row.detail),
+        records,
+        purpose: a.purpose.clone().or_else(|| item.purpose.clone()),
+        ..a.clone()
+    });
+    let last_status = status
+        .map(str::to_owned)
+        .or_else(|| http_status.map(|h| format!("HTTP_{h}")))
+        .unwrap_or_else(|| outcome.as_str().to_uppercase());
+    let error_text = error.unwrap_or_default();
+    let after = match &next {
+        Next::Done => After::Done,
+        Next::Queued { next_try, .. } => After::Retry {
+            next_try: *next_try,
+            status: Some(&last_status),
+            error: &error_text,
+        },
+        Next::Stop { .. } => After::Restore,
+    };
+    store.finish(item, owner, Some(&row), audit.as_ref(), after)?;
+    Ok(Attempt { fetched, next })
 }
 
 /// What to tell the operator for a refusal, by the service's message.
@@ -406,4 +668,34 @@ pub fn status_advice(response: &Response) -> &'static str {
 /// Parses a stored body back into a response (for `show`).
 pub fn parse_stored(body: &[u8]) -> Option<Response> {
     api::parse_response(body).ok()
+}
+
+/// Parses when a face2face session was created: RFC 3339 with an offset
+/// (`2026-11-28T09:15:00+05:00`), or a local time as Excel writes it
+/// (`2026-11-28 09:15`, `2026-11-28T09:15:30`, `28.11.2026 09:15`).
+pub fn parse_session_time(s: &str) -> Result<DateTime<Utc>, String> {
+    let t = s.trim();
+    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+        return Ok(d.with_timezone(&Utc));
+    }
+    const LOCAL: [&str; 6] = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%d.%m.%Y %H:%M:%S",
+        "%d.%m.%Y %H:%M",
+    ];
+    for f in LOCAL {
+        if let Ok(naive) = chrono::NaiveDateTime::parse_from_str(t, f) {
+            use chrono::TimeZone;
+            if let Some(local) = chrono::Local.from_local_datetime(&naive).earliest() {
+                return Ok(local.with_timezone(&Utc));
+            }
+        }
+    }
+    Err(format!(
+        "{:?} is not a time: write 2026-11-28 09:15 (local time) or 2026-11-28T09:15:00+05:00",
+        t.chars().take(40).collect::<String>()
+    ))
 }

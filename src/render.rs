@@ -320,6 +320,59 @@ pub fn stale(rows: &[crate::expiry::StaleRow]) -> String {
     table(&["FETCHED (UTC)", "AGE (DAYS)", "IIN", "NAME"], &cells)
 }
 
+/// A time for people: local time, to the minute, with the UTC offset.
+pub fn local_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&chrono::Local)
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string()
+}
+
+/// A plain table with a header row (control characters blanked).
+pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<(Vec<String>, Option<&str>)> = rows.iter().map(|r| (r.clone(), None)).collect();
+    table(header, &rows)
+}
+
+/// The request queue as a table, soonest deadline first. IINs are masked
+/// unless `full`.
+pub fn queue(items: &[crate::store::QueueItem], full: bool) -> String {
+    let header = [
+        "ID",
+        "IIN",
+        "STATE",
+        "ATTEMPTS",
+        "NEXT TRY",
+        "DEADLINE",
+        "OPERATOR",
+        "LAST ERROR",
+    ];
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|q| {
+            let iin = if full {
+                q.iin.as_str().to_owned()
+            } else {
+                q.iin.masked()
+            };
+            let next = match q.state {
+                crate::store::QueueState::Waiting => local_time(q.next_try_at),
+                _ => "-".to_owned(),
+            };
+            vec![
+                q.id.clone(),
+                iin,
+                q.state.as_str().to_owned(),
+                q.attempts.to_string(),
+                next,
+                local_time(q.deadline),
+                q.operator.clone(),
+                q.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    columns(&header, &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use crate::expiry::{Reasons, Row};

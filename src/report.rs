@@ -456,6 +456,48 @@ pub fn write_summary<W: Write>(
     sheet.finish()
 }
 
+/// One row of a batch's outcome file.
+#[derive(Debug, Clone)]
+pub struct BatchRow {
+    /// The line of the input file.
+    pub line: u64,
+    /// The IIN as typed (the row's own, for matching back; masked unless asked).
+    pub iin: String,
+    /// VALID, NOT_FOUND, ..., or BAD_ROW, QUEUED, EXPIRED, IN_DOUBT.
+    pub outcome: String,
+    /// `paid call`, `cache` or `no call`.
+    pub source: &'static str,
+    pub lookup_id: String,
+    pub message: String,
+}
+
+/// Writes a batch's outcome file atomically (Excel-friendly UTF-8 with BOM).
+pub fn write_batch(dest: &Path, rows: &[BatchRow]) -> Result<u64, ReportError> {
+    let file = AtomicFile::create(dest)?;
+    let format = Format {
+        delimiter: b',',
+        excel: true,
+    };
+    let mut sheet = Sheet::new(
+        file,
+        format,
+        &["line", "iin", "outcome", "source", "lookup_id", "message"],
+    )?;
+    for r in rows {
+        sheet.row(&[
+            Cow::Owned(r.line.to_string()),
+            text(&r.iin),
+            text(&r.outcome),
+            Cow::Borrowed(r.source),
+            Cow::Borrowed(&r.lookup_id),
+            text(&r.message),
+        ])?;
+    }
+    let (file, n) = sheet.finish()?;
+    file.commit()?;
+    Ok(n)
+}
+
 /// `reports/KIND-YYYYMMDD-HHMMSS.csv`, relative to the current folder, in local time.
 pub fn default_path(kind: Kind, now: DateTime<chrono::Local>) -> PathBuf {
     Path::new("reports").join(format!(

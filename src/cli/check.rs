@@ -14,11 +14,12 @@ pub fn run(_args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let r = store.check()?;
     ctx.note_records(r.lookups);
     let mut text = format!(
-        "key:           ok (key id {}, version {})\nintegrity:     {}\nrecords:       {} lookups, {} failed to decrypt\naudit trail:   {} entries, {}\n",
+        "key:           ok (key id {}, version {})\nintegrity:     {}\nrecords:       {} lookups, {} queued requests, {} failed to decrypt\naudit trail:   {} entries, {}\n",
         store.key_id(),
         store.key_version(),
         r.integrity.join("; "),
         r.lookups,
+        r.queued,
         r.undecryptable.len(),
         r.audit.entries,
         r.audit.problem.as_deref().unwrap_or("chain intact"),

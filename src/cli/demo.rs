@@ -95,6 +95,9 @@ fn line(iin: &str, fetched: &Fetched) -> String {
         } => (format!("HTTP {http_status}"), message.clone()),
         Fetched::Unavailable { message, .. } => ("UNREACHABLE".to_owned(), message.clone()),
         Fetched::Garbled { reason, .. } => ("GARBLED".to_owned(), reason.clone()),
+        Fetched::Busy { .. } | Fetched::InDoubt { .. } | Fetched::Expired { .. } => {
+            (fetched.label(), String::new())
+        }
     };
     let source = if fetched.called_service() {
         "paid call"
@@ -157,7 +160,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 force,
                 audit: None,
             },
+            &crate::sync::Backoff::default(),
+            None,
         )
+        .map(|a| a.fetched)
     };
 
     let mut subjects: Vec<String> = SUBJECTS.iter().map(|s| s.to_string()).collect();

@@ -9,7 +9,7 @@ use crate::client::Client;
 use crate::config::parse_duration;
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
-use crate::lookup::{self, Asker, FetchRequest, Fetched, SessionId};
+use crate::lookup::{self, Asker, Attempt, FetchRequest, Fetched, Next, SessionId};
 use crate::render;
 use crate::store::Store;
 
@@ -26,12 +26,18 @@ pub struct Args {
     /// Use a cached VALID record younger than this instead of calling [config: max_age] [default: 30d]
     #[arg(long, value_name = "DUR")]
     pub max_age: Option<String>,
-    /// Call the service even if a fresh record is cached
+    /// Call the service even if a fresh record is cached, or an earlier call
+    /// of this request was interrupted (it may then be billed twice)
     #[arg(long)]
     pub force: bool,
     /// Accept an IIN that fails the published checks (recorded with the lookup)
     #[arg(long)]
     pub skip_iin_check: bool,
+    /// When the face2face session was created (e.g. "2026-11-28 09:15", local
+    /// time); the request is never sent more than 3 hours after it [default:
+    /// now, so the deadline is 3 hours from now]
+    #[arg(long, value_name = "TIME")]
+    pub session_created_at: Option<String>,
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
@@ -43,6 +49,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Some(m) => parse_duration("--max-age", m)?,
         None => s.max_age.value,
     };
+    let session_created_at = args
+        .session_created_at
+        .as_deref()
+        .map(|t| super::parse_session_created_at("--session-created-at", t))
+        .transpose()?;
     let client = Client::new(&s.client_config(), s.api_key(&ctx.env)?)?;
     let req = FetchRequest {
         iin: &iin,
@@ -57,14 +68,32 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         audit: Some(ctx.audit_entry()),
     };
     ctx.note_subject(store, &iin);
-    let fetched = lookup::fetch(store, &client, &req)?;
-    ctx.mark_audited();
-    report(&fetched, &iin, ctx, store)
+    let attempt = lookup::fetch(store, &client, &req, &s.backoff(), session_created_at)?;
+    if attempt.fetched.id().is_some() {
+        ctx.mark_audited();
+    }
+    report(&attempt, &iin, ctx, store)
+}
+
+/// The end of a message for a request that stays queued.
+fn queued_note(next: &Next) -> String {
+    match next {
+        Next::Queued { deadline, .. } => format!(
+            " The request is queued: `gbdfl sync` sends it (before {}, when the 3-hour window of the session ends).",
+            render::local_time(*deadline)
+        ),
+        Next::Stop { .. } => {
+            " The request stays queued: fix the cause, then run `gbdfl sync`.".to_owned()
+        }
+        Next::Done => String::new(),
+    }
 }
 
 /// Tells the operator how the fetch ended; an error carries the exit code.
-pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let json = ctx.settings.json;
+    let fetched = &attempt.fetched;
+    let queued = queued_note(&attempt.next);
     let today = chrono::Local::now().date_naive();
     match fetched {
         Fetched::Cached { from, .. } => {
@@ -94,7 +123,7 @@ pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             Err(Exit::new(
                 code,
                 format!(
-                    "the service answered {status}{reason} for {}: {}. Recorded as lookup {id}.",
+                    "the service answered {status}{reason} for {}: {}. Recorded as lookup {id}.{queued}",
                     iin.masked(),
                     lookup::status_advice(response)
                 ),
@@ -104,15 +133,15 @@ pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
         Fetched::Refused { id, http_status, message } => Err(Exit::new(
             ExitCode::Refused,
             format!(
-                "the service refused the request: HTTP {http_status} {message}: {}. Recorded as lookup {id}.",
+                "the service refused the request: HTTP {http_status} {message}: {}. Recorded as lookup {id}.{queued}",
                 lookup::refusal_advice(*http_status, message)
             ),
         )
         .into()),
         Fetched::Unavailable { id, message, retry_after } => Err(Exit::new(
-            ExitCode::Unreachable,
+            ExitCode::Queued,
             format!(
-                "the service is unreachable: {message}{}. Nothing was received; run the same fetch again when the connection is back. Recorded as lookup {id}.",
+                "the service is unreachable: {message}{}. Nothing was received (lookup {id}).{queued}",
                 retry_after
                     .map(|d| format!(" (it asks to retry after {}s)", d.as_secs()))
                     .unwrap_or_default()
@@ -122,7 +151,36 @@ pub fn report(fetched: &Fetched, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
         Fetched::Garbled { id, reason } => Err(Exit::new(
             ExitCode::Garbled,
             format!(
-                "the service's answer could not be read: {reason}. The answer was stored as received (lookup {id}) for inspection; try again later, and tell biometric.kz support if it persists."
+                "the service's answer could not be read: {reason}. The answer was stored as received (lookup {id}) for inspection; tell biometric.kz support if it persists.{queued}"
+            ),
+        )
+        .into()),
+        Fetched::Busy { item } => Err(Exit::new(
+            ExitCode::Queued,
+            format!(
+                "another gbdfl process (a sync on {}) is sending this request for {} right now; no second call was made. Run `gbdfl show {}` in a minute.",
+                item.host,
+                iin.masked(),
+                iin.masked()
+            ),
+        )
+        .into()),
+        Fetched::InDoubt { item } => Err(Exit::new(
+            ExitCode::Queued,
+            format!(
+                "an earlier call for {} with this session (queue item {}) was interrupted while it was being sent: the service may have answered and billed it, so no call was made now. To ask again anyway (it may be billed twice), add --force; to give it up, run `gbdfl queue drop {}`.",
+                iin.masked(),
+                item.id,
+                item.id
+            ),
+        )
+        .into()),
+        Fetched::Expired { item } => Err(Exit::new(
+            ExitCode::Expired,
+            format!(
+                "the request for {} cannot be sent: the 3-hour window of its session ended at {}, and the service would refuse it (and bill the call). The subject must go through the verification checks again, with a new session.",
+                iin.masked(),
+                render::local_time(item.deadline)
             ),
         )
         .into()),

@@ -16,10 +16,14 @@ mod fetch;
 mod history;
 mod init;
 mod mock_server;
+mod progress;
 mod purge;
+mod queue;
 mod rekey;
 mod report;
 mod show;
+mod stats;
+mod sync;
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -77,6 +81,9 @@ pub struct GlobalArgs {
 pub enum Command {
     Init(init::Args),
     Fetch(fetch::Args),
+    Sync(sync::Args),
+    Queue(queue::Args),
+    Stats(stats::Args),
     Show(show::Args),
     History(history::Args),
     Expiring(expiring::Args),
@@ -97,6 +104,9 @@ impl Command {
     fn audited_name(&self) -> Option<&'static str> {
         Some(match self {
             Command::Fetch(_) => "fetch",
+            Command::Sync(_) => "sync",
+            Command::Queue(q) => q.name(),
+            Command::Stats(_) => "stats",
             Command::Show(_) => "show",
             Command::History(_) => "history",
             Command::Expiring(_) => "expiring",
@@ -177,6 +187,26 @@ impl Ctx {
 pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
     Iin::parse_with(s, skip_check)
         .with_context(|| format!("IIN {} is not valid", crate::iin::mask(s.trim())))
+}
+
+/// Parses a session's creation time; one in the future is a mistake.
+pub fn parse_session_created_at(
+    name: &str,
+    s: &str,
+) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
+    let t = crate::lookup::parse_session_time(s)
+        .map_err(|e| Exit::new(ExitCode::InvalidInput, format!("{name}: {e}")))?;
+    if t > chrono::Utc::now() + chrono::TimeDelta::minutes(5) {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{name}: {} is in the future; give the time the face2face session was created",
+                crate::render::local_time(t)
+            ),
+        )
+        .into());
+    }
+    Ok(t)
 }
 
 /// Writes to stdout; a closed pipe (`gbdfl history ... | head`) ends quietly.
@@ -266,6 +296,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match command {
         Command::Fetch(args) => fetch::run(args, ctx, store),
+        Command::Sync(args) => sync::run(args, ctx, store),
+        Command::Queue(args) => queue::run(args, ctx, store),
+        Command::Stats(args) => stats::run(args, ctx, store),
         Command::Show(args) => show::run(args, ctx, store),
         Command::History(args) => history::run(args, ctx, store),
         Command::Expiring(args) => expiring::run(args, ctx, store),

@@ -19,6 +19,8 @@ use crate::crypto::{self, Keys, MasterKey};
 pub struct CheckReport {
     pub integrity: Vec<String>,
     pub lookups: u64,
+    /// Items in the request queue.
+    pub queued: u64,
     pub undecryptable: Vec<String>,
     pub audit: AuditCheck,
 }
@@ -61,7 +63,8 @@ impl Store {
         audit: &mut AuditEntry,
     ) -> Result<usize, StoreError> {
         let n = sqlite::immediate(&self.conn, |c| {
-            let n = sqlite::delete_lookups_before(c, &time_text(cutoff))?;
+            let n = sqlite::delete_lookups_before(c, &time_text(cutoff))?
+                + sqlite::delete_queue_before(c, &time_text(cutoff))?;
             audit.records = n as u64;
             self.append_audit_in(c, audit)?;
             Ok::<_, StoreError>(n)
@@ -158,6 +161,7 @@ impl Store {
                 r.key_version = version;
                 sqlite::update_lookup_sealed(c, &r)?;
             }
+            let queued = self.reseal_queue(c, &reseal, version)?;
             let mut audits = Vec::new();
             sqlite::each_audit(c, &mut |a| {
                 audits.push(a);
@@ -185,9 +189,9 @@ impl Store {
                 key_id: crypto::key_id(&new.check_value()),
             };
             let mut entry = audit.clone();
-            entry.records = ids.len() as u64;
+            entry.records = ids.len() as u64 + queued;
             after.append_audit_in(c, &entry)?;
-            Ok(ids.len() as u64)
+            Ok(ids.len() as u64 + queued)
         })
     }
 
@@ -215,8 +219,11 @@ impl Store {
             }
             Ok::<_, StoreError>(())
         })?;
+        let (queued, problems) = self.check_queue()?;
+        undecryptable.extend(problems);
         let audit = self.verify_audit(None)?;
         Ok(CheckReport {
+            queued,
             integrity,
             lookups,
             undecryptable,

@@ -11,6 +11,7 @@
 
 mod audit;
 mod maintenance;
+mod queue;
 mod sqlite;
 
 use std::fmt;
@@ -27,6 +28,7 @@ use crate::iin::Iin;
 
 pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
 pub use maintenance::CheckReport;
+pub use queue::{After, Begin, DayStats, NewRequest, QueueItem, QueueState};
 pub use sqlite::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Messages say what to do next.
@@ -407,6 +409,18 @@ impl Store {
         }
     }
 
+    /// A second handle on the same database and keys, with its own
+    /// connection (for worker threads).
+    pub fn reopen(&self) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: sqlite::open(&self.path, Self::BUSY_TIMEOUT)?,
+            path: self.path.clone(),
+            keys: self.keys.clone(),
+            key_version: self.key_version,
+            key_id: self.key_id.clone(),
+        })
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -475,9 +489,8 @@ impl Store {
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    /// Records one lookup attempt, and its audit entry in the same
-    /// transaction. Recording the same id twice keeps the first.
-    pub fn record(&self, l: &NewLookup<'_>, audit: Option<&AuditEntry>) -> Result<(), StoreError> {
+    /// The sealed row of a lookup to record.
+    fn lookup_row(&self, l: &NewLookup<'_>) -> Result<sqlite::LookupRow, StoreError> {
         let id = l.id.to_string();
         let response_enc = match l.response {
             Some(body) => {
@@ -488,7 +501,7 @@ impl Store {
             }
             None => None,
         };
-        let row = sqlite::LookupRow {
+        Ok(sqlite::LookupRow {
             subject: self.subject_of(l.iin).to_vec(),
             requested_at: time_text(l.requested_at),
             answered_at: l.answered_at.map(time_text),
@@ -515,16 +528,31 @@ impl Store {
                 .transpose()?,
             response_enc,
             id,
-        };
-        sqlite::immediate(&self.conn, |c| {
-            sqlite::insert_lookup(c, &row)?;
-            if let Some(a) = audit {
-                let mut a = a.clone();
-                a.subject = Some(self.subject_of(l.iin));
-                self.append_audit_in(c, &a)?;
-            }
-            Ok(())
         })
+    }
+
+    /// Inserts a lookup and its audit entry (subject filled in) on `c`,
+    /// inside the caller's transaction.
+    fn record_in(
+        &self,
+        c: &Connection,
+        l: &NewLookup<'_>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let row = self.lookup_row(l)?;
+        sqlite::insert_lookup(c, &row)?;
+        if let Some(a) = audit {
+            let mut a = a.clone();
+            a.subject = Some(self.subject_of(l.iin));
+            self.append_audit_in(c, &a)?;
+        }
+        Ok(())
+    }
+
+    /// Records one lookup attempt, and its audit entry in the same
+    /// transaction. Recording the same id twice keeps the first.
+    pub fn record(&self, l: &NewLookup<'_>, audit: Option<&AuditEntry>) -> Result<(), StoreError> {
+        sqlite::immediate(&self.conn, |c| self.record_in(c, l, audit))
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {

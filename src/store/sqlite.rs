@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// The schema version this binary writes (schema.sql).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -186,8 +186,9 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     if from >= SCHEMA_VERSION {
         return Ok(());
     }
-    // Version 1 is the first; later versions add their steps here, each
-    // ending with its own user_version, all inside one transaction.
+    // Every step so far only adds tables and indexes (version 2: `queue`),
+    // which the schema's CREATE ... IF NOT EXISTS statements do; a step that
+    // changes a table goes here, before the schema is applied.
     let tx = conn.unchecked_transaction()?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
@@ -558,4 +559,288 @@ pub fn each_lookup<E: From<StoreError>>(
 /// How many lookups the database holds.
 pub fn count_lookups(conn: &Connection) -> Result<i64, StoreError> {
     Ok(conn.query_row("SELECT count(*) FROM lookups", [], |r| r.get(0))?)
+}
+
+/// A queue row as stored: sealed columns stay sealed here.
+#[derive(Debug, Clone)]
+pub struct QueueRow {
+    pub id: String,
+    pub subject: Vec<u8>,
+    pub request: Vec<u8>,
+    pub queued_at: String,
+    pub deadline: String,
+    pub state: String,
+    pub attempts: i64,
+    pub next_try_at: String,
+    pub claimed_by: Option<String>,
+    pub claimed_until: Option<String>,
+    pub last_status: Option<String>,
+    pub operator: String,
+    pub host: String,
+    pub iin_checked: bool,
+    pub key_version: i64,
+    pub iin_enc: Vec<u8>,
+    pub session_enc: Vec<u8>,
+    pub purpose_enc: Option<Vec<u8>>,
+    pub error_enc: Option<Vec<u8>>,
+}
+
+const QUEUE_COLUMNS: &str = "id, subject, request, queued_at, deadline, state, attempts, next_try_at, \
+     claimed_by, claimed_until, last_status, operator, host, iin_checked, key_version, \
+     iin_enc, session_enc, purpose_enc, error_enc";
+
+fn queue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
+    Ok(QueueRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        request: r.get(2)?,
+        queued_at: r.get(3)?,
+        deadline: r.get(4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        next_try_at: r.get(7)?,
+        claimed_by: r.get(8)?,
+        claimed_until: r.get(9)?,
+        last_status: r.get(10)?,
+        operator: r.get(11)?,
+        host: r.get(12)?,
+        iin_checked: r.get(13)?,
+        key_version: r.get(14)?,
+        iin_enc: r.get(15)?,
+        session_enc: r.get(16)?,
+        purpose_enc: r.get(17)?,
+        error_enc: r.get(18)?,
+    })
+}
+
+/// Inserts a queue item; returns false when its request is already queued.
+pub fn insert_queue(conn: &Connection, q: &QueueRow) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO queue ({QUEUE_COLUMNS}) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+        ),
+        params![
+            q.id,
+            q.subject,
+            q.request,
+            q.queued_at,
+            q.deadline,
+            q.state,
+            q.attempts,
+            q.next_try_at,
+            q.claimed_by,
+            q.claimed_until,
+            q.last_status,
+            q.operator,
+            q.host,
+            q.iin_checked,
+            q.key_version,
+            q.iin_enc,
+            q.session_enc,
+            q.purpose_enc,
+            q.error_enc,
+        ],
+    )?;
+    Ok(n == 1)
+}
+
+/// The queue item of one request, if queued.
+pub fn queue_by_request(conn: &Connection, request: &[u8]) -> Result<Option<QueueRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE request = ?1"),
+            params![request],
+            queue_from_row,
+        )
+        .optional()?)
+}
+
+/// One queue item by id.
+pub fn queue_by_id(conn: &Connection, id: &str) -> Result<Option<QueueRow>, StoreError> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {QUEUE_COLUMNS} FROM queue WHERE id = ?1"),
+            params![id],
+            queue_from_row,
+        )
+        .optional()?)
+}
+
+/// Every queue item, soonest deadline first.
+pub fn queue_all(conn: &Connection) -> Result<Vec<QueueRow>, StoreError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {QUEUE_COLUMNS} FROM queue ORDER BY deadline, queued_at, id"
+    ))?;
+    let rows = st
+        .query_map([], queue_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Marks waiting items past their deadline as expired, unless claimed by a
+/// live process; returns how many.
+pub fn expire_queue(conn: &Connection, now: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE queue SET state = 'expired', claimed_by = NULL, claimed_until = NULL \
+         WHERE state = 'waiting' AND deadline <= ?1 \
+           AND (claimed_by IS NULL OR claimed_until <= ?1)",
+        params![now],
+    )?)
+}
+
+/// Up to `limit` items that may be sent now, soonest deadline first: waiting,
+/// due, before their deadline, and not claimed (or, with `in_doubt`, claimed
+/// by a process whose claim ran out).
+pub fn queue_due(
+    conn: &Connection,
+    now: &str,
+    in_doubt: bool,
+    limit: i64,
+) -> Result<Vec<QueueRow>, StoreError> {
+    let mut st = conn.prepare(&format!(
+        "SELECT {QUEUE_COLUMNS} FROM queue \
+         WHERE state = 'waiting' AND deadline > ?1 AND next_try_at <= ?1 \
+           AND (claimed_by IS NULL OR (?2 AND claimed_until <= ?1)) \
+         ORDER BY deadline, next_try_at, id LIMIT ?3"
+    ))?;
+    let rows = st
+        .query_map(params![now, in_doubt, limit], queue_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Claims an item for `owner` until `until`, counting an attempt.
+pub fn claim_queue(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    until: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE queue SET claimed_by = ?2, claimed_until = ?3, attempts = attempts + 1 WHERE id = ?1",
+        params![id, owner, until],
+    )?;
+    Ok(())
+}
+
+/// Puts a claimed item back: unclaimed, with its attempt count, next try,
+/// last status and sealed last error as given.
+pub fn release_queue(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE queue SET claimed_by = NULL, claimed_until = NULL, attempts = ?2, next_try_at = ?3, \
+         last_status = ?4, error_enc = ?5, key_version = ?6 WHERE id = ?1",
+        params![
+            q.id,
+            q.attempts,
+            q.next_try_at,
+            q.last_status,
+            q.error_enc,
+            q.key_version
+        ],
+    )?;
+    Ok(())
+}
+
+/// Re-seals one queue row's sealed columns (rekey).
+pub fn update_queue_sealed(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE queue SET key_version = ?2, iin_enc = ?3, session_enc = ?4, purpose_enc = ?5, \
+         error_enc = ?6 WHERE id = ?1",
+        params![
+            q.id,
+            q.key_version,
+            q.iin_enc,
+            q.session_enc,
+            q.purpose_enc,
+            q.error_enc
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes one queue item; returns whether it was there.
+pub fn delete_queue(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM queue WHERE id = ?1", params![id])? == 1)
+}
+
+/// Deletes queue items queued before `cutoff` (purge); returns how many.
+pub fn delete_queue_before(conn: &Connection, cutoff: &str) -> Result<usize, StoreError> {
+    Ok(conn.execute("DELETE FROM queue WHERE queued_at < ?1", params![cutoff])?)
+}
+
+/// The next try of every unclaimed waiting item that can still be sent.
+pub fn queue_next_tries(conn: &Connection, now: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let mut st = conn.prepare(
+        "SELECT id, next_try_at FROM queue \
+         WHERE state = 'waiting' AND deadline > ?1 AND next_try_at < deadline AND claimed_by IS NULL",
+    )?;
+    let rows = st
+        .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// One row per lookup for `stats`: (requested_at, source, outcome, status,
+/// http_status, detail_enc when the attempt may never have been sent).
+pub type StatRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<i64>,
+    Option<LookupRow>,
+);
+
+/// Calls `f` with the plaintext columns of every lookup requested in
+/// `[from, to)`; the whole row only where `stats` must open the detail.
+pub fn each_lookup_stat<E: From<StoreError>>(
+    conn: &Connection,
+    from: Option<&str>,
+    to: Option<&str>,
+    f: &mut dyn FnMut(StatRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = conn
+        .prepare(
+            "SELECT id, requested_at, source, outcome, status, http_status FROM lookups \
+             WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
+             ORDER BY requested_at, id",
+        )
+        .map_err(StoreError::from)?;
+    let mut rows = st.query(params![from, to]).map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        let id: String = r.get(0).map_err(StoreError::from)?;
+        let outcome: String = r.get(3).map_err(StoreError::from)?;
+        let http: Option<i64> = r.get(5).map_err(StoreError::from)?;
+        let full = if outcome == "unavailable" && http.is_none() {
+            lookup_by_id(conn, &id)?
+        } else {
+            None
+        };
+        f((
+            r.get(1).map_err(StoreError::from)?,
+            r.get(2).map_err(StoreError::from)?,
+            outcome,
+            r.get(4).map_err(StoreError::from)?,
+            http,
+            full,
+        ))?;
+    }
+    Ok(())
+}
+
+/// Expired queue items by the day they were queued (for `stats`).
+pub fn expired_queue_times(
+    conn: &Connection,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare(
+        "SELECT deadline FROM queue WHERE state = 'expired' \
+         AND (?1 IS NULL OR deadline >= ?1) AND (?2 IS NULL OR deadline < ?2) ORDER BY deadline",
+    )?;
+    let rows = st
+        .query_map(params![from, to], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }

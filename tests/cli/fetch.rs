@@ -131,7 +131,9 @@ fn every_failure_reason_fixture_is_reported_with_its_detail() {
         "a fixture for every failure reason of the API page"
     );
     for (iin, reason, advice) in reasons {
-        let r = env.fails(&["fetch", iin, "--session", &session()], 5);
+        // SERVICE_ERROR means biometric.kz could not reach GBDFL: queued (11).
+        let code = if iin == iins::SERVICE_ERROR { 11 } else { 5 };
+        let r = env.fails(&["fetch", iin, "--session", &session()], code);
         assert!(r.stderr.contains(reason), "{reason}: {}", r.stderr);
         assert!(r.stderr.contains(advice), "{reason}: {}", r.stderr);
     }
@@ -266,15 +268,15 @@ fn faults_garbage_and_503_and_429_and_dropped_connections() {
         ..Faults::default()
     });
     let iin = synthetic_iin(1);
-    let r = env.fails(&["fetch", &iin, "--session", &session()], 6);
+    let r = env.fails(&["fetch", &iin, "--session", &session()], 11);
     assert!(
         r.stderr.contains("429") && r.stderr.contains("7s"),
         "{}",
         r.stderr
     );
-    let r = env.fails(&["fetch", &iin, "--session", &session()], 6);
+    let r = env.fails(&["fetch", &iin, "--session", &session()], 11);
     assert!(r.stderr.contains("503"), "{}", r.stderr);
-    let r = env.fails(&["fetch", &iin, "--session", &session()], 6);
+    let r = env.fails(&["fetch", &iin, "--session", &session()], 11);
     assert!(
         r.stderr.contains("broke") || r.stderr.contains("failed"),
         "{}",
@@ -293,7 +295,7 @@ fn faults_garbage_and_503_and_429_and_dropped_connections() {
 }
 
 #[test]
-fn a_slow_service_times_out_with_exit_6() {
+fn a_slow_service_times_out_and_the_request_is_queued() {
     let env = Env::with_faults(Faults {
         latency_ms: 3000,
         ..Faults::default()
@@ -302,8 +304,9 @@ fn a_slow_service_times_out_with_exit_6() {
         &["fetch", &synthetic_iin(2), "--session", &session()],
         &[("GBDFL_TIMEOUT", "300ms")],
     );
-    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert_eq!(r.code, 11, "{}", r.stderr);
     assert!(r.stderr.contains("did not answer in time"), "{}", r.stderr);
+    assert!(r.stderr.contains("gbdfl sync"), "{}", r.stderr);
 }
 
 #[test]
@@ -315,7 +318,7 @@ fn nothing_listening_is_unreachable() {
         &["fetch", iins::VALID, "--session", &session()],
         &[("GBDFL_BASE_URL", &url)],
     );
-    assert_eq!(r.code, 6, "{}", r.stderr);
+    assert_eq!(r.code, 11, "{}", r.stderr);
     assert!(r.stderr.contains("could not connect"), "{}", r.stderr);
     // Nothing reached the service: history and the audit trail do not count it as paid.
     let h = env.ok(&["history", iins::VALID]);

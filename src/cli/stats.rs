@@ -1,0 +1,127 @@
+//! `gbdfl stats`: paid calls, calls avoided by the cache, and outcomes by
+//! status, per day.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Local, NaiveDate, TimeZone, Utc};
+
+use super::{Ctx, out};
+use crate::exit::{Exit, ExitCode};
+use crate::render;
+use crate::store::{DayStats, Store};
+
+/// Paid calls made, calls avoided by the cache, and outcomes by status, per
+/// day (local time). Counts only; no personal data.
+///
+/// PAID CALLS are calls that reached the service, whatever came back; NOT
+/// SENT are attempts that never connected (nothing to bill); EXPIRED are
+/// queued requests whose 3-hour window passed before they could be sent.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// First day, YYYY-MM-DD (local time)
+    #[arg(long, value_name = "DATE")]
+    pub from: Option<String>,
+    /// Last day, YYYY-MM-DD, included
+    #[arg(long, value_name = "DATE")]
+    pub to: Option<String>,
+}
+
+fn day(flag: &str, s: Option<&str>) -> anyhow::Result<Option<NaiveDate>> {
+    s.map(|s| crate::expiry::parse_day(flag, s))
+        .transpose()
+        .map_err(|e| Exit::new(ExitCode::InvalidInput, e).into())
+}
+
+fn local_midnight(d: NaiveDate) -> Option<DateTime<Utc>> {
+    let naive = d.and_hms_opt(0, 0, 0)?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let from = day("--from", args.from.as_deref())?;
+    let to = day("--to", args.to.as_deref())?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f > t
+    {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!("--from {f} is after --to {t}: swap them"),
+        )
+        .into());
+    }
+    let days = store.stats(
+        from.and_then(local_midnight),
+        to.and_then(|d| d.succ_opt()).and_then(local_midnight),
+    )?;
+    ctx.note_records(days.len() as u64);
+    if ctx.settings.json {
+        let rows: Vec<serde_json::Value> = days
+            .iter()
+            .map(|d| {
+                serde_json::json!({
+                    "day": d.day,
+                    "paid_calls": d.paid_calls,
+                    "from_cache": d.from_cache,
+                    "not_sent": d.not_sent,
+                    "expired": d.expired,
+                    "by_status": d.by_status,
+                })
+            })
+            .collect();
+        return out(&format!("{}\n", serde_json::Value::Array(rows)));
+    }
+    if days.is_empty() {
+        eprintln!("No lookups in this period.");
+        return Ok(());
+    }
+    out(&table(&days))
+}
+
+/// The per-day table with a TOTAL row; one column per status seen.
+pub fn table(days: &[DayStats]) -> String {
+    let statuses: BTreeSet<&str> = days
+        .iter()
+        .flat_map(|d| d.by_status.keys().map(String::as_str))
+        .collect();
+    let mut header = vec!["DAY", "PAID CALLS", "FROM CACHE", "NOT SENT", "EXPIRED"];
+    header.extend(statuses.iter().copied());
+    let mut total = DayStats::default();
+    let mut rows = Vec::new();
+    for d in days {
+        total.paid_calls += d.paid_calls;
+        total.from_cache += d.from_cache;
+        total.not_sent += d.not_sent;
+        total.expired += d.expired;
+        for (k, v) in &d.by_status {
+            *total.by_status.entry(k.clone()).or_default() += v;
+        }
+        rows.push(cells(
+            d.day.map(|x| x.to_string()).unwrap_or_default(),
+            d,
+            &statuses,
+        ));
+    }
+    if days.len() > 1 {
+        rows.push(cells("TOTAL".into(), &total, &statuses));
+    }
+    render::columns(&header, &rows)
+}
+
+fn cells(label: String, d: &DayStats, statuses: &BTreeSet<&str>) -> Vec<String> {
+    let mut c = vec![
+        label,
+        d.paid_calls.to_string(),
+        d.from_cache.to_string(),
+        d.not_sent.to_string(),
+        d.expired.to_string(),
+    ];
+    c.extend(
+        statuses
+            .iter()
+            .map(|s| d.by_status.get(*s).copied().unwrap_or(0).to_string()),
+    );
+    c
+}

@@ -1,0 +1,198 @@
+//! `gbdfl sync`: send the queued requests, soonest deadline first.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use super::progress::Progress;
+use super::{Ctx, out};
+use crate::client::Client;
+use crate::exit::{Exit, ExitCode};
+use crate::lookup::{Fetched, Next};
+use crate::render;
+use crate::store::{QueueState, Store};
+use crate::sync::{self, ItemEnd, Options};
+
+/// Send the queued requests (those `fetch` or `batch` could not send, or
+/// that got PENDING), N at a time, soonest deadline first.
+///
+/// Retries with exponential backoff and jitter (retry_base, retry_cap,
+/// retry_attempts in the config), honours Retry-After, and never sends a
+/// request past its deadline. Exits 0 when the queue is empty, 11 when
+/// requests remain queued, 4 when the service refuses every request (API
+/// key, subscription).
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Requests in flight at once
+    #[arg(long, default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Also send requests whose earlier call was interrupted (gbdfl was
+    /// killed mid-call): the service may already have answered and billed them
+    #[arg(long)]
+    pub resend_in_doubt: bool,
+}
+
+/// Catches Ctrl-C: the first lets calls in flight finish and be recorded,
+/// the second ends the process at once.
+pub fn stop_on_ctrl_c() {
+    let _ = ctrlc::set_handler(|| {
+        if sync::STOP.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\nStopping: waiting for the calls in flight to finish and be recorded (Ctrl-C again to quit now; those calls would then be in doubt)."
+        );
+    });
+}
+
+/// The sync engine's options from the settings.
+pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
+    Options {
+        jobs: usize::from(jobs),
+        backoff: ctx.settings.backoff(),
+        resend_in_doubt,
+        max_wait: Duration::from_secs(300),
+        audit: ctx.audit_entry(),
+    }
+}
+
+/// Whether the call ended the item's run badly (for the progress count).
+pub fn failed(end: &ItemEnd) -> bool {
+    !matches!(&end.fetched, Fetched::Answered { response, .. }
+        if response.status == Some(crate::api::Status::Valid))
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let s = &ctx.settings;
+    let before = store.queue_items()?;
+    let sendable = |q: &&crate::store::QueueItem| {
+        q.state == QueueState::Waiting || (args.resend_in_doubt && q.state == QueueState::InDoubt)
+    };
+    let to_send = before.iter().filter(sendable).count() as u64;
+    if to_send == 0 {
+        let in_doubt = before
+            .iter()
+            .filter(|q| q.state == QueueState::InDoubt)
+            .count();
+        eprintln!("Nothing to send: {}", describe_rest(&before));
+        return if in_doubt > 0 {
+            Err(Exit::new(ExitCode::Queued, in_doubt_advice(in_doubt)).into())
+        } else {
+            Ok(())
+        };
+    }
+    let client = Client::new(&s.client_config(), s.api_key(&ctx.env)?)?;
+    stop_on_ctrl_c();
+    let opts = options(ctx, args.jobs, args.resend_in_doubt);
+    let progress = Progress::new("sync", to_send);
+    let report = sync::run(store, &client, &opts, &|end| {
+        if end.last_in_run {
+            progress.item_done(failed(end));
+        }
+    })?;
+    progress.finish();
+    ctx.note_records(report.calls.len() as u64);
+    let before_ids: HashSet<&str> = before
+        .iter()
+        .filter(|q| q.state != QueueState::Expired)
+        .map(|q| q.id.as_str())
+        .collect();
+    let after = store.queue_items()?;
+    let newly_expired = after
+        .iter()
+        .filter(|q| q.state == QueueState::Expired && before_ids.contains(q.id.as_str()))
+        .count();
+    out(&summary(&report.calls, newly_expired))?;
+    finish(&report, &after)
+}
+
+/// Counts of how the calls ended, as a table.
+pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
+    let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for c in calls {
+        let e = by.entry(c.fetched.label()).or_default();
+        e.0 += 1;
+        if c.last_in_run {
+            e.1 += 1;
+        }
+    }
+    let mut rows: Vec<Vec<String>> = by
+        .into_iter()
+        .map(|(k, (calls, ended))| vec![k, calls.to_string(), ended.to_string()])
+        .collect();
+    if expired > 0 {
+        rows.push(vec!["EXPIRED (not sent)".into(), "0".into(), expired.to_string()]);
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    render::columns(&["OUTCOME", "CALLS", "REQUESTS ENDED SO"], &rows)
+}
+
+fn describe_rest(items: &[crate::store::QueueItem]) -> String {
+    let count = |st| items.iter().filter(|q| q.state == st).count();
+    let (w, d, x, e) = (
+        count(QueueState::Waiting),
+        count(QueueState::InDoubt),
+        count(QueueState::Sending),
+        count(QueueState::Expired),
+    );
+    if w + d + x + e == 0 {
+        return "the queue is empty.".into();
+    }
+    format!(
+        "{w} waiting, {x} being sent by another process, {d} in doubt, {e} expired (`gbdfl queue` lists them)."
+    )
+}
+
+fn in_doubt_advice(n: usize) -> String {
+    format!(
+        "{n} request(s) are in doubt: gbdfl stopped while sending them, and the service may have answered and billed them. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
+    )
+}
+
+/// The exit code and message after a run.
+pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyhow::Result<()> {
+    if let Some(why) = &report.stopped {
+        return Err(Exit::new(
+            ExitCode::Refused,
+            format!(
+                "stopped: the service refused a request in a way that fails for every request ({why}). The queue was left as it was; fix the cause, then run `gbdfl sync` again."
+            ),
+        )
+        .into());
+    }
+    let live = after
+        .iter()
+        .filter(|q| q.state != QueueState::Expired)
+        .count();
+    let in_doubt = after
+        .iter()
+        .filter(|q| q.state == QueueState::InDoubt)
+        .count();
+    if live > 0 {
+        let last_error = report
+            .calls
+            .iter()
+            .rev()
+            .find(|c| matches!(c.next, Next::Queued { .. }))
+            .map(|c| match &c.fetched {
+                Fetched::Unavailable { message, .. } => format!(" The last error: {message}."),
+                other => format!(" The last answer: {}.", other.label()),
+            })
+            .unwrap_or_default();
+        let mut msg = format!(
+            "{live} request(s) remain queued: {}{last_error} Run `gbdfl sync` again later; each is sent only before its deadline.",
+            describe_rest(after)
+        );
+        if in_doubt > 0 {
+            msg.push(' ');
+            msg.push_str(&in_doubt_advice(in_doubt));
+        }
+        return Err(Exit::new(ExitCode::Queued, msg).into());
+    }
+    if sync::STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Exit::new(ExitCode::Queued, "stopped by Ctrl-C").into());
+    }
+    Ok(())
+}

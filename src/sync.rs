@@ -1,0 +1,242 @@
+//! Sending the queue: N workers claim items (soonest deadline first), make
+//! the paid call, and record the answer; backoff with full jitter between
+//! attempts of one item, Retry-After honoured, and a stop for everyone on an
+//! answer that fails for every request.
+//!
+//! Rules this module keeps: every call goes through a claim committed in the
+//! database first (`Store::claim_next`), so two processes never send the
+//! same item; an item is tried at most `max_attempts` times per run; an item
+//! whose earlier call was interrupted (in doubt) is sent only with
+//! `resend_in_doubt`; a stop request (Ctrl-C) lets calls in flight finish
+//! and be recorded, and claims nothing new.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::client::Client;
+use crate::lookup::{self, Attempt, Fetched, Next};
+use crate::store::{AuditEntry, QueueItem, Store, StoreError};
+
+/// Exponential backoff with full jitter: the n-th retry waits a random time
+/// between zero and `min(cap, base * 2^(n-1))`, and at least what the
+/// service asked for in Retry-After.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    /// Calls per item in one `sync` run.
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after the `attempts`-th call of an item failed.
+    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << exp)
+            .min(self.cap)
+            .max(Duration::from_millis(1));
+        let jitter = ceiling.mul_f64(random_fraction());
+        jitter.max(retry_after.unwrap_or(Duration::ZERO))
+    }
+}
+
+/// A uniformly random number in [0, 1), from the operating system.
+fn random_fraction() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Set by Ctrl-C: claim nothing new, let calls in flight finish.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// How one `sync` run works.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub jobs: usize,
+    pub backoff: Backoff,
+    pub resend_in_doubt: bool,
+    /// The longest a worker waits for an item's next try before it leaves
+    /// the item for a later run.
+    pub max_wait: Duration,
+    /// The audit entry of each call (command, operator, host, purpose).
+    pub audit: AuditEntry,
+}
+
+/// How an item ended in this run.
+#[derive(Debug)]
+pub struct ItemEnd {
+    pub item: QueueItem,
+    pub fetched: Fetched,
+    pub next: Next,
+    /// This run will not call for the item again: it got its final answer,
+    /// the run stops, or it used its attempts and waits for a later run.
+    pub last_in_run: bool,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Every call made, in the order they ended.
+    pub calls: Vec<ItemEnd>,
+    /// Set when an answer failed for every request: the service's message.
+    pub stopped: Option<String>,
+    /// Items left for a later run after `max_attempts` calls.
+    pub gave_up: HashSet<String>,
+}
+
+struct Shared {
+    report: Mutex<Report>,
+    tries: Mutex<HashMap<String, u32>>,
+    stop: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sends queued items until none is due within `max_wait` (or the run is
+/// stopped). `on_call` sees each call as it ends. Each worker uses its own
+/// connection to the database.
+pub fn run(
+    store: &Store,
+    client: &Client,
+    opts: &Options,
+    on_call: &(dyn Fn(&ItemEnd) + Sync),
+) -> Result<Report, StoreError> {
+    let shared = Shared {
+        report: Mutex::new(Report::default()),
+        tries: Mutex::new(HashMap::new()),
+        stop: AtomicBool::new(false),
+    };
+    let jobs = opts.jobs.max(1);
+    let stores = (0..jobs)
+        .map(|_| store.reopen())
+        .collect::<Result<Vec<_>, _>>()?;
+    let results: Vec<Result<(), StoreError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = stores
+            .into_iter()
+            .enumerate()
+            .map(|(w, st)| {
+                let shared = &shared;
+                s.spawn(move || worker(w, &st, client, opts, shared, on_call))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for r in results {
+        r?;
+    }
+    Ok(shared
+        .report
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner))
+}
+
+fn worker(
+    w: usize,
+    store: &Store,
+    client: &Client,
+    opts: &Options,
+    shared: &Shared,
+    on_call: &(dyn Fn(&ItemEnd) + Sync),
+) -> Result<(), StoreError> {
+    let owner = lookup::claim_owner(w);
+    loop {
+        if shared.stop.load(Ordering::SeqCst) || STOP.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let gave_up = |id: &str| lock(&shared.report).gave_up.contains(id);
+        let now = Utc::now();
+        let claimed = store.claim_next(
+            &owner,
+            client.claim_until(now),
+            opts.resend_in_doubt,
+            &gave_up,
+        )?;
+        let Some(item) = claimed else {
+            // Nothing due now: wait for the next try of an item still in play.
+            let next = store
+                .next_due()?
+                .into_iter()
+                .filter(|(id, _)| !gave_up(id))
+                .map(|(_, t)| t)
+                .min();
+            let Some(next) = next else {
+                return Ok(());
+            };
+            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            if wait > opts.max_wait {
+                return Ok(());
+            }
+            std::thread::sleep(wait.min(Duration::from_millis(200)));
+            continue;
+        };
+        let Attempt { fetched, next } = lookup::send(
+            store,
+            client,
+            &item,
+            &owner,
+            Some(&opts.audit),
+            &opts.backoff,
+        )?;
+        let tries = {
+            let mut t = lock(&shared.tries);
+            let n = t.entry(item.id.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;
+        let end = ItemEnd {
+            last_in_run: !matches!(next, Next::Queued { .. }) || gives_up,
+            item,
+            fetched,
+            next,
+        };
+        on_call(&end);
+        let mut report = lock(&shared.report);
+        match &end.next {
+            Next::Stop { .. } => {
+                shared.stop.store(true, Ordering::SeqCst);
+                if report.stopped.is_none()
+                    && let Fetched::Refused {
+                        http_status,
+                        message,
+                        ..
+                    } = &end.fetched
+                {
+                    report.stopped = Some(format!(
+                        "HTTP {http_status} {message}: {}",
+                        lookup::refusal_advice(*http_status, message)
+                    ));
+                }
+            }
+            Next::Queued { .. } if gives_up => {
+                report.gave_up.insert(end.item.id.clone());
+            }
+            _ => {}
+        }
+        report.calls.push(end);
+    }
+}
