@@ -248,6 +248,41 @@ pub fn claim_owner(worker: usize) -> String {
     format!("{}-{}-{worker}", std::process::id(), p.simple())
 }
 
+/// Whether the process that made claim `owner` is known to be gone: it ran
+/// on this machine (SQLite databases are local) and no process has its id,
+/// or its id is now ours. Unknown (another OS) counts as alive: the claim
+/// then ends with its lease.
+pub fn claim_is_orphaned(owner: &str) -> bool {
+    let mut parts = owner.splitn(3, '-');
+    let (Some(pid), Some(process)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    if pid == std::process::id() {
+        let ours = claim_owner(0);
+        return ours.split('-').nth(1) != Some(process);
+    }
+    cfg!(target_os = "linux") && !std::path::Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Ends the claims of processes that are gone (killed mid-call): their
+/// items are in doubt now, not when the lease runs out. Returns how many.
+pub fn release_orphaned_claims(store: &Store) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for q in store.queue_items()? {
+        if q.state == store::QueueState::Sending
+            && let Some(owner) = &q.claimed_by
+            && claim_is_orphaned(owner)
+            && store.end_claim(&q.id, owner)?
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Fetches a record: from the cache when fresh (and not forced), else by
 /// the paid call, through the queue so that no other process can pay for
 /// the same IIN and session at the same time. Records the attempt and
@@ -283,6 +318,18 @@ pub fn fetch(
             let id = record_cached(store, req, now, &from)?;
             return Ok(Attempt {
                 fetched: Fetched::Cached { id, from },
+                next: Next::Done,
+            });
+        }
+        Begin::Busy(mut item)
+            if item.claimed_by.as_deref().is_some_and(claim_is_orphaned)
+                && store.end_claim(&item.id, item.claimed_by.as_deref().unwrap_or_default())? =>
+        {
+            item.state = store::QueueState::InDoubt;
+            return Ok(Attempt {
+                fetched: Fetched::InDoubt {
+                    item: Box::new(item),
+                },
                 next: Next::Done,
             });
         }

@@ -500,11 +500,12 @@ pub fn write_batch(dest: &Path, rows: &[BatchRow]) -> Result<u64, ReportError> {
 
 /// `reports/KIND-YYYYMMDD-HHMMSS.csv`, relative to the current folder, in local time.
 pub fn default_path(kind: Kind, now: DateTime<chrono::Local>) -> PathBuf {
-    Path::new("reports").join(format!(
-        "{}-{}.csv",
-        kind.name(),
-        now.format("%Y%m%d-%H%M%S")
-    ))
+    default_path_named(kind.name(), now)
+}
+
+/// `reports/NAME-YYYYMMDD-HHMMSS.csv`, for reports that are not a [`Kind`] (batch outcomes).
+pub fn default_path_named(name: &str, now: DateTime<chrono::Local>) -> PathBuf {
+    Path::new("reports").join(format!("{name}-{}.csv", now.format("%Y%m%d-%H%M%S")))
 }
 
 /// Makes the report `kind` at `dest`, atomically. Returns the data rows written.

@@ -127,6 +127,7 @@ pub fn run(
         tries: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
     };
+    lookup::release_orphaned_claims(store)?;
     let jobs = opts.jobs.max(1);
     let stores = (0..jobs)
         .map(|_| store.reopen())

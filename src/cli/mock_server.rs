@@ -7,7 +7,8 @@ use crate::emulator::{self, EmulatorConfig, Faults};
 /// Fixture IINs give every status, failure reason and HTTP error: see
 /// `--fixtures`. Any other valid IIN gets a synthetic person. Fault switches
 /// can also be changed at run time: POST /__emulator/faults with a JSON body
-/// of the same names; GET /__emulator/stats gives the call count.
+/// of the same names; GET /__emulator/stats gives the call counts (in all, and per
+/// IIN and session: `max_calls_per_request` 1 means nothing was sent twice).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to listen on (loopback unless you mean otherwise)
@@ -37,6 +38,15 @@ pub struct Args {
     /// Answer the first N calls with a non-JSON body
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub garbage_first: u32,
+    /// Answer the first N calls with FAILED, SERVICE_ERROR "Can`t connect to GBDFL service"
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub service_error_first: u32,
+    /// Make the first N calls slow by --slow-ms (slower than the client's timeout)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub slow_first: u32,
+    /// The extra delay of the --slow-first calls
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub slow_ms: u64,
     /// Print the fixture IINs and what each gives, then exit
     #[arg(long)]
     pub fixtures: bool,
@@ -64,6 +74,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             retry_after_secs: args.retry_after,
             drop_first: args.drop_first,
             garbage_first: args.garbage_first,
+            service_error_first: args.service_error_first,
+            slow_first: args.slow_first,
+            slow_ms: args.slow_ms,
         },
     };
     emulator::run_blocking(&args.addr, config, |addr| {

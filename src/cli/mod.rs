@@ -8,6 +8,7 @@
 
 mod audit;
 mod backup;
+mod batch;
 mod check;
 mod config;
 mod demo;
@@ -82,6 +83,7 @@ pub enum Command {
     Init(init::Args),
     Fetch(fetch::Args),
     Sync(sync::Args),
+    Batch(batch::Args),
     Queue(queue::Args),
     Stats(stats::Args),
     Show(show::Args),
@@ -105,6 +107,7 @@ impl Command {
         Some(match self {
             Command::Fetch(_) => "fetch",
             Command::Sync(_) => "sync",
+            Command::Batch(_) => "batch",
             Command::Queue(q) => q.name(),
             Command::Stats(_) => "stats",
             Command::Show(_) => "show",
@@ -297,6 +300,7 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match command {
         Command::Fetch(args) => fetch::run(args, ctx, store),
         Command::Sync(args) => sync::run(args, ctx, store),
+        Command::Batch(args) => batch::run(args, ctx, store),
         Command::Queue(args) => queue::run(args, ctx, store),
         Command::Stats(args) => stats::run(args, ctx, store),
         Command::Show(args) => show::run(args, ctx, store),

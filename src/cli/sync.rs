@@ -64,6 +64,8 @@ pub fn failed(end: &ItemEnd) -> bool {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
+    // Claims of processes that were killed mid-call are in doubt now.
+    crate::lookup::release_orphaned_claims(store)?;
     let before = store.queue_items()?;
     let sendable = |q: &&crate::store::QueueItem| {
         q.state == QueueState::Waiting || (args.resend_in_doubt && q.state == QueueState::InDoubt)
@@ -121,7 +123,11 @@ pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
         .map(|(k, (calls, ended))| vec![k, calls.to_string(), ended.to_string()])
         .collect();
     if expired > 0 {
-        rows.push(vec!["EXPIRED (not sent)".into(), "0".into(), expired.to_string()]);
+        rows.push(vec![
+            "EXPIRED (not sent)".into(),
+            "0".into(),
+            expired.to_string(),
+        ]);
     }
     if rows.is_empty() {
         return String::new();
@@ -162,10 +168,20 @@ pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyho
         )
         .into());
     }
+    // Items another process is sending now are that process's to finish.
     let live = after
         .iter()
-        .filter(|q| q.state != QueueState::Expired)
+        .filter(|q| matches!(q.state, QueueState::Waiting | QueueState::InDoubt))
         .count();
+    let elsewhere = after
+        .iter()
+        .filter(|q| q.state == QueueState::Sending)
+        .count();
+    if elsewhere > 0 {
+        eprintln!(
+            "{elsewhere} request(s) are being sent by another gbdfl process right now; it records their answers."
+        );
+    }
     let in_doubt = after
         .iter()
         .filter(|q| q.state == QueueState::InDoubt)

@@ -50,8 +50,8 @@ impl fmt::Debug for EmulatorConfig {
 }
 
 /// Fault switches. Each call on the API path consumes at most one fault, in
-/// field order below (rate limit, fail, drop, garbage); latency applies to
-/// every call. Faulted calls still count in [`Emulator::calls`].
+/// field order below (rate limit, fail, drop, garbage, service error);
+/// latency applies to every call, and `slow_ms` to the first `slow_first`. Faulted calls still count in [`Emulator::calls`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -68,4 +68,12 @@ pub struct Faults {
     pub drop_first: u32,
     /// The next N calls get 200 with an HTML page instead of JSON.
     pub garbage_first: u32,
+    /// The next N well-formed calls get 200 FAILED, SERVICE_ERROR "Can`t
+    /// connect to GBDFL service" (biometric.kz could not reach GBDFL).
+    pub service_error_first: u32,
+    /// The next N calls wait `slow_ms` more before their (normal) answer:
+    /// slower than the client's timeout, the answer never arrives.
+    pub slow_first: u32,
+    /// Extra delay in milliseconds for the `slow_first` calls.
+    pub slow_ms: u64,
 }

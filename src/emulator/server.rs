@@ -5,7 +5,7 @@
 //! anything else happens, consumes at most one fault, and gets an answer; a
 //! malformed request gets a FastAPI-like 422, never a panic.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,8 @@ struct Shared {
     faults: Mutex<Faults>,
     /// (IIN, session) pairs that already got their PENDING answer.
     pending_seen: Mutex<HashSet<(String, String)>>,
+    /// Calls per well-formed (IIN, session) request, faulted or not.
+    per_request: Mutex<HashMap<(String, String), u64>>,
 }
 
 /// A poisoned lock only means another request panicked mid-update of a plain
@@ -54,6 +56,7 @@ enum Fault {
     Fail,
     Drop,
     Garbage,
+    ServiceError,
 }
 
 impl Shared {
@@ -77,10 +80,18 @@ impl Shared {
         } else if f.garbage_first > 0 {
             f.garbage_first -= 1;
             Some(Fault::Garbage)
+        } else if f.service_error_first > 0 {
+            f.service_error_first -= 1;
+            Some(Fault::ServiceError)
         } else {
             None
         };
-        (fault, f.latency_ms)
+        let mut delay = f.latency_ms;
+        if f.slow_first > 0 {
+            f.slow_first -= 1;
+            delay += f.slow_ms;
+        }
+        (fault, delay)
     }
 
     fn reset(&self) {
@@ -88,6 +99,13 @@ impl Shared {
         self.answered.store(0, Ordering::SeqCst);
         *lock(&self.faults) = Faults::default();
         lock(&self.pending_seen).clear();
+        lock(&self.per_request).clear();
+    }
+
+    /// (distinct requests, most calls for one request).
+    fn per_request(&self) -> (u64, u64) {
+        let m = lock(&self.per_request);
+        (m.len() as u64, m.values().copied().max().unwrap_or(0))
     }
 }
 
@@ -154,6 +172,25 @@ impl Emulator {
         self.shared.answered.load(Ordering::SeqCst)
     }
 
+    /// How many distinct (IIN, session) requests reached the API path.
+    pub fn distinct_requests(&self) -> u64 {
+        self.shared.per_request().0
+    }
+
+    /// The most calls any one (IIN, session) request got: 1 means no
+    /// request was sent (and paid for) twice.
+    pub fn max_calls_per_request(&self) -> u64 {
+        self.shared.per_request().1
+    }
+
+    /// Calls for one (IIN, session) request.
+    pub fn calls_for(&self, iin: &str, session: &str) -> u64 {
+        lock(&self.shared.per_request)
+            .get(&(iin.to_owned(), session.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Replaces the fault switches.
     pub fn set_faults(&self, faults: Faults) {
         *lock(&self.shared.faults) = faults;
@@ -207,6 +244,7 @@ fn bind(addr: &str, config: EmulatorConfig) -> io::Result<(std::net::TcpListener
         answered: AtomicU64::new(0),
         faults: Mutex::new(config.faults),
         pending_seen: Mutex::new(HashSet::new()),
+        per_request: Mutex::new(HashMap::new()),
     });
     Ok((listener, shared))
 }
@@ -222,9 +260,12 @@ fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn stats(State(s): State<Arc<Shared>>) -> Json<Value> {
+    let (distinct, max) = s.per_request();
     Json(json!({
         "calls": s.calls.load(Ordering::SeqCst),
         "answered": s.answered.load(Ordering::SeqCst),
+        "distinct_requests": distinct,
+        "max_calls_per_request": max,
         "faults": *lock(&s.faults),
     }))
 }
@@ -251,12 +292,32 @@ async fn reset(State(s): State<Arc<Shared>>) -> StatusCode {
 
 async fn api(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     s.calls.fetch_add(1, Ordering::SeqCst);
+    let request = parse_request(&body).ok();
+    if let Some(r) = &request {
+        *lock(&s.per_request)
+            .entry((r.iin.clone(), r.session.clone()))
+            .or_default() += 1;
+    }
     let (fault, latency_ms) = s.take_fault();
     if latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(latency_ms)).await;
     }
-    if let Some(fault) = fault {
-        return fault_response(fault, s.today());
+    match (fault, &request) {
+        (Some(Fault::ServiceError), Some(r)) => {
+            s.answered.fetch_add(1, Ordering::SeqCst);
+            let reply = fixtures::reply(
+                FixtureKind::ServiceError,
+                &r.iin,
+                &r.session,
+                s.today(),
+                false,
+            );
+            if let Reply::Gbdfl(v) = reply {
+                return Json(v).into_response();
+            }
+        }
+        (Some(Fault::ServiceError), None) | (None, _) => {}
+        (Some(fault), _) => return fault_response(fault, s.today()),
     }
     match answer(&s, &body) {
         Reply::Gbdfl(v) => {
@@ -368,6 +429,12 @@ fn fault_response(fault: Fault, today: NaiveDate) -> Response {
             .into_response(),
         Fault::Garbage => html(BAD_GATEWAY_PAGE),
         Fault::Drop => dropped_body(today),
+        // Answered in `api` with the request's own IIN; a malformed request never gets here.
+        Fault::ServiceError => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(detail("Service Unavailable")),
+        )
+            .into_response(),
     }
 }
 

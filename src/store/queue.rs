@@ -444,6 +444,14 @@ impl Store {
             .collect()
     }
 
+    /// Ends the claim `owner` holds on item `id` now, because the claiming
+    /// process is known to be gone: the item shows as in doubt at once
+    /// instead of when its lease runs out. Returns whether a claim ended.
+    pub fn end_claim(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let now = super::now_text();
+        sqlite::immediate(&self.conn, |c| sqlite::queue_end_claim(c, id, owner, &now))
+    }
+
     /// Removes one queue item with its audit entry; returns whether it was there.
     pub fn drop_item(&self, id: &str, audit: &AuditEntry) -> Result<Option<QueueItem>, StoreError> {
         let now = super::now_text();

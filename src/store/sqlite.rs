@@ -770,6 +770,20 @@ pub fn delete_queue_before(conn: &Connection, cutoff: &str) -> Result<usize, Sto
 }
 
 /// The next try of every unclaimed waiting item that can still be sent.
+/// Ends a live claim of `owner` now (its process is gone): the item is then in doubt.
+pub fn queue_end_claim(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    now: &str,
+) -> Result<bool, StoreError> {
+    let n = conn.execute(
+        "UPDATE queue SET claimed_until = ?3 WHERE id = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
+        params![id, owner, now],
+    )?;
+    Ok(n > 0)
+}
+
 pub fn queue_next_tries(conn: &Connection, now: &str) -> Result<Vec<(String, String)>, StoreError> {
     let mut st = conn.prepare(
         "SELECT id, next_try_at FROM queue \

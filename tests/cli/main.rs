@@ -11,3 +11,4 @@ mod init;
 mod privacy;
 mod report;
 mod show;
+mod sync;
