@@ -98,7 +98,7 @@ CREATE TABLE IF NOT EXISTS queue (
     state         TEXT NOT NULL CHECK (state IN ('waiting', 'expired')),
     attempts      INTEGER NOT NULL DEFAULT 0,  -- calls started for this item
     next_try_at   TEXT NOT NULL,           -- not sent before this (backoff, Retry-After)
-    claimed_by    TEXT,                    -- random id of the process sending it now
+    claimed_by    TEXT,                    -- the process sending it now: PID-RANDOM-WORKER
     claimed_until TEXT,                    -- the claim's end; past it, the item is in doubt
     last_status   TEXT,                    -- last GBDFL status or HTTP status, enumerated
     operator      TEXT NOT NULL,           -- who asked

@@ -30,8 +30,9 @@ pub enum ExitCode {
     /// The service answered, but not with a VALID record (INVALID,
     /// NOT_FOUND, TIMEOUT, FAILED, UNAPPROVED, ERROR_ACCEPTED, ...).
     NotValid = 5,
-    /// The service could not be reached or was busy (connection, timeout,
-    /// HTTP 5xx or 429, SERVICE_ERROR).
+    /// No longer given: an unreachable or busy service queues the request
+    /// (`Queued`, 11). Kept so the number is never reused for another meaning.
+    #[allow(dead_code)]
     Unreachable = 6,
     /// The service's answer was not a GBDFL answer (kept for inspection).
     Garbled = 7,

@@ -440,6 +440,20 @@ pub fn send(
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
 ) -> Result<Attempt, StoreError> {
+    send_and_claim(store, client, item, owner, audit, backoff, None).map(|(a, _)| a)
+}
+
+/// [`send`], and in the transaction that records the answer, claim the
+/// next due item (`sync` workers: one commit per call).
+pub fn send_and_claim(
+    store: &Store,
+    client: &Client,
+    item: &QueueItem,
+    owner: &str,
+    audit: Option<&AuditEntry>,
+    backoff: &Backoff,
+    next_claim: Option<&store::NextClaim<'_>>,
+) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
     let id = LookupId::new();
     let purpose = item.purpose.as_deref();
@@ -650,8 +664,9 @@ pub fn send(
         },
         Next::Stop { .. } => After::Restore,
     };
-    store.finish(item, owner, Some(&row), audit.as_ref(), after)?;
-    Ok(Attempt { fetched, next })
+    let claimed =
+        store.finish_and_claim(item, owner, Some(&row), audit.as_ref(), after, next_claim)?;
+    Ok((Attempt { fetched, next }, claimed))
 }
 
 /// What to tell the operator for a refusal, by the service's message.

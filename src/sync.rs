@@ -19,7 +19,7 @@ use chrono::Utc;
 
 use crate::client::Client;
 use crate::lookup::{self, Attempt, Fetched, Next};
-use crate::store::{AuditEntry, QueueItem, Store, StoreError};
+use crate::store::{After, AuditEntry, NextClaim, QueueItem, Store, StoreError};
 
 /// Exponential backoff with full jitter: the n-th retry waits a random time
 /// between zero and `min(cap, base * 2^(n-1))`, and at least what the
@@ -164,18 +164,31 @@ fn worker(
     on_call: &(dyn Fn(&ItemEnd) + Sync),
 ) -> Result<(), StoreError> {
     let owner = lookup::claim_owner(w);
+    // An item that used its attempts in this run waits for a later run.
+    let gave_up = |id: &str| {
+        lock(&shared.tries)
+            .get(id)
+            .is_some_and(|n| *n >= opts.backoff.max_attempts)
+    };
+    // The item claimed with the last answer, in the same transaction.
+    let mut pending: Option<QueueItem> = None;
     loop {
         if shared.stop.load(Ordering::SeqCst) || STOP.load(Ordering::SeqCst) {
+            if let Some(item) = pending.take() {
+                // Not sent: put it back as it was.
+                store.finish(&item, &owner, None, None, After::Restore)?;
+            }
             return Ok(());
         }
-        let gave_up = |id: &str| lock(&shared.report).gave_up.contains(id);
-        let now = Utc::now();
-        let claimed = store.claim_next(
-            &owner,
-            client.claim_until(now),
-            opts.resend_in_doubt,
-            &gave_up,
-        )?;
+        let claimed = match pending.take() {
+            Some(item) => Some(item),
+            None => store.claim_next(
+                &owner,
+                client.claim_until(Utc::now()),
+                opts.resend_in_doubt,
+                &gave_up,
+            )?,
+        };
         let Some(item) = claimed else {
             // Nothing due now: wait for the next try of an item still in play.
             let next = store
@@ -194,20 +207,29 @@ fn worker(
             std::thread::sleep(wait.min(Duration::from_millis(200)));
             continue;
         };
-        let Attempt { fetched, next } = lookup::send(
-            store,
-            client,
-            &item,
-            &owner,
-            Some(&opts.audit),
-            &opts.backoff,
-        )?;
         let tries = {
             let mut t = lock(&shared.tries);
             let n = t.entry(item.id.clone()).or_default();
             *n += 1;
             *n
         };
+        let until = client.claim_until(Utc::now());
+        let next_claim = NextClaim {
+            owner: &owner,
+            until,
+            in_doubt: opts.resend_in_doubt,
+            skip: &gave_up,
+        };
+        let (Attempt { fetched, next }, claimed) = lookup::send_and_claim(
+            store,
+            client,
+            &item,
+            &owner,
+            Some(&opts.audit),
+            &opts.backoff,
+            Some(&next_claim),
+        )?;
+        pending = claimed;
         let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;
         let end = ItemEnd {
             last_in_run: !matches!(next, Next::Queued { .. }) || gives_up,

@@ -99,12 +99,98 @@ fn line(iin: &str, fetched: &Fetched) -> String {
             (fetched.label(), String::new())
         }
     };
-    let source = if fetched.called_service() {
-        "paid call"
-    } else {
-        "cache"
+    let source = match fetched {
+        Fetched::Unavailable { .. } => "queued",
+        f if f.called_service() => "paid call",
+        _ => "cache",
     };
     format!("  {iin}  {what:<15} {source:<10} {note}\n")
+}
+
+/// The line drops (the emulator answers 503): two fetches are queued; the
+/// line comes back and `sync` sends them, each once.
+fn offline(
+    store: &Store,
+    client: &Client,
+    emu: &Emulator,
+    fetch: &dyn Fn(&Iin, &SessionId, bool) -> Result<Fetched, crate::store::StoreError>,
+    operator: &str,
+    host: &str,
+) -> anyhow::Result<()> {
+    let audit = crate::store::AuditEntry {
+        command: "queue drop".into(),
+        operator: operator.into(),
+        host: host.into(),
+        ..Default::default()
+    };
+    let leftovers = store.queue_items()?;
+    if !leftovers.is_empty() {
+        say!(
+            "\n{} fixture requests above stay queued for `gbdfl sync` (SERVICE_ERROR, the garbled answer, the subscription error); the demo drops them ($ gbdfl queue drop ID).",
+            leftovers.len()
+        );
+        for q in &leftovers {
+            store.drop_item(&q.id, &audit)?;
+        }
+    }
+    say!("\nThe line drops (the emulator answers HTTP 503 from now on):");
+    emu.set_faults(Faults {
+        fail_first: u32::MAX,
+        ..Faults::default()
+    });
+    let calls_before = emu.calls();
+    let mut text = String::new();
+    let mut queued = Vec::new();
+    for p in ["7703214", "8811046"] {
+        let Some(iin_text) = (0..1000).find_map(|n| crate::iin::complete(&format!("{p}{n:04}")))
+        else {
+            continue;
+        };
+        let iin = Iin::parse(&iin_text)?;
+        let fetched = fetch(
+            &iin,
+            &SessionId::parse(&uuid::Uuid::new_v4().to_string())?,
+            false,
+        )?;
+        text.push_str(&line(&iin_text, &fetched));
+        queued.push(iin);
+    }
+    super::out(&text)?;
+    let waiting = store.queue_items()?;
+    say!("  Both wait in the encrypted queue ($ gbdfl queue):");
+    super::out(&render::queue(&waiting, false))?;
+
+    emu.set_faults(Faults::default());
+    say!("\nThe line is back: $ gbdfl sync");
+    let opts = crate::sync::Options {
+        jobs: 4,
+        backoff: crate::sync::Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            max_attempts: 5,
+        },
+        resend_in_doubt: false,
+        max_wait: Duration::from_secs(30),
+        audit: crate::store::AuditEntry {
+            command: "sync".into(),
+            operator: operator.into(),
+            host: host.into(),
+            ..Default::default()
+        },
+    };
+    let report = crate::sync::run(store, client, &opts, &|_| {})?;
+    let mut text = String::new();
+    for end in &report.calls {
+        text.push_str(&line(end.item.iin.as_str(), &end.fetched));
+    }
+    super::out(&text)?;
+    say!(
+        "  {} requests left in the queue; the service got {} calls for {} requests: one each while the line was down (queued), then one each.",
+        store.queue_items()?.len(),
+        emu.calls() - calls_before,
+        queued.len()
+    );
+    Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -234,6 +320,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     say!("  paid calls made     {}", emu.calls());
     say!("  answered by cache   {}", lookups as u64 - emu.calls());
     say!("  invalid IINs caught before any call  1");
+    offline(&store, &client, &emu, &fetch, operator, &host)?;
+
     let d = dir.display();
     say!("\nTry next (the emulator stops with the demo; start your own with `gbdfl mock-server`;");
     say!("use `cargo run --release --` in place of `gbdfl` if it is not installed):");
@@ -241,6 +329,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     say!("  gbdfl show {}", first.as_str());
     say!("  gbdfl history {}", first.as_str());
     say!("  gbdfl show {} --json", first.as_str());
+    say!("  gbdfl queue; gbdfl stats");
     say!("  gbdfl mock-server --fixtures");
     say!(
         "  gbdfl mock-server &   then   GBDFL_BASE_URL=http://127.0.0.1:8089/api/v1/backend/gbdfl/ GBDFL_API_KEY=any gbdfl fetch {} --session $(uuidgen)",

@@ -87,6 +87,16 @@ pub struct QueueItem {
     pub claimed_by: Option<String>,
 }
 
+/// Who claims the next due item, and which to pass over.
+#[derive(Clone, Copy)]
+pub struct NextClaim<'a> {
+    pub owner: &'a str,
+    pub until: DateTime<Utc>,
+    /// Claim items whose earlier call was interrupted, too.
+    pub in_doubt: bool,
+    pub skip: &'a dyn Fn(&str) -> bool,
+}
+
 /// What becomes of a claimed item once its call has ended.
 #[derive(Debug)]
 pub enum After<'a> {
@@ -348,24 +358,37 @@ impl Store {
         in_doubt: bool,
         skip: &dyn Fn(&str) -> bool,
     ) -> Result<Option<QueueItem>, StoreError> {
+        let next = NextClaim {
+            owner,
+            until,
+            in_doubt,
+            skip,
+        };
+        sqlite::immediate(&self.conn, |c| self.claim_in(c, &next))
+    }
+
+    /// `claim_next` inside the caller's transaction.
+    fn claim_in(
+        &self,
+        c: &Connection,
+        next: &NextClaim<'_>,
+    ) -> Result<Option<QueueItem>, StoreError> {
         let now = super::now_text();
-        sqlite::immediate(&self.conn, |c| {
-            sqlite::expire_queue(c, &now)?;
-            let mut limit = 16;
-            loop {
-                let due = sqlite::queue_due(c, &now, in_doubt, limit)?;
-                let n = due.len() as i64;
-                if let Some(row) = due.into_iter().find(|r| !skip(&r.id)) {
-                    sqlite::claim_queue(c, &row.id, owner, &time_text(until))?;
-                    let claimed = sqlite::queue_by_id(c, &row.id)?.unwrap_or(row);
-                    return Ok(Some(self.to_item(&claimed, &now)?));
-                }
-                if n < limit {
-                    return Ok(None);
-                }
-                limit *= 4;
+        sqlite::expire_queue(c, &now)?;
+        let mut limit = 16;
+        loop {
+            let due = sqlite::queue_due(c, &now, next.in_doubt, limit)?;
+            let n = due.len() as i64;
+            if let Some(row) = due.into_iter().find(|r| !(next.skip)(&r.id)) {
+                sqlite::claim_queue(c, &row.id, next.owner, &time_text(next.until))?;
+                let claimed = sqlite::queue_by_id(c, &row.id)?.unwrap_or(row);
+                return Ok(Some(self.to_item(&claimed, &now)?));
             }
-        })
+            if n < limit {
+                return Ok(None);
+            }
+            limit *= 4;
+        }
     }
 
     /// The next try of every unclaimed waiting item that can still be sent
@@ -389,6 +412,22 @@ impl Store {
         audit: Option<&AuditEntry>,
         after: After<'_>,
     ) -> Result<(), StoreError> {
+        self.finish_and_claim(item, owner, lookup, audit, after, None)
+            .map(|_| ())
+    }
+
+    /// [`finish`](Self::finish), then, in the same transaction, claims the
+    /// next item as [`claim_next`](Self::claim_next) would (never `item`
+    /// itself): a `sync` worker commits once per call instead of twice.
+    pub fn finish_and_claim(
+        &self,
+        item: &QueueItem,
+        owner: &str,
+        lookup: Option<&NewLookup<'_>>,
+        audit: Option<&AuditEntry>,
+        after: After<'_>,
+        next: Option<&NextClaim<'_>>,
+    ) -> Result<Option<QueueItem>, StoreError> {
         let lookup_row = lookup.map(|l| self.lookup_row(l)).transpose()?;
         let error_enc = match &after {
             After::Retry { error, .. } => {
@@ -405,11 +444,18 @@ impl Store {
                 a.subject = Some(self.subject_of(&item.iin));
                 self.append_audit_in(c, &a)?;
             }
+            let claim_next = |c: &Connection| match next {
+                Some(n) => {
+                    let skip = |id: &str| id == item.id || (n.skip)(id);
+                    self.claim_in(c, &NextClaim { skip: &skip, ..*n })
+                }
+                None => Ok(None),
+            };
             let Some(mut row) = sqlite::queue_by_id(c, &item.id)? else {
-                return Ok(());
+                return claim_next(c);
             };
             if row.claimed_by.as_deref() != Some(owner) {
-                return Ok(());
+                return claim_next(c);
             }
             match after {
                 After::Done => {
@@ -431,7 +477,7 @@ impl Store {
                     sqlite::release_queue(c, &row)?;
                 }
             }
-            Ok(())
+            claim_next(c)
         })
     }
 
