@@ -465,7 +465,7 @@ pub struct BatchRow {
     pub iin: String,
     /// VALID, NOT_FOUND, ..., or BAD_ROW, QUEUED, EXPIRED, IN_DOUBT.
     pub outcome: String,
-    /// `paid call`, `cache` or `no call`.
+    /// `paid call`, `cache`, `no answer` (sent, nothing usable came back) or `no call`.
     pub source: &'static str,
     pub lookup_id: String,
     pub message: String,

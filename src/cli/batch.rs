@@ -286,7 +286,11 @@ fn outcomes(
                 ),
                 (end, Some(_)) => row(
                     "QUEUED",
-                    if end.is_some_and(|e| e.fetched.called_service()) { "paid call" } else { "no call" },
+                    match end.map(|e| &e.fetched) {
+                        Some(Fetched::Unavailable { .. }) => "no answer",
+                        Some(f) if f.called_service() => "paid call",
+                        _ => "no call",
+                    },
                     end.and_then(|e| e.fetched.id()).map(|i| i.to_string()).unwrap_or_default(),
                     match end.map(|e| &e.fetched) {
                         Some(Fetched::Unavailable { message, .. }) => format!("queued for `gbdfl sync`; last error: {message}"),

@@ -63,7 +63,7 @@ impl Progress {
             return;
         }
         let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
-        if last.elapsed() >= LINE_EVERY {
+        if last.elapsed() >= LINE_EVERY && done < self.total {
             *last = Instant::now();
             eprintln!("{}", self.line(done, failed));
         }

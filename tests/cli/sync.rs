@@ -592,3 +592,48 @@ fn batch_file_errors_are_clear() {
     assert!(r.stderr.contains("cannot read"), "{}", r.stderr);
     assert_eq!(env.emu().calls(), 0);
 }
+
+#[test]
+fn queue_masks_iins_unless_full_and_stats_counts_paid_and_cached() {
+    let mut env = Env::new();
+    let live = env.base_url.clone();
+    let rows = pairs(2);
+    // One paid call, then the same person again from the cache.
+    env.ok(&["fetch", &rows[0].0, "--session", &rows[0].1]);
+    env.ok(&["fetch", &rows[0].0, "--session", &session()]);
+    // One request queued while the service is down.
+    env.base_url = "http://127.0.0.1:9/api/v1/backend/gbdfl/".into();
+    env.fails(&["fetch", &rows[1].0, "--session", &rows[1].1], 11);
+    let q = env.ok(&["queue"]);
+    assert!(!q.stdout.contains(&rows[1].0), "{}", q.stdout);
+    assert!(
+        q.stdout.contains(&gbdfl::iin::mask(&rows[1].0)),
+        "{}",
+        q.stdout
+    );
+    assert!(q.stdout.contains("could not connect"), "{}", q.stdout);
+    let q = env.ok(&["queue", "--full"]);
+    assert!(q.stdout.contains(&rows[1].0), "{}", q.stdout);
+    env.base_url = live;
+    env.ok(&["sync"]);
+    let r = env.ok(&["stats", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let today = &v.as_array().unwrap()[0];
+    assert_eq!(today["paid_calls"], 2, "{today}");
+    assert_eq!(today["from_cache"], 1, "{today}");
+    assert_eq!(today["not_sent"], 1, "{today}");
+    assert_eq!(today["by_status"]["VALID"], 2, "{today}");
+    let r = env.ok(&["stats"]);
+    assert!(r.stdout.contains("PAID CALLS"), "{}", r.stdout);
+    // A period with nothing in it.
+    let r = env.ok(&[
+        "stats",
+        "--from",
+        "2020-01-01",
+        "--to",
+        "2020-01-31",
+        "--json",
+    ]);
+    assert_eq!(r.stdout.trim(), "[]");
+    env.fails(&["stats", "--from", "2020-02-30"], 2);
+}
