@@ -263,3 +263,30 @@ fn worker(
         report.calls.push(end);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_full_jitter_under_an_exponential_cap_and_honours_retry_after() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            cap: Duration::from_millis(1000),
+            max_attempts: 5,
+        };
+        let mut seen_spread = false;
+        for attempts in 1..=8u32 {
+            let ceiling = Duration::from_millis((100u64 << (attempts - 1)).min(1000));
+            let waits: Vec<Duration> = (0..200).map(|_| b.delay(attempts, None)).collect();
+            assert!(waits.iter().all(|w| *w <= ceiling), "attempt {attempts}");
+            // Full jitter: spread over the whole range, not clustered at the top.
+            seen_spread |= waits.iter().any(|w| *w < ceiling / 4);
+        }
+        assert!(seen_spread);
+        // Retry-After is a floor, even above the cap.
+        for _ in 0..50 {
+            assert!(b.delay(1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+        }
+    }
+}
