@@ -637,3 +637,41 @@ fn queue_masks_iins_unless_full_and_stats_counts_paid_and_cached() {
     assert_eq!(r.stdout.trim(), "[]");
     env.fails(&["stats", "--from", "2020-02-30"], 2);
 }
+
+#[test]
+fn queued_requests_survive_rekey_and_are_purged_with_old_data() {
+    let mut env = Env::new();
+    let rows = pairs(3);
+    queue(&env, &rows);
+    let new_key = env.path().join("new.key");
+    env.ok(&["rekey", "--out", new_key.to_str().unwrap()]);
+    env.key = new_key;
+    // The queue opens under the new key: full IINs and sessions are intact.
+    let r = env.ok(&["queue", "--full"]);
+    for (iin, _) in &rows {
+        assert!(r.stdout.contains(iin.as_str()), "{}", r.stdout);
+    }
+    env.ok(&["check"]);
+    let r = sync_with(&env, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for (iin, s) in &rows {
+        assert_eq!(env.emu().calls_for(iin, s), 1);
+    }
+    // An expired request is personal data too: purge removes it with old lookups.
+    let (iin, s) = pairs(4).remove(3);
+    let created = (chrono::Local::now() - chrono::TimeDelta::hours(5))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let r = env.run(&[
+        "fetch",
+        &iin,
+        "--session",
+        &s,
+        "--session-created-at",
+        &created,
+    ]);
+    assert_eq!(r.code, 12, "{}", r.stderr);
+    assert_eq!(queue_json(&env).len(), 1);
+    env.ok(&["purge", "--older-than", "0s"]);
+    assert!(queue_json(&env).is_empty());
+}
