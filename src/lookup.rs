@@ -440,19 +440,25 @@ pub fn send(
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
 ) -> Result<Attempt, StoreError> {
-    send_and_claim(store, client, item, owner, audit, backoff, None).map(|(a, _)| a)
+    let commit = |f: store::SealedFinish| {
+        store
+            .commit_finishes(&[(&f, None)])
+            .map(|mut v| v.pop().flatten())
+    };
+    send_then(store, client, item, owner, audit, backoff, &commit).map(|(a, _)| a)
 }
 
-/// [`send`], and in the transaction that records the answer, claim the
-/// next due item (`sync` workers: one commit per call).
-pub fn send_and_claim(
+/// [`send`], with the commit of the sealed answer left to `commit` (a
+/// `sync` worker hands it to the thread that commits for all workers, and
+/// gets back the next item it claimed in the same transaction).
+pub fn send_then(
     store: &Store,
     client: &Client,
     item: &QueueItem,
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
-    next_claim: Option<&store::NextClaim<'_>>,
+    commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
     let id = LookupId::new();
@@ -664,8 +670,8 @@ pub fn send_and_claim(
         },
         Next::Stop { .. } => After::Restore,
     };
-    let claimed =
-        store.finish_and_claim(item, owner, Some(&row), audit.as_ref(), after, next_claim)?;
+    let sealed = store.seal_finish(item, owner, Some(&row), audit.as_ref(), after)?;
+    let claimed = commit(sealed)?;
     Ok((Attempt { fetched, next }, claimed))
 }
 

@@ -5,21 +5,24 @@
 //!
 //! Rules this module keeps: every call goes through a claim committed in the
 //! database first (`Store::claim_next`), so two processes never send the
-//! same item; an item is tried at most `max_attempts` times per run; an item
+//! same item; workers seal their answers themselves and one committer
+//! thread commits all waiting answers in one transaction (group commit),
+//! each with its worker's claim of the next item, so the disk's sync time
+//! is paid once per group, not twice per call; an item is tried at most `max_attempts` times per run; an item
 //! whose earlier call was interrupted (in doubt) is sent only with
 //! `resend_in_doubt`; a stop request (Ctrl-C) lets calls in flight finish
 //! and be recorded, and claims nothing new.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, mpsc};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::client::Client;
 use crate::lookup::{self, Attempt, Fetched, Next};
-use crate::store::{After, AuditEntry, NextClaim, QueueItem, Store, StoreError};
+use crate::store::{After, AuditEntry, NextClaim, QueueItem, SealedFinish, Store, StoreError};
 
 /// Exponential backoff with full jitter: the n-th retry waits a random time
 /// between zero and `min(cap, base * 2^(n-1))`, and at least what the
@@ -132,15 +135,27 @@ pub fn run(
     let stores = (0..jobs)
         .map(|_| store.reopen())
         .collect::<Result<Vec<_>, _>>()?;
+    let committer_store = store.reopen()?;
+    // An item that used its attempts in this run waits for a later run.
+    let gave_up = |id: &str| {
+        lock(&shared.tries)
+            .get(id)
+            .is_some_and(|n| *n >= opts.backoff.max_attempts)
+    };
     let results: Vec<Result<(), StoreError>> = std::thread::scope(|s| {
+        let (tx, rx) = mpsc::channel::<Commit>();
+        let gave_up = &gave_up;
+        s.spawn(move || committer(&committer_store, rx, opts, gave_up));
         let handles: Vec<_> = stores
             .into_iter()
             .enumerate()
             .map(|(w, st)| {
                 let shared = &shared;
-                s.spawn(move || worker(w, &st, client, opts, shared, on_call))
+                let tx = tx.clone();
+                s.spawn(move || worker(w, &st, client, opts, shared, gave_up, &tx, on_call))
             })
             .collect();
+        drop(tx);
         handles
             .into_iter()
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
@@ -155,21 +170,68 @@ pub fn run(
         .unwrap_or_else(PoisonError::into_inner))
 }
 
+/// A worker's sealed answer for the committer, with its claim of a next item.
+struct Commit {
+    finish: SealedFinish,
+    owner: String,
+    until: DateTime<Utc>,
+    reply: mpsc::Sender<Result<Option<QueueItem>, StoreError>>,
+}
+
+/// Commits the workers' answers: all that are waiting in one transaction
+/// (group commit: one write to disk for several answers), each with the
+/// claim of that worker's next item. Ends when every worker has gone.
+fn committer(
+    store: &Store,
+    rx: mpsc::Receiver<Commit>,
+    opts: &Options,
+    gave_up: &(dyn Fn(&str) -> bool + Sync),
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let (jobs, replies): (Vec<_>, Vec<_>) = batch
+            .iter()
+            .map(|c| {
+                let next = NextClaim {
+                    owner: &c.owner,
+                    until: c.until,
+                    in_doubt: opts.resend_in_doubt,
+                    skip: gave_up,
+                };
+                ((&c.finish, Some(next)), &c.reply)
+            })
+            .unzip();
+        match store.commit_finishes(&jobs) {
+            Ok(claimed) => {
+                for (reply, item) in replies.into_iter().zip(claimed) {
+                    let _ = reply.send(Ok(item));
+                }
+            }
+            // One answer failed and took the transaction with it: commit
+            // each alone, so each worker learns its own outcome.
+            Err(_) => {
+                for (job, reply) in jobs.into_iter().zip(replies) {
+                    let one = store.commit_finishes(&[job]).map(|mut v| v.pop().flatten());
+                    let _ = reply.send(one);
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn worker(
     w: usize,
     store: &Store,
     client: &Client,
     opts: &Options,
     shared: &Shared,
+    gave_up: &(dyn Fn(&str) -> bool + Sync),
+    commits: &mpsc::Sender<Commit>,
     on_call: &(dyn Fn(&ItemEnd) + Sync),
 ) -> Result<(), StoreError> {
     let owner = lookup::claim_owner(w);
-    // An item that used its attempts in this run waits for a later run.
-    let gave_up = |id: &str| {
-        lock(&shared.tries)
-            .get(id)
-            .is_some_and(|n| *n >= opts.backoff.max_attempts)
-    };
     // The item claimed with the last answer, in the same transaction.
     let mut pending: Option<QueueItem> = None;
     loop {
@@ -186,7 +248,7 @@ fn worker(
                 &owner,
                 client.claim_until(Utc::now()),
                 opts.resend_in_doubt,
-                &gave_up,
+                gave_up,
             )?,
         };
         let Some(item) = claimed else {
@@ -213,21 +275,31 @@ fn worker(
             *n += 1;
             *n
         };
-        let until = client.claim_until(Utc::now());
-        let next_claim = NextClaim {
-            owner: &owner,
-            until,
-            in_doubt: opts.resend_in_doubt,
-            skip: &gave_up,
+        let commit = |finish: SealedFinish| {
+            let (reply, answer) = mpsc::channel();
+            let gone = || {
+                StoreError::Io(std::io::Error::other(
+                    "the sync's committing thread has stopped",
+                ))
+            };
+            commits
+                .send(Commit {
+                    finish,
+                    owner: owner.clone(),
+                    until: client.claim_until(Utc::now()),
+                    reply,
+                })
+                .map_err(|_| gone())?;
+            answer.recv().map_err(|_| gone())?
         };
-        let (Attempt { fetched, next }, claimed) = lookup::send_and_claim(
+        let (Attempt { fetched, next }, claimed) = lookup::send_then(
             store,
             client,
             &item,
             &owner,
             Some(&opts.audit),
             &opts.backoff,
-            Some(&next_claim),
+            &commit,
         )?;
         pending = claimed;
         let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;

@@ -28,7 +28,9 @@ use crate::iin::Iin;
 
 pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
 pub use maintenance::CheckReport;
-pub use queue::{After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState};
+pub use queue::{
+    After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
+};
 pub use sqlite::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Messages say what to do next.

@@ -87,6 +87,26 @@ pub struct QueueItem {
     pub claimed_by: Option<String>,
 }
 
+/// A call's end, sealed by [`Store::seal_finish`], to be committed by
+/// [`Store::commit_finishes`] (possibly by another thread, with others).
+pub struct SealedFinish {
+    item_id: String,
+    owner: String,
+    lookup_row: Option<sqlite::LookupRow>,
+    audit: Option<AuditEntry>,
+    after: SealedAfter,
+}
+
+enum SealedAfter {
+    Done,
+    Retry {
+        next_try: String,
+        status: Option<String>,
+        error_enc: Vec<u8>,
+    },
+    Restore,
+}
+
 /// Who claims the next due item, and which to pass over.
 #[derive(Clone, Copy)]
 pub struct NextClaim<'a> {
@@ -94,7 +114,7 @@ pub struct NextClaim<'a> {
     pub until: DateTime<Utc>,
     /// Claim items whose earlier call was interrupted, too.
     pub in_doubt: bool,
-    pub skip: &'a dyn Fn(&str) -> bool,
+    pub skip: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
 /// What becomes of a claimed item once its call has ended.
@@ -356,7 +376,7 @@ impl Store {
         owner: &str,
         until: DateTime<Utc>,
         in_doubt: bool,
-        skip: &dyn Fn(&str) -> bool,
+        skip: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Option<QueueItem>, StoreError> {
         let next = NextClaim {
             owner,
@@ -418,7 +438,7 @@ impl Store {
 
     /// [`finish`](Self::finish), then, in the same transaction, claims the
     /// next item as [`claim_next`](Self::claim_next) would (never `item`
-    /// itself): a `sync` worker commits once per call instead of twice.
+    /// itself).
     pub fn finish_and_claim(
         &self,
         item: &QueueItem,
@@ -428,57 +448,108 @@ impl Store {
         after: After<'_>,
         next: Option<&NextClaim<'_>>,
     ) -> Result<Option<QueueItem>, StoreError> {
+        let sealed = self.seal_finish(item, owner, lookup, audit, after)?;
+        let mut claimed = self.commit_finishes(&[(&sealed, next.copied())])?;
+        Ok(claimed.pop().flatten())
+    }
+
+    /// The encryption half of [`finish`](Self::finish), done outside any
+    /// transaction (so a `sync` worker seals while another commits).
+    pub fn seal_finish(
+        &self,
+        item: &QueueItem,
+        owner: &str,
+        lookup: Option<&NewLookup<'_>>,
+        audit: Option<&AuditEntry>,
+        after: After<'_>,
+    ) -> Result<SealedFinish, StoreError> {
         let lookup_row = lookup.map(|l| self.lookup_row(l)).transpose()?;
-        let error_enc = match &after {
-            After::Retry { error, .. } => {
-                Some(self.seal_queue(&item.id, "error_enc", error.as_bytes())?)
-            }
-            _ => None,
+        let after = match after {
+            After::Done => SealedAfter::Done,
+            After::Retry {
+                next_try,
+                status,
+                error,
+            } => SealedAfter::Retry {
+                next_try: time_text(next_try),
+                status: enumerated(status),
+                error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
+            },
+            After::Restore => SealedAfter::Restore,
         };
-        sqlite::immediate(&self.conn, |c| {
-            if let Some(row) = &lookup_row {
-                sqlite::insert_lookup(c, row)?;
-            }
-            if let Some(a) = audit {
-                let mut a = a.clone();
-                a.subject = Some(self.subject_of(&item.iin));
-                self.append_audit_in(c, &a)?;
-            }
-            let claim_next = |c: &Connection| match next {
-                Some(n) => {
-                    let skip = |id: &str| id == item.id || (n.skip)(id);
-                    self.claim_in(c, &NextClaim { skip: &skip, ..*n })
-                }
-                None => Ok(None),
-            };
-            let Some(mut row) = sqlite::queue_by_id(c, &item.id)? else {
-                return claim_next(c);
-            };
-            if row.claimed_by.as_deref() != Some(owner) {
-                return claim_next(c);
-            }
-            match after {
-                After::Done => {
-                    sqlite::delete_queue(c, &item.id)?;
-                }
-                After::Retry {
-                    next_try, status, ..
-                } => {
-                    row.next_try_at = time_text(next_try);
-                    row.last_status = enumerated(status);
-                    row.error_enc = error_enc.clone();
-                    row.key_version = i64::from(self.key_version);
-                    sqlite::release_queue(c, &row)?;
-                }
-                After::Restore => {
-                    // The claim counted an attempt; this one did not happen.
-                    row.attempts = (row.attempts - 1).max(0);
-                    // Keep the last error sealed as it was, under its own key version.
-                    sqlite::release_queue(c, &row)?;
-                }
-            }
-            claim_next(c)
+        let audit = audit.map(|a| AuditEntry {
+            subject: Some(self.subject_of(&item.iin)),
+            ..a.clone()
+        });
+        Ok(SealedFinish {
+            item_id: item.id.clone(),
+            owner: owner.to_owned(),
+            lookup_row,
+            audit,
+            after,
         })
+    }
+
+    /// Commits the ends of several calls in one transaction (one write to
+    /// disk for all of them), each followed by its claim of a next item
+    /// when one is asked for. Returns the claimed items, in order.
+    pub fn commit_finishes(
+        &self,
+        batch: &[(&SealedFinish, Option<NextClaim<'_>>)],
+    ) -> Result<Vec<Option<QueueItem>>, StoreError> {
+        sqlite::immediate(&self.conn, |c| {
+            batch
+                .iter()
+                .map(|(f, next)| {
+                    self.apply_finish(c, f)?;
+                    match next {
+                        Some(n) => {
+                            let skip = |id: &str| id == f.item_id || (n.skip)(id);
+                            self.claim_in(c, &NextClaim { skip: &skip, ..*n })
+                        }
+                        None => Ok(None),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    fn apply_finish(&self, c: &Connection, f: &SealedFinish) -> Result<(), StoreError> {
+        if let Some(row) = &f.lookup_row {
+            sqlite::insert_lookup(c, row)?;
+        }
+        if let Some(a) = &f.audit {
+            self.append_audit_in(c, a)?;
+        }
+        let Some(mut row) = sqlite::queue_by_id(c, &f.item_id)? else {
+            return Ok(());
+        };
+        if row.claimed_by.as_deref() != Some(f.owner.as_str()) {
+            return Ok(());
+        }
+        match &f.after {
+            SealedAfter::Done => {
+                sqlite::delete_queue(c, &f.item_id)?;
+            }
+            SealedAfter::Retry {
+                next_try,
+                status,
+                error_enc,
+            } => {
+                row.next_try_at = next_try.clone();
+                row.last_status = status.clone();
+                row.error_enc = Some(error_enc.clone());
+                row.key_version = i64::from(self.key_version);
+                sqlite::release_queue(c, &row)?;
+            }
+            SealedAfter::Restore => {
+                // The claim counted an attempt; this one did not happen.
+                row.attempts = (row.attempts - 1).max(0);
+                // Keep the last error sealed as it was, under its own key version.
+                sqlite::release_queue(c, &row)?;
+            }
+        }
+        Ok(())
     }
 
     /// Every queue item, soonest deadline first.
