@@ -429,6 +429,43 @@ pub fn enqueue(
     Ok((begun, id))
 }
 
+/// [`enqueue`] for many requests, queued in one transaction (a batch file);
+/// the ones a fresh VALID record answers are recorded as cache answers.
+pub fn enqueue_many(
+    store: &Store,
+    reqs: &[(FetchRequest<'_>, Option<DateTime<Utc>>)],
+) -> Result<Vec<(Begin, Option<LookupId>)>, StoreError> {
+    let now = Utc::now();
+    let requests: Vec<NewRequest<'_>> = reqs
+        .iter()
+        .map(|(req, created)| NewRequest {
+            iin: req.iin,
+            session_id: req.session.as_str(),
+            purpose: req.asker.purpose,
+            operator: req.asker.operator,
+            host: req.asker.host,
+            queued_at: now,
+            deadline: deadline(now, *created),
+        })
+        .collect();
+    // One max-age for the batch: the first request's (they share the settings).
+    let max_age = reqs
+        .first()
+        .and_then(|(req, _)| (!req.force).then_some(req.max_age));
+    let begun = store.queue_many(&requests, max_age)?;
+    begun
+        .into_iter()
+        .zip(reqs)
+        .map(|(b, (req, _))| {
+            let id = match &b {
+                Begin::Fresh(from) => Some(record_cached(store, req, now, from)?),
+                _ => None,
+            };
+            Ok((b, id))
+        })
+        .collect()
+}
+
 /// Makes the paid call of a claimed queue item, records it with its audit
 /// entry, and takes the item off the queue, reschedules it (with backoff
 /// and Retry-After) or restores it, all in one transaction.

@@ -197,40 +197,29 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 fn queue_rows(rows: &[Row], ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<Queued>> {
     let s = &ctx.settings;
     let mut queued = Vec::with_capacity(rows.len());
-    for r in rows {
-        let purpose = r.purpose.as_deref().or(ctx.purpose.as_deref());
-        let req = FetchRequest {
-            iin: &r.iin,
-            session: &r.session,
-            asker: Asker {
-                operator: &s.operator.value,
-                host: &s.host,
-                purpose,
-            },
-            max_age: s.max_age.value,
-            force: false,
-            audit: Some(ctx.audit_entry()),
-        };
-        let (begun, cached) = lookup::enqueue(store, &req, r.session_created_at)?;
-        queued.push(match begun {
-            Begin::Fresh(_) => Queued::Cached(cached.map(|id| id.to_string()).unwrap_or_default()),
-            Begin::Queued(item) | Begin::Claimed(item) => Queued::Item(item.id),
-            Begin::Busy(_) => Queued::Held(
-                "SENDING",
-                "another gbdfl process is sending this request now; `gbdfl show` it later".into(),
-            ),
-            Begin::InDoubt(item) => Queued::Held(
-                "IN_DOUBT",
-                format!(
-                    "an earlier call was interrupted and may have been billed: see `gbdfl queue`, item {}",
-                    item.id
-                ),
-            ),
-            Begin::Expired(_) => Queued::Held(
-                "EXPIRED",
-                "the 3-hour window of the session has ended: the subject must go through the checks again".into(),
-            ),
-        });
+    // A few hundred rows per transaction: one write to disk for each chunk.
+    for chunk in rows.chunks(500) {
+        let reqs: Vec<(FetchRequest<'_>, _)> = chunk
+            .iter()
+            .map(|r| {
+                let req = FetchRequest {
+                    iin: &r.iin,
+                    session: &r.session,
+                    asker: Asker {
+                        operator: &s.operator.value,
+                        host: &s.host,
+                        purpose: r.purpose.as_deref().or(ctx.purpose.as_deref()),
+                    },
+                    max_age: s.max_age.value,
+                    force: false,
+                    audit: Some(ctx.audit_entry()),
+                };
+                (req, r.session_created_at)
+            })
+            .collect();
+        for (begun, cached) in lookup::enqueue_many(store, &reqs)? {
+            queued.push(held(begun, cached));
+        }
     }
     Ok(queued)
 }
@@ -352,4 +341,27 @@ fn summary(rows: &[BatchRow]) -> String {
         .collect();
     cells.push(vec!["TOTAL".into(), String::new(), rows.len().to_string()]);
     render::columns(&["OUTCOME", "SOURCE", "ROWS"], &cells)
+}
+
+/// Where a row stands once queued.
+fn held(begun: Begin, cached: Option<crate::store::LookupId>) -> Queued {
+    match begun {
+        Begin::Fresh(_) => Queued::Cached(cached.map(|id| id.to_string()).unwrap_or_default()),
+        Begin::Queued(item) | Begin::Claimed(item) => Queued::Item(item.id),
+        Begin::Busy(_) => Queued::Held(
+            "SENDING",
+            "another gbdfl process is sending this request now; `gbdfl show` it later".into(),
+        ),
+        Begin::InDoubt(item) => Queued::Held(
+            "IN_DOUBT",
+            format!(
+                "an earlier call was interrupted and may have been billed: see `gbdfl queue`, item {}",
+                item.id
+            ),
+        ),
+        Begin::Expired(_) => Queued::Held(
+            "EXPIRED",
+            "the 3-hour window of the session has ended: the subject must go through the checks again".into(),
+        ),
+    }
 }

@@ -325,46 +325,78 @@ impl Store {
         in_doubt: bool,
     ) -> Result<Begin, StoreError> {
         let row = self.new_queue_row(r)?;
-        let now = time_text(r.queued_at);
         sqlite::immediate(&self.conn, |c| {
-            if let Some(max_age) = max_age
-                && let Some(found) = sqlite::latest_valid(c, &row.subject)?
-            {
-                let at = parse_time(found.answered_at.as_deref().unwrap_or(&found.requested_at));
-                let age = r
-                    .queued_at
-                    .signed_duration_since(at)
-                    .to_std()
-                    .unwrap_or(Duration::ZERO);
-                if age <= max_age {
-                    let lookup = self.to_lookup(&found)?;
-                    let body = self.open_response(&found)?.unwrap_or_default();
-                    return Ok(Begin::Fresh(Box::new(Record { lookup, body })));
-                }
-            }
-            sqlite::expire_queue(c, &now)?;
-            let existing = sqlite::queue_by_request(c, &row.request)?;
-            let stored = match existing {
-                Some(e) => e,
-                None => {
-                    sqlite::insert_queue(c, &row)?;
-                    row.clone()
-                }
-            };
-            let item = self.to_item(&stored, &now)?;
-            match item.state {
-                QueueState::Expired => return Ok(Begin::Expired(item)),
-                QueueState::Sending => return Ok(Begin::Busy(item)),
-                QueueState::InDoubt if !in_doubt => return Ok(Begin::InDoubt(item)),
-                QueueState::InDoubt | QueueState::Waiting => {}
-            }
-            let Some((owner, until)) = claim else {
-                return Ok(Begin::Queued(item));
-            };
-            sqlite::claim_queue(c, &item.id, owner, &time_text(until))?;
-            let claimed = sqlite::queue_by_id(c, &item.id)?.unwrap_or(stored);
-            Ok(Begin::Claimed(self.to_item(&claimed, &now)?))
+            self.begin_in(c, r, &row, max_age, claim, in_doubt)
         })
+    }
+
+    /// [`begin_fetch`](Self::begin_fetch) without a claim for many requests
+    /// (a batch file) in one transaction: one write to disk for all.
+    pub fn queue_many(
+        &self,
+        requests: &[NewRequest<'_>],
+        max_age: Option<Duration>,
+    ) -> Result<Vec<Begin>, StoreError> {
+        let rows = requests
+            .iter()
+            .map(|r| self.new_queue_row(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlite::immediate(&self.conn, |c| {
+            requests
+                .iter()
+                .zip(&rows)
+                .map(|(r, row)| self.begin_in(c, r, row, max_age, None, false))
+                .collect()
+        })
+    }
+
+    fn begin_in(
+        &self,
+        c: &Connection,
+        r: &NewRequest<'_>,
+        row: &QueueRow,
+        max_age: Option<Duration>,
+        claim: Option<(&str, DateTime<Utc>)>,
+        in_doubt: bool,
+    ) -> Result<Begin, StoreError> {
+        let now = time_text(r.queued_at);
+        if let Some(max_age) = max_age
+            && let Some(found) = sqlite::latest_valid(c, &row.subject)?
+        {
+            let at = parse_time(found.answered_at.as_deref().unwrap_or(&found.requested_at));
+            let age = r
+                .queued_at
+                .signed_duration_since(at)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            if age <= max_age {
+                let lookup = self.to_lookup(&found)?;
+                let body = self.open_response(&found)?.unwrap_or_default();
+                return Ok(Begin::Fresh(Box::new(Record { lookup, body })));
+            }
+        }
+        sqlite::expire_queue(c, &now)?;
+        let existing = sqlite::queue_by_request(c, &row.request)?;
+        let stored = match existing {
+            Some(e) => e,
+            None => {
+                sqlite::insert_queue(c, row)?;
+                row.clone()
+            }
+        };
+        let item = self.to_item(&stored, &now)?;
+        match item.state {
+            QueueState::Expired => return Ok(Begin::Expired(item)),
+            QueueState::Sending => return Ok(Begin::Busy(item)),
+            QueueState::InDoubt if !in_doubt => return Ok(Begin::InDoubt(item)),
+            QueueState::InDoubt | QueueState::Waiting => {}
+        }
+        let Some((owner, until)) = claim else {
+            return Ok(Begin::Queued(item));
+        };
+        sqlite::claim_queue(c, &item.id, owner, &time_text(until))?;
+        let claimed = sqlite::queue_by_id(c, &item.id)?.unwrap_or(stored);
+        Ok(Begin::Claimed(self.to_item(&claimed, &now)?))
     }
 
     /// Marks waiting items past their deadline as expired, then claims the
