@@ -39,6 +39,8 @@ pub struct BadRow {
 pub struct Parsed {
     pub rows: Vec<Row>,
     pub bad: Vec<BadRow>,
+    /// The file's delimiter, `;` or `,` (the outcome file uses the same).
+    pub delimiter: u8,
 }
 
 /// The file cannot be read as a batch at all.
@@ -47,9 +49,9 @@ pub enum FileError {
     #[error("the file is empty: it needs a header row `iin,session_id` and one row per request")]
     Empty,
     #[error(
-        "the header row has no `{0}` column (it has: {1}): the first row must name the columns iin,session_id and optionally purpose,session_created_at"
+        "the header row has no `{0}` column{1}: the first row must name the columns, e.g. `iin;session_id;purpose;session_created_at`"
     )]
-    MissingColumn(&'static str, String),
+    MissingColumn(&'static str, &'static str),
     #[error("the header row names `{0}` twice")]
     DuplicateColumn(String),
     #[error("the header row is not CSV: {0}")]
@@ -97,12 +99,17 @@ pub fn parse(bytes: &[u8], now: DateTime<Utc>, skip_iin_check: bool) -> Result<P
             return Err(FileError::DuplicateColumn(name.clone()));
         }
     }
+    // The header's cells are never echoed: a file without a header has a
+    // person's IIN and session there.
     let listed = || {
-        names
+        if names
             .iter()
-            .map(|n| n.chars().take(30).collect::<String>())
-            .collect::<Vec<_>>()
-            .join(", ")
+            .any(|n| n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            " (the first row looks like data: add a header row above it)"
+        } else {
+            ""
+        }
     };
     let iin_col = *columns
         .get("iin")
@@ -113,7 +120,10 @@ pub fn parse(bytes: &[u8], now: DateTime<Utc>, skip_iin_check: bool) -> Result<P
     let purpose_col = columns.get("purpose").copied();
     let created_col = columns.get("session_created_at").copied();
 
-    let mut parsed = Parsed::default();
+    let mut parsed = Parsed {
+        delimiter: delimiter(first_line),
+        ..Parsed::default()
+    };
     let mut seen: HashMap<(String, String), u64> = HashMap::new();
     let mut record = csv::ByteRecord::new();
     loop {
@@ -213,8 +223,16 @@ fn row(
     let Some(iin_text) = iin_text else {
         return Err(bad("", "no IIN".into()));
     };
-    let iin = Iin::parse_with(iin_text, skip_iin_check)
-        .map_err(|e| bad(iin_text, format!("IIN is not valid: {e}")))?;
+    let iin = Iin::parse_with(iin_text, skip_iin_check).map_err(|e| {
+        let hint = if iin_text.contains(['E', 'e']) && iin_text.contains('+') {
+            " (Excel wrote it as a number in scientific notation: format the IIN column as Text and type it again)"
+        } else if iin_text.len() == 11 && iin_text.bytes().all(|b| b.is_ascii_digit()) {
+            " (did Excel drop a leading zero? format the IIN column as Text)"
+        } else {
+            ""
+        };
+        bad(iin_text, format!("IIN is not valid: {e}{hint}"))
+    })?;
     let session = match field(record, session_col).map_err(|_| not_utf8("session_id"))? {
         None => return Err(bad(iin_text, "no session_id".into())),
         Some(s) => SessionId::parse(s).map_err(|e| bad(iin_text, e.to_string()))?,

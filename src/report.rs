@@ -472,10 +472,12 @@ pub struct BatchRow {
 }
 
 /// Writes a batch's outcome file atomically (Excel-friendly UTF-8 with BOM).
-pub fn write_batch(dest: &Path, rows: &[BatchRow]) -> Result<u64, ReportError> {
+/// `delimiter` is the input file's, so the outcome opens in the same
+/// spreadsheet as the input did.
+pub fn write_batch(dest: &Path, rows: &[BatchRow], delimiter: u8) -> Result<u64, ReportError> {
     let file = AtomicFile::create(dest)?;
     let format = Format {
-        delimiter: b',',
+        delimiter,
         excel: true,
     };
     let mut sheet = Sheet::new(

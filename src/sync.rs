@@ -82,6 +82,8 @@ pub struct Options {
     pub max_wait: Duration,
     /// The audit entry of each call (command, operator, host, purpose).
     pub audit: AuditEntry,
+    /// Send only these items (a batch file's own rows); `None`: the whole queue.
+    pub only: Option<HashSet<String>>,
 }
 
 /// How an item ended in this run.
@@ -138,9 +140,10 @@ pub fn run(
     let committer_store = store.reopen()?;
     // An item that used its attempts in this run waits for a later run.
     let gave_up = |id: &str| {
-        lock(&shared.tries)
-            .get(id)
-            .is_some_and(|n| *n >= opts.backoff.max_attempts)
+        opts.only.as_ref().is_some_and(|only| !only.contains(id))
+            || lock(&shared.tries)
+                .get(id)
+                .is_some_and(|n| *n >= opts.backoff.max_attempts)
     };
     let results: Vec<Result<(), StoreError>> = std::thread::scope(|s| {
         let (tx, rx) = mpsc::channel::<Commit>();

@@ -124,7 +124,17 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         && to_send > 0
     {
         super::sync::stop_on_ctrl_c();
-        let opts = super::sync::options(ctx, args.jobs, false);
+        let mut opts = super::sync::options(ctx, args.jobs, false);
+        // The file's own rows only; the rest of the queue is `sync`'s.
+        opts.only = Some(
+            queued
+                .iter()
+                .filter_map(|q| match q {
+                    Queued::Item(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect(),
+        );
         let progress = Progress::new("batch", to_send);
         let report = sync::run(store, client, &opts, &|end| {
             if end.last_in_run {
@@ -156,7 +166,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| report::default_path_named("batch", chrono::Local::now()));
-    report::write_batch(&dest, &rows)?;
+    report::write_batch(&dest, &rows, parsed.delimiter)?;
     out(&summary(&rows))?;
     eprintln!("Each row's outcome: {}", dest.display());
 
@@ -185,6 +195,29 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             format!(
                 "{} bad row(s) were skipped (listed above and in {}): correct them and run batch on those rows again.",
                 parsed.bad.len(),
+                dest.display()
+            ),
+        )
+        .into());
+    }
+    let count = |f: &dyn Fn(&BatchRow) -> bool| rows.iter().filter(|r| f(r)).count();
+    let expired = count(&|r| r.outcome == "EXPIRED");
+    if expired > 0 {
+        return Err(Exit::new(
+            ExitCode::Expired,
+            format!(
+                "{expired} row(s) were not sent: the 3-hour window of their session had ended. Those subjects must go through the verification checks again (see {}).",
+                dest.display()
+            ),
+        )
+        .into());
+    }
+    let not_valid = count(&|r| !r.outcome.starts_with("VALID"));
+    if not_valid > 0 {
+        return Err(Exit::new(
+            ExitCode::NotValid,
+            format!(
+                "{not_valid} row(s) did not get a VALID record: each row's outcome and what to do is in {}.",
                 dest.display()
             ),
         )
@@ -282,9 +315,9 @@ fn outcomes(
                     },
                     end.and_then(|e| e.fetched.id()).map(|i| i.to_string()).unwrap_or_default(),
                     match end.map(|e| &e.fetched) {
-                        Some(Fetched::Unavailable { message, .. }) => format!("queued for `gbdfl sync`; last error: {message}"),
-                        Some(other) => format!("queued for `gbdfl sync`; last answer: {}", other.label()),
-                        None => "queued for `gbdfl sync`".into(),
+                        Some(Fetched::Unavailable { message, .. }) => format!("queued for `gbdfl sync` (queue item {item}); last error: {message}"),
+                        Some(other) => format!("queued for `gbdfl sync` (queue item {item}); last answer: {}", other.label()),
+                        None => format!("queued for `gbdfl sync` (queue item {item})"),
                     },
                 ),
                 (Some(end), None) => row(

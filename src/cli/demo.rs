@@ -171,6 +171,7 @@ fn offline(
         },
         resend_in_doubt: false,
         max_wait: Duration::from_secs(30),
+        only: None,
         audit: crate::store::AuditEntry {
             command: "sync".into(),
             operator: operator.into(),

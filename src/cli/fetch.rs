@@ -141,7 +141,7 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
         Fetched::Unavailable { id, message, retry_after } => Err(Exit::new(
             ExitCode::Queued,
             format!(
-                "the service is unreachable: {message}{}. Nothing was received (lookup {id}).{queued}",
+                "no answer from the service: {message}{}. No usable answer was received (recorded as lookup {id}).{queued}",
                 retry_after
                     .map(|d| format!(" (it asks to retry after {}s)", d.as_secs()))
                     .unwrap_or_default()

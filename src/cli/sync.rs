@@ -53,6 +53,7 @@ pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
         resend_in_doubt,
         max_wait: Duration::from_secs(300),
         audit: ctx.audit_entry(),
+        only: None,
     }
 }
 
@@ -186,6 +187,9 @@ pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyho
         .iter()
         .filter(|q| q.state == QueueState::InDoubt)
         .count();
+    if live > 0 && live == in_doubt {
+        return Err(Exit::new(ExitCode::Queued, in_doubt_advice(in_doubt)).into());
+    }
     if live > 0 {
         let last_error = report
             .calls

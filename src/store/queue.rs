@@ -375,15 +375,14 @@ impl Store {
                 return Ok(Begin::Fresh(Box::new(Record { lookup, body })));
             }
         }
-        sqlite::expire_queue(c, &now)?;
         let existing = sqlite::queue_by_request(c, &row.request)?;
-        let stored = match existing {
-            Some(e) => e,
-            None => {
-                sqlite::insert_queue(c, row)?;
-                row.clone()
-            }
-        };
+        if existing.is_none() {
+            sqlite::insert_queue(c, row)?;
+        }
+        // A request already past its deadline (the session was too long
+        // ago) is expired from the start.
+        sqlite::expire_queue(c, &now)?;
+        let stored = sqlite::queue_by_request(c, &row.request)?.unwrap_or_else(|| row.clone());
         let item = self.to_item(&stored, &now)?;
         match item.state {
             QueueState::Expired => return Ok(Begin::Expired(item)),
@@ -655,7 +654,8 @@ impl Store {
                 .or_default() += 1;
             Ok(())
         })?;
-        for t in sqlite::expired_queue_times(&self.conn, from.as_deref(), to.as_deref())? {
+        let now = super::now_text();
+        for t in sqlite::expired_queue_times(&self.conn, from.as_deref(), to.as_deref(), &now)? {
             days.entry(day_of(&t)).or_default().expired += 1;
         }
         Ok(days

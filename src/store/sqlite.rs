@@ -858,13 +858,15 @@ pub fn expired_queue_times(
     conn: &Connection,
     from: Option<&str>,
     to: Option<&str>,
+    now: &str,
 ) -> Result<Vec<String>, StoreError> {
+    // Waiting items past their deadline are expired too, marked or not yet.
     let mut st = conn.prepare(
-        "SELECT deadline FROM queue WHERE state = 'expired' \
+        "SELECT deadline FROM queue WHERE (state = 'expired' OR deadline <= ?3) \
          AND (?1 IS NULL OR deadline >= ?1) AND (?2 IS NULL OR deadline < ?2) ORDER BY deadline",
     )?;
     let rows = st
-        .query_map(params![from, to], |r| r.get(0))?
+        .query_map(params![from, to, now], |r| r.get(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

@@ -587,7 +587,22 @@ fn batch_file_errors_are_clear() {
     let f = env.path().join("nohead.csv");
     std::fs::write(&f, "950215300001,0b8e2f4c-6a43-4a55-9f0e-0d3c9a1e7b21\n").unwrap();
     let r = env.fails(&["batch", f.to_str().unwrap()], 2);
-    assert!(r.stderr.contains("header"), "{}", r.stderr);
+    assert!(r.stderr.contains("looks like data"), "{}", r.stderr);
+    // The first row is a person's: not echoed, not in the audit trail.
+    assert!(!r.stderr.contains("950215300001"), "{}", r.stderr);
+    assert!(!r.stderr.contains("0b8e2f4c"), "{}", r.stderr);
+    let log = env.ok(&["audit", "log"]);
+    assert!(!log.stdout.contains("950215300001"), "{}", log.stdout);
+    // Excel's usual damage gets a hint.
+    let f2 = env.path().join("excel.csv");
+    std::fs::write(
+        &f2,
+        "iin;session_id\n9,50215E+11;0b8e2f4c-6a43-4a55-9f0e-0d3c9a1e7b21\n50315501230;0b8e2f4c-6a43-4a55-9f0e-0d3c9a1e7b22\n",
+    )
+    .unwrap();
+    let r = env.fails(&["batch", f2.to_str().unwrap()], 2);
+    assert!(r.stderr.contains("scientific notation"), "{}", r.stderr);
+    assert!(r.stderr.contains("leading zero"), "{}", r.stderr);
     let r = env.fails(&["batch", "missing.csv"], 2);
     assert!(r.stderr.contains("cannot read"), "{}", r.stderr);
     assert_eq!(env.emu().calls(), 0);
@@ -674,4 +689,63 @@ fn queued_requests_survive_rekey_and_are_purged_with_old_data() {
     assert_eq!(queue_json(&env).len(), 1);
     env.ok(&["purge", "--older-than", "0s"]);
     assert!(queue_json(&env).is_empty());
+}
+
+#[test]
+fn batch_sends_only_its_own_rows_and_its_exit_code_says_how_they_ended() {
+    let env = Env::new();
+    // A request left in the queue by someone else, that would stop any run.
+    let org = crate::harness::fixture("HTTP_404_ORGANIZATION_NOT_FOUND");
+    let left = session();
+    let f = env.path().join("left.csv");
+    std::fs::write(&f, format!("iin,session_id\n{org},{left}\n")).unwrap();
+    env.fails(&["batch", f.to_str().unwrap(), "--no-sync"], 11);
+    // This file's rows: one VALID, one NOT_FOUND.
+    let (iin, s) = pairs(1).remove(0);
+    let nf = crate::harness::fixture("NOT_FOUND");
+    let f = env.path().join("mine.csv");
+    std::fs::write(
+        &f,
+        format!("iin;session_id\n{iin};{s}\n{nf};{}\n", session()),
+    )
+    .unwrap();
+    let r = env.fails(&["batch", f.to_str().unwrap()], 5);
+    assert!(
+        r.stderr.contains("did not get a VALID record"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("2/2 done"), "{}", r.stderr);
+    assert_eq!(env.emu().calls_for(org, &left), 0, "not this batch's row");
+    assert_eq!(env.emu().calls(), 2);
+    // The outcome file uses the input's delimiter.
+    let out = std::fs::read_dir(env.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let text = std::fs::read_to_string(out).unwrap();
+    assert!(text.contains("line;iin;outcome"), "{text}");
+    // An expired row makes the exit code 12.
+    let created = (chrono::Local::now() - chrono::TimeDelta::hours(4))
+        .format("%Y-%m-%d %H:%M")
+        .to_string();
+    let (iin, s) = pairs(2).remove(1);
+    let f = env.path().join("late.csv");
+    std::fs::write(
+        &f,
+        format!("iin,session_id,session_created_at\n{iin},{s},{created}\n"),
+    )
+    .unwrap();
+    let r = env.fails(&["batch", f.to_str().unwrap()], 12);
+    assert!(r.stderr.contains("checks again"), "{}", r.stderr);
+    let stats = env.ok(&["stats", "--json"]);
+    let v: Value = serde_json::from_str(&stats.stdout).unwrap();
+    let expired: u64 = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["expired"].as_u64().unwrap())
+        .sum();
+    assert_eq!(expired, 1, "{}", stats.stdout);
 }
