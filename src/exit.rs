@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::batch_csv::BatchCsvError;
 use crate::client::ClientError;
 use crate::config::ConfigError;
 use crate::iin::IinError;
@@ -90,6 +91,7 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         }
         if cause.downcast_ref::<IinError>().is_some()
             || cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<BatchCsvError>().is_some()
         {
             return ExitCode::InvalidInput;
         }

@@ -9,6 +9,7 @@
 //! queue); `render` and the reports only read; `cli` ties everything together.
 
 pub mod api;
+pub mod batch_csv;
 pub mod cli;
 pub mod client;
 pub mod config;
