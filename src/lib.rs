@@ -21,6 +21,7 @@ pub mod fsutil;
 pub mod iin;
 pub mod keyfile;
 pub mod lookup;
+pub mod process;
 pub mod render;
 pub mod report;
 pub mod store;

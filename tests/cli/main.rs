@@ -10,4 +10,5 @@ mod format;
 mod init;
 mod privacy;
 mod report;
+mod secrets;
 mod show;
