@@ -38,7 +38,8 @@ pub enum ExitCode {
     Garbled = 7,
     /// Wrong key file for the database, or stored data failed its integrity check.
     KeyOrIntegrity = 8,
-    /// The database cannot be used: missing, not a gbdfl database, too new.
+    /// The database cannot be used: missing, not a gbdfl database, too new,
+    /// read-only, or a write to it failed (disk full, file size limit).
     Database = 9,
     /// The answer is not ready yet (PENDING): the request is queued, and
     /// `gbdfl sync` asks again.
@@ -109,7 +110,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
                 StoreError::NotInitialised(_)
                 | StoreError::NotADatabase(_)
-                | StoreError::TooNew { .. } => ExitCode::Database,
+                | StoreError::TooNew { .. }
+                | StoreError::ReadOnly(_)
+                | StoreError::WriteFailed(_) => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

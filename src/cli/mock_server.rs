@@ -64,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             retry_after_secs: args.retry_after,
             drop_first: args.drop_first,
             garbage_first: args.garbage_first,
+            ..Faults::default()
         },
     };
     emulator::run_blocking(&args.addr, config, |addr| {

@@ -7,6 +7,7 @@ mod audit;
 mod docs;
 mod fetch;
 mod format;
+mod hostile;
 mod init;
 mod privacy;
 mod report;
