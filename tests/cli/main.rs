@@ -4,6 +4,7 @@
 mod harness;
 
 mod audit;
+mod concurrent;
 mod docs;
 mod fetch;
 mod format;
