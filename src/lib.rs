@@ -18,6 +18,7 @@ pub mod emulator;
 pub mod exit;
 pub mod expiry;
 pub mod fsutil;
+pub mod fuzzing;
 pub mod iin;
 pub mod keyfile;
 pub mod lookup;
