@@ -1,66 +1,78 @@
-//! Reading a batch file: `iin,session_id[,purpose][,session_created_at]`
-//! with a header row, UTF-8 with or without a BOM, comma or semicolon (as
-//! Excel writes it in Kazakh and Russian locales).
+//! The CSV file of `gbdfl batch`: bytes in, checked rows and rejected rows
+//! out. A pure function, so it can be fuzzed and property-tested alone.
 //!
-//! Rules this module keeps: it is a pure function of the bytes (no I/O, no
-//! store), so it can be fuzzed; a bad row never stops the file, it becomes a
-//! [`BadRow`] with its line number and a reason that names the masked IIN
-//! only; a file without the required header columns is an error, not rows.
+//! Rules this module keeps: it never panics, whatever the bytes; a file that
+//! is not a CSV with the required header is an error, not rows; every other
+//! problem is one [`BadRow`] naming its 1-based physical line, and no reason
+//! ever holds a full IIN (only [`mask`]ed ones); a row is either good or bad,
+//! never both, and no (IIN, session) pair is returned twice.
+//!
+//! The format: a header row with the columns `iin` and `session_id`, and
+//! optionally `purpose` and `session_created_at`, in any order, any case,
+//! surrounding spaces ignored; other columns are ignored. UTF-8, with or
+//! without a byte-order mark. The delimiter is `;` (as Excel writes CSV in
+//! Kazakh and Russian locales) or `,`, whichever the header line has more of.
+//! Blank lines, and rows whose every cell is empty, are skipped.
 
 use std::collections::HashMap;
-
-use chrono::{DateTime, Utc};
 
 use crate::iin::{Iin, mask};
 use crate::lookup::{SessionId, parse_session_time};
 
-/// One good row.
+/// A row that passed every check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
-    /// The physical line of the file the row starts on (1 is the header).
+    /// The physical line (1-based) the row starts on.
     pub line: u64,
-    pub iin: Iin,
-    pub session: SessionId,
+    /// The 12 digits, checked. Personal data.
+    pub iin: String,
+    /// The session id in canonical (lowercase, hyphenated) form.
+    pub session_id: String,
+    /// Empty cells become `None`.
     pub purpose: Option<String>,
-    pub session_created_at: Option<DateTime<Utc>>,
+    /// As written (trimmed); it parses with [`parse_session_time`].
+    pub session_created_at: Option<String>,
 }
 
-/// A row that was skipped, and why.
+/// A row that was rejected, and why. The reason holds no full IIN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRow {
     pub line: u64,
-    /// The IIN as masked (empty if the row had none).
-    pub iin: String,
     pub reason: String,
 }
 
-/// What a file holds.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    pub rows: Vec<Row>,
-    pub bad: Vec<BadRow>,
-    /// The file's delimiter, `;` or `,` (the outcome file uses the same).
-    pub delimiter: u8,
-}
-
-/// The file cannot be read as a batch at all.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FileError {
-    #[error("the file is empty: it needs a header row `iin,session_id` and one row per request")]
+/// Why the file as a whole cannot be read as a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchCsvError {
+    #[error("the file is empty: a batch file starts with a header row such as `iin;session_id`")]
     Empty,
     #[error(
-        "the header row has no `{0}` column{1}: the first row must name the columns, e.g. `iin;session_id;purpose;session_created_at`"
+        "the first line is not a CSV header ({0}): a batch file is UTF-8 text starting with a header row such as `iin;session_id`"
     )]
-    MissingColumn(&'static str, &'static str),
-    #[error("the header row names `{0}` twice")]
+    NotCsv(String),
+    #[error(
+        "the header row has no {0:?} column: it needs `iin` and `session_id` (and may have `purpose` and `session_created_at`), separated by `;` or `,`"
+    )]
+    MissingColumn(&'static str),
+    #[error("the header row names the column {0:?} twice")]
     DuplicateColumn(String),
-    #[error("the header row is not CSV: {0}")]
-    Header(String),
 }
 
-/// Which delimiter the header line uses: `;` if it has more of them than commas.
-fn delimiter(first_line: &[u8]) -> u8 {
-    let count = |c| first_line.iter().filter(|&&b| b == c).count();
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Column positions found in the header.
+struct Columns {
+    iin: usize,
+    session_id: usize,
+    purpose: Option<usize>,
+    session_created_at: Option<usize>,
+    count: usize,
+}
+
+/// `;` or `,`: whichever the header line has more of (a tie means `,`).
+pub fn delimiter(text: &[u8]) -> u8 {
+    let first = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let count = |d: u8| first.iter().filter(|&&b| b == d).count();
     if count(b';') > count(b',') {
         b';'
     } else {
@@ -68,162 +80,170 @@ fn delimiter(first_line: &[u8]) -> u8 {
     }
 }
 
-/// Parses a batch file. `now` is for refusing session times in the future.
-/// `skip_iin_check` accepts IINs that fail the published checks.
-pub fn parse(bytes: &[u8], now: DateTime<Utc>, skip_iin_check: bool) -> Result<Parsed, FileError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let first_line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-        return Err(FileError::Empty);
+fn columns(header: &csv::ByteRecord) -> Result<Columns, BatchCsvError> {
+    let mut found: HashMap<String, usize> = HashMap::new();
+    for (i, raw) in header.iter().enumerate() {
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| BatchCsvError::NotCsv("it is not UTF-8 text".into()))?;
+        if name.contains('\0') {
+            return Err(BatchCsvError::NotCsv("it holds binary data".into()));
+        }
+        let name = name.trim().to_lowercase();
+        if name.is_empty() {
+            continue;
+        }
+        if found.insert(name.clone(), i).is_some()
+            && matches!(
+                name.as_str(),
+                "iin" | "session_id" | "purpose" | "session_created_at"
+            )
+        {
+            return Err(BatchCsvError::DuplicateColumn(name));
+        }
+    }
+    Ok(Columns {
+        iin: *found
+            .get("iin")
+            .ok_or(BatchCsvError::MissingColumn("iin"))?,
+        session_id: *found
+            .get("session_id")
+            .ok_or(BatchCsvError::MissingColumn("session_id"))?,
+        purpose: found.get("purpose").copied(),
+        session_created_at: found.get("session_created_at").copied(),
+        count: header.len(),
+    })
+}
+
+/// Parses a whole batch file. `Ok` holds the good rows and the bad ones,
+/// each in file order; `Err` means the file is not a batch file at all.
+pub fn parse(bytes: &[u8]) -> Result<(Vec<Row>, Vec<BadRow>), BatchCsvError> {
+    let text = bytes.strip_prefix(BOM).unwrap_or(bytes);
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Err(BatchCsvError::Empty);
     }
     let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter(first_line))
-        .has_headers(true)
+        .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let header = reader
-        .byte_headers()
-        .map_err(|e| FileError::Header(e.to_string()))?
-        .clone();
-    let names: Vec<String> = header
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_lowercase())
-        .collect();
-    let mut columns: HashMap<&str, usize> = HashMap::new();
-    for (i, name) in names.iter().enumerate() {
-        let known = ["iin", "session_id", "purpose", "session_created_at"];
-        if let Some(k) = known.iter().find(|k| **k == name)
-            && columns.insert(k, i).is_some()
-        {
-            return Err(FileError::DuplicateColumn(name.clone()));
-        }
-    }
-    // The header's cells are never echoed: a file without a header has a
-    // person's IIN and session there.
-    let listed = || {
-        if names
-            .iter()
-            .any(|n| n.len() >= 6 && n.bytes().all(|b| b.is_ascii_digit()))
-        {
-            " (the first row looks like data: add a header row above it)"
-        } else {
-            ""
-        }
+        .delimiter(delimiter(text))
+        .from_reader(text);
+    let mut records = reader.byte_records();
+    let header = match records.next() {
+        Some(Ok(h)) => h,
+        Some(Err(e)) => return Err(BatchCsvError::NotCsv(e.to_string())),
+        None => return Err(BatchCsvError::Empty),
     };
-    let iin_col = *columns
-        .get("iin")
-        .ok_or_else(|| FileError::MissingColumn("iin", listed()))?;
-    let session_col = *columns
-        .get("session_id")
-        .ok_or_else(|| FileError::MissingColumn("session_id", listed()))?;
-    let purpose_col = columns.get("purpose").copied();
-    let created_col = columns.get("session_created_at").copied();
-
-    let mut parsed = Parsed {
-        delimiter: delimiter(first_line),
-        ..Parsed::default()
+    let cols = columns(&header)?;
+    let mut lines = Lines {
+        text,
+        at: 0,
+        line: 1,
     };
+    let mut rows = Vec::new();
+    let mut bad = Vec::new();
     let mut seen: HashMap<(String, String), u64> = HashMap::new();
-    let mut record = csv::ByteRecord::new();
-    loop {
-        let line_guess = reader.position().line();
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
+    for record in records {
+        let record = match record {
+            Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(line_guess, |p| p.line());
-                parsed.bad.push(BadRow {
+                let line = lines.of(e.position());
+                bad.push(BadRow {
                     line,
-                    iin: String::new(),
-                    reason: format!("not readable as CSV: {e}"),
+                    reason: "not readable as CSV".into(),
                 });
                 continue;
             }
+        };
+        let line = lines.of(record.position());
+        // Blank rows (`;;;`, as Excel writes below a table) are not rows.
+        if record.iter().all(|f| f.trim_ascii().is_empty()) {
+            continue;
         }
-        let line = record
-            .position()
-            .map_or(line_guess, |p| first_line_of(bytes, p));
-        match row(
-            &record,
-            line,
-            [iin_col, session_col],
-            purpose_col,
-            created_col,
-            now,
-            skip_iin_check,
-        ) {
-            Ok(r) => {
-                let key = (r.iin.as_str().to_owned(), r.session.as_str().to_owned());
+        match check_row(&record, &cols, line) {
+            Ok(row) => {
+                let key = (row.iin.clone(), row.session_id.clone());
                 if let Some(first) = seen.get(&key) {
-                    parsed.bad.push(BadRow {
+                    bad.push(BadRow {
                         line,
-                        iin: r.iin.masked(),
-                        reason: format!("the same IIN and session as line {first}: asked once"),
+                        reason: format!("duplicate of line {first} (same IIN and session)"),
                     });
                 } else {
                     seen.insert(key, line);
-                    parsed.rows.push(r);
+                    rows.push(row);
                 }
             }
-            Err(bad) => parsed.bad.push(bad),
+            Err(reason) => bad.push(BadRow { line, reason }),
         }
     }
-    Ok(parsed)
+    Ok((rows, bad))
 }
 
-/// The line a record's text starts on: the reader's position counts the
-/// blank lines it skipped before the record as part of it.
-fn first_line_of(bytes: &[u8], p: &csv::Position) -> u64 {
-    let start = usize::try_from(p.byte()).unwrap_or(usize::MAX);
-    let blank = bytes
-        .get(start..)
-        .unwrap_or_default()
-        .iter()
-        .take_while(|b| matches!(b, b'\r' | b'\n'))
-        .filter(|b| **b == b'\n')
-        .count();
-    p.line() + blank as u64
+/// Physical line numbers (1-based) from the csv reader's byte positions. The reader
+/// records where it stood after the previous record, before the line
+/// breaks and blank lines it skips, so its own line count can be behind:
+/// count the newlines up to the record's first byte instead.
+struct Lines<'a> {
+    text: &'a [u8],
+    /// Bytes counted so far, and the line the byte at `at` is on.
+    at: usize,
+    line: u64,
 }
 
-fn field(record: &csv::ByteRecord, col: usize) -> Result<Option<&str>, ()> {
-    match record.get(col) {
-        None => Ok(None),
-        Some(b) => std::str::from_utf8(b)
-            .map(|s| Some(s.trim()).filter(|s| !s.is_empty()))
-            .map_err(|_| ()),
+impl Lines<'_> {
+    fn of(&mut self, pos: Option<&csv::Position>) -> u64 {
+        let Some(pos) = pos else {
+            return self.line;
+        };
+        let mut start = usize::try_from(pos.byte())
+            .unwrap_or(usize::MAX)
+            .min(self.text.len());
+        while start < self.text.len() && matches!(self.text[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start > self.at {
+            self.line += line_breaks(self.text, self.at..start) as u64;
+            self.at = start;
+        }
+        self.line
     }
 }
 
-fn row(
-    record: &csv::ByteRecord,
-    line: u64,
-    [iin_col, session_col]: [usize; 2],
-    purpose_col: Option<usize>,
-    created_col: Option<usize>,
-    now: DateTime<Utc>,
-    skip_iin_check: bool,
-) -> Result<Row, BadRow> {
-    let bad = |iin: &str, reason: String| BadRow {
-        line,
-        iin: if iin.is_empty() {
-            String::new()
-        } else {
-            mask(iin)
-        },
-        reason,
+/// The line breaks in `text[range]`: `\n`, `\r\n` or a lone `\r` (as the
+/// csv reader, and old Mac files, take it).
+pub fn line_breaks(text: &[u8], range: std::ops::Range<usize>) -> usize {
+    range
+        .filter(|&i| match text[i] {
+            b'\n' => true,
+            b'\r' => text.get(i + 1) != Some(&b'\n'),
+            _ => false,
+        })
+        .count()
+}
+
+/// Checks one record against the header; `Err` is the reason it is bad.
+fn check_row(record: &csv::ByteRecord, cols: &Columns, line: u64) -> Result<Row, String> {
+    if record.len() != cols.count {
+        return Err(format!(
+            "has {} fields, the header has {}",
+            record.len(),
+            cols.count
+        ));
+    }
+    let field = |i: usize, name: &str| -> Result<&str, String> {
+        std::str::from_utf8(record.get(i).unwrap_or_default())
+            .map(str::trim)
+            .map_err(|_| format!("the {name} field is not UTF-8 text"))
     };
-    let not_utf8 = |what: &str| {
-        bad(
-            "",
-            format!("the {what} is not UTF-8 text: save the file as \"CSV UTF-8\""),
-        )
+    let optional = |i: Option<usize>, name: &str| -> Result<Option<String>, String> {
+        Ok(match i {
+            Some(i) => Some(field(i, name)?)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            None => None,
+        })
     };
-    let iin_text = field(record, iin_col).map_err(|_| not_utf8("IIN"))?;
-    let Some(iin_text) = iin_text else {
-        return Err(bad("", "no IIN".into()));
-    };
-    let iin = Iin::parse_with(iin_text, skip_iin_check).map_err(|e| {
+    let iin_text = field(cols.iin, "iin")?;
+    let iin = Iin::parse(iin_text).map_err(|e| {
         let hint = if iin_text.contains(['E', 'e']) && iin_text.contains('+') {
             " (Excel wrote it as a number in scientific notation: format the IIN column as Text and type it again)"
         } else if iin_text.len() == 11 && iin_text.bytes().all(|b| b.is_ascii_digit()) {
@@ -231,39 +251,28 @@ fn row(
         } else {
             ""
         };
-        bad(iin_text, format!("IIN is not valid: {e}{hint}"))
+        format!("IIN {} is not valid: {e}{hint}", mask(iin_text))
     })?;
-    let session = match field(record, session_col).map_err(|_| not_utf8("session_id"))? {
-        None => return Err(bad(iin_text, "no session_id".into())),
-        Some(s) => SessionId::parse(s).map_err(|e| bad(iin_text, e.to_string()))?,
-    };
-    let purpose = match purpose_col {
-        Some(c) => field(record, c)
-            .map_err(|_| not_utf8("purpose"))?
-            .map(str::to_owned),
-        None => None,
-    };
-    let session_created_at = match created_col {
-        Some(c) => match field(record, c).map_err(|_| not_utf8("session_created_at"))? {
-            None => None,
-            Some(t) => {
-                let t = parse_session_time(t)
-                    .map_err(|e| bad(iin_text, format!("session_created_at: {e}")))?;
-                if t > now + chrono::TimeDelta::minutes(5) {
-                    return Err(bad(
-                        iin_text,
-                        "session_created_at is in the future: give the time the face2face session was created".into(),
-                    ));
-                }
-                Some(t)
-            }
-        },
-        None => None,
-    };
+    let session_text = field(cols.session_id, "session_id")?;
+    let session = SessionId::parse(session_text).map_err(|_| {
+        format!(
+            "session_id is not a UUID ({} characters; expected 8-4-4-4-12 hex digits)",
+            session_text.chars().count()
+        )
+    })?;
+    let purpose = optional(cols.purpose, "purpose")?;
+    let session_created_at = optional(cols.session_created_at, "session_created_at")?;
+    if let Some(t) = &session_created_at {
+        // parse_session_time's own message quotes the value, which may be
+        // an IIN typed into the wrong column: say what is wanted instead.
+        parse_session_time(t).map_err(|_| {
+            "session_created_at is not a time: write 2026-11-28 09:15 (local time) or 2026-11-28T09:15:00+05:00".to_owned()
+        })?;
+    }
     Ok(Row {
         line,
-        iin,
-        session,
+        iin: iin.as_str().to_owned(),
+        session_id: session.as_str().to_owned(),
         purpose,
         session_created_at,
     })
@@ -272,57 +281,111 @@ fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::iin::complete;
 
-    const S1: &str = "0b8e2f4c-6a43-4a55-9f0e-0d3c9a1e7b21";
-    const S2: &str = "1b8e2f4c-6a43-4a55-9f0e-0d3c9a1e7b21";
+    fn iin(n: u32) -> String {
+        (0..)
+            .find_map(|i| complete(&format!("880512{}{:04}", 3 + n % 2, (n * 37 + i) % 10_000)))
+            .unwrap()
+    }
 
-    fn iin() -> String {
-        crate::emulator::iins::VALID.to_owned()
+    const S1: &str = "0b4c9a4e-3c1b-4c8e-9a57-0d6e1f2a3b4c";
+    const S2: &str = "7d1f0a2b-5e6c-4d7e-8f90-a1b2c3d4e5f6";
+
+    #[test]
+    fn semicolon_bom_any_order_and_case() {
+        let a = iin(1);
+        let text = format!(
+            "\u{feff} Session_ID ; IIN ;Purpose\r\n{S1};{a};loan\r\n\r\n{};{a}; \r\n",
+            S2.to_uppercase()
+        );
+        let (rows, bad) = parse(text.as_bytes()).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].line, rows[1].line), (2, 4));
+        assert_eq!(rows[0].purpose.as_deref(), Some("loan"));
+        assert_eq!(rows[1].purpose, None);
+        assert_eq!(rows[1].session_id, S2, "session ids are made canonical");
+        assert_eq!(rows[0].iin, a);
     }
 
     #[test]
-    fn bom_semicolon_columns_in_any_order_and_bad_rows_by_line() {
+    fn comma_and_quoted_fields_with_the_other_delimiter() {
+        let a = iin(2);
         let text = format!(
-            "\u{FEFF}Session_ID;IIN;purpose\n{S1};{i};loan\n\n{S2};123;x\nnot-a-uuid;{i};\n{S1};{i};again\n",
-            i = iin()
+            "iin,session_id,purpose,session_created_at\n{a},{S1},\"loan; a, b\",2026-11-28 09:15\n"
         );
-        let p = parse(text.as_bytes(), Utc::now(), false).unwrap();
-        assert_eq!(p.rows.len(), 1);
-        assert_eq!(p.rows[0].line, 2);
-        assert_eq!(p.rows[0].purpose.as_deref(), Some("loan"));
-        let lines: Vec<u64> = p.bad.iter().map(|b| b.line).collect();
-        assert_eq!(lines, vec![4, 5, 6]);
-        assert!(p.bad[2].reason.contains("line 2"), "{:?}", p.bad[2]);
-        for b in &p.bad {
-            assert!(!b.reason.contains(&iin()), "{b:?}");
-            assert!(!b.iin.contains(&iin()), "{b:?}");
+        let (rows, bad) = parse(text.as_bytes()).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(rows[0].purpose.as_deref(), Some("loan; a, b"));
+        assert_eq!(
+            rows[0].session_created_at.as_deref(),
+            Some("2026-11-28 09:15")
+        );
+    }
+
+    #[test]
+    fn each_bad_row_names_its_line_and_never_the_full_iin() {
+        let a = iin(3);
+        let mut wrong_check = a.clone();
+        let last = wrong_check.pop().unwrap();
+        wrong_check.push(if last == '0' { '1' } else { '0' });
+        let text = format!(
+            "iin;session_id;session_created_at\n\
+             {a};{S1};\n\
+             {wrong_check};{S1};\n\
+             {a};not-a-uuid;\n\
+             {a};{S2};yesterday\n\
+             {a};{S1}\n\
+             {a};{S1};\n"
+        );
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(b"\xff\xfe;");
+        bytes.extend_from_slice(S2.as_bytes());
+        bytes.extend_from_slice(b";\n");
+        let (rows, bad) = parse(&bytes).unwrap();
+        assert_eq!(rows.len(), 1);
+        let lines: Vec<u64> = bad.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [3, 4, 5, 6, 7, 8], "{bad:?}");
+        assert!(bad[0].reason.contains(&mask(&wrong_check)), "{bad:?}");
+        assert!(bad[1].reason.contains("UUID"));
+        assert!(bad[2].reason.contains("session_created_at"));
+        assert!(bad[3].reason.contains("2 fields, the header has 3"));
+        assert_eq!(bad[4].reason, "duplicate of line 2 (same IIN and session)");
+        assert!(bad[5].reason.contains("not UTF-8"));
+        for b in &bad {
+            assert!(!b.reason.contains(&a) && !b.reason.contains(&wrong_check));
         }
     }
 
     #[test]
-    fn missing_header_column_is_a_file_error() {
-        let e = parse(b"iin,session\n1,2\n", Utc::now(), false).unwrap_err();
-        assert!(
-            matches!(e, FileError::MissingColumn("session_id", _)),
-            "{e}"
-        );
+    fn a_file_that_is_not_a_batch_is_an_error() {
+        assert_eq!(parse(b""), Err(BatchCsvError::Empty));
+        assert_eq!(parse(b"\xEF\xBB\xBF \n\n"), Err(BatchCsvError::Empty));
         assert_eq!(
-            parse(b"\xEF\xBB\xBF \n", Utc::now(), false).unwrap_err(),
-            FileError::Empty
+            parse(b"iin;purpose\n1;2\n"),
+            Err(BatchCsvError::MissingColumn("session_id"))
+        );
+        assert!(matches!(
+            parse(b"\x7fELF\x02\x01\x01\0\0\0\0\0\n"),
+            Err(BatchCsvError::NotCsv(_) | BatchCsvError::MissingColumn(_))
+        ));
+        assert!(matches!(
+            parse(b"\xff\xfeiin;session_id\n"),
+            Err(BatchCsvError::NotCsv(_))
+        ));
+        assert_eq!(
+            parse(b"iin;IIN;session_id\n"),
+            Err(BatchCsvError::DuplicateColumn("iin".into()))
         );
     }
 
     #[test]
-    fn invalid_utf8_and_short_rows_are_bad_rows() {
-        let mut text = format!("iin,session_id,session_created_at\n{},{S1},\n", iin()).into_bytes();
-        text.extend_from_slice(b"\xff\xfe,abc\n");
-        text.extend_from_slice(format!("{}\n", iin()).as_bytes());
-        text.extend_from_slice(format!("{},{S2},2999-01-01 10:00\n", iin()).as_bytes());
-        let p = parse(&text, Utc::now(), false).unwrap();
-        assert_eq!(p.rows.len(), 1);
-        let reasons: Vec<&str> = p.bad.iter().map(|b| b.reason.as_str()).collect();
-        assert!(reasons[0].contains("UTF-8"), "{reasons:?}");
-        assert!(reasons[1].contains("no session_id"), "{reasons:?}");
-        assert!(reasons[2].contains("future"), "{reasons:?}");
+    fn multi_line_quoted_field_keeps_physical_lines() {
+        let a = iin(4);
+        let text = format!("iin,session_id,purpose\n{a},{S1},\"two\nlines\"\nbad,{S2},x\n");
+        let (rows, bad) = parse(text.as_bytes()).unwrap();
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(bad[0].line, 4, "{bad:?}");
     }
 }

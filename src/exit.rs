@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::batch_csv::BatchCsvError;
 use crate::client::ClientError;
 use crate::config::ConfigError;
 use crate::iin::IinError;
@@ -38,7 +39,8 @@ pub enum ExitCode {
     Garbled = 7,
     /// Wrong key file for the database, or stored data failed its integrity check.
     KeyOrIntegrity = 8,
-    /// The database cannot be used: missing, not a gbdfl database, too new.
+    /// The database cannot be used: missing, not a gbdfl database, too new,
+    /// read-only, or a write to it failed (disk full, file size limit).
     Database = 9,
     /// The answer is not ready yet (PENDING): the request is queued, and
     /// `gbdfl sync` asks again.
@@ -91,6 +93,7 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         }
         if cause.downcast_ref::<IinError>().is_some()
             || cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<BatchCsvError>().is_some()
         {
             return ExitCode::InvalidInput;
         }
@@ -108,7 +111,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
                 StoreError::NotInitialised(_)
                 | StoreError::NotADatabase(_)
-                | StoreError::TooNew { .. } => ExitCode::Database,
+                | StoreError::TooNew { .. }
+                | StoreError::ReadOnly(_)
+                | StoreError::WriteFailed(_) => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

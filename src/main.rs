@@ -1,10 +1,14 @@
-//! The `gbdfl` binary: parse, dispatch, map errors to exit codes.
+//! The `gbdfl` binary: harden the process, parse, dispatch, map errors to
+//! exit codes.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
 fn main() -> ExitCode {
+    gbdfl::process::harden();
+    gbdfl::process::install_panic_hook();
+    gbdfl::process::test_panic_if_asked();
     let cli = gbdfl::cli::Cli::parse();
     match gbdfl::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::progress::Progress;
 use super::{Ctx, out};
-use crate::batch_csv::{self, BadRow, Row};
+use crate::batch_csv::{self, BadRow};
 use crate::client::Client;
 use crate::exit::{Exit, ExitCode};
+use crate::iin::Iin;
+use crate::lookup::SessionId;
 use crate::lookup::{self, Asker, FetchRequest, Fetched};
 use crate::render;
 use crate::report::{self, BatchRow};
@@ -41,9 +43,6 @@ pub struct Args {
     /// Full IINs in the outcome file [default: masked, like 950215*****4]
     #[arg(long)]
     pub full_iin: bool,
-    /// Accept IINs that fail the published checks
-    #[arg(long)]
-    pub skip_iin_check: bool,
     /// Only queue the rows; `gbdfl sync` sends them later
     #[arg(long)]
     pub no_sync: bool,
@@ -67,23 +66,27 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             format!("cannot read {}: {e}", args.file.display()),
         )
     })?;
-    let parsed = batch_csv::parse(&bytes, Utc::now(), args.skip_iin_check).map_err(|e| {
+    let parsed = read(&bytes).map_err(|e| {
+        // The first row is never echoed (it may be a person's), but say
+        // when it looks like data rather than a header.
+        let first = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let digits = first.iter().take_while(|b| b.is_ascii_digit()).count();
+        let hint = if matches!(e, batch_csv::BatchCsvError::MissingColumn(_)) && digits >= 6 {
+            " (the first row looks like data: add a header row above it)"
+        } else {
+            ""
+        };
         Exit::new(
             ExitCode::InvalidInput,
-            format!("{}: {e}", args.file.display()),
+            format!("{}: {e}{hint}", args.file.display()),
         )
     })?;
     drop(bytes);
     for b in &parsed.bad {
         eprintln!(
-            "{}: line {}: {}{}; skipped",
+            "{}: line {}: {}; skipped",
             args.file.display(),
             b.line,
-            if b.iin.is_empty() {
-                String::new()
-            } else {
-                format!("{}: ", b.iin)
-            },
             b.reason
         );
     }
@@ -226,6 +229,63 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A good row, ready to queue.
+struct Row {
+    line: u64,
+    iin: Iin,
+    session: SessionId,
+    purpose: Option<String>,
+    session_created_at: Option<DateTime<Utc>>,
+}
+
+/// What the file holds.
+struct Parsed {
+    rows: Vec<Row>,
+    bad: Vec<BadRow>,
+    delimiter: u8,
+}
+
+/// Reads the file with [`batch_csv::parse`] and turns its rows into typed
+/// requests; a session time in the future is a bad row too.
+fn read(bytes: &[u8]) -> Result<Parsed, batch_csv::BatchCsvError> {
+    let (good, mut bad) = batch_csv::parse(bytes)?;
+    let now = Utc::now();
+    let mut rows = Vec::with_capacity(good.len());
+    for r in good {
+        let (Ok(iin), Ok(session)) = (Iin::parse(&r.iin), SessionId::parse(&r.session_id)) else {
+            continue; // checked by the reader
+        };
+        let created = r
+            .session_created_at
+            .as_deref()
+            .and_then(|t| lookup::parse_session_time(t).ok());
+        if created.is_some_and(|t| t > now + chrono::TimeDelta::minutes(5)) {
+            bad.push(BadRow {
+                line: r.line,
+                reason: format!(
+                    "{}: session_created_at is in the future: give the time the face2face session was created",
+                    iin.masked()
+                ),
+            });
+            continue;
+        }
+        rows.push(Row {
+            line: r.line,
+            iin,
+            session,
+            purpose: r.purpose,
+            session_created_at: created,
+        });
+    }
+    bad.sort_by_key(|b| b.line);
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    Ok(Parsed {
+        rows,
+        bad,
+        delimiter: batch_csv::delimiter(body),
+    })
+}
+
 /// Queues every good row (or answers it from the cache); makes no call.
 fn queue_rows(rows: &[Row], ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<Queued>> {
     let s = &ctx.settings;
@@ -269,7 +329,7 @@ fn outcomes(
         .iter()
         .map(|b| BatchRow {
             line: b.line,
-            iin: b.iin.clone(),
+            iin: String::new(),
             outcome: "BAD_ROW".into(),
             source: "no call",
             lookup_id: String::new(),

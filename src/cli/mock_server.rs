@@ -77,6 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             service_error_first: args.service_error_first,
             slow_first: args.slow_first,
             slow_ms: args.slow_ms,
+            ..Faults::default()
         },
     };
     emulator::run_blocking(&args.addr, config, |addr| {

@@ -50,8 +50,9 @@ impl fmt::Debug for EmulatorConfig {
 }
 
 /// Fault switches. Each call on the API path consumes at most one fault, in
-/// field order below (rate limit, fail, drop, garbage, service error);
-/// latency applies to every call, and `slow_ms` to the first `slow_first`. Faulted calls still count in [`Emulator::calls`].
+/// field order below (rate limit, fail, drop, garbage, service error,
+/// hostile); latency applies to every call, and `slow_ms` to the first
+/// `slow_first`. Faulted calls still count in [`Emulator::calls`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -76,4 +77,23 @@ pub struct Faults {
     pub slow_first: u32,
     /// Extra delay in milliseconds for the `slow_first` calls.
     pub slow_ms: u64,
+    /// The next N calls get 200 with the hostile answer chosen by `hostile`.
+    pub hostile_first: u32,
+    /// Which hostile answer `hostile_first` sends.
+    pub hostile: Hostile,
+}
+
+/// Answers a malicious or broken server might send, all with HTTP 200.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hostile {
+    /// A 100 MiB JSON body (one endless surname), streamed without a length.
+    #[default]
+    HugeBody,
+    /// A VALID answer for the requested IIN with 10,000 documents.
+    ManyDocuments,
+    /// A VALID answer whose `result_json` is nested 100,000 arrays deep.
+    DeepNesting,
+    /// A VALID answer whose surname is not UTF-8.
+    InvalidUtf8,
 }

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use super::fixtures::{self, FixtureKind};
 use super::shape::{Reply, detail};
 use super::synthetic::synthetic_response;
-use super::{EmulatorConfig, Faults};
+use super::{EmulatorConfig, Faults, Hostile};
 
 const API_PATH: &str = "/api/v1/backend/gbdfl/";
 /// A session id that never exists: 404 for any IIN.
@@ -57,6 +57,7 @@ enum Fault {
     Drop,
     Garbage,
     ServiceError,
+    Hostile(Hostile),
 }
 
 impl Shared {
@@ -83,6 +84,9 @@ impl Shared {
         } else if f.service_error_first > 0 {
             f.service_error_first -= 1;
             Some(Fault::ServiceError)
+        } else if f.hostile_first > 0 {
+            f.hostile_first -= 1;
+            Some(Fault::Hostile(f.hostile))
         } else {
             None
         };
@@ -317,7 +321,7 @@ async fn api(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
             }
         }
         (Some(Fault::ServiceError), None) | (None, _) => {}
-        (Some(fault), _) => return fault_response(fault, s.today()),
+        (Some(fault), _) => return fault_response(fault, &body, s.today()),
     }
     match answer(&s, &body) {
         Reply::Gbdfl(v) => {
@@ -414,7 +418,7 @@ fn html(page: &'static str) -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
 }
 
-fn fault_response(fault: Fault, today: NaiveDate) -> Response {
+fn fault_response(fault: Fault, request: &[u8], today: NaiveDate) -> Response {
     match fault {
         Fault::RateLimit(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
@@ -435,6 +439,84 @@ fn fault_response(fault: Fault, today: NaiveDate) -> Response {
             Json(detail("Service Unavailable")),
         )
             .into_response(),
+        Fault::Hostile(kind) => hostile_response(kind, request, today),
+    }
+}
+
+/// Size of the `huge_body` answer: 100 MiB.
+const HUGE_BODY_BYTES: usize = 100 * 1024 * 1024;
+
+/// The hostile answers of [`Hostile`]; the IIN and session of the request
+/// are used where the answer is otherwise a real one.
+fn hostile_response(kind: Hostile, request: &[u8], today: NaiveDate) -> Response {
+    let (iin, session) = match parse_request(request) {
+        Ok(r) => (r.iin, r.session),
+        Err(_) => (fixtures::iins::VALID.to_owned(), "hostile".to_owned()),
+    };
+    let json_body = |body: Vec<u8>| {
+        Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    };
+    match kind {
+        Hostile::HugeBody => {
+            const CHUNK: usize = 64 * 1024;
+            let head = Bytes::from_static(
+                b"{\"status\":\"VALID\",\"result\":true,\"result_json\":{\"surname\":\"",
+            );
+            let filler = Bytes::from(vec![b'A'; CHUNK]);
+            let tail = Bytes::from_static(b"\"}}");
+            let chunks = HUGE_BODY_BYTES / CHUNK;
+            let stream = futures_util::stream::iter(
+                std::iter::once(head)
+                    .chain(std::iter::repeat_n(filler, chunks))
+                    .chain(std::iter::once(tail))
+                    .map(Ok::<Bytes, io::Error>),
+            );
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        Hostile::ManyDocuments => {
+            let mut v = synthetic_response(&iin, &session, today);
+            let doc = v["result_json"]["documents"][0].clone();
+            let docs: Vec<Value> = (0..10_000)
+                .map(|i| {
+                    let mut d = doc.clone();
+                    d["number"] = json!(format!("N{i:08}"));
+                    d
+                })
+                .collect();
+            v["result_json"]["documents"] = Value::Array(docs);
+            json_body(v.to_string().into_bytes())
+        }
+        Hostile::DeepNesting => {
+            let depth = 100_000;
+            let mut b = b"{\"status\":\"VALID\",\"result\":true,\"result_json\":".to_vec();
+            b.extend(std::iter::repeat_n(b'[', depth));
+            b.extend(std::iter::repeat_n(b']', depth));
+            b.push(b'}');
+            json_body(b)
+        }
+        Hostile::InvalidUtf8 => {
+            let v = synthetic_response(&iin, &session, today).to_string();
+            // Swap the first string value after "surname" for bytes that are not UTF-8.
+            let b = match v.find("\"surname\":\"") {
+                Some(at) => {
+                    let start = at + "\"surname\":\"".len();
+                    let mut b = v.as_bytes()[..start].to_vec();
+                    b.extend_from_slice(b"\xff\xfe\xc0\x80");
+                    b.extend_from_slice(&v.as_bytes()[start..]);
+                    b
+                }
+                None => b"{\"status\":\"VALID\",\"x\":\"\xff\xfe\"}".to_vec(),
+            };
+            json_body(b)
+        }
     }
 }
 

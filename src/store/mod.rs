@@ -80,10 +80,41 @@ pub enum StoreError {
         column: &'static str,
         reason: String,
     },
+    #[error(
+        "database {0} is read-only for this user (file mode, owner, or a read-only disk): gbdfl records every lookup and audit entry, so it needs to write; nothing was sent to the service. Check who owns the file and its mode, or pass a writable copy with --db PATH"
+    )]
+    ReadOnly(PathBuf),
+    #[error(
+        "could not write to the database (the disk is full, a file size limit was reached, or the disk failed: {0}); this command's change was rolled back and everything stored before it is intact: free disk space or fix the disk, then run the command again"
+    )]
+    WriteFailed(#[source] rusqlite::Error),
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(#[source] rusqlite::Error),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// A failed write (disk full, RLIMIT_FSIZE, an I/O error on write or
+    /// sync) gets its own variant and message; SQLite has rolled it back.
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            let write_failed = f.code == rusqlite::ErrorCode::DiskFull
+                || matches!(
+                    f.extended_code,
+                    ffi::SQLITE_IOERR_WRITE
+                        | ffi::SQLITE_IOERR_FSYNC
+                        | ffi::SQLITE_IOERR_DIR_FSYNC
+                        | ffi::SQLITE_IOERR_TRUNCATE
+                        | ffi::SQLITE_IOERR_SHMSIZE
+                );
+            if write_failed {
+                return StoreError::WriteFailed(e);
+            }
+        }
+        StoreError::Sqlite(e)
+    }
 }
 
 impl StoreError {

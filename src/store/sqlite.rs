@@ -95,7 +95,12 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     {
         return StoreError::NotADatabase(path.to_owned());
     }
-    StoreError::Sqlite(e)
+    if let rusqlite::Error::SqliteFailure(f, _) = &e
+        && f.code == rusqlite::ErrorCode::ReadOnly
+    {
+        return StoreError::ReadOnly(path.to_owned());
+    }
+    StoreError::from(e)
 }
 
 /// Opens an existing gbdfl database, checking it is one and migrating it.
@@ -108,6 +113,15 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| classify(path, e))?;
+    // SQLite opens a file it may not write read-only, silently; every
+    // command writes (lookups, the audit trail), so refuse it here, before
+    // any paid call could be made and then not recorded.
+    if conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| classify(path, e))?
+    {
+        return Err(StoreError::ReadOnly(path.to_owned()));
+    }
     configure(&conn, busy).map_err(|e| match e {
         StoreError::Sqlite(e) => classify(path, e),
         other => other,

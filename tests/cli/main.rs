@@ -4,11 +4,14 @@
 mod harness;
 
 mod audit;
+mod concurrent;
 mod docs;
 mod fetch;
 mod format;
+mod hostile;
 mod init;
 mod privacy;
 mod report;
+mod secrets;
 mod show;
 mod sync;
