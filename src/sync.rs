@@ -84,6 +84,9 @@ pub struct Options {
     pub audit: AuditEntry,
     /// Send only these items (a batch file's own rows); `None`: the whole queue.
     pub only: Option<HashSet<String>>,
+    /// Told once per run when workers wait more than a few seconds for the
+    /// next try (backoff from earlier runs, Retry-After).
+    pub on_wait: Option<fn(Duration)>,
 }
 
 /// How an item ended in this run.
@@ -106,13 +109,24 @@ pub struct Report {
     pub stopped: Option<String>,
     /// Items left for a later run after `max_attempts` calls.
     pub gave_up: HashSet<String>,
+    /// Set when the run ended early because nothing could connect.
+    pub line_down: bool,
 }
 
 struct Shared {
     report: Mutex<Report>,
     tries: Mutex<HashMap<String, u32>>,
     stop: AtomicBool,
+    /// Calls in a row that could not connect at all.
+    not_connected: std::sync::atomic::AtomicU32,
+    /// Whether `on_wait` was told about a long wait already.
+    told_wait: AtomicBool,
 }
+
+/// After this many calls in a row that could not even connect, the line is
+/// down: the run ends and leaves the rest queued, instead of spending every
+/// item's attempts (and minutes of backoff) on a dead line.
+pub const DOWN_AFTER: u32 = 3;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -131,6 +145,8 @@ pub fn run(
         report: Mutex::new(Report::default()),
         tries: Mutex::new(HashMap::new()),
         stop: AtomicBool::new(false),
+        not_connected: std::sync::atomic::AtomicU32::new(0),
+        told_wait: AtomicBool::new(false),
     };
     lookup::release_orphaned_claims(store)?;
     let jobs = opts.jobs.max(1);
@@ -269,6 +285,12 @@ fn worker(
             if wait > opts.max_wait {
                 return Ok(());
             }
+            if wait > Duration::from_secs(3)
+                && let Some(tell) = opts.on_wait
+                && !shared.told_wait.swap(true, Ordering::SeqCst)
+            {
+                tell(wait);
+            }
             std::thread::sleep(wait.min(Duration::from_millis(200)));
             continue;
         };
@@ -313,7 +335,23 @@ fn worker(
             next,
         };
         on_call(&end);
+        let down = match &end.fetched {
+            Fetched::Unavailable { message, .. }
+                if message.starts_with(crate::api::NOT_CONNECTED) =>
+            {
+                shared.not_connected.fetch_add(1, Ordering::SeqCst) + 1 >= DOWN_AFTER
+            }
+            Fetched::Unavailable { .. } => false,
+            _ => {
+                shared.not_connected.store(0, Ordering::SeqCst);
+                false
+            }
+        };
         let mut report = lock(&shared.report);
+        if down {
+            report.line_down = true;
+            shared.stop.store(true, Ordering::SeqCst);
+        }
         match &end.next {
             Next::Stop { .. } => {
                 shared.stop.store(true, Ordering::SeqCst);

@@ -172,6 +172,7 @@ fn offline(
         resend_in_doubt: false,
         max_wait: Duration::from_secs(30),
         only: None,
+        on_wait: None,
         audit: crate::store::AuditEntry {
             command: "sync".into(),
             operator: operator.into(),

@@ -54,6 +54,12 @@ pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
         max_wait: Duration::from_secs(300),
         audit: ctx.audit_entry(),
         only: None,
+        on_wait: Some(|wait| {
+            eprintln!(
+                "Waiting {}s for the next try (backoff from earlier attempts, or the service's Retry-After)...",
+                wait.as_secs()
+            )
+        }),
     }
 }
 
@@ -201,8 +207,16 @@ pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyho
                 other => format!(" The last answer: {}.", other.label()),
             })
             .unwrap_or_default();
+        let down = if report.line_down {
+            format!(
+                " Stopped early: {} calls in a row could not connect (the line or the service is down).",
+                sync::DOWN_AFTER
+            )
+        } else {
+            String::new()
+        };
         let mut msg = format!(
-            "{live} request(s) remain queued: {}{last_error} Run `gbdfl sync` again later; each is sent only before its deadline.",
+            "{live} request(s) remain queued: {}{last_error}{down} Run `gbdfl sync` again later; each is sent only before its deadline.",
             describe_rest(after)
         );
         if in_doubt > 0 {

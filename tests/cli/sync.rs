@@ -127,9 +127,13 @@ fn service_down_then_up() {
         assert_eq!(r.code, 11, "{}", r.stderr);
         assert!(r.stderr.contains("queued"), "{}", r.stderr);
     }
-    let r = sync_with(&env, &[("GBDFL_RETRY_ATTEMPTS", "2")]);
+    // Still down: the run stops after a few calls that cannot connect,
+    // instead of spending every request's attempts.
+    let r = env.run(&["sync", "--jobs", "1"]);
     assert_eq!(r.code, 11, "still down: {}", r.stderr);
     assert!(r.stderr.contains("remain queued"), "{}", r.stderr);
+    assert!(r.stderr.contains("could not connect"), "{}", r.stderr);
+    assert!(r.stderr.contains("Stopped early"), "{}", r.stderr);
     assert_eq!(queue_json(&env).len(), 3);
     // The line is back.
     env.base_url = live;
