@@ -278,6 +278,187 @@ pub fn sort(rows: &mut [Row]) {
     });
 }
 
+/// Many [`Row`]s kept compactly for sorting: `expiring` over a million
+/// people lists most of a million documents, and a `Row` of owned strings
+/// each would take several hundred megabytes. Here every text lives once in
+/// an arena of 1 MiB chunks (no per-string allocation), repeated texts
+/// (document types, statuses, notes) once in all, and a person's IIN, name,
+/// life status and fetch time once per person. [`RowSet::get`] gives back
+/// exactly the `Row` that was pushed.
+#[derive(Debug, Default)]
+pub struct RowSet {
+    chunks: Vec<String>,
+    common: std::collections::HashMap<String, Text>,
+    persons: Vec<PersonRef>,
+    rows: Vec<Packed>,
+    order: Vec<u32>,
+}
+
+/// A text in the arena: chunk, start and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Text(u32, u32, u32);
+
+#[derive(Debug)]
+struct PersonRef {
+    /// The IIN's bytes as a big-endian number: compares as the text does
+    /// (IINs as shown are 12 ASCII characters; longer ones tie and fall
+    /// back to the text).
+    iin_key: u128,
+    iin: Text,
+    full_name: Text,
+    life_status: Text,
+    fetched_at: DateTime<Utc>,
+}
+
+#[derive(Debug)]
+struct Packed {
+    person: u32,
+    document_type: Text,
+    document_number: Text,
+    document_status: Text,
+    note: Text,
+    expiry_date: Option<NaiveDate>,
+    days_left: Option<i32>,
+    reasons: Reasons,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl RowSet {
+    pub fn new() -> RowSet {
+        RowSet::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn add(&mut self, s: &str) -> Text {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= s.len());
+        if !fits {
+            self.chunks.push(String::with_capacity(CHUNK.max(s.len())));
+        }
+        let i = self.chunks.len() - 1;
+        let c = &mut self.chunks[i];
+        let start = c.len();
+        c.push_str(s);
+        Text(i as u32, start as u32, s.len() as u32)
+    }
+
+    fn add_common(&mut self, s: &str) -> Text {
+        if let Some(t) = self.common.get(s) {
+            return *t;
+        }
+        let t = self.add(s);
+        self.common.insert(s.to_owned(), t);
+        t
+    }
+
+    fn text(&self, t: Text) -> &str {
+        &self.chunks[t.0 as usize][t.1 as usize..(t.1 + t.2) as usize]
+    }
+
+    /// Adds the rows of one person (as [`check`] made them), in order.
+    pub fn push_person(&mut self, rows: Vec<Row>) {
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let mut key = [0u8; 16];
+        let b = first.iin.as_bytes();
+        key[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
+        let person = PersonRef {
+            iin_key: u128::from_be_bytes(key),
+            iin: self.add(&first.iin),
+            full_name: self.add(&first.full_name),
+            life_status: self.add_common(&first.life_status),
+            fetched_at: first.fetched_at,
+        };
+        let p = self.persons.len() as u32;
+        self.persons.push(person);
+        for r in rows {
+            debug_assert_eq!(r.iin, self.text(self.persons[p as usize].iin));
+            let packed = Packed {
+                person: p,
+                document_type: self.add_common(&r.document_type),
+                document_number: self.add(&r.document_number),
+                document_status: self.add_common(&r.document_status),
+                note: self.add_common(&r.note),
+                expiry_date: r.expiry_date,
+                days_left: r
+                    .days_left
+                    .map(|d| d.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+                reasons: r.reasons,
+            };
+            self.rows.push(packed);
+        }
+    }
+
+    /// Sorts as [`sort`] does (equal rows keep the order they were pushed
+    /// in), on the current rayon pool. Numbers decide most comparisons;
+    /// texts only break ties.
+    pub fn sort(&mut self) {
+        use rayon::slice::ParallelSliceMut as _;
+        let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
+        let cmp = |&a: &u32, &b: &u32| {
+            let (ra, rb) = (&self.rows[a as usize], &self.rows[b as usize]);
+            let (pa, pb) = (
+                &self.persons[ra.person as usize],
+                &self.persons[rb.person as usize],
+            );
+            (ra.expiry_date.is_none(), ra.expiry_date, pa.iin_key)
+                .cmp(&(rb.expiry_date.is_none(), rb.expiry_date, pb.iin_key))
+                .then_with(|| self.text(pa.iin).cmp(self.text(pb.iin)))
+                .then_with(|| self.text(ra.document_type).cmp(self.text(rb.document_type)))
+                .then_with(|| {
+                    self.text(ra.document_number)
+                        .cmp(self.text(rb.document_number))
+                })
+                .then(a.cmp(&b))
+        };
+        order.par_sort_unstable_by(cmp);
+        self.order = order;
+    }
+
+    /// The `i`-th row in sorted order (or pushed order, before `sort`).
+    pub fn get(&self, i: usize) -> Row {
+        let at = self.order.get(i).map(|&o| o as usize).unwrap_or(i);
+        let r = &self.rows[at];
+        let p = &self.persons[r.person as usize];
+        Row {
+            iin: self.text(p.iin).to_owned(),
+            full_name: self.text(p.full_name).to_owned(),
+            document_type: self.text(r.document_type).to_owned(),
+            document_number: self.text(r.document_number).to_owned(),
+            expiry_date: r.expiry_date,
+            days_left: r.days_left.map(i64::from),
+            document_status: self.text(r.document_status).to_owned(),
+            life_status: self.text(p.life_status).to_owned(),
+            fetched_at: p.fetched_at,
+            reasons: r.reasons,
+            note: self.text(r.note).to_owned(),
+        }
+    }
+
+    /// Every row, in sorted order, one `Row` at a time.
+    pub fn iter(&self) -> impl Iterator<Item = Row> + '_ {
+        (0..self.rows.len()).map(|i| self.get(i))
+    }
+}
+
+/// Serialises as the JSON array of its rows, one row in memory at a time.
+impl Serialize for RowSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 /// A person whose latest VALID record is older than asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaleRow {

@@ -9,6 +9,7 @@
 //! queue); `render` and the reports only read; `cli` ties everything together.
 
 pub mod api;
+pub mod archive;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -23,4 +24,5 @@ pub mod lookup;
 pub mod render;
 pub mod report;
 pub mod store;
+pub mod summary;
 pub mod sync;

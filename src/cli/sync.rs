@@ -121,7 +121,11 @@ pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
         .map(|(k, (calls, ended))| vec![k, calls.to_string(), ended.to_string()])
         .collect();
     if expired > 0 {
-        rows.push(vec!["EXPIRED (not sent)".into(), "0".into(), expired.to_string()]);
+        rows.push(vec![
+            "EXPIRED (not sent)".into(),
+            "0".into(),
+            expired.to_string(),
+        ]);
     }
     if rows.is_empty() {
         return String::new();

@@ -4,6 +4,7 @@
 mod harness;
 
 mod audit;
+mod bulk;
 mod docs;
 mod fetch;
 mod format;
