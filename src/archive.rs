@@ -135,6 +135,9 @@ pub struct Importer<'a> {
     pub host: &'a str,
     pub purpose: Option<&'a str>,
     pub default_time: Option<DateTime<Utc>>,
+    /// Drop the secondary indexes while importing and build them at the
+    /// end: faster for an import that is large next to the database.
+    pub rebuild_indexes: bool,
 }
 
 /// What an import did.
@@ -156,9 +159,12 @@ pub fn import(
     note: &mut dyn FnMut(Note<'_>),
 ) -> Result<ImportReport, ArchiveError> {
     store.bulk_mode()?;
+    if who.rebuild_indexes {
+        store.drop_indexes()?;
+    }
     let opener = store.opener();
     let mut report = ImportReport::default();
-    std::thread::scope(|s| -> Result<(), ArchiveError> {
+    let scoped = std::thread::scope(|s| -> Result<(), ArchiveError> {
         // Reader and sealers on their own threads; this thread writes.
         let (tx, rx) = mpsc::sync_channel::<
             Result<Vec<(u64, Result<SealedLookup, String>, Option<String>)>, ArchiveError>,
@@ -235,7 +241,12 @@ pub fn import(
             ));
         }
         Ok(())
-    })?;
+    });
+    // Whatever happened, the indexes come back before the command ends.
+    if who.rebuild_indexes {
+        store.rebuild_indexes()?;
+    }
+    scoped?;
     Ok(report)
 }
 

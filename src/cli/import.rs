@@ -54,13 +54,20 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
+        .thread_name(|i| format!("gbdfl-worker-{i}"))
         .build()
         .context("starting worker threads")?;
+    // A file of more than 64 MiB (some 35,000 answers) and more than the
+    // database holds: building the indexes once at the end beats inserting
+    // into them answer by answer (BENCHMARKS.md).
+    let file_len = std::fs::metadata(&args.file).map_or(0, |m| m.len());
+    let db_len = std::fs::metadata(store.path()).map_or(0, |m| m.len());
     let who = Importer {
         operator: &ctx.settings.operator.value,
         host: &ctx.settings.host,
         purpose: ctx.purpose.as_deref(),
         default_time,
+        rebuild_indexes: file_len > 64 << 20 && file_len > db_len,
     };
     let (mut bad, mut warned) = (0u64, 0u64);
     let mut note = |n: Note<'_>| match n {

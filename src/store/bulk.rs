@@ -209,6 +209,18 @@ impl Store {
         sqlite::bulk_pragmas(&self.conn)
     }
 
+    /// Drops the secondary indexes of `lookups` for a large import; queries
+    /// of other processes are slow until [`Store::rebuild_indexes`] (or the
+    /// next open, after a crash) builds them again.
+    pub fn drop_indexes(&self) -> Result<(), StoreError> {
+        sqlite::drop_lookup_indexes(&self.conn)
+    }
+
+    /// Builds again the indexes [`Store::drop_indexes`] dropped.
+    pub fn rebuild_indexes(&self) -> Result<(), StoreError> {
+        sqlite::ensure_schema(&self.conn)
+    }
+
     /// Inserts sealed imported lookups in one transaction; ids already
     /// present are left as they are.
     pub fn insert_imported(&self, rows: &[SealedLookup]) -> Result<ImportOutcome, StoreError> {

@@ -135,6 +135,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     if version < SCHEMA_VERSION {
         migrate(&conn, version)?;
     }
+    ensure_schema(&conn)?;
     Ok(conn)
 }
 
@@ -867,6 +868,35 @@ pub fn expired_queue_times(
 /// cache keeps the indexes being filled in memory.
 pub fn bulk_pragmas(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")?;
+    Ok(())
+}
+
+/// The secondary indexes of `lookups`, which a large import drops and
+/// builds again at its end (one sort each, instead of a million random
+/// inserts). A process that dies in between leaves them missing;
+/// [`open`] builds them again.
+const LOOKUP_INDEXES: [&str; 3] = ["lookups_by_subject", "lookups_by_time", "lookups_latest"];
+
+pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
+    for name in LOOKUP_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+    }
+    Ok(())
+}
+
+/// Creates whatever the schema has and the database lacks (indexes a
+/// large import dropped); cheap when nothing is missing.
+pub fn ensure_schema(conn: &Connection) -> Result<(), StoreError> {
+    let present: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3)",
+        params![LOOKUP_INDEXES[0], LOOKUP_INDEXES[1], LOOKUP_INDEXES[2]],
+        |r| r.get(0),
+    )?;
+    if present < LOOKUP_INDEXES.len() as i64 {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.commit()?;
+    }
     Ok(())
 }
 
