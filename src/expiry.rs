@@ -288,10 +288,47 @@ pub fn sort(rows: &mut [Row]) {
 #[derive(Debug, Default)]
 pub struct RowSet {
     chunks: Vec<String>,
-    common: std::collections::HashMap<String, Text>,
+    /// Texts that repeat (document types, statuses, notes): few, so a
+    /// short list searched from the front beats hashing; once full, new
+    /// texts are simply stored again.
+    common: Vec<(Text, u64)>,
     persons: Vec<PersonRef>,
     rows: Vec<Packed>,
     order: Vec<u32>,
+}
+
+/// A row of a [`RowSet`], borrowed: the texts stay in the set.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub iin: &'a str,
+    pub full_name: &'a str,
+    pub document_type: &'a str,
+    pub document_number: &'a str,
+    pub expiry_date: Option<NaiveDate>,
+    pub days_left: Option<i64>,
+    pub document_status: &'a str,
+    pub life_status: &'a str,
+    pub fetched_at: DateTime<Utc>,
+    pub reasons: Reasons,
+    pub note: &'a str,
+}
+
+impl RowRef<'_> {
+    pub fn to_row(&self) -> Row {
+        Row {
+            iin: self.iin.to_owned(),
+            full_name: self.full_name.to_owned(),
+            document_type: self.document_type.to_owned(),
+            document_number: self.document_number.to_owned(),
+            expiry_date: self.expiry_date,
+            days_left: self.days_left,
+            document_status: self.document_status.to_owned(),
+            life_status: self.life_status.to_owned(),
+            fetched_at: self.fetched_at,
+            reasons: self.reasons,
+            note: self.note.to_owned(),
+        }
+    }
 }
 
 /// A text in the arena: chunk, start and length.
@@ -353,11 +390,18 @@ impl RowSet {
     }
 
     fn add_common(&mut self, s: &str) -> Text {
-        if let Some(t) = self.common.get(s) {
+        const MAX: usize = 64;
+        if let Some((t, hits)) = self.common.iter_mut().find(|(t, _)| {
+            t.2 as usize == s.len()
+                && self.chunks[t.0 as usize][t.1 as usize..(t.1 + t.2) as usize] == *s
+        }) {
+            *hits += 1;
             return *t;
         }
         let t = self.add(s);
-        self.common.insert(s.to_owned(), t);
+        if self.common.len() < MAX {
+            self.common.push((t, 0));
+        }
         t
     }
 
@@ -428,22 +472,32 @@ impl RowSet {
 
     /// The `i`-th row in sorted order (or pushed order, before `sort`).
     pub fn get(&self, i: usize) -> Row {
+        self.get_ref(i).to_row()
+    }
+
+    /// The `i`-th row, borrowed from the set.
+    pub fn get_ref(&self, i: usize) -> RowRef<'_> {
         let at = self.order.get(i).map(|&o| o as usize).unwrap_or(i);
         let r = &self.rows[at];
         let p = &self.persons[r.person as usize];
-        Row {
-            iin: self.text(p.iin).to_owned(),
-            full_name: self.text(p.full_name).to_owned(),
-            document_type: self.text(r.document_type).to_owned(),
-            document_number: self.text(r.document_number).to_owned(),
+        RowRef {
+            iin: self.text(p.iin),
+            full_name: self.text(p.full_name),
+            document_type: self.text(r.document_type),
+            document_number: self.text(r.document_number),
             expiry_date: r.expiry_date,
             days_left: r.days_left.map(i64::from),
-            document_status: self.text(r.document_status).to_owned(),
-            life_status: self.text(p.life_status).to_owned(),
+            document_status: self.text(r.document_status),
+            life_status: self.text(p.life_status),
             fetched_at: p.fetched_at,
             reasons: r.reasons,
-            note: self.text(r.note).to_owned(),
+            note: self.text(r.note),
         }
+    }
+
+    /// Every row, borrowed, in sorted order.
+    pub fn iter_ref(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+        (0..self.rows.len()).map(|i| self.get_ref(i))
     }
 
     /// Every row, in sorted order, one `Row` at a time.

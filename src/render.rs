@@ -318,8 +318,38 @@ pub fn expiring_to(
         return w.write_all(NOTHING_EXPIRES.as_bytes());
     }
     let mut widths: Vec<usize> = EXPIRING_HEADER.iter().map(|h| h.chars().count()).collect();
-    for r in rows.iter() {
-        widen(&mut widths, &expiring_cells(&r, colour).0);
+    for r in rows.iter_ref() {
+        // The widths of what expiring_cells makes, without making it.
+        let days = r.days_left.map(|d| d.to_string().len()).unwrap_or(0);
+        let expires = r.expiry_date.map_or(1, |d| d.to_string().len());
+        let why = if r.note.is_empty() {
+            r.reasons.to_string().chars().count()
+        } else {
+            r.reasons.to_string().chars().count() + 2 + r.note.chars().count()
+        };
+        let counts = [
+            expires,
+            days,
+            r.iin.chars().count(),
+            r.full_name.chars().count(),
+            r.document_type.chars().count(),
+            r.document_number.chars().count(),
+            r.document_status.chars().count(),
+            r.life_status.chars().count(),
+            match chrono::Datelike::year(&r.fetched_at) {
+                1000..=9999 => 16,
+                _ => r
+                    .fetched_at
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+                    .chars()
+                    .count(),
+            },
+            why,
+        ];
+        for (w, c) in widths.iter_mut().zip(counts) {
+            *w = (*w).max(c.min(40));
+        }
     }
     w.write_all(table_line(&widths, &EXPIRING_HEADER, None).as_bytes())?;
     for r in rows.iter() {

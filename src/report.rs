@@ -440,6 +440,41 @@ pub fn write_expiring_iter<W: Write>(
     sheet.finish()
 }
 
+/// Writes the expiring report of a sorted [`RowSet`], cells borrowed from it.
+pub fn write_expiring_set<W: Write>(
+    w: W,
+    format: Format,
+    rows: &RowSet,
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, EXPIRING_COLUMNS)?;
+    // Most people have two or three rows: their fetch time is formatted once.
+    let mut last: Option<(DateTime<Utc>, String)> = None;
+    for r in rows.iter_ref() {
+        let at = match &last {
+            Some((t, s)) if *t == r.fetched_at => s.clone(),
+            _ => {
+                let s = expiry::iso(r.fetched_at);
+                last = Some((r.fetched_at, s.clone()));
+                s
+            }
+        };
+        sheet.row(&[
+            Cow::Borrowed(r.iin),
+            text(r.full_name),
+            text(r.document_type),
+            text(r.document_number),
+            opt(r.expiry_date),
+            opt(r.days_left),
+            text(r.document_status),
+            text(r.life_status),
+            Cow::Owned(at),
+            own(r.reasons.to_string()),
+            text(r.note),
+        ])?;
+    }
+    sheet.finish()
+}
+
 /// Streams the lookups of the period, oldest first.
 pub fn write_lookups<W: Write>(
     w: W,
@@ -597,7 +632,7 @@ pub fn produce(kind: Kind, store: &Store, opts: &Options, dest: &Path) -> Result
     let (file, rows) = match kind {
         Kind::Expiring => {
             let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
-            write_expiring_iter(file, opts.format, rows.iter())?
+            write_expiring_set(file, opts.format, &rows)?
         }
         Kind::Lookups => write_lookups(file, opts.format, store, opts.period, opts.full_iin)?,
         Kind::Summary => write_summary(file, opts.format, store, opts.period)?,
