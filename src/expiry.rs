@@ -288,6 +288,8 @@ pub fn sort(rows: &mut [Row]) {
 #[derive(Debug, Default)]
 pub struct RowSet {
     chunks: Vec<String>,
+    /// The chunk being filled, if any.
+    open: Option<usize>,
     /// Texts that repeat (document types, statuses, notes): few, so a
     /// short list searched from the front beats hashing; once full, new
     /// texts are simply stored again.
@@ -331,20 +333,35 @@ impl RowRef<'_> {
     }
 }
 
-/// A text in the arena: chunk, start and length.
+/// A text in the arena, in 8 bytes: chunk (24 bits), start (20 bits) and
+/// length (20 bits); length [`WHOLE`] means a chunk of its own holding
+/// just this text (one of 1 MiB or more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Text(u32, u32, u32);
+struct Text(u64);
+
+const WHOLE: u64 = 0xF_FFFF;
+
+fn text_of(chunks: &[String], t: Text) -> &str {
+    let chunk = &chunks[(t.0 >> 40) as usize];
+    let (start, len) = (((t.0 >> 20) & 0xF_FFFF) as usize, t.0 & 0xF_FFFF);
+    if len == WHOLE {
+        chunk
+    } else {
+        &chunk[start..start + len as usize]
+    }
+}
 
 #[derive(Debug)]
 struct PersonRef {
-    /// The IIN's bytes as a big-endian number: compares as the text does
+    /// The IIN's first 16 bytes, zero-padded: compares as the text does
     /// (IINs as shown are 12 ASCII characters; longer ones tie and fall
     /// back to the text).
-    iin_key: u128,
+    iin_key: [u8; 16],
     iin: Text,
     full_name: Text,
     life_status: Text,
-    fetched_at: DateTime<Utc>,
+    /// Milliseconds since 1970 (stored times have milliseconds).
+    fetched_ms: i64,
 }
 
 #[derive(Debug)]
@@ -375,26 +392,32 @@ impl RowSet {
     }
 
     fn add(&mut self, s: &str) -> Text {
-        let fits = self
-            .chunks
-            .last()
-            .is_some_and(|c| c.capacity() - c.len() >= s.len());
-        if !fits {
-            self.chunks.push(String::with_capacity(CHUNK.max(s.len())));
+        if s.len() as u64 >= WHOLE {
+            self.chunks.push(s.to_owned());
+            return Text(((self.chunks.len() - 1) as u64) << 40 | WHOLE);
         }
-        let i = self.chunks.len() - 1;
+        let i = match self.open {
+            Some(i) if CHUNK - self.chunks[i].len() >= s.len() => i,
+            _ => {
+                self.chunks.push(String::with_capacity(CHUNK));
+                self.open = Some(self.chunks.len() - 1);
+                self.chunks.len() - 1
+            }
+        };
         let c = &mut self.chunks[i];
         let start = c.len();
         c.push_str(s);
-        Text(i as u32, start as u32, s.len() as u32)
+        Text((i as u64) << 40 | (start as u64) << 20 | s.len() as u64)
     }
 
     fn add_common(&mut self, s: &str) -> Text {
         const MAX: usize = 64;
-        if let Some((t, hits)) = self.common.iter_mut().find(|(t, _)| {
-            t.2 as usize == s.len()
-                && self.chunks[t.0 as usize][t.1 as usize..(t.1 + t.2) as usize] == *s
-        }) {
+        let chunks = &self.chunks;
+        if let Some((t, hits)) = self
+            .common
+            .iter_mut()
+            .find(|(t, _)| text_of(chunks, *t) == s)
+        {
             *hits += 1;
             return *t;
         }
@@ -406,7 +429,7 @@ impl RowSet {
     }
 
     fn text(&self, t: Text) -> &str {
-        &self.chunks[t.0 as usize][t.1 as usize..(t.1 + t.2) as usize]
+        text_of(&self.chunks, t)
     }
 
     /// Adds the rows of one person (as [`check`] made them), in order.
@@ -418,11 +441,11 @@ impl RowSet {
         let b = first.iin.as_bytes();
         key[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
         let person = PersonRef {
-            iin_key: u128::from_be_bytes(key),
+            iin_key: key,
             iin: self.add(&first.iin),
             full_name: self.add(&first.full_name),
             life_status: self.add_common(&first.life_status),
-            fetched_at: first.fetched_at,
+            fetched_ms: first.fetched_at.timestamp_millis(),
         };
         let p = self.persons.len() as u32;
         self.persons.push(person);
@@ -489,7 +512,8 @@ impl RowSet {
             days_left: r.days_left.map(i64::from),
             document_status: self.text(r.document_status),
             life_status: self.text(p.life_status),
-            fetched_at: p.fetched_at,
+            fetched_at: DateTime::from_timestamp_millis(p.fetched_ms)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
             reasons: r.reasons,
             note: self.text(r.note),
         }
@@ -754,5 +778,46 @@ mod tests {
         assert!(parse_window("-3").is_err());
         assert_eq!(parse_day("--as-of", "2030-07-01"), Ok(day("2030-07-01")));
         assert!(parse_day("--as-of", "01.07.2030").is_err());
+    }
+
+    #[test]
+    fn a_row_set_gives_back_its_rows_and_sorts_like_sort() {
+        let long = "Ж".repeat(600_000);
+        let mut all = Vec::new();
+        let mut set = RowSet::new();
+        for n in 0..400u32 {
+            let mut docs = vec![
+                doc(
+                    "ID",
+                    Some(&format!("2030-{:02}-{:02}", 7 + n % 3, 1 + n % 28)),
+                    OK,
+                ),
+                doc(
+                    "PASSPORT",
+                    Some(if n % 5 == 0 {
+                        "бессрочно"
+                    } else {
+                        "2030-07-02"
+                    }),
+                    OK,
+                ),
+            ];
+            if n == 7 {
+                docs[0].number = Some(long.clone());
+            }
+            let rows = check(
+                &format!("{:012}", (n * 7919) % 1000),
+                Some(&person("Умерший", docs)),
+                at(),
+                &RULES,
+            );
+            all.extend(rows.clone());
+            set.push_person(rows);
+        }
+        assert_eq!(set.iter().collect::<Vec<_>>(), all, "pushed order");
+        sort(&mut all);
+        set.sort();
+        assert_eq!(set.iter().collect::<Vec<_>>(), all, "sorted order");
+        assert!(all.iter().any(|r| r.document_number == long));
     }
 }
