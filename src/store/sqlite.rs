@@ -535,7 +535,7 @@ pub fn each_latest_valid<E: From<StoreError>>(
     f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
 ) -> Result<(), E> {
     // SQLite returns the row holding max(answered_at) for each group; the
-    // partial index lookups_valid lets this walk run without a sort.
+    // partial index lookups_latest lets this walk run without a sort.
     let mut st = conn
         .prepare(&format!(
             "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE id IN ( \

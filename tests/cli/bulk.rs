@@ -251,3 +251,28 @@ fn issue_6_a_version_2_database_migrates_and_reports_its_old_lookups() {
     assert_eq!(nulls, 60);
     env.ok(&["check"]);
 }
+
+#[test]
+fn issue_6_indexes_a_killed_import_dropped_are_built_again_on_open() {
+    let env = Env::new();
+    let lines: Vec<String> = archive(5).iter().map(Value::to_string).collect();
+    let file = write_lines(&env, "archive.jsonl", &lines);
+    env.ok(&["import", &file]);
+    let count = || -> i64 {
+        let conn = rusqlite::Connection::open(&env.db).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'lookups_%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let before = count();
+    rusqlite::Connection::open(&env.db)
+        .unwrap()
+        .execute_batch("DROP INDEX lookups_by_subject; DROP INDEX lookups_latest;")
+        .unwrap();
+    assert_eq!(count(), before - 2);
+    env.ok(&["show", &synthetic_iin(2)]);
+    assert_eq!(count(), before);
+}
