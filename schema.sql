@@ -25,10 +25,11 @@ CREATE TABLE IF NOT EXISTS keys (
 ) STRICT;
 
 -- Every lookup attempt: a paid call (whatever came back) or an answer from
--- the cache. `id` is made by the client (UUIDv7), so retries and merges of
--- several offices' databases never duplicate a lookup.
+-- the cache. `id` is made by the client (UUIDv7; for `gbdfl import` a
+-- UUIDv8 derived from the answer, docs/FORMAT.md), so retries, re-imports
+-- and merges of several offices' databases never duplicate a lookup.
 CREATE TABLE IF NOT EXISTS lookups (
-    id           TEXT PRIMARY KEY,         -- UUIDv7, lowercase hyphenated
+    id           TEXT PRIMARY KEY,         -- UUIDv7 (or v8 when imported), lowercase hyphenated
     subject      BLOB NOT NULL,            -- HMAC-SHA-256(index subkey, IIN), 32 bytes
     requested_at TEXT NOT NULL,            -- UTC, RFC 3339 with milliseconds and Z
     answered_at  TEXT,                     -- when the answer (or failure) came back
@@ -43,17 +44,20 @@ CREATE TABLE IF NOT EXISTS lookups (
     iin_checked  INTEGER NOT NULL,         -- 0 when --skip-iin-check let a failing IIN through
     cached_from  TEXT REFERENCES lookups (id) ON DELETE SET NULL, -- the lookup a cache answer came from
     key_version  INTEGER NOT NULL REFERENCES keys (version),
-        iin_enc      BLOB NOT NULL,            -- sealed IIN (for reports, rekey and export; found by `subject`)
+    iin_enc      BLOB NOT NULL,            -- sealed IIN (for reports, rekey and export; found by `subject`)
     session_enc  BLOB NOT NULL,            -- sealed face2face backend session id
     purpose_enc  BLOB,                     -- sealed purpose given by the operator
     detail_enc   BLOB,                     -- sealed failure detail, HTTP error message or transport error
-    response_enc BLOB                      -- sealed codec byte + the response body exactly as received
+    response_enc BLOB,                     -- sealed codec byte + the response body (raw or zstd, docs/FORMAT.md)
+    summary_enc  BLOB                      -- sealed document summary of a VALID answer (version 3; NULL before)
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
 CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);
--- The latest VALID answer of each subject, for reports that walk every person.
-CREATE INDEX IF NOT EXISTS lookups_valid ON lookups (subject, answered_at)
+-- The latest VALID answer of each subject, for reports that walk every
+-- person. It covers the sealed summary (schema version 3), so the expiry
+-- scan reads this index alone, in subject order, and never the table.
+CREATE INDEX IF NOT EXISTS lookups_latest ON lookups (subject, answered_at, id, key_version, summary_enc)
     WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID';
 
 -- The audit trail: who did what with personal data, when and why. Entries

@@ -260,6 +260,9 @@ impl Person {
     /// Whether the life status reads as the normal one ("Нормальный", "normal",
     /// "alive"). A missing life status is not treated as abnormal.
     pub fn life_status_is_normal(&self) -> bool {
+        if self.life_status.as_deref() == Some("Нормальный") {
+            return true;
+        }
         match self.life_status.as_deref().map(|s| s.trim().to_lowercase()) {
             None => true,
             Some(s) => {
@@ -309,6 +312,11 @@ impl Document {
     /// Whether the document's status reads as valid ("ДОКУМЕНТ ДЕЙСТВИТЕЛЕН"
     /// or "DOCUMENT IS VALID"). A missing status is not treated as invalid.
     pub fn status_is_valid(&self) -> bool {
+        // The common case without case folding: expiry scans ask this of
+        // every document of every person.
+        if self.status.as_deref() == Some("ДОКУМЕНТ ДЕЙСТВИТЕЛЕН") {
+            return true;
+        }
         match self.status.as_deref().map(|s| s.trim().to_uppercase()) {
             None => true,
             Some(s) => s.is_empty() || s == "ДОКУМЕНТ ДЕЙСТВИТЕЛЕН" || s == "DOCUMENT IS VALID",

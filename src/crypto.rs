@@ -252,6 +252,19 @@ impl Keys {
         m.finalize().into_bytes().into()
     }
 
+    /// The id of an imported answer: the first 16 bytes of HMAC-SHA-256
+    /// under the index subkey over `"import" 0x00 body`. The same answer
+    /// imported twice, or by two offices sharing a key, gets the same id, so
+    /// re-imports and merges never duplicate it; without the key nothing
+    /// about the answer can be learned from it.
+    pub fn content_id(&self, body: &[u8]) -> [u8; 16] {
+        let mut m = hmac_with(&self.index);
+        m.update(b"import\0");
+        m.update(body);
+        let full: [u8; 32] = m.finalize().into_bytes().into();
+        full[..16].try_into().expect("16 of 32 bytes")
+    }
+
     /// HMAC-SHA-256 under the audit subkey over the given parts, each
     /// prefixed by its length as 8 bytes big-endian so parts cannot run together.
     pub fn audit_mac(&self, parts: &[&[u8]]) -> [u8; 32] {

@@ -21,7 +21,9 @@ pub enum ExitCode {
     Ok = 0,
     /// An unexpected failure (I/O error, a bug). The message says what.
     Failure = 1,
-    /// Invalid input: arguments, IIN, session id, config file, CSV.
+    /// Invalid input: arguments, IIN, session id, config file, CSV; for
+    /// `import`, an unreadable file or lines that were skipped (the rest was
+    /// stored).
     InvalidInput = 2,
     /// No record for that IIN in the cache (`show`, `history`).
     NotCached = 3,

@@ -278,6 +278,265 @@ pub fn sort(rows: &mut [Row]) {
     });
 }
 
+/// Many [`Row`]s kept compactly for sorting: `expiring` over a million
+/// people lists most of a million documents, and a `Row` of owned strings
+/// each would take several hundred megabytes. Here every text lives once in
+/// an arena of 1 MiB chunks (no per-string allocation), repeated texts
+/// (document types, statuses, notes) once in all, and a person's IIN, name,
+/// life status and fetch time once per person. [`RowSet::get`] gives back
+/// exactly the `Row` that was pushed.
+#[derive(Debug, Default)]
+pub struct RowSet {
+    chunks: Vec<String>,
+    /// The chunk being filled, if any.
+    open: Option<usize>,
+    /// Texts that repeat (document types, statuses, notes): few, so a
+    /// short list searched from the front beats hashing; once full, new
+    /// texts are simply stored again.
+    common: Vec<(Text, u64)>,
+    persons: Vec<PersonRef>,
+    rows: Vec<Packed>,
+    order: Vec<u32>,
+}
+
+/// A row of a [`RowSet`], borrowed: the texts stay in the set.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    pub iin: &'a str,
+    pub full_name: &'a str,
+    pub document_type: &'a str,
+    pub document_number: &'a str,
+    pub expiry_date: Option<NaiveDate>,
+    pub days_left: Option<i64>,
+    pub document_status: &'a str,
+    pub life_status: &'a str,
+    pub fetched_at: DateTime<Utc>,
+    pub reasons: Reasons,
+    pub note: &'a str,
+}
+
+impl RowRef<'_> {
+    pub fn to_row(&self) -> Row {
+        Row {
+            iin: self.iin.to_owned(),
+            full_name: self.full_name.to_owned(),
+            document_type: self.document_type.to_owned(),
+            document_number: self.document_number.to_owned(),
+            expiry_date: self.expiry_date,
+            days_left: self.days_left,
+            document_status: self.document_status.to_owned(),
+            life_status: self.life_status.to_owned(),
+            fetched_at: self.fetched_at,
+            reasons: self.reasons,
+            note: self.note.to_owned(),
+        }
+    }
+}
+
+/// A text in the arena, in 8 bytes: chunk (24 bits), start (20 bits) and
+/// length (20 bits); length [`WHOLE`] means a chunk of its own holding
+/// just this text (one of 1 MiB or more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Text(u64);
+
+const WHOLE: u64 = 0xF_FFFF;
+
+fn text_of(chunks: &[String], t: Text) -> &str {
+    let chunk = &chunks[(t.0 >> 40) as usize];
+    let (start, len) = (((t.0 >> 20) & 0xF_FFFF) as usize, t.0 & 0xF_FFFF);
+    if len == WHOLE {
+        chunk
+    } else {
+        &chunk[start..start + len as usize]
+    }
+}
+
+#[derive(Debug)]
+struct PersonRef {
+    /// The IIN's first 16 bytes, zero-padded: compares as the text does
+    /// (IINs as shown are 12 ASCII characters; longer ones tie and fall
+    /// back to the text).
+    iin_key: [u8; 16],
+    iin: Text,
+    full_name: Text,
+    life_status: Text,
+    /// Milliseconds since 1970 (stored times have milliseconds).
+    fetched_ms: i64,
+}
+
+#[derive(Debug)]
+struct Packed {
+    person: u32,
+    document_type: Text,
+    document_number: Text,
+    document_status: Text,
+    note: Text,
+    expiry_date: Option<NaiveDate>,
+    days_left: Option<i32>,
+    reasons: Reasons,
+}
+
+const CHUNK: usize = 1 << 20;
+
+impl RowSet {
+    pub fn new() -> RowSet {
+        RowSet::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    fn add(&mut self, s: &str) -> Text {
+        if s.len() as u64 >= WHOLE {
+            self.chunks.push(s.to_owned());
+            return Text(((self.chunks.len() - 1) as u64) << 40 | WHOLE);
+        }
+        let i = match self.open {
+            Some(i) if CHUNK - self.chunks[i].len() >= s.len() => i,
+            _ => {
+                self.chunks.push(String::with_capacity(CHUNK));
+                self.open = Some(self.chunks.len() - 1);
+                self.chunks.len() - 1
+            }
+        };
+        let c = &mut self.chunks[i];
+        let start = c.len();
+        c.push_str(s);
+        Text((i as u64) << 40 | (start as u64) << 20 | s.len() as u64)
+    }
+
+    fn add_common(&mut self, s: &str) -> Text {
+        const MAX: usize = 64;
+        let chunks = &self.chunks;
+        if let Some((t, hits)) = self
+            .common
+            .iter_mut()
+            .find(|(t, _)| text_of(chunks, *t) == s)
+        {
+            *hits += 1;
+            return *t;
+        }
+        let t = self.add(s);
+        if self.common.len() < MAX {
+            self.common.push((t, 0));
+        }
+        t
+    }
+
+    fn text(&self, t: Text) -> &str {
+        text_of(&self.chunks, t)
+    }
+
+    /// Adds the rows of one person (as [`check`] made them), in order.
+    pub fn push_person(&mut self, rows: Vec<Row>) {
+        let Some(first) = rows.first() else {
+            return;
+        };
+        let mut key = [0u8; 16];
+        let b = first.iin.as_bytes();
+        key[..b.len().min(16)].copy_from_slice(&b[..b.len().min(16)]);
+        let person = PersonRef {
+            iin_key: key,
+            iin: self.add(&first.iin),
+            full_name: self.add(&first.full_name),
+            life_status: self.add_common(&first.life_status),
+            fetched_ms: first.fetched_at.timestamp_millis(),
+        };
+        let p = self.persons.len() as u32;
+        self.persons.push(person);
+        for r in rows {
+            debug_assert_eq!(r.iin, self.text(self.persons[p as usize].iin));
+            let packed = Packed {
+                person: p,
+                document_type: self.add_common(&r.document_type),
+                document_number: self.add(&r.document_number),
+                document_status: self.add_common(&r.document_status),
+                note: self.add_common(&r.note),
+                expiry_date: r.expiry_date,
+                days_left: r
+                    .days_left
+                    .map(|d| d.clamp(i32::MIN as i64, i32::MAX as i64) as i32),
+                reasons: r.reasons,
+            };
+            self.rows.push(packed);
+        }
+    }
+
+    /// Sorts as [`sort`] does (equal rows keep the order they were pushed
+    /// in), on the current rayon pool. Numbers decide most comparisons;
+    /// texts only break ties.
+    pub fn sort(&mut self) {
+        use rayon::slice::ParallelSliceMut as _;
+        let mut order: Vec<u32> = (0..self.rows.len() as u32).collect();
+        let cmp = |&a: &u32, &b: &u32| {
+            let (ra, rb) = (&self.rows[a as usize], &self.rows[b as usize]);
+            let (pa, pb) = (
+                &self.persons[ra.person as usize],
+                &self.persons[rb.person as usize],
+            );
+            (ra.expiry_date.is_none(), ra.expiry_date, pa.iin_key)
+                .cmp(&(rb.expiry_date.is_none(), rb.expiry_date, pb.iin_key))
+                .then_with(|| self.text(pa.iin).cmp(self.text(pb.iin)))
+                .then_with(|| self.text(ra.document_type).cmp(self.text(rb.document_type)))
+                .then_with(|| {
+                    self.text(ra.document_number)
+                        .cmp(self.text(rb.document_number))
+                })
+                .then(a.cmp(&b))
+        };
+        order.par_sort_unstable_by(cmp);
+        self.order = order;
+    }
+
+    /// The `i`-th row in sorted order (or pushed order, before `sort`).
+    pub fn get(&self, i: usize) -> Row {
+        self.get_ref(i).to_row()
+    }
+
+    /// The `i`-th row, borrowed from the set.
+    pub fn get_ref(&self, i: usize) -> RowRef<'_> {
+        let at = self.order.get(i).map(|&o| o as usize).unwrap_or(i);
+        let r = &self.rows[at];
+        let p = &self.persons[r.person as usize];
+        RowRef {
+            iin: self.text(p.iin),
+            full_name: self.text(p.full_name),
+            document_type: self.text(r.document_type),
+            document_number: self.text(r.document_number),
+            expiry_date: r.expiry_date,
+            days_left: r.days_left.map(i64::from),
+            document_status: self.text(r.document_status),
+            life_status: self.text(p.life_status),
+            fetched_at: DateTime::from_timestamp_millis(p.fetched_ms)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            reasons: r.reasons,
+            note: self.text(r.note),
+        }
+    }
+
+    /// Every row, borrowed, in sorted order.
+    pub fn iter_ref(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
+        (0..self.rows.len()).map(|i| self.get_ref(i))
+    }
+
+    /// Every row, in sorted order, one `Row` at a time.
+    pub fn iter(&self) -> impl Iterator<Item = Row> + '_ {
+        (0..self.rows.len()).map(|i| self.get(i))
+    }
+}
+
+/// Serialises as the JSON array of its rows, one row in memory at a time.
+impl Serialize for RowSet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 /// A person whose latest VALID record is older than asked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StaleRow {
@@ -519,5 +778,46 @@ mod tests {
         assert!(parse_window("-3").is_err());
         assert_eq!(parse_day("--as-of", "2030-07-01"), Ok(day("2030-07-01")));
         assert!(parse_day("--as-of", "01.07.2030").is_err());
+    }
+
+    #[test]
+    fn a_row_set_gives_back_its_rows_and_sorts_like_sort() {
+        let long = "Ж".repeat(600_000);
+        let mut all = Vec::new();
+        let mut set = RowSet::new();
+        for n in 0..400u32 {
+            let mut docs = vec![
+                doc(
+                    "ID",
+                    Some(&format!("2030-{:02}-{:02}", 7 + n % 3, 1 + n % 28)),
+                    OK,
+                ),
+                doc(
+                    "PASSPORT",
+                    Some(if n % 5 == 0 {
+                        "бессрочно"
+                    } else {
+                        "2030-07-02"
+                    }),
+                    OK,
+                ),
+            ];
+            if n == 7 {
+                docs[0].number = Some(long.clone());
+            }
+            let rows = check(
+                &format!("{:012}", (n * 7919) % 1000),
+                Some(&person("Умерший", docs)),
+                at(),
+                &RULES,
+            );
+            all.extend(rows.clone());
+            set.push_person(rows);
+        }
+        assert_eq!(set.iter().collect::<Vec<_>>(), all, "pushed order");
+        sort(&mut all);
+        set.sort();
+        assert_eq!(set.iter().collect::<Vec<_>>(), all, "sorted order");
+        assert!(all.iter().any(|r| r.document_number == long));
     }
 }

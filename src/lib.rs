@@ -9,6 +9,7 @@
 //! queue); `render` and the reports only read; `cli` ties everything together.
 
 pub mod api;
+pub mod archive;
 pub mod batch_csv;
 pub mod cli;
 pub mod client;
@@ -26,4 +27,5 @@ pub mod process;
 pub mod render;
 pub mod report;
 pub mod store;
+pub mod summary;
 pub mod sync;

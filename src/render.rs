@@ -212,92 +212,152 @@ pub fn history(rows: &[Lookup]) -> String {
 fn table(header: &[&str], rows: &[(Vec<String>, Option<&str>)]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for (cells, _) in rows {
-        for (w, c) in widths.iter_mut().zip(cells) {
-            *w = (*w).max(c.chars().count().min(40));
-        }
+        widen(&mut widths, cells);
     }
-    let line = |cells: &[&str], colour: Option<&str>| {
-        let mut s = String::new();
-        for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
-            // Text from outside must not move the cursor or change colours.
-            let c: String = c
-                .chars()
-                .map(|ch| if ch.is_control() { ' ' } else { ch })
-                .collect();
-            if i + 1 == cells.len() {
-                s.push_str(&c);
-            } else {
-                let shown: String = c.chars().take(*w).collect();
-                let pad = w - shown.chars().count();
-                s.push_str(&shown);
-                s.push_str(&" ".repeat(pad + 2));
-            }
-        }
-        let s = s.trim_end();
-        match colour {
-            Some(code) => format!("\x1b[{code}m{s}\x1b[0m\n"),
-            None => format!("{s}\n"),
-        }
-    };
-    let mut out = line(header, None);
+    let mut out = table_line(&widths, header, None);
     for (cells, colour) in rows {
         let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-        out.push_str(&line(&cells, *colour));
+        out.push_str(&table_line(&widths, &cells, *colour));
     }
     out
+}
+
+fn widen(widths: &mut [usize], cells: &[String]) {
+    for (w, c) in widths.iter_mut().zip(cells) {
+        *w = (*w).max(c.chars().count().min(40));
+    }
+}
+
+fn table_line(widths: &[usize], cells: &[&str], colour: Option<&str>) -> String {
+    let mut s = String::new();
+    for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+        // Text from outside must not move the cursor or change colours.
+        let c: String = c
+            .chars()
+            .map(|ch| if ch.is_control() { ' ' } else { ch })
+            .collect();
+        if i + 1 == cells.len() {
+            s.push_str(&c);
+        } else {
+            let shown: String = c.chars().take(*w).collect();
+            let pad = w - shown.chars().count();
+            s.push_str(&shown);
+            s.push_str(&" ".repeat(pad + 2));
+        }
+    }
+    let s = s.trim_end();
+    match colour {
+        Some(code) => format!("\x1b[{code}m{s}\x1b[0m\n"),
+        None => format!("{s}\n"),
+    }
+}
+
+const EXPIRING_HEADER: [&str; 10] = [
+    "EXPIRES",
+    "DAYS",
+    "IIN",
+    "NAME",
+    "DOCUMENT",
+    "NUMBER",
+    "STATUS",
+    "LIFE STATUS",
+    "FETCHED (UTC)",
+    "WHY",
+];
+const NOTHING_EXPIRES: &str =
+    "Nothing expires in the window; no invalid documents; no abnormal life status.\n";
+
+fn expiring_cells(r: &crate::expiry::Row, colour: bool) -> (Vec<String>, Option<&'static str>) {
+    use crate::expiry::Urgency;
+    let why = if r.note.is_empty() {
+        r.reasons.to_string()
+    } else {
+        format!("{}: {}", r.reasons, r.note)
+    };
+    let cells = vec![
+        r.expiry_date
+            .map(|d| d.to_string())
+            .unwrap_or_else(|| "—".into()),
+        r.days_left.map(|d| d.to_string()).unwrap_or_default(),
+        r.iin.clone(),
+        r.full_name.clone(),
+        r.document_type.clone(),
+        r.document_number.clone(),
+        r.document_status.clone(),
+        r.life_status.clone(),
+        r.fetched_at.format("%Y-%m-%d %H:%M").to_string(),
+        why,
+    ];
+    let paint = match (colour, r.urgency()) {
+        (true, Urgency::Expired) => Some("31"),
+        (true, Urgency::Urgent) => Some("33"),
+        _ => None,
+    };
+    (cells, paint)
 }
 
 /// The `gbdfl expiring` table. With `colour`, expired documents are red and
 /// those with 30 days or fewer left are yellow.
 pub fn expiring(rows: &[crate::expiry::Row], colour: bool) -> String {
-    use crate::expiry::Urgency;
     if rows.is_empty() {
-        return "Nothing expires in the window; no invalid documents; no abnormal life status.\n"
-            .to_owned();
+        return NOTHING_EXPIRES.to_owned();
     }
-    let header = [
-        "EXPIRES",
-        "DAYS",
-        "IIN",
-        "NAME",
-        "DOCUMENT",
-        "NUMBER",
-        "STATUS",
-        "LIFE STATUS",
-        "FETCHED (UTC)",
-        "WHY",
-    ];
-    let cells: Vec<(Vec<String>, Option<&str>)> = rows
-        .iter()
-        .map(|r| {
-            let why = if r.note.is_empty() {
-                r.reasons.to_string()
-            } else {
-                format!("{}: {}", r.reasons, r.note)
-            };
-            let cells = vec![
-                r.expiry_date
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "—".into()),
-                r.days_left.map(|d| d.to_string()).unwrap_or_default(),
-                r.iin.clone(),
-                r.full_name.clone(),
-                r.document_type.clone(),
-                r.document_number.clone(),
-                r.document_status.clone(),
-                r.life_status.clone(),
-                r.fetched_at.format("%Y-%m-%d %H:%M").to_string(),
-                why,
-            ];
-            let paint = match (colour, r.urgency()) {
-                (true, Urgency::Expired) => Some("31"),
-                (true, Urgency::Urgent) => Some("33"),
-                _ => None,
-            };
-            (cells, paint)
-        })
-        .collect();
-    table(&header, &cells)
+    let cells: Vec<(Vec<String>, Option<&str>)> =
+        rows.iter().map(|r| expiring_cells(r, colour)).collect();
+    table(&EXPIRING_HEADER, &cells)
+}
+
+/// [`expiring`] written to `w` a line at a time, for sets too large to
+/// hold as one text: one pass for the column widths, one to write.
+pub fn expiring_to(
+    w: &mut impl std::io::Write,
+    rows: &crate::expiry::RowSet,
+    colour: bool,
+) -> std::io::Result<()> {
+    if rows.is_empty() {
+        return w.write_all(NOTHING_EXPIRES.as_bytes());
+    }
+    let mut widths: Vec<usize> = EXPIRING_HEADER.iter().map(|h| h.chars().count()).collect();
+    for r in rows.iter_ref() {
+        // The widths of what expiring_cells makes, without making it.
+        let days = r.days_left.map(|d| d.to_string().len()).unwrap_or(0);
+        let expires = r.expiry_date.map_or(1, |d| d.to_string().len());
+        let why = if r.note.is_empty() {
+            r.reasons.to_string().chars().count()
+        } else {
+            r.reasons.to_string().chars().count() + 2 + r.note.chars().count()
+        };
+        let counts = [
+            expires,
+            days,
+            r.iin.chars().count(),
+            r.full_name.chars().count(),
+            r.document_type.chars().count(),
+            r.document_number.chars().count(),
+            r.document_status.chars().count(),
+            r.life_status.chars().count(),
+            match chrono::Datelike::year(&r.fetched_at) {
+                1000..=9999 => 16,
+                _ => r
+                    .fetched_at
+                    .format("%Y-%m-%d %H:%M")
+                    .to_string()
+                    .chars()
+                    .count(),
+            },
+            why,
+        ];
+        for (w, c) in widths.iter_mut().zip(counts) {
+            *w = (*w).max(c.min(40));
+        }
+    }
+    w.write_all(table_line(&widths, &EXPIRING_HEADER, None).as_bytes())?;
+    for r in rows.iter() {
+        let (cells, paint) = expiring_cells(&r, colour);
+        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
+        w.write_all(table_line(&widths, &cells, paint).as_bytes())?;
+    }
+    w.flush()
 }
 
 /// The `gbdfl expiring --stale` table.

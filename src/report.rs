@@ -8,7 +8,7 @@
 //!   written to `.<final name>.<random>.tmp` in the same folder (mode 0600
 //!   from the first byte) and renamed when done; an error removes the temp file;
 //! - rows stream from the database to the file, except `expiring`, which
-//!   must be sorted (see [`expiring_rows`]);
+//!   must be sorted (see [`expiring_set`]);
 //! - every cell whose text comes from outside (names, numbers, statuses,
 //!   purposes, reasons) is neutralised against formula injection;
 //! - full IINs only when the caller asks for them.
@@ -21,11 +21,13 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::api;
-use crate::expiry::{self, Row, Rules, StaleRow};
+use rayon::prelude::*;
+
+use crate::expiry::{self, Row, RowSet, Rules, StaleRow};
 use crate::fsutil;
 use crate::iin;
 use crate::render;
-use crate::store::{Lookup, Outcome, Source, Store, StoreError};
+use crate::store::{Lookup, Outcome, SealedSummary, Source, Store, StoreError};
 
 /// What can go wrong while making a report.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +100,8 @@ pub struct Options {
     pub full_iin: bool,
     pub period: Period,
     pub rules: Rules,
+    /// Workers for the expiry scan (the output does not depend on it).
+    pub threads: usize,
 }
 
 /// The report options as typed, before they are checked.
@@ -136,6 +140,7 @@ impl Options {
             full_iin: t.full_iin,
             period,
             rules: Rules::parse(t.within, t.as_of, today)?,
+            threads: default_threads(),
         })
     }
 }
@@ -175,29 +180,99 @@ fn shown_iin(iin: &str, full: bool) -> String {
 /// The rows of `gbdfl expiring` and the expiring report, sorted.
 ///
 /// The one report that cannot stream: it is sorted by expiry date, and the
-/// walk comes in subject order. What is kept is a compact [`Row`] per listed
-/// document (a couple of hundred bytes of text), never a whole record, and
-/// only documents that need attention are kept; a cache of a million people
-/// with a tenth of their documents listed sorts in tens of megabytes. If that
-/// ever grows too large, an external sort (sorted runs in temp files, merged)
-/// is the way, with the temp files sealed like everything else.
+/// walk comes in subject order. The walk reads only the small sealed
+/// summary of each person's latest VALID lookup (never the whole answer);
+/// `threads` workers open and check batches of them while the walk goes
+/// on, and the batches are taken back in walk order, so the result is the
+/// same with one thread or many. What is kept is a compact [`RowSet`],
+/// never a whole record, and only documents that need attention.
+pub fn expiring_set(
+    store: &Store,
+    rules: &Rules,
+    full_iin: bool,
+    threads: usize,
+) -> Result<RowSet, ReportError> {
+    /// Persons per batch: large enough to share out, small enough to
+    /// keep memory flat.
+    const BATCH: usize = 4096;
+    let pool = thread_pool(threads)?;
+    let opener = store.opener();
+    let reader = store.reopen()?;
+    let mut set = RowSet::new();
+    std::thread::scope(|s| -> Result<(), ReportError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let walk = s.spawn(move || {
+            reader.each_latest_summary(BATCH, |batch| {
+                tx.send(batch)
+                    .map_err(|_| StoreError::Io(io::Error::other("stopped")))
+            })
+        });
+        let check = |sealed: &SealedSummary| -> Result<Vec<Row>, StoreError> {
+            let (summary, fetched_at) = opener.open_summary(sealed)?;
+            let iin = shown_iin(&summary.iin, full_iin);
+            Ok(expiry::check(
+                &iin,
+                summary.person.as_ref(),
+                fetched_at,
+                rules,
+            ))
+        };
+        let mut failed = None;
+        for batch in rx {
+            let rows: Vec<Result<Vec<Row>, StoreError>> = if threads <= 1 {
+                batch.iter().map(check).collect()
+            } else {
+                pool.install(|| batch.par_iter().map(check).collect())
+            };
+            for r in rows {
+                match r {
+                    Ok(rows) => set.push_person(rows),
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            if failed.is_some() {
+                break;
+            }
+        }
+        // Dropping the receiver stops the walk at its next batch.
+        let walked = walk.join().expect("the walk does not panic");
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        walked?;
+        Ok(())
+    })?;
+    pool.install(|| set.sort());
+    Ok(set)
+}
+
+/// [`expiring_set`] as a vector of rows, one thread per core.
 pub fn expiring_rows(
     store: &Store,
     rules: &Rules,
     full_iin: bool,
 ) -> Result<Vec<Row>, ReportError> {
-    let mut rows = Vec::new();
-    store.each_latest_valid(|rec| -> Result<(), ReportError> {
-        let person = api::parse_response(&rec.body)
-            .ok()
-            .and_then(|r| r.result_json);
-        let fetched_at = rec.lookup.answered_at.unwrap_or(rec.lookup.requested_at);
-        let iin = shown_iin(&rec.lookup.iin, full_iin);
-        rows.extend(expiry::check(&iin, person.as_ref(), fetched_at, rules));
-        Ok(())
-    })?;
-    expiry::sort(&mut rows);
-    Ok(rows)
+    let set = expiring_set(store, rules, full_iin, default_threads())?;
+    Ok(set.iter().collect())
+}
+
+/// One worker per core unless told otherwise.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("gbdfl-worker-{i}"))
+        .build()
+        .map_err(|e| ReportError::Io {
+            path: PathBuf::from("(threads)"),
+            source: io::Error::other(e.to_string()),
+        })
 }
 
 /// Persons whose latest VALID record is older than `max_age` at `now`,
@@ -337,6 +412,15 @@ pub fn write_expiring<W: Write>(
     format: Format,
     rows: &[Row],
 ) -> Result<(W, u64), ReportError> {
+    write_expiring_iter(w, format, rows.iter().cloned())
+}
+
+/// Writes the expiring report of rows coming in sorted order.
+pub fn write_expiring_iter<W: Write>(
+    w: W,
+    format: Format,
+    rows: impl Iterator<Item = Row>,
+) -> Result<(W, u64), ReportError> {
     let mut sheet = Sheet::new(w, format, EXPIRING_COLUMNS)?;
     for r in rows {
         sheet.row(&[
@@ -351,6 +435,41 @@ pub fn write_expiring<W: Write>(
             own(expiry::iso(r.fetched_at)),
             own(r.reasons.to_string()),
             text(&r.note),
+        ])?;
+    }
+    sheet.finish()
+}
+
+/// Writes the expiring report of a sorted [`RowSet`], cells borrowed from it.
+pub fn write_expiring_set<W: Write>(
+    w: W,
+    format: Format,
+    rows: &RowSet,
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, EXPIRING_COLUMNS)?;
+    // Most people have two or three rows: their fetch time is formatted once.
+    let mut last: Option<(DateTime<Utc>, String)> = None;
+    for r in rows.iter_ref() {
+        let at = match &last {
+            Some((t, s)) if *t == r.fetched_at => s.clone(),
+            _ => {
+                let s = expiry::iso(r.fetched_at);
+                last = Some((r.fetched_at, s.clone()));
+                s
+            }
+        };
+        sheet.row(&[
+            Cow::Borrowed(r.iin),
+            text(r.full_name),
+            text(r.document_type),
+            text(r.document_number),
+            opt(r.expiry_date),
+            opt(r.days_left),
+            text(r.document_status),
+            text(r.life_status),
+            Cow::Owned(at),
+            own(r.reasons.to_string()),
+            text(r.note),
         ])?;
     }
     sheet.finish()
@@ -515,8 +634,8 @@ pub fn produce(kind: Kind, store: &Store, opts: &Options, dest: &Path) -> Result
     let file = AtomicFile::create(dest)?;
     let (file, rows) = match kind {
         Kind::Expiring => {
-            let rows = expiring_rows(store, &opts.rules, opts.full_iin)?;
-            write_expiring(file, opts.format, &rows)?
+            let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
+            write_expiring_set(file, opts.format, &rows)?
         }
         Kind::Lookups => write_lookups(file, opts.format, store, opts.period, opts.full_iin)?,
         Kind::Summary => write_summary(file, opts.format, store, opts.period)?,

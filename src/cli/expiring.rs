@@ -1,6 +1,8 @@
 //! `gbdfl expiring`: documents that need attention, from the cache only.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
+
+use anyhow::Context as _;
 
 use super::report::invalid;
 use super::{Ctx, out};
@@ -26,6 +28,10 @@ pub struct Args {
     /// Show full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
+    /// Worker threads for the scan; the output does not depend on it
+    /// [default: one per core]
+    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
@@ -41,14 +47,21 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     }
     let today = chrono::Local::now().date_naive();
     let rules = Rules::parse(&args.within, args.as_of.as_deref(), today).map_err(invalid)?;
-    let rows = report::expiring_rows(store, &rules, args.full_iin)?;
+    let threads = args.threads.unwrap_or_else(report::default_threads);
+    let rows = report::expiring_set(store, &rules, args.full_iin, threads)?;
     ctx.note_records(rows.len() as u64);
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     if ctx.settings.json {
-        return json(&rows);
+        serde_json::to_writer_pretty(&mut w, &rows)?;
+        return w
+            .write_all(b"\n")
+            .and_then(|_| w.flush())
+            .context("writing to standard output");
     }
     let no_color = (ctx.env)("NO_COLOR").is_some_and(|v| !v.is_empty());
     let colour = std::io::stdout().is_terminal() && !no_color;
-    out(&render::expiring(&rows, colour))
+    render::expiring_to(&mut w, &rows, colour).context("writing to standard output")
 }
 
 fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -9,12 +9,15 @@
 mod audit;
 mod backup;
 mod batch;
+mod bench;
 mod check;
 mod config;
 mod demo;
 mod expiring;
+mod export;
 mod fetch;
 mod history;
+mod import;
 mod init;
 mod mock_server;
 mod progress;
@@ -95,9 +98,13 @@ pub enum Command {
     Rekey(rekey::Args),
     Backup(backup::Args),
     Check(check::Args),
+    Import(import::Args),
+    Export(export::Args),
     Config(config::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
+    #[command(hide = true)]
+    Bench(bench::Args),
 }
 
 impl Command {
@@ -120,6 +127,9 @@ impl Command {
             Command::Rekey(_) => "rekey",
             Command::Backup(_) => "backup",
             Command::Check(_) => "check",
+            Command::Import(_) => "import",
+            Command::Export(_) => "export",
+            Command::Bench(b) => return b.name(),
             Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
                 return None;
             }
@@ -250,6 +260,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return match cli.command {
             Command::Init(args) => init::run(args, &ctx),
             Command::Config(args) => config::run(args, &ctx),
+            Command::Bench(args) => bench::run(args, &ctx, None),
             _ => unreachable!("only unaudited commands here"),
         };
     };
@@ -312,6 +323,9 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Rekey(args) => rekey::run(args, ctx, store),
         Command::Backup(args) => backup::run(args, ctx, store),
         Command::Check(args) => check::run(args, ctx, store),
+        Command::Import(args) => import::run(args, ctx, store),
+        Command::Export(args) => export::run(args, ctx, store),
+        Command::Bench(args) => bench::run(args, ctx, Some(store)),
         Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
             unreachable!("not audited commands")
         }

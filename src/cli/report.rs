@@ -40,6 +40,10 @@ pub struct Args {
     /// expiring: count days from this date instead of today (YYYY-MM-DD)
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
+    /// expiring: worker threads for the scan; the report does not depend
+    /// on it [default: one per core]
+    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -81,7 +85,10 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         as_of: args.as_of.as_deref(),
     };
     let now = chrono::Local::now();
-    let opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
+    let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
+    if let Some(n) = args.threads {
+        opts.threads = n;
+    }
     let dest = args.out.unwrap_or_else(|| report::default_path(kind, now));
     let rows = report::produce(kind, store, &opts, &dest)
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;

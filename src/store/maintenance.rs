@@ -31,21 +31,23 @@ impl CheckReport {
     }
 }
 
-const SEALED: [&str; 5] = [
+const SEALED: [&str; 6] = [
     "iin_enc",
     "session_enc",
     "purpose_enc",
     "detail_enc",
     "response_enc",
+    "summary_enc",
 ];
 
-fn sealed_of(r: &LookupRow) -> [Option<&Vec<u8>>; 5] {
+fn sealed_of(r: &LookupRow) -> [Option<&Vec<u8>>; 6] {
     [
         Some(&r.iin_enc),
         Some(&r.session_enc),
         r.purpose_enc.as_ref(),
         r.detail_enc.as_ref(),
         r.response_enc.as_ref(),
+        r.summary_enc.as_ref(),
     ]
 }
 
@@ -153,6 +155,7 @@ impl Store {
                     ("purpose_enc", &mut r.purpose_enc),
                     ("detail_enc", &mut r.detail_enc),
                     ("response_enc", &mut r.response_enc),
+                    ("summary_enc", &mut r.summary_enc),
                 ] {
                     if let Some(s) = v.as_ref() {
                         *v = Some(reseal("lookups", col, id, s, from)?);

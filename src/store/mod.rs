@@ -10,6 +10,8 @@
 //! retrying or merging never duplicates a lookup.
 
 mod audit;
+mod bulk;
+mod codec;
 mod maintenance;
 mod queue;
 mod sqlite;
@@ -27,6 +29,7 @@ use crate::crypto::{self, CryptoError, Keys, MasterKey, StableKeys};
 use crate::iin::Iin;
 
 pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
+pub use bulk::{Floor, ImportItem, ImportOutcome, Opener, SealedLookup, SealedSummary};
 pub use maintenance::CheckReport;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
@@ -302,8 +305,6 @@ pub struct Record {
 }
 
 /// First plaintext byte of `response_enc`: how the body is encoded.
-const CODEC_RAW: u8 = 0;
-
 /// Keeps only `[A-Z0-9_]` values of at most 40 characters for plaintext
 /// enumerated columns: a hostile answer cannot smuggle text into them.
 fn enumerated(v: Option<&str>) -> Option<String> {
@@ -313,6 +314,67 @@ fn enumerated(v: Option<&str>) -> Option<String> {
             && s.bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
         if ok { s.to_owned() } else { "OTHER".to_owned() }
+    })
+}
+
+/// The sealed row of a lookup, its summary (if any) already encoded: every
+/// personal field sealed under `keys`, bound to its column and row.
+fn sealed_row(
+    keys: &Keys,
+    key_version: u32,
+    l: &NewLookup<'_>,
+    summary: Option<&[u8]>,
+) -> Result<sqlite::LookupRow, StoreError> {
+    let id = l.id.to_string();
+    let seal = |column: &str, plaintext: &[u8]| seal_col(keys, key_version, &id, column, plaintext);
+    let response_enc = match l.response {
+        Some(body) => Some(seal("response_enc", &codec::pack(body))?),
+        None => None,
+    };
+    Ok(sqlite::LookupRow {
+        subject: keys.blind_index(l.iin.as_str()).to_vec(),
+        requested_at: time_text(l.requested_at),
+        answered_at: l.answered_at.map(time_text),
+        operator: l.operator.to_owned(),
+        host: l.host.to_owned(),
+        source: l.source.as_str().to_owned(),
+        outcome: l.outcome.as_str().to_owned(),
+        status: enumerated(l.status),
+        result: l.result,
+        http_status: l.http_status.map(i64::from),
+        failure_type: enumerated(l.failure_type),
+        iin_checked: l.iin.is_checked(),
+        cached_from: l.cached_from.map(|c| c.to_string()),
+        key_version: i64::from(key_version),
+        iin_enc: seal("iin_enc", l.iin.as_str().as_bytes())?,
+        session_enc: seal("session_enc", l.session_id.as_bytes())?,
+        purpose_enc: l
+            .purpose
+            .map(|p| seal("purpose_enc", p.as_bytes()))
+            .transpose()?,
+        detail_enc: l
+            .detail
+            .map(|d| seal("detail_enc", d.as_bytes()))
+            .transpose()?,
+        response_enc,
+        summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
+        id,
+    })
+}
+
+/// Seals one value of `lookups` bound to its column, row id and key version.
+fn seal_col(
+    keys: &Keys,
+    key_version: u32,
+    id: &str,
+    column: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let aad = crypto::associated_data("lookups", column, id, key_version);
+    keys.seal(plaintext, &aad).map_err(|e| StoreError::Corrupt {
+        id: id.to_owned(),
+        column: "seal",
+        reason: e.to_string(),
     })
 }
 
@@ -472,17 +534,6 @@ impl Store {
         self.keys.blind_index(iin.as_str())
     }
 
-    fn seal(&self, id: &str, column: &str, plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let aad = crypto::associated_data("lookups", column, id, self.key_version);
-        self.keys
-            .seal(plaintext, &aad)
-            .map_err(|e| StoreError::Corrupt {
-                id: id.to_owned(),
-                column: "seal",
-                reason: e.to_string(),
-            })
-    }
-
     fn open_col(
         &self,
         row: &sqlite::LookupRow,
@@ -522,46 +573,21 @@ impl Store {
         Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
     }
 
-    /// The sealed row of a lookup to record.
+    /// The sealed row of a lookup to record. A VALID answer also gets its
+    /// document summary, sealed on its own, for the expiry scan.
     fn lookup_row(&self, l: &NewLookup<'_>) -> Result<sqlite::LookupRow, StoreError> {
-        let id = l.id.to_string();
-        let response_enc = match l.response {
-            Some(body) => {
-                let mut plain = Zeroizing::new(Vec::with_capacity(body.len() + 1));
-                plain.push(CODEC_RAW);
-                plain.extend_from_slice(body);
-                Some(self.seal(&id, "response_enc", &plain)?)
-            }
-            None => None,
+        let summary = match l.response {
+            Some(body) if l.outcome == Outcome::Answered && l.status == Some("VALID") => Some(
+                Zeroizing::new(crate::summary::Summary::of_body(l.iin.as_str(), body).encode()),
+            ),
+            _ => None,
         };
-        Ok(sqlite::LookupRow {
-            subject: self.subject_of(l.iin).to_vec(),
-            requested_at: time_text(l.requested_at),
-            answered_at: l.answered_at.map(time_text),
-            operator: l.operator.to_owned(),
-            host: l.host.to_owned(),
-            source: l.source.as_str().to_owned(),
-            outcome: l.outcome.as_str().to_owned(),
-            status: enumerated(l.status),
-            result: l.result,
-            http_status: l.http_status.map(i64::from),
-            failure_type: enumerated(l.failure_type),
-            iin_checked: l.iin.is_checked(),
-            cached_from: l.cached_from.map(|c| c.to_string()),
-            key_version: i64::from(self.key_version),
-            iin_enc: self.seal(&id, "iin_enc", l.iin.as_str().as_bytes())?,
-            session_enc: self.seal(&id, "session_enc", l.session_id.as_bytes())?,
-            purpose_enc: l
-                .purpose
-                .map(|p| self.seal(&id, "purpose_enc", p.as_bytes()))
-                .transpose()?,
-            detail_enc: l
-                .detail
-                .map(|d| self.seal(&id, "detail_enc", d.as_bytes()))
-                .transpose()?,
-            response_enc,
-            id,
-        })
+        sealed_row(
+            &self.keys,
+            self.key_version,
+            l,
+            summary.as_deref().map(Vec::as_slice),
+        )
     }
 
     /// Inserts a lookup and its audit entry (subject filled in) on `c`,
@@ -624,12 +650,12 @@ impl Store {
             return Ok(None);
         };
         let plain = self.open_col(row, "response_enc", sealed)?;
-        match plain.first() {
-            Some(&CODEC_RAW) => Ok(Some(Zeroizing::new(plain[1..].to_vec()))),
-            _ => Err(StoreError::Corrupt {
+        match codec::unpack(&plain) {
+            Some(body) => Ok(Some(body)),
+            None => Err(StoreError::Corrupt {
                 id: row.id.clone(),
                 column: "response_enc",
-                reason: "unknown codec byte".into(),
+                reason: "unknown codec byte, or a body that does not decompress".into(),
             }),
         }
     }

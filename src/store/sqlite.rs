@@ -14,7 +14,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// The schema version this binary writes (schema.sql).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -42,11 +42,13 @@ pub struct LookupRow {
     pub purpose_enc: Option<Vec<u8>>,
     pub detail_enc: Option<Vec<u8>>,
     pub response_enc: Option<Vec<u8>>,
+    /// Sealed document summary of a VALID answer (schema version 3).
+    pub summary_enc: Option<Vec<u8>>,
 }
 
 const LOOKUP_COLUMNS: &str = "id, subject, requested_at, answered_at, operator, host, source, outcome, \
      status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-     iin_enc, session_enc, purpose_enc, detail_enc, response_enc";
+     iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc";
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
     Ok(LookupRow {
@@ -70,6 +72,7 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         purpose_enc: r.get(17)?,
         detail_enc: r.get(18)?,
         response_enc: r.get(19)?,
+        summary_enc: r.get(20)?,
     })
 }
 
@@ -146,6 +149,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     if version < SCHEMA_VERSION {
         migrate(&conn, version)?;
     }
+    ensure_schema(&conn)?;
     Ok(conn)
 }
 
@@ -200,10 +204,21 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     if from >= SCHEMA_VERSION {
         return Ok(());
     }
-    // Every step so far only adds tables and indexes (version 2: `queue`),
-    // which the schema's CREATE ... IF NOT EXISTS statements do; a step that
-    // changes a table goes here, before the schema is applied.
+    // Version 2 added `queue`; version 3 adds `lookups.summary_enc` and
+    // replaces the index `lookups_valid` by `lookups_latest`, which covers
+    // the summary. Table changes go here, before the schema's CREATE ... IF
+    // NOT EXISTS statements add what is missing. Rows from before version 3
+    // keep `summary_enc` NULL; readers fall back to the whole answer.
     let tx = conn.unchecked_transaction()?;
+    let has_summary: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('lookups') WHERE name = 'summary_enc'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_summary {
+        tx.execute_batch("ALTER TABLE lookups ADD COLUMN summary_enc BLOB;")?;
+    }
+    tx.execute_batch("DROP INDEX IF EXISTS lookups_valid;")?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     tx.commit()?;
@@ -397,7 +412,7 @@ pub fn update_audit_sealed(conn: &Connection, a: &AuditRow) -> Result<(), StoreE
 pub fn update_lookup_sealed(conn: &Connection, r: &LookupRow) -> Result<(), StoreError> {
     conn.execute(
         "UPDATE lookups SET key_version = ?2, iin_enc = ?3, session_enc = ?4, purpose_enc = ?5, \
-         detail_enc = ?6, response_enc = ?7 WHERE id = ?1",
+         detail_enc = ?6, response_enc = ?7, summary_enc = ?8 WHERE id = ?1",
         params![
             r.id,
             r.key_version,
@@ -405,7 +420,8 @@ pub fn update_lookup_sealed(conn: &Connection, r: &LookupRow) -> Result<(), Stor
             r.session_enc,
             r.purpose_enc,
             r.detail_enc,
-            r.response_enc
+            r.response_enc,
+            r.summary_enc
         ],
     )?;
     Ok(())
@@ -469,7 +485,7 @@ pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreErro
     let n = conn.execute(
         &format!(
             "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ),
         params![
             r.id,
@@ -486,12 +502,13 @@ pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreErro
             r.failure_type,
             r.iin_checked,
             r.cached_from,
-                        r.key_version,
+            r.key_version,
             r.iin_enc,
             r.session_enc,
             r.purpose_enc,
             r.detail_enc,
             r.response_enc,
+            r.summary_enc,
         ],
     )?;
     Ok(n == 1)
@@ -542,7 +559,7 @@ pub fn each_latest_valid<E: From<StoreError>>(
     f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
 ) -> Result<(), E> {
     // SQLite returns the row holding max(answered_at) for each group; the
-    // partial index lookups_valid lets this walk run without a sort.
+    // partial index lookups_latest lets this walk run without a sort.
     let mut st = conn
         .prepare(&format!(
             "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE id IN ( \
@@ -883,4 +900,146 @@ pub fn expired_queue_times(
         .query_map(params![from, to, now], |r| r.get(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Pragmas for a long import on this connection only: in WAL mode,
+/// `synchronous = NORMAL` still never corrupts the file, but a power cut may
+/// lose the last commits (an import can simply be run again); a 64 MiB page
+/// cache keeps the indexes being filled in memory.
+pub fn bulk_pragmas(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -65536;")?;
+    Ok(())
+}
+
+/// The secondary indexes of `lookups`, which a large import drops and
+/// builds again at its end (one sort each, instead of a million random
+/// inserts). A process that dies in between leaves them missing;
+/// [`open`] builds them again.
+const LOOKUP_INDEXES: [&str; 3] = ["lookups_by_subject", "lookups_by_time", "lookups_latest"];
+
+pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
+    for name in LOOKUP_INDEXES {
+        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+    }
+    Ok(())
+}
+
+/// Creates whatever the schema has and the database lacks (indexes a
+/// large import dropped); cheap when nothing is missing.
+pub fn ensure_schema(conn: &Connection) -> Result<(), StoreError> {
+    let present: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3)",
+        params![LOOKUP_INDEXES[0], LOOKUP_INDEXES[1], LOOKUP_INDEXES[2]],
+        |r| r.get(0),
+    )?;
+    if present < LOOKUP_INDEXES.len() as i64 {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// [`insert_lookup`] through the connection's statement cache, for batches.
+pub fn insert_lookup_cached(conn: &Connection, r: &LookupRow) -> Result<bool, StoreError> {
+    let mut st = conn.prepare_cached(&format!(
+        "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+    ))?;
+    let n = st.execute(params![
+        r.id,
+        r.subject,
+        r.requested_at,
+        r.answered_at,
+        r.operator,
+        r.host,
+        r.source,
+        r.outcome,
+        r.status,
+        r.result,
+        r.http_status,
+        r.failure_type,
+        r.iin_checked,
+        r.cached_from,
+        r.key_version,
+        r.iin_enc,
+        r.session_enc,
+        r.purpose_enc,
+        r.detail_enc,
+        r.response_enc,
+        r.summary_enc,
+    ])?;
+    Ok(n == 1)
+}
+
+/// The latest VALID lookup of one person, as the covering index holds it.
+#[derive(Debug)]
+pub struct LatestRow {
+    pub id: String,
+    pub key_version: i64,
+    pub answered_at: Option<String>,
+    pub summary_enc: Option<Vec<u8>>,
+}
+
+/// Calls `f` with the latest VALID lookup of every subject, in subject
+/// order, reading only the covering partial index `lookups_latest`.
+pub fn each_latest_summary<E: From<StoreError>>(
+    conn: &Connection,
+    f: &mut dyn FnMut(LatestRow) -> Result<(), E>,
+) -> Result<(), E> {
+    // The bare columns come from the row holding max(answered_at) (SQLite's
+    // rule for min/max aggregates), the same row `each_latest_valid` picks.
+    let mut st = conn
+        .prepare(
+            "SELECT id, key_version, max(answered_at), summary_enc FROM lookups \
+             WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+             GROUP BY subject ORDER BY subject",
+        )
+        .map_err(StoreError::from)?;
+    let mut rows = st.query([]).map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        let row = LatestRow {
+            id: r.get(0).map_err(StoreError::from)?,
+            key_version: r.get(1).map_err(StoreError::from)?,
+            answered_at: r.get(2).map_err(StoreError::from)?,
+            summary_enc: r.get(3).map_err(StoreError::from)?,
+        };
+        f(row)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with every answer of the service that has a body, oldest first.
+pub fn each_answer<E: From<StoreError>>(
+    conn: &Connection,
+    f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {LOOKUP_COLUMNS} FROM lookups \
+             WHERE source = 'service' AND outcome = 'answered' AND response_enc IS NOT NULL \
+             ORDER BY requested_at, id"
+        ))
+        .map_err(StoreError::from)?;
+    let mut rows = st.query([]).map_err(StoreError::from)?;
+    while let Some(r) = rows.next().map_err(StoreError::from)? {
+        f(lookup_from_row(r).map_err(StoreError::from)?)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with the id, key version and sealed answer of every lookup
+/// that has one, in storage order (the benchmark's floor).
+pub fn each_sealed_answer(
+    conn: &Connection,
+    f: &mut dyn FnMut(String, i64, Vec<u8>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare(
+        "SELECT id, key_version, response_enc FROM lookups WHERE response_enc IS NOT NULL",
+    )?;
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        f(r.get(0)?, r.get(1)?, r.get(2)?)?;
+    }
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! docs/FORMAT.md is enough to decrypt a record: this test follows it with
-//! only the master key file and the rusqlite, hkdf, hmac, sha2 and aes-gcm
-//! crates, never through gbdfl's store or crypto modules.
+//! only the master key file and the rusqlite, hkdf, hmac, sha2, aes-gcm and zstd
+//! crates (and the dictionary file it names), never through gbdfl's store or crypto modules.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -85,8 +85,18 @@ fn a_record_decrypts_by_hand_following_format_md() {
         open_with(sealed, &format!("gbdfl/v1|lookups|{column}|{id}|{version}"))
     };
     let plain = open(&response_enc, "response_enc");
-    assert_eq!(plain[0], 0, "codec byte: stored as received");
-    let body = std::str::from_utf8(&plain[1..]).unwrap();
+    // Codec 0x01: one zstd frame made with the dictionary file named in FORMAT.md.
+    assert_eq!(plain[0], 1, "codec byte: zstd with the v1 dictionary");
+    let dict = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/store/zstd-dict-v1.txt"
+    ))
+    .unwrap();
+    let body = zstd::bulk::Decompressor::with_dictionary(&dict)
+        .unwrap()
+        .decompress(&plain[1..], 1 << 20)
+        .unwrap();
+    let body = std::str::from_utf8(&body).unwrap();
     assert_eq!(
         body.trim(),
         via_gbdfl.trim(),

@@ -1,0 +1,53 @@
+//! `gbdfl export`: every stored answer as JSON lines, for `gbdfl import`
+//! elsewhere or an archive.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::Ctx;
+use crate::archive;
+use crate::report::AtomicFile;
+use crate::store::Store;
+
+/// Write every stored answer of the service (any GBDFL status), oldest
+/// first, one JSON object per line: the answer as received, with a
+/// `fetched_at` field added when it has none. The output holds personal
+/// data in plaintext: keep it as safe as the database.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The output format
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: Format,
+    /// Write to this file (created owner-only, complete or not at all)
+    /// instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// JSON lines, as `gbdfl import` reads them
+    Jsonl,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let Format::Jsonl = args.format;
+    let n = match &args.out {
+        Some(path) => {
+            let mut file = AtomicFile::create(path)?;
+            let n = archive::export(store, &mut file)
+                .with_context(|| format!("exporting to {}", path.display()))?;
+            file.commit()?;
+            eprintln!("exported {n} answers to {}", path.display());
+            n
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            archive::export(store, w).context("writing to standard output")?
+        }
+    };
+    ctx.note_records(n);
+    Ok(())
+}

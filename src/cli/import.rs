@@ -1,0 +1,124 @@
+//! `gbdfl import FILE.jsonl`: answers from an archive (earlier lookups, or
+//! another office's export) into the cache, as if fetched at their time.
+
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+use super::Ctx;
+use crate::archive::{self, Importer, Note};
+use crate::exit::{Exit, ExitCode};
+use crate::store::Store;
+
+/// At most this many bad lines and warnings are printed; the rest are counted.
+const SHOWN: u64 = 100;
+
+/// Import GBDFL answers, one JSON object per line (as `gbdfl export`
+/// writes them). Each is stored like a fetched lookup: sealed, found by
+/// IIN, with its status and its fetch time (the line's `fetched_at`, else
+/// --fetched-at). Bad lines are reported by number and skipped; an IIN
+/// that fails the check digit is stored with a warning. Importing the same
+/// answer twice stores it once. Never calls the service.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The archive, JSON lines; `-` reads standard input
+    pub file: PathBuf,
+    /// Fetch time of lines without a `fetched_at` field (RFC 3339, e.g.
+    /// 2025-10-15T10:25:00Z)
+    #[arg(long, value_name = "TIME")]
+    pub fetched_at: Option<String>,
+    /// Worker threads for parsing, compressing and sealing [default: one per core]
+    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    pub threads: Option<usize>,
+}
+
+pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let default_time = args
+        .fetched_at
+        .as_deref()
+        .map(|s| {
+            chrono::DateTime::parse_from_rfc3339(s.trim())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    Exit::new(
+                        ExitCode::InvalidInput,
+                        format!("--fetched-at {s:?} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z"),
+                    )
+                })
+        })
+        .transpose()?;
+    let threads = args
+        .threads
+        .unwrap_or_else(crate::report::default_threads)
+        .max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gbdfl-worker-{i}"))
+        .build()
+        .context("starting worker threads")?;
+    // A file of more than 64 MiB (some 35,000 answers) and more than the
+    // database holds: building the indexes once at the end beats inserting
+    // into them answer by answer (BENCHMARKS.md).
+    let file_len = std::fs::metadata(&args.file).map_or(0, |m| m.len());
+    let db_len = std::fs::metadata(store.path()).map_or(0, |m| m.len());
+    let who = Importer {
+        operator: &ctx.settings.operator.value,
+        host: &ctx.settings.host,
+        purpose: ctx.purpose.as_deref(),
+        default_time,
+        rebuild_indexes: file_len > 64 << 20 && file_len > db_len,
+    };
+    let (mut bad, mut warned) = (0u64, 0u64);
+    let mut note = |n: Note<'_>| match n {
+        Note::Bad(line, why) => {
+            bad += 1;
+            if bad <= SHOWN {
+                eprintln!("line {line}: skipped: {why}");
+            }
+        }
+        Note::Warning(line, why) => {
+            warned += 1;
+            if warned <= SHOWN {
+                eprintln!("line {line}: warning: {why}");
+            }
+        }
+        Note::Progress(_) => {}
+    };
+    let report = if args.file.as_os_str() == "-" {
+        let stdin = BufReader::with_capacity(1 << 20, std::io::stdin());
+        archive::import(store, stdin, who, &pool, &mut note)
+    } else {
+        let file = std::fs::File::open(&args.file).map_err(|e| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!("cannot read {}: {e}", args.file.display()),
+            )
+        })?;
+        archive::import(
+            store,
+            BufReader::with_capacity(1 << 20, file),
+            who,
+            &pool,
+            &mut note,
+        )
+    };
+    let report = report.with_context(|| format!("importing {}", args.file.display()))?;
+    ctx.note_records(report.stored.inserted);
+    eprintln!(
+        "imported {} lines: {} stored, {} already in the cache, {} skipped, {} with warnings",
+        report.lines, report.stored.inserted, report.stored.already, report.bad, report.warnings
+    );
+    if report.bad > 0 {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{} lines of {} were not imported (their numbers are above); the other lines were",
+                report.bad,
+                args.file.display()
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,328 @@
+//! Work on many lookups at once: sealing imported answers on any thread and
+//! inserting them in large transactions, walking the sealed summaries of
+//! every person for the expiry scan, exporting every answer, and the
+//! "floor" measurements of the benchmark.
+//!
+//! Rules this module keeps: what crosses threads is sealed, or is opened by
+//! an [`Opener`] (the keys without the connection) on the worker that needs
+//! it; every batch is one transaction (a crash keeps whole batches only),
+//! and an import never replaces a row: ids come from the content
+//! (`Keys::content_id`), so importing twice or merging stores nothing twice.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use super::sqlite::{self, LookupRow};
+use super::{
+    LookupId, NewLookup, Outcome, Source, Store, StoreError, codec, parse_time, sealed_row,
+};
+use crate::crypto::{self, Keys};
+use crate::iin::Iin;
+use crate::summary::Summary;
+
+/// One answer to import, plaintext, as read from an archive line.
+#[derive(Debug)]
+pub struct ImportItem {
+    pub iin: Iin,
+    /// The face2face backend session id the answer names (may be empty).
+    pub session_id: String,
+    pub fetched_at: DateTime<Utc>,
+    pub status: Option<String>,
+    pub result: Option<bool>,
+    pub failure_type: Option<String>,
+    pub detail: Option<String>,
+    /// The line exactly as given.
+    pub body: Zeroizing<Vec<u8>>,
+    /// The document summary, for a VALID answer.
+    pub summary: Option<Summary>,
+}
+
+/// An imported answer sealed and ready to insert.
+#[derive(Debug)]
+pub struct SealedLookup(LookupRow);
+
+/// How an import batch went.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// Rows inserted now.
+    pub inserted: u64,
+    /// Rows whose id was already stored (imported before): left as they were.
+    pub already: u64,
+}
+
+/// One row of the expiry scan: the latest VALID lookup of a person, sealed.
+#[derive(Debug)]
+pub struct SealedSummary {
+    id: String,
+    key_version: i64,
+    answered_at: Option<String>,
+    summary_enc: Option<Vec<u8>>,
+    /// For a lookup stored before schema version 3: its IIN and answer.
+    whole: Option<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+/// The store's keys without its connection: seals and opens lookup values
+/// on any thread.
+#[derive(Clone)]
+pub struct Opener {
+    keys: Keys,
+    key_version: u32,
+}
+
+impl std::fmt::Debug for Opener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Opener(***)")
+    }
+}
+
+impl Opener {
+    fn open(
+        &self,
+        id: &str,
+        version: i64,
+        column: &'static str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: id.to_owned(),
+            column,
+            reason,
+        };
+        if version as u32 != self.key_version {
+            return Err(corrupt(format!(
+                "sealed under key version {version}, this database's current key is version {}",
+                self.key_version
+            )));
+        }
+        let aad = crypto::associated_data("lookups", column, id, version as u32);
+        self.keys
+            .open(sealed, &aad)
+            .map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Seals an imported answer as a paid VALID (or other) answer of the
+    /// service, fetched at its time, with the id derived from its content.
+    pub fn seal_import(
+        &self,
+        item: &ImportItem,
+        operator: &str,
+        host: &str,
+        purpose: Option<&str>,
+    ) -> Result<SealedLookup, StoreError> {
+        let id = LookupId(Uuid::new_v8(self.keys.content_id(&item.body)));
+        let summary = item.summary.as_ref().map(|s| Zeroizing::new(s.encode()));
+        let l = NewLookup {
+            id,
+            iin: &item.iin,
+            session_id: &item.session_id,
+            purpose,
+            operator,
+            host,
+            requested_at: item.fetched_at,
+            answered_at: Some(item.fetched_at),
+            source: Source::Service,
+            outcome: Outcome::Answered,
+            status: item.status.as_deref(),
+            result: item.result,
+            // Only an HTTP 200 carries a GBDFL answer.
+            http_status: Some(200),
+            failure_type: item.failure_type.as_deref(),
+            detail: item.detail.as_deref(),
+            response: Some(&item.body),
+            cached_from: None,
+        };
+        let row = sealed_row(
+            &self.keys,
+            self.key_version,
+            &l,
+            summary.as_deref().map(Vec::as_slice),
+        )?;
+        Ok(SealedLookup(row))
+    }
+
+    /// Opens the summary of a person's latest VALID lookup, with the time it
+    /// was fetched. A lookup stored before summaries existed is summarised
+    /// from its whole answer.
+    pub fn open_summary(&self, s: &SealedSummary) -> Result<(Summary, DateTime<Utc>), StoreError> {
+        let fetched_at = s
+            .answered_at
+            .as_deref()
+            .map(parse_time)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        if let Some(sealed) = &s.summary_enc {
+            let plain = self.open(&s.id, s.key_version, "summary_enc", sealed)?;
+            let summary = Summary::decode(&plain).ok_or_else(|| StoreError::Corrupt {
+                id: s.id.clone(),
+                column: "summary_enc",
+                reason: "not a summary of layout version 1".into(),
+            })?;
+            return Ok((summary, fetched_at));
+        }
+        let Some((iin_enc, response_enc)) = &s.whole else {
+            return Err(StoreError::Corrupt {
+                id: s.id.clone(),
+                column: "summary_enc",
+                reason: "neither a summary nor the answer was read".into(),
+            });
+        };
+        let iin = self.open(&s.id, s.key_version, "iin_enc", iin_enc)?;
+        let iin = String::from_utf8_lossy(&iin).into_owned();
+        let body = match response_enc {
+            Some(sealed) => {
+                let plain = self.open(&s.id, s.key_version, "response_enc", sealed)?;
+                codec::unpack(&plain).ok_or_else(|| StoreError::Corrupt {
+                    id: s.id.clone(),
+                    column: "response_enc",
+                    reason: "unknown codec byte, or a body that does not decompress".into(),
+                })?
+            }
+            None => Zeroizing::new(Vec::new()),
+        };
+        Ok((Summary::of_body(&iin, &body), fetched_at))
+    }
+}
+
+/// What a floor measurement read and opened.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Floor {
+    pub values: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Store {
+    /// The keys without the connection, for worker threads.
+    pub fn opener(&self) -> Opener {
+        Opener {
+            keys: self.keys.clone(),
+            key_version: self.key_version,
+        }
+    }
+
+    /// Makes this connection suited to a long import: commits wait for the
+    /// WAL write only (a crash loses at most the last batches, which a
+    /// re-import restores without duplicates) and a larger page cache.
+    pub fn bulk_mode(&self) -> Result<(), StoreError> {
+        sqlite::bulk_pragmas(&self.conn)
+    }
+
+    /// Drops the secondary indexes of `lookups` for a large import; queries
+    /// of other processes are slow until [`Store::rebuild_indexes`] (or the
+    /// next open, after a crash) builds them again.
+    pub fn drop_indexes(&self) -> Result<(), StoreError> {
+        sqlite::drop_lookup_indexes(&self.conn)
+    }
+
+    /// Builds again the indexes [`Store::drop_indexes`] dropped.
+    pub fn rebuild_indexes(&self) -> Result<(), StoreError> {
+        sqlite::ensure_schema(&self.conn)
+    }
+
+    /// Inserts sealed imported lookups in one transaction; ids already
+    /// present are left as they are.
+    pub fn insert_imported(&self, rows: &[SealedLookup]) -> Result<ImportOutcome, StoreError> {
+        sqlite::immediate(&self.conn, |c| {
+            let mut out = ImportOutcome::default();
+            for r in rows {
+                if sqlite::insert_lookup_cached(c, &r.0)? {
+                    out.inserted += 1;
+                } else {
+                    out.already += 1;
+                }
+            }
+            Ok::<_, StoreError>(out)
+        })
+    }
+
+    /// Calls `f` with batches of up to `batch` sealed summaries: the latest
+    /// VALID lookup of every person, in subject order (a stable order that
+    /// reveals nothing). Reads only the covering index `lookups_latest`,
+    /// except for lookups stored before summaries existed.
+    pub fn each_latest_summary<E: From<StoreError>>(
+        &self,
+        batch: usize,
+        mut f: impl FnMut(Vec<SealedSummary>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut chunk = Vec::with_capacity(batch);
+        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow| -> Result<(), E> {
+            let whole = match r.summary_enc {
+                Some(_) => None,
+                None => {
+                    sqlite::lookup_by_id(&self.conn, &r.id)?.map(|l| (l.iin_enc, l.response_enc))
+                }
+            };
+            chunk.push(SealedSummary {
+                id: r.id,
+                key_version: r.key_version,
+                answered_at: r.answered_at,
+                summary_enc: r.summary_enc,
+                whole,
+            });
+            if chunk.len() >= batch {
+                f(std::mem::replace(&mut chunk, Vec::with_capacity(batch)))?;
+            }
+            Ok(())
+        })?;
+        if !chunk.is_empty() {
+            f(chunk)?;
+        }
+        Ok(())
+    }
+
+    /// Calls `f` with every stored answer of the service (any GBDFL
+    /// status), oldest first, as its body and the time it was fetched.
+    pub fn each_answer<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(DateTime<Utc>, Zeroizing<Vec<u8>>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        sqlite::each_answer(&self.conn, &mut |row: LookupRow| {
+            let at = row
+                .answered_at
+                .as_deref()
+                .map(parse_time)
+                .unwrap_or_else(|| parse_time(&row.requested_at));
+            match self.open_response(&row)? {
+                Some(body) => f(at, body),
+                None => Ok(()),
+            }
+        })
+    }
+
+    /// The floor of a full scan: reads every stored answer (`response_enc`)
+    /// and opens it with AES-256-GCM, once, on this thread; no
+    /// decompression, no parsing.
+    pub fn floor_answers(&self) -> Result<Floor, StoreError> {
+        let start = Instant::now();
+        let mut floor = Floor::default();
+        let opener = self.opener();
+        sqlite::each_sealed_answer(&self.conn, &mut |id, version, sealed| {
+            let plain = opener.open(&id, version, "response_enc", &sealed)?;
+            floor.values += 1;
+            floor.bytes += plain.len() as u64;
+            Ok(())
+        })?;
+        floor.seconds = start.elapsed().as_secs_f64();
+        Ok(floor)
+    }
+
+    /// The floor of the expiry scan: reads the summary of every person's
+    /// latest VALID lookup and opens it, once, on this thread; no decoding.
+    pub fn floor_summaries(&self) -> Result<Floor, StoreError> {
+        let start = Instant::now();
+        let mut floor = Floor::default();
+        let opener = self.opener();
+        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow| {
+            if let Some(sealed) = &r.summary_enc {
+                let plain = opener.open(&r.id, r.key_version, "summary_enc", sealed)?;
+                floor.values += 1;
+                floor.bytes += plain.len() as u64;
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        floor.seconds = start.elapsed().as_secs_f64();
+        Ok(floor)
+    }
+}

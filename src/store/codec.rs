@@ -1,0 +1,118 @@
+//! How a response body is packed before it is sealed: the codec byte of
+//! `response_enc` (docs/FORMAT.md).
+//!
+//! Codec `0x00` is the body as received. Codec `0x01` is one zstd frame
+//! (content size recorded) made with the embedded dictionary
+//! `zstd-dict-v1.txt`: the API page's response example, pretty and compact.
+//! A raw-content dictionary gives zstd the field names and the fixed texts
+//! of every answer, which a 2 KB body cannot teach it alone.
+//!
+//! Rule this module keeps: the dictionary file never changes; a new one
+//! gets a new codec byte, so every stored value stays readable. Compression
+//! happens before sealing (ciphertext does not compress), on plaintext in
+//! memory only.
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+
+use zeroize::Zeroizing;
+
+/// The body exactly as received.
+pub const RAW: u8 = 0x00;
+/// zstd with the v1 dictionary.
+pub const ZSTD_V1: u8 = 0x01;
+/// The v1 dictionary, byte for byte.
+pub const DICT_V1: &[u8] = include_bytes!("zstd-dict-v1.txt");
+/// zstd level 1: with the dictionary it packs an answer to under a third,
+/// and higher levels cost import time for a few percent (BENCHMARKS.md).
+const LEVEL: i32 = 1;
+/// No stored body is larger than this; a frame claiming more is corrupt.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn encoder_dict() -> &'static zstd::dict::EncoderDictionary<'static> {
+    static D: OnceLock<zstd::dict::EncoderDictionary<'static>> = OnceLock::new();
+    D.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICT_V1, LEVEL))
+}
+
+fn decoder_dict() -> &'static zstd::dict::DecoderDictionary<'static> {
+    static D: OnceLock<zstd::dict::DecoderDictionary<'static>> = OnceLock::new();
+    D.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICT_V1))
+}
+
+thread_local! {
+    static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// The codec byte followed by the packed body: zstd when that is smaller,
+/// the body as it is otherwise.
+pub fn pack(body: &[u8]) -> Zeroizing<Vec<u8>> {
+    let packed = COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::with_prepared_dictionary(encoder_dict()).ok();
+        }
+        c.as_mut().and_then(|c| c.compress(body).ok())
+    });
+    let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 1));
+    match packed {
+        Some(z) if z.len() < body.len() => {
+            let z = Zeroizing::new(z);
+            out.push(ZSTD_V1);
+            out.extend_from_slice(&z);
+        }
+        _ => {
+            out.push(RAW);
+            out.extend_from_slice(body);
+        }
+    }
+    out
+}
+
+/// The body from a codec byte and packed bytes; `None` for an unknown codec
+/// or a frame that does not decompress.
+pub fn unpack(plain: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    match plain.split_first()? {
+        (&RAW, rest) => Some(Zeroizing::new(rest.to_vec())),
+        (&ZSTD_V1, rest) => DECOMPRESSOR.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.is_none() {
+                *d = zstd::bulk::Decompressor::with_prepared_dictionary(decoder_dict()).ok();
+            }
+            d.as_mut()?
+                .decompress(rest, MAX_BODY)
+                .ok()
+                .map(Zeroizing::new)
+        }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_small_bodies_stay_raw() {
+        let body = crate::emulator::synthetic_response(
+            "880510400015",
+            "3e9b7d42-6c1a-4f8e-a2d5-9b4c8e1f7a3d",
+            chrono::NaiveDate::from_ymd_opt(2030, 7, 1).unwrap(),
+        )
+        .to_string();
+        let packed = pack(body.as_bytes());
+        assert_eq!(packed[0], ZSTD_V1);
+        assert!(
+            packed.len() < body.len() / 2,
+            "{} of {}",
+            packed.len(),
+            body.len()
+        );
+        assert_eq!(&unpack(&packed).unwrap()[..], body.as_bytes());
+        let tiny = pack(b"{}");
+        assert_eq!(&tiny[..], b"\x00{}");
+        assert_eq!(&unpack(&tiny).unwrap()[..], b"{}");
+        assert!(unpack(b"\x07x").is_none());
+        assert!(unpack(b"\x01garbage").is_none());
+    }
+}
