@@ -76,8 +76,25 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
     })
 }
 
+/// Runs one statement, prepared once per connection (the hot paths of
+/// `sync` run the same few statements thousands of times).
+fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params)
+}
+
+/// One row of one statement, prepared once per connection.
+fn row1<T>(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(params, f)
+}
+
 fn configure(conn: &Connection, busy: Duration) -> Result<(), StoreError> {
     conn.busy_timeout(busy)?;
+    conn.set_prepared_statement_cache_capacity(64);
     // WAL for readers beside a writer; FULL so a recorded paid call survives
     // a power cut; secure_delete so deleted rows leave no old ciphertext;
     // temp_store in memory so sorts never spill to a temp file.
@@ -132,7 +149,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     let app_id: i64 = conn
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| classify(path, e))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let version: i64 = row1(&conn, "PRAGMA user_version", [], |r| r.get(0))?;
     if app_id != APPLICATION_ID {
         if app_id == 0 && version == 0 {
             return Err(StoreError::NotInitialised(path.to_owned()));
@@ -169,8 +186,8 @@ pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreEr
         StoreError::Sqlite(e) => classify(path, e),
         other => other,
     })?;
-    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app_id: i64 = row1(&conn, "PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = row1(&conn, "PRAGMA user_version", [], |r| r.get(0))?;
     if app_id == APPLICATION_ID {
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew {
@@ -182,7 +199,9 @@ pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreEr
         migrate(&conn, version)?;
         return Ok((conn, false));
     }
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    let tables: i64 = row1(&conn, "SELECT count(*) FROM sqlite_schema", [], |r| {
+        r.get(0)
+    })?;
     if app_id != 0 || tables > 0 {
         return Err(StoreError::NotADatabase(path.to_owned()));
     }
@@ -237,7 +256,7 @@ pub struct KeyRow {
 
 /// Every key version, newest first.
 pub fn key_rows(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT version, check_value, wrapped_keys, created_at, retired_at FROM keys ORDER BY version DESC",
     )?;
     let rows = st
@@ -255,15 +274,23 @@ pub fn key_rows(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
 }
 
 pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "INSERT INTO keys (version, check_value, wrapped_keys, created_at, retired_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![k.version, k.check_value, k.wrapped_keys, k.created_at, k.retired_at],
+        params![
+            k.version,
+            k.check_value,
+            k.wrapped_keys,
+            k.created_at,
+            k.retired_at
+        ],
     )?;
     Ok(())
 }
 
 pub fn retire_key(conn: &Connection, version: i64, at: &str) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "UPDATE keys SET retired_at = ?2 WHERE version = ?1",
         params![version, at],
     )?;
@@ -359,7 +386,8 @@ pub fn audit_last(conn: &Connection) -> Result<Option<(i64, Vec<u8>)>, StoreErro
 }
 
 pub fn insert_audit(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         &format!(
             "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
         ),
@@ -390,7 +418,7 @@ pub fn each_audit<E: From<StoreError>>(
     f: &mut dyn FnMut(AuditRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut st = conn
-        .prepare(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))
+        .prepare_cached(&format!("SELECT {AUDIT_COLUMNS} FROM audit ORDER BY seq"))
         .map_err(StoreError::from)?;
     let mut rows = st.query([]).map_err(StoreError::from)?;
     while let Some(r) = rows.next().map_err(StoreError::from)? {
@@ -401,7 +429,8 @@ pub fn each_audit<E: From<StoreError>>(
 
 /// Re-seals one audit row's sealed columns (rekey).
 pub fn update_audit_sealed(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "UPDATE audit SET key_version = ?2, purpose_enc = ?3, error_enc = ?4 WHERE seq = ?1",
         params![a.seq, a.key_version, a.purpose_enc, a.error_enc],
     )?;
@@ -410,7 +439,8 @@ pub fn update_audit_sealed(conn: &Connection, a: &AuditRow) -> Result<(), StoreE
 
 /// Re-seals one lookup's sealed columns (rekey).
 pub fn update_lookup_sealed(conn: &Connection, r: &LookupRow) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "UPDATE lookups SET key_version = ?2, iin_enc = ?3, session_enc = ?4, purpose_enc = ?5, \
          detail_enc = ?6, response_enc = ?7, summary_enc = ?8 WHERE id = ?1",
         params![
@@ -437,14 +467,16 @@ pub fn all_lookups<E: From<StoreError>>(
 
 /// Deletes lookups requested before `cutoff`; returns how many.
 pub fn delete_lookups_before(conn: &Connection, cutoff: &str) -> Result<usize, StoreError> {
-    Ok(conn.execute(
+    Ok(exec(
+        conn,
         "DELETE FROM lookups WHERE requested_at < ?1",
         params![cutoff],
     )?)
 }
 
 pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
+    Ok(row1(
+        conn,
         "SELECT count(*) FROM lookups WHERE requested_at < ?1",
         params![cutoff],
         |r| r.get(0),
@@ -456,13 +488,13 @@ pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<i64, Stor
 /// truncating checkpoint empties the WAL).
 pub fn compact(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    row1(conn, "PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
 
 /// `PRAGMA integrity_check`: "ok" or the problems found.
 pub fn integrity_check(conn: &Connection) -> Result<Vec<String>, StoreError> {
-    let mut st = conn.prepare("PRAGMA integrity_check")?;
+    let mut st = conn.prepare_cached("PRAGMA integrity_check")?;
     let rows = st
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -482,7 +514,8 @@ pub fn backup(conn: &Connection, dest: &Path) -> Result<(), StoreError> {
 
 /// Inserts a lookup; an id already present is left as it is (idempotent).
 pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreError> {
-    let n = conn.execute(
+    let n = exec(
+        conn,
         &format!(
             "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
@@ -532,7 +565,7 @@ pub fn latest_valid(conn: &Connection, subject: &[u8]) -> Result<Option<LookupRo
 
 /// Every lookup of a subject, newest first.
 pub fn history(conn: &Connection, subject: &[u8]) -> Result<Vec<LookupRow>, StoreError> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE subject = ?1 ORDER BY requested_at DESC, id DESC"
     ))?;
     let rows = st
@@ -561,7 +594,7 @@ pub fn each_latest_valid<E: From<StoreError>>(
     // SQLite returns the row holding max(answered_at) for each group; the
     // partial index lookups_latest lets this walk run without a sort.
     let mut st = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE id IN ( \
            SELECT id FROM (SELECT id, max(answered_at) FROM lookups \
              WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
@@ -584,7 +617,7 @@ pub fn each_lookup<E: From<StoreError>>(
     f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut st = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {LOOKUP_COLUMNS} FROM lookups \
          WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
          ORDER BY requested_at, id"
@@ -599,7 +632,9 @@ pub fn each_lookup<E: From<StoreError>>(
 
 /// How many lookups the database holds.
 pub fn count_lookups(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT count(*) FROM lookups", [], |r| r.get(0))?)
+    Ok(row1(conn, "SELECT count(*) FROM lookups", [], |r| {
+        r.get(0)
+    })?)
 }
 
 /// A queue row as stored: sealed columns stay sealed here.
@@ -656,7 +691,8 @@ fn queue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
 
 /// Inserts a queue item; returns false when its request is already queued.
 pub fn insert_queue(conn: &Connection, q: &QueueRow) -> Result<bool, StoreError> {
-    let n = conn.execute(
+    let n = exec(
+        conn,
         &format!(
             "INSERT OR IGNORE INTO queue ({QUEUE_COLUMNS}) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
@@ -710,7 +746,7 @@ pub fn queue_by_id(conn: &Connection, id: &str) -> Result<Option<QueueRow>, Stor
 
 /// Every queue item, soonest deadline first.
 pub fn queue_all(conn: &Connection) -> Result<Vec<QueueRow>, StoreError> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {QUEUE_COLUMNS} FROM queue ORDER BY deadline, queued_at, id"
     ))?;
     let rows = st
@@ -722,7 +758,8 @@ pub fn queue_all(conn: &Connection) -> Result<Vec<QueueRow>, StoreError> {
 /// Marks waiting items past their deadline as expired, unless claimed by a
 /// live process; returns how many.
 pub fn expire_queue(conn: &Connection, now: &str) -> Result<usize, StoreError> {
-    Ok(conn.execute(
+    Ok(exec(
+        conn,
         "UPDATE queue SET state = 'expired', claimed_by = NULL, claimed_until = NULL \
          WHERE state = 'waiting' AND deadline <= ?1 \
            AND (claimed_by IS NULL OR claimed_until <= ?1)",
@@ -739,7 +776,7 @@ pub fn queue_due(
     in_doubt: bool,
     limit: i64,
 ) -> Result<Vec<QueueRow>, StoreError> {
-    let mut st = conn.prepare(&format!(
+    let mut st = conn.prepare_cached(&format!(
         "SELECT {QUEUE_COLUMNS} FROM queue \
          WHERE state = 'waiting' AND deadline > ?1 AND next_try_at <= ?1 \
            AND (claimed_by IS NULL OR (?2 AND claimed_until <= ?1)) \
@@ -758,7 +795,8 @@ pub fn claim_queue(
     owner: &str,
     until: &str,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "UPDATE queue SET claimed_by = ?2, claimed_until = ?3, attempts = attempts + 1 WHERE id = ?1",
         params![id, owner, until],
     )?;
@@ -768,7 +806,8 @@ pub fn claim_queue(
 /// Puts a claimed item back: unclaimed, with its attempt count, next try,
 /// last status and sealed last error as given.
 pub fn release_queue(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "UPDATE queue SET claimed_by = NULL, claimed_until = NULL, attempts = ?2, next_try_at = ?3, \
          last_status = ?4, error_enc = ?5, key_version = ?6 WHERE id = ?1",
         params![
@@ -785,7 +824,8 @@ pub fn release_queue(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> 
 
 /// Re-seals one queue row's sealed columns (rekey).
 pub fn update_queue_sealed(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> {
-    conn.execute(
+    exec(
+        conn,
         "UPDATE queue SET key_version = ?2, iin_enc = ?3, session_enc = ?4, purpose_enc = ?5, \
          error_enc = ?6 WHERE id = ?1",
         params![
@@ -802,12 +842,16 @@ pub fn update_queue_sealed(conn: &Connection, q: &QueueRow) -> Result<(), StoreE
 
 /// Deletes one queue item; returns whether it was there.
 pub fn delete_queue(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(conn.execute("DELETE FROM queue WHERE id = ?1", params![id])? == 1)
+    Ok(exec(conn, "DELETE FROM queue WHERE id = ?1", params![id])? == 1)
 }
 
 /// Deletes queue items queued before `cutoff` (purge); returns how many.
 pub fn delete_queue_before(conn: &Connection, cutoff: &str) -> Result<usize, StoreError> {
-    Ok(conn.execute("DELETE FROM queue WHERE queued_at < ?1", params![cutoff])?)
+    Ok(exec(
+        conn,
+        "DELETE FROM queue WHERE queued_at < ?1",
+        params![cutoff],
+    )?)
 }
 
 /// The next try of every unclaimed waiting item that can still be sent.
@@ -818,7 +862,8 @@ pub fn queue_end_claim(
     owner: &str,
     now: &str,
 ) -> Result<bool, StoreError> {
-    let n = conn.execute(
+    let n = exec(
+        conn,
         "UPDATE queue SET claimed_until = ?3 WHERE id = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
         params![id, owner, now],
     )?;
@@ -826,7 +871,7 @@ pub fn queue_end_claim(
 }
 
 pub fn queue_next_tries(conn: &Connection, now: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT id, next_try_at FROM queue \
          WHERE state = 'waiting' AND deadline > ?1 AND next_try_at < deadline AND claimed_by IS NULL",
     )?;
@@ -856,7 +901,7 @@ pub fn each_lookup_stat<E: From<StoreError>>(
     f: &mut dyn FnMut(StatRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut st = conn
-        .prepare(
+        .prepare_cached(
             "SELECT id, requested_at, source, outcome, status, http_status FROM lookups \
              WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
              ORDER BY requested_at, id",
@@ -892,7 +937,7 @@ pub fn expired_queue_times(
     now: &str,
 ) -> Result<Vec<String>, StoreError> {
     // Waiting items past their deadline are expired too, marked or not yet.
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT deadline FROM queue WHERE (state = 'expired' OR deadline <= ?3) \
          AND (?1 IS NULL OR deadline >= ?1) AND (?2 IS NULL OR deadline < ?2) ORDER BY deadline",
     )?;
@@ -927,7 +972,8 @@ pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
 /// Creates whatever the schema has and the database lacks (indexes a
 /// large import dropped); cheap when nothing is missing.
 pub fn ensure_schema(conn: &Connection) -> Result<(), StoreError> {
-    let present: i64 = conn.query_row(
+    let present: i64 = row1(
+        conn,
         "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3)",
         params![LOOKUP_INDEXES[0], LOOKUP_INDEXES[1], LOOKUP_INDEXES[2]],
         |r| r.get(0),
@@ -990,7 +1036,7 @@ pub fn each_latest_summary<E: From<StoreError>>(
     // The bare columns come from the row holding max(answered_at) (SQLite's
     // rule for min/max aggregates), the same row `each_latest_valid` picks.
     let mut st = conn
-        .prepare(
+        .prepare_cached(
             "SELECT id, key_version, max(answered_at), summary_enc FROM lookups \
              WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
              GROUP BY subject ORDER BY subject",
@@ -1015,7 +1061,7 @@ pub fn each_answer<E: From<StoreError>>(
     f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut st = conn
-        .prepare(&format!(
+        .prepare_cached(&format!(
             "SELECT {LOOKUP_COLUMNS} FROM lookups \
              WHERE source = 'service' AND outcome = 'answered' AND response_enc IS NOT NULL \
              ORDER BY requested_at, id"
@@ -1034,7 +1080,7 @@ pub fn each_sealed_answer(
     conn: &Connection,
     f: &mut dyn FnMut(String, i64, Vec<u8>) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let mut st = conn.prepare(
+    let mut st = conn.prepare_cached(
         "SELECT id, key_version, response_enc FROM lookups WHERE response_enc IS NOT NULL",
     )?;
     let mut rows = st.query([])?;
