@@ -743,7 +743,7 @@ pub fn status_advice(response: &Response) -> &'static str {
         .unwrap_or("");
     match response.status {
         Some(Status::Pending) => {
-            "the answer is not ready yet: run the same fetch again in a minute"
+            "the answer is not ready yet: `gbdfl sync` (or the same fetch) asks again; give it a minute"
         }
         _ if kind == "SERVICE_ERROR" => {
             "the state service could not be reached by biometric.kz: try again later"
