@@ -313,48 +313,41 @@ pub fn fetch(
         Some((&owner, client.claim_until(now))),
         req.force,
     )?;
+    // Every way but a claim ends here without a call.
+    let no_call = |fetched: Fetched| -> Result<Attempt, StoreError> {
+        Ok(Attempt {
+            fetched,
+            next: Next::Done,
+        })
+    };
     let item = match begun {
         Begin::Fresh(from) => {
             let id = record_cached(store, req, now, &from)?;
-            return Ok(Attempt {
-                fetched: Fetched::Cached { id, from },
-                next: Next::Done,
-            });
+            return no_call(Fetched::Cached { id, from });
         }
+        // The claim is of a process that was killed mid-call: in doubt now.
         Begin::Busy(mut item)
             if item.claimed_by.as_deref().is_some_and(claim_is_orphaned)
                 && store.end_claim(&item.id, item.claimed_by.as_deref().unwrap_or_default())? =>
         {
             item.state = store::QueueState::InDoubt;
-            return Ok(Attempt {
-                fetched: Fetched::InDoubt {
-                    item: Box::new(item),
-                },
-                next: Next::Done,
+            return no_call(Fetched::InDoubt {
+                item: Box::new(item),
             });
         }
         Begin::Busy(item) => {
-            return Ok(Attempt {
-                fetched: Fetched::Busy {
-                    item: Box::new(item),
-                },
-                next: Next::Done,
+            return no_call(Fetched::Busy {
+                item: Box::new(item),
             });
         }
         Begin::InDoubt(item) => {
-            return Ok(Attempt {
-                fetched: Fetched::InDoubt {
-                    item: Box::new(item),
-                },
-                next: Next::Done,
+            return no_call(Fetched::InDoubt {
+                item: Box::new(item),
             });
         }
         Begin::Expired(item) => {
-            return Ok(Attempt {
-                fetched: Fetched::Expired {
-                    item: Box::new(item),
-                },
-                next: Next::Done,
+            return no_call(Fetched::Expired {
+                item: Box::new(item),
             });
         }
         Begin::Claimed(item) => item,

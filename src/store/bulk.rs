@@ -227,7 +227,7 @@ impl Store {
         sqlite::immediate(&self.conn, |c| {
             let mut out = ImportOutcome::default();
             for r in rows {
-                if sqlite::insert_lookup_cached(c, &r.0)? {
+                if sqlite::insert_lookup(c, &r.0)? {
                     out.inserted += 1;
                 } else {
                     out.already += 1;

@@ -986,38 +986,6 @@ pub fn ensure_schema(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// [`insert_lookup`] through the connection's statement cache, for batches.
-pub fn insert_lookup_cached(conn: &Connection, r: &LookupRow) -> Result<bool, StoreError> {
-    let mut st = conn.prepare_cached(&format!(
-        "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
-    ))?;
-    let n = st.execute(params![
-        r.id,
-        r.subject,
-        r.requested_at,
-        r.answered_at,
-        r.operator,
-        r.host,
-        r.source,
-        r.outcome,
-        r.status,
-        r.result,
-        r.http_status,
-        r.failure_type,
-        r.iin_checked,
-        r.cached_from,
-        r.key_version,
-        r.iin_enc,
-        r.session_enc,
-        r.purpose_enc,
-        r.detail_enc,
-        r.response_enc,
-        r.summary_enc,
-    ])?;
-    Ok(n == 1)
-}
-
 /// The latest VALID lookup of one person, as the covering index holds it.
 #[derive(Debug)]
 pub struct LatestRow {
