@@ -15,20 +15,6 @@ use gbdfl::emulator::{Emulator, EmulatorConfig, Faults};
 const LATENCY_MS: u64 = 50;
 const API_KEY: &str = "bench-organisation-api-key";
 
-fn subjects(n: usize) -> Vec<String> {
-    (0u32..)
-        .filter_map(|k| {
-            gbdfl::iin::complete(&format!(
-                "8806{:02}4{:04}",
-                10 + (k / 10_000) % 18,
-                k % 10_000
-            ))
-        })
-        .filter(|iin| !gbdfl::emulator::fixtures().iter().any(|f| f.iin == iin))
-        .take(n)
-        .collect()
-}
-
 fn main() {
     let bin = env!("CARGO_BIN_EXE_gbdfl");
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
@@ -53,7 +39,7 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("config.toml"), "").unwrap();
         let mut csv = String::from("iin,session_id\n");
-        for iin in subjects(n) {
+        for iin in gbdfl::emulator::synthetic_iins(n) {
             csv.push_str(&format!("{iin},{}\n", uuid::Uuid::new_v4()));
         }
         let file = dir.path().join("batch.csv");

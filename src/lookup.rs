@@ -241,6 +241,23 @@ pub fn deadline(
 /// How long after the checks GBDFL data can be obtained.
 pub const SESSION_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(3);
 
+/// The queue's view of a fetch request, queued at `now`.
+fn new_request<'a>(
+    req: &FetchRequest<'a>,
+    now: DateTime<Utc>,
+    session_created_at: Option<DateTime<Utc>>,
+) -> NewRequest<'a> {
+    NewRequest {
+        iin: req.iin,
+        session_id: req.session.as_str(),
+        purpose: req.asker.purpose,
+        operator: req.asker.operator,
+        host: req.asker.host,
+        queued_at: now,
+        deadline: deadline(now, session_created_at),
+    }
+}
+
 /// A unique id of this process's claims, one per worker.
 pub fn claim_owner(worker: usize) -> String {
     static PROCESS: std::sync::OnceLock<Uuid> = std::sync::OnceLock::new();
@@ -297,15 +314,7 @@ pub fn fetch(
 ) -> Result<Attempt, StoreError> {
     let now = Utc::now();
     let owner = claim_owner(0);
-    let request = NewRequest {
-        iin: req.iin,
-        session_id: req.session.as_str(),
-        purpose: req.asker.purpose,
-        operator: req.asker.operator,
-        host: req.asker.host,
-        queued_at: now,
-        deadline: deadline(now, session_created_at),
-    };
+    let request = new_request(req, now, session_created_at);
     let max_age = (!req.force).then_some(req.max_age);
     let begun = store.begin_fetch(
         &request,
@@ -396,34 +405,9 @@ fn record_cached(
     Ok(id)
 }
 
-/// Queues a request for `sync` unless a fresh VALID record answers it (then
-/// recorded as a cache answer, whose id is returned with it). Makes no call.
-pub fn enqueue(
-    store: &Store,
-    req: &FetchRequest<'_>,
-    session_created_at: Option<DateTime<Utc>>,
-) -> Result<(Begin, Option<LookupId>), StoreError> {
-    let now = Utc::now();
-    let request = NewRequest {
-        iin: req.iin,
-        session_id: req.session.as_str(),
-        purpose: req.asker.purpose,
-        operator: req.asker.operator,
-        host: req.asker.host,
-        queued_at: now,
-        deadline: deadline(now, session_created_at),
-    };
-    let max_age = (!req.force).then_some(req.max_age);
-    let begun = store.begin_fetch(&request, max_age, None, false)?;
-    let id = match &begun {
-        Begin::Fresh(from) => Some(record_cached(store, req, now, from)?),
-        _ => None,
-    };
-    Ok((begun, id))
-}
-
-/// [`enqueue`] for many requests, queued in one transaction (a batch file);
-/// the ones a fresh VALID record answers are recorded as cache answers.
+/// Queues requests for `sync` in one transaction (a batch file), unless a
+/// fresh VALID record answers them (then recorded as cache answers, whose
+/// ids are returned with them). Makes no call.
 pub fn enqueue_many(
     store: &Store,
     reqs: &[(FetchRequest<'_>, Option<DateTime<Utc>>)],
@@ -431,15 +415,7 @@ pub fn enqueue_many(
     let now = Utc::now();
     let requests: Vec<NewRequest<'_>> = reqs
         .iter()
-        .map(|(req, created)| NewRequest {
-            iin: req.iin,
-            session_id: req.session.as_str(),
-            purpose: req.asker.purpose,
-            operator: req.asker.operator,
-            host: req.asker.host,
-            queued_at: now,
-            deadline: deadline(now, *created),
-        })
+        .map(|(req, created)| new_request(req, now, *created))
         .collect();
     // One max-age for the batch: the first request's (they share the settings).
     let max_age = reqs

@@ -26,6 +26,22 @@ pub use fixtures::{Fixture, FixtureKind, fixtures, iins};
 pub use server::{Emulator, run_blocking};
 pub use synthetic::{synthetic_person, synthetic_response};
 
+/// `n` distinct valid IINs that are not fixtures: the emulator makes up a
+/// person for each (for tests and benchmarks that need many subjects).
+pub fn synthetic_iins(n: usize) -> Vec<String> {
+    (0u32..)
+        .filter_map(|k| {
+            crate::iin::complete(&format!(
+                "8806{:02}4{:04}",
+                10 + (k / 10_000) % 18,
+                k % 10_000
+            ))
+        })
+        .filter(|iin| !fixtures().iter().any(|f| f.iin == iin))
+        .take(n)
+        .collect()
+}
+
 /// How an emulator instance behaves.
 #[derive(Clone, Default)]
 pub struct EmulatorConfig {

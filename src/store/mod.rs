@@ -540,24 +540,34 @@ impl Store {
         column: &'static str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let aad = crypto::associated_data("lookups", column, &row.id, row.key_version as u32);
-        if row.key_version as u32 != self.key_version {
-            return Err(StoreError::Corrupt {
-                id: row.id.clone(),
-                column,
-                reason: format!(
-                    "sealed under key version {}, this database's current key is version {}",
-                    row.key_version, self.key_version
-                ),
-            });
+        self.open_sealed("lookups", column, &row.id, row.key_version, sealed)
+    }
+
+    /// Opens one sealed value of `table`, refusing one sealed under another
+    /// key version than the current (rekey re-seals everything).
+    fn open_sealed(
+        &self,
+        table: &str,
+        column: &'static str,
+        id: &str,
+        key_version: i64,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: id.to_owned(),
+            column,
+            reason,
+        };
+        if key_version as u32 != self.key_version {
+            return Err(corrupt(format!(
+                "sealed under key version {key_version}, this database's current key is version {}",
+                self.key_version
+            )));
         }
+        let aad = crypto::associated_data(table, column, id, key_version as u32);
         self.keys
             .open(sealed, &aad)
-            .map_err(|e| StoreError::Corrupt {
-                id: row.id.clone(),
-                column,
-                reason: e.to_string(),
-            })
+            .map_err(|e| corrupt(e.to_string()))
     }
 
     fn open_text(

@@ -189,23 +189,7 @@ impl Store {
         column: &'static str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        if row.key_version as u32 != self.key_version {
-            return Err(StoreError::Corrupt {
-                id: row.id.clone(),
-                column,
-                reason: format!(
-                    "sealed under key version {}, this database's current key is version {}",
-                    row.key_version, self.key_version
-                ),
-            });
-        }
-        self.keys
-            .open(sealed, &aad(column, &row.id, row.key_version as u32))
-            .map_err(|e| StoreError::Corrupt {
-                id: row.id.clone(),
-                column,
-                reason: e.to_string(),
-            })
+        self.open_sealed("queue", column, &row.id, row.key_version, sealed)
     }
 
     fn open_queue_text(
@@ -463,25 +447,8 @@ impl Store {
         audit: Option<&AuditEntry>,
         after: After<'_>,
     ) -> Result<(), StoreError> {
-        self.finish_and_claim(item, owner, lookup, audit, after, None)
-            .map(|_| ())
-    }
-
-    /// [`finish`](Self::finish), then, in the same transaction, claims the
-    /// next item as [`claim_next`](Self::claim_next) would (never `item`
-    /// itself).
-    pub fn finish_and_claim(
-        &self,
-        item: &QueueItem,
-        owner: &str,
-        lookup: Option<&NewLookup<'_>>,
-        audit: Option<&AuditEntry>,
-        after: After<'_>,
-        next: Option<&NextClaim<'_>>,
-    ) -> Result<Option<QueueItem>, StoreError> {
         let sealed = self.seal_finish(item, owner, lookup, audit, after)?;
-        let mut claimed = self.commit_finishes(&[(&sealed, next.copied())])?;
-        Ok(claimed.pop().flatten())
+        self.commit_finishes(&[(&sealed, None)]).map(|_| ())
     }
 
     /// The encryption half of [`finish`](Self::finish), done outside any

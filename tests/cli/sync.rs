@@ -14,21 +14,6 @@ use crate::harness::{Env, session};
 /// Fast retries, so fault tests take milliseconds between attempts.
 const FAST: [(&str, &str); 2] = [("GBDFL_RETRY_BASE", "20ms"), ("GBDFL_RETRY_CAP", "200ms")];
 
-/// `n` distinct valid IINs that are not emulator fixtures.
-fn subjects(n: usize) -> Vec<String> {
-    (0u32..)
-        .filter_map(|k| {
-            gbdfl::iin::complete(&format!(
-                "8806{:02}4{:04}",
-                10 + (k / 10_000) % 18,
-                k % 10_000
-            ))
-        })
-        .filter(|iin| !gbdfl::emulator::fixtures().iter().any(|f| f.iin == iin))
-        .take(n)
-        .collect()
-}
-
 /// Writes a batch file of (iin, session) rows plus `extra` raw lines after
 /// the given rows (by index); returns its path.
 fn write_batch(env: &Env, name: &str, rows: &[(String, String)], bad: &[(usize, &str)]) -> PathBuf {
@@ -47,7 +32,10 @@ fn write_batch(env: &Env, name: &str, rows: &[(String, String)], bad: &[(usize, 
 }
 
 fn pairs(n: usize) -> Vec<(String, String)> {
-    subjects(n).into_iter().map(|i| (i, session())).collect()
+    gbdfl::emulator::synthetic_iins(n)
+        .into_iter()
+        .map(|i| (i, session()))
+        .collect()
 }
 
 /// Queues the rows without sending anything (`batch --no-sync` exits 11).
