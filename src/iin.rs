@@ -22,7 +22,7 @@ pub enum IinError {
     #[error("the first six digits must be a real birth date YYMMDD, {0} is not")]
     BirthDate(String),
     #[error(
-        "the check digit (12th) does not match the other 11 digits: check the number against the subject's ID document (a typo in any digit gives this), or pass --skip-iin-check if the document really bears it"
+        "the check digit (12th) does not match the other 11 digits: check the number against the subject's ID document (a typo in any digit gives this)"
     )]
     CheckDigit { expected: u8, found: u8 },
     #[error("no check digit can be computed for these 11 digits, so no such IIN is issued")]

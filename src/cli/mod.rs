@@ -197,9 +197,23 @@ impl Ctx {
 }
 
 /// Parses an IIN argument; the error names the (masked) number and the rule.
+/// Every caller takes `--skip-iin-check`, so a failed check digit names it
+/// (the batch file and the archive import have their own rules).
 pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
-    Iin::parse_with(s, skip_check)
-        .with_context(|| format!("IIN {} is not valid", crate::iin::mask(s.trim())))
+    let masked = crate::iin::mask(s.trim());
+    Iin::parse_with(s, skip_check).map_err(|e| {
+        let flag = match e {
+            crate::iin::IinError::CheckDigit { .. } => {
+                ", or pass --skip-iin-check if the document really bears it"
+            }
+            _ => "",
+        };
+        Exit::new(
+            ExitCode::InvalidInput,
+            format!("IIN {masked} is not valid: {e}{flag}"),
+        )
+        .into()
+    })
 }
 
 /// Parses a session's creation time; one in the future is a mistake.
