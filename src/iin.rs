@@ -179,6 +179,18 @@ impl Iin {
 
 /// Masks any IIN-like string: first six and last one shown, the rest starred.
 pub fn mask(s: &str) -> String {
+    if s.is_ascii() {
+        // The usual case, without a vector of chars.
+        let n = s.len();
+        if n < 8 {
+            return "*".repeat(n);
+        }
+        let mut out = String::with_capacity(n);
+        out.push_str(&s[..6]);
+        out.extend(std::iter::repeat_n('*', n - 7));
+        out.push_str(&s[n - 1..]);
+        return out;
+    }
     let chars: Vec<char> = s.chars().collect();
     if chars.len() < 8 {
         return "*".repeat(chars.len());
@@ -277,6 +289,29 @@ mod tests {
             Iin::parse("950230301234"),
             Err(IinError::BirthDate(_))
         ));
+    }
+
+    #[test]
+    fn masking_ascii_and_other_text_agree() {
+        // The ASCII fast path against the general one, on every length.
+        let general = |s: &str| -> String {
+            let chars: Vec<char> = s.chars().collect();
+            if chars.len() < 8 {
+                return "*".repeat(chars.len());
+            }
+            let n = chars.len();
+            chars
+                .iter()
+                .enumerate()
+                .map(|(i, c)| if i < 6 || i == n - 1 { *c } else { '*' })
+                .collect()
+        };
+        for n in 0..20 {
+            let s: String = "0123456789abcdefghij"[..n].into();
+            assert_eq!(mask(&s), general(&s), "{s:?}");
+        }
+        assert_eq!(mask("950215301234"), "950215*****4");
+        assert_eq!(mask("ЖЖЖЖЖЖЖЖЖ"), "ЖЖЖЖЖЖ**Ж");
     }
 
     #[test]

@@ -23,11 +23,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::api;
 use rayon::prelude::*;
 
-use crate::expiry::{self, Row, RowSet, Rules, StaleRow};
+use crate::expiry::{self, Row, RowRun, RowSet, Rules, StaleRow};
 use crate::fsutil;
 use crate::iin;
 use crate::render;
-use crate::store::{Lookup, Outcome, SealedSummary, Source, Store, StoreError};
+use crate::store::{Lookup, Outcome, SealedSummaries, Source, Store, StoreError};
+use crate::summary::Summary;
 
 /// What can go wrong while making a report.
 #[derive(Debug, thiserror::Error)]
@@ -207,26 +208,43 @@ pub fn expiring_set(
                     .map_err(|_| StoreError::Io(io::Error::other("stopped")))
             })
         });
-        let check = |sealed: &SealedSummary| -> Result<Vec<Row>, StoreError> {
-            let (summary, fetched_at) = opener.open_summary(sealed)?;
-            let iin = shown_iin(&summary.iin, full_iin);
-            Ok(expiry::check(
-                &iin,
-                summary.person.as_ref(),
-                fetched_at,
-                rules,
-            ))
+        // Each worker opens, checks and packs a share of a batch into a
+        // set of its own; the shares are joined in walk order.
+        let pack = |batch: &SealedSummaries, share: std::ops::Range<usize>| {
+            let mut part = RowSet::new();
+            let mut summary = Summary::default();
+            let mut iin = String::new();
+            for i in share {
+                let fetched_at = opener.open_summary_into(batch, i, &mut summary)?;
+                iin.clear();
+                match full_iin {
+                    true => iin.push_str(&summary.iin),
+                    false => iin.push_str(&iin::mask(&summary.iin)),
+                }
+                expiry::check_each(&iin, summary.person.as_ref(), fetched_at, rules, |r| {
+                    part.push_row(&r);
+                });
+            }
+            Ok::<_, StoreError>(part)
         };
         let mut failed = None;
         for batch in rx {
-            let rows: Vec<Result<Vec<Row>, StoreError>> = if threads <= 1 {
-                batch.iter().map(check).collect()
+            let share = batch.len().div_ceil(threads.max(1)).max(1);
+            let parts: Vec<Result<RowSet, StoreError>> = if threads <= 1 {
+                vec![pack(&batch, 0..batch.len())]
             } else {
-                pool.install(|| batch.par_iter().map(check).collect())
+                pool.install(|| {
+                    (0..batch.len())
+                        .step_by(share)
+                        .collect::<Vec<_>>()
+                        .into_par_iter()
+                        .map(|from| pack(&batch, from..(from + share).min(batch.len())))
+                        .collect()
+                })
             };
-            for r in rows {
-                match r {
-                    Ok(rows) => set.push_person(rows),
+            for part in parts {
+                match part {
+                    Ok(part) => set.append(part),
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -353,6 +371,17 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "garbled",
 ];
 
+/// The CSV writer settings of a report's format.
+fn csv_builder(format: Format) -> csv::WriterBuilder {
+    let mut b = csv::WriterBuilder::new();
+    b.delimiter(format.delimiter).terminator(if format.excel {
+        csv::Terminator::CRLF
+    } else {
+        csv::Terminator::Any(b'\n')
+    });
+    b
+}
+
 /// Writes rows with the report's format; counts data rows.
 struct Sheet<W: Write> {
     csv: csv::Writer<W>,
@@ -364,14 +393,7 @@ impl<W: Write> Sheet<W> {
         if format.excel {
             w.write_all(b"\xEF\xBB\xBF").map_err(csv::Error::from)?;
         }
-        let mut csv = csv::WriterBuilder::new()
-            .delimiter(format.delimiter)
-            .terminator(if format.excel {
-                csv::Terminator::CRLF
-            } else {
-                csv::Terminator::Any(b'\n')
-            })
-            .from_writer(w);
+        let mut csv = csv_builder(format).from_writer(w);
         csv.write_record(header)?;
         Ok(Sheet { csv, rows: 0 })
     }
@@ -440,39 +462,77 @@ pub fn write_expiring_iter<W: Write>(
     sheet.finish()
 }
 
-/// Writes the expiring report of a sorted [`RowSet`], cells borrowed from it.
+/// Writes the expiring report of a sorted [`RowSet`], cells borrowed from
+/// it. `threads` workers format pieces of rows side by side; the pieces
+/// are written in order, so the file is the same with any number.
 pub fn write_expiring_set<W: Write>(
     w: W,
     format: Format,
     rows: &RowSet,
+    threads: usize,
 ) -> Result<(W, u64), ReportError> {
-    let mut sheet = Sheet::new(w, format, EXPIRING_COLUMNS)?;
+    let pool = thread_pool(threads)?;
+    let (mut w, _) = Sheet::new(w, format, EXPIRING_COLUMNS)?.finish()?;
+    let runs = rows.runs(PIECE);
+    for window in runs.chunks(2 * threads.max(1)) {
+        let pieces: Vec<Result<Vec<u8>, ReportError>> = pool.install(|| {
+            window
+                .par_iter()
+                .map(|run| expiring_piece(format, run))
+                .collect()
+        });
+        for piece in pieces {
+            w.write_all(&piece?).map_err(csv::Error::from)?;
+        }
+    }
+    Ok((w, rows.len() as u64))
+}
+
+/// Rows per piece of the expiring report: a piece is ~1.5 MB of text, and
+/// a window of `2 * threads` pieces is all that is held at once.
+const PIECE: usize = 8192;
+
+/// The CSV lines of a run of rows, no header.
+fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportError> {
+    use std::fmt::Write as _;
+    let mut csv = csv_builder(format).from_writer(Vec::with_capacity(PIECE * 200));
     // Most people have two or three rows: their fetch time is formatted once.
     let mut last: Option<(DateTime<Utc>, String)> = None;
-    for r in rows.iter_ref() {
-        let at = match &last {
-            Some((t, s)) if *t == r.fetched_at => s.clone(),
-            _ => {
-                let s = expiry::iso(r.fetched_at);
-                last = Some((r.fetched_at, s.clone()));
-                s
-            }
-        };
-        sheet.row(&[
-            Cow::Borrowed(r.iin),
-            text(r.full_name),
-            text(r.document_type),
-            text(r.document_number),
-            opt(r.expiry_date),
-            opt(r.days_left),
-            text(r.document_status),
-            text(r.life_status),
-            Cow::Owned(at),
-            own(r.reasons.to_string()),
-            text(r.note),
-        ])?;
+    let (mut date, mut days, mut why) = (String::new(), String::new(), String::new());
+    for r in run.iter() {
+        if last.as_ref().is_none_or(|(t, _)| *t != r.fetched_at) {
+            last = Some((r.fetched_at, expiry::iso(r.fetched_at)));
+        }
+        let at = last.as_ref().map(|(_, s)| s.as_str()).unwrap_or_default();
+        date.clear();
+        days.clear();
+        why.clear();
+        if let Some(d) = r.expiry_date {
+            let _ = write!(date, "{d}");
+        }
+        if let Some(d) = r.days_left {
+            let _ = write!(days, "{d}");
+        }
+        let _ = write!(why, "{}", r.reasons);
+        for cell in [
+            r.iin,
+            &text(r.full_name),
+            &text(r.document_type),
+            &text(r.document_number),
+            &date,
+            &days,
+            &text(r.document_status),
+            &text(r.life_status),
+            at,
+            &why,
+            &text(r.note),
+        ] {
+            csv.write_field(cell)?;
+        }
+        csv.write_record(None::<&[u8]>)?;
     }
-    sheet.finish()
+    csv.into_inner()
+        .map_err(|e| csv::Error::from(e.into_error()).into())
 }
 
 /// Streams the lookups of the period, oldest first.
@@ -635,7 +695,7 @@ pub fn produce(kind: Kind, store: &Store, opts: &Options, dest: &Path) -> Result
     let (file, rows) = match kind {
         Kind::Expiring => {
             let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
-            write_expiring_set(file, opts.format, &rows)?
+            write_expiring_set(file, opts.format, &rows, opts.threads)?
         }
         Kind::Lookups => write_lookups(file, opts.format, store, opts.period, opts.full_iin)?,
         Kind::Summary => write_summary(file, opts.format, store, opts.period)?,
@@ -652,7 +712,14 @@ pub struct AtomicFile {
     tmp: PathBuf,
     dest: PathBuf,
     file: Option<io::BufWriter<File>>,
+    /// Bytes written since the disk was last asked to start writing.
+    unflushed: usize,
 }
+
+/// After this many bytes, the disk is asked to start writing what it has
+/// (Linux): a 150 MB report is then mostly on disk when `commit` syncs,
+/// instead of all of it waiting for that sync.
+const WRITEBACK: usize = 16 << 20;
 
 impl AtomicFile {
     /// Creates the folder (0700) if missing and the temp file (0600).
@@ -682,6 +749,7 @@ impl AtomicFile {
             tmp,
             dest: dest.to_owned(),
             file: Some(io::BufWriter::with_capacity(64 * 1024, file)),
+            unflushed: 0,
         })
     }
 
@@ -712,11 +780,36 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("not committed").write(buf)
+        let file = self.file.as_mut().expect("not committed");
+        let n = file.write(buf)?;
+        self.unflushed += n;
+        if self.unflushed >= WRITEBACK {
+            self.unflushed = 0;
+            file.flush()?;
+            start_writeback(file.get_ref());
+        }
+        Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.as_mut().expect("not committed").flush()
     }
+}
+
+/// Asks the kernel to start writing the file's dirty pages now, without
+/// waiting for them; only a hint, so errors are ignored (the final sync
+/// reports any).
+fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid open descriptor; offset 0 and length 0 mean the
+        // whole file; SYNC_FILE_RANGE_WRITE only starts write-out.
+        unsafe {
+            libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }
 
 impl Drop for AtomicFile {

@@ -30,7 +30,7 @@ const TAG_LONG: u8 = 0xFD;
 const TAG_NONE: u8 = 0xFE;
 
 /// The summary of one stored VALID answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Summary {
     /// The IIN the lookup was made for (not the one inside the answer).
     pub iin: String,
@@ -93,6 +93,38 @@ impl Summary {
             }
         }
         out
+    }
+
+    /// Reads what [`Summary::encode`] wrote into `self`, reusing the room
+    /// its texts already have: a scan decoding a million summaries then
+    /// allocates almost nothing. `None` (and `self` unspecified) if `bytes`
+    /// are not a summary.
+    pub fn decode_into(&mut self, bytes: &[u8]) -> Option<()> {
+        let mut r = Reader(bytes);
+        if r.byte()? != VERSION {
+            return None;
+        }
+        let has_person = r.byte()? == 1;
+        let mut iin = Some(std::mem::take(&mut self.iin));
+        r.text_into(&mut iin)?;
+        self.iin = iin.unwrap_or_default();
+        if !has_person {
+            self.person = None;
+            return r.0.is_empty().then_some(());
+        }
+        let p = self.person.get_or_insert_with(Person::default);
+        r.text_into(&mut p.surname)?;
+        r.text_into(&mut p.life_status)?;
+        let n = u16::from_le_bytes([r.byte()?, r.byte()?]) as usize;
+        p.documents.truncate(n);
+        p.documents.resize_with(n, Document::default);
+        for d in &mut p.documents {
+            r.text_into(&mut d.kind)?;
+            r.text_into(&mut d.number)?;
+            r.text_into(&mut d.expiry_date)?;
+            r.text_into(&mut d.status)?;
+        }
+        r.0.is_empty().then_some(())
     }
 
     /// Reads what [`Summary::encode`] wrote; `None` if it is not that.
@@ -165,6 +197,34 @@ impl Reader<'_> {
         Some(a)
     }
 
+    /// [`Reader::text`] into `out`, reusing its room.
+    fn text_into(&mut self, out: &mut Option<String>) -> Option<()> {
+        let tag = self.byte()?;
+        let len = match tag {
+            TAG_NONE => {
+                *out = None;
+                return Some(());
+            }
+            TAG_LONG => {
+                let b = self.bytes(4)?;
+                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            0x80..0xFD => {
+                let common = COMMON.get((tag - 0x80) as usize)?;
+                let s = out.get_or_insert_with(String::new);
+                s.clear();
+                s.push_str(common);
+                return Some(());
+            }
+            n => n as usize,
+        };
+        let text = std::str::from_utf8(self.bytes(len)?).ok()?;
+        let s = out.get_or_insert_with(String::new);
+        s.clear();
+        s.push_str(text);
+        Some(())
+    }
+
     fn text(&mut self) -> Option<Option<String>> {
         let tag = self.byte()?;
         let len = match tag {
@@ -200,6 +260,15 @@ mod tests {
         };
         let at = Utc.with_ymd_and_hms(2030, 6, 1, 10, 0, 0).unwrap();
         let mut listed = 0;
+        let mut previous = Summary {
+            iin: "1".repeat(12),
+            person: Some(Person {
+                surname: Some("Долгое Имя Человека С Шестью Документами".into()),
+                documents: vec![Document::default(); 6],
+                ..Person::default()
+            }),
+        }
+        .encode();
         for n in 0..300u32 {
             let Some(iin) = crate::iin::complete(&format!("8805{:02}4{:04}", 10 + n % 18, n))
             else {
@@ -218,6 +287,11 @@ mod tests {
             let whole = crate::api::parse_response(&bytes).unwrap().result_json;
             let packed = Summary::of_body(&iin, &bytes).encode();
             let back = Summary::decode(&packed).unwrap();
+            // Decoding into a summary that held another person gives the same.
+            let mut reused = Summary::decode(&previous).unwrap();
+            reused.decode_into(&packed).unwrap();
+            assert_eq!(format!("{reused:?}"), format!("{back:?}"));
+            previous = packed.clone();
             assert_eq!(back.iin, iin);
             let a = check(&iin, whole.as_ref(), at, &rules);
             let b = check(&back.iin, back.person.as_ref(), at, &rules);

@@ -53,15 +53,54 @@ pub struct ImportOutcome {
     pub already: u64,
 }
 
-/// One row of the expiry scan: the latest VALID lookup of a person, sealed.
+/// A batch of the expiry scan: the latest VALID lookup of consecutive
+/// persons, sealed, their bytes in one buffer (one allocation per batch,
+/// not three per person).
+#[derive(Debug, Default)]
+pub struct SealedSummaries {
+    bytes: Vec<u8>,
+    items: Vec<SummaryItem>,
+}
+
 #[derive(Debug)]
-pub struct SealedSummary {
-    id: String,
+struct SummaryItem {
+    id: std::ops::Range<usize>,
     key_version: i64,
-    answered_at: Option<String>,
-    summary_enc: Option<Vec<u8>>,
+    answered_at: Option<std::ops::Range<usize>>,
+    summary_enc: Option<std::ops::Range<usize>>,
     /// For a lookup stored before schema version 3: its IIN and answer.
     whole: Option<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl SealedSummaries {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn push(&mut self, r: &sqlite::LatestRow<'_>, whole: Option<(Vec<u8>, Option<Vec<u8>>)>) {
+        let mut put = |b: &[u8]| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(b);
+            start..self.bytes.len()
+        };
+        let item = SummaryItem {
+            id: put(r.id.as_bytes()),
+            key_version: r.key_version,
+            answered_at: r.answered_at.map(|t| put(t.as_bytes())),
+            summary_enc: r.summary_enc.map(&mut put),
+            whole,
+        };
+        self.items.push(item);
+    }
+
+    fn id(&self, item: &SummaryItem) -> &str {
+        // Put there from a &str by `push`.
+        std::str::from_utf8(&self.bytes[item.id.clone()]).unwrap_or_default()
+    }
 }
 
 /// The store's keys without its connection: seals and opens lookup values
@@ -143,45 +182,55 @@ impl Opener {
         Ok(SealedLookup(row))
     }
 
-    /// Opens the summary of a person's latest VALID lookup, with the time it
-    /// was fetched. A lookup stored before summaries existed is summarised
-    /// from its whole answer.
-    pub fn open_summary(&self, s: &SealedSummary) -> Result<(Summary, DateTime<Utc>), StoreError> {
+    /// Opens the summary of the `i`-th person of a batch into `into`
+    /// (reusing its room) and gives the time it was fetched. A lookup
+    /// stored before summaries existed is summarised from its whole answer.
+    pub fn open_summary_into(
+        &self,
+        batch: &SealedSummaries,
+        i: usize,
+        into: &mut Summary,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let s = &batch.items[i];
+        let id = batch.id(s);
         let fetched_at = s
             .answered_at
-            .as_deref()
+            .clone()
+            .and_then(|r| std::str::from_utf8(&batch.bytes[r]).ok())
             .map(parse_time)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        if let Some(sealed) = &s.summary_enc {
-            let plain = self.open(&s.id, s.key_version, "summary_enc", sealed)?;
-            let summary = Summary::decode(&plain).ok_or_else(|| StoreError::Corrupt {
-                id: s.id.clone(),
-                column: "summary_enc",
-                reason: "not a summary of layout version 1".into(),
-            })?;
-            return Ok((summary, fetched_at));
+        if let Some(r) = &s.summary_enc {
+            let plain = self.open(id, s.key_version, "summary_enc", &batch.bytes[r.clone()])?;
+            into.decode_into(&plain)
+                .ok_or_else(|| StoreError::Corrupt {
+                    id: id.to_owned(),
+                    column: "summary_enc",
+                    reason: "not a summary of layout version 1".into(),
+                })?;
+            return Ok(fetched_at);
         }
         let Some((iin_enc, response_enc)) = &s.whole else {
             return Err(StoreError::Corrupt {
-                id: s.id.clone(),
+                id: id.to_owned(),
                 column: "summary_enc",
                 reason: "neither a summary nor the answer was read".into(),
             });
         };
-        let iin = self.open(&s.id, s.key_version, "iin_enc", iin_enc)?;
+        let iin = self.open(id, s.key_version, "iin_enc", iin_enc)?;
         let iin = String::from_utf8_lossy(&iin).into_owned();
         let body = match response_enc {
             Some(sealed) => {
-                let plain = self.open(&s.id, s.key_version, "response_enc", sealed)?;
+                let plain = self.open(id, s.key_version, "response_enc", sealed)?;
                 codec::unpack(&plain).ok_or_else(|| StoreError::Corrupt {
-                    id: s.id.clone(),
+                    id: id.to_owned(),
                     column: "response_enc",
                     reason: "unknown codec byte, or a body that does not decompress".into(),
                 })?
             }
             None => Zeroizing::new(Vec::new()),
         };
-        Ok((Summary::of_body(&iin, &body), fetched_at))
+        *into = Summary::of_body(&iin, &body);
+        Ok(fetched_at)
     }
 }
 
@@ -244,28 +293,25 @@ impl Store {
     pub fn each_latest_summary<E: From<StoreError>>(
         &self,
         batch: usize,
-        mut f: impl FnMut(Vec<SealedSummary>) -> Result<(), E>,
+        mut f: impl FnMut(SealedSummaries) -> Result<(), E>,
     ) -> Result<(), E> {
-        let mut chunk = Vec::with_capacity(batch);
-        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow| -> Result<(), E> {
-            let whole = match r.summary_enc {
-                Some(_) => None,
-                None => {
-                    sqlite::lookup_by_id(&self.conn, &r.id)?.map(|l| (l.iin_enc, l.response_enc))
+        let mut chunk = SealedSummaries::default();
+        sqlite::each_latest_summary(
+            &self.conn,
+            &mut |r: sqlite::LatestRow<'_>| -> Result<(), E> {
+                let whole = match r.summary_enc {
+                    Some(_) => None,
+                    None => {
+                        sqlite::lookup_by_id(&self.conn, r.id)?.map(|l| (l.iin_enc, l.response_enc))
+                    }
+                };
+                chunk.push(&r, whole);
+                if chunk.len() >= batch {
+                    f(std::mem::take(&mut chunk))?;
                 }
-            };
-            chunk.push(SealedSummary {
-                id: r.id,
-                key_version: r.key_version,
-                answered_at: r.answered_at,
-                summary_enc: r.summary_enc,
-                whole,
-            });
-            if chunk.len() >= batch {
-                f(std::mem::replace(&mut chunk, Vec::with_capacity(batch)))?;
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         if !chunk.is_empty() {
             f(chunk)?;
         }
@@ -314,9 +360,9 @@ impl Store {
         let start = Instant::now();
         let mut floor = Floor::default();
         let opener = self.opener();
-        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow| {
-            if let Some(sealed) = &r.summary_enc {
-                let plain = opener.open(&r.id, r.key_version, "summary_enc", sealed)?;
+        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow<'_>| {
+            if let Some(sealed) = r.summary_enc {
+                let plain = opener.open(r.id, r.key_version, "summary_enc", sealed)?;
                 floor.values += 1;
                 floor.bytes += plain.len() as u64;
             }

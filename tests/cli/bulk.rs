@@ -276,3 +276,74 @@ fn issue_6_indexes_a_killed_import_dropped_are_built_again_on_open() {
     env.ok(&["show", &synthetic_iin(2)]);
     assert_eq!(count(), before);
 }
+
+#[test]
+fn issue_6_the_expiry_scan_reads_each_persons_newest_answer_whatever_the_order() {
+    // Three answers for one person, imported out of order: the newest (a
+    // passport good for years) decides, not the one imported last (an
+    // expired one) nor the middle one (expiring soon).
+    let env = Env::new();
+    let iin = synthetic_iin(1);
+    let answer_of = |iin: &str, expiry: &str, at: &str| {
+        let mut v = synthetic_response(iin, "s", today());
+        let docs = v["result_json"]["documents"].as_array_mut().unwrap();
+        docs.truncate(1);
+        docs[0]["expiry_date"] = expiry.into();
+        v["fetched_at"] = at.into();
+        v.to_string()
+    };
+    let answer = |expiry: &str, at: &str| answer_of(&iin, expiry, at);
+    let lines = [
+        answer("2030-08-01", "2030-06-10T09:00:00.000Z"), // middle: expires in 31 days
+        answer("2040-01-01", "2030-06-20T09:00:00.000Z"), // newest: far
+        answer("2029-01-01", "2030-06-01T09:00:00.000Z"), // oldest: expired
+    ];
+    let file = write_lines(&env, "archive.jsonl", &lines);
+    env.ok(&["import", &file]);
+    let out = env.ok(&["expiring", "--as-of", TODAY, "--json"]).stdout;
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r["iin"].as_str().unwrap()[..6] != iin[..6]),
+        "only the newest answer counts: {out}"
+    );
+    // The same person with the newest answer expiring soon is listed once.
+    let file = write_lines(
+        &env,
+        "newer.jsonl",
+        &[answer("2030-08-01", "2030-06-25T09:00:00.000Z")],
+    );
+    env.ok(&["import", &file]);
+    let out = env.ok(&["expiring", "--as-of", TODAY, "--json"]).stdout;
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows.len(), 1, "{out}");
+    assert_eq!(rows[0]["expiry_date"], "2030-08-01");
+    assert_eq!(rows[0]["fetched_at"], "2030-06-25T09:00:00Z");
+    let show = env.ok(&["show", &iin, "--json"]).stdout;
+    assert!(show.contains("2030-08-01"), "show agrees: {show}");
+
+    // Two answers of another person at the same time: `expiring` takes
+    // the one `show` takes (the greater lookup id), whichever that is.
+    let other = synthetic_iin(2);
+    let same = "2030-06-26T09:00:00.000Z";
+    let file = write_lines(
+        &env,
+        "tie.jsonl",
+        &[
+            answer_of(&other, "2030-07-20", same),
+            answer_of(&other, "2041-01-01", same),
+        ],
+    );
+    env.ok(&["import", &file]);
+    let show = env.ok(&["show", &other, "--json"]).stdout;
+    let out = env
+        .ok(&["expiring", "--as-of", TODAY, "--json", "--full-iin"])
+        .stdout;
+    let listed = out.contains(&other);
+    assert_eq!(
+        listed,
+        show.contains("2030-07-20"),
+        "expiring and show read the same answer:\n{out}\n{show}"
+    );
+    assert_ne!(listed, show.contains("2041-01-01"));
+}
