@@ -181,11 +181,16 @@ pub const URGENT_DAYS: i64 = 30;
 
 impl Row {
     pub fn urgency(&self) -> Urgency {
-        match self.days_left {
-            Some(d) if d < 0 => Urgency::Expired,
-            Some(d) if d <= URGENT_DAYS => Urgency::Urgent,
-            _ => Urgency::Normal,
-        }
+        urgency(self.days_left)
+    }
+}
+
+/// How a row with `days_left` should stand out.
+fn urgency(days_left: Option<i64>) -> Urgency {
+    match days_left {
+        Some(d) if d < 0 => Urgency::Expired,
+        Some(d) if d <= URGENT_DAYS => Urgency::Urgent,
+        _ => Urgency::Normal,
     }
 }
 
@@ -468,6 +473,10 @@ pub struct RowRef<'a> {
 }
 
 impl RowRef<'_> {
+    pub fn urgency(&self) -> Urgency {
+        urgency(self.days_left)
+    }
+
     pub fn to_row(&self) -> Row {
         Row {
             iin: self.iin.to_owned(),

@@ -4,6 +4,7 @@
 //! database and calls no service, and it never prints garbage for a field
 //! it cannot read: it says the field is missing or unreadable.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -230,26 +231,39 @@ fn widen(widths: &mut [usize], cells: &[String]) {
 
 fn table_line(widths: &[usize], cells: &[&str], colour: Option<&str>) -> String {
     let mut s = String::new();
+    table_line_into(&mut s, widths, cells, colour);
+    s
+}
+
+/// [`table_line`] appended to `s`, without a text per cell.
+fn table_line_into(s: &mut String, widths: &[usize], cells: &[&str], colour: Option<&str>) {
+    if let Some(code) = colour {
+        s.push_str("\x1b[");
+        s.push_str(code);
+        s.push('m');
+    }
+    let line = s.len();
     for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
-        // Text from outside must not move the cursor or change colours.
-        let c: String = c
-            .chars()
-            .map(|ch| if ch.is_control() { ' ' } else { ch })
-            .collect();
-        if i + 1 == cells.len() {
-            s.push_str(&c);
-        } else {
-            let shown: String = c.chars().take(*w).collect();
-            let pad = w - shown.chars().count();
-            s.push_str(&shown);
-            s.push_str(&" ".repeat(pad + 2));
+        let last = i + 1 == cells.len();
+        let mut shown = 0;
+        for ch in c.chars() {
+            if !last && shown == *w {
+                break;
+            }
+            // Text from outside must not move the cursor or change colours.
+            s.push(if ch.is_control() { ' ' } else { ch });
+            shown += 1;
+        }
+        if !last {
+            s.extend(std::iter::repeat_n(' ', w - shown + 2));
         }
     }
-    let s = s.trim_end();
-    match colour {
-        Some(code) => format!("\x1b[{code}m{s}\x1b[0m\n"),
-        None => format!("{s}\n"),
+    let kept = s[line..].trim_end().len();
+    s.truncate(line + kept);
+    if colour.is_some() {
+        s.push_str("\x1b[0m");
     }
+    s.push('\n');
 }
 
 const EXPIRING_HEADER: [&str; 10] = [
@@ -268,25 +282,52 @@ const NOTHING_EXPIRES: &str =
     "Nothing expires in the window; no invalid documents; no abnormal life status.\n";
 
 fn expiring_cells(r: &crate::expiry::Row, colour: bool) -> (Vec<String>, Option<&'static str>) {
+    let (cells, paint) = expiring_cells_ref(&r.as_ref(), colour);
+    (cells.into_iter().map(Cow::into_owned).collect(), paint)
+}
+
+/// The cells of one row, borrowed where they can be.
+fn expiring_cells_ref<'a>(
+    r: &crate::expiry::RowRef<'a>,
+    colour: bool,
+) -> ([Cow<'a, str>; 10], Option<&'static str>) {
     use crate::expiry::Urgency;
     let why = if r.note.is_empty() {
         r.reasons.to_string()
     } else {
         format!("{}: {}", r.reasons, r.note)
     };
-    let cells = vec![
-        r.expiry_date
-            .map(|d| d.to_string())
-            .unwrap_or_else(|| "—".into()),
-        r.days_left.map(|d| d.to_string()).unwrap_or_default(),
-        r.iin.clone(),
-        r.full_name.clone(),
-        r.document_type.clone(),
-        r.document_number.clone(),
-        r.document_status.clone(),
-        r.life_status.clone(),
-        r.fetched_at.format("%Y-%m-%d %H:%M").to_string(),
-        why,
+    let fetched = match chrono::Datelike::year(&r.fetched_at) {
+        // What the format below gives, without parsing the format.
+        1000..=9999 => {
+            use chrono::{Datelike as _, Timelike as _};
+            let t = r.fetched_at;
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}",
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        }
+        _ => r.fetched_at.format("%Y-%m-%d %H:%M").to_string(),
+    };
+    let cells = [
+        Cow::Owned(
+            r.expiry_date
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "—".into()),
+        ),
+        Cow::Owned(r.days_left.map(|d| d.to_string()).unwrap_or_default()),
+        Cow::Borrowed(r.iin),
+        Cow::Borrowed(r.full_name),
+        Cow::Borrowed(r.document_type),
+        Cow::Borrowed(r.document_number),
+        Cow::Borrowed(r.document_status),
+        Cow::Borrowed(r.life_status),
+        Cow::Owned(fetched),
+        Cow::Owned(why),
     ];
     let paint = match (colour, r.urgency()) {
         (true, Urgency::Expired) => Some("31"),
@@ -313,6 +354,7 @@ pub fn expiring_to(
     w: &mut impl std::io::Write,
     rows: &crate::expiry::RowSet,
     colour: bool,
+    pool: &rayon::ThreadPool,
 ) -> std::io::Result<()> {
     if rows.is_empty() {
         return w.write_all(NOTHING_EXPIRES.as_bytes());
@@ -352,10 +394,27 @@ pub fn expiring_to(
         }
     }
     w.write_all(table_line(&widths, &EXPIRING_HEADER, None).as_bytes())?;
-    for r in rows.iter() {
-        let (cells, paint) = expiring_cells(&r, colour);
-        let cells: Vec<&str> = cells.iter().map(String::as_str).collect();
-        w.write_all(table_line(&widths, &cells, paint).as_bytes())?;
+    // Runs of rows are laid out side by side on `pool`, written in order.
+    let runs = rows.runs(8192);
+    for window in runs.chunks(2 * pool.current_num_threads()) {
+        let texts: Vec<String> = pool.install(|| {
+            use rayon::prelude::*;
+            window
+                .par_iter()
+                .map(|run| {
+                    let mut s = String::new();
+                    for r in run.iter() {
+                        let (cells, paint) = expiring_cells_ref(&r, colour);
+                        let cells = cells.each_ref().map(|c| c.as_ref());
+                        table_line_into(&mut s, &widths, &cells, paint);
+                    }
+                    s
+                })
+                .collect()
+        });
+        for t in texts {
+            w.write_all(t.as_bytes())?;
+        }
     }
     w.flush()
 }

@@ -282,7 +282,7 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {
+pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("gbdfl-worker-{i}"))

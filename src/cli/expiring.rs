@@ -61,7 +61,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     }
     let no_color = (ctx.env)("NO_COLOR").is_some_and(|v| !v.is_empty());
     let colour = std::io::stdout().is_terminal() && !no_color;
-    render::expiring_to(&mut w, &rows, colour).context("writing to standard output")
+    let pool = report::thread_pool(threads)?;
+    render::expiring_to(&mut w, &rows, colour, &pool).context("writing to standard output")
 }
 
 fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
