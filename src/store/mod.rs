@@ -327,8 +327,15 @@ fn sealed_row(
 ) -> Result<sqlite::LookupRow, StoreError> {
     let id = l.id.to_string();
     let seal = |column: &str, plaintext: &[u8]| seal_col(keys, key_version, &id, column, plaintext);
+    // The body is packed straight into the buffer that is sealed in place.
     let response_enc = match l.response {
-        Some(body) => Some(seal("response_enc", &codec::pack(body))?),
+        Some(body) => {
+            let aad = crypto::associated_data("lookups", "response_enc", &id, key_version);
+            let sealed = keys.seal_filled(&aad, codec::packed_max(body), |out| {
+                codec::pack_into(body, out)
+            });
+            Some(sealed.map_err(|e| seal_failed(&id, e))?)
+        }
         None => None,
     };
     Ok(sqlite::LookupRow {
@@ -371,11 +378,15 @@ fn seal_col(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
     let aad = crypto::associated_data("lookups", column, id, key_version);
-    keys.seal(plaintext, &aad).map_err(|e| StoreError::Corrupt {
+    keys.seal(plaintext, &aad).map_err(|e| seal_failed(id, e))
+}
+
+fn seal_failed(id: &str, e: CryptoError) -> StoreError {
+    StoreError::Corrupt {
         id: id.to_owned(),
         column: "seal",
         reason: e.to_string(),
-    })
+    }
 }
 
 /// The open store: a connection, the current subkeys and their version.
