@@ -10,7 +10,7 @@
 //! inserting large transactions), and the order of the output does not
 //! depend on the number of threads.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
@@ -20,12 +20,12 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, Document, Person, Scalar, Status};
 use crate::iin::Iin;
-use crate::store::{ImportItem, ImportOutcome, SealedLookup, Store, StoreError};
+use crate::store::{ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError};
 use crate::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
 pub const FETCHED_AT: &str = "fetched_at";
-/// Lines per batch: one transaction each.
+/// Lines per transaction (at least).
 const BATCH: usize = 8192;
 
 /// What can go wrong with an archive as a whole (a bad line is not here: it
@@ -159,11 +159,30 @@ pub struct ImportReport {
     pub warnings: u64,
 }
 
+/// Bytes read from the input at a time: whole lines of about this much go
+/// to the workers together, split where they lie (some 2,000 answers).
+const BLOCK: usize = 4 << 20;
+
+/// Lines read from the input: a block of whole lines and the number of the
+/// first line in it.
+struct Block {
+    first: u64,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+/// One line's outcome: its number, its sealed row or why it was skipped,
+/// and the warning about it.
+type Sealed = (u64, Result<SealedLookup, String>, Option<String>);
+
 /// Imports every line of `input` into `store`. `note` hears of each bad
 /// line and warning (with its line number) and of the progress.
+///
+/// Three stages overlap: a reader cuts the input into blocks of whole
+/// lines, the pool parses, summarises, compresses and seals each batch of
+/// lines in parallel, and this thread inserts the sealed batches in order.
 pub fn import(
     store: &Store,
-    input: impl BufRead + Send,
+    input: impl Read + Send,
     who: Importer<'_>,
     pool: &rayon::ThreadPool,
     note: &mut dyn FnMut(Note<'_>),
@@ -175,61 +194,36 @@ pub fn import(
     let opener = store.opener();
     let mut report = ImportReport::default();
     let scoped = std::thread::scope(|s| -> Result<(), ArchiveError> {
-        // Reader and sealers on their own threads; this thread writes.
-        let (tx, rx) = mpsc::sync_channel::<
-            Result<Vec<(u64, Result<SealedLookup, String>, Option<String>)>, ArchiveError>,
-        >(2);
+        let (blocks_tx, blocks) = mpsc::sync_channel::<Result<Block, ArchiveError>>(1);
+        let (sealed_tx, sealed) = mpsc::sync_channel::<Result<Vec<Sealed>, ArchiveError>>(2);
+        s.spawn(move || read_blocks(input, BLOCK, &blocks_tx));
         s.spawn(move || {
-            let mut lines = input.split(b'\n');
-            let mut number = 0u64;
-            loop {
-                let mut raw = Vec::with_capacity(BATCH);
-                for line in lines.by_ref() {
-                    number += 1;
-                    match line {
-                        Ok(l) => raw.push((number, Zeroizing::new(l))),
-                        Err(e) => {
-                            let _ = tx.send(Err(ArchiveError::Read {
-                                what: format!("line {number}"),
-                                source: e,
-                            }));
-                            return;
-                        }
+            for block in blocks {
+                let block = match block {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = sealed_tx.send(Err(e));
+                        return;
                     }
-                    if raw.len() == BATCH {
-                        break;
-                    }
-                }
-                if raw.is_empty() {
-                    return;
-                }
-                let sealed = pool.install(|| {
-                    raw.par_iter()
-                        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-                        .map(|(n, l)| {
-                            let l = l.strip_suffix(b"\r").unwrap_or(l);
-                            match parse_line(l, who.default_time) {
-                                Ok((item, warning)) => (
-                                    *n,
-                                    opener
-                                        .seal_import(&item, who.operator, who.host, who.purpose)
-                                        .map_err(|e| e.to_string()),
-                                    warning,
-                                ),
-                                Err(e) => (*n, Err(e), None),
-                            }
+                };
+                let lines = lines_of(&block);
+                let done = pool.install(|| {
+                    lines
+                        .par_iter()
+                        .filter_map(|&(n, (start, end))| {
+                            seal_line(n, &block.bytes[start..end], &opener, who)
                         })
                         .collect::<Vec<_>>()
                 });
-                if tx.send(Ok(sealed)).is_err() {
+                if sealed_tx.send(Ok(done)).is_err() {
                     return;
                 }
             }
         });
-        for batch in rx {
-            let batch = batch?;
-            let mut good = Vec::with_capacity(batch.len());
-            for (n, sealed, warning) in batch {
+        // Blocks are smaller than a transaction: rows wait here for one.
+        let mut good = Vec::with_capacity(2 * BATCH);
+        for batch in sealed {
+            for (n, sealed, warning) in batch? {
                 report.lines = report.lines.max(n);
                 if let Some(w) = &warning {
                     report.warnings += 1;
@@ -243,12 +237,12 @@ pub fn import(
                     }
                 }
             }
-            let done = store.insert_imported(&good)?;
-            report.stored.inserted += done.inserted;
-            report.stored.already += done.already;
-            note(Note::Progress(
-                report.stored.inserted + report.stored.already,
-            ));
+            if good.len() >= BATCH {
+                insert(store, &mut good, &mut report, note)?;
+            }
+        }
+        if !good.is_empty() {
+            insert(store, &mut good, &mut report, note)?;
         }
         Ok(())
     });
@@ -258,6 +252,111 @@ pub fn import(
     }
     scoped?;
     Ok(report)
+}
+
+/// Inserts the rows in one transaction and empties `good`.
+fn insert(
+    store: &Store,
+    good: &mut Vec<SealedLookup>,
+    report: &mut ImportReport,
+    note: &mut dyn FnMut(Note<'_>),
+) -> Result<(), ArchiveError> {
+    let done = store.insert_imported(good)?;
+    good.clear();
+    report.stored.inserted += done.inserted;
+    report.stored.already += done.already;
+    note(Note::Progress(
+        report.stored.inserted + report.stored.already,
+    ));
+    Ok(())
+}
+
+/// Parses and seals one line; `None` for a blank line.
+fn seal_line(n: u64, line: &[u8], opener: &Opener, who: Importer<'_>) -> Option<Sealed> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(match parse_line(line, who.default_time) {
+        Ok((item, warning)) => (
+            n,
+            opener
+                .seal_import(&item, who.operator, who.host, who.purpose)
+                .map_err(|e| e.to_string()),
+            warning,
+        ),
+        Err(e) => (n, Err(e), None),
+    })
+}
+
+/// The lines of a block: each one's number and where it lies (without its
+/// line feed).
+fn lines_of(block: &Block) -> Vec<(u64, (usize, usize))> {
+    let bytes = &block.bytes[..];
+    let mut lines = Vec::with_capacity(bytes.len() / 1024 + 1);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', bytes) {
+        lines.push((block.first + lines.len() as u64, (start, end)));
+        start = end + 1;
+    }
+    if start < bytes.len() {
+        lines.push((block.first + lines.len() as u64, (start, bytes.len())));
+    }
+    lines
+}
+
+/// Reads `input` in blocks of whole lines of about `size` bytes (the last
+/// may lack its line feed) and sends them on, numbered, until the end or an
+/// error.
+fn read_blocks(
+    mut input: impl Read,
+    size: usize,
+    out: &mpsc::SyncSender<Result<Block, ArchiveError>>,
+) {
+    let mut first = 1u64;
+    let mut carry: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+    loop {
+        let mut bytes = Zeroizing::new(vec![0u8; size.max(2 * carry.len())]);
+        bytes[..carry.len()].copy_from_slice(&carry);
+        let mut len = carry.len();
+        let cut = loop {
+            if len == bytes.len() {
+                match memchr::memrchr(b'\n', &bytes) {
+                    Some(i) => break i + 1,
+                    // A line longer than the block: a block twice as large.
+                    None => {
+                        let mut bigger = Zeroizing::new(vec![0u8; 2 * bytes.len()]);
+                        bigger[..len].copy_from_slice(&bytes[..len]);
+                        bytes = bigger;
+                    }
+                }
+            }
+            match input.read(&mut bytes[len..]) {
+                Ok(0) => break len,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let at = first + memchr::memchr_iter(b'\n', &bytes[..len]).count() as u64;
+                    let _ = out.send(Err(ArchiveError::Read {
+                        what: format!("line {at}"),
+                        source: e,
+                    }));
+                    return;
+                }
+            }
+        };
+        // What follows the last whole line starts the next block.
+        carry = Zeroizing::new(bytes[cut..len].to_vec());
+        bytes.truncate(cut);
+        if bytes.is_empty() {
+            return;
+        }
+        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        if out.send(Ok(Block { first, bytes })).is_err() {
+            return;
+        }
+        first += lines;
+    }
 }
 
 /// What an import says as it goes.
@@ -417,6 +516,37 @@ mod tests {
                 .windows(1)
                 .any(|w| w == b"2")
         );
+    }
+
+    #[test]
+    fn blocks_hold_whole_lines_numbered_across_blocks() {
+        let input = "a\nbb\n\nccc\r\nthis line is longer than a block\nd\ne";
+        for size in [1, 3, 8, 1 << 20] {
+            let (tx, rx) = mpsc::sync_channel(100);
+            read_blocks(input.as_bytes(), size, &tx);
+            drop(tx);
+            let mut got = Vec::new();
+            for block in rx {
+                let block = block.unwrap();
+                assert!(block.bytes.ends_with(b"\n") || block.bytes.ends_with(b"e"));
+                for (n, (start, end)) in lines_of(&block) {
+                    got.push((
+                        n,
+                        String::from_utf8(block.bytes[start..end].to_vec()).unwrap(),
+                    ));
+                }
+            }
+            let want: Vec<(u64, String)> = input
+                .split('\n')
+                .enumerate()
+                .map(|(i, l)| (i as u64 + 1, l.to_owned()))
+                .collect();
+            assert_eq!(got, want, "block size {size}");
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        read_blocks(&b""[..], 8, &tx);
+        drop(tx);
+        assert!(rx.iter().next().is_none());
     }
 
     #[test]
