@@ -197,25 +197,14 @@ fn fresh_nonce() -> Result<[u8; NONCE_LEN], CryptoError> {
 /// Bytes before the ciphertext of a sealed value: the version and the nonce.
 const HEADER_LEN: usize = 1 + NONCE_LEN;
 
+/// Seals into one buffer, encrypting the plaintext where it lies (no
+/// second buffer for the ciphertext).
 fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    seal_filled_with(cipher, aad, plaintext.len(), |out| {
-        out.extend_from_slice(plaintext)
-    })
-}
-
-/// Seals, in place, the plaintext that `fill` appends to the buffer: the
-/// layout of [`Keys::seal`] with no copy of the plaintext made.
-fn seal_filled_with(
-    cipher: &Aes256Gcm,
-    aad: &[u8],
-    capacity: usize,
-    fill: impl FnOnce(&mut Vec<u8>),
-) -> Result<Vec<u8>, CryptoError> {
     let nonce = fresh_nonce()?;
-    let mut out = Vec::with_capacity(HEADER_LEN + capacity + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.push(SEAL_VERSION);
     out.extend_from_slice(&nonce);
-    fill(&mut out);
+    out.extend_from_slice(plaintext);
     match cipher.encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[HEADER_LEN..]).into()) {
         Ok(tag) => {
             out.extend_from_slice(&tag);
@@ -280,19 +269,6 @@ impl Keys {
     /// `version (1) || nonce (12) || ciphertext || tag (16)`.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
         seal_with(&self.cipher, plaintext, aad)
-    }
-
-    /// Seals the plaintext that `fill` appends to the buffer it is given,
-    /// encrypting it where it lies: what [`Keys::seal`] makes, without a
-    /// copy of the plaintext. `capacity` is the most `fill` appends; more
-    /// works, but leaves an unzeroized copy of the plaintext in freed memory.
-    pub fn seal_filled(
-        &self,
-        aad: &[u8],
-        capacity: usize,
-        fill: impl FnOnce(&mut Vec<u8>),
-    ) -> Result<Vec<u8>, CryptoError> {
-        seal_filled_with(&self.cipher, aad, capacity, fill)
     }
 
     /// Opens a value made by [`Keys::seal`] with the same associated data.
@@ -370,12 +346,10 @@ mod tests {
     }
 
     #[test]
-    fn sealed_in_place_opens_and_nonces_differ_across_threads() {
+    fn sealed_values_have_the_layout_and_nonces_differ_across_threads() {
         let k = keys();
         let aad = associated_data("lookups", "response_enc", "id-1", 1);
-        let sealed = k
-            .seal_filled(&aad, 5, |out| out.extend_from_slice(b"hello"))
-            .unwrap();
+        let sealed = k.seal(b"hello", &aad).unwrap();
         assert_eq!(sealed.len(), 1 + NONCE_LEN + 5 + TAG_LEN);
         assert_eq!(&k.open(&sealed, &aad).unwrap()[..], b"hello");
         let nonces = |n: usize| {

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The body exactly as received.
 pub const RAW: u8 = 0x00;
@@ -40,8 +40,26 @@ fn decoder_dict() -> &'static zstd::dict::DecoderDictionary<'static> {
 }
 
 thread_local! {
+    /// Where this thread packs a body before it is sealed: one buffer reused,
+    /// zeroized after each use, instead of a body-sized allocation per value.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+/// Calls `f` with the codec byte and the packed body (what [`pack_into`]
+/// appends), packed in this thread's scratch buffer, which is zeroized
+/// before this returns.
+pub fn with_packed<T>(body: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.take();
+        buf.clear();
+        pack_into(body, &mut buf);
+        let out = f(&buf);
+        buf.zeroize();
+        scratch.replace(buf);
+        out
+    })
 }
 
 /// The most [`pack_into`] appends for `body`.
@@ -50,9 +68,8 @@ pub fn packed_max(body: &[u8]) -> usize {
 }
 
 /// Appends the codec byte and the packed body to `out`: zstd when that is
-/// smaller, the body as it is otherwise. Compresses straight into `out` (an
-/// import packs into the buffer it then seals in place: no copy of the
-/// plaintext is left behind). Appends at most [`packed_max`] bytes.
+/// smaller, the body as it is otherwise. Compresses straight into `out`;
+/// appends at most [`packed_max`] bytes.
 pub fn pack_into(body: &[u8], out: &mut Vec<u8>) {
     let start = out.len();
     out.resize(start + packed_max(body), 0);

@@ -327,15 +327,10 @@ fn sealed_row(
 ) -> Result<sqlite::LookupRow, StoreError> {
     let id = l.id.to_string();
     let seal = |column: &str, plaintext: &[u8]| seal_col(keys, key_version, &id, column, plaintext);
-    // The body is packed straight into the buffer that is sealed in place.
     let response_enc = match l.response {
-        Some(body) => {
-            let aad = crypto::associated_data("lookups", "response_enc", &id, key_version);
-            let sealed = keys.seal_filled(&aad, codec::packed_max(body), |out| {
-                codec::pack_into(body, out)
-            });
-            Some(sealed.map_err(|e| seal_failed(&id, e))?)
-        }
+        Some(body) => Some(codec::with_packed(body, |packed| {
+            seal("response_enc", packed)
+        })?),
         None => None,
     };
     Ok(sqlite::LookupRow {
