@@ -6,9 +6,12 @@
 //! element of a list is skipped rather than failing the whole answer. The raw
 //! body is always kept elsewhere, so nothing is lost if parsing here fails.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 
 use chrono::{DateTime, NaiveDate};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -244,13 +247,11 @@ pub struct Person {
 impl Person {
     /// "Surname Name Patronymic", skipping missing parts.
     pub fn full_name(&self) -> String {
-        [&self.surname, &self.name, &self.patronymic]
-            .into_iter()
-            .flatten()
-            .map(|s| s.trim())
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
+        full_name([
+            self.surname.as_deref(),
+            self.name.as_deref(),
+            self.patronymic.as_deref(),
+        ])
     }
 
     pub fn gender(&self) -> Option<Gender> {
@@ -364,6 +365,17 @@ impl Address {
     }
 }
 
+/// "Surname Name Patronymic" from the three parts, skipping missing ones.
+pub fn full_name(parts: [Option<&str>; 3]) -> String {
+    parts
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn join_parts(parts: &[&Option<String>]) -> String {
     parts
         .iter()
@@ -442,6 +454,520 @@ pub fn parse_response(body: &[u8]) -> Result<Response, serde_json::Error> {
         ));
     }
     serde_json::from_value(v)
+}
+
+/// The fields of an answer that `gbdfl import` reads, in one pass over the
+/// line and borrowed from it (a text with an escape in it is the only copy
+/// made), where [`parse_response`] builds a whole [`Response`] through a
+/// `serde_json::Value` tree.
+///
+/// Same tolerance, field by field, as [`Response`] (a unit test and a
+/// property compare the two): a scalar of another type is taken as text, a
+/// value that is not an object is no object, a list element that does not
+/// parse is skipped, unknown fields are ignored, and within an object a
+/// repeated field keeps its last value. Only a repeated known field at the
+/// top level is an error, as it is for [`Response`] read straight from bytes.
+#[derive(Debug, Default)]
+pub struct Answer<'a> {
+    /// The `fetched_at` field an archive line adds to the answer.
+    pub fetched_at: Scalar<'a>,
+    pub iin: Option<Cow<'a, str>>,
+    pub status: Option<Status>,
+    pub result: Option<bool>,
+    pub failure_reason: Option<FailureReason>,
+    /// `face2face_result.backend_session_id`.
+    pub session_id: Option<Cow<'a, str>>,
+    pub result_json: Option<PersonView<'a>>,
+    seen: u8,
+}
+
+/// The fields of `result_json` that import reads (the IIN, and those of the
+/// document summary).
+#[derive(Debug, Default)]
+pub struct PersonView<'a> {
+    pub iin: Option<Cow<'a, str>>,
+    pub surname: Option<Cow<'a, str>>,
+    pub name: Option<Cow<'a, str>>,
+    pub patronymic: Option<Cow<'a, str>>,
+    pub life_status: Option<Cow<'a, str>>,
+    pub documents: Vec<DocumentView<'a>>,
+}
+
+/// The fields of a document that the document summary keeps.
+#[derive(Debug, Default)]
+pub struct DocumentView<'a> {
+    pub kind: Option<Cow<'a, str>>,
+    pub number: Option<Cow<'a, str>>,
+    pub expiry_date: Option<Cow<'a, str>>,
+    pub status: Option<Cow<'a, str>>,
+}
+
+/// A field read as it is: missing or null, a text, or anything else.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub enum Scalar<'a> {
+    #[default]
+    Null,
+    Text(Cow<'a, str>),
+    Other,
+}
+
+/// Reads an answer for import; `Err` when `line` is not one JSON object
+/// (or repeats a known top-level field).
+pub fn parse_answer(line: &str) -> Result<Answer<'_>, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(line);
+    let answer = de.deserialize_any(ObjectVisitor(PhantomData::<Answer<'_>>))?;
+    de.end()?;
+    answer.ok_or_else(|| serde::de::Error::custom("the answer is JSON but not an object"))
+}
+
+/// An object of the view read field by field: `read` is given each key and
+/// its value, and ignores (but reads) the value of a key it does not know.
+trait Fields<'de>: Default {
+    /// The fields of the [`Response`] type in declaration order: serde's
+    /// derive reads a JSON array as these, element by element (this matters
+    /// for list elements only: [`Response`] takes no other array as an object).
+    const ORDER: &'static [&'static str] = &[];
+    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error>;
+}
+
+impl<'de> Fields<'de> for Answer<'de> {
+    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
+        // Repeated known fields are refused, as the derive of Response does.
+        const KNOWN: [&str; 8] = [
+            "fetched_at",
+            "iin",
+            "status",
+            "result",
+            "failure_reason",
+            "face2face_result",
+            "result_json",
+            "backend_session_id",
+        ];
+        let Some(bit) = KNOWN.iter().position(|k| *k == key) else {
+            IgnoredAny::deserialize(value)?;
+            return Ok(());
+        };
+        if self.seen & (1 << bit) != 0 {
+            return Err(serde::de::Error::custom(format_args!(
+                "duplicate field `{key}`"
+            )));
+        }
+        self.seen |= 1 << bit;
+        match key {
+            "fetched_at" => self.fetched_at = value.deserialize_any(ScalarVisitor)?,
+            "iin" => self.iin = value.deserialize_any(TextVisitor)?,
+            "status" => {
+                self.status = value
+                    .deserialize_any(TextVisitor)?
+                    .map(|s| Status::parse(&s))
+            }
+            "result" => self.result = value.deserialize_any(FlagVisitor)?,
+            "failure_reason" => {
+                let f: Option<FailureView<'de>> =
+                    value.deserialize_any(ObjectVisitor(PhantomData))?;
+                self.failure_reason = f.map(|f| FailureReason {
+                    kind: f.kind.map(Cow::into_owned),
+                    detail: f.detail.map(Cow::into_owned),
+                });
+            }
+            "face2face_result" => {
+                let f: Option<Face2FaceView<'de>> =
+                    value.deserialize_any(ObjectVisitor(PhantomData))?;
+                self.session_id = f.and_then(|f| f.backend_session_id);
+            }
+            "result_json" => {
+                self.result_json = value.deserialize_any(ObjectVisitor(PhantomData))?
+            }
+            _ => {
+                IgnoredAny::deserialize(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct FailureView<'a> {
+    kind: Option<Cow<'a, str>>,
+    detail: Option<Cow<'a, str>>,
+}
+
+impl<'de> Fields<'de> for FailureView<'de> {
+    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
+        match key {
+            "type" => self.kind = value.deserialize_any(TextVisitor)?,
+            "detail" => self.detail = value.deserialize_any(TextVisitor)?,
+            _ => {
+                IgnoredAny::deserialize(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Face2FaceView<'a> {
+    backend_session_id: Option<Cow<'a, str>>,
+}
+
+impl<'de> Fields<'de> for Face2FaceView<'de> {
+    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
+        match key {
+            "backend_session_id" => self.backend_session_id = value.deserialize_any(TextVisitor)?,
+            _ => {
+                IgnoredAny::deserialize(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Fields<'de> for PersonView<'de> {
+    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
+        match key {
+            "iin" => self.iin = value.deserialize_any(TextVisitor)?,
+            "surname" => self.surname = value.deserialize_any(TextVisitor)?,
+            "name" => self.name = value.deserialize_any(TextVisitor)?,
+            "patronymic" => self.patronymic = value.deserialize_any(TextVisitor)?,
+            "life_status" => self.life_status = value.deserialize_any(TextVisitor)?,
+            "documents" => self.documents = value.deserialize_any(ListVisitor(PhantomData))?,
+            _ => {
+                IgnoredAny::deserialize(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Fields<'de> for DocumentView<'de> {
+    const ORDER: &'static [&'static str] = &[
+        "type",
+        "number",
+        "issue_date",
+        "expiry_date",
+        "issuer",
+        "status",
+    ];
+    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
+        match key {
+            "type" => self.kind = value.deserialize_any(TextVisitor)?,
+            "number" => self.number = value.deserialize_any(TextVisitor)?,
+            "expiry_date" => self.expiry_date = value.deserialize_any(TextVisitor)?,
+            "status" => self.status = value.deserialize_any(TextVisitor)?,
+            _ => {
+                IgnoredAny::deserialize(value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads and drops the rest of a list.
+fn drain<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// Reads and drops the rest of an object.
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// What `text` accepts, borrowed where the input allows: a string, number
+/// or bool as text; null, objects and arrays as None.
+struct TextVisitor;
+
+impl<'de> Visitor<'de> for TextVisitor {
+    type Value = Option<Cow<'de, str>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v)))
+    }
+    // Numbers print as a serde_json::Value holding them prints.
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(v.to_string())))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map(|n| Cow::Owned(n.to_string())))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(if v { "true" } else { "false" })))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        drain_map(map).map(|()| None)
+    }
+}
+
+/// What `flag` accepts: true/false, "true"/"false" in any case, an integer
+/// (not 0 is true); anything else is None.
+struct FlagVisitor;
+
+impl<'de> Visitor<'de> for FlagVisitor {
+    type Value = Option<bool>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(if v.eq_ignore_ascii_case("true") {
+            Some(true)
+        } else if v.eq_ignore_ascii_case("false") {
+            Some(false)
+        } else {
+            None
+        })
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).ok().map(|n| n != 0))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v != 0))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        drain_map(map).map(|()| None)
+    }
+}
+
+/// A field of the view given the value of `key`.
+struct FieldSeed<'t, T> {
+    target: &'t mut T,
+    key: &'t str,
+}
+
+impl<'de, T: Fields<'de>> DeserializeSeed<'de> for FieldSeed<'_, T> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.target.read(self.key, d)
+    }
+}
+
+/// An object key, borrowed when it has no escape.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn read_object<'de, T: Fields<'de>, A: MapAccess<'de>>(mut map: A) -> Result<T, A::Error> {
+    let mut t = T::default();
+    while let Some(Key(key)) = map.next_key()? {
+        map.next_value_seed(FieldSeed {
+            target: &mut t,
+            key: &key,
+        })?;
+    }
+    Ok(t)
+}
+
+/// What `object` accepts: an object; anything else is None.
+struct ObjectVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<T> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        read_object(map).map(Some)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain(seq).map(|()| None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// What `list` accepts: an array, keeping the elements that parse (an
+/// object, or an array of at most as many values as the type has fields,
+/// read in their order as serde's derive does); anything else is empty.
+struct ListVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Fields<'de>> Visitor<'de> for ListVisitor<T> {
+    type Value = Vec<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Element(item)) = seq.next_element::<Element<T>>()? {
+            items.extend(item);
+        }
+        Ok(items)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
+        drain_map(map).map(|()| Vec::new())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+    fn visit_unit<E>(self) -> Result<Vec<T>, E> {
+        Ok(Vec::new())
+    }
+}
+
+/// One element of a list: the value, or None when it does not parse.
+struct Element<T>(Option<T>);
+
+impl<'de, T: Fields<'de>> Deserialize<'de> for Element<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Fields<'de>> Visitor<'de> for V<T> {
+            type Value = Element<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element<T>, A::Error> {
+                read_object(map).map(|t| Element(Some(t)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element<T>, A::Error> {
+                let mut t = T::default();
+                for key in T::ORDER {
+                    if seq
+                        .next_element_seed(FieldSeed {
+                            target: &mut t,
+                            key,
+                        })?
+                        .is_none()
+                    {
+                        return Ok(Element(Some(t)));
+                    }
+                }
+                // More values than fields: serde's derive refuses the element.
+                if seq.next_element::<IgnoredAny>()?.is_some() {
+                    drain(seq)?;
+                    return Ok(Element(None));
+                }
+                Ok(Element(Some(t)))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+            fn visit_unit<E>(self) -> Result<Element<T>, E> {
+                Ok(Element(None))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+    }
+    fn visit_unit<E>(self) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Scalar<'de>, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Scalar<'de>, A::Error> {
+        drain(seq).map(|()| Scalar::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar<'de>, A::Error> {
+        drain_map(map).map(|()| Scalar::Other)
+    }
 }
 
 /// Pulls a human message out of an error body: `{"detail": "..."}`,

@@ -10,7 +10,7 @@
 //! inserting large transactions), and the order of the output does not
 //! depend on the number of threads.
 
-use std::io::{BufRead, Write};
+use std::io::{Read, Write};
 use std::sync::mpsc;
 
 use chrono::{DateTime, Utc};
@@ -18,14 +18,14 @@ use rayon::prelude::*;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::api::{Response, Status};
+use crate::api::{self, Document, Person, Scalar, Status};
 use crate::iin::Iin;
-use crate::store::{ImportItem, ImportOutcome, SealedLookup, Store, StoreError};
+use crate::store::{ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError};
 use crate::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
 pub const FETCHED_AT: &str = "fetched_at";
-/// Lines per batch: one transaction each.
+/// Lines per transaction (at least).
 const BATCH: usize = 8192;
 
 /// What can go wrong with an archive as a whole (a bad line is not here: it
@@ -43,28 +43,13 @@ pub enum ArchiveError {
     Write(#[source] std::io::Error),
 }
 
-/// A line that was read, or why it was not.
-#[derive(Debug)]
-pub struct Line {
-    pub number: u64,
-    pub item: Result<ImportItem, String>,
-    /// Said about a line that was stored all the same.
-    pub warning: Option<String>,
-}
-
 /// Reads one line: an answer (a JSON object) with its fetch time in the
-/// field [`FETCHED_AT`] (RFC 3339) or, failing that, `default_time`.
+/// field [`FETCHED_AT`] (RFC 3339) or, failing that, `default_time`. The
+/// item borrows the body and most texts from `line`.
 pub fn parse_line(
     line: &[u8],
     default_time: Option<DateTime<Utc>>,
-) -> Result<(ImportItem, Option<String>), String> {
-    // Two passes over the bytes beat one through serde_json::Value: the
-    // first skips everything but the time, the second builds the answer.
-    #[derive(serde::Deserialize)]
-    struct Time {
-        #[serde(rename = "fetched_at")]
-        at: Option<Value>,
-    }
+) -> Result<(ImportItem<'_>, Option<String>), String> {
     if line.trim_ascii_start().first() != Some(&b'{') {
         return Err(
             match serde_json::from_slice::<serde::de::IgnoredAny>(line) {
@@ -73,27 +58,31 @@ pub fn parse_line(
             },
         );
     }
-    let time: Time = serde_json::from_slice(line).map_err(|e| format!("not JSON ({e})"))?;
-    let fetched_at = match time.at {
-        Some(Value::String(s)) => DateTime::parse_from_rfc3339(s.trim())
+    // JSON is UTF-8: checked once here for the whole line, so that what is
+    // stored can be exported again as it came.
+    let text = std::str::from_utf8(line).map_err(|e| format!("not JSON (not UTF-8: {e})"))?;
+    let answer = api::parse_answer(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => format!("not a GBDFL answer ({e})"),
+        _ => format!("not JSON ({e})"),
+    })?;
+    let fetched_at = match &answer.fetched_at {
+        Scalar::Text(s) => DateTime::parse_from_rfc3339(s.trim())
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| format!("{FETCHED_AT} {s:?} is not an RFC 3339 time"))?,
-        Some(Value::Null) | None => default_time
+        Scalar::Null => default_time
             .ok_or_else(|| format!("no {FETCHED_AT} field: give the time with --fetched-at"))?,
-        Some(_) => return Err(format!("{FETCHED_AT} is not a text")),
+        Scalar::Other => return Err(format!("{FETCHED_AT} is not a text")),
     };
-    let response: Response =
-        serde_json::from_slice(line).map_err(|e| format!("not a GBDFL answer ({e})"))?;
-    let iin_text = response
+    let iin_text = answer
         .iin
-        .clone()
-        .or_else(|| response.result_json.as_ref().and_then(|p| p.iin.clone()))
+        .as_deref()
+        .or_else(|| answer.result_json.as_ref().and_then(|p| p.iin.as_deref()))
         .ok_or("no iin field")?;
     let mut warning = None;
-    let iin = match Iin::parse(&iin_text) {
+    let iin = match Iin::parse(iin_text) {
         Ok(iin) => iin,
         Err(_) => {
-            let iin = Iin::parse_unchecked(&iin_text)
+            let iin = Iin::parse_unchecked(iin_text)
                 .map_err(|e| format!("IIN {}: {e}", crate::iin::mask(iin_text.trim())))?;
             warning = Some(format!(
                 "IIN {} fails the check digit; stored all the same, marked unchecked",
@@ -102,30 +91,51 @@ pub fn parse_line(
             iin
         }
     };
-    let valid = response.status == Some(Status::Valid);
-    let summary = valid.then(|| Summary::of(iin.as_str(), Some(&response)));
-    let session_id = response
-        .face2face_result
-        .as_ref()
-        .and_then(|f| f.backend_session_id.clone())
-        .unwrap_or_default();
+    let summary = (answer.status == Some(Status::Valid)).then(|| summary_of(&iin, &answer));
     Ok((
         ImportItem {
-            session_id,
+            session_id: answer.session_id.unwrap_or_default(),
             fetched_at,
-            status: response.status.as_ref().map(|s| s.as_str().to_owned()),
-            result: response.result,
-            failure_type: response
-                .failure_reason
-                .as_ref()
-                .and_then(|f| f.kind.clone()),
-            detail: response.failure_reason.as_ref().map(|f| f.to_string()),
-            body: Zeroizing::new(line.to_vec()),
+            status: answer.status.as_ref().map(|s| s.as_str().to_owned()),
+            result: answer.result,
+            failure_type: answer.failure_reason.as_ref().and_then(|f| f.kind.clone()),
+            detail: answer.failure_reason.as_ref().map(|f| f.to_string()),
+            body: line,
             summary,
             iin,
         },
         warning,
     ))
+}
+
+/// The summary [`Summary::of`] makes of the whole [`crate::api::Response`],
+/// made of the fields import read.
+fn summary_of(iin: &Iin, answer: &api::Answer<'_>) -> Summary {
+    let text = |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().map(str::to_owned);
+    let person = answer.result_json.as_ref().map(|p| Person {
+        surname: Some(api::full_name([
+            p.surname.as_deref(),
+            p.name.as_deref(),
+            p.patronymic.as_deref(),
+        ])),
+        life_status: text(&p.life_status),
+        documents: p
+            .documents
+            .iter()
+            .map(|d| Document {
+                kind: text(&d.kind),
+                number: text(&d.number),
+                expiry_date: text(&d.expiry_date),
+                status: text(&d.status),
+                ..Document::default()
+            })
+            .collect(),
+        ..Person::default()
+    });
+    Summary {
+        iin: iin.as_str().to_owned(),
+        person,
+    }
 }
 
 /// Who imports, and why: recorded with every imported lookup.
@@ -149,11 +159,30 @@ pub struct ImportReport {
     pub warnings: u64,
 }
 
+/// Bytes read from the input at a time: whole lines of about this much go
+/// to the workers together, split where they lie (some 2,000 answers).
+const BLOCK: usize = 4 << 20;
+
+/// Lines read from the input: a block of whole lines and the number of the
+/// first line in it.
+struct Block {
+    first: u64,
+    bytes: Zeroizing<Vec<u8>>,
+}
+
+/// One line's outcome: its number, its sealed row or why it was skipped,
+/// and the warning about it.
+type Sealed = (u64, Result<SealedLookup, String>, Option<String>);
+
 /// Imports every line of `input` into `store`. `note` hears of each bad
 /// line and warning (with its line number) and of the progress.
+///
+/// Three stages overlap: a reader cuts the input into blocks of whole
+/// lines, the pool parses, summarises, compresses and seals each batch of
+/// lines in parallel, and this thread inserts the sealed batches in order.
 pub fn import(
     store: &Store,
-    input: impl BufRead + Send,
+    input: impl Read + Send,
     who: Importer<'_>,
     pool: &rayon::ThreadPool,
     note: &mut dyn FnMut(Note<'_>),
@@ -165,61 +194,36 @@ pub fn import(
     let opener = store.opener();
     let mut report = ImportReport::default();
     let scoped = std::thread::scope(|s| -> Result<(), ArchiveError> {
-        // Reader and sealers on their own threads; this thread writes.
-        let (tx, rx) = mpsc::sync_channel::<
-            Result<Vec<(u64, Result<SealedLookup, String>, Option<String>)>, ArchiveError>,
-        >(2);
+        let (blocks_tx, blocks) = mpsc::sync_channel::<Result<Block, ArchiveError>>(1);
+        let (sealed_tx, sealed) = mpsc::sync_channel::<Result<Vec<Sealed>, ArchiveError>>(2);
+        s.spawn(move || read_blocks(input, BLOCK, &blocks_tx));
         s.spawn(move || {
-            let mut lines = input.split(b'\n');
-            let mut number = 0u64;
-            loop {
-                let mut raw = Vec::with_capacity(BATCH);
-                for line in lines.by_ref() {
-                    number += 1;
-                    match line {
-                        Ok(l) => raw.push((number, Zeroizing::new(l))),
-                        Err(e) => {
-                            let _ = tx.send(Err(ArchiveError::Read {
-                                what: format!("line {number}"),
-                                source: e,
-                            }));
-                            return;
-                        }
+            for block in blocks {
+                let block = match block {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = sealed_tx.send(Err(e));
+                        return;
                     }
-                    if raw.len() == BATCH {
-                        break;
-                    }
-                }
-                if raw.is_empty() {
-                    return;
-                }
-                let sealed = pool.install(|| {
-                    raw.par_iter()
-                        .filter(|(_, l)| !l.iter().all(u8::is_ascii_whitespace))
-                        .map(|(n, l)| {
-                            let l = l.strip_suffix(b"\r").unwrap_or(l);
-                            match parse_line(l, who.default_time) {
-                                Ok((item, warning)) => (
-                                    *n,
-                                    opener
-                                        .seal_import(&item, who.operator, who.host, who.purpose)
-                                        .map_err(|e| e.to_string()),
-                                    warning,
-                                ),
-                                Err(e) => (*n, Err(e), None),
-                            }
+                };
+                let lines = lines_of(&block);
+                let done = pool.install(|| {
+                    lines
+                        .par_iter()
+                        .filter_map(|&(n, (start, end))| {
+                            seal_line(n, &block.bytes[start..end], &opener, who)
                         })
                         .collect::<Vec<_>>()
                 });
-                if tx.send(Ok(sealed)).is_err() {
+                if sealed_tx.send(Ok(done)).is_err() {
                     return;
                 }
             }
         });
-        for batch in rx {
-            let batch = batch?;
-            let mut good = Vec::with_capacity(batch.len());
-            for (n, sealed, warning) in batch {
+        // Blocks are smaller than a transaction: rows wait here for one.
+        let mut good = Vec::with_capacity(2 * BATCH);
+        for batch in sealed {
+            for (n, sealed, warning) in batch? {
                 report.lines = report.lines.max(n);
                 if let Some(w) = &warning {
                     report.warnings += 1;
@@ -233,12 +237,12 @@ pub fn import(
                     }
                 }
             }
-            let done = store.insert_imported(&good)?;
-            report.stored.inserted += done.inserted;
-            report.stored.already += done.already;
-            note(Note::Progress(
-                report.stored.inserted + report.stored.already,
-            ));
+            if good.len() >= BATCH {
+                insert(store, &mut good, &mut report, note)?;
+            }
+        }
+        if !good.is_empty() {
+            insert(store, &mut good, &mut report, note)?;
         }
         Ok(())
     });
@@ -248,6 +252,111 @@ pub fn import(
     }
     scoped?;
     Ok(report)
+}
+
+/// Inserts the rows in one transaction and empties `good`.
+fn insert(
+    store: &Store,
+    good: &mut Vec<SealedLookup>,
+    report: &mut ImportReport,
+    note: &mut dyn FnMut(Note<'_>),
+) -> Result<(), ArchiveError> {
+    let done = store.insert_imported(good)?;
+    good.clear();
+    report.stored.inserted += done.inserted;
+    report.stored.already += done.already;
+    note(Note::Progress(
+        report.stored.inserted + report.stored.already,
+    ));
+    Ok(())
+}
+
+/// Parses and seals one line; `None` for a blank line.
+fn seal_line(n: u64, line: &[u8], opener: &Opener, who: Importer<'_>) -> Option<Sealed> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    Some(match parse_line(line, who.default_time) {
+        Ok((item, warning)) => (
+            n,
+            opener
+                .seal_import(&item, who.operator, who.host, who.purpose)
+                .map_err(|e| e.to_string()),
+            warning,
+        ),
+        Err(e) => (n, Err(e), None),
+    })
+}
+
+/// The lines of a block: each one's number and where it lies (without its
+/// line feed).
+fn lines_of(block: &Block) -> Vec<(u64, (usize, usize))> {
+    let bytes = &block.bytes[..];
+    let mut lines = Vec::with_capacity(bytes.len() / 1024 + 1);
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', bytes) {
+        lines.push((block.first + lines.len() as u64, (start, end)));
+        start = end + 1;
+    }
+    if start < bytes.len() {
+        lines.push((block.first + lines.len() as u64, (start, bytes.len())));
+    }
+    lines
+}
+
+/// Reads `input` in blocks of whole lines of about `size` bytes (the last
+/// may lack its line feed) and sends them on, numbered, until the end or an
+/// error.
+fn read_blocks(
+    mut input: impl Read,
+    size: usize,
+    out: &mpsc::SyncSender<Result<Block, ArchiveError>>,
+) {
+    let mut first = 1u64;
+    let mut carry: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
+    loop {
+        let mut bytes = Zeroizing::new(vec![0u8; size.max(2 * carry.len())]);
+        bytes[..carry.len()].copy_from_slice(&carry);
+        let mut len = carry.len();
+        let cut = loop {
+            if len == bytes.len() {
+                match memchr::memrchr(b'\n', &bytes) {
+                    Some(i) => break i + 1,
+                    // A line longer than the block: a block twice as large.
+                    None => {
+                        let mut bigger = Zeroizing::new(vec![0u8; 2 * bytes.len()]);
+                        bigger[..len].copy_from_slice(&bytes[..len]);
+                        bytes = bigger;
+                    }
+                }
+            }
+            match input.read(&mut bytes[len..]) {
+                Ok(0) => break len,
+                Ok(n) => len += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let at = first + memchr::memchr_iter(b'\n', &bytes[..len]).count() as u64;
+                    let _ = out.send(Err(ArchiveError::Read {
+                        what: format!("line {at}"),
+                        source: e,
+                    }));
+                    return;
+                }
+            }
+        };
+        // What follows the last whole line starts the next block.
+        carry = Zeroizing::new(bytes[cut..len].to_vec());
+        bytes.truncate(cut);
+        if bytes.is_empty() {
+            return;
+        }
+        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        if out.send(Ok(Block { first, bytes })).is_err() {
+            return;
+        }
+        first += lines;
+    }
 }
 
 /// What an import says as it goes.
@@ -294,5 +403,257 @@ fn export_line(body: &[u8], at: DateTime<Utc>) -> Zeroizing<Vec<u8>> {
             }))
             .unwrap_or_default(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::api::Response;
+
+    /// What an import keeps of a line, for comparing two ways of reading it.
+    type Kept = (
+        String,
+        Option<String>,
+        Option<bool>,
+        Option<String>,
+        Option<String>,
+        String,
+        Option<Vec<u8>>,
+    );
+
+    /// The line read the way import read it before `api::parse_answer`:
+    /// the whole [`Response`], through `serde_json::Value` for every
+    /// object, and [`Summary::of`] of it. The reference for `parse_line`.
+    fn through_response(line: &[u8]) -> Option<Kept> {
+        let r: Response = serde_json::from_slice(line).ok()?;
+        let iin = r
+            .iin
+            .clone()
+            .or_else(|| r.result_json.as_ref().and_then(|p| p.iin.clone()))?;
+        let iin = Iin::parse_unchecked(&iin).ok()?;
+        let valid = r.status == Some(Status::Valid);
+        Some((
+            iin.as_str().to_owned(),
+            r.status.as_ref().map(|s| s.as_str().to_owned()),
+            r.result,
+            r.failure_reason.as_ref().and_then(|f| f.kind.clone()),
+            r.failure_reason.as_ref().map(|f| f.to_string()),
+            r.face2face_result
+                .as_ref()
+                .and_then(|f| f.backend_session_id.clone())
+                .unwrap_or_default(),
+            valid.then(|| Summary::of(iin.as_str(), Some(&r)).encode()),
+        ))
+    }
+
+    fn kept(line: &[u8]) -> Option<Kept> {
+        let (item, _) = parse_line(line, Some(DateTime::<Utc>::MIN_UTC)).ok()?;
+        assert_eq!(item.body, line);
+        Some((
+            item.iin.as_str().to_owned(),
+            item.status,
+            item.result,
+            item.failure_type,
+            item.detail,
+            item.session_id.into_owned(),
+            item.summary.map(|s| s.encode()),
+        ))
+    }
+
+    fn base() -> Value {
+        let mut v = crate::emulator::synthetic_response(
+            "880510400015",
+            "3e9b7d42-6c1a-4f8e-a2d5-9b4c8e1f7a3d",
+            chrono::NaiveDate::from_ymd_opt(2030, 7, 1).unwrap(),
+        );
+        v["failure_reason"] = json!({"type": "CLIENT", "detail": "x"});
+        v
+    }
+
+    #[test]
+    fn odd_types_are_read_as_the_whole_response_reads_them() {
+        let odd = [
+            json!({"status": 5, "result": "TRUE", "iin": 880510400015u64}),
+            json!({"status": "valid", "result": 2, "failure_reason": "oops"}),
+            json!({"status": " VALID", "result": -1, "failure_reason": {"type": 1.5, "detail": [1]}}),
+            json!({"status": "VALID", "result": 1.0, "face2face_result": [1, 2]}),
+            json!({"status": "VALID", "result": 18446744073709551615u64,
+                   "face2face_result": {"backend_session_id": 7, "result": "x"}}),
+            json!({"status": "VALID", "result_json": "none"}),
+            json!({"status": "VALID", "result_json": {"iin": "880510400015", "surname": 12,
+                   "name": null, "patronymic": true, "life_status": {"a": 1},
+                   "documents": [{"type": "ID", "number": 123, "expiry_date": null},
+                                 5, null, "x", [], ["ПАСПОРТ", "N1", "2020-01-01", "2030-01-01"],
+                                 ["a", "b", "c", "d", "e", "f", "g"],
+                                 ["a", "b", "c", "d", "e", "f"],
+                                 {"type": "A", "type": "B", "status": "s"}]}}),
+            json!({"status": "VALID", "result_json": {"iin": "880510400015", "documents": {"0": 1}}}),
+            json!({"status": "VALID", "iin": "880510400015",
+                   "result_json": {"surname": "  Ж  ", "name": "", "documents": "none"}}),
+        ];
+        for mut v in odd {
+            if v.get("iin").is_none() && v["result_json"].get("iin").is_none() {
+                v["iin"] = json!("880510400015");
+            }
+            let line = v.to_string();
+            let want = through_response(line.as_bytes());
+            assert!(want.is_some(), "{line}");
+            assert_eq!(kept(line.as_bytes()), want, "{line}");
+        }
+        // Escapes are read, and a repeated field inside an object keeps its
+        // last value, as a serde_json::Value does.
+        let line = r#"{"iin":"8805104000\u0031\u0035","status":"VALID","result_json":{"surname":"\u0416","surname":"B","documents":[{"number":"1","number":"2"}]}}"#;
+        assert_eq!(kept(line.as_bytes()), through_response(line.as_bytes()));
+        assert!(
+            kept(line.as_bytes())
+                .unwrap()
+                .6
+                .unwrap()
+                .windows(1)
+                .any(|w| w == b"2")
+        );
+    }
+
+    #[test]
+    fn blocks_hold_whole_lines_numbered_across_blocks() {
+        let input = "a\nbb\n\nccc\r\nthis line is longer than a block\nd\ne";
+        for size in [1, 3, 8, 1 << 20] {
+            let (tx, rx) = mpsc::sync_channel(100);
+            read_blocks(input.as_bytes(), size, &tx);
+            drop(tx);
+            let mut got = Vec::new();
+            for block in rx {
+                let block = block.unwrap();
+                assert!(block.bytes.ends_with(b"\n") || block.bytes.ends_with(b"e"));
+                for (n, (start, end)) in lines_of(&block) {
+                    got.push((
+                        n,
+                        String::from_utf8(block.bytes[start..end].to_vec()).unwrap(),
+                    ));
+                }
+            }
+            let want: Vec<(u64, String)> = input
+                .split('\n')
+                .enumerate()
+                .map(|(i, l)| (i as u64 + 1, l.to_owned()))
+                .collect();
+            assert_eq!(got, want, "block size {size}");
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        read_blocks(&b""[..], 8, &tx);
+        drop(tx);
+        assert!(rx.iter().next().is_none());
+    }
+
+    #[test]
+    fn bad_lines_say_why() {
+        let why = |line: &str| parse_line(line.as_bytes(), None).err().unwrap_or_default();
+        assert!(why("[1]").starts_with("not a JSON object"));
+        assert!(why("{\"iin\": ").starts_with("not JSON"));
+        assert!(why("{} x").starts_with("not JSON"));
+        assert!(
+            parse_line(b"{\"iin\":\"\xff\"}", None)
+                .unwrap_err()
+                .starts_with("not JSON (not UTF-8")
+        );
+        assert!(
+            why(r#"{"iin":"1","iin":"2"}"#)
+                .starts_with("not a GBDFL answer (duplicate field `iin`")
+        );
+        assert_eq!(
+            why(r#"{"iin":"880510400015"}"#),
+            "no fetched_at field: give the time with --fetched-at"
+        );
+        assert_eq!(
+            why(r#"{"iin":"880510400015","fetched_at":5}"#),
+            "fetched_at is not a text"
+        );
+        assert!(
+            why(r#"{"iin":"880510400015","fetched_at":"soon"}"#)
+                .contains("is not an RFC 3339 time")
+        );
+        assert_eq!(
+            why(r#"{"fetched_at":"2030-01-01T00:00:00Z"}"#),
+            "no iin field"
+        );
+        let (item, warning) = parse_line(
+            br#"{"iin":"880510400016","fetched_at":"2030-01-01T00:00:00+06:00","extra":[{"x":null}]}"#,
+            None,
+        )
+        .unwrap();
+        assert!(!item.iin.is_checked());
+        assert!(warning.unwrap().contains("fails the check digit"));
+        assert_eq!(
+            crate::store::time_text(item.fetched_at),
+            "2029-12-31T18:00:00.000Z"
+        );
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,8}".prop_map(Value::from),
+            Just(json!("VALID")),
+            Just(json!("true")),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..7).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z_]{1,8}", inner), 0..5)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Where a field of an answer may be replaced by anything.
+    const PATHS: [&str; 16] = [
+        "/status",
+        "/result",
+        "/failure_reason",
+        "/failure_reason/type",
+        "/failure_reason/detail",
+        "/face2face_result",
+        "/face2face_result/backend_session_id",
+        "/result_json",
+        "/result_json/surname",
+        "/result_json/patronymic",
+        "/result_json/life_status",
+        "/result_json/documents",
+        "/result_json/documents/0",
+        "/result_json/documents/1/type",
+        "/result_json/documents/0/expiry_date",
+        "/result_json/documents/1/status",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: ProptestConfig::default().cases.max(512),
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever odd values an answer holds, import keeps what the whole
+        /// Response would give.
+        #[test]
+        fn parse_line_keeps_what_the_whole_response_gives(
+            changes in proptest::collection::vec((0..PATHS.len(), any_json()), 1..5)
+        ) {
+            let mut v = base();
+            for (path, value) in changes {
+                if let Some(slot) = v.pointer_mut(PATHS[path]) {
+                    *slot = value;
+                }
+            }
+            let line = v.to_string();
+            prop_assert_eq!(kept(line.as_bytes()), through_response(line.as_bytes()), "{}", line);
+        }
     }
 }

@@ -1,7 +1,6 @@
 //! `gbdfl import FILE.jsonl`: answers from an archive (earlier lookups, or
 //! another office's export) into the cache, as if fetched at their time.
 
-use std::io::BufReader;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
@@ -86,8 +85,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Note::Progress(_) => {}
     };
     let report = if args.file.as_os_str() == "-" {
-        let stdin = BufReader::with_capacity(1 << 20, std::io::stdin());
-        archive::import(store, stdin, who, &pool, &mut note)
+        archive::import(store, std::io::stdin(), who, &pool, &mut note)
     } else {
         let file = std::fs::File::open(&args.file).map_err(|e| {
             Exit::new(
@@ -95,13 +93,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 format!("cannot read {}: {e}", args.file.display()),
             )
         })?;
-        archive::import(
-            store,
-            BufReader::with_capacity(1 << 20, file),
-            who,
-            &pool,
-            &mut note,
-        )
+        archive::import(store, file, who, &pool, &mut note)
     };
     let report = report.with_context(|| format!("importing {}", args.file.display()))?;
     ctx.note_records(report.stored.inserted);

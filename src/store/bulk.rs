@@ -9,6 +9,7 @@
 //! and an import never replaces a row: ids come from the content
 //! (`Keys::content_id`), so importing twice or merging stores nothing twice.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -23,19 +24,20 @@ use crate::crypto::{self, Keys};
 use crate::iin::Iin;
 use crate::summary::Summary;
 
-/// One answer to import, plaintext, as read from an archive line.
+/// One answer to import, plaintext, as read from an archive line and
+/// borrowed from it.
 #[derive(Debug)]
-pub struct ImportItem {
+pub struct ImportItem<'a> {
     pub iin: Iin,
     /// The face2face backend session id the answer names (may be empty).
-    pub session_id: String,
+    pub session_id: Cow<'a, str>,
     pub fetched_at: DateTime<Utc>,
     pub status: Option<String>,
     pub result: Option<bool>,
     pub failure_type: Option<String>,
     pub detail: Option<String>,
     /// The line exactly as given.
-    pub body: Zeroizing<Vec<u8>>,
+    pub body: &'a [u8],
     /// The document summary, for a VALID answer.
     pub summary: Option<Summary>,
 }
@@ -146,12 +148,12 @@ impl Opener {
     /// service, fetched at its time, with the id derived from its content.
     pub fn seal_import(
         &self,
-        item: &ImportItem,
+        item: &ImportItem<'_>,
         operator: &str,
         host: &str,
         purpose: Option<&str>,
     ) -> Result<SealedLookup, StoreError> {
-        let id = LookupId(Uuid::new_v8(self.keys.content_id(&item.body)));
+        let id = LookupId(Uuid::new_v8(self.keys.content_id(item.body)));
         let summary = item.summary.as_ref().map(|s| Zeroizing::new(s.encode()));
         let l = NewLookup {
             id,
@@ -170,7 +172,7 @@ impl Opener {
             http_status: Some(200),
             failure_type: item.failure_type.as_deref(),
             detail: item.detail.as_deref(),
-            response: Some(&item.body),
+            response: Some(item.body),
             cached_from: None,
         };
         let row = sealed_row(

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The body exactly as received.
 pub const RAW: u8 = 0x00;
@@ -40,33 +40,58 @@ fn decoder_dict() -> &'static zstd::dict::DecoderDictionary<'static> {
 }
 
 thread_local! {
+    /// Where this thread packs a body before it is sealed: one buffer reused,
+    /// zeroized after each use, instead of a body-sized allocation per value.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
 }
 
-/// The codec byte followed by the packed body: zstd when that is smaller,
-/// the body as it is otherwise.
-pub fn pack(body: &[u8]) -> Zeroizing<Vec<u8>> {
+/// Calls `f` with the codec byte and the packed body (what [`pack_into`]
+/// appends), packed in this thread's scratch buffer, which is zeroized
+/// before this returns.
+pub fn with_packed<T>(body: &[u8], f: impl FnOnce(&[u8]) -> T) -> T {
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.take();
+        buf.clear();
+        pack_into(body, &mut buf);
+        let out = f(&buf);
+        buf.zeroize();
+        scratch.replace(buf);
+        out
+    })
+}
+
+/// The most [`pack_into`] appends for `body`.
+pub fn packed_max(body: &[u8]) -> usize {
+    1 + body.len()
+}
+
+/// Appends the codec byte and the packed body to `out`: zstd when that is
+/// smaller, the body as it is otherwise. Compresses straight into `out`;
+/// appends at most [`packed_max`] bytes.
+pub fn pack_into(body: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + packed_max(body), 0);
     let packed = COMPRESSOR.with(|c| {
         let mut c = c.borrow_mut();
         if c.is_none() {
             *c = zstd::bulk::Compressor::with_prepared_dictionary(encoder_dict()).ok();
         }
-        c.as_mut().and_then(|c| c.compress(body).ok())
+        // A frame that does not fit is one no smaller than the body.
+        c.as_mut()
+            .and_then(|c| c.compress_to_buffer(body, &mut out[start + 1..]).ok())
     });
-    let mut out = Zeroizing::new(Vec::with_capacity(body.len() + 1));
     match packed {
-        Some(z) if z.len() < body.len() => {
-            let z = Zeroizing::new(z);
-            out.push(ZSTD_V1);
-            out.extend_from_slice(&z);
+        Some(n) if n < body.len() => {
+            out[start] = ZSTD_V1;
+            out.truncate(start + 1 + n);
         }
         _ => {
-            out.push(RAW);
-            out.extend_from_slice(body);
+            out[start] = RAW;
+            out[start + 1..].copy_from_slice(body);
         }
     }
-    out
 }
 
 /// The body from a codec byte and packed bytes; `None` for an unknown codec
@@ -91,6 +116,13 @@ pub fn unpack(plain: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pack(body: &[u8]) -> Vec<u8> {
+        let mut out = b"prefix".to_vec();
+        pack_into(body, &mut out);
+        assert!(out.len() <= 6 + packed_max(body));
+        out.split_off(6)
+    }
 
     #[test]
     fn round_trip_and_small_bodies_stay_raw() {

@@ -328,7 +328,9 @@ fn sealed_row(
     let id = l.id.to_string();
     let seal = |column: &str, plaintext: &[u8]| seal_col(keys, key_version, &id, column, plaintext);
     let response_enc = match l.response {
-        Some(body) => Some(seal("response_enc", &codec::pack(body))?),
+        Some(body) => Some(codec::with_packed(body, |packed| {
+            seal("response_enc", packed)
+        })?),
         None => None,
     };
     Ok(sqlite::LookupRow {
@@ -371,11 +373,15 @@ fn seal_col(
     plaintext: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
     let aad = crypto::associated_data("lookups", column, id, key_version);
-    keys.seal(plaintext, &aad).map_err(|e| StoreError::Corrupt {
+    keys.seal(plaintext, &aad).map_err(|e| seal_failed(id, e))
+}
+
+fn seal_failed(id: &str, e: CryptoError) -> StoreError {
+    StoreError::Corrupt {
         id: id.to_owned(),
         column: "seal",
         reason: e.to_string(),
-    })
+    }
 }
 
 /// The open store: a connection, the current subkeys and their version.
