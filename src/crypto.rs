@@ -222,12 +222,26 @@ fn open_with(
     sealed: &[u8],
     aad: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let mut plain = Zeroizing::new(Vec::new());
+    open_into_with(cipher, sealed, aad, &mut plain)?;
+    Ok(plain)
+}
+
+/// Opens into `plain` (cleared first, its room reused); on failure `plain`
+/// holds nothing.
+fn open_into_with(
+    cipher: &Aes256Gcm,
+    sealed: &[u8],
+    aad: &[u8],
+    plain: &mut Zeroizing<Vec<u8>>,
+) -> Result<(), CryptoError> {
+    plain.clear();
     if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != SEAL_VERSION {
         return Err(CryptoError::Malformed);
     }
     let nonce: [u8; NONCE_LEN] = sealed[1..HEADER_LEN].try_into().expect("12 bytes");
     let (body, tag) = sealed[HEADER_LEN..].split_at(sealed.len() - HEADER_LEN - TAG_LEN);
-    let mut plain = Zeroizing::new(body.to_vec());
+    plain.extend_from_slice(body);
     cipher
         .decrypt_inout_detached(
             &Nonce::from(nonce),
@@ -235,8 +249,10 @@ fn open_with(
             plain.as_mut_slice().into(),
             tag.try_into().expect("16 bytes"),
         )
-        .map_err(|_| CryptoError::Open)?;
-    Ok(plain)
+        .map_err(|_| {
+            plain.zeroize();
+            CryptoError::Open
+        })
 }
 
 /// Short printable id of a key, from its check value: safe to show in errors.
@@ -261,7 +277,23 @@ impl fmt::Debug for Keys {
 /// Associated data binding a sealed value to its place: table, column, row id
 /// and key version. The exact bytes are in docs/FORMAT.md.
 pub fn associated_data(table: &str, column: &str, row_id: &str, key_version: u32) -> Vec<u8> {
-    format!("gbdfl/v1|{table}|{column}|{row_id}|{key_version}").into_bytes()
+    let mut aad = Vec::new();
+    associated_data_into(&mut aad, table, column, row_id, key_version);
+    aad
+}
+
+/// [`associated_data`] written into `aad` (cleared first): a scan opening
+/// a million values reuses one buffer.
+pub fn associated_data_into(
+    aad: &mut Vec<u8>,
+    table: &str,
+    column: &str,
+    row_id: &str,
+    key_version: u32,
+) {
+    use std::io::Write as _;
+    aad.clear();
+    let _ = write!(aad, "gbdfl/v1|{table}|{column}|{row_id}|{key_version}");
 }
 
 impl Keys {
@@ -274,6 +306,16 @@ impl Keys {
     /// Opens a value made by [`Keys::seal`] with the same associated data.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         open_with(&self.cipher, sealed, aad)
+    }
+
+    /// [`Keys::open`] into `plain`, reusing its room.
+    pub fn open_into(
+        &self,
+        sealed: &[u8],
+        aad: &[u8],
+        plain: &mut Zeroizing<Vec<u8>>,
+    ) -> Result<(), CryptoError> {
+        open_into_with(&self.cipher, sealed, aad, plain)
     }
 
     /// The blind index of an IIN: HMAC-SHA-256 under the index subkey over
@@ -343,6 +385,22 @@ mod tests {
         let b = k.seal(b"hello", &aad).unwrap();
         assert_ne!(a, b, "each seal uses a fresh nonce");
         assert_eq!(&k.open(&a, &aad).unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn open_into_reuses_its_buffer_and_keeps_nothing_on_failure() {
+        let k = keys();
+        let mut aad = b"left over".to_vec();
+        associated_data_into(&mut aad, "lookups", "summary_enc", "id-2", 3);
+        assert_eq!(aad, associated_data("lookups", "summary_enc", "id-2", 3));
+        let sealed = k.seal(b"short", &aad).unwrap();
+        let mut plain = Zeroizing::new(b"a much longer previous plaintext".to_vec());
+        k.open_into(&sealed, &aad, &mut plain).unwrap();
+        assert_eq!(&plain[..], b"short");
+        let other = associated_data("lookups", "summary_enc", "id-3", 3);
+        assert!(k.open_into(&sealed, &other, &mut plain).is_err());
+        assert!(plain.is_empty(), "a failed open leaves no bytes behind");
+        assert!(k.open_into(b"\x01", &aad, &mut plain).is_err());
     }
 
     #[test]

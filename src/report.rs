@@ -27,7 +27,7 @@ use crate::expiry::{self, Row, RowRun, RowSet, Rules, StaleRow};
 use crate::fsutil;
 use crate::iin;
 use crate::render;
-use crate::store::{Lookup, Outcome, SealedSummaries, Source, Store, StoreError};
+use crate::store::{Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError};
 use crate::summary::Summary;
 
 /// What can go wrong while making a report.
@@ -213,9 +213,10 @@ pub fn expiring_set(
         let pack = |batch: &SealedSummaries, share: std::ops::Range<usize>| {
             let mut part = RowSet::new();
             let mut summary = Summary::default();
+            let mut scratch = Scratch::default();
             let mut iin = String::new();
             for i in share {
-                let fetched_at = opener.open_summary_into(batch, i, &mut summary)?;
+                let fetched_at = opener.open_summary_into(batch, i, &mut summary, &mut scratch)?;
                 iin.clear();
                 match full_iin {
                     true => iin.push_str(&summary.iin),
@@ -227,33 +228,52 @@ pub fn expiring_set(
             }
             Ok::<_, StoreError>(part)
         };
+        // Joining a batch's shares into the set overlaps with packing the
+        // next batch (it was a tenth of the scan, with the workers idle).
+        fn join_all(
+            set: &mut RowSet,
+            parts: Vec<Result<RowSet, StoreError>>,
+        ) -> Result<(), StoreError> {
+            for part in parts {
+                set.append(part?);
+            }
+            Ok(())
+        }
         let mut failed = None;
+        let mut packed: Vec<Result<RowSet, StoreError>> = Vec::new();
         for batch in rx {
             let share = batch.len().div_ceil(threads.max(1)).max(1);
-            let parts: Vec<Result<RowSet, StoreError>> = if threads <= 1 {
-                vec![pack(&batch, 0..batch.len())]
+            let previous = std::mem::take(&mut packed);
+            let (joined, parts) = if threads <= 1 {
+                (
+                    join_all(&mut set, previous),
+                    vec![pack(&batch, 0..batch.len())],
+                )
             } else {
                 pool.install(|| {
-                    (0..batch.len())
-                        .step_by(share)
-                        .collect::<Vec<_>>()
-                        .into_par_iter()
-                        .map(|from| pack(&batch, from..(from + share).min(batch.len())))
-                        .collect()
+                    rayon::join(
+                        || join_all(&mut set, previous),
+                        || {
+                            (0..batch.len())
+                                .step_by(share)
+                                .collect::<Vec<_>>()
+                                .into_par_iter()
+                                .map(|from| pack(&batch, from..(from + share).min(batch.len())))
+                                .collect()
+                        },
+                    )
                 })
             };
-            for part in parts {
-                match part {
-                    Ok(part) => set.append(part),
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                }
-            }
-            if failed.is_some() {
+            packed = parts;
+            if let Err(e) = joined {
+                failed = Some(e);
                 break;
             }
+        }
+        if failed.is_none()
+            && let Err(e) = join_all(&mut set, packed)
+        {
+            failed = Some(e);
         }
         // Dropping the receiver stops the walk at its next batch.
         let walked = walk.join().expect("the walk does not panic");

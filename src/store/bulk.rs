@@ -105,6 +105,14 @@ impl SealedSummaries {
     }
 }
 
+/// Buffers an [`Opener`] reuses from value to value on one thread: the
+/// associated data and the plaintext (wiped when dropped).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    aad: Vec<u8>,
+    plain: Zeroizing<Vec<u8>>,
+}
+
 /// The store's keys without its connection: seals and opens lookup values
 /// on any thread.
 #[derive(Clone)]
@@ -127,6 +135,20 @@ impl Opener {
         column: &'static str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let mut scratch = Scratch::default();
+        self.open_into(id, version, column, sealed, &mut scratch)?;
+        Ok(scratch.plain)
+    }
+
+    /// [`Opener::open`] into `scratch.plain`, reusing its buffers.
+    fn open_into(
+        &self,
+        id: &str,
+        version: i64,
+        column: &'static str,
+        sealed: &[u8],
+        scratch: &mut Scratch,
+    ) -> Result<(), StoreError> {
         let corrupt = |reason: String| StoreError::Corrupt {
             id: id.to_owned(),
             column,
@@ -138,9 +160,9 @@ impl Opener {
                 self.key_version
             )));
         }
-        let aad = crypto::associated_data("lookups", column, id, version as u32);
+        crypto::associated_data_into(&mut scratch.aad, "lookups", column, id, version as u32);
         self.keys
-            .open(sealed, &aad)
+            .open_into(sealed, &scratch.aad, &mut scratch.plain)
             .map_err(|e| corrupt(e.to_string()))
     }
 
@@ -192,6 +214,7 @@ impl Opener {
         batch: &SealedSummaries,
         i: usize,
         into: &mut Summary,
+        scratch: &mut Scratch,
     ) -> Result<DateTime<Utc>, StoreError> {
         let s = &batch.items[i];
         let id = batch.id(s);
@@ -202,8 +225,9 @@ impl Opener {
             .map(parse_time)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
         if let Some(r) = &s.summary_enc {
-            let plain = self.open(id, s.key_version, "summary_enc", &batch.bytes[r.clone()])?;
-            into.decode_into(&plain)
+            let sealed = &batch.bytes[r.clone()];
+            self.open_into(id, s.key_version, "summary_enc", sealed, scratch)?;
+            into.decode_into(&scratch.plain)
                 .ok_or_else(|| StoreError::Corrupt {
                     id: id.to_owned(),
                     column: "summary_enc",
@@ -346,10 +370,11 @@ impl Store {
         let start = Instant::now();
         let mut floor = Floor::default();
         let opener = self.opener();
+        let mut scratch = Scratch::default();
         sqlite::each_sealed_answer(&self.conn, &mut |id, version, sealed| {
-            let plain = opener.open(&id, version, "response_enc", &sealed)?;
+            opener.open_into(&id, version, "response_enc", &sealed, &mut scratch)?;
             floor.values += 1;
-            floor.bytes += plain.len() as u64;
+            floor.bytes += scratch.plain.len() as u64;
             Ok(())
         })?;
         floor.seconds = start.elapsed().as_secs_f64();
@@ -362,11 +387,12 @@ impl Store {
         let start = Instant::now();
         let mut floor = Floor::default();
         let opener = self.opener();
+        let mut scratch = Scratch::default();
         sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow<'_>| {
             if let Some(sealed) = r.summary_enc {
-                let plain = opener.open(r.id, r.key_version, "summary_enc", sealed)?;
+                opener.open_into(r.id, r.key_version, "summary_enc", sealed, &mut scratch)?;
                 floor.values += 1;
-                floor.bytes += plain.len() as u64;
+                floor.bytes += scratch.plain.len() as u64;
             }
             Ok::<_, StoreError>(())
         })?;

@@ -29,7 +29,7 @@ use crate::crypto::{self, CryptoError, Keys, MasterKey, StableKeys};
 use crate::iin::Iin;
 
 pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
-pub use bulk::{Floor, ImportItem, ImportOutcome, Opener, SealedLookup, SealedSummaries};
+pub use bulk::{Floor, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries};
 pub use maintenance::CheckReport;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
