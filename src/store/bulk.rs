@@ -113,6 +113,48 @@ pub struct Scratch {
     plain: Zeroizing<Vec<u8>>,
 }
 
+impl Scratch {
+    /// The last plaintext opened, taken out.
+    pub(super) fn into_plain(self) -> Zeroizing<Vec<u8>> {
+        self.plain
+    }
+}
+
+/// Where a sealed value lives: what its associated data binds it to.
+pub(super) struct Place<'a> {
+    pub table: &'a str,
+    pub column: &'static str,
+    pub id: &'a str,
+    pub key_version: i64,
+}
+
+/// Opens one sealed value into `scratch.plain`, refusing one sealed under
+/// another key version than `current` (rekey re-seals everything). The one
+/// place that opens stored values, for the store and for scan workers.
+pub(super) fn open_sealed_into(
+    keys: &Keys,
+    current: u32,
+    at: &Place<'_>,
+    sealed: &[u8],
+    scratch: &mut Scratch,
+) -> Result<(), StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: at.id.to_owned(),
+        column: at.column,
+        reason,
+    };
+    if at.key_version as u32 != current {
+        return Err(corrupt(format!(
+            "sealed under key version {}, this database's current key is version {current}",
+            at.key_version
+        )));
+    }
+    let version = at.key_version as u32;
+    crypto::associated_data_into(&mut scratch.aad, at.table, at.column, at.id, version);
+    keys.open_into(sealed, &scratch.aad, &mut scratch.plain)
+        .map_err(|e| corrupt(e.to_string()))
+}
+
 /// The store's keys without its connection: seals and opens lookup values
 /// on any thread.
 #[derive(Clone)]
@@ -137,33 +179,25 @@ impl Opener {
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let mut scratch = Scratch::default();
         self.open_into(id, version, column, sealed, &mut scratch)?;
-        Ok(scratch.plain)
+        Ok(scratch.into_plain())
     }
 
     /// [`Opener::open`] into `scratch.plain`, reusing its buffers.
     fn open_into(
         &self,
         id: &str,
-        version: i64,
+        key_version: i64,
         column: &'static str,
         sealed: &[u8],
         scratch: &mut Scratch,
     ) -> Result<(), StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            id: id.to_owned(),
+        let place = Place {
+            table: "lookups",
             column,
-            reason,
+            id,
+            key_version,
         };
-        if version as u32 != self.key_version {
-            return Err(corrupt(format!(
-                "sealed under key version {version}, this database's current key is version {}",
-                self.key_version
-            )));
-        }
-        crypto::associated_data_into(&mut scratch.aad, "lookups", column, id, version as u32);
-        self.keys
-            .open_into(sealed, &scratch.aad, &mut scratch.plain)
-            .map_err(|e| corrupt(e.to_string()))
+        open_sealed_into(&self.keys, self.key_version, &place, sealed, scratch)
     }
 
     /// Seals an imported answer as a paid VALID (or other) answer of the

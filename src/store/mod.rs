@@ -559,21 +559,15 @@ impl Store {
         key_version: i64,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            id: id.to_owned(),
+        let place = bulk::Place {
+            table,
             column,
-            reason,
+            id,
+            key_version,
         };
-        if key_version as u32 != self.key_version {
-            return Err(corrupt(format!(
-                "sealed under key version {key_version}, this database's current key is version {}",
-                self.key_version
-            )));
-        }
-        let aad = crypto::associated_data(table, column, id, key_version as u32);
-        self.keys
-            .open(sealed, &aad)
-            .map_err(|e| corrupt(e.to_string()))
+        let mut scratch = Scratch::default();
+        bulk::open_sealed_into(&self.keys, self.key_version, &place, sealed, &mut scratch)?;
+        Ok(scratch.into_plain())
     }
 
     fn open_text(
