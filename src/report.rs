@@ -23,7 +23,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::api;
 use rayon::prelude::*;
 
-use crate::expiry::{self, Row, RowRun, RowSet, Rules, StaleRow};
+use crate::expiry::{self, RowRun, RowSet, Rules, StaleRow};
 use crate::fsutil;
 use crate::iin;
 use crate::render;
@@ -214,14 +214,9 @@ pub fn expiring_set(
             let mut part = RowSet::new();
             let mut summary = Summary::default();
             let mut scratch = Scratch::default();
-            let mut iin = String::new();
             for i in share {
                 let fetched_at = opener.open_summary_into(batch, i, &mut summary, &mut scratch)?;
-                iin.clear();
-                match full_iin {
-                    true => iin.push_str(&summary.iin),
-                    false => iin.push_str(&iin::mask(&summary.iin)),
-                }
+                let iin = shown_iin(&summary.iin, full_iin);
                 expiry::check_each(&iin, summary.person.as_ref(), fetched_at, rules, |r| {
                     part.push_row(&r);
                 });
@@ -287,16 +282,6 @@ pub fn expiring_set(
     Ok(set)
 }
 
-/// [`expiring_set`] as a vector of rows, one thread per core.
-pub fn expiring_rows(
-    store: &Store,
-    rules: &Rules,
-    full_iin: bool,
-) -> Result<Vec<Row>, ReportError> {
-    let set = expiring_set(store, rules, full_iin, default_threads())?;
-    Ok(set.iter().collect())
-}
-
 /// One worker per core unless told otherwise.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -314,7 +299,7 @@ pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportErr
 }
 
 /// Persons whose latest VALID record is older than `max_age` at `now`,
-/// oldest first. Kept in memory for the sort, as compact as [`expiring_rows`].
+/// oldest first. Kept in memory for the sort, as compact as [`expiring_set`].
 pub fn stale_rows(
     store: &Store,
     now: DateTime<Utc>,
@@ -446,40 +431,6 @@ fn own(s: impl Into<String>) -> Cow<'static, str> {
 
 fn opt<T: ToString>(v: Option<T>) -> Cow<'static, str> {
     own(v.map(|v| v.to_string()).unwrap_or_default())
-}
-
-/// Writes the expiring report of already sorted rows.
-pub fn write_expiring<W: Write>(
-    w: W,
-    format: Format,
-    rows: &[Row],
-) -> Result<(W, u64), ReportError> {
-    write_expiring_iter(w, format, rows.iter().cloned())
-}
-
-/// Writes the expiring report of rows coming in sorted order.
-pub fn write_expiring_iter<W: Write>(
-    w: W,
-    format: Format,
-    rows: impl Iterator<Item = Row>,
-) -> Result<(W, u64), ReportError> {
-    let mut sheet = Sheet::new(w, format, EXPIRING_COLUMNS)?;
-    for r in rows {
-        sheet.row(&[
-            own(r.iin.as_str()),
-            text(&r.full_name),
-            text(&r.document_type),
-            text(&r.document_number),
-            opt(r.expiry_date),
-            opt(r.days_left),
-            text(&r.document_status),
-            text(&r.life_status),
-            own(expiry::iso(r.fetched_at)),
-            own(r.reasons.to_string()),
-            text(&r.note),
-        ])?;
-    }
-    sheet.finish()
 }
 
 /// Writes the expiring report of a sorted [`RowSet`], cells borrowed from
@@ -843,7 +794,7 @@ impl Drop for AtomicFile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expiry::Reasons;
+    use crate::expiry::{Reasons, Row};
 
     #[test]
     fn formula_starts_are_neutralised_and_nothing_else() {
@@ -880,18 +831,27 @@ mod tests {
         }
     }
 
+    /// The expiring report of one row, as `report expiring` writes it; the
+    /// same with one worker and two.
+    fn write_rows(format: Format, r: Row) -> (Vec<u8>, u64) {
+        let mut set = RowSet::new();
+        set.push_person(vec![r]);
+        set.sort();
+        let one = write_expiring_set(Vec::new(), format, &set, 1).unwrap();
+        let two = write_expiring_set(Vec::new(), format, &set, 2).unwrap();
+        assert_eq!(one, two);
+        one
+    }
+
     #[test]
     fn excel_has_bom_crlf_and_the_delimiter() {
-        let rows = [row("=Иванов, \"Ваня\"\nвторая", Some(-5))];
-        let (out, n) = write_expiring(
-            Vec::new(),
+        let (out, n) = write_rows(
             Format {
                 delimiter: b';',
                 excel: true,
             },
-            &rows,
-        )
-        .unwrap();
+            row("=Иванов, \"Ваня\"\nвторая", Some(-5)),
+        );
         assert_eq!(n, 1);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("\u{feff}iin;full_name;"), "{text}");
@@ -903,7 +863,7 @@ mod tests {
 
     #[test]
     fn plain_has_no_bom_and_lf() {
-        let (out, _) = write_expiring(Vec::new(), Format::default(), &[row("A", None)]).unwrap();
+        let (out, _) = write_rows(Format::default(), row("A", None));
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("iin,full_name,"));
         assert!(!text.contains('\r'));
