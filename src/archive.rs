@@ -413,6 +413,7 @@ mod tests {
 
     use super::*;
     use crate::api::Response;
+    use crate::fuzzing::tests::answer_like;
 
     /// What an import keeps of a line, for comparing two ways of reading it.
     type Kept = (
@@ -593,26 +594,6 @@ mod tests {
         );
     }
 
-    fn any_json() -> impl Strategy<Value = Value> {
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<u64>().prop_map(Value::from),
-            any::<f64>().prop_map(|f| json!(f)),
-            ".{0,8}".prop_map(Value::from),
-            Just(json!("VALID")),
-            Just(json!("true")),
-        ];
-        leaf.prop_recursive(3, 24, 6, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..7).prop_map(Value::Array),
-                proptest::collection::vec(("[a-z_]{1,8}", inner), 0..5)
-                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-            ]
-        })
-    }
-
     /// Where a field of an answer may be replaced by anything.
     const PATHS: [&str; 16] = [
         "/status",
@@ -644,7 +625,7 @@ mod tests {
         /// Response would give.
         #[test]
         fn parse_line_keeps_what_the_whole_response_gives(
-            changes in proptest::collection::vec((0..PATHS.len(), any_json()), 1..5)
+            changes in proptest::collection::vec((0..PATHS.len(), answer_like()), 1..5)
         ) {
             let mut v = base();
             for (path, value) in changes {

@@ -280,4 +280,4 @@ pub fn batch_csv(data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

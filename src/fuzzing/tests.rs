@@ -31,16 +31,20 @@ fn session() -> impl Strategy<Value = String> {
 }
 
 /// A JSON value shaped like a GBDFL answer: known field names at every
-/// level, values of every JSON type, nesting a few levels deep.
-fn answer_like() -> impl Strategy<Value = Value> {
+/// level, values of every JSON type (numbers beyond i64, texts that read
+/// as flags), nesting a few levels deep. Also used by the import's
+/// properties (`archive`).
+pub(crate) fn answer_like() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
         any::<f64>().prop_map(|f| json!(f)),
         ".{0,12}".prop_map(Value::from),
         Just(json!("2030-08-15")),
         Just(json!("VALID")),
+        Just(json!("true")),
     ];
     let keys = prop_oneof![
         Just("status"),
