@@ -50,6 +50,12 @@ pub fn harden() {
         // It also means freed large buffers of decrypted data leave the
         // process at once instead of lingering in the heap.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+        // Freed memory at the top of the heap stays for the next use up to
+        // 64 MiB instead of going back at 128 KiB: the expiry scan frees
+        // and refills its per-batch sets, and gave a tenth of its time to
+        // the page faults. Decrypted data is wiped before it is freed
+        // (Zeroizing), so what stays holds nothing personal.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 

@@ -202,11 +202,17 @@ pub fn expiring_set(
     let mut set = RowSet::new();
     std::thread::scope(|s| -> Result<(), ReportError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        // Batches go back to the walk once packed, to be filled again.
+        let (spare_tx, spare_rx) = std::sync::mpsc::channel::<SealedSummaries>();
         let walk = s.spawn(move || {
-            reader.each_latest_summary(BATCH, |batch| {
-                tx.send(batch)
-                    .map_err(|_| StoreError::Io(io::Error::other("stopped")))
-            })
+            reader.each_latest_summary(
+                BATCH,
+                || spare_rx.try_recv().ok(),
+                |batch| {
+                    tx.send(batch)
+                        .map_err(|_| StoreError::Io(io::Error::other("stopped")))
+                },
+            )
         });
         // Each worker opens, checks and packs a share of a batch into a
         // set of its own; the shares are joined in walk order.
@@ -260,6 +266,8 @@ pub fn expiring_set(
                 })
             };
             packed = parts;
+            // The walk may have ended: then the batch is simply dropped.
+            let _ = spare_tx.send(batch);
             if let Err(e) = joined {
                 failed = Some(e);
                 break;
