@@ -418,6 +418,17 @@ impl fmt::Display for Gender {
 /// date-time with an offset or `Z` (the date as written in that offset), a
 /// date with an offset (`2017-10-16+06:00`), a naive date-time, or
 /// `DD.MM.YYYY`.
+/// The number written by ASCII digits only (none: `None`), for the fast
+/// paths that read dates and times gbdfl itself or the API wrote.
+pub(crate) fn ascii_number(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 9 {
+        return None;
+    }
+    b.iter().try_fold(0u32, |n, c| {
+        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+    })
+}
+
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {

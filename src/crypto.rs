@@ -291,9 +291,31 @@ pub fn associated_data_into(
     row_id: &str,
     key_version: u32,
 ) {
-    use std::io::Write as _;
+    // Pieces and digits put in place: the expiry scan builds a million of
+    // these, and `write!` was a third of the time spent opening.
     aad.clear();
-    let _ = write!(aad, "gbdfl/v1|{table}|{column}|{row_id}|{key_version}");
+    for piece in [
+        b"gbdfl/v1|".as_slice(),
+        table.as_bytes(),
+        b"|",
+        column.as_bytes(),
+        b"|",
+    ] {
+        aad.extend_from_slice(piece);
+    }
+    aad.extend_from_slice(row_id.as_bytes());
+    aad.push(b'|');
+    let mut digits = [0u8; 10];
+    let (mut n, mut at) = (key_version, digits.len());
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    aad.extend_from_slice(&digits[at..]);
 }
 
 impl Keys {
@@ -385,6 +407,16 @@ mod tests {
         let b = k.seal(b"hello", &aad).unwrap();
         assert_ne!(a, b, "each seal uses a fresh nonce");
         assert_eq!(&k.open(&a, &aad).unwrap()[..], b"hello");
+    }
+
+    #[test]
+    fn associated_data_is_the_documented_text() {
+        for version in [0, 1, 9, 10, 99, 100, 4_000_000_000, u32::MAX] {
+            for (table, column, id) in [("lookups", "summary_enc", "id-2"), ("keys", "", "")] {
+                let want = format!("gbdfl/v1|{table}|{column}|{id}|{version}");
+                assert_eq!(associated_data(table, column, id, version), want.as_bytes());
+            }
+        }
     }
 
     #[test]

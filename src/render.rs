@@ -395,27 +395,20 @@ pub fn expiring_to(
     }
     w.write_all(table_line(&widths, &EXPIRING_HEADER, None).as_bytes())?;
     // Runs of rows are laid out side by side on `pool`, written in order.
-    let runs = rows.runs(8192);
-    for window in runs.chunks(2 * pool.current_num_threads()) {
-        let texts: Vec<String> = pool.install(|| {
-            use rayon::prelude::*;
-            window
-                .par_iter()
-                .map(|run| {
-                    let mut s = String::new();
-                    for r in run.iter() {
-                        let (cells, paint) = expiring_cells_ref(&r, colour);
-                        let cells = cells.each_ref().map(|c| c.as_ref());
-                        table_line_into(&mut s, &widths, &cells, paint);
-                    }
-                    s
-                })
-                .collect()
-        });
-        for t in texts {
-            w.write_all(t.as_bytes())?;
-        }
-    }
+    rows.lay_out_in_order(
+        pool,
+        4096,
+        |run| {
+            let mut s = String::new();
+            for r in run.iter() {
+                let (cells, paint) = expiring_cells_ref(&r, colour);
+                let cells = cells.each_ref().map(|c| c.as_ref());
+                table_line_into(&mut s, &widths, &cells, paint);
+            }
+            s
+        },
+        |text| w.write_all(text.as_bytes()),
+    )?;
     w.flush()
 }
 

@@ -452,24 +452,21 @@ pub fn write_expiring_set<W: Write>(
 ) -> Result<(W, u64), ReportError> {
     let pool = thread_pool(threads)?;
     let (mut w, _) = Sheet::new(w, format, EXPIRING_COLUMNS)?.finish()?;
-    let runs = rows.runs(PIECE);
-    for window in runs.chunks(2 * threads.max(1)) {
-        let pieces: Vec<Result<Vec<u8>, ReportError>> = pool.install(|| {
-            window
-                .par_iter()
-                .map(|run| expiring_piece(format, run))
-                .collect()
-        });
-        for piece in pieces {
+    rows.lay_out_in_order(
+        &pool,
+        PIECE,
+        |run| expiring_piece(format, run),
+        |piece| {
             w.write_all(&piece?).map_err(csv::Error::from)?;
-        }
-    }
+            Ok::<_, ReportError>(())
+        },
+    )?;
     Ok((w, rows.len() as u64))
 }
 
-/// Rows per piece of the expiring report: a piece is ~1.5 MB of text, and
-/// a window of `2 * threads` pieces is all that is held at once.
-const PIECE: usize = 8192;
+/// Rows per piece of the expiring report: a piece is ~0.75 MB of text, and
+/// two windows of `2 * threads` pieces are all that is held at once.
+const PIECE: usize = 4096;
 
 /// The CSV lines of a run of rows, no header.
 fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportError> {

@@ -156,9 +156,40 @@ pub fn time_text(t: DateTime<Utc>) -> String {
 }
 
 pub(crate) fn parse_time(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
+    stored_time(s)
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The one form [`time_text`] writes, `YYYY-MM-DDTHH:MM:SS.mmmZ`, read
+/// without chrono's RFC 3339 parser (the expiry scan reads a million);
+/// `None` for anything else, which [`parse_time`] leaves to chrono.
+fn stored_time(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 24
+        || [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ]
+        .iter()
+        .any(|&(i, c)| b[i] != c)
+    {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| crate::api::ascii_number(&b[r]);
+    let day = chrono::NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)?;
+    // A leap second (:60) is not taken here: chrono reads it its own way.
+    let t = day.and_hms_milli_opt(n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?)?;
+    Some(t.and_utc())
 }
 
 /// A client-made lookup id (UUIDv7: unique everywhere, ordered by time).
@@ -724,5 +755,46 @@ impl Store {
 
     pub fn count_lookups(&self) -> Result<i64, StoreError> {
         sqlite::count_lookups(&self.conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What chrono alone reads, the way `parse_time` read before its fast path.
+    fn by_chrono(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    #[test]
+    fn stored_times_read_as_chrono_reads_them() {
+        let start = DateTime::parse_from_rfc3339("1999-12-31T23:59:59.999Z").unwrap();
+        let mut t = start.with_timezone(&Utc);
+        for step in 0..20_000i64 {
+            let text = time_text(t);
+            assert!(stored_time(&text).is_some(), "{text} takes the fast path");
+            assert_eq!(parse_time(&text), by_chrono(&text), "{text}");
+            assert_eq!(parse_time(&text), t, "{text}");
+            t += chrono::Duration::milliseconds((step % 97) * 3_600_007 + 1);
+        }
+        for other in [
+            "2025-10-15T10:25:00Z",
+            "2025-10-15T10:25:00.123+05:00",
+            "2025-10-15t10:25:00.123z",
+            "2016-12-31T23:59:60.500Z",
+            "2025-02-29T10:25:00.000Z",
+            "2025-13-01T00:00:00.000Z",
+            "2025-10-15T24:00:00.000Z",
+            "2025-10-15T10:25:00.1234Z",
+            "2025-1a-15T10:25:00.000Z",
+            "+025-10-15T10:25:00.000Z",
+            "",
+            "not a time",
+        ] {
+            assert_eq!(parse_time(other), by_chrono(other), "{other:?}");
+        }
     }
 }
