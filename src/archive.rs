@@ -25,8 +25,6 @@ use crate::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
 pub const FETCHED_AT: &str = "fetched_at";
-/// Lines per transaction (at least).
-const BATCH: usize = 8192;
 
 /// What can go wrong with an archive as a whole (a bad line is not here: it
 /// is reported and skipped).
@@ -220,30 +218,32 @@ pub fn import(
                 }
             }
         });
-        // Blocks are smaller than a transaction: rows wait here for one.
-        let mut good = Vec::with_capacity(2 * BATCH);
-        for batch in sealed {
-            for (n, sealed, warning) in batch? {
-                report.lines = report.lines.max(n);
+        // Each block's good rows go straight into the open transaction.
+        let mut lines = (0u64, 0u64, 0u64);
+        let stored = store.insert_imported(|| {
+            let Ok(batch) = sealed.recv() else {
+                return Ok(None);
+            };
+            let batch = batch?;
+            let mut good = Vec::with_capacity(batch.len());
+            for (n, sealed, warning) in batch {
+                lines.0 = lines.0.max(n);
                 if let Some(w) = &warning {
-                    report.warnings += 1;
+                    lines.1 += 1;
                     note(Note::Warning(n, w));
                 }
                 match sealed {
                     Ok(row) => good.push(row),
                     Err(e) => {
-                        report.bad += 1;
+                        lines.2 += 1;
                         note(Note::Bad(n, &e));
                     }
                 }
             }
-            if good.len() >= BATCH {
-                insert(store, &mut good, &mut report, note)?;
-            }
-        }
-        if !good.is_empty() {
-            insert(store, &mut good, &mut report, note)?;
-        }
+            Ok::<_, ArchiveError>(Some(good))
+        });
+        (report.lines, report.warnings, report.bad) = lines;
+        report.stored = stored?;
         Ok(())
     });
     // Whatever happened, the indexes come back before the command ends.
@@ -252,23 +252,6 @@ pub fn import(
     }
     scoped?;
     Ok(report)
-}
-
-/// Inserts the rows in one transaction and empties `good`.
-fn insert(
-    store: &Store,
-    good: &mut Vec<SealedLookup>,
-    report: &mut ImportReport,
-    note: &mut dyn FnMut(Note<'_>),
-) -> Result<(), ArchiveError> {
-    let done = store.insert_imported(good)?;
-    good.clear();
-    report.stored.inserted += done.inserted;
-    report.stored.already += done.already;
-    note(Note::Progress(
-        report.stored.inserted + report.stored.already,
-    ));
-    Ok(())
 }
 
 /// Parses and seals one line; `None` for a blank line.
@@ -364,7 +347,6 @@ fn read_blocks(
 pub enum Note<'a> {
     Bad(u64, &'a str),
     Warning(u64, &'a str),
-    Progress(u64),
 }
 
 /// Writes every stored answer as one JSON line, oldest first: the body as

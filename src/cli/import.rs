@@ -82,7 +82,6 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 eprintln!("line {line}: warning: {why}");
             }
         }
-        Note::Progress(_) => {}
     };
     let report = if args.file.as_os_str() == "-" {
         archive::import(store, std::io::stdin(), who, &pool, &mut note)
