@@ -193,7 +193,11 @@ pub fn import(
     let mut report = ImportReport::default();
     let scoped = std::thread::scope(|s| -> Result<(), ArchiveError> {
         let (blocks_tx, blocks) = mpsc::sync_channel::<Result<Block, ArchiveError>>(1);
-        let (sealed_tx, sealed) = mpsc::sync_channel::<Result<Vec<Sealed>, ArchiveError>>(2);
+        // Room for eight sealed blocks (about 20 MB): the workers go on
+        // sealing while the writer waits on a checkpoint's sync. With room
+        // for two they stalled; a million answers took 23.2 s, with eight
+        // 21.0 s (more room gained nothing more; BENCHMARKS.md).
+        let (sealed_tx, sealed) = mpsc::sync_channel::<Result<Vec<Sealed>, ArchiveError>>(8);
         s.spawn(move || read_blocks(input, BLOCK, &blocks_tx));
         s.spawn(move || {
             for block in blocks {
