@@ -223,7 +223,6 @@ pub fn import(
             }
         });
         // Each block's good rows go straight into the open transaction.
-        let mut lines = (0u64, 0u64, 0u64);
         let stored = store.insert_imported(|| {
             let Ok(batch) = sealed.recv() else {
                 return Ok(None);
@@ -231,22 +230,21 @@ pub fn import(
             let batch = batch?;
             let mut good = Vec::with_capacity(batch.len());
             for (n, sealed, warning) in batch {
-                lines.0 = lines.0.max(n);
+                report.lines = report.lines.max(n);
                 if let Some(w) = &warning {
-                    lines.1 += 1;
+                    report.warnings += 1;
                     note(Note::Warning(n, w));
                 }
                 match sealed {
                     Ok(row) => good.push(row),
                     Err(e) => {
-                        lines.2 += 1;
+                        report.bad += 1;
                         note(Note::Bad(n, &e));
                     }
                 }
             }
             Ok::<_, ArchiveError>(Some(good))
         });
-        (report.lines, report.warnings, report.bad) = lines;
         report.stored = stored?;
         Ok(())
     });
