@@ -414,10 +414,6 @@ impl fmt::Display for Gender {
     }
 }
 
-/// Parses a date in any shape seen in GBDFL traffic: `YYYY-MM-DD`, an ISO
-/// date-time with an offset or `Z` (the date as written in that offset), a
-/// date with an offset (`2017-10-16+06:00`), a naive date-time, or
-/// `DD.MM.YYYY`.
 /// The number written by ASCII digits only (none: `None`), for the fast
 /// paths that read dates and times gbdfl itself or the API wrote.
 pub(crate) fn ascii_number(b: &[u8]) -> Option<u32> {
@@ -429,6 +425,10 @@ pub(crate) fn ascii_number(b: &[u8]) -> Option<u32> {
     })
 }
 
+/// Parses a date in any shape seen in GBDFL traffic: `YYYY-MM-DD`, an ISO
+/// date-time with an offset or `Z` (the date as written in that offset), a
+/// date with an offset (`2017-10-16+06:00`), a naive date-time, or
+/// `DD.MM.YYYY`.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {

@@ -11,7 +11,7 @@
 //! depend on the number of threads.
 
 use std::io::{Read, Write};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, Document, Person, Scalar, Status};
 use crate::iin::Iin;
-use crate::store::{ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError};
+use crate::store::{Handed, ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError};
 use crate::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
@@ -173,7 +173,7 @@ struct Block {
 type Sealed = (u64, Result<SealedLookup, String>, Option<String>);
 
 /// Imports every line of `input` into `store`. `note` hears of each bad
-/// line and warning (with its line number) and of the progress.
+/// line and warning (with its line number).
 ///
 /// Three stages overlap: a reader cuts the input into blocks of whole
 /// lines, the pool parses, summarises, compresses and seals each batch of
@@ -184,6 +184,18 @@ pub fn import(
     who: Importer<'_>,
     pool: &rayon::ThreadPool,
     note: &mut dyn FnMut(Note<'_>),
+) -> Result<ImportReport, ArchiveError> {
+    import_in_blocks(store, input, who, pool, note, BLOCK)
+}
+
+/// [`import`], reading blocks of `block` bytes.
+fn import_in_blocks(
+    store: &Store,
+    input: impl Read + Send,
+    who: Importer<'_>,
+    pool: &rayon::ThreadPool,
+    note: &mut dyn FnMut(Note<'_>),
+    block: usize,
 ) -> Result<ImportReport, ArchiveError> {
     store.bulk_mode()?;
     if who.rebuild_indexes {
@@ -198,7 +210,7 @@ pub fn import(
         // for two they stalled; a million answers took 23.2 s, with eight
         // 21.0 s (more room gained nothing more; BENCHMARKS.md).
         let (sealed_tx, sealed) = mpsc::sync_channel::<Result<Vec<Sealed>, ArchiveError>>(8);
-        s.spawn(move || read_blocks(input, BLOCK, &blocks_tx));
+        s.spawn(move || read_blocks(input, block, &blocks_tx));
         s.spawn(move || {
             for block in blocks {
                 let block = match block {
@@ -223,11 +235,16 @@ pub fn import(
             }
         });
         // Each block's good rows go straight into the open transaction.
-        let stored = store.insert_imported(|| {
-            let Ok(batch) = sealed.recv() else {
-                return Ok(None);
+        let stored = store.insert_imported(|wait| {
+            let batch = match wait {
+                None => sealed.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(t) => sealed.recv_timeout(t),
             };
-            let batch = batch?;
+            let batch = match batch {
+                Ok(batch) => batch?,
+                Err(RecvTimeoutError::Timeout) => return Ok(Handed::NotYet),
+                Err(RecvTimeoutError::Disconnected) => return Ok(Handed::End),
+            };
             let mut good = Vec::with_capacity(batch.len());
             for (n, sealed, warning) in batch {
                 report.lines = report.lines.max(n);
@@ -243,7 +260,7 @@ pub fn import(
                     }
                 }
             }
-            Ok::<_, ArchiveError>(Some(good))
+            Ok::<_, ArchiveError>(Handed::Rows(good))
         });
         report.stored = stored?;
         Ok(())
@@ -501,6 +518,68 @@ mod tests {
                 .windows(1)
                 .any(|w| w == b"2")
         );
+    }
+
+    /// A reader that gives `data` a little at a time, then fails.
+    struct Breaks {
+        data: Vec<u8>,
+        at: usize,
+    }
+
+    impl Read for Breaks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.at == self.data.len() {
+                return Err(std::io::Error::other("the disk went away"));
+            }
+            let n = buf.len().min(self.data.len() - self.at).min(1000);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    /// A read error midway ends the import with the line it reached, and
+    /// what was read before it is stored: importing the file again stores
+    /// only the rest.
+    #[test]
+    fn a_read_error_midway_keeps_what_came_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::crypto::MasterKey::from_bytes([3; crate::crypto::KEY_LEN]);
+        let (store, _) = Store::init(&dir.path().join("gbdfl.db"), &key).unwrap();
+        let today = chrono::Local::now().date_naive();
+        let lines: String = (0..60)
+            .filter_map(|k| {
+                let iin = crate::iin::complete(&format!("9002{:02}4{k:04}", 1 + k % 28))?;
+                let answer = crate::emulator::synthetic_response(&iin, "session", today);
+                Some(format!("{answer}\n"))
+            })
+            .collect();
+        let total = lines.lines().count() as u64;
+        let who = Importer {
+            operator: "op",
+            host: "host",
+            purpose: None,
+            default_time: Some(Utc::now()),
+            rebuild_indexes: false,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let broken = Breaks {
+            data: lines.as_bytes().to_vec(),
+            at: 0,
+        };
+        let err = import_in_blocks(&store, broken, who, &pool, &mut |_| {}, 8192).unwrap_err();
+        assert!(
+            matches!(&err, ArchiveError::Read { what, .. } if what.starts_with("line ")),
+            "{err}"
+        );
+        let kept = store.count_lookups().unwrap() as u64;
+        assert!(kept > 0 && kept < total, "{kept} of {total} kept");
+        let again = import_in_blocks(&store, lines.as_bytes(), who, &pool, &mut |_| {}, 8192);
+        let again = again.unwrap().stored;
+        assert_eq!((again.inserted, again.already), (total - kept, kept));
     }
 
     #[test]

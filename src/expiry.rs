@@ -1116,7 +1116,19 @@ mod tests {
                     },
                 );
                 assert_eq!(stopped, Err(handed), "{threads} workers, runs of {len}");
-                assert!(handed < 100 + len, "stopped at the first failure");
+                // The first run that brings the count to 100 is the last
+                // handed over.
+                let mut upto = 0;
+                let want = set
+                    .runs(len)
+                    .iter()
+                    .map(|r| r.iter().count())
+                    .find_map(|n| {
+                        upto += n;
+                        (upto >= 100).then_some(upto)
+                    })
+                    .unwrap();
+                assert_eq!(handed, want, "stopped at the first failure");
             }
         }
     }

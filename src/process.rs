@@ -53,8 +53,11 @@ pub fn harden() {
         // Freed memory at the top of the heap stays for the next use up to
         // 64 MiB instead of going back at 128 KiB: the expiry scan frees
         // and refills its per-batch sets, and gave a tenth of its time to
-        // the page faults. Decrypted data is wiped before it is freed
-        // (Zeroizing), so what stays holds nothing personal.
+        // the page faults. What stays may hold names and IINs of a report
+        // being made (decrypted records and keys are wiped, report rows
+        // are not), as any freed heap memory could before: the process is
+        // not dumpable and writes no core, so only swap could take it to
+        // disk.
         libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }

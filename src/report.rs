@@ -196,6 +196,17 @@ pub fn expiring_set(
     /// Persons per batch: large enough to share out, small enough to
     /// keep memory flat.
     const BATCH: usize = 4096;
+    expiring_set_by(store, rules, full_iin, threads, BATCH)
+}
+
+/// [`expiring_set`] in batches of `batch` persons.
+fn expiring_set_by(
+    store: &Store,
+    rules: &Rules,
+    full_iin: bool,
+    threads: usize,
+    batch_size: usize,
+) -> Result<RowSet, ReportError> {
     let pool = thread_pool(threads)?;
     let opener = store.opener();
     let reader = store.reopen()?;
@@ -206,7 +217,7 @@ pub fn expiring_set(
         let (spare_tx, spare_rx) = std::sync::mpsc::channel::<SealedSummaries>();
         let walk = s.spawn(move || {
             reader.each_latest_summary(
-                BATCH,
+                batch_size,
                 || spare_rx.try_recv().ok(),
                 |batch| {
                     tx.send(batch)
@@ -800,6 +811,50 @@ impl Drop for AtomicFile {
 mod tests {
     use super::*;
     use crate::expiry::{Reasons, Row};
+
+    /// The scan's batches go back to the walk to be filled again: the rows
+    /// are the same whatever the batch size and the number of workers.
+    #[test]
+    fn the_scan_gives_the_same_rows_whatever_its_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::crypto::MasterKey::from_bytes([5; crate::crypto::KEY_LEN]);
+        let (store, _) = Store::init(&dir.path().join("gbdfl.db"), &key).unwrap();
+        let today = chrono::Local::now().date_naive();
+        let lines: String = (0..300)
+            .filter_map(|k| {
+                let iin = iin::complete(&format!("8501{:02}3{k:04}", 1 + k % 28))?;
+                let answer = crate::emulator::synthetic_response(&iin, "session", today);
+                Some(format!("{answer}\n"))
+            })
+            .collect();
+        let who = crate::archive::Importer {
+            operator: "op",
+            host: "host",
+            purpose: None,
+            default_time: Some(Utc::now()),
+            rebuild_indexes: false,
+        };
+        let pool = thread_pool(2).unwrap();
+        let imported = crate::archive::import(&store, lines.as_bytes(), who, &pool, &mut |_| {});
+        assert_eq!(
+            imported.unwrap().stored.inserted,
+            lines.lines().count() as u64
+        );
+        let rules = Rules::parse("90d", None, today).unwrap();
+        let rows = |threads, batch| {
+            let set = expiring_set_by(&store, &rules, true, threads, batch).unwrap();
+            set.iter().collect::<Vec<_>>()
+        };
+        let whole = rows(1, 4096);
+        assert!(whole.len() > 100, "{} rows", whole.len());
+        for (threads, batch) in [(1, 1), (2, 7), (2, 64), (3, 5)] {
+            assert_eq!(
+                rows(threads, batch),
+                whole,
+                "{threads} workers, batches of {batch}"
+            );
+        }
+    }
 
     #[test]
     fn formula_starts_are_neutralised_and_nothing_else() {

@@ -10,7 +10,7 @@
 //! (`Keys::content_id`), so importing twice or merging stores nothing twice.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -57,10 +57,26 @@ pub struct ImportOutcome {
 
 /// Rows per transaction of an import (at most, give or take a block).
 pub const IMPORT_ROWS: u64 = 65_536;
-/// The longest an import holds the write lock before it commits, so that
-/// other processes' writes (waiting up to the busy timeout, 10 s) get
-/// their turn.
-pub const IMPORT_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+/// The longest an import holds the write lock before it commits.
+pub const IMPORT_HOLD: Duration = Duration::from_secs(2);
+/// How long an import leaves the write lock free after a commit that more
+/// rows follow: longer than the longest sleep of SQLite's busy handler
+/// (100 ms), so another process waiting to write (a `fetch` recording a
+/// paid answer, an audit entry) tries again within it and gets its turn.
+/// Another writer waits at most about [`IMPORT_HOLD`], far inside its busy
+/// timeout of 10 s.
+pub const IMPORT_GAP: Duration = Duration::from_millis(120);
+
+/// What an import's source hands over when asked.
+#[derive(Debug)]
+pub enum Handed {
+    /// The next sealed rows (possibly none: a block of bad lines).
+    Rows(Vec<SealedLookup>),
+    /// Nothing within the time asked: the open transaction is committed.
+    NotYet,
+    /// The end of the input.
+    End,
+}
 
 /// A batch of the expiry scan: the latest VALID lookup of consecutive
 /// persons, sealed, their bytes in one buffer (one allocation per batch,
@@ -341,45 +357,56 @@ impl Store {
 
     /// Builds again the indexes [`Store::drop_indexes`] dropped.
     pub fn rebuild_indexes(&self) -> Result<(), StoreError> {
-        sqlite::ensure_schema(&self.conn)
+        sqlite::rebuild_lookup_indexes(&self.conn)
     }
 
-    /// Inserts sealed imported lookups as `next` hands them over (`None`:
-    /// no more), in transactions of [`IMPORT_ROWS`] rows, or fewer when one
-    /// has held the write lock for [`IMPORT_HOLD`]; ids already present are
-    /// left as they are. An error of `next` ends the import after what came
+    /// Inserts sealed imported lookups as `next` hands them over, in
+    /// transactions of [`IMPORT_ROWS`] rows, or fewer when one has held the
+    /// write lock for [`IMPORT_HOLD`]; ids already present are left as they
+    /// are. `next(None)` waits as long as it takes and is called with no
+    /// transaction open; `next(Some(t))` is called in the transaction and
+    /// waits at most `t` (then [`Handed::NotYet`] commits). A slow source
+    /// (a pipe, a terminal) therefore never keeps other processes from
+    /// writing, and after each commit the lock stays free for
+    /// [`IMPORT_GAP`]. An error of `next` ends the import after what came
     /// before it is committed.
     ///
     /// Why so many rows at once: an imported id is derived from the answer,
     /// so ids arrive in random order, and every transaction rewrites nearly
-    /// every page of the id index it touched. At a million answers that was
-    /// two thirds of the writer's time with 8,192 rows per transaction
-    /// (BENCHMARKS.md).
+    /// every page of the id index it touched. With 8,192 rows per
+    /// transaction that was two thirds of the writer's time at a million
+    /// answers (BENCHMARKS.md).
+    ///
+    /// `next` runs while this thread holds the process's write turn: it
+    /// must not write to the store itself.
     pub fn insert_imported<E: From<StoreError>>(
         &self,
-        next: impl FnMut() -> Result<Option<Vec<SealedLookup>>, E>,
+        next: impl FnMut(Option<Duration>) -> Result<Handed, E>,
     ) -> Result<ImportOutcome, E> {
-        self.insert_imported_by(IMPORT_ROWS, IMPORT_HOLD, next)
+        self.insert_imported_by(IMPORT_ROWS, IMPORT_HOLD, IMPORT_GAP, next)
     }
 
-    /// [`Store::insert_imported`] in transactions of `rows_per_tx` rows or `hold`.
+    /// [`Store::insert_imported`] with its limits given.
     fn insert_imported_by<E: From<StoreError>>(
         &self,
         rows_per_tx: u64,
-        hold: std::time::Duration,
-        mut next: impl FnMut() -> Result<Option<Vec<SealedLookup>>, E>,
+        hold: Duration,
+        gap: Duration,
+        mut next: impl FnMut(Option<Duration>) -> Result<Handed, E>,
     ) -> Result<ImportOutcome, E> {
         let mut total = ImportOutcome::default();
         loop {
-            let begun = Instant::now();
+            // Wait for rows with the lock free.
+            let first = match next(None)? {
+                Handed::Rows(rows) => rows,
+                Handed::NotYet => continue,
+                Handed::End => return Ok(total),
+            };
             let (done, end) = sqlite::immediate(&self.conn, |c| {
+                let begun = Instant::now();
                 let mut done = ImportOutcome::default();
+                let mut rows = first;
                 loop {
-                    let rows = match next() {
-                        Ok(Some(rows)) => rows,
-                        Ok(None) => return Ok((done, Some(Ok(())))),
-                        Err(e) => return Ok((done, Some(Err(e)))),
-                    };
                     for r in &rows {
                         if sqlite::insert_lookup(c, &r.0)? {
                             done.inserted += 1;
@@ -387,9 +414,16 @@ impl Store {
                             done.already += 1;
                         }
                     }
-                    if done.inserted + done.already >= rows_per_tx || begun.elapsed() >= hold {
+                    let left = hold.saturating_sub(begun.elapsed());
+                    if done.inserted + done.already >= rows_per_tx || left.is_zero() {
                         return Ok::<_, StoreError>((done, None));
                     }
+                    rows = match next(Some(left)) {
+                        Ok(Handed::Rows(more)) => more,
+                        Ok(Handed::NotYet) => return Ok((done, None)),
+                        Ok(Handed::End) => return Ok((done, Some(Ok(())))),
+                        Err(e) => return Ok((done, Some(Err(e)))),
+                    };
                 }
             })?;
             total.inserted += done.inserted;
@@ -397,6 +431,7 @@ impl Store {
             if let Some(end) = end {
                 return end.map(|()| total);
             }
+            std::thread::sleep(gap);
         }
     }
 
@@ -517,8 +552,9 @@ mod tests {
         }
     }
 
-    /// Imports commit in transactions of several hand-overs, and an error
-    /// of the hand-over ends the import with what came before it stored.
+    /// Imports commit in transactions of several hand-overs, commit when
+    /// the source has nothing within the time left, and an error of the
+    /// source ends the import with what came before it stored.
     #[test]
     fn imports_commit_as_they_go_and_keep_what_came_before_an_error() {
         let dir = tempfile::tempdir().unwrap();
@@ -526,7 +562,7 @@ mod tests {
         let key = MasterKey::from_bytes([9; KEY_LEN]);
         let (store, _) = Store::init(&path, &key).unwrap();
         let opener = store.opener();
-        let bodies: Vec<Vec<u8>> = (0..10)
+        let bodies: Vec<Vec<u8>> = (0..12)
             .map(|n| format!("{{\"n\":{n}}}").into_bytes())
             .collect();
         let seal = |n: usize| {
@@ -535,17 +571,27 @@ mod tests {
                 .unwrap()
         };
         let other = Store::open(&path, &key).unwrap();
-        // Hand-overs of 2 rows, transactions of at least 3: after the
-        // second hand-over, 4 rows are committed and seen by another
-        // connection; the third hand-over fails.
-        let mut handed = 0;
-        let out = store.insert_imported_by(3, std::time::Duration::from_secs(3600), || {
-            handed += 1;
-            match handed {
-                1 | 2 => Ok(Some(vec![seal(2 * handed - 2), seal(2 * handed - 1)])),
+        let hour = Duration::from_secs(3600);
+        // Hand-overs of 2 rows, transactions of at least 3 rows: after the
+        // second hand-over 4 rows are committed (seen by another
+        // connection); then "nothing yet" inside a transaction commits
+        // what it has; then the source fails.
+        let mut calls: Vec<Option<Duration>> = Vec::new();
+        let out = store.insert_imported_by(3, hour, Duration::ZERO, |wait| {
+            calls.push(wait);
+            match calls.len() {
+                1 | 2 => Ok(Handed::Rows(vec![
+                    seal(2 * calls.len() - 2),
+                    seal(2 * calls.len() - 1),
+                ])),
                 3 => {
                     assert_eq!(other.count_lookups().unwrap(), 4, "committed as it went");
-                    Ok(Some(vec![seal(4)]))
+                    Ok(Handed::Rows(vec![seal(4)]))
+                }
+                4 => Ok(Handed::NotYet),
+                5 => {
+                    assert_eq!(other.count_lookups().unwrap(), 5, "nothing yet: committed");
+                    Ok(Handed::Rows(vec![seal(5)]))
                 }
                 _ => Err(StoreError::Io(std::io::Error::other("the file broke"))),
             }
@@ -553,25 +599,36 @@ mod tests {
         assert!(matches!(out, Err(StoreError::Io(_))), "{out:?}");
         assert_eq!(
             other.count_lookups().unwrap(),
-            5,
+            6,
             "what came before the error stays"
         );
-        // Again, with the same answers and more: the stored ones are known.
-        let mut given = false;
+        // Waits inside a transaction are bounded, outside they are not.
+        assert_eq!(calls[0], None);
+        assert!(matches!(calls[1], Some(t) if t <= hour));
+        assert_eq!(calls[2], None, "a new transaction waits with the lock free");
+        assert_eq!(calls[4], None);
+        assert!(calls[5].is_some());
+        // Again with the same answers and more, the time limit spent at
+        // once: one hand-over per transaction; the stored ones are known.
+        let mut handed = 0;
         let out = store
-            .insert_imported_by(3, std::time::Duration::ZERO, || {
-                let rows = (!given).then(|| (0..10).map(seal).collect());
-                given = true;
-                Ok::<_, StoreError>(rows)
+            .insert_imported_by(1000, Duration::ZERO, Duration::ZERO, |wait| {
+                assert_eq!(wait, None, "no transaction is held open waiting");
+                handed += 1;
+                Ok::<_, StoreError>(match handed {
+                    1 => Handed::Rows((0..8).map(seal).collect()),
+                    2 => Handed::Rows((8..12).map(seal).collect()),
+                    _ => Handed::End,
+                })
             })
             .unwrap();
         assert_eq!(
             out,
             ImportOutcome {
-                inserted: 5,
-                already: 5
+                inserted: 6,
+                already: 6
             }
         );
-        assert_eq!(other.count_lookups().unwrap(), 10);
+        assert_eq!(other.count_lookups().unwrap(), 12);
     }
 }

@@ -29,7 +29,9 @@ use crate::crypto::{self, CryptoError, Keys, MasterKey, StableKeys};
 use crate::iin::Iin;
 
 pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
-pub use bulk::{Floor, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries};
+pub use bulk::{
+    Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
+};
 pub use maintenance::CheckReport;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
@@ -767,6 +769,55 @@ mod tests {
         DateTime::parse_from_rfc3339(s)
             .map(|t| t.with_timezone(&Utc))
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Indexes a large import dropped: another process leaves them to the
+    /// import while it runs (its queries are slow, not refused), the import
+    /// builds them at its end, and an import that died leaves them to the
+    /// next process that opens the database.
+    #[test]
+    fn dropped_indexes_wait_for_their_import_unless_it_died() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gbdfl.db");
+        let key = MasterKey::from_bytes([4; crate::crypto::KEY_LEN]);
+        let (import, _) = Store::init(&path, &key).unwrap();
+        let indexes = |s: &Store| -> i64 {
+            s.conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name IN \
+                     ('lookups_by_subject', 'lookups_by_time', 'lookups_latest')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        import.drop_indexes().unwrap();
+        let other = Store::open(&path, &key).unwrap();
+        assert_eq!(indexes(&other), 0, "left to the running import");
+        assert_eq!(other.count_lookups().unwrap(), 0, "and queries still work");
+        import.rebuild_indexes().unwrap();
+        assert_eq!(indexes(&other), 3, "built by the import at its end");
+
+        import.drop_indexes().unwrap();
+        import
+            .conn
+            .execute(
+                "UPDATE meta SET value = '2147483646 a-host-that-is-not-this-one' \
+                 WHERE key = 'indexes_dropped_by'",
+                [],
+            )
+            .unwrap();
+        let next = Store::open(&path, &key).unwrap();
+        assert_eq!(indexes(&next), 3, "an import that died: built on open");
+        let marks: i64 = next
+            .conn
+            .query_row(
+                "SELECT count(*) FROM meta WHERE key = 'indexes_dropped_by'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(marks, 0);
     }
 
     #[test]

@@ -971,28 +971,107 @@ pub fn bulk_pragmas(conn: &Connection) -> Result<(), StoreError> {
 /// [`open`] builds them again.
 const LOOKUP_INDEXES: [&str; 3] = ["lookups_by_subject", "lookups_by_time", "lookups_latest"];
 
-pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
-    for name in LOOKUP_INDEXES {
-        conn.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
-    }
-    Ok(())
+/// The `meta` key naming the import that dropped the indexes and will
+/// build them again: `PID HOST`.
+const INDEXES_WITH: &str = "indexes_dropped_by";
+
+/// This process as [`INDEXES_WITH`] names it.
+fn this_process() -> String {
+    format!(
+        "{} {}",
+        std::process::id(),
+        gethostname::gethostname().to_string_lossy()
+    )
 }
 
-/// Creates whatever the schema has and the database lacks (indexes a
-/// large import dropped); cheap when nothing is missing.
-pub fn ensure_schema(conn: &Connection) -> Result<(), StoreError> {
-    let present: i64 = row1(
-        conn,
-        "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3)",
-        params![LOOKUP_INDEXES[0], LOOKUP_INDEXES[1], LOOKUP_INDEXES[2]],
-        |r| r.get(0),
-    )?;
-    if present < LOOKUP_INDEXES.len() as i64 {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(SCHEMA)?;
-        tx.commit()?;
+/// Drops the secondary indexes and notes that this process will build
+/// them again, in one transaction.
+pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
+    immediate(conn, |c| {
+        for name in LOOKUP_INDEXES {
+            c.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+        }
+        exec(
+            c,
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![INDEXES_WITH, this_process()],
+        )?;
+        Ok::<_, StoreError>(())
+    })
+}
+
+/// Whether the process named `by` (`PID HOST`) runs now on this host.
+fn running(by: &str) -> bool {
+    let Some((pid, host)) = by.split_once(' ') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    if host != gethostname::gethostname().to_string_lossy() || pid <= 0 {
+        return false;
     }
-    Ok(())
+    #[cfg(unix)]
+    {
+        // SAFETY: signal 0 only asks whether the process exists.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    true
+}
+
+/// Creates whatever the schema has and the database lacks; cheap when
+/// nothing is missing. Indexes a large import dropped are left to that
+/// import while it runs (building them under it would take the write lock
+/// for seconds and slow the import to a crawl; meanwhile queries are slow,
+/// not refused); an import that died leaves them to whoever opens the
+/// database next, or to `own` (the import itself at its end).
+fn ensure_schema_as(conn: &Connection, own: bool) -> Result<(), StoreError> {
+    let missing = |c: &Connection| -> Result<bool, StoreError> {
+        let present: i64 = row1(
+            c,
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3)",
+            params![LOOKUP_INDEXES[0], LOOKUP_INDEXES[1], LOOKUP_INDEXES[2]],
+            |r| r.get(0),
+        )?;
+        Ok(present < LOOKUP_INDEXES.len() as i64)
+    };
+    if !missing(conn)? {
+        return Ok(());
+    }
+    let by: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            params![INDEXES_WITH],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(by) = &by
+        && !own
+        && running(by)
+    {
+        return Ok(());
+    }
+    // The write lock first (a deferred transaction that read would fail at
+    // once if another process had written since), then look again.
+    immediate(conn, |c| {
+        if missing(c)? {
+            c.execute_batch(SCHEMA)?;
+        }
+        exec(c, "DELETE FROM meta WHERE key = ?1", params![INDEXES_WITH])?;
+        Ok::<_, StoreError>(())
+    })
+}
+
+/// [`ensure_schema_as`] by a process opening the database.
+pub fn ensure_schema(conn: &Connection) -> Result<(), StoreError> {
+    ensure_schema_as(conn, false)
+}
+
+/// [`ensure_schema_as`] by the import that dropped the indexes.
+pub fn rebuild_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
+    ensure_schema_as(conn, true)
 }
 
 /// The latest VALID lookup of one person, as the covering index holds it,
