@@ -60,12 +60,11 @@ pub const IMPORT_ROWS: u64 = 65_536;
 /// The longest an import holds the write lock before it commits.
 pub const IMPORT_HOLD: Duration = Duration::from_secs(2);
 /// How long an import leaves the write lock free after a commit that more
-/// rows follow: longer than the longest sleep of SQLite's busy handler
-/// (100 ms), so another process waiting to write (a `fetch` recording a
-/// paid answer, an audit entry) tries again within it and gets its turn.
-/// Another writer waits at most about [`IMPORT_HOLD`], far inside its busy
-/// timeout of 10 s.
-pub const IMPORT_GAP: Duration = Duration::from_millis(120);
+/// rows follow: four tries of another gbdfl process waiting to write (a
+/// `fetch` recording a paid answer, an audit entry; its busy handler tries
+/// every [`sqlite::BUSY_POLL`]), which so gets its turn. Another writer
+/// waits at most about [`IMPORT_HOLD`], far inside its busy timeout of 10 s.
+pub const IMPORT_GAP: Duration = Duration::from_millis(20);
 
 /// What an import's source hands over when asked.
 #[derive(Debug)]

@@ -92,8 +92,24 @@ fn row1<T>(
     conn.prepare_cached(sql)?.query_row(params, f)
 }
 
-fn configure(conn: &Connection, busy: Duration) -> Result<(), StoreError> {
-    conn.busy_timeout(busy)?;
+/// How often a connection waiting for a lock another process holds tries
+/// again. SQLite's own busy handler sleeps longer and longer, up to 100 ms
+/// between tries, and so missed the short moments a long import leaves
+/// the lock free ([`super::bulk::IMPORT_GAP`]).
+pub const BUSY_POLL: Duration = Duration::from_millis(5);
+
+fn configure(conn: &mut Connection, busy: Duration) -> Result<(), StoreError> {
+    let mut since = std::time::Instant::now();
+    conn.busy_handler(Some(move |tries: i32| {
+        if tries == 0 {
+            since = std::time::Instant::now();
+        }
+        if since.elapsed() >= busy {
+            return false;
+        }
+        std::thread::sleep(BUSY_POLL);
+        true
+    }))?;
     conn.set_prepared_statement_cache_capacity(64);
     // WAL for readers beside a writer; FULL so a recorded paid call survives
     // a power cut; secure_delete so deleted rows leave no old ciphertext;
@@ -128,7 +144,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     if !path.exists() {
         return Err(StoreError::NotInitialised(path.to_owned()));
     }
-    let conn = Connection::open_with_flags(
+    let mut conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
@@ -142,7 +158,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     {
         return Err(StoreError::ReadOnly(path.to_owned()));
     }
-    configure(&conn, busy).map_err(|e| match e {
+    configure(&mut conn, busy).map_err(|e| match e {
         StoreError::Sqlite(e) => classify(path, e),
         other => other,
     })?;
@@ -184,14 +200,14 @@ pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreEr
         // SQLite gives its -wal and -shm files the same mode.
         crate::fsutil::create_private_file(path)?;
     }
-    let conn = Connection::open(path).map_err(|e| classify(path, e))?;
+    let mut conn = Connection::open(path).map_err(|e| classify(path, e))?;
     // A new file gets 16 KiB pages (before WAL mode writes its header):
     // a lookup row is about 1.1 KB, and 4 KiB pages leave much of each page
     // unused; 16 KiB makes the database 12% smaller (BENCHMARKS.md).
     // SQLite ignores this on a database that already has pages.
     conn.execute_batch(&format!("PRAGMA page_size = {PAGE_SIZE};"))
         .map_err(|e| classify(path, e))?;
-    configure(&conn, busy).map_err(|e| match e {
+    configure(&mut conn, busy).map_err(|e| match e {
         StoreError::Sqlite(e) => classify(path, e),
         other => other,
     })?;
@@ -316,10 +332,11 @@ pub fn immediate<T, E: From<StoreError>>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> Result<T, E>,
 ) -> Result<T, E> {
-    // Threads of this process take turns here rather than in SQLite's busy
-    // handler, which sleeps 1, 2, 5, 10... ms between tries: with 16 `sync`
-    // workers that sleeping, not the disk, bounded the rate. Other
-    // processes still meet SQLite's lock and its busy timeout.
+    // Threads of this process take turns here rather than in a busy
+    // handler that sleeps between tries (SQLite's own slept 1, 2, 5, 10...
+    // ms: with 16 `sync` workers that sleeping, not the disk, bounded the
+    // rate). Other processes still meet SQLite's lock, and [`configure`]'s
+    // busy handler.
     let _turn = WRITE_TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
