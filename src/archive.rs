@@ -408,7 +408,7 @@ fn export_line(body: &[u8], at: DateTime<Utc>) -> Zeroizing<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -538,30 +538,47 @@ mod tests {
         }
     }
 
+    /// A new database in `dir` under a fixed test key.
+    pub(crate) fn test_store(dir: &std::path::Path) -> Store {
+        let key = crate::crypto::MasterKey::from_bytes([3; crate::crypto::KEY_LEN]);
+        Store::init(&dir.join("gbdfl.db"), &key).unwrap().0
+    }
+
+    /// An archive of up to `n` synthetic answers (the emulator's persons,
+    /// born on the days of `yymm`), one per line; fewer when a made-up
+    /// IIN has no check digit.
+    pub(crate) fn synthetic_archive(n: u32, yymm: &str) -> String {
+        let today = chrono::Local::now().date_naive();
+        (0..n)
+            .filter_map(|k| {
+                let iin = crate::iin::complete(&format!("{yymm}{:02}4{k:04}", 1 + k % 28))?;
+                let answer = crate::emulator::synthetic_response(&iin, "session", today);
+                Some(format!("{answer}\n"))
+            })
+            .collect()
+    }
+
+    /// Who imports in tests: lines without a time are fetched now.
+    pub(crate) fn test_importer() -> Importer<'static> {
+        Importer {
+            operator: "op",
+            host: "host",
+            purpose: None,
+            default_time: Some(Utc::now()),
+            rebuild_indexes: false,
+        }
+    }
+
     /// A read error midway ends the import with the line it reached, and
     /// what was read before it is stored: importing the file again stores
     /// only the rest.
     #[test]
     fn a_read_error_midway_keeps_what_came_before_it() {
         let dir = tempfile::tempdir().unwrap();
-        let key = crate::crypto::MasterKey::from_bytes([3; crate::crypto::KEY_LEN]);
-        let (store, _) = Store::init(&dir.path().join("gbdfl.db"), &key).unwrap();
-        let today = chrono::Local::now().date_naive();
-        let lines: String = (0..60)
-            .filter_map(|k| {
-                let iin = crate::iin::complete(&format!("9002{:02}4{k:04}", 1 + k % 28))?;
-                let answer = crate::emulator::synthetic_response(&iin, "session", today);
-                Some(format!("{answer}\n"))
-            })
-            .collect();
+        let store = test_store(dir.path());
+        let lines = synthetic_archive(60, "9002");
         let total = lines.lines().count() as u64;
-        let who = Importer {
-            operator: "op",
-            host: "host",
-            purpose: None,
-            default_time: Some(Utc::now()),
-            rebuild_indexes: false,
-        };
+        let who = test_importer();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(2)
             .build()

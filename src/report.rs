@@ -816,24 +816,12 @@ mod tests {
     /// are the same whatever the batch size and the number of workers.
     #[test]
     fn the_scan_gives_the_same_rows_whatever_its_batches() {
+        use crate::archive::tests::{synthetic_archive, test_importer, test_store};
         let dir = tempfile::tempdir().unwrap();
-        let key = crate::crypto::MasterKey::from_bytes([5; crate::crypto::KEY_LEN]);
-        let (store, _) = Store::init(&dir.path().join("gbdfl.db"), &key).unwrap();
+        let store = test_store(dir.path());
         let today = chrono::Local::now().date_naive();
-        let lines: String = (0..300)
-            .filter_map(|k| {
-                let iin = iin::complete(&format!("8501{:02}3{k:04}", 1 + k % 28))?;
-                let answer = crate::emulator::synthetic_response(&iin, "session", today);
-                Some(format!("{answer}\n"))
-            })
-            .collect();
-        let who = crate::archive::Importer {
-            operator: "op",
-            host: "host",
-            purpose: None,
-            default_time: Some(Utc::now()),
-            rebuild_indexes: false,
-        };
+        let lines = synthetic_archive(300, "8501");
+        let who = test_importer();
         let pool = thread_pool(2).unwrap();
         let imported = crate::archive::import(&store, lines.as_bytes(), who, &pool, &mut |_| {});
         assert_eq!(
