@@ -94,7 +94,12 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         })?;
         archive::import(store, file, who, &pool, &mut note)
     };
-    let report = report.with_context(|| format!("importing {}", args.file.display()))?;
+    let source = if args.file.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        args.file.display().to_string()
+    };
+    let report = report.with_context(|| format!("importing {source}"))?;
     ctx.note_records(report.stored.inserted);
     eprintln!(
         "imported {} lines: {} stored, {} already in the cache, {} skipped, {} with warnings",
@@ -105,8 +110,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             ExitCode::InvalidInput,
             format!(
                 "{} lines of {} were not imported (their numbers are above); the other lines were",
-                report.bad,
-                args.file.display()
+                report.bad, source
             ),
         )
         .into());
