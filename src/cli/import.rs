@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use super::Ctx;
+use super::{Ctx, progress};
 use crate::archive::{self, Importer, Note};
 use crate::exit::{Exit, ExitCode};
 use crate::store::Store;
@@ -68,18 +68,23 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         default_time,
         rebuild_indexes: file_len > 64 << 20 && file_len > db_len,
     };
+    // Bytes read of a file, on a terminal: a million answers take seconds
+    // to minutes. (The bar stays full while the indexes are built.)
+    let bar = (args.file.as_os_str() != "-")
+        .then(|| progress::bytes_bar("import", file_len))
+        .flatten();
     let (mut bad, mut warned) = (0u64, 0u64);
     let mut note = |n: Note<'_>| match n {
         Note::Bad(line, why) => {
             bad += 1;
             if bad <= SHOWN {
-                eprintln!("line {line}: skipped: {why}");
+                progress::say(bar.as_ref(), &format!("line {line}: skipped: {why}"));
             }
         }
         Note::Warning(line, why) => {
             warned += 1;
             if warned <= SHOWN {
-                eprintln!("line {line}: warning: {why}");
+                progress::say(bar.as_ref(), &format!("line {line}: warning: {why}"));
             }
         }
     };
@@ -92,8 +97,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 format!("cannot read {}: {e}", args.file.display()),
             )
         })?;
-        archive::import(store, file, who, &pool, &mut note)
+        match &bar {
+            Some(bar) => archive::import(store, bar.wrap_read(file), who, &pool, &mut note),
+            None => archive::import(store, file, who, &pool, &mut note),
+        }
     };
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
     let source = if args.file.as_os_str() == "-" {
         "standard input".to_owned()
     } else {
@@ -108,10 +119,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     if report.bad > 0 {
         return Err(Exit::new(
             ExitCode::InvalidInput,
-            format!(
-                "{} lines of {} were not imported (their numbers are above); the other lines were",
-                report.bad, source
-            ),
+            if report.bad == 1 {
+                format!(
+                    "1 line of {source} was not imported (its number is above); the other lines were"
+                )
+            } else {
+                format!(
+                    "{} lines of {source} were not imported (their numbers are above); the other lines were",
+                    report.bad
+                )
+            },
         )
         .into());
     }

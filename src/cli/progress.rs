@@ -1,6 +1,7 @@
 //! Progress of `sync` and `batch`: an indicatif bar on a terminal (done of
 //! total, rate, ETA, failures), plain lines every few seconds elsewhere (a
-//! log file, a pipe, a scheduled task). Both go to standard error.
+//! log file, a pipe, a scheduled task). Both go to standard error. And the
+//! bytes-read bar of `import` (on a terminal only).
 
 use std::io::IsTerminal;
 use std::sync::Mutex;
@@ -100,5 +101,32 @@ impl Progress {
                 }
             }
         }
+    }
+}
+
+/// A bar of bytes read out of `total` for `what`, on a terminal only
+/// (elsewhere the summary line at the end is enough). Messages printed
+/// while it shows go through [`say`].
+pub fn bytes_bar(what: &'static str, total: u64) -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(what);
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    })
+}
+
+/// Prints a line to standard error above `bar`, if one shows.
+pub fn say(bar: Option<&ProgressBar>, line: &str) {
+    match bar {
+        Some(bar) => bar.suspend(|| eprintln!("{line}")),
+        None => eprintln!("{line}"),
     }
 }
