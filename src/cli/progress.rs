@@ -26,17 +26,12 @@ pub struct Progress {
 impl Progress {
     pub fn new(what: &'static str, total: u64) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len}  {per_sec}  ETA {eta}  {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            let bar = terminal_bar(
+                what,
+                total,
+                "{prefix} [{bar:30}] {pos}/{len}  {per_sec}  ETA {eta}  {msg}",
             );
-            bar.set_prefix(what);
             bar.set_message("0 failed");
-            bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
         Progress {
@@ -109,18 +104,25 @@ impl Progress {
 /// while it shows go through [`say`].
 pub fn bytes_bar(what: &'static str, total: u64) -> Option<ProgressBar> {
     std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}",
-            )
+        terminal_bar(
+            what,
+            total,
+            "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}",
+        )
+    })
+}
+
+/// A bar on standard error drawn with `template`, redrawn five times a second.
+fn terminal_bar(what: &'static str, total: u64, template: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template(template)
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
-        );
-        bar.set_prefix(what);
-        bar.enable_steady_tick(Duration::from_millis(200));
-        bar
-    })
+    );
+    bar.set_prefix(what);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
 }
 
 /// Prints a line to standard error above `bar`, if one shows.
