@@ -717,6 +717,11 @@ impl RowSet {
     }
 }
 
+/// Rows per run that [`RowSet::lay_out_in_order`]'s callers lay out at a
+/// time: about 0.75 MB of report text, so the two windows of `2 * threads`
+/// runs held at once stay small.
+pub const RUN_ROWS: usize = 4096;
+
 impl RowSet {
     /// Lays the sorted rows out on `pool`, in runs of about `rows` rows
     /// (`make`), and hands each run's result to `put` in order, on the

@@ -397,7 +397,7 @@ pub fn expiring_to(
     // Runs of rows are laid out side by side on `pool`, written in order.
     rows.lay_out_in_order(
         pool,
-        4096,
+        crate::expiry::RUN_ROWS,
         |run| {
             let mut s = String::new();
             for r in run.iter() {

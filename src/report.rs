@@ -475,9 +475,8 @@ pub fn write_expiring_set<W: Write>(
     Ok((w, rows.len() as u64))
 }
 
-/// Rows per piece of the expiring report: a piece is ~0.75 MB of text, and
-/// two windows of `2 * threads` pieces are all that is held at once.
-const PIECE: usize = 4096;
+/// Rows per piece of the expiring report (one run of rows).
+const PIECE: usize = expiry::RUN_ROWS;
 
 /// The CSV lines of a run of rows, no header.
 fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportError> {
