@@ -1072,13 +1072,48 @@ fn ensure_schema_as(conn: &Connection, own: bool) -> Result<(), StoreError> {
     }
     // The write lock first (a deferred transaction that read would fail at
     // once if another process had written since), then look again.
-    immediate(conn, |c| {
-        if missing(c)? {
-            c.execute_batch(SCHEMA)?;
-        }
-        exec(c, "DELETE FROM meta WHERE key = ?1", params![INDEXES_WITH])?;
-        Ok::<_, StoreError>(())
+    sorting_in_parallel(conn, |conn| {
+        immediate(conn, |c| {
+            if missing(c)? {
+                c.execute_batch(SCHEMA)?;
+            }
+            exec(c, "DELETE FROM meta WHERE key = ?1", params![INDEXES_WITH])?;
+            Ok::<_, StoreError>(())
+        })
     })
+}
+
+/// Page cache while indexes are built: the sort is cut into runs of about
+/// this size, each sorted by a helper thread while the next is read.
+const SORT_CACHE_KIB: u32 = 8 * 1024;
+
+/// Runs `f` (which builds indexes) with SQLite's sorter allowed to use
+/// helper threads, then puts this connection's settings back.
+///
+/// SQLite's sorter sorts runs in parallel only when they may go to temp
+/// files (`temp_store = FILE`; in memory it uses no helper thread at all),
+/// and only when a run fills the page cache, hence the smaller cache.
+/// Building the three indexes at a million lookups takes about half the
+/// time (BENCHMARKS.md). The runs hold index records only: blind indexes,
+/// times, ids, key versions and sealed summaries, never a plaintext
+/// personal value, since SQLite never sees one; the files are unlinked as
+/// soon as they are opened.
+fn sorting_in_parallel<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let cache: i64 = row1(conn, "PRAGMA cache_size", [], |r| r.get(0))?;
+    let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    conn.execute_batch(&format!(
+        "PRAGMA temp_store = FILE; PRAGMA threads = {helpers}; PRAGMA cache_size = -{SORT_CACHE_KIB};"
+    ))?;
+    let out = f(conn);
+    let back = conn.execute_batch(&format!(
+        "PRAGMA temp_store = MEMORY; PRAGMA threads = 0; PRAGMA cache_size = {cache};"
+    ));
+    let out = out?;
+    back?;
+    Ok(out)
 }
 
 /// [`ensure_schema_as`] by a process opening the database.
