@@ -210,7 +210,9 @@ fn import_in_blocks(
         // for two they stalled; a million answers took 23.2 s, with eight
         // 21.0 s (more room gained nothing more; BENCHMARKS.md).
         let (sealed_tx, sealed) = mpsc::sync_channel::<Result<Vec<Sealed>, ArchiveError>>(8);
-        s.spawn(move || read_blocks(input, block, &blocks_tx));
+        // Sealed blocks' buffers go back to the reader to be filled again.
+        let (spare_tx, spare) = mpsc::channel();
+        s.spawn(move || read_blocks(input, block, &blocks_tx, &spare));
         s.spawn(move || {
             for block in blocks {
                 let block = match block {
@@ -229,6 +231,7 @@ fn import_in_blocks(
                         })
                         .collect::<Vec<_>>()
                 });
+                let _ = spare_tx.send(block.bytes);
                 if sealed_tx.send(Ok(done)).is_err() {
                     return;
                 }
@@ -309,16 +312,24 @@ fn lines_of(block: &Block) -> Vec<(u64, (usize, usize))> {
 
 /// Reads `input` in blocks of whole lines of about `size` bytes (the last
 /// may lack its line feed) and sends them on, numbered, until the end or an
-/// error.
+/// error. Each block is read into a buffer `spare` gives back when it has
+/// one: a fresh 4 MiB buffer per block is mapped, faulted in and zeroed
+/// page by page, then zeroized and unmapped, which cost an import of a
+/// million answers about a second of CPU (BENCHMARKS.md). Bytes left in a
+/// buffer from its last block are never read: only what `read` put there.
 fn read_blocks(
     mut input: impl Read,
     size: usize,
     out: &mpsc::SyncSender<Result<Block, ArchiveError>>,
+    spare: &mpsc::Receiver<Zeroizing<Vec<u8>>>,
 ) {
     let mut first = 1u64;
     let mut carry: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::new());
     loop {
-        let mut bytes = Zeroizing::new(vec![0u8; size.max(2 * carry.len())]);
+        let mut bytes = spare.try_recv().unwrap_or_default();
+        // A buffer given back still holds its last block's length, so this
+        // writes zeros only over the few bytes past that block's last line.
+        bytes.resize(size.max(2 * carry.len()), 0);
         bytes[..carry.len()].copy_from_slice(&carry);
         let mut len = carry.len();
         let cut = loop {
@@ -602,9 +613,14 @@ pub(crate) mod tests {
     #[test]
     fn blocks_hold_whole_lines_numbered_across_blocks() {
         let input = "a\nbb\n\nccc\r\nthis line is longer than a block\nd\ne";
-        for size in [1, 3, 8, 1 << 20] {
+        for (size, stale) in [(1, 0), (3, 0), (8, 0), (1 << 20, 0), (3, 5), (8, 5)] {
             let (tx, rx) = mpsc::sync_channel(100);
-            read_blocks(input.as_bytes(), size, &tx);
+            // Buffers given back full of other lines' bytes, of every length.
+            let (spare_tx, spare) = mpsc::channel();
+            for len in 0..stale * 4 {
+                spare_tx.send(Zeroizing::new(b"x\ny".repeat(len))).unwrap();
+            }
+            read_blocks(input.as_bytes(), size, &tx, &spare);
             drop(tx);
             let mut got = Vec::new();
             for block in rx {
@@ -622,10 +638,10 @@ pub(crate) mod tests {
                 .enumerate()
                 .map(|(i, l)| (i as u64 + 1, l.to_owned()))
                 .collect();
-            assert_eq!(got, want, "block size {size}");
+            assert_eq!(got, want, "block size {size}, stale buffers {stale}");
         }
         let (tx, rx) = mpsc::sync_channel(1);
-        read_blocks(&b""[..], 8, &tx);
+        read_blocks(&b""[..], 8, &tx, &mpsc::channel().1);
         drop(tx);
         assert!(rx.iter().next().is_none());
     }
