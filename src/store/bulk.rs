@@ -406,13 +406,9 @@ impl Store {
                 let mut done = ImportOutcome::default();
                 let mut rows = first;
                 loop {
-                    for r in &rows {
-                        if sqlite::insert_lookup(c, &r.0)? {
-                            done.inserted += 1;
-                        } else {
-                            done.already += 1;
-                        }
-                    }
+                    let (inserted, already) = sqlite::insert_lookups(c, rows.iter().map(|r| &r.0))?;
+                    done.inserted += inserted;
+                    done.already += already;
                     let left = hold.saturating_sub(begun.elapsed());
                     if done.inserted + done.already >= rows_per_tx || left.is_zero() {
                         return Ok::<_, StoreError>((done, None));

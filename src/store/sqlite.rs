@@ -46,9 +46,25 @@ pub struct LookupRow {
     pub summary_enc: Option<Vec<u8>>,
 }
 
-const LOOKUP_COLUMNS: &str = "id, subject, requested_at, answered_at, operator, host, source, outcome, \
-     status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-     iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc";
+/// The columns of `lookups` in [`LookupRow`]'s order, as a literal so that
+/// statements can be made of it at compile time.
+macro_rules! lookup_columns {
+    () => {
+        "id, subject, requested_at, answered_at, operator, host, source, outcome, \
+         status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
+         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc"
+    };
+}
+
+const LOOKUP_COLUMNS: &str = lookup_columns!();
+
+/// Inserts one [`LookupRow`] unless its id is already there. A constant, so
+/// that an import's million inserts neither format nor hash a new text each.
+const INSERT_LOOKUP: &str = concat!(
+    "INSERT OR IGNORE INTO lookups (",
+    lookup_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+);
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
     Ok(LookupRow {
@@ -540,36 +556,51 @@ pub fn backup(conn: &Connection, dest: &Path) -> Result<(), StoreError> {
 
 /// Inserts a lookup; an id already present is left as it is (idempotent).
 pub fn insert_lookup(conn: &Connection, r: &LookupRow) -> Result<bool, StoreError> {
-    let n = exec(
-        conn,
-        &format!(
-            "INSERT OR IGNORE INTO lookups ({LOOKUP_COLUMNS}) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
-        ),
-        params![
-            r.id,
-            r.subject,
-            r.requested_at,
-            r.answered_at,
-            r.operator,
-            r.host,
-            r.source,
-            r.outcome,
-            r.status,
-            r.result,
-            r.http_status,
-            r.failure_type,
-            r.iin_checked,
-            r.cached_from,
-            r.key_version,
-            r.iin_enc,
-            r.session_enc,
-            r.purpose_enc,
-            r.detail_enc,
-            r.response_enc,
-            r.summary_enc,
-        ],
-    )?;
+    insert_with(&mut conn.prepare_cached(INSERT_LOOKUP)?, r)
+}
+
+/// Inserts each row unless its id is already there, with one statement:
+/// how many were inserted and how many were already there.
+pub fn insert_lookups<'a>(
+    conn: &Connection,
+    rows: impl IntoIterator<Item = &'a LookupRow>,
+) -> Result<(u64, u64), StoreError> {
+    let mut st = conn.prepare_cached(INSERT_LOOKUP)?;
+    let (mut inserted, mut already) = (0, 0);
+    for r in rows {
+        if insert_with(&mut st, r)? {
+            inserted += 1;
+        } else {
+            already += 1;
+        }
+    }
+    Ok((inserted, already))
+}
+
+fn insert_with(st: &mut rusqlite::CachedStatement<'_>, r: &LookupRow) -> Result<bool, StoreError> {
+    let n = st.execute(params![
+        r.id,
+        r.subject,
+        r.requested_at,
+        r.answered_at,
+        r.operator,
+        r.host,
+        r.source,
+        r.outcome,
+        r.status,
+        r.result,
+        r.http_status,
+        r.failure_type,
+        r.iin_checked,
+        r.cached_from,
+        r.key_version,
+        r.iin_enc,
+        r.session_enc,
+        r.purpose_enc,
+        r.detail_enc,
+        r.response_enc,
+        r.summary_enc,
+    ])?;
     Ok(n == 1)
 }
 
