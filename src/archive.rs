@@ -270,6 +270,7 @@ fn import_in_blocks(
     });
     // Whatever happened, the indexes come back before the command ends.
     if who.rebuild_indexes {
+        note(Note::Indexing);
         store.rebuild_indexes()?;
     }
     scoped?;
@@ -377,6 +378,9 @@ fn read_blocks(
 pub enum Note<'a> {
     Bad(u64, &'a str),
     Warning(u64, &'a str),
+    /// Every line is in; the indexes dropped for the import are being
+    /// built again (some seconds at a million answers).
+    Indexing,
 }
 
 /// Writes every stored answer as one JSON line, oldest first: the body as

@@ -69,7 +69,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         rebuild_indexes: file_len > 64 << 20 && file_len > db_len,
     };
     // Bytes read of a file, on a terminal: a million answers take seconds
-    // to minutes. (The bar stays full while the indexes are built.)
+    // to minutes. Then, for a large file, a spinner while the indexes are
+    // built again.
     let bar = (args.file.as_os_str() != "-")
         .then(|| progress::bytes_bar("import", file_len))
         .flatten();
@@ -85,6 +86,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             warned += 1;
             if warned <= SHOWN {
                 progress::say(bar.as_ref(), &format!("line {line}: warning: {why}"));
+            }
+        }
+        Note::Indexing => {
+            if let Some(bar) = &bar {
+                progress::to_spinner(bar, "building the indexes");
             }
         }
     };

@@ -125,6 +125,17 @@ fn terminal_bar(what: &'static str, total: u64, template: &str) -> ProgressBar {
     bar
 }
 
+/// Turns `bar` into a spinner saying `what` is being done, for a last step
+/// whose length is unknown.
+pub fn to_spinner(bar: &ProgressBar, what: &'static str) {
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(what);
+    bar.reset_elapsed();
+}
+
 /// Prints a line to standard error above `bar`, if one shows.
 pub fn say(bar: Option<&ProgressBar>, line: &str) {
     match bar {
