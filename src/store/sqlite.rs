@@ -1129,9 +1129,14 @@ const SORT_CACHE_KIB: u32 = 8 * 1024;
 /// times, ids, key versions and sealed summaries, never a plaintext
 /// personal value, since SQLite never sees one; the files are unlinked as
 /// soon as they are opened.
+///
+/// If that fails for want of temp space (the temp folder full, missing or
+/// not writable), `f` runs again sorting in memory, as it did before: a
+/// full `/tmp` must not leave every later open of the database failing
+/// to build the indexes.
 fn sorting_in_parallel<T>(
     conn: &Connection,
-    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    f: impl Fn(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let cache: i64 = row1(conn, "PRAGMA cache_size", [], |r| r.get(0))?;
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
@@ -1139,12 +1144,26 @@ fn sorting_in_parallel<T>(
         "PRAGMA temp_store = FILE; PRAGMA threads = {helpers}; PRAGMA cache_size = -{SORT_CACHE_KIB};"
     ))?;
     let out = f(conn);
-    let back = conn.execute_batch(&format!(
+    conn.execute_batch(&format!(
         "PRAGMA temp_store = MEMORY; PRAGMA threads = 0; PRAGMA cache_size = {cache};"
-    ));
-    let out = out?;
-    back?;
-    Ok(out)
+    ))?;
+    match out {
+        Err(e) if short_of_temp_space(&e) => f(conn),
+        out => out,
+    }
+}
+
+/// Whether `e` may come from SQLite's temp files: a failed write, or a temp
+/// file that could not be made.
+fn short_of_temp_space(e: &StoreError) -> bool {
+    match e {
+        StoreError::WriteFailed(_) => true,
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
+            f.code,
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::SystemIoFailure
+        ),
+        _ => false,
+    }
 }
 
 /// [`ensure_schema_as`] by a process opening the database.
@@ -1288,4 +1307,73 @@ pub fn each_sealed_answer(
         f(r.get(0)?, r.get(1)?, r.get(2)?)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store(conn: &Connection) -> (i64, i64, i64) {
+        let get = |p: &str| row1(conn, &format!("PRAGMA {p}"), [], |r| r.get(0)).unwrap();
+        (get("temp_store"), get("threads"), get("cache_size"))
+    }
+
+    /// Settings as `configure` and `bulk_pragmas` leave them.
+    fn connection() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;")
+            .unwrap();
+        conn
+    }
+
+    #[test]
+    fn index_builds_sort_in_temp_files_on_helper_threads_then_settings_come_back() {
+        let conn = connection();
+        let before = temp_store(&conn);
+        assert_eq!(before.0, 2, "temp_store = MEMORY");
+        let during = sorting_in_parallel(&conn, |c| Ok(temp_store(c))).unwrap();
+        assert_eq!(during.0, 1, "temp_store = FILE while indexes are built");
+        assert!(during.1 >= 1, "helper threads allowed: {during:?}");
+        assert_eq!(during.2, -i64::from(SORT_CACHE_KIB));
+        assert_eq!(temp_store(&conn), before);
+    }
+
+    #[test]
+    fn short_of_temp_space_the_indexes_are_built_sorting_in_memory() {
+        let conn = connection();
+        let full = || {
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                None,
+            ))
+        };
+        let tries = std::cell::RefCell::new(Vec::new());
+        let built = sorting_in_parallel(&conn, |c| {
+            let settings = temp_store(c);
+            tries.borrow_mut().push(settings);
+            if settings.0 == 1 {
+                Err(full())
+            } else {
+                Ok("built")
+            }
+        });
+        assert_eq!(built.unwrap(), "built");
+        let tries = tries.into_inner();
+        assert_eq!(tries.len(), 2, "{tries:?}");
+        assert_eq!(
+            tries[1],
+            temp_store(&conn),
+            "the second try sorts in memory"
+        );
+        assert_eq!(tries[1].0, 2);
+
+        // Other errors are not tried again.
+        let once = std::cell::Cell::new(0);
+        let err = sorting_in_parallel(&conn, |_| -> Result<(), StoreError> {
+            once.set(once.get() + 1);
+            Err(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+        });
+        assert!(err.is_err());
+        assert_eq!(once.get(), 1);
+    }
 }
