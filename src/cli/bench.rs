@@ -32,6 +32,13 @@ pub enum What {
     /// Read and open every stored answer, then every person's summary, once,
     /// on one thread, and print the time each took
     Floor,
+    /// Write the v2 zstd dictionary (src/store/zstd-dict-v2.bin): the v1
+    /// content with entropy tables from 1,000 synthetic answers
+    Dict {
+        /// Where to write it
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 impl Args {
@@ -39,7 +46,7 @@ impl Args {
     /// makes up people and touches no database.
     pub fn name(&self) -> Option<&'static str> {
         match self.what {
-            What::Gen { .. } => None,
+            What::Gen { .. } | What::Dict { .. } => None,
             What::Floor => Some("bench floor"),
         }
     }
@@ -57,6 +64,26 @@ fn iin_of(k: u64) -> Option<String> {
     };
     let serial = (k / 40_000) % 10_000;
     crate::iin::complete(&format!("{}{century}{serial:04}", birth.format("%y%m%d")))
+}
+
+/// The samples the v2 dictionary's entropy tables are computed from: 1,000
+/// synthetic answers as the service sends them (compact JSON, no
+/// `fetched_at`), of people the benchmark's archives never hold (serials
+/// from 5,000 up; `gen` uses serials below 300 even at ten million answers), with
+/// expiry dates as of a fixed day, so that they never change.
+pub fn dictionary_samples() -> Vec<Vec<u8>> {
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date");
+    (0u64..)
+        .map(|i| 5_000 * 40_000 + i * 40_019)
+        .filter_map(|k| {
+            let iin = iin_of(k)?;
+            let session =
+                uuid::Uuid::from_u128(0xd1c7_0000_0000_4000_8000_0000_0000_0000 | u128::from(k));
+            let v = crate::emulator::synthetic_response(&iin, &session.to_string(), today);
+            Some(v.to_string().into_bytes())
+        })
+        .take(1_000)
+        .collect()
 }
 
 /// Writes `n` synthetic answers to `path`.
@@ -99,6 +126,11 @@ pub fn generate(n: u64, path: &PathBuf) -> anyhow::Result<()> {
 pub fn run(args: Args, ctx: &Ctx, store: Option<&Store>) -> anyhow::Result<()> {
     match (args.what, store) {
         (What::Gen { n, out: path }, _) => generate(n, &path),
+        (What::Dict { out: path }, _) => {
+            let dict = crate::store::dictionary_v2(&dictionary_samples())
+                .map_err(|why| anyhow::anyhow!("making the dictionary: {why}"))?;
+            std::fs::write(&path, dict).with_context(|| format!("writing {}", path.display()))
+        }
         (What::Floor, Some(store)) => {
             let answers = store.floor_answers()?;
             let summaries = store.floor_summaries()?;

@@ -32,6 +32,7 @@ pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
 pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
+pub use codec::dictionary_v2;
 pub use maintenance::CheckReport;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,

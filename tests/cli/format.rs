@@ -85,11 +85,11 @@ fn a_record_decrypts_by_hand_following_format_md() {
         open_with(sealed, &format!("gbdfl/v1|lookups|{column}|{id}|{version}"))
     };
     let plain = open(&response_enc, "response_enc");
-    // Codec 0x01: one zstd frame made with the dictionary file named in FORMAT.md.
-    assert_eq!(plain[0], 1, "codec byte: zstd with the v1 dictionary");
+    // Codec 0x02: one zstd frame made with the dictionary file named in FORMAT.md.
+    assert_eq!(plain[0], 2, "codec byte: zstd with the v2 dictionary");
     let dict = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/store/zstd-dict-v1.txt"
+        "/src/store/zstd-dict-v2.bin"
     ))
     .unwrap();
     let body = zstd::bulk::Decompressor::with_dictionary(&dict)
