@@ -729,19 +729,6 @@ impl Store {
             .transpose()
     }
 
-    /// Calls `f` with the latest VALID record of every person, streaming:
-    /// one record in memory at a time. Stops at the first error.
-    pub fn each_latest_valid<E: From<StoreError>>(
-        &self,
-        mut f: impl FnMut(Record) -> Result<(), E>,
-    ) -> Result<(), E> {
-        sqlite::each_latest_valid(&self.conn, &mut |row| {
-            let lookup = self.to_lookup(&row)?;
-            let body = self.open_response(&row)?.unwrap_or_default();
-            f(Record { lookup, body })
-        })
-    }
-
     /// Calls `f` with every lookup requested in `[from, to)`, oldest first,
     /// streaming (responses not opened).
     pub fn each_lookup<E: From<StoreError>>(

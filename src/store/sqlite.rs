@@ -642,30 +642,6 @@ pub fn lookup_by_id(conn: &Connection, id: &str) -> Result<Option<LookupRow>, St
         .optional()?)
 }
 
-/// Calls `f` with the latest VALID answer of every subject, one row at a
-/// time, in subject order (a stable order that reveals nothing).
-pub fn each_latest_valid<E: From<StoreError>>(
-    conn: &Connection,
-    f: &mut dyn FnMut(LookupRow) -> Result<(), E>,
-) -> Result<(), E> {
-    // SQLite returns the row holding max(answered_at) for each group; the
-    // partial index lookups_latest lets this walk run without a sort.
-    let mut st = conn
-        .prepare_cached(&format!(
-            "SELECT {LOOKUP_COLUMNS} FROM lookups WHERE id IN ( \
-           SELECT id FROM (SELECT id, max(answered_at) FROM lookups \
-             WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
-             GROUP BY subject)) \
-         ORDER BY subject"
-        ))
-        .map_err(StoreError::from)?;
-    let mut rows = st.query([]).map_err(StoreError::from)?;
-    while let Some(r) = rows.next().map_err(StoreError::from)? {
-        f(lookup_from_row(r).map_err(StoreError::from)?)?;
-    }
-    Ok(())
-}
-
 /// Calls `f` with every lookup requested in `[from, to)`, oldest first.
 pub fn each_lookup<E: From<StoreError>>(
     conn: &Connection,

@@ -574,7 +574,6 @@ fn expiring_has_no_colour_when_piped_and_lists_stale_people() {
     store
         .record(&paid(2, &soon, &fresh, &bodies[1]), None)
         .unwrap();
-    drop(store);
 
     let r = env.run_with(&["expiring", "--as-of", TODAY], &[("NO_COLOR", "")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -593,4 +592,12 @@ fn expiring_has_no_colour_when_piped_and_lists_stale_people() {
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["age_days"], 40);
     assert_eq!(v[0]["full_name"], "Нурланов Асхат Ерланович");
+
+    // A newer answer for that person: their latest record is fresh now.
+    store
+        .record(&paid(3, &valid, &fresh, &bodies[0]), None)
+        .unwrap();
+    let r = env.ok(&["expiring", "--stale", "30d", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 0, "{}", r.stdout);
 }
