@@ -115,7 +115,10 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     finish(&report, &after)
 }
 
-/// Counts of how the calls ended, as a table.
+/// Counts of how the calls ended, as a table: per outcome, the calls that
+/// ended so, and the requests whose last call of this run ended so (a
+/// request retried after a timeout counts one call per try, but one
+/// request).
 pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
     let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for c in calls {
@@ -139,7 +142,7 @@ pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
     if rows.is_empty() {
         return String::new();
     }
-    render::columns(&["OUTCOME", "CALLS", "REQUESTS ENDED SO"], &rows)
+    render::columns(&["OUTCOME", "CALLS", "REQUESTS (LAST CALL)"], &rows)
 }
 
 fn describe_rest(items: &[crate::store::QueueItem]) -> String {
