@@ -347,7 +347,7 @@ pub fn stale_rows(
                     full_name: summary
                         .person
                         .as_ref()
-                        .and_then(|p| p.surname.clone())
+                        .map(|p| p.full_name())
                         .unwrap_or_default(),
                     fetched_at,
                     age_days: (now - fetched_at).num_days(),

@@ -52,40 +52,6 @@ impl Args {
     }
 }
 
-/// The `k`-th synthetic IIN: birth dates spread over 20,000 days from
-/// 1950, serials above them; `None` when that prefix has no check digit.
-fn iin_of(k: u64) -> Option<String> {
-    let birth = chrono::NaiveDate::from_ymd_opt(1950, 1, 1)?
-        .checked_add_days(chrono::Days::new(k % 20_000))?;
-    let century = if chrono::Datelike::year(&birth) < 2000 {
-        3 + (k / 20_000) % 2
-    } else {
-        5 + (k / 20_000) % 2
-    };
-    let serial = (k / 40_000) % 10_000;
-    crate::iin::complete(&format!("{}{century}{serial:04}", birth.format("%y%m%d")))
-}
-
-/// The samples the v2 dictionary's entropy tables are computed from: 1,000
-/// synthetic answers as the service sends them (compact JSON, no
-/// `fetched_at`), of people the benchmark's archives never hold (serials
-/// from 5,000 up; `gen` uses serials below 300 even at ten million answers), with
-/// expiry dates as of a fixed day, so that they never change.
-pub fn dictionary_samples() -> Vec<Vec<u8>> {
-    let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date");
-    (0u64..)
-        .map(|i| 5_000 * 40_000 + i * 40_019)
-        .filter_map(|k| {
-            let iin = iin_of(k)?;
-            let session =
-                uuid::Uuid::from_u128(0xd1c7_0000_0000_4000_8000_0000_0000_0000 | u128::from(k));
-            let v = crate::emulator::synthetic_response(&iin, &session.to_string(), today);
-            Some(v.to_string().into_bytes())
-        })
-        .take(1_000)
-        .collect()
-}
-
 /// Writes `n` synthetic answers to `path`.
 pub fn generate(n: u64, path: &PathBuf) -> anyhow::Result<()> {
     let today = chrono::Local::now().date_naive();
@@ -100,7 +66,7 @@ pub fn generate(n: u64, path: &PathBuf) -> anyhow::Result<()> {
         let lines: Vec<String> = keys
             .par_iter()
             .filter_map(|&k| {
-                let iin = iin_of(k)?;
+                let iin = crate::emulator::synthetic_iin(k)?;
                 let session = uuid::Uuid::from_u128(
                     0x5e55_0000_0000_4000_8000_0000_0000_0000 | u128::from(k),
                 );
@@ -127,7 +93,7 @@ pub fn run(args: Args, ctx: &Ctx, store: Option<&Store>) -> anyhow::Result<()> {
     match (args.what, store) {
         (What::Gen { n, out: path }, _) => generate(n, &path),
         (What::Dict { out: path }, _) => {
-            let dict = crate::store::dictionary_v2(&dictionary_samples())
+            let dict = crate::store::dictionary_v2(&crate::emulator::dictionary_samples())
                 .map_err(|why| anyhow::anyhow!("making the dictionary: {why}"))?;
             std::fs::write(&path, dict).with_context(|| format!("writing {}", path.display()))
         }

@@ -9,7 +9,7 @@
 mod audit;
 mod backup;
 mod batch;
-pub(crate) mod bench;
+mod bench;
 mod check;
 mod config;
 mod demo;

@@ -24,7 +24,7 @@ use std::fmt;
 
 pub use fixtures::{Fixture, FixtureKind, fixtures, iins};
 pub use server::{Emulator, run_blocking};
-pub use synthetic::{synthetic_person, synthetic_response};
+pub use synthetic::{dictionary_samples, synthetic_iin, synthetic_person, synthetic_response};
 
 /// `n` distinct valid IINs that are not fixtures: the emulator makes up a
 /// person for each (for tests and benchmarks that need many subjects).

@@ -6,6 +6,8 @@
 //! document numbers from SHA-256 of the IIN; only the expiry dates move with
 //! `today` (spread from 400 days ago to 5 years ahead, about a third within
 //! the next 90 days), so expiry reports always have something to show.
+//! Also here: the benchmark's synthetic IINs, and the samples the zstd
+//! dictionary v2 was made from.
 
 use chrono::{Months, NaiveDate, TimeDelta};
 use serde_json::{Value, json};
@@ -245,4 +247,38 @@ pub fn synthetic_response(iin: &str, session_id: &str, today: NaiveDate) -> Valu
             failure("CLIENT", "NOT_FOUND"),
         ),
     }
+}
+
+/// The `k`-th synthetic IIN: birth dates spread over 20,000 days from
+/// 1950, serials above them; `None` when that prefix has no check digit.
+pub fn synthetic_iin(k: u64) -> Option<String> {
+    let birth = chrono::NaiveDate::from_ymd_opt(1950, 1, 1)?
+        .checked_add_days(chrono::Days::new(k % 20_000))?;
+    let century = if chrono::Datelike::year(&birth) < 2000 {
+        3 + (k / 20_000) % 2
+    } else {
+        5 + (k / 20_000) % 2
+    };
+    let serial = (k / 40_000) % 10_000;
+    crate::iin::complete(&format!("{}{century}{serial:04}", birth.format("%y%m%d")))
+}
+
+/// The samples the v2 dictionary's entropy tables are computed from: 1,000
+/// synthetic answers as the service sends them (compact JSON, no
+/// `fetched_at`), of people the benchmark's archives never hold (serials
+/// from 5,000 up; `gen` uses serials below 300 even at ten million answers), with
+/// expiry dates as of a fixed day, so that they never change.
+pub fn dictionary_samples() -> Vec<Vec<u8>> {
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date");
+    (0u64..)
+        .map(|i| 5_000 * 40_000 + i * 40_019)
+        .filter_map(|k| {
+            let iin = synthetic_iin(k)?;
+            let session =
+                uuid::Uuid::from_u128(0xd1c7_0000_0000_4000_8000_0000_0000_0000 | u128::from(k));
+            let v = synthetic_response(&iin, &session.to_string(), today);
+            Some(v.to_string().into_bytes())
+        })
+        .take(1_000)
+        .collect()
 }

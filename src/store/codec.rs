@@ -251,19 +251,29 @@ mod tests {
     }
 
     #[test]
-    fn the_v2_dictionary_is_v1_with_tables_from_the_samples() {
+    fn the_v2_dictionary_is_v1_with_tables_and_never_changes() {
         assert!(DICT_V2.ends_with(DICT_V1), "v1's content, byte for byte");
         assert_eq!(
             zstd::zstd_safe::get_dict_id_from_dict(DICT_V2).map(|id| id.get()),
             Some(DICT_V2_ID)
         );
-        let made = dictionary_v2(&crate::cli::bench::dictionary_samples()).unwrap();
-        assert!(
-            made == DICT_V2,
-            "zstd-dict-v2.bin is not what `gbdfl bench dict` makes now. The file must never \
-             change (stored values need it): if a new zstd computes other tables, keep the file, \
-             and add a new dictionary under a new codec byte only if it pays"
+        // Values stored with it need these very bytes.
+        use sha2::Digest as _;
+        assert_eq!(
+            hex::encode(sha2::Sha256::digest(DICT_V2)),
+            "3a61470cea3d125549cd0e436b9b7ad04257b9e6e5704767479c2f381d1fb07a"
         );
+    }
+
+    /// How the file was made. Ignored: a later zstd, or a change to the
+    /// synthetic people, may compute other tables, and then this fails
+    /// while the file stays as it is (a new dictionary would get a new
+    /// codec byte). Run with `cargo test -- --ignored` to check the recipe.
+    #[test]
+    #[ignore = "checks the recipe of a frozen file; see the comment"]
+    fn the_v2_dictionary_is_what_bench_dict_makes() {
+        let made = dictionary_v2(&crate::emulator::dictionary_samples()).unwrap();
+        assert!(made == DICT_V2, "`gbdfl bench dict` now makes another file");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Rules this module keeps: it sees only sealed rows (blobs, blind indexes,
 //! times and enumerated values), never plaintext personal data; it opens a
 //! connection once with WAL, foreign keys, secure_delete, in-memory temp
-//! storage and a busy timeout; it creates the database file owner-only; and
+//! storage (except while indexes are rebuilt, [`sorting_in_parallel`]) and
+//! a busy timeout; it creates the database file owner-only; and
 //! it migrates the schema through `PRAGMA user_version`.
 
 use std::path::Path;
@@ -129,7 +130,8 @@ fn configure(conn: &mut Connection, busy: Duration) -> Result<(), StoreError> {
     conn.set_prepared_statement_cache_capacity(64);
     // WAL for readers beside a writer; FULL so a recorded paid call survives
     // a power cut; secure_delete so deleted rows leave no old ciphertext;
-    // temp_store in memory so sorts never spill to a temp file.
+    // temp_store in memory so sorts do not spill to a temp file (only an
+    // index rebuild lets them: sorting_in_parallel).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = FULL;
@@ -1114,32 +1116,50 @@ fn sorting_in_parallel<T>(
     conn: &Connection,
     f: impl Fn(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let cache: i64 = row1(conn, "PRAGMA cache_size", [], |r| r.get(0))?;
+    let setting = |name: &str| row1(conn, &format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+    let (temp_store, threads, cache) = (
+        setting("temp_store")?,
+        setting("threads")?,
+        setting("cache_size")?,
+    );
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     conn.execute_batch(&format!(
         "PRAGMA temp_store = FILE; PRAGMA threads = {helpers}; PRAGMA cache_size = -{SORT_CACHE_KIB};"
     ))?;
     let out = f(conn);
-    conn.execute_batch(&format!(
-        "PRAGMA temp_store = MEMORY; PRAGMA threads = 0; PRAGMA cache_size = {cache};"
-    ))?;
+    let back = conn.execute_batch(&format!(
+        "PRAGMA temp_store = {temp_store}; PRAGMA threads = {threads}; PRAGMA cache_size = {cache};"
+    ));
     match out {
-        Err(e) if short_of_temp_space(&e) => f(conn),
-        out => out,
+        Err(e) if short_of_temp_space(&e) => {
+            back?;
+            f(conn)
+        }
+        // The build's own error, if any, says more than the restore's.
+        out => {
+            let out = out?;
+            back?;
+            Ok(out)
+        }
     }
 }
 
-/// Whether `e` may come from SQLite's temp files: a failed write, or a temp
-/// file that could not be made.
+/// Whether `e` may come from SQLite's temp files: a full disk, a failed
+/// write, or a temp file that could not be made. (A failed sync is not:
+/// temp files are never synced.)
 fn short_of_temp_space(e: &StoreError) -> bool {
-    match e {
-        StoreError::WriteFailed(_) => true,
-        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => matches!(
-            f.code,
-            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::SystemIoFailure
-        ),
-        _ => false,
-    }
+    use rusqlite::ffi;
+    let (StoreError::WriteFailed(rusqlite::Error::SqliteFailure(f, _))
+    | StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, _))) = e
+    else {
+        return false;
+    };
+    f.code == rusqlite::ErrorCode::DiskFull
+        || f.code == rusqlite::ErrorCode::CannotOpen
+        || matches!(
+            f.extended_code,
+            ffi::SQLITE_IOERR_WRITE | ffi::SQLITE_IOERR_GETTEMPPATH
+        )
 }
 
 /// [`ensure_schema_as`] by a process opening the database.
@@ -1343,13 +1363,25 @@ mod tests {
         );
         assert_eq!(tries[1].0, 2);
 
-        // Other errors are not tried again.
-        let once = std::cell::Cell::new(0);
-        let err = sorting_in_parallel(&conn, |_| -> Result<(), StoreError> {
-            once.set(once.get() + 1);
-            Err(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
-        });
-        assert!(err.is_err());
-        assert_eq!(once.get(), 1);
+        // Other errors (a failed sync of the database, say) are not tried
+        // again, and come back as they were.
+        for other in [
+            StoreError::from(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR_FSYNC),
+                None,
+            )),
+            StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows),
+        ] {
+            let want = other.to_string();
+            let other = std::cell::RefCell::new(Some(other));
+            let once = std::cell::Cell::new(0);
+            let err = sorting_in_parallel(&conn, |_| -> Result<(), StoreError> {
+                once.set(once.get() + 1);
+                Err(other.borrow_mut().take().expect("called once"))
+            });
+            assert_eq!(err.unwrap_err().to_string(), want);
+            assert_eq!(once.get(), 1);
+            assert_eq!(temp_store(&conn).0, 2, "settings back after an error");
+        }
     }
 }

@@ -218,10 +218,19 @@ fn issue_6_expiring_is_the_same_with_one_thread_and_several() {
 #[test]
 fn issue_6_a_version_2_database_migrates_and_reports_its_old_lookups() {
     let env = Env::new();
-    let lines: Vec<String> = archive(60).iter().map(Value::to_string).collect();
+    // Fetched in the past, so that `--stale` lists them all.
+    let lines: Vec<String> = archive(60)
+        .iter()
+        .map(|v| {
+            let line = v.to_string();
+            assert!(line.contains(r#""fetched_at":"2030-06-"#));
+            line.replace(r#""fetched_at":"2030-06-"#, r#""fetched_at":"2020-06-"#)
+        })
+        .collect();
     let file = write_lines(&env, "archive.jsonl", &lines);
     env.ok(&["import", &file]);
     let before = env.ok(&["expiring", "--as-of", TODAY]).stdout;
+    let stale_before = env.ok(&["expiring", "--stale", "0s", "--json"]).stdout;
     // Back to schema version 2: no summaries, the old index.
     {
         let conn = rusqlite::Connection::open(&env.db).unwrap();
@@ -236,6 +245,25 @@ fn issue_6_a_version_2_database_migrates_and_reports_its_old_lookups() {
     }
     let after = env.ok(&["expiring", "--as-of", TODAY]).stdout;
     assert_eq!(before, after, "lookups without a summary are read whole");
+    let stale_after = env.ok(&["expiring", "--stale", "0s", "--json"]).stdout;
+    let people = |json: &str| -> Vec<(Value, Value, Value)> {
+        let rows: Vec<Value> = serde_json::from_str(json).unwrap();
+        rows.iter()
+            .map(|r| {
+                (
+                    r["iin"].clone(),
+                    r["full_name"].clone(),
+                    r["fetched_at"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(people(&stale_before).len(), 60, "{stale_before}");
+    assert_eq!(
+        people(&stale_before),
+        people(&stale_after),
+        "--stale reads them whole too"
+    );
     let conn = rusqlite::Connection::open(&env.db).unwrap();
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
