@@ -1096,12 +1096,6 @@ fn ensure_schema_as(conn: &Connection, own: bool) -> Result<(), StoreError> {
 /// this size, each sorted by a helper thread while the next is read.
 const SORT_CACHE_KIB: u32 = 8 * 1024;
 
-/// How much of the database file the index build reads through a memory
-/// map (SQLite caps it, at 2 GB by default): each index is built from a
-/// scan of the whole table, and reading pages in place instead of copying
-/// each one saved about a second at a million lookups (BENCHMARKS.md).
-const SORT_MMAP_BYTES: u64 = 1 << 32;
-
 /// Runs `f` (which builds indexes) with SQLite's sorter allowed to use
 /// helper threads, then puts this connection's settings back.
 ///
@@ -1112,9 +1106,7 @@ const SORT_MMAP_BYTES: u64 = 1 << 32;
 /// time (BENCHMARKS.md). The runs hold index records only: blind indexes,
 /// times, ids, key versions and sealed summaries, never a plaintext
 /// personal value, since SQLite never sees one; the files are unlinked as
-/// soon as they are opened. The table is read through a memory map
-/// ([`SORT_MMAP_BYTES`]); its pages count in the process's RSS while it is
-/// mapped, though they are the kernel's cached file, not memory of its own.
+/// soon as they are opened.
 ///
 /// If that fails for want of temp space (the temp folder full, missing or
 /// not writable), `f` runs again sorting in memory, as it did before: a
@@ -1125,21 +1117,18 @@ fn sorting_in_parallel<T>(
     f: impl Fn(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     let setting = |name: &str| row1(conn, &format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
-    let (temp_store, threads, cache, mmap) = (
+    let (temp_store, threads, cache) = (
         setting("temp_store")?,
         setting("threads")?,
         setting("cache_size")?,
-        setting("mmap_size")?,
     );
     let helpers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     conn.execute_batch(&format!(
-        "PRAGMA temp_store = FILE; PRAGMA threads = {helpers}; PRAGMA cache_size = -{SORT_CACHE_KIB}; \
-         PRAGMA mmap_size = {SORT_MMAP_BYTES};"
+        "PRAGMA temp_store = FILE; PRAGMA threads = {helpers}; PRAGMA cache_size = -{SORT_CACHE_KIB};"
     ))?;
     let out = f(conn);
     let back = conn.execute_batch(&format!(
-        "PRAGMA temp_store = {temp_store}; PRAGMA threads = {threads}; PRAGMA cache_size = {cache}; \
-         PRAGMA mmap_size = {mmap};"
+        "PRAGMA temp_store = {temp_store}; PRAGMA threads = {threads}; PRAGMA cache_size = {cache};"
     ));
     match out {
         Err(e) if short_of_temp_space(&e) => {
@@ -1320,46 +1309,34 @@ pub fn each_sealed_answer(
 mod tests {
     use super::*;
 
-    fn temp_store(conn: &Connection) -> (i64, i64, i64, i64) {
+    fn temp_store(conn: &Connection) -> (i64, i64, i64) {
         let get = |p: &str| row1(conn, &format!("PRAGMA {p}"), [], |r| r.get(0)).unwrap();
-        (
-            get("temp_store"),
-            get("threads"),
-            get("cache_size"),
-            get("mmap_size"),
-        )
+        (get("temp_store"), get("threads"), get("cache_size"))
     }
 
-    /// Settings as `configure` and `bulk_pragmas` leave them, on a file
-    /// (a memory map needs one).
-    fn connection() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+    /// Settings as `configure` and `bulk_pragmas` leave them.
+    fn connection() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA cache_size = -65536;")
             .unwrap();
-        (dir, conn)
+        conn
     }
 
     #[test]
     fn index_builds_sort_in_temp_files_on_helper_threads_then_settings_come_back() {
-        let (_dir, conn) = connection();
+        let conn = connection();
         let before = temp_store(&conn);
         assert_eq!(before.0, 2, "temp_store = MEMORY");
         let during = sorting_in_parallel(&conn, |c| Ok(temp_store(c))).unwrap();
         assert_eq!(during.0, 1, "temp_store = FILE while indexes are built");
         assert!(during.1 >= 1, "helper threads allowed: {during:?}");
         assert_eq!(during.2, -i64::from(SORT_CACHE_KIB));
-        assert!(
-            during.3 >= 1 << 30,
-            "the table read through a map: {during:?}"
-        );
-        assert_eq!(before.3, 0);
         assert_eq!(temp_store(&conn), before);
     }
 
     #[test]
     fn short_of_temp_space_the_indexes_are_built_sorting_in_memory() {
-        let (_dir, conn) = connection();
+        let conn = connection();
         let full = || {
             StoreError::from(rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
