@@ -23,7 +23,9 @@ pub struct Args {
 pub enum Action {
     /// Remove one request from the queue (it will not be sent)
     Drop {
-        /// The item's ID, as `gbdfl queue` lists it
+        /// The item's ID as `gbdfl queue` lists it, enough of its start to
+        /// tell it from the others, or the person's IIN when only one of
+        /// their requests is queued
         id: String,
     },
 }
@@ -37,10 +39,68 @@ impl Args {
     }
 }
 
+/// The id of the one queue item `given` names: its id, the start of its id
+/// (at least [`SHORTEST_PREFIX`] characters), or its person's IIN. An id
+/// that names nothing is returned as it is, for the caller to report.
+fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<String> {
+    let given = given.trim().to_lowercase();
+    let items = store.queue_items()?;
+    if items.iter().any(|q| q.id == given) {
+        return Ok(given);
+    }
+    let by_iin = crate::iin::Iin::parse(&given).is_ok();
+    let matching: Vec<_> = items
+        .iter()
+        .filter(|q| match by_iin {
+            true => q.iin.as_str() == given,
+            false => given.len() >= SHORTEST_PREFIX && q.id.starts_with(&given),
+        })
+        .collect();
+    match matching.as_slice() {
+        [one] => Ok(one.id.clone()),
+        [] if by_iin => Err(Exit::new(
+            ExitCode::InvalidInput,
+            "no queued request for that IIN: `gbdfl queue` lists them".to_owned(),
+        )
+        .into()),
+        [] => Ok(given),
+        several => {
+            let what = if by_iin {
+                "that IIN has several queued requests"
+            } else {
+                "that is the start of several queue items' IDs"
+            };
+            let list = several
+                .iter()
+                .map(|q| {
+                    let iin = if full_iin {
+                        q.iin.as_str().to_owned()
+                    } else {
+                        q.iin.masked()
+                    };
+                    format!("  {}  {iin}  {}", q.id, q.state.as_str())
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            Err(Exit::new(
+                ExitCode::InvalidInput,
+                format!("{what}; drop one by its ID:\n{list}"),
+            )
+            .into())
+        }
+    }
+}
+
+/// The shortest start of an ID `queue drop` takes. IDs (UUIDv7) begin with
+/// the time they were made, so items queued close together share their
+/// first 8 to 13 characters and the start that tells them apart is often
+/// longer; a start shorter than this is too easily a typo.
+const SHORTEST_PREFIX: usize = 8;
+
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match args.action {
         Some(Action::Drop { id }) => {
-            let id = id.trim().to_lowercase();
+            let id = which_item(store, &id, args.full)?;
             match store.drop_item(&id, &ctx.audit_entry())? {
                 Some(item) => {
                     ctx.mark_audited();

@@ -601,6 +601,72 @@ fn batch_file_errors_are_clear() {
 }
 
 #[test]
+fn queue_drop_takes_an_id_its_unique_start_or_the_persons_iin() {
+    let env = Env::new();
+    let mut rows = pairs(3);
+    // The third person twice, with two sessions.
+    rows.push((rows[2].0.clone(), session()));
+    queue(&env, &rows);
+    let r = env.ok(&["queue", "--json", "--full"]);
+    let q: Vec<Value> = serde_json::from_str(&r.stdout).unwrap();
+    let id_of = |iin: &str| -> Vec<String> {
+        q.iter()
+            .filter(|i| i["iin"] == iin)
+            .map(|i| i["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(id_of(&rows[2].0).len(), 2);
+    // By IIN: the first person has one request.
+    let r = env.ok(&["queue", "drop", &rows[0].0]);
+    assert!(r.stderr.contains(&id_of(&rows[0].0)[0]), "{}", r.stderr);
+    assert_eq!(queue_json(&env).len(), 3);
+    // An IIN with two requests: both listed, none dropped.
+    let r = env.fails(&["queue", "drop", &rows[2].0], 2);
+    for id in id_of(&rows[2].0) {
+        assert!(r.stderr.contains(&id), "{}", r.stderr);
+    }
+    assert!(r.stderr.contains("drop one by its ID"), "{}", r.stderr);
+    assert_eq!(queue_json(&env).len(), 3);
+    // A start several IDs share (made within milliseconds, three IDs share
+    // their first 8 characters, the time, unless a 65-second tick fell
+    // between them; then two still do).
+    let ids: Vec<String> = queue_json(&env)
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    let shared = ids
+        .iter()
+        .map(|id| &id[..8])
+        .find(|p| ids.iter().filter(|id| id.starts_with(p)).count() >= 2)
+        .unwrap();
+    let r = env.fails(&["queue", "drop", shared], 2);
+    assert!(r.stderr.contains("several"), "{}", r.stderr);
+    // Too short a start is not taken, even if it were unique.
+    env.fails(&["queue", "drop", &ids[0][..7]], 2);
+    assert_eq!(queue_json(&env).len(), 3);
+    // The shortest start that is the second person's alone, in capitals.
+    let mine = id_of(&rows[1].0).remove(0);
+    let unique = (8..=mine.len())
+        .map(|n| &mine[..n])
+        .find(|p| ids.iter().filter(|id| id.starts_with(p)).count() == 1)
+        .unwrap();
+    env.ok(&["queue", "drop", &unique.to_uppercase()]);
+    let left: Vec<String> = queue_json(&env)
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(!left.contains(&mine));
+    // An IIN with nothing queued.
+    let r = env.fails(&["queue", "drop", &rows[0].0], 2);
+    assert!(
+        r.stderr.contains("no queued request for that IIN"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
 fn queue_masks_iins_unless_full_and_stats_counts_paid_and_cached() {
     let mut env = Env::new();
     let live = env.base_url.clone();
