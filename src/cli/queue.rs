@@ -63,6 +63,13 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
             "no queued request for that IIN: `gbdfl queue` lists them".to_owned(),
         )
         .into()),
+        [] if items.iter().any(|q| q.id.starts_with(&given)) => Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{given:?} is too short a start of an ID: give at least {SHORTEST_PREFIX} characters of it, as `gbdfl queue` lists it"
+            ),
+        )
+        .into()),
         [] => Ok(given),
         several => {
             let what = if by_iin {

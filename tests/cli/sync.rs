@@ -642,7 +642,8 @@ fn queue_drop_takes_an_id_its_unique_start_or_the_persons_iin() {
     let r = env.fails(&["queue", "drop", shared], 2);
     assert!(r.stderr.contains("several"), "{}", r.stderr);
     // Too short a start is not taken, even if it were unique.
-    env.fails(&["queue", "drop", &ids[0][..7]], 2);
+    let r = env.fails(&["queue", "drop", &ids[0][..7]], 2);
+    assert!(r.stderr.contains("at least 8 characters"), "{}", r.stderr);
     assert_eq!(queue_json(&env).len(), 3);
     // The shortest start that is the second person's alone, in capitals.
     let mine = id_of(&rows[1].0).remove(0);
