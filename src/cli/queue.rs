@@ -77,21 +77,11 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
             } else {
                 "that is the start of several queue items' IDs"
             };
-            let list = several
-                .iter()
-                .map(|q| {
-                    let iin = if full_iin {
-                        q.iin.as_str().to_owned()
-                    } else {
-                        q.iin.masked()
-                    };
-                    format!("  {}  {iin}  {}", q.id, q.state.as_str())
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
+            let several: Vec<_> = several.iter().map(|&q| q.clone()).collect();
+            let list = crate::render::queue(&several, full_iin);
             Err(Exit::new(
                 ExitCode::InvalidInput,
-                format!("{what}; drop one by its ID:\n{list}"),
+                format!("{what}; drop one by its ID:\n{}", list.trim_end()),
             )
             .into())
         }
