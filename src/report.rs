@@ -320,8 +320,8 @@ pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportErr
 /// Persons whose latest VALID record is older than `max_age` at `now`,
 /// oldest first. Reads each person's sealed summary through the covering
 /// index, as the expiry scan does, not the whole answer: at a million
-/// people that is about a second instead of minutes of opening,
-/// decompressing and parsing answers. The latest record is the one `show`
+/// people about 2 s instead of 55 s of opening, decompressing and parsing
+/// answers (BENCHMARKS.md). The latest record is the one `show`
 /// takes (newest answer, ties to the greatest id).
 pub fn stale_rows(
     store: &Store,
