@@ -337,11 +337,11 @@ pub fn stale_rows(
         SCAN_BATCH,
         || spare.take(),
         |batch| -> Result<(), ReportError> {
-            for i in 0..batch.len() {
+            // Only the stale are opened: the time needs no key.
+            for i in
+                (0..batch.len()).filter(|&i| expiry::is_stale(batch.fetched_at(i), now, max_age))
+            {
                 let fetched_at = opener.open_summary_into(&batch, i, &mut summary, &mut scratch)?;
-                if !expiry::is_stale(fetched_at, now, max_age) {
-                    continue;
-                }
                 rows.push(StaleRow {
                     iin: shown_iin(&summary.iin, full_iin),
                     full_name: summary

@@ -128,6 +128,18 @@ impl SealedSummaries {
         self.items.push(item);
     }
 
+    /// When the `i`-th person's latest VALID answer was fetched, read
+    /// without opening anything (the time is stored in plaintext); the
+    /// earliest time there is when it has none.
+    pub fn fetched_at(&self, i: usize) -> DateTime<Utc> {
+        self.items[i]
+            .answered_at
+            .clone()
+            .and_then(|r| std::str::from_utf8(&self.bytes[r]).ok())
+            .map(parse_time)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
     fn id(&self, item: &SummaryItem) -> &str {
         // Put there from a &str by `push`.
         std::str::from_utf8(&self.bytes[item.id.clone()]).unwrap_or_default()
@@ -281,12 +293,7 @@ impl Opener {
     ) -> Result<DateTime<Utc>, StoreError> {
         let s = &batch.items[i];
         let id = batch.id(s);
-        let fetched_at = s
-            .answered_at
-            .clone()
-            .and_then(|r| std::str::from_utf8(&batch.bytes[r]).ok())
-            .map(parse_time)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let fetched_at = batch.fetched_at(i);
         if let Some(r) = &s.summary_enc {
             let sealed = &batch.bytes[r.clone()];
             self.open_into(id, s.key_version, "summary_enc", sealed, scratch)?;
