@@ -49,14 +49,14 @@ fn encoder_dict() -> &'static zstd::dict::EncoderDictionary<'static> {
     D.get_or_init(|| zstd::dict::EncoderDictionary::copy(DICT_V2, LEVEL))
 }
 
-fn decoder_dict_v1() -> &'static zstd::dict::DecoderDictionary<'static> {
-    static D: OnceLock<zstd::dict::DecoderDictionary<'static>> = OnceLock::new();
-    D.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICT_V1))
-}
+/// The dictionary of each zstd codec, at its codec byte minus [`ZSTD_V1`].
+const DICTS: [&[u8]; 2] = [DICT_V1, DICT_V2];
 
-fn decoder_dict_v2() -> &'static zstd::dict::DecoderDictionary<'static> {
-    static D: OnceLock<zstd::dict::DecoderDictionary<'static>> = OnceLock::new();
-    D.get_or_init(|| zstd::dict::DecoderDictionary::copy(DICT_V2))
+/// The `n`-th of [`DICTS`], prepared once for decompression.
+fn decoder_dict(n: usize) -> &'static zstd::dict::DecoderDictionary<'static> {
+    static D: [OnceLock<zstd::dict::DecoderDictionary<'static>>; DICTS.len()] =
+        [const { OnceLock::new() }; DICTS.len()];
+    D[n].get_or_init(|| zstd::dict::DecoderDictionary::copy(DICTS[n]))
 }
 
 thread_local! {
@@ -64,8 +64,9 @@ thread_local! {
     /// zeroized after each use, instead of a body-sized allocation per value.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> = const { RefCell::new(None) };
-    static DECOMPRESSOR_V1: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
-    static DECOMPRESSOR_V2: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+    /// This thread's decompressor for each of [`DICTS`], made when first used.
+    static DECOMPRESSORS: RefCell<[Option<zstd::bulk::Decompressor<'static>>; DICTS.len()]> =
+        const { RefCell::new([None, None]) };
 }
 
 /// Calls `f` with the codec byte and the packed body (what [`pack_into`]
@@ -120,32 +121,28 @@ pub fn pack_into(body: &[u8], out: &mut Vec<u8>) {
 pub fn unpack(plain: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     match plain.split_first()? {
         (&RAW, rest) => Some(Zeroizing::new(rest.to_vec())),
-        (&ZSTD_V1, rest) => DECOMPRESSOR_V1.with(|d| decompress(d, decoder_dict_v1(), rest)),
-        (&ZSTD_V2, rest) => DECOMPRESSOR_V2.with(|d| decompress(d, decoder_dict_v2(), rest)),
+        (&codec, frame) if (ZSTD_V1..=ZSTD_V2).contains(&codec) => {
+            let n = usize::from(codec - ZSTD_V1);
+            DECOMPRESSORS.with(|d| {
+                let d = &mut d.borrow_mut()[n];
+                if d.is_none() {
+                    *d = zstd::bulk::Decompressor::with_prepared_dictionary(decoder_dict(n)).ok();
+                }
+                d.as_mut()?
+                    .decompress(frame, MAX_BODY)
+                    .ok()
+                    .map(Zeroizing::new)
+            })
+        }
         _ => None,
     }
-}
-
-/// Decompresses one frame with this thread's decompressor for `dict`.
-fn decompress(
-    d: &RefCell<Option<zstd::bulk::Decompressor<'static>>>,
-    dict: &'static zstd::dict::DecoderDictionary<'static>,
-    frame: &[u8],
-) -> Option<Zeroizing<Vec<u8>>> {
-    let mut d = d.borrow_mut();
-    if d.is_none() {
-        *d = zstd::bulk::Decompressor::with_prepared_dictionary(dict).ok();
-    }
-    d.as_mut()?
-        .decompress(frame, MAX_BODY)
-        .ok()
-        .map(Zeroizing::new)
 }
 
 /// Makes the v2 dictionary: the v1 content, unchanged, with the entropy
 /// tables zstd computes (at [`LEVEL`]) from compressing `samples` with it,
 /// and the id [`DICT_V2_ID`]. Deterministic: `zstd-dict-v2.bin` is this
-/// of `gbdfl bench dict`'s samples, which a test checks.
+/// of `gbdfl bench dict`'s samples (an ignored test checks the recipe; the
+/// file itself is pinned by its SHA-256).
 pub fn dictionary_v2(samples: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     use zstd::zstd_safe::zstd_sys as sys;
     let flat = samples.concat();
