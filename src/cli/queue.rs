@@ -48,7 +48,8 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
     if items.iter().any(|q| q.id == given) {
         return Ok(given);
     }
-    let by_iin = crate::iin::Iin::parse(&given).is_ok();
+    let iin = crate::iin::Iin::parse(&given);
+    let by_iin = iin.is_ok();
     let matching: Vec<_> = items
         .iter()
         .filter(|q| match by_iin {
@@ -70,6 +71,18 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
             ),
         )
         .into()),
+        // Digits that start no ID: an IIN with a typo, most likely.
+        [] if given.bytes().all(|b| b.is_ascii_digit()) => {
+            let why = iin.err().map_or_else(String::new, |e| format!(": {e}"));
+            Err(Exit::new(
+                ExitCode::InvalidInput,
+                format!(
+                    "{} starts no queue item's ID and is not a valid IIN{why}; `gbdfl queue` lists the queued requests",
+                    crate::iin::mask(&given)
+                ),
+            )
+            .into())
+        }
         [] => Ok(given),
         several => {
             let what = if by_iin {

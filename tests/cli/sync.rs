@@ -665,6 +665,11 @@ fn queue_drop_takes_an_id_its_unique_start_or_the_persons_iin() {
         "{}",
         r.stderr
     );
+    // An IIN with a digit missing: said so, masked.
+    let typo = &rows[1].0[..11];
+    let r = env.fails(&["queue", "drop", typo], 2);
+    assert!(r.stderr.contains("exactly 12 digits"), "{}", r.stderr);
+    assert!(!r.stderr.contains(typo), "masked: {}", r.stderr);
 }
 
 #[test]
