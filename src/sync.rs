@@ -328,14 +328,7 @@ fn worker(
         )?;
         pending = claimed;
         let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;
-        let end = ItemEnd {
-            last_in_run: !matches!(next, Next::Queued { .. }) || gives_up,
-            item,
-            fetched,
-            next,
-        };
-        on_call(&end);
-        let down = match &end.fetched {
+        let down = match &fetched {
             Fetched::Unavailable { message, .. }
                 if message.starts_with(crate::api::NOT_CONNECTED) =>
             {
@@ -347,10 +340,23 @@ fn worker(
                 false
             }
         };
+        if down {
+            shared.stop.store(true, Ordering::SeqCst);
+        }
+        let end = ItemEnd {
+            // A run that stops (the line is down, or this or another call
+            // said so) calls for no item again.
+            last_in_run: !matches!(next, Next::Queued { .. })
+                || gives_up
+                || shared.stop.load(Ordering::SeqCst),
+            item,
+            fetched,
+            next,
+        };
+        on_call(&end);
         let mut report = lock(&shared.report);
         if down {
             report.line_down = true;
-            shared.stop.store(true, Ordering::SeqCst);
         }
         match &end.next {
             Next::Stop { .. } => {

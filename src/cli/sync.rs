@@ -1,6 +1,6 @@
 //! `gbdfl sync`: send the queued requests, soonest deadline first.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use super::progress::Progress;
@@ -119,14 +119,17 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 /// ended so, and the requests whose last call of this run ended so (a
 /// request retried after a timeout counts one call per try, but one
 /// request).
+/// `calls` are in the order they ended, so each request's last is its
+/// last in the list.
 pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
     let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut last: HashMap<&str, &ItemEnd> = HashMap::new();
     for c in calls {
-        let e = by.entry(c.fetched.label()).or_default();
-        e.0 += 1;
-        if c.last_in_run {
-            e.1 += 1;
-        }
+        by.entry(c.fetched.label()).or_default().0 += 1;
+        last.insert(c.item.id.as_str(), c);
+    }
+    for c in last.values() {
+        by.entry(c.fetched.label()).or_default().1 += 1;
     }
     let mut rows: Vec<Vec<String>> = by
         .into_iter()

@@ -122,6 +122,19 @@ fn service_down_then_up() {
     assert!(r.stderr.contains("remain queued"), "{}", r.stderr);
     assert!(r.stderr.contains("could not connect"), "{}", r.stderr);
     assert!(r.stderr.contains("Stopped early"), "{}", r.stderr);
+    // Every call could not connect, and so did each request's last call.
+    // Three calls on three requests, unless a retry's random wait came out
+    // near zero and a request was called again before the next one.
+    let unreachable: Vec<&str> = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("UNREACHABLE"))
+        .unwrap_or_else(|| panic!("{}", r.stdout))
+        .split_whitespace()
+        .collect();
+    assert_eq!(unreachable[1], "3", "calls: {}", r.stdout);
+    let requests: u32 = unreachable[2].parse().unwrap();
+    assert!((2..=3).contains(&requests), "requests: {}", r.stdout);
     assert_eq!(queue_json(&env).len(), 3);
     // The line is back.
     env.base_url = live;
