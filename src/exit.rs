@@ -54,6 +54,17 @@ pub enum ExitCode {
     /// The request's 3-hour window passed before it could be sent: it was
     /// not sent, and the subject must go through the checks again.
     Expired = 12,
+    /// The network between gbdfl and the service is set up wrongly: the
+    /// service's certificate is not trusted (or expired, or for another
+    /// host), or the proxy refused or asked for credentials. Nothing was sent;
+    /// the queue is as it was; the message names the setting that fixes it.
+    NetworkConfig = 13,
+    /// A request may have reached the service and been billed, but no answer
+    /// was recorded (timeout after sending, connection dropped after sending,
+    /// an unreadable answer, gbdfl stopped mid-call). It is IN_DOUBT: never
+    /// sent again on its own; the operator decides (`sync --resend-in-doubt`
+    /// or `queue drop`).
+    InDoubt = 14,
 }
 
 impl ExitCode {
