@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::audit::AuditEntry;
 use super::sqlite::{self, LookupRow};
 use super::{
     LookupId, NewLookup, Outcome, Source, Store, StoreError, codec, parse_time, sealed_row,
@@ -385,11 +386,17 @@ impl Store {
     ///
     /// `next` runs while this thread holds the process's write turn: it
     /// must not write to the store itself.
+    ///
+    /// With `audit`, each transaction that stores rows appends that entry
+    /// with the number it stored, in the same transaction: whenever the
+    /// import stops (killed, a full disk), the trail accounts for exactly
+    /// what is stored.
     pub fn insert_imported<E: From<StoreError>>(
         &self,
+        audit: Option<&AuditEntry>,
         next: impl FnMut(Option<Duration>) -> Result<Handed, E>,
     ) -> Result<ImportOutcome, E> {
-        self.insert_imported_by(IMPORT_ROWS, IMPORT_HOLD, IMPORT_GAP, next)
+        self.insert_imported_by(IMPORT_ROWS, IMPORT_HOLD, IMPORT_GAP, audit, next)
     }
 
     /// [`Store::insert_imported`] with its limits given.
@@ -398,6 +405,7 @@ impl Store {
         rows_per_tx: u64,
         hold: Duration,
         gap: Duration,
+        audit: Option<&AuditEntry>,
         mut next: impl FnMut(Option<Duration>) -> Result<Handed, E>,
     ) -> Result<ImportOutcome, E> {
         let mut total = ImportOutcome::default();
@@ -418,15 +426,23 @@ impl Store {
                     done.already += already;
                     let left = hold.saturating_sub(begun.elapsed());
                     if done.inserted + done.already >= rows_per_tx || left.is_zero() {
-                        return Ok::<_, StoreError>((done, None));
+                        break Ok::<_, StoreError>((done, None));
                     }
                     rows = match next(Some(left)) {
                         Ok(Handed::Rows(more)) => more,
-                        Ok(Handed::NotYet) => return Ok((done, None)),
-                        Ok(Handed::End) => return Ok((done, Some(Ok(())))),
-                        Err(e) => return Ok((done, Some(Err(e)))),
+                        Ok(Handed::NotYet) => break Ok((done, None)),
+                        Ok(Handed::End) => break Ok((done, Some(Ok(())))),
+                        Err(e) => break Ok((done, Some(Err(e)))),
                     };
                 }
+                .and_then(|(done, end)| {
+                    if let Some(a) = audit.filter(|_| done.inserted > 0) {
+                        let mut a = a.clone();
+                        a.records = done.inserted;
+                        self.append_audit_in(c, &a)?;
+                    }
+                    Ok((done, end))
+                })
             })?;
             total.inserted += done.inserted;
             total.already += done.already;
@@ -579,7 +595,11 @@ mod tests {
         // connection); then "nothing yet" inside a transaction commits
         // what it has; then the source fails.
         let mut calls: Vec<Option<Duration>> = Vec::new();
-        let out = store.insert_imported_by(3, hour, Duration::ZERO, |wait| {
+        let audit = AuditEntry {
+            command: "import".into(),
+            ..AuditEntry::default()
+        };
+        let out = store.insert_imported_by(3, hour, Duration::ZERO, Some(&audit), |wait| {
             calls.push(wait);
             match calls.len() {
                 1 | 2 => Ok(Handed::Rows(vec![
@@ -604,6 +624,16 @@ mod tests {
             6,
             "what came before the error stays"
         );
+        // One entry per transaction that stored rows, together counting
+        // exactly what is stored.
+        let mut recorded = Vec::new();
+        other
+            .each_audit(&Default::default(), |v| {
+                recorded.push(v.records);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(recorded, [4, 1, 1]);
         // Waits inside a transaction are bounded, outside they are not.
         assert_eq!(calls[0], None);
         assert!(matches!(calls[1], Some(t) if t <= hour));
@@ -614,7 +644,7 @@ mod tests {
         // once: one hand-over per transaction; the stored ones are known.
         let mut handed = 0;
         let out = store
-            .insert_imported_by(1000, Duration::ZERO, Duration::ZERO, |wait| {
+            .insert_imported_by(1000, Duration::ZERO, Duration::ZERO, None, |wait| {
                 assert_eq!(wait, None, "no transaction is held open waiting");
                 handed += 1;
                 Ok::<_, StoreError>(match handed {

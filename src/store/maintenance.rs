@@ -1,11 +1,15 @@
 //! Whole-database work: purge, rekey, backup and check.
 //!
-//! Rules this module keeps: every multi-row change runs in one transaction
-//! together with its audit entry, so a crash leaves the old state or the new
-//! one; purge leaves no old ciphertext in the file or its WAL; rekey leaves
-//! a database that opens with exactly one key.
+//! Rules this module keeps: every multi-row change runs in transactions
+//! together with their audit entries, so a crash leaves what is committed
+//! accounted for (rekey: one transaction, the old state or the new one;
+//! purge: bounded batches, each with the entry of what it deleted, so that
+//! other processes are served between them); purge leaves no old
+//! ciphertext in the file or its WAL; rekey leaves a database that opens
+//! with exactly one key.
 
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
@@ -31,6 +35,38 @@ impl CheckReport {
     }
 }
 
+/// What a purge deletes (or, in a dry run, would delete), per kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Lookups that were calls to the service.
+    pub paid: u64,
+    /// Lookups answered from the cache.
+    pub cached: u64,
+    /// Queue items whose 3-hour window passed (never sent).
+    pub expired_queue: u64,
+    /// Queue items still waiting to be sent (WAITING, IN_DOUBT): kept
+    /// unless the purge is asked to drop them; then, how many it dropped.
+    pub waiting_queue: u64,
+}
+
+impl PurgeCounts {
+    /// Lookups of either kind.
+    pub fn lookups(&self) -> u64 {
+        self.paid + self.cached
+    }
+}
+
+/// Lookups a purge deletes per transaction unless told otherwise.
+pub const PURGE_BATCH: u64 = 10_000;
+/// Lookups deleted by one statement within a transaction.
+const PURGE_STEP: u64 = 1_000;
+/// The longest a purge holds the write lock before it commits.
+const PURGE_HOLD: Duration = Duration::from_millis(500);
+/// How long a purge leaves the write lock free between transactions: four
+/// tries of another process waiting for it (its busy handler tries every
+/// [`sqlite::BUSY_POLL`]), as an import does ([`super::bulk::IMPORT_GAP`]).
+const PURGE_GAP: Duration = Duration::from_millis(20);
+
 const SEALED: [&str; 6] = [
     "iin_enc",
     "session_enc",
@@ -52,27 +88,93 @@ fn sealed_of(r: &LookupRow) -> [Option<&Vec<u8>>; 6] {
 }
 
 impl Store {
-    /// How many lookups were requested before `cutoff`.
-    pub fn count_before(&self, cutoff: DateTime<Utc>) -> Result<i64, StoreError> {
-        sqlite::count_lookups_before(&self.conn, &time_text(cutoff))
+    /// What a purge with `cutoff` would delete now, per kind, and the
+    /// queue items it keeps unless asked.
+    pub fn purge_counts(&self, cutoff: DateTime<Utc>) -> Result<PurgeCounts, StoreError> {
+        let (cutoff, now) = (time_text(cutoff), now_text());
+        let (paid, cached) = sqlite::count_lookups_before(&self.conn, &cutoff)?;
+        let (expired, waiting) = sqlite::count_queue_before(&self.conn, &cutoff, &now)?;
+        Ok(PurgeCounts {
+            paid,
+            cached,
+            expired_queue: expired,
+            waiting_queue: waiting,
+        })
     }
 
-    /// Deletes lookups requested before `cutoff` with its audit entry in one
-    /// transaction, then compacts so no freed page keeps old ciphertext.
+    /// Deletes lookups requested before `cutoff`, and expired queue items
+    /// queued before it, in transactions of at most `batch` lookups (or
+    /// [`PURGE_HOLD`] of work), each with its own audit entry saying how
+    /// many it deleted: other processes get the write lock between them
+    /// ([`PURGE_GAP`]), and a purge stopped midway has entries for exactly
+    /// what it deleted. With `waiting`, queue items still waiting to be
+    /// sent (not those a live process is sending) go too, each with a
+    /// `queue drop` entry. `progress` hears the lookups deleted so far.
+    /// Then the WAL is emptied: secure_delete has zeroed every freed page,
+    /// so no old ciphertext is left in the file or its WAL.
     pub fn purge(
         &self,
         cutoff: DateTime<Utc>,
-        audit: &mut AuditEntry,
-    ) -> Result<usize, StoreError> {
-        let n = sqlite::immediate(&self.conn, |c| {
-            let n = sqlite::delete_lookups_before(c, &time_text(cutoff))?
-                + sqlite::delete_queue_before(c, &time_text(cutoff))?;
-            audit.records = n as u64;
-            self.append_audit_in(c, audit)?;
+        batch: u64,
+        waiting: bool,
+        audit: &AuditEntry,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<PurgeCounts, StoreError> {
+        let cutoff = time_text(cutoff);
+        let batch = batch.max(1);
+        let mut done = PurgeCounts::default();
+        loop {
+            let (paid, cached) = sqlite::immediate(&self.conn, |c| {
+                let begun = std::time::Instant::now();
+                let (mut paid, mut cached) = (0u64, 0u64);
+                while paid + cached < batch && begun.elapsed() < PURGE_HOLD {
+                    let step = (batch - paid - cached).min(PURGE_STEP);
+                    let (p, k) = sqlite::delete_lookups_before(c, &cutoff, step)?;
+                    paid += p;
+                    cached += k;
+                    if p + k < step {
+                        break;
+                    }
+                }
+                if paid + cached > 0 {
+                    let mut entry = audit.clone();
+                    entry.records = paid + cached;
+                    self.append_audit_in(c, &entry)?;
+                }
+                Ok::<_, StoreError>((paid, cached))
+            })?;
+            done.paid += paid;
+            done.cached += cached;
+            progress(done.paid + done.cached);
+            if paid + cached < batch {
+                break;
+            }
+            std::thread::sleep(PURGE_GAP);
+        }
+        let now = now_text();
+        done.expired_queue = sqlite::immediate(&self.conn, |c| {
+            let n = sqlite::delete_expired_queue_before(c, &cutoff)?;
+            if n > 0 {
+                let mut entry = audit.clone();
+                entry.records = n;
+                self.append_audit_in(c, &entry)?;
+            }
             Ok::<_, StoreError>(n)
         })?;
-        sqlite::compact(&self.conn)?;
-        Ok(n)
+        let left = sqlite::waiting_queue_before(&self.conn, &cutoff, &now)?;
+        if waiting {
+            let mut entry = audit.clone();
+            entry.command = "queue drop".to_owned();
+            for id in &left {
+                if self.drop_item(id, &entry)?.is_some() {
+                    done.waiting_queue += 1;
+                }
+            }
+        } else {
+            done.waiting_queue = left.len() as u64;
+        }
+        sqlite::checkpoint(&self.conn)?;
+        Ok(done)
     }
 
     /// Re-encrypts every sealed value under `new` in one transaction, re-wraps
@@ -83,7 +185,7 @@ impl Store {
         old: &MasterKey,
         new: &MasterKey,
         audit: &AuditEntry,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, u64), StoreError> {
         sqlite::immediate(&self.conn, |c| {
             let rows = sqlite::key_rows(c)?;
             let current = rows.first().ok_or(StoreError::NoKey)?;
@@ -187,6 +289,7 @@ impl Store {
             let after = Store {
                 conn: rusqlite::Connection::open_in_memory()?,
                 path: self.path.clone(),
+                busy: self.busy,
                 keys: new_keys,
                 key_version: version as u32,
                 key_id: crypto::key_id(&new.check_value()),
@@ -194,7 +297,7 @@ impl Store {
             let mut entry = audit.clone();
             entry.records = ids.len() as u64 + queued;
             after.append_audit_in(c, &entry)?;
-            Ok(ids.len() as u64 + queued)
+            Ok((ids.len() as u64, queued))
         })
     }
 
