@@ -34,7 +34,9 @@ pub struct Args {
     pub batch: u64,
 }
 
-/// "N lookups (P paid calls, C cache answers) and Q expired queue items".
+/// "N lookups (S calls to the service, C cache answers) and Q expired
+/// queue items". Calls to the service include attempts that never reached
+/// it (`stats` tells those apart).
 fn what(c: &PurgeCounts) -> String {
     let plural = |n: u64, one: &str, many: &str| {
         format!("{n} {}", if n == 1 { one } else { many })
@@ -42,7 +44,7 @@ fn what(c: &PurgeCounts) -> String {
     format!(
         "{} ({}, {}) and {}",
         plural(c.lookups(), "lookup", "lookups"),
-        plural(c.paid, "paid call", "paid calls"),
+        plural(c.paid, "call to the service", "calls to the service"),
         plural(c.cached, "cache answer", "cache answers"),
         plural(c.expired_queue, "expired queue item", "expired queue items"),
     )

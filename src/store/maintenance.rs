@@ -38,7 +38,8 @@ impl CheckReport {
 /// What a purge deletes (or, in a dry run, would delete), per kind.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PurgeCounts {
-    /// Lookups that were calls to the service.
+    /// Lookups that were calls to the service (any outcome, including
+    /// attempts that never reached it).
     pub paid: u64,
     /// Lookups answered from the cache.
     pub cached: u64,
