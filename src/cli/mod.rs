@@ -172,8 +172,11 @@ impl Ctx {
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let key_path = &self.settings.key_file.value;
         let key = keyfile::load(key_path)?;
-        let store =
-            Store::open_waiting(&self.settings.db.value, &key, self.settings.busy_timeout.value)?;
+        let store = Store::open_waiting(
+            &self.settings.db.value,
+            &key,
+            self.settings.busy_timeout.value,
+        )?;
         Ok(store)
     }
 

@@ -38,9 +38,7 @@ pub struct Args {
 /// queue items". Calls to the service include attempts that never reached
 /// it (`stats` tells those apart).
 fn what(c: &PurgeCounts) -> String {
-    let plural = |n: u64, one: &str, many: &str| {
-        format!("{n} {}", if n == 1 { one } else { many })
-    };
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
     format!(
         "{} ({}, {}) and {}",
         plural(c.lookups(), "lookup", "lookups"),
@@ -74,10 +72,12 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let before = cutoff.format("%Y-%m-%d %H:%M UTC");
     let counts = store.purge_counts(cutoff)?;
-    let waiting = |n: u64| match n {
+    let waiting = |n: u64| {
+        match n {
         0 => String::new(),
         1 => " 1 request queued before then still waits to be sent: kept (--include-waiting drops it).".to_owned(),
         n => format!(" {n} requests queued before then still wait to be sent: kept (--include-waiting drops them)."),
+    }
     };
     if args.dry_run {
         ctx.note_records(counts.lookups() + counts.expired_queue);
@@ -94,17 +94,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let bar = progress::count_bar("purge", counts.lookups());
     store.note_long_writer("purge")?;
     let entry = ctx.audit_entry();
-    let done = store.purge(
-        cutoff,
-        args.batch,
-        args.include_waiting,
-        &entry,
-        &mut |n| {
-            if let Some(bar) = &bar {
-                bar.set_position(n);
-            }
-        },
-    );
+    let done = store.purge(cutoff, args.batch, args.include_waiting, &entry, &mut |n| {
+        if let Some(bar) = &bar {
+            bar.set_position(n);
+        }
+    });
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

@@ -191,7 +191,9 @@ fn probe(path: &Path) -> Result<Found, StoreError> {
     if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
         return Ok(Found::Foreign);
     }
-    let be32 = |at: usize| u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]]);
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
     let (app_id, schema_cookie) = (i64::from(be32(68)), be32(40));
     if app_id == APPLICATION_ID {
         return Ok(Found::Gbdfl);

@@ -43,9 +43,15 @@ fn readers(env: &Env) -> Vec<(Vec<String>, Option<PathBuf>)> {
     let out = |name: &str| env.path().join("out").join(name);
     let mut list: Vec<(Vec<String>, Option<PathBuf>)> = vec![
         (vec!["show".into(), iins::VALID.into()], None),
-        (vec!["show".into(), iins::VALID.into(), "--json".into()], None),
+        (
+            vec!["show".into(), iins::VALID.into(), "--json".into()],
+            None,
+        ),
         (vec!["history".into(), iins::VALID.into()], None),
-        (vec!["expiring".into(), "--within".into(), "100000d".into()], None),
+        (
+            vec!["expiring".into(), "--within".into(), "100000d".into()],
+            None,
+        ),
         (vec!["expiring".into(), "--stale".into(), "0s".into()], None),
         (vec!["export".into()], None),
         (vec!["queue".into(), "--full".into()], None),
@@ -95,7 +101,10 @@ fn issue_17_a_held_write_lock_releases_nothing_until_the_entry_is_written() {
     env.ok(&["fetch", &synthetic_iin(1), "--session", &session()]);
     // A request in the queue, for `queue --full`: the service unreachable.
     let down = [("GBDFL_BASE_URL", "http://127.0.0.1:9/api/v1/backend/gbdfl/")];
-    let r = env.run_with(&["fetch", &synthetic_iin(2), "--session", &session()], &down);
+    let r = env.run_with(
+        &["fetch", &synthetic_iin(2), "--session", &session()],
+        &down,
+    );
     assert_eq!(r.code, 11, "{}", r.stderr);
     std::fs::create_dir(env.path().join("out")).unwrap();
     let before = audit_rows(&env.db);
@@ -108,10 +117,16 @@ fn issue_17_a_held_write_lock_releases_nothing_until_the_entry_is_written() {
         let r = run(&env, &args, &[SHORT_WAIT]);
         let what = format!("gbdfl {}: {}", args.join(" "), r.stderr);
         assert_eq!(r.code, 9, "{what}");
-        assert!(r.stdout.is_empty(), "nothing released: {what}\n{}", r.stdout);
         assert!(
-            r.stderr.contains("the audit entry could not be written, so nothing was shown or written")
-                && r.stderr.contains("another gbdfl process or another program holds its write lock")
+            r.stdout.is_empty(),
+            "nothing released: {what}\n{}",
+            r.stdout
+        );
+        assert!(
+            r.stderr
+                .contains("the audit entry could not be written, so nothing was shown or written")
+                && r.stderr
+                    .contains("another gbdfl process or another program holds its write lock")
                 && r.stderr.contains("GBDFL_BUSY_TIMEOUT"),
             "{what}"
         );
@@ -122,7 +137,11 @@ fn issue_17_a_held_write_lock_releases_nothing_until_the_entry_is_written() {
         assert_eq!(files_in(&env.path().join("out")), files_before, "{what}");
     }
     holder.execute_batch("ROLLBACK").unwrap();
-    assert_eq!(audit_rows(&env.db), before, "no entry, and nothing released");
+    assert_eq!(
+        audit_rows(&env.db),
+        before,
+        "no entry, and nothing released"
+    );
 
     // A long writer that noted itself is named, with its process.
     let me = format!(
@@ -149,7 +168,9 @@ fn issue_17_a_held_write_lock_releases_nothing_until_the_entry_is_written() {
         r.stderr
     );
     holder.execute_batch("ROLLBACK").unwrap();
-    holder.execute("DELETE FROM meta WHERE key LIKE 'writing:%'", []).unwrap();
+    holder
+        .execute("DELETE FROM meta WHERE key LIKE 'writing:%'", [])
+        .unwrap();
     drop(holder);
 
     // With the lock free, each writes its entry, then releases what the
@@ -226,7 +247,11 @@ fn issue_17_a_show_is_served_while_a_large_purge_runs() {
     assert!(!shown.stdout.is_empty());
     let out = purge.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         stdout.contains("Deleted 1000 lookups (1000 calls to the service, 0 cache answers)"),
         "{stdout}"
@@ -251,7 +276,10 @@ fn issue_17_purge_counts_each_kind_exactly_and_keeps_queued_requests() {
     env.ok(&["fetch", iins::VALID, "--session", &session()]);
     let down = [("GBDFL_BASE_URL", "http://127.0.0.1:9/api/v1/backend/gbdfl/")];
     for n in 0..3 {
-        let r = env.run_with(&["fetch", &synthetic_iin(n), "--session", &session()], &down);
+        let r = env.run_with(
+            &["fetch", &synthetic_iin(n), "--session", &session()],
+            &down,
+        );
         assert_eq!(r.code, 11, "queued: {}", r.stderr);
     }
     // All of it queued or looked up in 2020: one queue item expired, one
@@ -267,9 +295,14 @@ fn issue_17_purge_counts_each_kind_exactly_and_keeps_queued_requests() {
     .unwrap();
     // The queued requests' attempts are lookups too (never sent).
     let counts = "5 lookups (4 calls to the service, 1 cache answer) and 1 expired queue item";
-    let kept = "2 requests queued before then still wait to be sent: kept (--include-waiting drops them)";
+    let kept =
+        "2 requests queued before then still wait to be sent: kept (--include-waiting drops them)";
     let dry = env.ok(&["purge", "--older-than", "365d", "--dry-run"]);
-    assert!(dry.stdout.contains(counts) && dry.stdout.contains(kept), "{}", dry.stdout);
+    assert!(
+        dry.stdout.contains(counts) && dry.stdout.contains(kept),
+        "{}",
+        dry.stdout
+    );
     let real = env.ok(&["purge", "--older-than", "365d"]);
     assert!(
         real.stdout.contains(&format!("Deleted {counts}")) && real.stdout.contains(kept),
@@ -277,7 +310,11 @@ fn issue_17_purge_counts_each_kind_exactly_and_keeps_queued_requests() {
         real.stdout
     );
     let queued: i64 = conn
-        .query_row("SELECT count(*) FROM queue WHERE state = 'waiting'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM queue WHERE state = 'waiting'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(queued, 2, "waiting and in-doubt requests are kept");
     let trail = audit_rows(&env.db);
@@ -285,24 +322,36 @@ fn issue_17_purge_counts_each_kind_exactly_and_keeps_queued_requests() {
     assert_eq!(purged, 6, "5 lookups and 1 expired item: {trail:?}");
 
     // rekey counts queued requests as what they are.
-    let r = env.ok(&["rekey", "--out", env.path().join("new.key").to_str().unwrap()]);
+    let r = env.ok(&[
+        "rekey",
+        "--out",
+        env.path().join("new.key").to_str().unwrap(),
+    ]);
     assert!(
-        r.stdout.contains("Re-encrypted 0 lookups, 2 queued requests and the audit trail"),
+        r.stdout
+            .contains("Re-encrypted 0 lookups, 2 queued requests and the audit trail"),
         "{}",
         r.stdout
     );
     let new_key = env.path().join("new.key");
     let new_key = [("GBDFL_KEY_FILE", new_key.to_str().unwrap())];
-    let r = env.run_with(&["purge", "--older-than", "365d", "--include-waiting"], &new_key);
+    let r = env.run_with(
+        &["purge", "--older-than", "365d", "--include-waiting"],
+        &new_key,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stdout.contains("Deleted 0 lookups") && r.stdout.contains("Dropped 2 waiting queued requests"),
+        r.stdout.contains("Deleted 0 lookups")
+            && r.stdout.contains("Dropped 2 waiting queued requests"),
         "{}",
         r.stdout
     );
     let trail = audit_rows(&env.db);
     assert_eq!(
-        trail.iter().filter(|e| e.1 == "queue drop" && e.2 == 1).count(),
+        trail
+            .iter()
+            .filter(|e| e.1 == "queue drop" && e.2 == 1)
+            .count(),
         2,
         "each dropped like `queue drop`: {trail:?}"
     );
@@ -326,12 +375,18 @@ fn state_of(path: &Path) -> (Vec<u8>, bool) {
 fn issue_17_another_programs_database_is_left_byte_for_byte() {
     let env = Env::new();
     for (name, setup) in [
-        ("plain.db", "CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('mine');"),
+        (
+            "plain.db",
+            "CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('mine');",
+        ),
         (
             "wal.db",
             "PRAGMA journal_mode = WAL; CREATE TABLE notes (x TEXT); INSERT INTO notes VALUES ('mine');",
         ),
-        ("app.db", "PRAGMA application_id = 1234; CREATE TABLE t (x);"),
+        (
+            "app.db",
+            "PRAGMA application_id = 1234; CREATE TABLE t (x);",
+        ),
     ] {
         let path = env.path().join(name);
         let conn = Connection::open(&path).unwrap();
@@ -347,7 +402,8 @@ fn issue_17_another_programs_database_is_left_byte_for_byte() {
         ] {
             let r = env.fails(&args, 9);
             assert!(
-                r.stderr.contains("is not a gbdfl database") && r.stderr.contains("the file was not changed"),
+                r.stderr.contains("is not a gbdfl database")
+                    && r.stderr.contains("the file was not changed"),
                 "{name}: {}",
                 r.stderr
             );
