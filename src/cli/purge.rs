@@ -34,6 +34,10 @@ pub struct Args {
     pub batch: u64,
 }
 
+/// Lookups to delete from which a purge of a quarter of the database or
+/// more drops the secondary indexes and builds them again at its end.
+const DROP_INDEXES_FROM: u64 = 100_000;
+
 /// "N lookups (S calls to the service, C cache answers) and Q expired
 /// queue items". Calls to the service include attempts that never reached
 /// it (`stats` tells those apart).
@@ -94,11 +98,23 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let bar = progress::count_bar("purge", counts.lookups());
     store.note_long_writer("purge")?;
     let entry = ctx.audit_entry();
-    let done = store.purge(cutoff, args.batch, args.include_waiting, &entry, &mut |n| {
+    // Much of a large database: dropping the secondary indexes and
+    // building them again at the end is several times faster.
+    let total = u64::try_from(store.count_lookups()?).unwrap_or(0);
+    let drop_indexes = counts.lookups() >= DROP_INDEXES_FROM && counts.lookups() >= total / 4;
+    let mut shown = |n: u64| {
         if let Some(bar) = &bar {
             bar.set_position(n);
         }
-    });
+    };
+    let done = store.purge(
+        cutoff,
+        args.batch,
+        args.include_waiting,
+        drop_indexes,
+        &entry,
+        &mut shown,
+    );
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

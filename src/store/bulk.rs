@@ -663,4 +663,68 @@ mod tests {
         );
         assert_eq!(other.count_lookups().unwrap(), 12);
     }
+
+    /// A purge of much of the database drops the secondary indexes, deletes
+    /// in batches each with its entry, and builds the indexes again; one
+    /// that keeps them deletes the same way. Lookups requested after the
+    /// cutoff stay, and every index is there at the end.
+    #[test]
+    fn purges_delete_in_audited_batches_with_or_without_the_indexes() {
+        for drop_indexes in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("gbdfl.db");
+            let key = MasterKey::from_bytes([9; KEY_LEN]);
+            let (store, _) = Store::init(&path, &key).unwrap();
+            let opener = store.opener();
+            let bodies: Vec<Vec<u8>> = (0..13)
+                .map(|n| format!("{{\"n\":{n}}}").into_bytes())
+                .collect();
+            let rows: Vec<SealedLookup> = (0..13)
+                .map(|n| {
+                    let mut item = item(n as u32, &bodies[n]);
+                    if n == 12 {
+                        item.fetched_at = Utc::now();
+                    }
+                    opener.seal_import(&item, "op", "host", None).unwrap()
+                })
+                .collect();
+            let mut rows = Some(rows);
+            store
+                .insert_imported(None, |_| {
+                    Ok::<_, StoreError>(rows.take().map_or(Handed::End, Handed::Rows))
+                })
+                .unwrap();
+            let audit = AuditEntry {
+                command: "purge".into(),
+                ..AuditEntry::default()
+            };
+            let cutoff = Utc::now() - chrono::Duration::days(1);
+            let mut seen = Vec::new();
+            let done = store
+                .purge(cutoff, 5, false, drop_indexes, &audit, &mut |n| {
+                    seen.push(n)
+                })
+                .unwrap();
+            assert_eq!((done.paid, done.cached), (12, 0), "{drop_indexes}");
+            assert_eq!(seen, [5, 10, 12]);
+            assert_eq!(store.count_lookups().unwrap(), 1);
+            let mut recorded = Vec::new();
+            store
+                .each_audit(&Default::default(), |v| {
+                    recorded.push(v.records);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+            assert_eq!(recorded, [5, 5, 2]);
+            let indexes: i64 = store
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'lookups_%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(indexes, 4, "{drop_indexes}");
+        }
+    }
 }

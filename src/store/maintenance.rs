@@ -59,8 +59,8 @@ impl PurgeCounts {
 
 /// Lookups a purge deletes per transaction unless told otherwise.
 pub const PURGE_BATCH: u64 = 10_000;
-/// Lookups deleted by one statement within a transaction.
-const PURGE_STEP: u64 = 1_000;
+/// Lookups deleted between two looks at the clock within a transaction.
+const PURGE_STEP: usize = 1_000;
 /// The longest a purge holds the write lock before it commits.
 const PURGE_HOLD: Duration = Duration::from_millis(500);
 /// How long a purge leaves the write lock free between transactions: four
@@ -113,45 +113,38 @@ impl Store {
     /// `queue drop` entry. `progress` hears the lookups deleted so far.
     /// Then the WAL is emptied: secure_delete has zeroed every freed page,
     /// so no old ciphertext is left in the file or its WAL.
+    ///
+    /// Lookups are deleted in the table's own order, so that its pages are
+    /// each rewritten once rather than once per batch; with
+    /// `drop_indexes` (for a purge of much of the database), the secondary
+    /// indexes are dropped first and built again at the end, as a large
+    /// import does: deleting a row from each of them is a write to a
+    /// random page, several times the cost of the delete itself
+    /// (BENCHMARKS.md). Meanwhile other processes' queries are slow, not
+    /// refused.
     pub fn purge(
         &self,
         cutoff: DateTime<Utc>,
         batch: u64,
         waiting: bool,
+        drop_indexes: bool,
         audit: &AuditEntry,
         progress: &mut dyn FnMut(u64),
     ) -> Result<PurgeCounts, StoreError> {
         let cutoff = time_text(cutoff);
-        let batch = batch.max(1);
+        let batch = usize::try_from(batch.max(1)).unwrap_or(usize::MAX);
         let mut done = PurgeCounts::default();
-        loop {
-            let (paid, cached) = sqlite::immediate(&self.conn, |c| {
-                let begun = std::time::Instant::now();
-                let (mut paid, mut cached) = (0u64, 0u64);
-                while paid + cached < batch && begun.elapsed() < PURGE_HOLD {
-                    let step = (batch - paid - cached).min(PURGE_STEP);
-                    let (p, k) = sqlite::delete_lookups_before(c, &cutoff, step)?;
-                    paid += p;
-                    cached += k;
-                    if p + k < step {
-                        break;
-                    }
-                }
-                if paid + cached > 0 {
-                    let mut entry = audit.clone();
-                    entry.records = paid + cached;
-                    self.append_audit_in(c, &entry)?;
-                }
-                Ok::<_, StoreError>((paid, cached))
-            })?;
-            done.paid += paid;
-            done.cached += cached;
-            progress(done.paid + done.cached);
-            if paid + cached < batch {
-                break;
-            }
-            std::thread::sleep(PURGE_GAP);
+        let rowids = sqlite::lookup_rowids_before(&self.conn, &cutoff)?;
+        let dropped = drop_indexes && !rowids.is_empty();
+        if dropped {
+            sqlite::drop_lookup_indexes(&self.conn)?;
         }
+        let deleted = self.purge_rowids(&rowids, &cutoff, batch, audit, &mut done, progress);
+        // Whatever happened, the indexes come back before the command ends.
+        if dropped {
+            sqlite::rebuild_lookup_indexes(&self.conn)?;
+        }
+        deleted?;
         let now = now_text();
         done.expired_queue = sqlite::immediate(&self.conn, |c| {
             let n = sqlite::delete_expired_queue_before(c, &cutoff)?;
@@ -176,6 +169,48 @@ impl Store {
         }
         sqlite::checkpoint(&self.conn)?;
         Ok(done)
+    }
+
+    /// Deletes the lookups of `rowids` in transactions of `batch` (fewer if
+    /// one holds the lock for [`PURGE_HOLD`]), each with its audit entry.
+    fn purge_rowids(
+        &self,
+        rowids: &[i64],
+        cutoff: &str,
+        batch: usize,
+        audit: &AuditEntry,
+        done: &mut PurgeCounts,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), StoreError> {
+        let mut left = rowids;
+        while !left.is_empty() {
+            let (paid, cached, taken) = sqlite::immediate(&self.conn, |c| {
+                let begun = std::time::Instant::now();
+                let (mut paid, mut cached, mut taken) = (0u64, 0u64, 0usize);
+                while taken < batch.min(left.len()) && begun.elapsed() < PURGE_HOLD {
+                    let step = (batch - taken).min(PURGE_STEP).min(left.len() - taken);
+                    let (p, k) =
+                        sqlite::delete_lookups_by_rowid(c, &left[taken..taken + step], cutoff)?;
+                    paid += p;
+                    cached += k;
+                    taken += step;
+                }
+                if paid + cached > 0 {
+                    let mut entry = audit.clone();
+                    entry.records = paid + cached;
+                    self.append_audit_in(c, &entry)?;
+                }
+                Ok::<_, StoreError>((paid, cached, taken))
+            })?;
+            done.paid += paid;
+            done.cached += cached;
+            progress(done.paid + done.cached);
+            left = &left[taken..];
+            if !left.is_empty() {
+                std::thread::sleep(PURGE_GAP);
+            }
+        }
+        Ok(())
     }
 
     /// Re-encrypts every sealed value under `new` in one transaction, re-wraps

@@ -667,29 +667,40 @@ pub fn all_lookups<E: From<StoreError>>(
     each_lookup(conn, None, None, f)
 }
 
-/// Deletes up to `limit` of the oldest lookups requested before `cutoff`
-/// (by the index on `requested_at`); returns how many were paid calls and
-/// how many cache answers. Cache answers that named a deleted lookup as
-/// their source keep NULL there (`ON DELETE SET NULL`, found through
+/// The row ids of the lookups requested before `cutoff`, found through
+/// the index on `requested_at`, in row id order (the table's own order).
+pub fn lookup_rowids_before(conn: &Connection, cutoff: &str) -> Result<Vec<i64>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT rowid FROM lookups WHERE requested_at < ?1")?;
+    let mut ids = st
+        .query_map(params![cutoff], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Deletes the lookups of these row ids that are still requested before
+/// `cutoff` (a row id freed meanwhile may have been given to a new
+/// lookup); returns how many were calls to the service and how many cache
+/// answers. Cache answers that named a deleted lookup as their source keep
+/// NULL there (`ON DELETE SET NULL`, found through
 /// `lookups_by_cached_from`).
-pub fn delete_lookups_before(
+pub fn delete_lookups_by_rowid(
     conn: &Connection,
+    rowids: &[i64],
     cutoff: &str,
-    limit: u64,
 ) -> Result<(u64, u64), StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut st = conn.prepare_cached(
-        "DELETE FROM lookups WHERE id IN \
-         (SELECT id FROM lookups WHERE requested_at < ?1 ORDER BY requested_at LIMIT ?2) \
-         RETURNING source = 'cache'",
+        "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source = 'cache'",
     )?;
     let (mut paid, mut cached) = (0u64, 0u64);
-    let mut rows = st.query(params![cutoff, limit])?;
-    while let Some(r) = rows.next()? {
-        if r.get::<_, bool>(0)? {
-            cached += 1;
-        } else {
-            paid += 1;
+    for id in rowids {
+        let mut rows = st.query(params![id, cutoff])?;
+        if let Some(r) = rows.next()? {
+            if r.get::<_, bool>(0)? {
+                cached += 1;
+            } else {
+                paid += 1;
+            }
         }
     }
     Ok((paid, cached))
@@ -1245,6 +1256,9 @@ const LOOKUP_INDEXES: [&str; 4] = [
     "lookups_by_cached_from",
 ];
 
+/// The one of [`LOOKUP_INDEXES`] a bulk change never drops.
+const KEPT_INDEX: &str = "lookups_by_cached_from";
+
 /// The `meta` key naming the import that dropped the indexes and will
 /// build them again: `PID HOST`.
 const INDEXES_WITH: &str = "indexes_dropped_by";
@@ -1262,7 +1276,9 @@ fn this_process() -> String {
 /// them again, in one transaction.
 pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
     immediate(conn, |c| {
-        for name in LOOKUP_INDEXES {
+        // The index on `cached_from` stays: small (cache answers only),
+        // and without it every deleted lookup would read the whole table.
+        for name in LOOKUP_INDEXES.iter().filter(|&&n| n != KEPT_INDEX) {
             c.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
         }
         exec(
