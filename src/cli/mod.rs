@@ -358,7 +358,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         .append_audit(&entry)
         .context("appending to the audit trail");
     match (result, appended) {
-        (Err(e), _) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(a)) => {
+            // The command's own error says more; the missing entry is told too.
+            eprintln!("gbdfl: warning: {a:#}");
+            Err(e)
+        }
         (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(())) => Ok(()),
     }
