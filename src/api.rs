@@ -981,6 +981,15 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     }
 }
 
+/// Whether an error body is the service's own (FastAPI's JSON object with
+/// a `detail` or `message`), not a page from a proxy or gateway in between.
+pub fn is_json_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| {
+        v.as_object()
+            .is_some_and(|o| o.contains_key("detail") || o.contains_key("message"))
+    })
+}
+
 /// Pulls a human message out of an error body: `{"detail": "..."}`,
 /// `{"detail": [{"msg": ...}]}`, `{"message": ...}`, or the text itself.
 pub fn error_message(body: &[u8]) -> String {

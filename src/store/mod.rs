@@ -271,6 +271,43 @@ impl Outcome {
     }
 }
 
+/// Whether a call's request reached the paid service, as the caller
+/// classified the call (the store records it and never guesses it): what
+/// decides whether the call counts as paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Provably never reached the service: nothing can have been billed.
+    No,
+    /// Sent, but no answer came back (timeout, dropped connection): the
+    /// service may have answered and billed it.
+    Maybe,
+    /// The service (or something in front of it) answered.
+    Yes,
+}
+
+impl Reached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reached::No => "no",
+            Reached::Maybe => "maybe",
+            Reached::Yes => "yes",
+        }
+    }
+    fn parse(s: &str) -> Option<Reached> {
+        match s {
+            "no" => Some(Reached::No),
+            "maybe" => Some(Reached::Maybe),
+            "yes" => Some(Reached::Yes),
+            _ => None,
+        }
+    }
+    /// Whether a call that ended so counts as paid: anything that may have
+    /// reached the service.
+    pub fn paid(self) -> bool {
+        self != Reached::No
+    }
+}
+
 /// A lookup to record. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
 pub struct NewLookup<'a> {
@@ -291,6 +328,9 @@ pub struct NewLookup<'a> {
     pub detail: Option<&'a str>,
     pub response: Option<&'a [u8]>,
     pub cached_from: Option<LookupId>,
+    /// Whether the call reached the service; `None` when no call was made
+    /// (an answer from the cache).
+    pub reached: Option<Reached>,
 }
 
 /// A stored lookup, opened. The raw response is fetched separately.
@@ -314,20 +354,45 @@ pub struct Lookup {
     pub iin: String,
     pub purpose: Option<String>,
     pub detail: Option<String>,
+    /// Whether the call reached the service; `None` for cache answers.
+    pub reached: Option<Reached>,
 }
 
-/// Whether an attempt failed before any request reached the service, so
-/// nothing can have been billed: no connection was ever made.
-pub fn never_sent(outcome: Outcome, http_status: Option<u16>, detail: Option<&str>) -> bool {
-    outcome == Outcome::Unavailable
-        && http_status.is_none()
-        && detail.is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED))
+/// The message prefix with which gbdfl before schema version 4 recorded a
+/// call that could not connect. Read only for rows of that time, whose
+/// `reached` is NULL: they hold no other record of it.
+const LEGACY_NOT_CONNECTED: &str = "could not connect to the service";
+
+/// What a row from before schema version 4 (no `reached`) says: a call that
+/// could not connect was recorded as unavailable, with no HTTP status and a
+/// message with the prefix of that time; every other call reached the
+/// service or may have.
+fn legacy_reached(
+    source: Source,
+    outcome: Outcome,
+    http_status: Option<u16>,
+    detail: Option<&str>,
+) -> Option<Reached> {
+    match source {
+        Source::Cache => None,
+        Source::Service
+            if outcome == Outcome::Unavailable
+                && http_status.is_none()
+                && detail.is_some_and(|d| d.starts_with(LEGACY_NOT_CONNECTED)) =>
+        {
+            Some(Reached::No)
+        }
+        Source::Service if outcome == Outcome::Unavailable && http_status.is_none() => {
+            Some(Reached::Maybe)
+        }
+        Source::Service => Some(Reached::Yes),
+    }
 }
 
 impl Lookup {
-    /// See [`never_sent`].
+    /// Whether the call provably never reached the service (nothing billed).
     pub fn never_sent(&self) -> bool {
-        never_sent(self.outcome, self.http_status, self.detail.as_deref())
+        self.reached == Some(Reached::No)
     }
 }
 
@@ -394,6 +459,7 @@ fn sealed_row(
             .transpose()?,
         response_enc,
         summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
+        reached: l.reached.map(|r| r.as_str().to_owned()),
         id,
     })
 }
@@ -659,21 +725,29 @@ impl Store {
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
+        let source = if row.source == "cache" {
+            Source::Cache
+        } else {
+            Source::Service
+        };
+        let outcome = Outcome::parse(&row.outcome);
+        let http_status = row.http_status.and_then(|s| u16::try_from(s).ok());
+        let detail = self.open_text(row, "detail_enc", row.detail_enc.as_deref())?;
+        let reached = match row.reached.as_deref().and_then(Reached::parse) {
+            Some(r) => Some(r),
+            None => legacy_reached(source, outcome, http_status, detail.as_deref()),
+        };
         Ok(Lookup {
             id: row.id.clone(),
             requested_at: parse_time(&row.requested_at),
             answered_at: row.answered_at.as_deref().map(parse_time),
             operator: row.operator.clone(),
             host: row.host.clone(),
-            source: if row.source == "cache" {
-                Source::Cache
-            } else {
-                Source::Service
-            },
-            outcome: Outcome::parse(&row.outcome),
+            source,
+            outcome,
             status: row.status.clone(),
             result: row.result,
-            http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
+            http_status,
             failure_type: row.failure_type.clone(),
             iin_checked: row.iin_checked,
             cached_from: row.cached_from.clone(),
@@ -682,7 +756,8 @@ impl Store {
                 .open_text(row, "iin_enc", Some(&row.iin_enc))?
                 .unwrap_or_default(),
             purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
-            detail: self.open_text(row, "detail_enc", row.detail_enc.as_deref())?,
+            detail,
+            reached,
         })
     }
 
