@@ -661,7 +661,9 @@ pub fn send_then(
                         Reached::Maybe
                     },
                     ExitCode::InDoubt,
-                    format!("{message}; the service may have answered and billed the call. {IN_DOUBT_ADVICE}"),
+                    format!(
+                        "{message}; the service may have answered and billed the call. {IN_DOUBT_ADVICE}"
+                    ),
                     in_doubt(),
                 ),
             };

@@ -4,6 +4,7 @@
 mod harness;
 
 mod audit;
+mod billing;
 mod bulk;
 mod concurrent;
 mod docs;
