@@ -183,6 +183,11 @@ impl Client {
         self.url.as_str()
     }
 
+    /// The largest answer body read (`max_response_bytes`).
+    pub fn max_body_bytes(&self) -> u64 {
+        self.max_body_bytes
+    }
+
     /// Makes the paid call for `iin` and `session_id`.
     pub fn lookup(&self, iin: &Iin, session_id: &str) -> Answer {
         let body = Zeroizing::new(

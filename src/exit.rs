@@ -126,7 +126,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 | StoreError::NotADatabase(_)
                 | StoreError::TooNew { .. }
                 | StoreError::ReadOnly(_)
-                | StoreError::WriteFailed(_) => ExitCode::Database,
+                | StoreError::WriteFailed(_)
+                | StoreError::NoRoom { .. }
+                | StoreError::Spilled { .. } => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

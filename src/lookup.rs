@@ -19,7 +19,7 @@ use crate::exit::ExitCode;
 use crate::iin::Iin;
 use crate::store::{
     self, After, AuditEntry, Begin, LookupId, NewLookup, NewRequest, Outcome, QueueItem, Reached,
-    Record, Source, Store, StoreError,
+    Record, Reservation, Source, Store, StoreError,
 };
 use crate::sync::Backoff;
 
@@ -335,6 +335,8 @@ pub fn fetch(
     let owner = claim_owner(0);
     let request = new_request(req, now, session_created_at);
     let max_age = (!req.force).then_some(req.max_age);
+    // Room for the answer first: with no room to keep it, no call is made.
+    let room = store.reserve_spill(client.max_body_bytes())?;
     let begun = store.begin_fetch(
         &request,
         max_age,
@@ -381,7 +383,15 @@ pub fn fetch(
         Begin::Claimed(item) => item,
         Begin::Queued(_) => unreachable!("begin_fetch claims when asked to"),
     };
-    send(store, client, &item, &owner, req.audit.as_ref(), backoff)
+    send(
+        store,
+        client,
+        &item,
+        &owner,
+        req.audit.as_ref(),
+        backoff,
+        room,
+    )
 }
 
 /// Records an answer from the cache (no call) with the request's audit entry.
@@ -465,18 +475,22 @@ pub fn send(
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
+    room: Reservation,
 ) -> Result<Attempt, StoreError> {
     let commit = |f: store::SealedFinish| {
         store
             .commit_finishes(&[(&f, None)])
             .map(|mut v| v.pop().flatten())
     };
-    send_then(store, client, item, owner, audit, backoff, &commit).map(|(a, _)| a)
+    send_then(store, client, item, owner, audit, backoff, room, &commit).map(|(a, _)| a)
 }
 
 /// [`send`], with the commit of the sealed answer left to `commit` (a
 /// `sync` worker hands it to the thread that commits for all workers, and
-/// gets back the next item it claimed in the same transaction).
+/// gets back the next item it claimed in the same transaction). `room` is
+/// the space reserved for the answer (`Store::reserve_spill`): if the
+/// commit fails, the answer is kept there, and the error says so.
+#[allow(clippy::too_many_arguments)]
 pub fn send_then(
     store: &Store,
     client: &Client,
@@ -484,6 +498,7 @@ pub fn send_then(
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
+    room: Reservation,
     commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
@@ -745,7 +760,21 @@ pub fn send_then(
         },
     };
     let sealed = store.seal_finish(item, owner, Some(&row), audit.as_ref(), after)?;
-    let claimed = commit(sealed)?;
+    let keep = sealed.clone();
+    let claimed = match commit(sealed) {
+        Ok(claimed) => claimed,
+        // The call was made and may be billed: the answer must not be lost.
+        Err(cause) => {
+            return match store.spill(room, &keep) {
+                Ok(path) => Err(StoreError::Spilled {
+                    path,
+                    cause: cause.cause_text(),
+                }),
+                Err(_) => Err(cause),
+            };
+        }
+    };
+    drop(room);
     Ok((Attempt { fetched, next }, claimed))
 }
 

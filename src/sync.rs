@@ -266,6 +266,17 @@ fn worker(
             }
             return Ok(());
         }
+        // Room for the next answer before the next call: with no room to
+        // keep it, no call is made (a claimed item is put back).
+        let room = match store.reserve_spill(client.max_body_bytes()) {
+            Ok(room) => room,
+            Err(e) => {
+                if let Some(item) = pending.take() {
+                    store.finish(&item, &owner, None, None, After::Restore)?;
+                }
+                return Err(e);
+            }
+        };
         let claimed = match pending.take() {
             Some(item) => Some(item),
             None => store.claim_next(
@@ -334,6 +345,7 @@ fn worker(
             &owner,
             Some(&opts.audit),
             &opts.backoff,
+            room,
             &commit,
         )?;
         pending = claimed;

@@ -166,6 +166,18 @@ impl Ctx {
         let key_path = &self.settings.key_file.value;
         let key = keyfile::load(key_path)?;
         let store = Store::open(&self.settings.db.value, &key)?;
+        // Paid answers a full disk kept out of the database go in first.
+        match store.take_in_spills() {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "Stored {n} paid answer(s) that an earlier run kept in {} when the database could not take them.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+            Err(e) => eprintln!(
+                "gbdfl: warning: paid answers kept in {} could not be stored yet ({e}); they stay there and are tried again next time.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+        }
         Ok(store)
     }
 

@@ -14,6 +14,7 @@ mod bulk;
 mod codec;
 mod maintenance;
 mod queue;
+mod spill;
 mod sqlite;
 
 use std::fmt;
@@ -37,6 +38,7 @@ pub use maintenance::CheckReport;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
+pub use spill::{Reservation, reserve_size, spill_dir};
 pub use sqlite::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Messages say what to do next.
@@ -94,6 +96,19 @@ pub enum StoreError {
         "could not write to the database (the disk is full, a file size limit was reached, or the disk failed: {0}); this command's change was rolled back and everything stored before it is intact: free disk space or fix the disk, then run the command again"
     )]
     WriteFailed(#[source] rusqlite::Error),
+    #[error(
+        "no room to keep the answer of a paid call ({bytes} bytes in {dir}: {source}); no call was made. Free disk space (or raise the file size limit), or lower max_response_bytes, then run the command again"
+    )]
+    NoRoom {
+        dir: PathBuf,
+        bytes: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the paid call was made and answered (it is billed), but the database could not store the answer ({cause}). The answer is kept, sealed, in {path}, and is stored the next time gbdfl opens this database: free disk space (or fix the database), then run any gbdfl command, e.g. `gbdfl queue`"
+    )]
+    Spilled { path: PathBuf, cause: String },
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
     #[error("{0}")]
@@ -124,6 +139,17 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl StoreError {
+    /// What failed, without the advice of the whole message (for an error
+    /// quoted inside another).
+    pub fn cause_text(&self) -> String {
+        match self {
+            StoreError::WriteFailed(e) => {
+                format!("the disk is full, a file size limit was reached, or the disk failed: {e}")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the error means the key does not fit or data was tampered with.
     pub fn is_key_or_integrity(&self) -> bool {
         matches!(

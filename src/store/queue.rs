@@ -88,7 +88,9 @@ pub struct QueueItem {
 }
 
 /// A call's end, sealed by [`Store::seal_finish`], to be committed by
-/// [`Store::commit_finishes`] (possibly by another thread, with others).
+/// [`Store::commit_finishes`] (possibly by another thread, with others), or
+/// kept in a spill file when that fails.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct SealedFinish {
     item_id: String,
     owner: String,
@@ -104,6 +106,7 @@ impl SealedFinish {
     }
 }
 
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 enum SealedAfter {
     Done,
     Retry {
@@ -534,6 +537,22 @@ impl Store {
                 })
                 .collect()
         })
+    }
+
+    /// Commits a call's end kept in a spill file, unless its lookup is
+    /// already stored (the spill was taken in before, and its file not yet
+    /// removed).
+    pub(super) fn take_in_finish(
+        &self,
+        c: &Connection,
+        f: &SealedFinish,
+    ) -> Result<(), StoreError> {
+        if let Some(row) = &f.lookup_row
+            && sqlite::lookup_by_id(c, &row.id)?.is_some()
+        {
+            return Ok(());
+        }
+        self.apply_finish(c, f)
     }
 
     fn apply_finish(&self, c: &Connection, f: &SealedFinish) -> Result<(), StoreError> {

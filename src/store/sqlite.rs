@@ -21,7 +21,7 @@ pub const APPLICATION_ID: i64 = 0x6762_6466;
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// A lookup row as stored: sealed columns stay sealed here.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LookupRow {
     pub id: String,
     pub subject: Vec<u8>,

@@ -273,3 +273,138 @@ fn an_absurd_retry_after_is_recorded_and_capped_not_a_crash() {
     }
     assert_eq!(env.emu().calls_for(&iin, &s), 1);
 }
+
+/// Runs the binary under a file size limit of `blocks` (the shell's units)
+/// set in the child by `ulimit -f`, with the Env's settings.
+fn run_limited(env: &Env, blocks: u32, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let inner = env.command(args);
+    let mut sh = std::process::Command::new("/bin/sh");
+    sh.env_clear().current_dir(env.path());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            sh.env(k, v);
+        }
+    }
+    for (k, v) in vars {
+        sh.env(k, v);
+    }
+    sh.arg("-c")
+        .arg(format!("ulimit -f {blocks} && exec \"$0\" \"$@\""))
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    let out = sh.output().expect("run gbdfl under sh");
+    Run {
+        cmdline: format!("ulimit -f {blocks}; gbdfl {}", args.join(" ")),
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Answers up to 16 KiB: the room reserved per call is 4 x that + 64 KiB.
+const SMALL_ANSWERS: (&str, &str) = ("GBDFL_MAX_RESPONSE_BYTES", "16384");
+
+fn spill_files(env: &Env, ext: &str) -> Vec<std::path::PathBuf> {
+    let dir = gbdfl::store::spill_dir(&env.db);
+    std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == ext))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn with_no_room_to_keep_the_answer_no_call_is_made() {
+    let env = Env::new();
+    let (iin, s) = (synthetic_iin(70), session());
+    // 64 KiB: less than the room one answer needs.
+    let r = run_limited(
+        &env,
+        128,
+        &["fetch", &iin, "--session", &s],
+        &[SMALL_ANSWERS],
+    );
+    assert_eq!(r.code, 9, "{}", r.stderr);
+    assert!(r.stderr.contains("no call was made"), "{}", r.stderr);
+    assert_eq!(env.emu().calls(), 0);
+    assert!(spill_files(&env, "reserve").is_empty(), "room given back");
+    assert!(spill_files(&env, "spill").is_empty());
+}
+
+#[test]
+fn a_paid_answer_the_full_database_cannot_take_is_kept_and_stored_later() {
+    let env = Env::new();
+    let rows: Vec<(String, String)> = (0..30)
+        .map(|i| (synthetic_iin(80 + i), session()))
+        .collect();
+    let mut lines = vec!["iin,session_id".to_owned()];
+    lines.extend(rows.iter().map(|(i, s)| format!("{i},{s}")));
+    let file = env.path().join("rows.csv");
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    env.fails(&["batch", file.to_str().unwrap(), "--no-sync"], 11);
+    // 256 KiB per file: room for one answer's reservation, but the
+    // database's write-ahead log outgrows it after a few answers.
+    let r = run_limited(&env, 512, &["sync", "--jobs", "1"], &[SMALL_ANSWERS]);
+    assert_eq!(r.code, 9, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("paid call was made"), "{}", r.stderr);
+    assert!(r.stderr.contains("billed"), "{}", r.stderr);
+    assert!(r.stderr.contains("kept, sealed"), "{}", r.stderr);
+    let calls = env.emu().calls();
+    assert!(calls >= 1);
+    // The spill file: owner-only, nothing of the answer in plaintext.
+    let spills = spill_files(&env, "spill");
+    assert_eq!(spills.len(), 1, "{spills:?}");
+    let bytes = std::fs::read(&spills[0]).unwrap();
+    assert!(bytes.starts_with(b"GBDFLSP1"));
+    for (iin, s) in &rows {
+        assert!(
+            !crate::harness::contains(&bytes, iin.as_bytes()),
+            "IIN in clear"
+        );
+        assert!(
+            !crate::harness::contains(&bytes, s.as_bytes()),
+            "session in clear"
+        );
+    }
+    assert!(!crate::harness::contains(&bytes, b"VALID"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&spills[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // The limit lifted, the next command stores it first.
+    let r = env.ok(&["queue"]);
+    assert!(r.stderr.contains("Stored 1 paid answer"), "{}", r.stderr);
+    assert!(spill_files(&env, "spill").is_empty());
+    // Every call the service received is stored, counted and audited as paid.
+    let called: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(i, s)| env.emu().calls_for(i, s) > 0)
+        .collect();
+    assert_eq!(called.len() as u64, calls);
+    for (iin, _) in &called {
+        let h = env.ok(&["history", iin, "--json"]);
+        let h: Value = serde_json::from_str(&h.stdout).unwrap();
+        assert_eq!(h[0]["status"], "VALID", "{h}");
+        assert_eq!(h[0]["paid_call"], true, "{h}");
+        env.ok(&["show", iin]);
+    }
+    let stats = env.ok(&["stats", "--json"]);
+    let v: Value = serde_json::from_str(&stats.stdout).unwrap();
+    assert_eq!(v[0]["paid_calls"].as_u64(), Some(calls), "{v}");
+    let paid = audit(&env, "sync")
+        .iter()
+        .filter(|e| e["paid_call"] == true)
+        .count() as u64;
+    assert_eq!(paid, calls, "one paid audit entry per call");
+    // Taken in once: running again changes nothing.
+    let r = env.ok(&["queue"]);
+    assert!(!r.stderr.contains("Stored"), "{}", r.stderr);
+    // The rest is sent, and nothing was paid for twice.
+    env.ok(&["sync"]);
+    assert_eq!(env.emu().calls(), rows.len() as u64);
+    assert_eq!(env.emu().max_calls_per_request(), 1);
+}
