@@ -35,7 +35,7 @@ pub struct Args {
     /// Drop the connection mid-body (after HTTP 200 and headers) on the first N calls
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub drop_first: u32,
-    /// Answer the first N calls with a non-JSON body
+    /// Answer the first N calls with HTTP 200 and an HTML page (not JSON)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub garbage_first: u32,
     /// Answer the first N calls with FAILED, SERVICE_ERROR "Can`t connect to GBDFL service"
@@ -50,9 +50,6 @@ pub struct Args {
     /// Read the first N calls in full, then close the connection without answering
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub hang_up_first: u32,
-    /// Answer the first N calls with HTTP 200 and an HTML page
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub html_first: u32,
     /// Answer the first N calls with the hostile HTTP 200 answer --hostile
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub hostile_first: u32,
@@ -90,7 +87,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             slow_first: args.slow_first,
             slow_ms: args.slow_ms,
             hang_up_first: args.hang_up_first,
-            html_first: args.html_first,
             hostile_first: args.hostile_first,
             hostile: args.hostile,
         },

@@ -62,7 +62,6 @@ enum Fault {
     ServiceError,
     Hostile(Hostile),
     HangUp,
-    Html,
 }
 
 impl Shared {
@@ -95,9 +94,6 @@ impl Shared {
         } else if f.hang_up_first > 0 {
             f.hang_up_first -= 1;
             Some(Fault::HangUp)
-        } else if f.html_first > 0 {
-            f.html_first -= 1;
-            Some(Fault::Html)
         } else {
             None
         };
@@ -458,12 +454,8 @@ fn fault_response(fault: Fault, request: &[u8], today: NaiveDate) -> Response {
             .into_response(),
         Fault::Hostile(kind) => hostile_response(kind, request, today),
         Fault::HangUp => hang_up(),
-        Fault::Html => html(HTML_200_PAGE),
     }
 }
-
-const HTML_200_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n\
-<body><h1>Wi-Fi sign-in</h1><p>Accept the terms to continue.</p></body></html>\n";
 
 /// A response whose body fails before its first byte: hyper then closes
 /// the connection without writing the status line, so the client sees the

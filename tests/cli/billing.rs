@@ -136,7 +136,7 @@ fn an_html_200_is_in_doubt() {
     in_doubt_case(
         "html",
         Faults {
-            html_first: 1,
+            garbage_first: 1,
             ..Faults::default()
         },
         &[],
@@ -173,7 +173,7 @@ fn sync_leaves_each_faulted_request_in_doubt_and_sends_the_rest() {
         hostile_first: 1,
         hostile: Hostile::DeepNesting,
         hang_up_first: 1,
-        html_first: 1,
+        garbage_first: 1,
         ..Faults::default()
     });
     let r = env.run_with(&["sync", "--jobs", "1"], &[("GBDFL_RETRY_BASE", "20ms")]);
@@ -199,7 +199,7 @@ fn sync_leaves_each_faulted_request_in_doubt_and_sends_the_rest() {
     assert_eq!(env.emu().max_calls_per_request(), 1);
     // Sent once more each, even when they fail again in doubt.
     env.emu().set_faults(Faults {
-        html_first: 2,
+        garbage_first: 2,
         ..Faults::default()
     });
     let r = env.run(&["sync", "--jobs", "2", "--resend-in-doubt"]);
