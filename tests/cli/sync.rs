@@ -422,7 +422,8 @@ fn sigkill_at_random_moments_never_pays_twice() {
     }
     // Restart, and let it run to the end.
     let r = env.run_with(&["sync", "--jobs", "4"], &vars);
-    assert!(r.code == 0 || r.code == 11, "{}", r.stderr);
+    // 14 when requests killed mid-call remain in doubt.
+    assert!(r.code == 0 || r.code == 14, "{}", r.stderr);
     assert!(!r.stderr.contains("locked"), "{}", r.stderr);
     // No request reached the service twice on its own.
     assert!(env.emu().max_calls_per_request() <= 1);
