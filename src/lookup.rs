@@ -336,7 +336,7 @@ pub fn fetch(
     let request = new_request(req, now, session_created_at);
     let max_age = (!req.force).then_some(req.max_age);
     // Room for the answer first: with no room to keep it, no call is made.
-    let room = store.reserve_spill(client.max_body_bytes())?;
+    let mut room = store.reserve_spill(client.max_body_bytes())?;
     let begun = store.begin_fetch(
         &request,
         max_age,
@@ -390,7 +390,7 @@ pub fn fetch(
         &owner,
         req.audit.as_ref(),
         backoff,
-        room,
+        &mut room,
     )
 }
 
@@ -475,7 +475,7 @@ pub fn send(
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
-    room: Reservation,
+    room: &mut Reservation,
 ) -> Result<Attempt, StoreError> {
     let commit = |f: store::SealedFinish| {
         store
@@ -498,7 +498,7 @@ pub fn send_then(
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
-    room: Reservation,
+    room: &mut Reservation,
     commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
@@ -774,7 +774,6 @@ pub fn send_then(
             };
         }
     };
-    drop(room);
     Ok((Attempt { fetched, next }, claimed))
 }
 

@@ -258,6 +258,9 @@ fn worker(
     let owner = lookup::claim_owner(w);
     // The item claimed with the last answer, in the same transaction.
     let mut pending: Option<QueueItem> = None;
+    // Room for the answer of this worker's calls, reserved once and used
+    // again until a spill takes it.
+    let mut room: Option<crate::store::Reservation> = None;
     loop {
         if shared.stop.load(Ordering::SeqCst) || STOP.load(Ordering::SeqCst) {
             if let Some(item) = pending.take() {
@@ -268,14 +271,19 @@ fn worker(
         }
         // Room for the next answer before the next call: with no room to
         // keep it, no call is made (a claimed item is put back).
-        let room = match store.reserve_spill(client.max_body_bytes()) {
-            Ok(room) => room,
-            Err(e) => {
-                if let Some(item) = pending.take() {
-                    store.finish(&item, &owner, None, None, After::Restore)?;
+        if !room.as_ref().is_some_and(|r| r.is_free()) {
+            match store.reserve_spill(client.max_body_bytes()) {
+                Ok(r) => room = Some(r),
+                Err(e) => {
+                    if let Some(item) = pending.take() {
+                        store.finish(&item, &owner, None, None, After::Restore)?;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
             }
+        }
+        let Some(room) = room.as_mut() else {
+            continue;
         };
         let claimed = match pending.take() {
             Some(item) => Some(item),

@@ -32,12 +32,20 @@ pub fn reserve_size(max_body: u64) -> u64 {
     max_body.saturating_mul(4).saturating_add(OVERHEAD)
 }
 
-/// Room reserved for one paid call's answer. Dropped unused, it is removed.
+/// Room reserved for one paid call's answer, reusable for the next call
+/// until a spill uses it. Dropped unused, it is removed.
 #[derive(Debug)]
 pub struct Reservation {
     path: PathBuf,
     file: Option<fs::File>,
     id: String,
+}
+
+impl Reservation {
+    /// Whether the room is still free (no spill has used it).
+    pub fn is_free(&self) -> bool {
+        self.file.is_some()
+    }
 }
 
 impl Drop for Reservation {
@@ -115,10 +123,11 @@ impl Store {
     }
 
     /// Keeps `finish`, whose commit failed, in its reserved room: sealed,
-    /// fsynced, renamed to `.spill`. Returns the spill file's path.
+    /// fsynced, renamed to `.spill`. Returns the spill file's path; the room
+    /// is used up.
     pub fn spill(
         &self,
-        mut room: Reservation,
+        room: &mut Reservation,
         finish: &SealedFinish,
     ) -> Result<PathBuf, StoreError> {
         let json = serde_json::to_vec(finish).map_err(io::Error::other)?;
@@ -138,6 +147,17 @@ impl Store {
                 Err(StoreError::Io(e))
             }
         }
+    }
+
+    /// How many spill files wait to be stored.
+    pub fn pending_spills(&self) -> usize {
+        fs::read_dir(spill_dir(&self.path))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "spill"))
+                    .count()
+            })
+            .unwrap_or(0)
     }
 
     /// Commits every spill file of this database and removes it; removes
