@@ -179,7 +179,8 @@ pub struct DayStats {
     pub day: Option<NaiveDate>,
     /// Calls that reached the service (whatever came back).
     pub paid_calls: u64,
-    /// Calls that never connected: nothing was sent, nothing billed.
+    /// Calls that never reached the service (no connection, or its own
+    /// 429/503 refusal): nothing billed.
     pub not_sent: u64,
     /// Answers from the cache: paid calls avoided.
     pub from_cache: u64,
