@@ -233,7 +233,7 @@ impl Client {
                 http_status: Some(status.as_u16()),
                 body,
                 message: format!(
-                    "the connection broke while reading the answer, after the request was sent (the call may have been billed) ({e})"
+                    "the connection broke while reading the answer, after the request was sent ({e})"
                 ),
                 retry_after,
                 delivery: Delivery::MaybeBilled,
@@ -300,7 +300,7 @@ fn transport_message(e: &reqwest::Error) -> String {
     let what = if e.is_connect() {
         api::NOT_CONNECTED
     } else if e.is_timeout() {
-        "the service did not answer in time (the call may have been billed)"
+        "the service did not answer in time"
     } else {
         "the request failed"
     };

@@ -169,7 +169,7 @@ fn describe_rest(items: &[crate::store::QueueItem]) -> String {
 
 fn in_doubt_advice(n: usize) -> String {
     format!(
-        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
+        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
     )
 }
 
