@@ -15,8 +15,9 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-/// How the message of a failed attempt that sent nothing begins: no request
-/// reached the service, so nothing can have been billed.
+/// How the message of an attempt that could not connect begins. Text for
+/// people only: whether a request reached the service (and may be billed)
+/// is the client's typed `Delivery`, never read from this text.
 pub const NOT_CONNECTED: &str = "could not connect to the service";
 
 /// The status of a GBDFL lookup as the service reports it.

@@ -167,7 +167,7 @@ impl Client {
             url,
             api_key,
             max_body_bytes: config.max_body_bytes,
-            longest_call: config.connect_timeout + config.timeout,
+            longest_call: config.connect_timeout.saturating_add(config.timeout),
         })
     }
 
@@ -175,8 +175,15 @@ impl Client {
     /// stays claimed: the longest a call can last, and a margin. A claim
     /// that runs out while still set means its process died mid-call.
     pub fn claim_until(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-        now + chrono::TimeDelta::from_std(self.longest_call + Duration::from_secs(5))
-            .unwrap_or(chrono::TimeDelta::MAX)
+        // Checked: it is also computed after a call, before its answer is
+        // recorded, where nothing may panic.
+        // A century at most: claim times are compared as RFC 3339 text,
+        // which sorts right only for four-digit years.
+        let century = chrono::TimeDelta::days(36_500);
+        let lease =
+            chrono::TimeDelta::from_std(self.longest_call.saturating_add(Duration::from_secs(5)))
+                .map_or(century, |d| d.min(century));
+        now.checked_add_signed(lease).unwrap_or(now)
     }
 
     pub fn url(&self) -> &str {
