@@ -937,4 +937,36 @@ mod tests {
             assert_eq!(parse_time(other), by_chrono(other), "{other:?}");
         }
     }
+
+    #[test]
+    fn rows_from_before_reached_are_read_as_they_were_counted() {
+        use super::{LEGACY_NOT_CONNECTED, Outcome, Reached, Source, legacy_reached};
+        let refused = format!("{LEGACY_NOT_CONNECTED} (connection refused)");
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, None, Some(&refused)),
+            Some(Reached::No)
+        );
+        assert_eq!(
+            legacy_reached(
+                Source::Service,
+                Outcome::Unavailable,
+                None,
+                Some("timed out")
+            ),
+            Some(Reached::Maybe)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, Some(503), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Garbled, Some(200), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Cache, Outcome::Cached, None, None),
+            None
+        );
+        assert!(!Reached::No.paid() && Reached::Maybe.paid() && Reached::Yes.paid());
+    }
 }

@@ -271,3 +271,32 @@ fn reservation_is_stale(path: &Path) -> bool {
         .and_then(|n| n.checked_sub(secs))
         .is_some_and(|age| age > 3600)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_room_covers_the_largest_answer_and_never_overflows() {
+        assert_eq!(reserve_size(16_384), 4 * 16_384 + OVERHEAD);
+        assert_eq!(reserve_size(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn only_old_reservations_are_stale() {
+        let fresh = format!("/x/{}.reserve", uuid::Uuid::now_v7());
+        assert!(!reservation_is_stale(Path::new(&fresh)));
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_000_000_000, 0);
+        let old = format!("/x/{}.reserve", uuid::Uuid::new_v7(ts));
+        assert!(reservation_is_stale(Path::new(&old)));
+        assert!(!reservation_is_stale(Path::new("/x/not-a-uuid.reserve")));
+    }
+
+    #[test]
+    fn the_spill_folder_sits_beside_the_database() {
+        assert_eq!(
+            spill_dir(Path::new("/data/gbdfl.db")),
+            PathBuf::from("/data/gbdfl.db-spill")
+        );
+    }
+}
