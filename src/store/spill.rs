@@ -177,9 +177,19 @@ impl Store {
         for path in paths {
             match path.extension().and_then(|e| e.to_str()) {
                 Some("spill") => {
-                    self.take_in(&path)?;
-                    fs::remove_file(&path)?;
-                    taken += 1;
+                    // Another gbdfl process may take the same file in at
+                    // the same time: one stores it, the other finds it gone
+                    // or already stored.
+                    match self.take_in(&path) {
+                        Ok(()) => {}
+                        Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    }
+                    match fs::remove_file(&path) {
+                        Ok(()) => taken += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(StoreError::Io(e)),
+                    }
                 }
                 // A reservation of a live process is its own; one of a
                 // process that ended is only room, and goes. Its name is a
