@@ -37,7 +37,10 @@ pub enum ExitCode {
     /// (`Queued`, 11). Kept so the number is never reused for another meaning.
     #[allow(dead_code)]
     Unreachable = 6,
-    /// The service's answer was not a GBDFL answer (kept for inspection).
+    /// No longer given: an answer that is not a GBDFL answer is kept for
+    /// inspection and leaves its request in doubt (`InDoubt`, 14). Kept so
+    /// the number is never reused for another meaning.
+    #[allow(dead_code)]
     Garbled = 7,
     /// Wrong key file for the database, or stored data failed its integrity check.
     KeyOrIntegrity = 8,
@@ -129,7 +132,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 | StoreError::TooNew { .. }
                 | StoreError::ReadOnly(_)
                 | StoreError::WriteFailed(_)
-                | StoreError::Busy { .. } => ExitCode::Database,
+                | StoreError::Busy { .. }
+                | StoreError::NoRoom { .. }
+                | StoreError::Spilled { .. } => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

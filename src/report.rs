@@ -552,6 +552,7 @@ pub fn write_lookups<W: Write>(
             text(l.purpose.as_deref().unwrap_or("")),
             own(shown_iin(&l.iin, full_iin)),
             own(match l.source {
+                Source::Service if l.never_sent() => "not sent",
                 Source::Service => "paid",
                 Source::Cache => "cache",
             }),

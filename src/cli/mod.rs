@@ -177,6 +177,18 @@ impl Ctx {
             &key,
             self.settings.busy_timeout.value,
         )?;
+        // Paid answers a full disk kept out of the database go in first.
+        match store.take_in_spills() {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "Stored {n} paid answer(s) that an earlier run kept in {} when the database could not take them.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+            Err(e) => eprintln!(
+                "gbdfl: warning: paid answers kept in {} could not be stored yet ({e}); they stay there and are tried again next time.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+        }
         Ok(store)
     }
 

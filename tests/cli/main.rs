@@ -5,6 +5,7 @@ mod harness;
 
 mod audit;
 mod audit_first;
+mod billing;
 mod bulk;
 mod concurrent;
 mod docs;
