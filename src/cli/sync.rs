@@ -63,12 +63,6 @@ pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
     }
 }
 
-/// Whether the call ended the item's run badly (for the progress count).
-pub fn failed(end: &ItemEnd) -> bool {
-    !matches!(&end.fetched, Fetched::Answered { response, .. }
-        if response.status == Some(crate::api::Status::Valid))
-}
-
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
     // Claims of processes that were killed mid-call are in doubt now.
@@ -96,7 +90,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let progress = Progress::new("sync", to_send);
     let report = sync::run(store, &client, &opts, &|end| {
         if end.last_in_run {
-            progress.item_done(failed(end));
+            progress.item_ended(end);
         }
     })?;
     progress.finish();
