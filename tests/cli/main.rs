@@ -4,12 +4,14 @@
 mod harness;
 
 mod audit;
+mod batch;
 mod bulk;
 mod concurrent;
 mod docs;
 mod fetch;
 mod format;
 mod hostile;
+mod import;
 mod init;
 mod privacy;
 mod report;
