@@ -754,6 +754,67 @@ pub(crate) mod tests {
         assert!(parse_line(no_time, Some(bound), bound).is_ok());
     }
 
+    /// A record answered far in the future (stored before import refused
+    /// such times) is never the latest: not for `show` or the cache, not
+    /// for the reports' scan.
+    #[test]
+    fn a_future_answer_already_stored_is_not_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(dir.path());
+        let iin = &crate::emulator::synthetic_iin(1).unwrap();
+        let line = |session: &str, at: &str| {
+            let mut v = crate::emulator::synthetic_response(iin, session, Utc::now().date_naive());
+            v[FETCHED_AT] = at.into();
+            v.to_string()
+        };
+        let past = line("s1", "2020-01-01T00:00:00Z");
+        let future = line("s2", "2999-01-01T00:00:00Z");
+        let opener = store.opener();
+        let rows: Vec<SealedLookup> = [&past, &future]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (_, row, _) = seal_line(
+                    i as u64 + 1,
+                    l.as_bytes(),
+                    &opener,
+                    test_importer(),
+                    DateTime::<Utc>::MAX_UTC,
+                )
+                .unwrap();
+                row.unwrap()
+            })
+            .collect();
+        let mut rows = Some(rows);
+        store
+            .insert_imported(|_| {
+                Ok::<_, ArchiveError>(match rows.take() {
+                    Some(r) => Handed::Rows(r),
+                    None => Handed::End,
+                })
+            })
+            .unwrap();
+        assert_eq!(store.count_lookups().unwrap(), 2);
+        let at = "2020-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let latest = store
+            .latest_valid(&Iin::parse(iin).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.lookup.answered_at, Some(at));
+        let mut seen = Vec::new();
+        store
+            .each_latest_summary(
+                100,
+                || None,
+                |b| -> Result<(), StoreError> {
+                    seen.extend((0..b.len()).map(|i| b.fetched_at(i)));
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, [at]);
+    }
+
     /// Where a field of an answer may be replaced by anything.
     const PATHS: [&str; 16] = [
         "/status",

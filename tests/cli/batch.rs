@@ -289,3 +289,35 @@ fn queue_shows_a_short_handle_that_queue_drop_takes() {
         4
     );
 }
+
+#[test]
+fn a_request_left_queued_is_not_counted_as_done_or_failed() {
+    let env = Env::with_faults(Faults {
+        fail_first: 1_000,
+        ..Faults::default()
+    });
+    let file = write(
+        &env,
+        "down.csv",
+        &format!("iin,session_id\n{},{}\n", synthetic_iin(30), session()),
+    );
+    let fast = [
+        ("GBDFL_RETRY_BASE", "10ms"),
+        ("GBDFL_RETRY_CAP", "20ms"),
+        ("GBDFL_RETRY_ATTEMPTS", "2"),
+    ];
+    let r = env.run_with(&["batch", &file], &fast);
+    assert_eq!(r.code, 11, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("batch: 1/1 tried: 0 VALID, 0 not VALID, 1 left queued"),
+        "{}",
+        r.stderr
+    );
+    let r = env.run_with(&["sync"], &fast);
+    assert_eq!(r.code, 11, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("sync: 1/1 tried: 0 VALID, 0 not VALID, 1 left queued"),
+        "{}",
+        r.stderr
+    );
+}
