@@ -20,7 +20,9 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, Document, Person, Scalar, Status};
 use crate::iin::Iin;
-use crate::store::{FUTURE_TOLERANCE, Handed, ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError};
+use crate::store::{
+    FUTURE_TOLERANCE, Handed, ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError,
+};
 use crate::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
@@ -499,7 +501,12 @@ pub(crate) mod tests {
     }
 
     fn kept(line: &[u8]) -> Option<Kept> {
-        let (item, _) = parse_line(line, Some(DateTime::<Utc>::MIN_UTC), DateTime::<Utc>::MAX_UTC).ok()?;
+        let (item, _) = parse_line(
+            line,
+            Some(DateTime::<Utc>::MIN_UTC),
+            DateTime::<Utc>::MAX_UTC,
+        )
+        .ok()?;
         assert_eq!(item.body, line);
         Some((
             item.iin.as_str().to_owned(),
@@ -742,7 +749,10 @@ pub(crate) mod tests {
         let why = |l: String| parse_line(l.as_bytes(), None, bound).err();
         assert_eq!(why(line("2030-01-01T00:05:00Z", "880510400015")), None);
         // The bound holds across time zones.
-        assert_eq!(why(line("2030-01-01T06:05:00+06:00", " 880510400015")), None);
+        assert_eq!(
+            why(line("2030-01-01T06:05:00+06:00", " 880510400015")),
+            None
+        );
         let late = why(line("2030-01-01T00:05:00.001Z", "880510400015")).unwrap();
         assert!(late.contains("is in the future"), "{late}");
         let other = why(line("2020-01-01T00:00:00Z", "950215312347")).unwrap();

@@ -90,7 +90,8 @@ pub fn decode(bytes: &[u8]) -> (Cow<'_, [u8]>, Encoding) {
     if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
         return (Cow::Borrowed(bytes), Encoding::Unknown);
     }
-    let Some(text) = encoding_rs::WINDOWS_1251.decode_without_bom_handling_and_without_replacement(bytes)
+    let Some(text) =
+        encoding_rs::WINDOWS_1251.decode_without_bom_handling_and_without_replacement(bytes)
     else {
         return (Cow::Borrowed(bytes), Encoding::Unknown);
     };
@@ -143,9 +144,8 @@ pub fn delimiter(text: &[u8]) -> u8 {
 fn columns(header: &csv::ByteRecord) -> Result<Columns, BatchCsvError> {
     let mut found: HashMap<String, usize> = HashMap::new();
     for (i, raw) in header.iter().enumerate() {
-        let name = std::str::from_utf8(raw).map_err(|_| {
-            BatchCsvError::NotCsv(format!("it is not UTF-8 text: {SAVE_AS_UTF8}"))
-        })?;
+        let name = std::str::from_utf8(raw)
+            .map_err(|_| BatchCsvError::NotCsv(format!("it is not UTF-8 text: {SAVE_AS_UTF8}")))?;
         if name.contains('\0') {
             return Err(BatchCsvError::NotCsv("it holds binary data".into()));
         }
@@ -452,15 +452,24 @@ mod tests {
         assert_eq!(utf8.as_ref(), text.as_bytes());
         let (rows, bad) = parse(&utf8).unwrap();
         assert!(bad.is_empty(), "{bad:?}");
-        assert_eq!(rows[0].purpose.as_deref(), Some("Проверка кредита «Ёлка» №5"));
+        assert_eq!(
+            rows[0].purpose.as_deref(),
+            Some("Проверка кредита «Ёлка» №5")
+        );
         // UTF-8 as it is.
-        assert_eq!(decode(text.as_bytes()), (Cow::Borrowed(text.as_bytes()), Encoding::Utf8));
+        assert_eq!(
+            decode(text.as_bytes()),
+            (Cow::Borrowed(text.as_bytes()), Encoding::Utf8)
+        );
         // UTF-8 Cyrillic with one stray byte is not taken for cp1251.
         let mut stray = text.trim_end().as_bytes().to_vec();
         stray.extend_from_slice(b"\xFF\r\n");
         assert_eq!(decode(&stray).1, Encoding::Unknown);
         // Nor binary, nor UTF-16.
-        assert_eq!(decode(b"iin;session_id\n\x01\xC0\xC1\n").1, Encoding::Unknown);
+        assert_eq!(
+            decode(b"iin;session_id\n\x01\xC0\xC1\n").1,
+            Encoding::Unknown
+        );
         assert_eq!(decode(b"\xFF\xFEi\0n\0").1, Encoding::Unknown);
         // A file left as it is says what to do, row by row.
         let (_, bad) = parse(&stray).unwrap();

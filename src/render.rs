@@ -494,7 +494,11 @@ pub fn queue(items: &[crate::store::QueueItem], full: bool) -> String {
 }
 
 /// [`queue`] with the handles given, one per item (made among a larger queue).
-pub fn queue_with_handles(items: &[crate::store::QueueItem], handles: &[String], full: bool) -> String {
+pub fn queue_with_handles(
+    items: &[crate::store::QueueItem],
+    handles: &[String],
+    full: bool,
+) -> String {
     let header = [
         "HANDLE",
         "ID",
@@ -551,7 +555,10 @@ mod tests {
         let h = super::queue_handles(&ids);
         assert_eq!(h, ["a-1234", "bb-1234", "5678", "0b-1234", "abc"]);
         for (i, handle) in h.iter().enumerate() {
-            let ends: Vec<_> = ids.iter().filter(|id| id.ends_with(handle.as_str())).collect();
+            let ends: Vec<_> = ids
+                .iter()
+                .filter(|id| id.ends_with(handle.as_str()))
+                .collect();
             assert_eq!(ends, [&ids[i]], "{handle}");
         }
         assert!(super::queue_handles(&[]).is_empty());

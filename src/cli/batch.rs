@@ -207,8 +207,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 /// --purpose) are bad rows; a file none of whose rows has one is refused.
 fn require_purposes(parsed: &mut Parsed, ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<()> {
     let origin = &ctx.settings.require_purpose.origin;
-    let (with, without): (Vec<Row>, Vec<Row>) =
-        std::mem::take(&mut parsed.rows).into_iter().partition(|r| r.purpose.is_some());
+    let (with, without): (Vec<Row>, Vec<Row>) = std::mem::take(&mut parsed.rows)
+        .into_iter()
+        .partition(|r| r.purpose.is_some());
     if with.is_empty() && !without.is_empty() {
         return Err(Exit::new(
             ExitCode::InvalidInput,

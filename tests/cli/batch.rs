@@ -90,7 +90,11 @@ fn require_purpose_is_met_row_by_row() {
     let r = env.fails(&["batch", &none], 2);
     assert!(r.stderr.contains("no row has a purpose"), "{}", r.stderr);
     assert!(r.stderr.contains("require_purpose = true"), "{}", r.stderr);
-    assert!(r.stderr.contains("Nothing was queued or sent"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("Nothing was queued or sent"),
+        "{}",
+        r.stderr
+    );
     // One row without: that row is a bad row, the other is sent.
     let (c, d) = (synthetic_iin(6), synthetic_iin(7));
     let some = write(
@@ -156,7 +160,11 @@ fn no_call_is_made_when_the_outcome_file_cannot_be_written() {
     std::fs::remove_dir(&reports).unwrap();
     std::fs::write(&reports, "").unwrap();
     let r = env.fails(&["batch", &file], 2);
-    assert!(r.stderr.contains("cannot write the outcome file"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("cannot write the outcome file"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(env.emu().calls(), 0, "no paid call");
 }
 
@@ -164,7 +172,10 @@ fn no_call_is_made_when_the_outcome_file_cannot_be_written() {
 fn a_windows_1251_file_is_read_and_said_so() {
     let env = Env::new();
     let a = synthetic_iin(9);
-    let text = format!("iin;session_id;purpose\r\n{a};{};Проверка кредита\r\n", session());
+    let text = format!(
+        "iin;session_id;purpose\r\n{a};{};Проверка кредита\r\n",
+        session()
+    );
     let (bytes, _, unmappable) = encoding_rs::WINDOWS_1251.encode(&text);
     assert!(!unmappable);
     let path = env.path().join("excel.csv");
@@ -219,7 +230,14 @@ fn every_row_is_counted_once_and_in_doubt_rows_exit_14() {
         &format!(
             "iin,session_id,session_created_at\n\
              {},{},\n{},{},\n{},{},{expired}\n12345,{},\n{},{},\n",
-            iins[0], sessions[0], iins[1], sessions[1], iins[2], sessions[2], session(), iins[3],
+            iins[0],
+            sessions[0],
+            iins[1],
+            sessions[1],
+            iins[2],
+            sessions[2],
+            session(),
+            iins[3],
             sessions[3]
         ),
     );
@@ -236,7 +254,12 @@ fn every_row_is_counted_once_and_in_doubt_rows_exit_14() {
     assert_eq!(env.emu().calls(), calls, "--no-sync sends nothing");
     // The outcome file has every row once, in the same buckets.
     let table = r.stdout;
-    assert!(table.lines().any(|l| l.starts_with("TOTAL") && l.trim_end().ends_with(" 5")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("TOTAL") && l.trim_end().ends_with(" 5")),
+        "{table}"
+    );
     for outcome in ["BAD_ROW", "VALID", "QUEUED", "EXPIRED", "IN_DOUBT"] {
         assert!(table.contains(outcome), "{outcome}: {table}");
     }
@@ -247,7 +270,11 @@ fn every_row_is_counted_once_and_in_doubt_rows_exit_14() {
         &format!("iin,session_id\n{},{}\n", synthetic_iin(14), session()),
     );
     let r = env.ok(&["batch", &file, "--no-sync"]);
-    assert!(r.stderr.contains("1 row(s) queued, as --no-sync asks"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("1 row(s) queued, as --no-sync asks"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -261,7 +288,10 @@ fn queue_shows_a_short_handle_that_queue_drop_takes() {
     assert_eq!(q.len(), 5);
     let ids: Vec<&str> = q.iter().map(|i| i["id"].as_str().unwrap()).collect();
     for item in &q {
-        let (id, handle) = (item["id"].as_str().unwrap(), item["handle"].as_str().unwrap());
+        let (id, handle) = (
+            item["id"].as_str().unwrap(),
+            item["handle"].as_str().unwrap(),
+        );
         assert!(handle.len() >= 4 && id.ends_with(handle), "{item}");
         let ends: Vec<_> = ids.iter().filter(|i| i.ends_with(handle)).collect();
         assert_eq!(ends.len(), 1, "{handle} is one item's alone");
@@ -273,7 +303,11 @@ fn queue_shows_a_short_handle_that_queue_drop_takes() {
     assert!(table.lines().any(|l| l.starts_with(handle)), "{table}");
     // `queue drop HANDLE` drops that item, and says which.
     let r = env.ok(&["queue", "drop", &handle.to_uppercase()]);
-    assert!(r.stderr.contains(q[2]["id"].as_str().unwrap()), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(q[2]["id"].as_str().unwrap()),
+        "{}",
+        r.stderr
+    );
     let left: Vec<Value> = serde_json::from_str(&env.ok(&["queue", "--json"]).stdout).unwrap();
     assert_eq!(left.len(), 4);
     assert!(left.iter().all(|i| i["id"] != q[2]["id"]));
@@ -309,14 +343,16 @@ fn a_request_left_queued_is_not_counted_as_done_or_failed() {
     let r = env.run_with(&["batch", &file], &fast);
     assert_eq!(r.code, 11, "{}", r.stderr);
     assert!(
-        r.stderr.contains("batch: 1/1 tried: 0 VALID, 0 not VALID, 1 left queued"),
+        r.stderr
+            .contains("batch: 1/1 tried: 0 VALID, 0 not VALID, 1 left queued"),
         "{}",
         r.stderr
     );
     let r = env.run_with(&["sync"], &fast);
     assert_eq!(r.code, 11, "{}", r.stderr);
     assert!(
-        r.stderr.contains("sync: 1/1 tried: 0 VALID, 0 not VALID, 1 left queued"),
+        r.stderr
+            .contains("sync: 1/1 tried: 0 VALID, 0 not VALID, 1 left queued"),
         "{}",
         r.stderr
     );

@@ -48,7 +48,11 @@ fn a_future_fetched_at_is_refused_and_never_wins_latest() {
         "{}",
         r.stderr
     );
-    assert!(r.stderr.contains("line 3: skipped: fetched_at"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("line 3: skipped: fetched_at"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr
             .contains("2 stored, 0 already in the cache, 2 skipped"),
@@ -73,7 +77,10 @@ fn a_future_fetched_at_is_refused_and_never_wins_latest() {
     let mut bare = answer(&b, "s-bare", "");
     bare.as_object_mut().unwrap().remove("fetched_at");
     let file = write_lines(&env, "bare.jsonl", &[bare]);
-    let r = env.fails(&["import", &file, "--fetched-at", "2999-01-01T00:00:00Z"], 2);
+    let r = env.fails(
+        &["import", &file, "--fetched-at", "2999-01-01T00:00:00Z"],
+        2,
+    );
     assert!(r.stderr.contains("is in the future"), "{}", r.stderr);
 }
 
@@ -95,7 +102,11 @@ fn an_answer_whose_two_iins_disagree_is_a_bad_line() {
         "{}",
         r.stderr
     );
-    assert!(!r.stderr.contains(&a) && !r.stderr.contains(&b), "masked: {}", r.stderr);
+    assert!(
+        !r.stderr.contains(&a) && !r.stderr.contains(&b),
+        "masked: {}",
+        r.stderr
+    );
     // Stored under neither: A has no record, B only its own answer.
     env.fails(&["show", &a], 3);
     let history: Value = serde_json::from_str(&env.ok(&["history", &b, "--json"]).stdout).unwrap();

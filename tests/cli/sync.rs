@@ -44,7 +44,11 @@ fn queue(env: &Env, rows: &[(String, String)]) {
     let file = write_batch(env, "queue.csv", rows, &[]);
     let r = env.run(&["batch", file.to_str().unwrap(), "--no-sync"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("queued, as --no-sync asks"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("queued, as --no-sync asks"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(queue_json(env).len(), rows.len());
 }
 
@@ -640,7 +644,11 @@ fn queue_drop_takes_an_id_its_unique_start_or_the_persons_iin() {
     for id in id_of(&rows[2].0) {
         assert!(r.stderr.contains(&id), "{}", r.stderr);
     }
-    assert!(r.stderr.contains("drop one by its HANDLE or ID"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("drop one by its HANDLE or ID"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(queue_json(&env).len(), 3);
     // A start several IDs share (made within milliseconds, three IDs share
     // their first 8 characters, the time, unless a 65-second tick fell
@@ -795,7 +803,8 @@ fn batch_sends_only_its_own_rows_and_its_exit_code_says_how_they_ended() {
         r.stderr
     );
     assert!(
-        r.stderr.contains("2/2 tried: 1 VALID, 1 not VALID, 0 left queued"),
+        r.stderr
+            .contains("2/2 tried: 1 VALID, 1 not VALID, 0 left queued"),
         "{}",
         r.stderr
     );
