@@ -148,7 +148,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .iter()
         .filter(|q| matches!(q, Queued::Item(_)))
         .count() as u64;
-    eprintln!("{}", count_line(&parsed, &queued));
+    eprintln!("{}", count_line(&parsed, &queued, args.no_sync));
 
     let mut ends: HashMap<String, ItemEnd> = HashMap::new();
     let mut stopped = None;
@@ -259,7 +259,7 @@ fn create_outcome_file(dest: &std::path::Path) -> anyhow::Result<report::AtomicF
 
 /// "15 rows: 6 bad, 2 answered from the cache, 5 to send, 1 expired, ...":
 /// every row in exactly one count, and the counts add up to the rows.
-fn count_line(parsed: &Parsed, queued: &[Queued]) -> String {
+fn count_line(parsed: &Parsed, queued: &[Queued], no_sync: bool) -> String {
     let count = |f: &dyn Fn(&Queued) -> bool| queued.iter().filter(|q| f(q)).count();
     let cached = count(&|q| matches!(q, Queued::Cached(_)));
     let to_send = count(&|q| matches!(q, Queued::Item(_)));
@@ -267,7 +267,11 @@ fn count_line(parsed: &Parsed, queued: &[Queued]) -> String {
     let mut parts = vec![
         format!("{} bad", parsed.bad.len()),
         format!("{cached} answered from the cache"),
-        format!("{to_send} to send"),
+        if no_sync {
+            format!("{to_send} to queue for `gbdfl sync`")
+        } else {
+            format!("{to_send} to send")
+        },
     ];
     for (outcome, what) in [
         ("EXPIRED", "expired (not sent)"),

@@ -244,7 +244,7 @@ fn every_row_is_counted_once_and_in_doubt_rows_exit_14() {
     let r = env.fails(&["batch", &file, "--no-sync"], 14);
     assert!(
         r.stderr.contains(
-            "5 rows: 1 bad, 1 answered from the cache, 1 to send, 1 expired (not sent), 1 in doubt from an earlier call (not sent)."
+            "5 rows: 1 bad, 1 answered from the cache, 1 to queue for `gbdfl sync`, 1 expired (not sent), 1 in doubt from an earlier call (not sent)."
         ),
         "{}",
         r.stderr
