@@ -765,8 +765,9 @@ pub(crate) mod tests {
     }
 
     /// A record answered far in the future (stored before import refused
-    /// such times) is never the latest: not for `show` or the cache, not
-    /// for the reports' scan.
+    /// such times) is never the latest for `show` or the cache. (The
+    /// reports' scan believes it: reports are made as of a day, `--as-of`,
+    /// that may lie ahead.)
     #[test]
     fn a_future_answer_already_stored_is_not_the_latest() {
         let dir = tempfile::tempdir().unwrap();
@@ -811,18 +812,6 @@ pub(crate) mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(latest.lookup.answered_at, Some(at));
-        let mut seen = Vec::new();
-        store
-            .each_latest_summary(
-                100,
-                || None,
-                |b| -> Result<(), StoreError> {
-                    seen.extend((0..b.len()).map(|i| b.fetched_at(i)));
-                    Ok(())
-                },
-            )
-            .unwrap();
-        assert_eq!(seen, [at]);
     }
 
     /// Where a field of an answer may be replaced by anything.

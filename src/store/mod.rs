@@ -151,8 +151,9 @@ fn wrap_aad(version: i64) -> Vec<u8> {
 
 /// How far past this machine's clock a stored time may lie and still be
 /// believed: an import refuses fetch times later than now plus this, and a
-/// record answered later than that is never "the latest" (a clock set
-/// wrong, or a record from before the import refused such times).
+/// record answered later than that is never "the latest" for `show` and
+/// the cache (a clock set wrong, or a record from before the import refused
+/// such times).
 pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// The latest answer time a record may have to count as the latest: now

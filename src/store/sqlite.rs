@@ -1235,9 +1235,9 @@ impl HeldRow {
 }
 
 /// Calls `f` with the latest VALID lookup of every subject, in subject
-/// order, reading only the covering partial index `lookups_latest`; as in
-/// [`latest_valid`], answers further in the future than
-/// [`super::FUTURE_TOLERANCE`] are passed over.
+/// order, reading only the covering partial index `lookups_latest`. Unlike
+/// [`latest_valid`], it believes every answer time: reports are made as of
+/// a day (`--as-of`), which may lie ahead of this machine's clock.
 pub fn each_latest_summary<E: From<StoreError>>(
     conn: &Connection,
     f: &mut dyn FnMut(LatestRow<'_>) -> Result<(), E>,
@@ -1252,11 +1252,10 @@ pub fn each_latest_summary<E: From<StoreError>>(
         .prepare_cached(
             "SELECT subject, id, key_version, answered_at, summary_enc FROM lookups \
              WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
-             AND answered_at <= ?1 \
              ORDER BY subject, answered_at, id",
         )
         .map_err(sql)?;
-    let mut rows = st.query([super::latest_believed()]).map_err(sql)?;
+    let mut rows = st.query([]).map_err(sql)?;
     let (mut held, mut holding) = (HeldRow::default(), false);
     while let Some(r) = rows.next().map_err(sql)? {
         let subject = r
