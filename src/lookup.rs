@@ -778,7 +778,7 @@ pub fn send_then(
 }
 
 /// What an operator can do about a request in doubt; ends every message of one.
-pub const IN_DOUBT_ADVICE: &str = "It is not sent again on its own: `gbdfl sync --resend-in-doubt` sends it again (it may be billed twice), `gbdfl queue drop ID` gives it up";
+pub const IN_DOUBT_ADVICE: &str = "It is not sent again on its own: `gbdfl sync --resend-in-doubt` sends it again (it may be billed twice), `gbdfl queue drop HANDLE` (the first column of `gbdfl queue`) gives it up";
 
 /// What to tell the operator for a refusal, by the service's message.
 pub fn refusal_advice(http_status: u16, message: &str) -> &'static str {

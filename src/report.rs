@@ -654,7 +654,17 @@ pub struct BatchRow {
 /// `delimiter` is the input file's, so the outcome opens in the same
 /// spreadsheet as the input did.
 pub fn write_batch(dest: &Path, rows: &[BatchRow], delimiter: u8) -> Result<u64, ReportError> {
-    let file = AtomicFile::create(dest)?;
+    write_batch_to(AtomicFile::create(dest)?, rows, delimiter)
+}
+
+/// [`write_batch`] into a file created beforehand (`batch` creates it
+/// before its first call, so that no call is made whose outcome cannot be
+/// written).
+pub fn write_batch_to(
+    file: AtomicFile,
+    rows: &[BatchRow],
+    delimiter: u8,
+) -> Result<u64, ReportError> {
     let format = Format {
         delimiter,
         excel: true,

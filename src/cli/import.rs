@@ -47,6 +47,18 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
         })
         .transpose()?;
+    if let Some(t) = default_time
+        && t > chrono::Utc::now() + crate::store::FUTURE_TOLERANCE
+    {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "--fetched-at {} is in the future: give the time the answers were fetched",
+                crate::store::time_text(t)
+            ),
+        )
+        .into());
+    }
     let threads = args
         .threads
         .unwrap_or_else(crate::report::default_threads)

@@ -329,7 +329,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         note: RefCell::default(),
     };
     let store = ctx.open_store()?;
-    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() {
+    // A batch file may give each row its purpose: batch checks its rows itself.
+    let batch = matches!(cli.command, Command::Batch(_));
+    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() && !batch {
         Err(Exit::new(
             ExitCode::InvalidInput,
             format!(

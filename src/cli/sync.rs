@@ -66,12 +66,6 @@ pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
     }
 }
 
-/// Whether the call ended the item's run badly (for the progress count).
-pub fn failed(end: &ItemEnd) -> bool {
-    !matches!(&end.fetched, Fetched::Answered { response, .. }
-        if response.status == Some(crate::api::Status::Valid))
-}
-
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
     // Claims of processes that were killed mid-call are in doubt now.
@@ -99,7 +93,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let progress = Progress::new("sync", to_send);
     let report = sync::run(store, &client, &opts, &|end| {
         if end.last_in_run {
-            progress.item_done(failed(end));
+            progress.item_ended(end);
         }
     })?;
     progress.finish();
@@ -169,7 +163,7 @@ fn describe_rest(items: &[crate::store::QueueItem]) -> String {
 
 fn in_doubt_advice(n: usize) -> String {
     format!(
-        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
+        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop HANDLE` (the first column of `gbdfl queue`)."
     )
 }
 

@@ -5,6 +5,7 @@ mod harness;
 
 mod audit;
 mod audit_first;
+mod batch;
 mod billing;
 mod bulk;
 mod concurrent;
@@ -12,6 +13,7 @@ mod docs;
 mod fetch;
 mod format;
 mod hostile;
+mod import;
 mod init;
 mod privacy;
 mod report;
