@@ -140,7 +140,7 @@ impl Client {
             url,
             api_key,
             max_body_bytes: config.max_body_bytes,
-            longest_call: config.connect_timeout + config.timeout,
+            longest_call: config.connect_timeout.saturating_add(config.timeout),
         })
     }
 
@@ -148,8 +148,11 @@ impl Client {
     /// stays claimed: the longest a call can last, and a margin. A claim
     /// that runs out while still set means its process died mid-call.
     pub fn claim_until(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-        now + chrono::TimeDelta::from_std(self.longest_call + Duration::from_secs(5))
-            .unwrap_or(chrono::TimeDelta::MAX)
+        let margin =
+            chrono::TimeDelta::from_std(self.longest_call.saturating_add(Duration::from_secs(5)))
+                .unwrap_or(chrono::TimeDelta::MAX);
+        now.checked_add_signed(margin)
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
     }
 
     pub fn url(&self) -> &str {
@@ -191,7 +194,9 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let mut body = Vec::new();
-        let read = resp.take(self.max_body_bytes + 1).read_to_end(&mut body);
+        let read = resp
+            .take(self.max_body_bytes.saturating_add(1))
+            .read_to_end(&mut body);
         if let Err(e) = read {
             return Answer::Unavailable {
                 http_status: Some(status.as_u16()),
@@ -202,7 +207,7 @@ impl Client {
         }
         let too_large = body.len() as u64 > self.max_body_bytes;
         if too_large {
-            body.truncate(self.max_body_bytes as usize);
+            body.truncate(usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX));
         }
         let code = status.as_u16();
         if status.is_success() {

@@ -27,6 +27,8 @@ pub enum IinError {
     CheckDigit { expected: u8, found: u8 },
     #[error("no check digit can be computed for these 11 digits, so no such IIN is issued")]
     NoCheckDigit,
+    #[error("its birth date {0} is in the future, so no such IIN is issued yet")]
+    BornInFuture(NaiveDate),
 }
 
 /// Sex as encoded in the 7th digit (odd: male, even: female).
@@ -136,6 +138,15 @@ impl Iin {
             Iin::parse_unchecked(s)
         } else {
             Iin::parse(s)
+        }
+    }
+
+    /// Refuses a checked number whose birth date is after `today` (the
+    /// caller's clock); an unchecked one (`--skip-iin-check`) passes.
+    pub fn check_born_by(&self, today: NaiveDate) -> Result<(), IinError> {
+        match self.birth_date() {
+            Some(born) if self.checked && born > today => Err(IinError::BornInFuture(born)),
+            _ => Ok(()),
         }
     }
 

@@ -303,7 +303,9 @@ fn expiring_set_by(
 
 /// One worker per core unless told otherwise.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::limits::THREADS.max as usize)
 }
 
 pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {

@@ -27,8 +27,9 @@ pub struct Args {
     /// 2025-10-15T10:25:00Z)
     #[arg(long, value_name = "TIME")]
     pub fetched_at: Option<String>,
-    /// Worker threads for parsing, compressing and sealing [default: one per core]
-    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    /// Worker threads for parsing, compressing and sealing, 1 to 64
+    /// [env: GBDFL_THREADS] [default: one per core, at most 64]
+    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
 }
 
@@ -47,10 +48,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
         })
         .transpose()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(crate::report::default_threads)
-        .max(1);
+    let threads = crate::limits::threads(args.threads, &ctx.env)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("gbdfl-worker-{i}"))

@@ -3,8 +3,8 @@
 use chrono::Utc;
 
 use super::{Ctx, out};
-use crate::config::parse_duration;
 use crate::exit::{Exit, ExitCode};
+use crate::limits;
 use crate::store::Store;
 
 /// Delete lookups older than the retention period, leaving no trace of their ciphertext.
@@ -13,7 +13,8 @@ use crate::store::Store;
 /// vacuums. Audit entries stay: they hold no personal data in plaintext.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Delete lookups requested longer ago than this (e.g. 365d) [config: retention]
+    /// Delete lookups requested longer ago than this (e.g. 365d; a bare number is days;
+    /// 0s to 36500d) [config: retention]
     #[arg(long, value_name = "DUR")]
     pub older_than: Option<String>,
     /// Only count what would be deleted
@@ -23,7 +24,7 @@ pub struct Args {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let age = match (&args.older_than, &ctx.settings.retention) {
-        (Some(s), _) => parse_duration("--older-than", s)?,
+        (Some(s), _) => limits::parse_duration("--older-than", s, limits::RETENTION)?,
         (None, Some(r)) => r.value,
         (None, None) => {
             return Err(Exit::new(
@@ -33,7 +34,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .into());
         }
     };
-    let cutoff = Utc::now() - chrono::Duration::from_std(age)?;
+    // At most 36500 days by the range; checked all the same.
+    let cutoff = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .ok_or_else(|| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                "the retention period reaches before the earliest time gbdfl can count from: give at most 36500d",
+            )
+        })?;
     if args.dry_run {
         let n = store.count_before(cutoff)?;
         ctx.note_records(n as u64);
