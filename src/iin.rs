@@ -141,11 +141,11 @@ impl Iin {
         }
     }
 
-    /// Refuses a checked number whose birth date is after `today` (the
-    /// caller's clock); an unchecked one (`--skip-iin-check`) passes.
+    /// Refuses a number whose birth date is after `today` (the caller's
+    /// clock); callers skip this with the other checks (`--skip-iin-check`).
     pub fn check_born_by(&self, today: NaiveDate) -> Result<(), IinError> {
         match self.birth_date() {
-            Some(born) if self.checked && born > today => Err(IinError::BornInFuture(born)),
+            Some(born) if born > today => Err(IinError::BornInFuture(born)),
             _ => Ok(()),
         }
     }
@@ -253,6 +253,17 @@ mod tests {
             Iin::parse("950215301234"),
             Err(IinError::CheckDigit { .. })
         ));
+    }
+
+    #[test]
+    fn a_birth_date_after_today_is_refused() {
+        let iin = Iin::parse("530301662085").unwrap();
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(
+            iin.check_born_by(day(2026, 12, 3)),
+            Err(IinError::BornInFuture(day(2053, 3, 1)))
+        );
+        assert_eq!(iin.check_born_by(day(2053, 3, 1)), Ok(()));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub enum KeyFileError {
     )]
     TooOpen { path: PathBuf, mode: u32 },
     #[error(
-        "key file {path} is {what}, not a key file: pass the key file itself (one line `gbdfl-key-v1:...`) with --key-file PATH"
+        "key file {path} is {what}, not a regular file: pass the key file itself (one line `gbdfl-key-v1:...`) with --key-file PATH"
     )]
     NotAFile { path: PathBuf, what: &'static str },
     #[error(
@@ -90,7 +90,7 @@ fn kind_of(meta: &fs::Metadata) -> Option<&'static str> {
     Some(if t.is_dir() {
         "a directory"
     } else {
-        "not a regular file (a device, pipe or socket)"
+        "a device, pipe or socket"
     })
 }
 

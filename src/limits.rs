@@ -226,7 +226,12 @@ pub fn check_count(source: &str, n: i128, range: CountRange) -> Result<u64, Inpu
 pub fn threads_flag(s: &str) -> Result<usize, String> {
     parse_count("--threads", s, THREADS)
         .map(|n| n as usize)
-        .map_err(|e| e.message)
+        .map_err(|_| {
+            format!(
+                "give a whole number from {} to {}",
+                THREADS.min, THREADS.max
+            )
+        })
 }
 
 /// The worker threads: the flag, else GBDFL_THREADS, else one per core

@@ -12,6 +12,7 @@ mod format;
 mod hostile;
 mod init;
 mod privacy;
+mod ranges;
 mod report;
 mod secrets;
 mod show;
