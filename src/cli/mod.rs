@@ -247,6 +247,18 @@ pub fn parse_session_created_at(
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let t = crate::lookup::parse_session_time(s)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, format!("{name}: {e}")))?;
+    // `26-11-28 09:15` parses as the year 26: a year has four digits.
+    if chrono::Datelike::year(&t) < 2000 {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{name} {}: the year {} is not a face2face session's; write the year with four digits, e.g. 2026-11-28 09:15",
+                crate::limits::shown(s),
+                chrono::Datelike::year(&t)
+            ),
+        )
+        .into());
+    }
     if t > chrono::Utc::now() + chrono::TimeDelta::minutes(5) {
         return Err(Exit::new(
             ExitCode::InvalidInput,
