@@ -434,7 +434,7 @@ impl Settings {
                         "0" | "false" | "no" => Ok(false),
                         _ => Err(ConfigError::Value {
                             name: "GBDFL_REQUIRE_PURPOSE".into(),
-                            message: format!("{v:?} is not true or false"),
+                            message: format!("{} is not true or false", crate::limits::shown(&v)),
                         }),
                     })
                     .transpose()?,

@@ -71,7 +71,10 @@ pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
         .map_err(|_| {
             Exit::new(
                 ExitCode::InvalidInput,
-                format!("{name} {s:?} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z"),
+                format!(
+                    "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
+                    crate::limits::shown(&s)
+                ),
             )
             .into()
         })
@@ -81,7 +84,10 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     let bad = || {
         Exit::new(
             ExitCode::InvalidInput,
-            format!("--head {s:?} is not COUNT:MAC as printed by `gbdfl audit head`"),
+            format!(
+                "--head {} is not COUNT:MAC as printed by `gbdfl audit head`",
+                crate::limits::shown(&s)
+            ),
         )
     };
     let (n, mac) = s.trim().split_once(':').ok_or_else(bad)?;
