@@ -109,7 +109,7 @@ pub fn format_bound(d: Duration) -> String {
         return format!("{}ms", d.as_millis());
     }
     for (unit, name) in [(DAY, "d"), (3_600, "h"), (60, "m")] {
-        if s % unit == 0 {
+        if s.is_multiple_of(unit) {
             return format!("{}{name}", s / unit);
         }
     }

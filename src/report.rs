@@ -154,14 +154,14 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
         _ => {
             return Err(format!(
                 "--delimiter {}: give one ASCII character such as ',' or ';', or `tab`",
-                crate::limits::shown(&s)
+                crate::limits::shown(s)
             ));
         }
     };
     if matches!(c, b'"' | b'\n' | b'\r') {
         return Err(format!(
             "--delimiter {} cannot separate CSV fields",
-            crate::limits::shown(&s)
+            crate::limits::shown(s)
         ));
     }
     Ok(c)

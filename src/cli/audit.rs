@@ -73,7 +73,7 @@ pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
                 ExitCode::InvalidInput,
                 format!(
                     "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
-                    crate::limits::shown(&s)
+                    crate::limits::shown(s)
                 ),
             )
             .into()
@@ -86,7 +86,7 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
             ExitCode::InvalidInput,
             format!(
                 "--head {} is not COUNT:MAC as printed by `gbdfl audit head`",
-                crate::limits::shown(&s)
+                crate::limits::shown(s)
             ),
         )
     };

@@ -43,7 +43,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 .map_err(|_| {
                     Exit::new(
                         ExitCode::InvalidInput,
-                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", crate::limits::shown(&s)),
+                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", crate::limits::shown(s)),
                     )
                 })
         })
