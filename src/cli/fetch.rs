@@ -49,7 +49,7 @@ const STDIN_LIMIT: u64 = 4096;
 /// The IIN and session id: from the arguments, or with `-` from standard
 /// input (the session id there unless `--session` gives it).
 fn subject(args: &Args) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
-    use std::io::{IsTerminal as _, Read as _};
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
     let invalid = |m: String| anyhow::Error::from(Exit::new(ExitCode::InvalidInput, m));
     if args.iin != "-" {
         let session = args.session.clone().ok_or_else(|| {
@@ -58,7 +58,8 @@ fn subject(args: &Args) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> 
         return Ok((zeroize::Zeroizing::new(args.iin.clone()), session));
     }
     let stdin = std::io::stdin();
-    if stdin.is_terminal() {
+    let terminal = stdin.is_terminal();
+    if terminal {
         eprint!(
             "{}: ",
             if args.session.is_some() {
@@ -68,12 +69,14 @@ fn subject(args: &Args) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> 
             }
         );
     }
+    // On a terminal the line typed is the answer; from a pipe, all of it.
     let mut text = zeroize::Zeroizing::new(String::new());
-    stdin
-        .lock()
-        .take(STDIN_LIMIT)
-        .read_to_string(&mut text)
-        .map_err(|e| invalid(format!("reading the IIN from standard input: {e}")))?;
+    let mut input = stdin.lock().take(STDIN_LIMIT);
+    match terminal {
+        true => input.read_line(&mut text).map(drop),
+        false => input.read_to_string(&mut text).map(drop),
+    }
+    .map_err(|e| invalid(format!("reading the IIN from standard input: {e}")))?;
     let words: Vec<&str> = text.split_whitespace().collect();
     match (words.as_slice(), &args.session) {
         ([iin], Some(session)) => Ok((zeroize::Zeroizing::new((*iin).to_owned()), session.clone())),
@@ -82,8 +85,9 @@ fn subject(args: &Args) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> 
             (*session).to_owned(),
         )),
         (_, session) => Err(invalid(format!(
-            "fetch -: standard input holds {} words; give {}",
+            "fetch -: standard input holds {} word{}; give {}",
             words.len(),
+            if words.len() == 1 { "" } else { "s" },
             if session.is_some() {
                 "the IIN alone (the session id is given with --session)"
             } else {

@@ -395,7 +395,15 @@ fn any_place() -> impl Strategy<Value = Place> {
             (&["expiring"][..], "--as-of"),
             (&["report", "lookups", "--out", "r.csv"][..], "--from"),
             (&["stats"][..], "--to"),
-            (&["fetch", iins::VALID, "--session", "0f8e2a1c-1234-4abc-8def-0123456789ab"][..], "--max-age"),
+            (
+                &[
+                    "fetch",
+                    iins::VALID,
+                    "--session",
+                    "0f8e2a1c-1234-4abc-8def-0123456789ab"
+                ][..],
+                "--max-age"
+            ),
             (&["sync"][..], "--jobs"),
             (&["import", "/dev/null"][..], "--threads"),
             (&["report", "expiring", "--out", "e.csv"][..], "--within"),
