@@ -547,7 +547,13 @@ impl Settings {
         let path = &file.value;
         crate::keyfile::check_private(path).map_err(|e| ConfigError::ApiKeyFile {
             path: path.clone(),
-            message: e.to_string(),
+            message: match e {
+                crate::keyfile::KeyFileError::Missing(_) => format!(
+                    "no such file (named by {}): put the organisation's API key in it, readable by you only, or fix the path",
+                    file.origin
+                ),
+                e => e.to_string(),
+            },
         })?;
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             ConfigError::ApiKeyFile {

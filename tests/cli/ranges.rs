@@ -461,3 +461,23 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn a_missing_api_key_file_says_so_without_advising_init() {
+    let env = Env::bare();
+    env.ok(&["init"]);
+    let gone = env.path().join("api.key");
+    let out = env
+        .command(&["fetch", iins::VALID, "--session", &session()])
+        .env_remove("GBDFL_API_KEY")
+        .env("GBDFL_API_KEY_FILE", &gone)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no such file (named by env GBDFL_API_KEY_FILE)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("gbdfl init"), "{stderr}");
+}
