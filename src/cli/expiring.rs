@@ -16,10 +16,10 @@ use crate::{render, report};
 /// VALID record of each person, sorted by expiry date (never calls the service).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// List documents expiring within this window (e.g. 90d; a bare number is days; 0 to 36500d)
+    /// List documents expiring within this window (e.g. 90d; a bare number is days; 0s to 36500d)
     #[arg(long, value_name = "DUR", default_value = "90d")]
     pub within: String,
-    /// Count days from this date instead of today (YYYY-MM-DD)
+    /// Count days from this date instead of today (YYYY-MM-DD, four-digit year)
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
     /// Instead, list persons whose latest VALID record is older than DUR

@@ -34,7 +34,8 @@ pub struct Args {
     /// Write full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
-    /// expiring: list documents expiring within this window
+    /// expiring: list documents expiring within this window (a bare number
+    /// is days; 0s to 36500d)
     #[arg(long, value_name = "DUR", default_value = "90d")]
     pub within: String,
     /// expiring: count days from this date instead of today (YYYY-MM-DD)
