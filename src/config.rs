@@ -371,7 +371,7 @@ impl Settings {
                 Ok(["USER", "USERNAME", "LOGNAME"]
                     .iter()
                     .find_map(|k| env_nonempty(k))
-                    .unwrap_or_else(|| "unknown".to_owned()))
+                    .unwrap_or_else(os_user_name))
             },
         )?;
         validate_operator(&operator.value)?;
@@ -665,6 +665,35 @@ impl Settings {
             .into_iter()
             .map(|(k, v, o)| (k, (v, o)))
             .collect()
+    }
+}
+
+/// The OS user running gbdfl, for a default operator when the environment
+/// names none (a cron job, `env -i`): its login name from the user
+/// database, else `uid N`; never a made-up "unknown" on Unix.
+fn os_user_name() -> String {
+    #[cfg(unix)]
+    {
+        // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
+        // `buf`, which outlive the call, and `result` points into them.
+        unsafe {
+            let uid = libc::getuid();
+            let mut pwd: libc::passwd = std::mem::zeroed();
+            let mut buf = vec![0 as libc::c_char; 16 * 1024];
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+            if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+                let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy();
+                if !name.trim().is_empty() && !name.chars().any(char::is_control) {
+                    return name.into_owned();
+                }
+            }
+            format!("uid {uid}")
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        "unknown".to_owned()
     }
 }
 

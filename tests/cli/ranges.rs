@@ -481,3 +481,24 @@ fn a_missing_api_key_file_says_so_without_advising_init() {
     );
     assert!(!stderr.contains("gbdfl init"), "{stderr}");
 }
+
+#[cfg(unix)]
+#[test]
+fn with_no_user_in_the_environment_the_operator_is_the_os_user_not_unknown() {
+    let env = Env::bare();
+    let out = env
+        .command(&["config", "--json"])
+        .env_remove("GBDFL_OPERATOR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let op = v["operator"]["value"].as_str().unwrap();
+    assert!(op != "unknown" && !op.is_empty(), "{stdout}");
+}
