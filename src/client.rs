@@ -248,7 +248,7 @@ impl Client {
         }
         let too_large = body.len() as u64 > self.max_body_bytes;
         if too_large {
-            body.truncate(self.max_body_bytes as usize);
+            body.truncate(usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX));
         }
         let code = status.as_u16();
         if status.is_success() {

@@ -22,6 +22,7 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod iin;
 pub mod keyfile;
+pub mod limits;
 pub mod lookup;
 pub mod process;
 pub mod render;

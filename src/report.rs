@@ -153,12 +153,16 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
         s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
         _ => {
             return Err(format!(
-                "--delimiter {s:?}: give one ASCII character such as ',' or ';', or `tab`"
+                "--delimiter {}: give one ASCII character such as ',' or ';', or `tab`",
+                crate::limits::shown(s)
             ));
         }
     };
     if matches!(c, b'"' | b'\n' | b'\r') {
-        return Err(format!("--delimiter {s:?} cannot separate CSV fields"));
+        return Err(format!(
+            "--delimiter {} cannot separate CSV fields",
+            crate::limits::shown(s)
+        ));
     }
     Ok(c)
 }
@@ -303,7 +307,9 @@ fn expiring_set_by(
 
 /// One worker per core unless told otherwise.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::limits::THREADS.max as usize)
 }
 
 pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {

@@ -16,6 +16,7 @@ mod hostile;
 mod import;
 mod init;
 mod privacy;
+mod ranges;
 mod report;
 mod secrets;
 mod show;
