@@ -17,6 +17,7 @@ use reqwest::blocking;
 use zeroize::Zeroizing;
 
 use crate::api::{self, Response};
+use crate::network::{NetworkConfig, Problem, SetupError};
 use crate::iin::Iin;
 
 /// The organisation's API key. Never printed.
@@ -50,6 +51,8 @@ pub enum ClientError {
     Scheme(String),
     #[error("could not set up the HTTP client: {0}")]
     Build(String),
+    #[error(transparent)]
+    Network(#[from] SetupError),
 }
 
 /// Settings of the client.
@@ -59,6 +62,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_body_bytes: u64,
+    /// The proxy and the trust roots.
+    pub network: NetworkConfig,
 }
 
 /// How one call ended.
@@ -83,6 +88,11 @@ pub enum Answer {
         message: String,
         retry_after: Option<Duration>,
     },
+    /// The network between here and the service is set up wrongly (the
+    /// certificate is not trusted, the proxy refuses): found before the
+    /// request was written, so nothing was sent, and every call fails the
+    /// same way until a setting changes. `message` says which.
+    Misconfigured { problem: Problem, message: String },
 }
 
 /// Checks a base URL: https anywhere, http only to loopback.
@@ -115,6 +125,8 @@ pub struct Client {
     max_body_bytes: u64,
     /// Connect timeout plus request timeout: no call lasts longer.
     longest_call: Duration,
+    /// The proxy calls go through, as it may be shown (for messages).
+    proxy_shown: Option<String>,
 }
 
 impl fmt::Debug for Client {
@@ -128,19 +140,44 @@ impl fmt::Debug for Client {
 impl Client {
     pub fn new(config: &ClientConfig, api_key: ApiKey) -> Result<Client, ClientError> {
         let url = validate_base_url(&config.base_url)?;
-        let http = blocking::Client::builder()
+        let build = |e: reqwest::Error| ClientError::Build(transport_message(&e));
+        let mut builder = blocking::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("gbdfl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
+            .user_agent(concat!("gbdfl/", env!("CARGO_PKG_VERSION")));
+        // The proxy is decided once, for this URL, by the same rules
+        // `doctor` uses; reqwest reads no proxy variable itself.
+        let proxy = config.network.proxy_for(&url)?;
+        let proxy_shown = proxy.as_ref().map(|p| p.shown.clone());
+        builder = match proxy {
+            Some(p) => {
+                let mut proxy = reqwest::Proxy::all(p.uri.to_string()).map_err(build)?;
+                if let Some(auth) = p.auth {
+                    proxy = proxy.custom_http_auth(auth);
+                }
+                builder.proxy(proxy)
+            }
+            None => builder.no_proxy(),
+        };
+        let roots = config
+            .network
+            .extra_roots()?
+            .iter()
+            .map(|c| reqwest::Certificate::from_der(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(build)?;
+        if !roots.is_empty() {
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder.build().map_err(build)?;
         Ok(Client {
             http,
             url,
             api_key,
             max_body_bytes: config.max_body_bytes,
             longest_call: config.connect_timeout + config.timeout,
+            proxy_shown,
         })
     }
 
@@ -176,6 +213,13 @@ impl Client {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                if let Some(problem) = crate::network::classify(&e) {
+                    let message = problem.explain(
+                        self.url.host_str().unwrap_or_default(),
+                        self.proxy_shown.as_deref(),
+                    );
+                    return Answer::Misconfigured { problem, message };
+                }
                 return Answer::Unavailable {
                     http_status: None,
                     body: Vec::new(),

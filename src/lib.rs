@@ -23,6 +23,7 @@ pub mod fuzzing;
 pub mod iin;
 pub mod keyfile;
 pub mod lookup;
+pub mod network;
 pub mod process;
 pub mod render;
 pub mod report;

@@ -107,6 +107,9 @@ pub struct Report {
     pub calls: Vec<ItemEnd>,
     /// Set when an answer failed for every request: the service's message.
     pub stopped: Option<String>,
+    /// Set when the network is set up wrongly (certificate, proxy): what is
+    /// wrong and which setting fixes it. Nothing was sent.
+    pub network: Option<String>,
     /// Items left for a later run after `max_attempts` calls.
     pub gave_up: HashSet<String>,
     /// Set when the run ended early because nothing could connect.
@@ -361,6 +364,11 @@ fn worker(
         match &end.next {
             Next::Stop { .. } => {
                 shared.stop.store(true, Ordering::SeqCst);
+                if report.network.is_none()
+                    && let Fetched::NetworkConfig { message, .. } = &end.fetched
+                {
+                    report.network = Some(message.clone());
+                }
                 if report.stopped.is_none()
                     && let Fetched::Refused {
                         http_status,

@@ -28,7 +28,8 @@ use crate::sync::{self, ItemEnd};
 /// number and skipped. Rows answered by a fresh cached record make no call.
 /// Exits 0 when every row got a VALID record, 2 when some rows were bad,
 /// 11 when requests remain queued (run `gbdfl sync` later), 4 when the
-/// service refused every request (API key, subscription).
+/// service refused every request (API key, subscription), 13 when the
+/// network is set up wrongly (certificate not trusted, proxy refused).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The CSV file
@@ -123,6 +124,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 
     let mut ends: HashMap<String, ItemEnd> = HashMap::new();
     let mut stopped = None;
+    let mut network = None;
     if let Some(client) = &client
         && to_send > 0
     {
@@ -146,6 +148,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         })?;
         progress.finish();
         stopped = report.stopped.clone();
+        network = report.network.clone();
         ctx.note_records(report.calls.len() as u64);
         for end in report.calls {
             ends.insert(end.item.id.clone(), end);
@@ -173,6 +176,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     out(&summary(&rows))?;
     eprintln!("Each row's outcome: {}", dest.display());
 
+    if let Some(why) = network {
+        return Err(Exit::new(
+            ExitCode::NetworkConfig,
+            super::sync::network_stop(&why, "run `gbdfl sync` to send the rows still queued"),
+        )
+        .into());
+    }
     if let Some(why) = stopped {
         return Err(Exit::new(
             ExitCode::Refused,
