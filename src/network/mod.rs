@@ -444,8 +444,8 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
             }
         }
         match e.to_string().as_str() {
-            "proxy authorization required" => return Some(Problem::ProxyAuth),
-            "tunnel unsuccessful" => return Some(Problem::ProxyRefused),
+            "tunnel error: proxy authorization required" => return Some(Problem::ProxyAuth),
+            "tunnel error: unsuccessful" => return Some(Problem::ProxyRefused),
             _ => {}
         }
         cur = e.source();
@@ -556,5 +556,8 @@ mod tests {
         assert!(matches!(classify(&io), Some(Problem::OutOfDate { .. })));
         let other = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(classify(&other), None);
+        // hyper-util's private TunnelError prints these for a 407 and any other refusal.
+        let proxy = std::io::Error::other("tunnel error: proxy authorization required");
+        assert_eq!(classify(proxy.get_ref().unwrap()), Some(Problem::ProxyAuth));
     }
 }

@@ -11,6 +11,7 @@ mod fetch;
 mod format;
 mod hostile;
 mod init;
+mod network;
 mod privacy;
 mod report;
 mod secrets;
