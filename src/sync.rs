@@ -103,7 +103,8 @@ pub struct ItemEnd {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Every call made, in the order they ended.
+    /// Every call made, in the order they ended (a stop for the network's
+    /// set-up is no call, and is not here).
     pub calls: Vec<ItemEnd>,
     /// Set when an answer failed for every request: the service's message.
     pub stopped: Option<String>,
@@ -387,7 +388,10 @@ fn worker(
             }
             _ => {}
         }
-        report.calls.push(end);
+        // A stop for the network's set-up made no call: nothing to count.
+        if !matches!(end.fetched, Fetched::NetworkConfig { .. }) {
+            report.calls.push(end);
+        }
     }
 }
 
