@@ -17,8 +17,8 @@ use reqwest::blocking;
 use zeroize::Zeroizing;
 
 use crate::api::{self, Response};
-use crate::network::{NetworkConfig, Problem, SetupError};
 use crate::iin::Iin;
+use crate::network::{NetworkConfig, Problem, SetupError};
 
 /// The organisation's API key. Never printed.
 pub struct ApiKey(Zeroizing<String>);
@@ -140,7 +140,16 @@ impl fmt::Debug for Client {
 impl Client {
     pub fn new(config: &ClientConfig, api_key: ApiKey) -> Result<Client, ClientError> {
         let url = validate_base_url(&config.base_url)?;
-        let build = |e: reqwest::Error| ClientError::Build(transport_message(&e));
+        let build = |e: reqwest::Error| {
+            let hint = crate::network::setup_hint(&e)
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            ClientError::Build(format!("{cause}{hint}"))
+        };
         let mut builder = blocking::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)

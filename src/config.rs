@@ -127,6 +127,8 @@ pub struct Settings {
     /// gbdfl's own proxy (GBDFL_PROXY or `proxy`), password held apart.
     pub proxy: Option<Setting<ProxyUrl>>,
     pub proxy_password_file: Option<Setting<PathBuf>>,
+    /// GBDFL_PROXY_PASSWORD.
+    pub proxy_password: crate::network::Secret,
     /// The environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY.
     pub proxy_env: ProxyEnv,
     pub ca_file: Option<Setting<PathBuf>>,
@@ -475,6 +477,9 @@ impl Settings {
             retry_attempts,
             proxy,
             proxy_password_file,
+            proxy_password: crate::network::Secret(
+                env_nonempty("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new),
+            ),
             proxy_env: ProxyEnv::read(env),
             ca_file,
             json: flags.json,
@@ -504,6 +509,7 @@ impl Settings {
                 .proxy
                 .as_ref()
                 .map(|p| (p.origin.to_string(), p.value.clone())),
+            proxy_password: self.proxy_password.clone(),
             proxy_password_file: self.proxy_password_file.as_ref().map(|f| f.value.clone()),
             env: self.proxy_env.clone(),
             ca_file: self.ca_file.as_ref().map(|f| f.value.clone()),
@@ -639,13 +645,18 @@ impl Settings {
                 None => ("proxy", "(none: direct)".to_owned(), "-".to_owned()),
             },
         });
-        rows.push(match &self.proxy_password_file {
-            Some(f) => (
-                "proxy_password_file",
-                f.value.display().to_string(),
+        rows.push(match (&self.proxy_password.0, &self.proxy_password_file) {
+            (Some(_), _) => (
+                "proxy_password",
+                "(set, redacted)".to_owned(),
+                "env GBDFL_PROXY_PASSWORD".to_owned(),
+            ),
+            (None, Some(f)) => (
+                "proxy_password",
+                format!("(from file {}, redacted)", f.value.display()),
                 f.origin.to_string(),
             ),
-            None => ("proxy_password_file", "(not set)".to_owned(), "-".to_owned()),
+            (None, None) => ("proxy_password", "(not set)".to_owned(), "-".to_owned()),
         });
         rows.push(match &self.proxy_env.no {
             Some((name, v)) => ("no_proxy", v.clone(), format!("env {name}")),
@@ -706,9 +717,13 @@ fn network_settings(
         .map(|v| ProxyUrl::parse("proxy", v, false))
         .transpose()
         .map_err(value_err)?;
-    let proxy = pick((None, ""), (env_proxy, "GBDFL_PROXY"), file_proxy, fp, || {
-        Err(ConfigError::NoApiKey)
-    })
+    let proxy = pick(
+        (None, ""),
+        (env_proxy, "GBDFL_PROXY"),
+        file_proxy,
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
     .ok();
     let password_file = pick(
         (None, ""),
@@ -723,7 +738,7 @@ fn network_settings(
     .ok();
     let env_password = env("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new);
     let proxy = match proxy {
-        Some(mut p) => {
+        Some(p) => {
             if (env_password.is_some() || password_file.is_some()) && !p.value.has_user() {
                 return Err(ConfigError::Value {
                     name: "proxy".into(),
@@ -734,7 +749,6 @@ fn network_settings(
                     ),
                 });
             }
-            p.value = p.value.with_password(env_password);
             Some(p)
         }
         None => None,

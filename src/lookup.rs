@@ -376,7 +376,8 @@ pub fn fetch(
     };
     // Queued by this very fetch: a stop for the network's set-up takes it
     // off again, so the queue is as it was before the fetch.
-    let queued_now = item.attempts == 1 && store::time_text(item.queued_at) == store::time_text(now);
+    let queued_now =
+        item.attempts == 1 && store::time_text(item.queued_at) == store::time_text(now);
     let commit = |f: store::SealedFinish| {
         store
             .commit_finishes(&[(&f, None)])

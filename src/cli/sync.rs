@@ -180,7 +180,11 @@ fn in_doubt_advice(n: usize) -> String {
 /// The exit code and message after a run.
 pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyhow::Result<()> {
     if let Some(why) = &report.network {
-        return Err(Exit::new(ExitCode::NetworkConfig, network_stop(why, "run `gbdfl sync` again")).into());
+        return Err(Exit::new(
+            ExitCode::NetworkConfig,
+            network_stop(why, "run `gbdfl sync` again"),
+        )
+        .into());
     }
     if let Some(why) = &report.stopped {
         return Err(Exit::new(

@@ -165,7 +165,10 @@ pub fn run(net: &NetworkConfig, base_url: &Url, timeout: Duration) -> Report {
 
 async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: &mut Report) {
     let host = base_url.host_str().unwrap_or_default().to_owned();
-    let host_bare = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host_bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = base_url.port_or_known_default().unwrap_or(443);
     let fail = |report: &mut Report, name, took, detail: String| {
         report.steps.push(Step {
@@ -198,6 +201,31 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
             None => "none: direct connection (no proxy setting applies)".into(),
         },
     });
+    match net.extra_roots() {
+        Ok(roots) if roots.is_empty() => report.steps.push(Step {
+            name: "trust",
+            ok: true,
+            took: None,
+            detail: "the system's trust store (no ca_file)".into(),
+        }),
+        Ok(roots) => report.steps.push(Step {
+            name: "trust",
+            ok: true,
+            took: None,
+            detail: format!(
+                "the system's trust store and ca_file: {}",
+                roots
+                    .iter()
+                    .map(|c| describe_cert(c).0)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }),
+        Err(e) => {
+            fail(report, "trust", None, e.to_string());
+            return;
+        }
+    }
     // Where the TCP connection goes: the proxy, or the service.
     let (dial_host, dial_port) = match &proxy {
         Some(p) => (
@@ -238,7 +266,10 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
                 report,
                 "resolve",
                 Some(started.elapsed()),
-                format!("{dial_host}: no answer in {}", humantime::format_duration(timeout)),
+                format!(
+                    "{dial_host}: no answer in {}",
+                    humantime::format_duration(timeout)
+                ),
             );
             return;
         }
@@ -427,10 +458,7 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
             report,
             "TLS",
             took,
-            format!(
-                "no handshake in {}",
-                humantime::format_duration(timeout)
-            ),
+            format!("no handshake in {}", humantime::format_duration(timeout)),
         ),
     }
 }

@@ -185,13 +185,29 @@ impl ProxyEnv {
     }
 }
 
+/// A password that prints as `***`.
+#[derive(Clone, Default)]
+pub struct Secret(pub Option<Zeroizing<String>>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Secret(***)"
+        } else {
+            "None"
+        })
+    }
+}
+
 /// Everything that shapes the path to the service.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkConfig {
     /// gbdfl's own proxy (GBDFL_PROXY or `proxy`): used instead of the
     /// environment's HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY still applies.
     pub proxy: Option<(String, ProxyUrl)>,
-    /// A file holding the password of gbdfl's own proxy.
+    /// The proxy password from GBDFL_PROXY_PASSWORD.
+    pub proxy_password: Secret,
+    /// A file holding the proxy password.
     pub proxy_password_file: Option<PathBuf>,
     /// The environment's proxy variables.
     pub env: ProxyEnv,
@@ -243,26 +259,17 @@ impl NetworkConfig {
         if is_loopback(target) {
             return Ok(None);
         }
-        let no = self.env.no.as_ref().map(|(_, v)| v.clone()).unwrap_or_default();
-        let (matcher, source, shown) = match &self.proxy {
-            Some((origin, p)) => {
-                let password = match (&p.password, &self.proxy_password_file) {
-                    (None, Some(path)) if p.has_user() => Some(read_password_file(path)?),
-                    _ => None,
-                };
-                let p = p.clone().with_password(password);
-                let full = p.full();
-                (
-                    Matcher::builder().all(full.as_str()).no(no).build(),
-                    origin.clone(),
-                    p.to_string(),
-                )
-            }
+        let no = self
+            .env
+            .no
+            .as_ref()
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        // The one proxy that applies to this scheme, as curl picks it.
+        let (source, proxy) = match &self.proxy {
+            Some((origin, p)) => (origin.clone(), p.clone()),
             None => {
                 let e = &self.env;
-                let val = |v: &Option<(&'static str, String)>| {
-                    v.as_ref().map(|(_, s)| s.clone()).unwrap_or_default()
-                };
                 let used = match target.scheme() {
                     "https" => e.https.as_ref().or(e.all.as_ref()),
                     _ => e.http.as_ref().or(e.all.as_ref()),
@@ -270,25 +277,27 @@ impl NetworkConfig {
                 let Some((name, value)) = used else {
                     return Ok(None);
                 };
-                (
-                    Matcher::builder()
-                        .all(val(&e.all))
-                        .https(val(&e.https))
-                        .http(val(&e.http))
-                        .no(no)
-                        .build(),
-                    format!("env {name}"),
-                    redact_proxy(value),
-                )
+                (format!("env {name}"), ProxyUrl::parse(name, value, true)?)
             }
         };
-        let uri: http::Uri = target
-            .as_str()
-            .parse()
-            .map_err(|_| SetupError::BadProxy {
-                name: "base_url".into(),
-                shown: target.to_string(),
-            })?;
+        // A user without a password in the URL: the password from
+        // GBDFL_PROXY_PASSWORD, else proxy_password_file.
+        let password = match (&proxy.password, &self.proxy_password.0) {
+            (Some(_), _) => None,
+            _ if !proxy.has_user() => None,
+            (None, Some(p)) => Some(p.clone()),
+            (None, None) => match &self.proxy_password_file {
+                Some(path) => Some(read_password_file(path)?),
+                None => None,
+            },
+        };
+        let proxy = proxy.with_password(password);
+        let shown = proxy.to_string();
+        let matcher = Matcher::builder().all(proxy.full().as_str()).no(no).build();
+        let uri: http::Uri = target.as_str().parse().map_err(|_| SetupError::BadProxy {
+            name: "base_url".into(),
+            shown: target.to_string(),
+        })?;
         let Some(i) = matcher.intercept(&uri) else {
             return Ok(None);
         };
@@ -453,6 +462,22 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
     None
 }
 
+/// Advice for a client that could not be built because TLS could not be
+/// set up (found by type: a `rustls::Error` in the chain, which at build
+/// time comes from loading the trust roots).
+pub fn setup_hint(err: &(dyn StdError + 'static)) -> Option<&'static str> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return Some(
+                "no trusted root certificates could be loaded: install the system's CA certificates (the ca-certificates package, or SSL_CERT_FILE naming a bundle), or name your organisation's root in ca_file",
+            );
+        }
+        cur = e.source();
+    }
+    None
+}
+
 fn from_rustls(e: &rustls::Error) -> Option<Problem> {
     use rustls::CertificateError as C;
     let rustls::Error::InvalidCertificate(c) = e else {
@@ -488,8 +513,12 @@ mod tests {
 
     #[test]
     fn proxy_passwords_are_never_shown() {
-        let p = ProxyUrl::parse("GBDFL_PROXY", "http://anna:s%40cret@proxy.bank.kz:3128", true)
-            .unwrap();
+        let p = ProxyUrl::parse(
+            "GBDFL_PROXY",
+            "http://anna:s%40cret@proxy.bank.kz:3128",
+            true,
+        )
+        .unwrap();
         assert_eq!(p.to_string(), "http://anna:***@proxy.bank.kz:3128/");
         assert!(!format!("{p:?}").contains("cret"));
         assert_eq!(p.password.as_deref().map(String::as_str), Some("s@cret"));
@@ -507,8 +536,9 @@ mod tests {
     #[test]
     fn loopback_is_never_proxied_and_no_proxy_is_honoured() {
         let cfg = NetworkConfig {
+            proxy_password: Secret(Some(Zeroizing::new("pw".into()))),
             env: ProxyEnv {
-                https: Some(("HTTPS_PROXY", "http://proxy.bank.kz:3128".into())),
+                https: Some(("HTTPS_PROXY", "http://anna@proxy.bank.kz:3128".into())),
                 no: Some(("NO_PROXY", "internal.bank.kz".into())),
                 ..ProxyEnv::default()
             },
@@ -518,6 +548,10 @@ mod tests {
         let p = at("https://kyc.biometric.kz/api/").expect("proxied");
         assert_eq!(p.uri.host(), Some("proxy.bank.kz"));
         assert_eq!(p.source, "env HTTPS_PROXY");
+        // GBDFL_PROXY_PASSWORD completes a user named in HTTPS_PROXY.
+        assert_eq!(p.auth.as_ref().unwrap(), "Basic YW5uYTpwdw==");
+        assert_eq!(p.shown, "http://anna:***@proxy.bank.kz:3128/");
+        assert!(format!("{cfg:?}").contains("Secret(***)"));
         assert!(at("https://127.0.0.1:8443/").is_none());
         assert!(at("https://localhost:8443/").is_none());
         assert!(at("https://[::1]:8443/").is_none());

@@ -175,7 +175,11 @@ fn serve(conn: TcpStream, required: Option<&str>, seen: &Mutex<Vec<String>>) {
         return;
     };
     let (host, port) = target.rsplit_once(':').unwrap_or((target, "443"));
-    let host = if host == "gbdfl.test" { "127.0.0.1" } else { host };
+    let host = if host == "gbdfl.test" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     let Ok(up) = TcpStream::connect((host, port.parse::<u16>().unwrap_or(443))) else {
         let _ = out.write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
         return;
@@ -264,9 +268,7 @@ fn an_untrusted_certificate_stops_fetch_sync_and_batch_with_13_and_leaves_the_qu
     let mut bank = Bank::new(&["gbdfl.test"], "127.0.0.1:0", false);
     bank.set_url("gbdfl.test");
     let proxy = Proxy::start(None);
-    bank.env
-        .extra_env
-        .push(("HTTPS_PROXY".into(), proxy.url()));
+    bank.env.extra_env.push(("HTTPS_PROXY".into(), proxy.url()));
     let env = &bank.env;
     let before = bank.queue();
 
@@ -303,7 +305,8 @@ fn an_untrusted_certificate_stops_fetch_sync_and_batch_with_13_and_leaves_the_qu
     )
     .unwrap();
     assert_eq!(
-        env.run(&["batch", file.to_str().unwrap(), "--no-sync"]).code,
+        env.run(&["batch", file.to_str().unwrap(), "--no-sync"])
+            .code,
         11
     );
     let queued = bank.queue();
@@ -325,9 +328,7 @@ fn with_ca_file_the_fetch_goes_through_the_proxy_and_doctor_shows_each_step() {
     let mut bank = Bank::new(&["gbdfl.test"], "127.0.0.1:0", false);
     bank.set_url("gbdfl.test");
     let proxy = Proxy::start(None);
-    bank.env
-        .extra_env
-        .push(("HTTPS_PROXY".into(), proxy.url()));
+    bank.env.extra_env.push(("HTTPS_PROXY".into(), proxy.url()));
 
     // Without ca_file, doctor fails at TLS and shows who signed the chain.
     let r = bank.env.fails(&["doctor"], 13);
@@ -339,14 +340,28 @@ fn with_ca_file_the_fetch_goes_through_the_proxy_and_doctor_shows_each_step() {
 
     bank.trust_ca_file();
     let r = bank.env.ok(&["doctor"]);
-    for step in ["ok   proxy", "ok   resolve", "ok   connect", "ok   CONNECT", "ok   TLS"] {
+    assert!(
+        r.stdout.contains("ca_file: CN=gbdfl test CA"),
+        "{}",
+        r.stdout
+    );
+    for step in [
+        "ok   proxy",
+        "ok   trust",
+        "ok   resolve",
+        "ok   connect",
+        "ok   CONNECT",
+        "ok   TLS",
+    ] {
         assert!(r.stdout.contains(step), "{step}\n{}", r.stdout);
     }
     assert!(r.stdout.contains("env HTTPS_PROXY"), "{}", r.stdout);
     assert_eq!(bank.env.emu().calls(), 0, "doctor sends no request");
 
     let before = proxy.connects().len();
-    let r = bank.env.ok(&["fetch", iins::VALID, "--session", &session()]);
+    let r = bank
+        .env
+        .ok(&["fetch", iins::VALID, "--session", &session()]);
     assert!(r.stderr.contains("paid call"), "{}", r.stderr);
     assert_eq!(bank.env.emu().calls(), 1);
     let connects = proxy.connects();
@@ -362,12 +377,11 @@ fn the_system_trust_store_is_used() {
     let mut bank = Bank::new(&["gbdfl.test"], "127.0.0.1:0", false);
     bank.set_url("gbdfl.test");
     let proxy = Proxy::start(None);
-    bank.env
-        .extra_env
-        .push(("HTTPS_PROXY".into(), proxy.url()));
+    bank.env.extra_env.push(("HTTPS_PROXY".into(), proxy.url()));
     // The test CA installed in the "system" store (SSL_CERT_FILE), no ca_file.
     std::fs::copy(&bank.ca_file, &bank.system_file).unwrap();
-    bank.env.ok(&["fetch", iins::VALID, "--session", &session()]);
+    bank.env
+        .ok(&["fetch", iins::VALID, "--session", &session()]);
     assert_eq!(bank.env.emu().calls(), 1);
 }
 
@@ -377,11 +391,11 @@ fn a_proxy_asking_for_credentials_names_the_proxy_settings_and_a_password_file_a
     bank.set_url("gbdfl.test");
     bank.trust_ca_file();
     let proxy = Proxy::start(Some(ANNA_BASIC));
-    bank.env
-        .extra_env
-        .push(("HTTPS_PROXY".into(), proxy.url()));
+    bank.env.extra_env.push(("HTTPS_PROXY".into(), proxy.url()));
 
-    let r = bank.env.fails(&["fetch", iins::VALID, "--session", &session()], 13);
+    let r = bank
+        .env
+        .fails(&["fetch", iins::VALID, "--session", &session()], 13);
     assert!(r.stderr.contains("407"), "{}", r.stderr);
     assert!(
         r.stderr.contains("proxy_password_file") && r.stderr.contains("HTTPS_PROXY"),
@@ -408,7 +422,8 @@ fn a_proxy_asking_for_credentials_names_the_proxy_settings_and_a_password_file_a
     ));
     std::fs::write(bank.env.path().join("config.toml"), config).unwrap();
     bank.env.ok(&["doctor"]);
-    bank.env.ok(&["fetch", iins::VALID, "--session", &session()]);
+    bank.env
+        .ok(&["fetch", iins::VALID, "--session", &session()]);
     assert_eq!(bank.env.emu().calls(), 1);
 
     // The password is never shown, wherever it came from.
@@ -419,7 +434,11 @@ fn a_proxy_asking_for_credentials_names_the_proxy_settings_and_a_password_file_a
         &["config"],
         &[("GBDFL_PROXY", "http://anna:s3cret@127.0.0.1:1")],
     );
-    assert!(r.stdout.contains("http://anna:***@127.0.0.1:1"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("http://anna:***@127.0.0.1:1"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("s3cret"), "{}", r.stdout);
 }
 
@@ -444,15 +463,14 @@ fn no_proxy_bypasses_the_proxy_and_loopback_never_uses_it() {
     bank.trust_ca_file();
     // A proxy that refuses everyone: any call through it fails.
     let proxy = Proxy::start(Some("Basic nobody"));
-    bank.env
-        .extra_env
-        .push(("HTTPS_PROXY".into(), proxy.url()));
+    bank.env.extra_env.push(("HTTPS_PROXY".into(), proxy.url()));
     bank.env
         .fails(&["fetch", iins::VALID, "--session", &session()], 13);
     assert_eq!(proxy.connects().len(), 1, "without NO_PROXY it is proxied");
 
     bank.env.extra_env.push(("NO_PROXY".into(), ip.clone()));
-    bank.env.ok(&["fetch", iins::VALID, "--session", &session()]);
+    bank.env
+        .ok(&["fetch", iins::VALID, "--session", &session()]);
     let r = bank.env.ok(&["doctor"]);
     assert!(r.stdout.contains("NO_PROXY"), "{}", r.stdout);
     assert_eq!(proxy.connects().len(), 1, "NO_PROXY bypassed the proxy");
@@ -467,7 +485,8 @@ fn loopback_is_never_proxied() {
     let proxy = Proxy::start(Some("Basic nobody"));
     bank.env.extra_env.push(("HTTPS_PROXY".into(), proxy.url()));
     bank.env.extra_env.push(("ALL_PROXY".into(), proxy.url()));
-    bank.env.ok(&["fetch", iins::VALID, "--session", &session()]);
+    bank.env
+        .ok(&["fetch", iins::VALID, "--session", &session()]);
     assert!(proxy.connects().is_empty());
 }
 
