@@ -310,6 +310,15 @@ fn an_untrusted_certificate_stops_fetch_sync_and_batch_with_13_and_leaves_the_qu
         11
     );
     let queued = bank.queue();
+    // A fetch of a request already queued leaves it as it was, too.
+    let rows = std::fs::read_to_string(&file).unwrap();
+    let first: Vec<&str> = rows.lines().nth(1).unwrap().split(',').collect();
+    env.fails(&["fetch", first[0], "--session", first[1]], 13);
+    assert_eq!(
+        bank.queue(),
+        queued,
+        "fetch left the queued request as it was"
+    );
     let r = env.fails(&["sync"], 13);
     assert!(r.stderr.contains("ca_file"), "{}", r.stderr);
     assert_eq!(bank.queue(), queued, "sync left the queue as it was");
@@ -513,4 +522,27 @@ fn a_certificate_for_another_host_or_out_of_date_is_a_configuration_error() {
     assert!(r.stderr.contains("date and time"), "{}", r.stderr);
     assert_eq!(bank.env.emu().calls(), 0);
     assert_eq!(bank.queue().trim(), "[]");
+}
+
+#[test]
+fn a_user_in_https_proxy_takes_its_password_from_gbdfl_proxy_password() {
+    let mut bank = Bank::new(&["gbdfl.test"], "127.0.0.1:0", false);
+    bank.set_url("gbdfl.test");
+    bank.trust_ca_file();
+    let proxy = Proxy::start(Some(ANNA_BASIC));
+    bank.env.extra_env.push((
+        "HTTPS_PROXY".into(),
+        format!("http://anna@127.0.0.1:{}", proxy.port),
+    ));
+    bank.env
+        .fails(&["fetch", iins::VALID, "--session", &session()], 13);
+    bank.env
+        .extra_env
+        .push(("GBDFL_PROXY_PASSWORD".into(), ANNA_PASSWORD.into()));
+    bank.env
+        .ok(&["fetch", iins::VALID, "--session", &session()]);
+    assert_eq!(bank.env.emu().calls(), 1);
+    let r = bank.env.ok(&["config"]);
+    assert!(r.stdout.contains("(set, redacted)"), "{}", r.stdout);
+    assert!(!r.stdout.contains("s3cret"), "{}", r.stdout);
 }
