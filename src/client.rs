@@ -127,6 +127,9 @@ pub struct Client {
     longest_call: Duration,
     /// The proxy calls go through, as it may be shown (for messages).
     proxy_shown: Option<String>,
+    /// The proxy, asked again after a refused CONNECT; and how long to wait.
+    proxy: Option<crate::network::ChosenProxy>,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -159,13 +162,13 @@ impl Client {
         // `doctor` uses; reqwest reads no proxy variable itself.
         let proxy = config.network.proxy_for(&url)?;
         let proxy_shown = proxy.as_ref().map(|p| p.shown.clone());
-        builder = match proxy {
+        builder = match &proxy {
             Some(p) => {
-                let mut proxy = reqwest::Proxy::all(p.uri.to_string()).map_err(build)?;
-                if let Some(auth) = p.auth {
-                    proxy = proxy.custom_http_auth(auth);
+                let mut rp = reqwest::Proxy::all(p.uri.to_string()).map_err(build)?;
+                if let Some(auth) = &p.auth {
+                    rp = rp.custom_http_auth(auth.clone());
                 }
-                builder.proxy(proxy)
+                builder.proxy(rp)
             }
             None => builder.no_proxy(),
         };
@@ -187,6 +190,8 @@ impl Client {
             max_body_bytes: config.max_body_bytes,
             longest_call: config.connect_timeout + config.timeout,
             proxy_shown,
+            proxy,
+            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -222,7 +227,7 @@ impl Client {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
-                if let Some(problem) = crate::network::classify(&e) {
+                if let Some(problem) = crate::network::classify(&e).and_then(|p| self.confirm(p)) {
                     let message = problem.explain(
                         self.url.host_str().unwrap_or_default(),
                         self.proxy_shown.as_deref(),
@@ -289,6 +294,29 @@ impl Client {
                 body,
                 message,
             }
+        }
+    }
+}
+
+impl Client {
+    /// A refused CONNECT is a set-up problem only when the proxy refuses
+    /// for good; asked again, a proxy that cannot reach the service now
+    /// (5xx) makes it a dropped line.
+    fn confirm(&self, problem: Problem) -> Option<Problem> {
+        let Problem::ProxyRefused { status: None } = problem else {
+            return Some(problem);
+        };
+        let proxy = self.proxy.as_ref()?;
+        let host = self.url.host_str()?;
+        let port = self.url.port_or_known_default()?;
+        let status =
+            crate::network::doctor::connect_status(proxy, host, port, self.connect_timeout)?;
+        match status {
+            407 => Some(Problem::ProxyAuth),
+            s if crate::network::refuses_for_good(s) => {
+                Some(Problem::ProxyRefused { status: Some(s) })
+            }
+            _ => None,
         }
     }
 }

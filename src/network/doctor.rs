@@ -338,6 +338,7 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
                 return;
             }
             let started = Instant::now();
+            let proxy_shown = p.shown.clone();
             match tokio::time::timeout(timeout, tunnel(tcp, p, &host, port)).await {
                 Ok(Ok(io)) => {
                     report.steps.push(Step {
@@ -350,18 +351,27 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
                 }
                 Ok(Err(TunnelFail::Status(code))) => {
                     let problem = if code == 407 {
-                        Problem::ProxyAuth
+                        Some(Problem::ProxyAuth)
+                    } else if super::refuses_for_good(code) {
+                        Some(Problem::ProxyRefused { status: Some(code) })
                     } else {
-                        Problem::ProxyRefused
+                        None
                     };
-                    let advice = problem.explain(&host, Some(&p.shown));
+                    let why = if problem.is_none() && code >= 500 {
+                        " (it could not reach the service: the line or the service is down)"
+                    } else {
+                        ""
+                    };
                     fail(
                         report,
                         "CONNECT",
                         Some(started.elapsed()),
-                        format!("the proxy answered HTTP {code}"),
+                        format!("the proxy answered HTTP {code}{why}"),
                     );
-                    report.problem = Some((problem, advice));
+                    report.problem = problem.map(|p| {
+                        let advice = p.explain(&host, Some(&proxy_shown));
+                        (p, advice)
+                    });
                     return;
                 }
                 Ok(Err(TunnelFail::Other(e))) => {
@@ -461,6 +471,47 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
             format!("no handshake in {}", humantime::format_duration(timeout)),
         ),
     }
+}
+
+/// The proxy's answer to CONNECT `host:port` (200 when it opens the
+/// tunnel), or `None` when it cannot be reached or does not answer in
+/// `timeout`. Asked again after a failed call, to tell a refusal for good
+/// from a proxy that cannot reach the service now; nothing is sent through.
+pub fn connect_status(
+    proxy: &ChosenProxy,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Option<u16> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let dial_host = proxy
+        .uri
+        .host()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let dial_port = proxy.uri.port_u16().unwrap_or(80);
+    if proxy.uri.scheme_str() == Some("https") {
+        return None;
+    }
+    rt.block_on(async {
+        tokio::time::timeout(timeout, async {
+            let tcp = tokio::net::TcpStream::connect((dial_host.as_str(), dial_port))
+                .await
+                .ok()?;
+            match tunnel(tcp, proxy, host, port).await {
+                Ok(_) => Some(200),
+                Err(TunnelFail::Status(code)) => Some(code),
+                Err(TunnelFail::Other(_)) => None,
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    })
 }
 
 /// A connection TLS can run over.

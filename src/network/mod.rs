@@ -384,8 +384,16 @@ pub enum Problem {
     BadCertificate { detail: String },
     /// The proxy asks for a user name and password (HTTP 407).
     ProxyAuth,
-    /// The proxy refused to open a tunnel to the service.
-    ProxyRefused,
+    /// The proxy refused to open a tunnel to the service, with its answer
+    /// to CONNECT when known (a 4xx: see [`refuses_for_good`]).
+    ProxyRefused { status: Option<u16> },
+}
+
+/// Whether a proxy's answer to CONNECT refuses for good (403 Forbidden,
+/// 405, ...) rather than for now: 5xx means the proxy could not reach the
+/// service (the line), and 408 and 429 pass.
+pub fn refuses_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 407 | 408 | 429)
 }
 
 impl Problem {
@@ -397,7 +405,7 @@ impl Problem {
             Problem::OutOfDate { .. } => "CERT_OUT_OF_DATE",
             Problem::BadCertificate { .. } => "CERT_REJECTED",
             Problem::ProxyAuth => "PROXY_AUTH",
-            Problem::ProxyRefused => "PROXY_REFUSED",
+            Problem::ProxyRefused { .. } => "PROXY_REFUSED",
         }
     }
 
@@ -423,9 +431,10 @@ impl Problem {
                 "the proxy{} asks for a user name and password (HTTP 407). Give the user in the proxy URL (proxy = \"http://USER@proxy.example.kz:3128\" in config.toml, GBDFL_PROXY or HTTPS_PROXY) and the password in {PROXY_PASSWORD_SETTINGS}; if they are given, they are wrong",
                 proxy.map(|p| format!(" {p}")).unwrap_or_default()
             ),
-            Problem::ProxyRefused => format!(
-                "the proxy{} refused to connect to {host}. Ask IT to allow {host} through the proxy, or check the proxy setting (proxy in config.toml, GBDFL_PROXY, HTTPS_PROXY, NO_PROXY)",
-                proxy.map(|p| format!(" {p}")).unwrap_or_default()
+            Problem::ProxyRefused { status } => format!(
+                "the proxy{} refused to connect to {host}{}. Ask IT to allow {host} through the proxy, or check the proxy setting (proxy in config.toml, GBDFL_PROXY, HTTPS_PROXY, NO_PROXY)",
+                proxy.map(|p| format!(" {p}")).unwrap_or_default(),
+                status.map(|s| format!(" (HTTP {s})")).unwrap_or_default()
             ),
         }
     }
@@ -435,7 +444,8 @@ impl Problem {
 /// found by type: a `rustls::Error`, alone or inside an `io::Error`, in the
 /// chain. The proxy's answer to CONNECT comes as hyper-util's private
 /// `TunnelError`, so it is known by the two texts that type prints for a
-/// 407 and for any other refusal.
+/// 407 and for any other answer; for the latter the caller asks the proxy
+/// again ([`doctor::connect_status`]) to learn whether it refuses for good.
 pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -454,7 +464,7 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
         }
         match e.to_string().as_str() {
             "tunnel error: proxy authorization required" => return Some(Problem::ProxyAuth),
-            "tunnel error: unsuccessful" => return Some(Problem::ProxyRefused),
+            "tunnel error: unsuccessful" => return Some(Problem::ProxyRefused { status: None }),
             _ => {}
         }
         cur = e.source();

@@ -113,9 +113,22 @@ struct Proxy {
     connects: Arc<Mutex<Vec<String>>>,
 }
 
+/// How the test proxy answers a CONNECT.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// Opens the tunnel unless `Some(auth)` is not the Proxy-Authorization sent (407).
+    Open(Option<&'static str>),
+    /// Answers every CONNECT with this status line.
+    Refuse(&'static str),
+}
+
 impl Proxy {
     /// `required`: the Proxy-Authorization it demands (407 without it).
     fn start(required: Option<&'static str>) -> Proxy {
+        Proxy::with_mode(Mode::Open(required))
+    }
+
+    fn with_mode(mode: Mode) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("proxy binds");
         let port = listener.local_addr().expect("address").port();
         let connects = Arc::new(Mutex::new(Vec::new()));
@@ -123,7 +136,7 @@ impl Proxy {
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let seen = seen.clone();
-                std::thread::spawn(move || serve(conn, required, &seen));
+                std::thread::spawn(move || serve(conn, mode, &seen));
             }
         });
         Proxy { port, connects }
@@ -138,7 +151,7 @@ impl Proxy {
     }
 }
 
-fn serve(conn: TcpStream, required: Option<&str>, seen: &Mutex<Vec<String>>) {
+fn serve(conn: TcpStream, mode: Mode, seen: &Mutex<Vec<String>>) {
     let mut reader = BufReader::new(conn.try_clone().expect("clone"));
     let mut head = Vec::new();
     loop {
@@ -156,6 +169,14 @@ fn serve(conn: TcpStream, required: Option<&str>, seen: &Mutex<Vec<String>>) {
     };
     seen.lock().expect("lock").push(first.clone());
     let mut out = conn.try_clone().expect("clone");
+    let required = match mode {
+        Mode::Open(required) => required,
+        Mode::Refuse(status) => {
+            let _ =
+                out.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes());
+            return;
+        }
+    };
     let auth = head.iter().find_map(|h| {
         let (k, v) = h.split_once(':')?;
         k.eq_ignore_ascii_case("proxy-authorization")
@@ -545,4 +566,43 @@ fn a_user_in_https_proxy_takes_its_password_from_gbdfl_proxy_password() {
     let r = bank.env.ok(&["config"]);
     assert!(r.stdout.contains("(set, redacted)"), "{}", r.stdout);
     assert!(!r.stdout.contains("s3cret"), "{}", r.stdout);
+}
+
+#[test]
+fn a_proxy_that_forbids_the_service_stops_but_one_that_cannot_reach_it_queues() {
+    let mut bank = Bank::new(&["gbdfl.test"], "127.0.0.1:0", false);
+    bank.set_url("gbdfl.test");
+    bank.trust_ca_file();
+    let forbidding = Proxy::with_mode(Mode::Refuse("403 Forbidden"));
+    bank.env
+        .extra_env
+        .push(("HTTPS_PROXY".into(), forbidding.url()));
+    let r = bank
+        .env
+        .fails(&["fetch", iins::VALID, "--session", &session()], 13);
+    assert!(
+        r.stderr
+            .contains("refused to connect to gbdfl.test (HTTP 403)"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(bank.queue().trim(), "[]");
+    let r = bank.env.fails(&["doctor"], 13);
+    assert!(r.stdout.contains("HTTP 403"), "{}", r.stdout);
+
+    // 502: the proxy could not reach the service. A dropped line: queued.
+    let cut = Proxy::with_mode(Mode::Refuse("502 Bad Gateway"));
+    bank.env.extra_env.pop();
+    bank.env.extra_env.push(("HTTPS_PROXY".into(), cut.url()));
+    let r = bank
+        .env
+        .fails(&["fetch", iins::VALID, "--session", &session()], 11);
+    assert!(r.stderr.contains("queued"), "{}", r.stderr);
+    let r = bank.env.fails(&["doctor"], 13);
+    assert!(
+        r.stdout.contains("could not reach the service"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(bank.env.emu().calls(), 0);
 }
