@@ -9,7 +9,8 @@ use crate::exit::{Exit, ExitCode};
 ///
 /// Reports each step with its timing and the certificate chain presented;
 /// sends no request to the service (nothing is billed). Needs no API key
-/// and no database. Exits 13 when a step fails.
+/// and no database. Exits 13 when a step fails. `--json` prints the steps,
+/// the chain and the problem found as JSON.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -17,9 +18,32 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     let s = &ctx.settings;
     let url = validate_base_url(&s.base_url.value)?;
     let report = crate::network::doctor::run(&s.network(), &url, s.connect_timeout.value);
-    let mut text = format!("checking the way to {url} (no request is sent)\n");
-    text.push_str(&report.render());
-    out(&text)?;
+    if s.json {
+        let json = serde_json::json!({
+            "url": url.as_str(),
+            "ok": report.ok(),
+            "steps": report.steps.iter().map(|st| serde_json::json!({
+                "step": st.name,
+                "ok": st.ok,
+                "ms": st.took.map(|d| d.as_secs_f64() * 1000.0),
+                "detail": st.detail,
+            })).collect::<Vec<_>>(),
+            "chain": report.chain.iter().map(|(subject, issuer, until)| serde_json::json!({
+                "subject": subject,
+                "issuer": issuer,
+                "valid_until": until,
+            })).collect::<Vec<_>>(),
+            "problem": report.problem.as_ref().map(|(p, advice)| serde_json::json!({
+                "kind": p.label(),
+                "advice": advice,
+            })),
+        });
+        out(&format!("{}\n", serde_json::to_string_pretty(&json)?))?;
+    } else {
+        let mut text = format!("checking the way to {url} (no request is sent)\n");
+        text.push_str(&report.render());
+        out(&text)?;
+    }
     if report.ok() {
         return Ok(());
     }

@@ -386,6 +386,11 @@ fn with_ca_file_the_fetch_goes_through_the_proxy_and_doctor_shows_each_step() {
         assert!(r.stdout.contains(step), "{step}\n{}", r.stdout);
     }
     assert!(r.stdout.contains("env HTTPS_PROXY"), "{}", r.stdout);
+    let r = bank.env.ok(&["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).expect("doctor --json");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["chain"][0]["subject"], "CN=gbdfl.test");
+    assert_eq!(v["steps"][4]["step"], "CONNECT");
     assert_eq!(bank.env.emu().calls(), 0, "doctor sends no request");
 
     let before = proxy.connects().len();
