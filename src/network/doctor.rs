@@ -126,8 +126,8 @@ impl ServerCertVerifier for Recording {
 fn describe_cert(der: &CertificateDer<'_>) -> (String, String, String) {
     match x509_parser::parse_x509_certificate(der.as_ref()) {
         Ok((_, c)) => (
-            c.subject().to_string(),
-            c.issuer().to_string(),
+            super::printable(&c.subject().to_string()),
+            super::printable(&c.issuer().to_string()),
             c.validity()
                 .not_after
                 .to_rfc2822()
@@ -458,7 +458,12 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
         Ok(Err(e)) => {
             let shown = proxy.as_ref().map(|p| p.shown.as_str());
             let problem = super::classify(&e);
-            fail(report, "TLS", took, format!("handshake failed: {e}"));
+            fail(
+                report,
+                "TLS",
+                took,
+                super::printable(&format!("handshake failed: {e}")),
+            );
             if let Some(p) = problem {
                 let advice = p.explain(&host_bare, shown);
                 report.problem = Some((p, advice));

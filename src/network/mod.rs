@@ -79,11 +79,11 @@ impl ProxyUrl {
     /// apart, or refused when `password_allowed` is false (config.toml).
     pub fn parse(name: &str, s: &str, password_allowed: bool) -> Result<ProxyUrl, SetupError> {
         let s = s.trim();
-        let with_scheme = if s.contains("://") {
+        let with_scheme = Zeroizing::new(if s.contains("://") {
             s.to_owned()
         } else {
             format!("http://{s}")
-        };
+        });
         let bad = || SetupError::BadProxy {
             name: name.to_owned(),
             shown: redact_proxy(s),
@@ -93,8 +93,7 @@ impl ProxyUrl {
             return Err(bad());
         }
         let password = match url.password() {
-            Some(p) if !password_allowed => {
-                let _ = p;
+            Some(_) if !password_allowed => {
                 return Err(SetupError::PasswordInConfig {
                     name: name.to_owned(),
                 });
@@ -472,6 +471,16 @@ pub fn classify(err: &(dyn StdError + 'static)) -> Option<Problem> {
     None
 }
 
+/// Text from a certificate (the server's, so anyone's) made safe for a
+/// terminal: control characters, which could move the cursor or rewrite
+/// what is shown, become `?`; at most 300 characters.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .take(300)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// Advice for a client that could not be built because TLS could not be
 /// set up (found by type: a `rustls::Error` in the chain, which at build
 /// time comes from loading the trust roots).
@@ -500,7 +509,7 @@ fn from_rustls(e: &rustls::Error) -> Option<Problem> {
         C::NotValidForName | C::NotValidForNameContext { .. } => Problem::WrongHost {
             detail: match c {
                 C::NotValidForNameContext { presented, .. } => {
-                    format!("it names {}", presented.join(", "))
+                    printable(&format!("it names {}", presented.join(", ")))
                 }
                 _ => "it names other hosts".into(),
             },
@@ -512,7 +521,7 @@ fn from_rustls(e: &rustls::Error) -> Option<Problem> {
             detail: "it is not valid yet".into(),
         },
         other => Problem::BadCertificate {
-            detail: format!("{other:?}"),
+            detail: printable(&format!("{other:?}")),
         },
     })
 }
@@ -598,6 +607,7 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
         );
         assert!(matches!(classify(&io), Some(Problem::OutOfDate { .. })));
+        assert_eq!(printable("CN=evil\x1b[2J\nok"), "CN=evil?[2J?ok");
         let other = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
         assert_eq!(classify(&other), None);
         // hyper-util's private TunnelError prints these for a 407 and any other refusal.
