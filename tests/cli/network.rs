@@ -241,8 +241,11 @@ struct Bank {
 
 impl Bank {
     fn new(names: &[&str], bind: &str, expired: bool) -> Bank {
+        Bank::with_pki(pki(names, expired), bind)
+    }
+
+    fn with_pki(pki: Pki, bind: &str) -> Bank {
         let mut env = Env::new();
-        let pki = pki(names, expired);
         let front = tls_front(bind, env.emu().addr(), &pki);
         let ca_file = env.path().join("org-root.pem");
         std::fs::write(&ca_file, &pki.ca_pem).expect("CA file");
@@ -610,4 +613,39 @@ fn a_proxy_that_forbids_the_service_stops_but_one_that_cannot_reach_it_queues() 
         r.stdout
     );
     assert_eq!(bank.env.emu().calls(), 0);
+}
+
+/// The case the issue about bank networks began with: a server presenting a
+/// self-signed CA certificate as its own. Not trusted, or (once in ca_file)
+/// a CA used as a server: either way a configuration error, never queued.
+#[test]
+fn issue_24_a_self_signed_ca_certificate_as_the_servers_is_a_configuration_error() {
+    let (mut params, key, pem) = ca("localhost");
+    params.subject_alt_names = vec![rcgen::SanType::DnsName(
+        "localhost".try_into().expect("DNS name"),
+    )];
+    let cert = params.self_signed(&key).expect("self-signed");
+    let (_, _, system_pem) = ca("some other CA");
+    let pki = Pki {
+        ca_pem: pem,
+        system_pem,
+        cert: cert.der().clone(),
+        key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+    };
+    let mut bank = Bank::with_pki(pki, "127.0.0.1:0");
+    bank.set_url("localhost");
+    let r = bank
+        .env
+        .fails(&["fetch", iins::VALID, "--session", &session()], 13);
+    assert!(r.stderr.contains("ca_file"), "{}", r.stderr);
+    assert!(!r.stderr.contains("queued for"), "{}", r.stderr);
+    // Its own certificate in ca_file: written to be the server's, not a CA's.
+    std::fs::write(&bank.ca_file, cert.pem()).unwrap();
+    bank.trust_ca_file();
+    let r = bank
+        .env
+        .fails(&["fetch", iins::VALID, "--session", &session()], 13);
+    assert!(r.stderr.contains("was rejected"), "{}", r.stderr);
+    assert_eq!(bank.env.emu().calls(), 0);
+    assert_eq!(bank.queue().trim(), "[]");
 }
