@@ -154,8 +154,9 @@ pub fn redact_proxy(s: &str) -> String {
     }
 }
 
-/// The proxy variables of the environment, as found.
-#[derive(Debug, Clone, Default)]
+/// The proxy variables of the environment, as found. Debug shows any
+/// password in them as `***`.
+#[derive(Clone, Default)]
 pub struct ProxyEnv {
     /// (variable name, value) of ALL_PROXY/all_proxy.
     pub all: Option<(&'static str, String)>,
@@ -165,6 +166,20 @@ pub struct ProxyEnv {
     pub http: Option<(&'static str, String)>,
     /// NO_PROXY/no_proxy.
     pub no: Option<(&'static str, String)>,
+}
+
+impl fmt::Debug for ProxyEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |v: &Option<(&'static str, String)>| {
+            v.as_ref().map(|(n, s)| format!("{n}={}", redact_proxy(s)))
+        };
+        f.debug_struct("ProxyEnv")
+            .field("all", &shown(&self.all))
+            .field("https", &shown(&self.https))
+            .field("http", &shown(&self.http))
+            .field("no", &self.no)
+            .finish()
+    }
 }
 
 impl ProxyEnv {
@@ -571,6 +586,11 @@ mod tests {
         assert_eq!(p.auth.as_ref().unwrap(), "Basic YW5uYTpwdw==");
         assert_eq!(p.shown, "http://anna:***@proxy.bank.kz:3128/");
         assert!(format!("{cfg:?}").contains("Secret(***)"));
+        let leaky = ProxyEnv {
+            https: Some(("HTTPS_PROXY", "http://anna:hunter2@proxy:3128".into())),
+            ..ProxyEnv::default()
+        };
+        assert!(!format!("{leaky:?}").contains("hunter2"));
         assert!(at("https://127.0.0.1:8443/").is_none());
         assert!(at("https://localhost:8443/").is_none());
         assert!(at("https://[::1]:8443/").is_none());
