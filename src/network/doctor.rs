@@ -194,10 +194,17 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
             None if super::is_loopback(base_url) => {
                 "none: the service is on this machine (loopback is never proxied)".into()
             }
-            None if net.env.no.is_some() || net.proxy.is_some() => format!(
-                "none: {host_bare} is in {}",
-                net.env.no.as_ref().map(|(n, _)| *n).unwrap_or("NO_PROXY")
-            ),
+            None if net.proxy.is_some()
+                || match base_url.scheme() {
+                    "https" => net.env.https.is_some() || net.env.all.is_some(),
+                    _ => net.env.http.is_some() || net.env.all.is_some(),
+                } =>
+            {
+                format!(
+                    "none: {host_bare} is in {}",
+                    net.env.no.as_ref().map(|(n, _)| *n).unwrap_or("NO_PROXY")
+                )
+            }
             None => "none: direct connection (no proxy setting applies)".into(),
         },
     });
