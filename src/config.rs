@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::client::{ApiKey, ClientConfig};
 use crate::limits::{self, CountRange, DurationRange};
+use crate::network::{NetworkConfig, ProxyEnv, ProxyUrl};
 
 /// The production endpoint of the GBDFL API.
 pub const DEFAULT_BASE_URL: &str = "https://kyc.biometric.kz/api/v1/backend/gbdfl/";
@@ -69,6 +70,8 @@ pub enum ConfigError {
     /// A duration, count or size out of its range (the message names the source).
     #[error(transparent)]
     Range(#[from] crate::limits::InputError),
+    #[error(transparent)]
+    Network(#[from] crate::network::SetupError),
 }
 
 /// The config file, `config.toml`. Every key is optional.
@@ -90,6 +93,9 @@ pub struct FileConfig {
     pub retry_cap: Option<String>,
     pub retry_attempts: Option<i64>,
     pub busy_timeout: Option<String>,
+    pub proxy: Option<String>,
+    pub proxy_password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// What each config key holds, for messages about a value of the wrong type.
@@ -112,6 +118,12 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("retry_cap", "a duration string like \"60s\""),
     ("retry_attempts", "a whole number like 5"),
     ("busy_timeout", "a duration string like \"10s\""),
+    (
+        "proxy",
+        "a proxy URL string like \"http://proxy.bank.kz:3128\"",
+    ),
+    ("proxy_password_file", "a path string"),
+    ("ca_file", "a path string"),
 ];
 
 /// The first key of `text` whose value has the wrong type, as a message:
@@ -167,6 +179,14 @@ pub struct Settings {
     pub retry_cap: Setting<Duration>,
     pub retry_attempts: Setting<u32>,
     pub busy_timeout: Setting<Duration>,
+    /// gbdfl's own proxy (GBDFL_PROXY or `proxy`), password held apart.
+    pub proxy: Option<Setting<ProxyUrl>>,
+    pub proxy_password_file: Option<Setting<PathBuf>>,
+    /// GBDFL_PROXY_PASSWORD.
+    pub proxy_password: crate::network::Secret,
+    /// The environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY.
+    pub proxy_env: ProxyEnv,
+    pub ca_file: Option<Setting<PathBuf>>,
     pub json: bool,
     pub host: String,
 }
@@ -500,6 +520,7 @@ impl Settings {
             &fp,
             (Duration::from_secs(10), limits::BUSY_TIMEOUT),
         )?;
+        let (proxy, proxy_password_file, ca_file) = network_settings(&env_nonempty, &file, &fp)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
             config_file,
@@ -520,6 +541,13 @@ impl Settings {
             retry_cap,
             retry_attempts,
             busy_timeout,
+            proxy,
+            proxy_password_file,
+            proxy_password: crate::network::Secret(
+                env_nonempty("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new),
+            ),
+            proxy_env: ProxyEnv::read(env),
+            ca_file,
             json: flags.json,
             host: if host.is_empty() {
                 "unknown".into()
@@ -536,6 +564,21 @@ impl Settings {
             connect_timeout: self.connect_timeout.value,
             timeout: self.timeout.value,
             max_body_bytes: self.max_response_bytes.value,
+            network: self.network(),
+        }
+    }
+
+    /// The proxy and trust settings of the path to the service.
+    pub fn network(&self) -> NetworkConfig {
+        NetworkConfig {
+            proxy: self
+                .proxy
+                .as_ref()
+                .map(|p| (p.origin.to_string(), p.value.clone())),
+            proxy_password: self.proxy_password.clone(),
+            proxy_password_file: self.proxy_password_file.as_ref().map(|f| f.value.clone()),
+            env: self.proxy_env.clone(),
+            ca_file: self.ca_file.as_ref().map(|f| f.value.clone()),
         }
     }
 
@@ -664,6 +707,46 @@ impl Settings {
             self.retry_attempts.value.to_string(),
             self.retry_attempts.origin.to_string(),
         ));
+        rows.push(match (&self.proxy, &self.proxy_env) {
+            (Some(p), _) => ("proxy", p.value.to_string(), p.origin.to_string()),
+            (None, e) => match e.https.as_ref().or(e.all.as_ref()) {
+                Some((name, v)) => (
+                    "proxy",
+                    crate::network::redact_proxy(v),
+                    format!("env {name}"),
+                ),
+                None => ("proxy", "(none: direct)".to_owned(), "-".to_owned()),
+            },
+        });
+        rows.push(match (&self.proxy_password.0, &self.proxy_password_file) {
+            (Some(_), _) => (
+                "proxy_password",
+                "(set, redacted)".to_owned(),
+                "env GBDFL_PROXY_PASSWORD".to_owned(),
+            ),
+            (None, Some(f)) => (
+                "proxy_password",
+                format!("(from file {}, redacted)", f.value.display()),
+                f.origin.to_string(),
+            ),
+            (None, None) => ("proxy_password", "(not set)".to_owned(), "-".to_owned()),
+        });
+        rows.push(match &self.proxy_env.no {
+            Some((name, v)) => ("no_proxy", v.clone(), format!("env {name}")),
+            None => ("no_proxy", "(not set)".to_owned(), "-".to_owned()),
+        });
+        rows.push(match &self.ca_file {
+            Some(f) => (
+                "ca_file",
+                f.value.display().to_string(),
+                f.origin.to_string(),
+            ),
+            None => (
+                "ca_file",
+                "(not set: the system's trust store only)".to_owned(),
+                "-".to_owned(),
+            ),
+        });
         rows.push((
             "max_response_bytes",
             self.max_response_bytes.value.to_string(),
@@ -708,6 +791,79 @@ fn os_user_name() -> String {
     {
         "unknown".to_owned()
     }
+}
+
+/// gbdfl's own proxy, its password file, and the extra trust roots.
+#[allow(clippy::type_complexity)]
+fn network_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &FileConfig,
+    fp: &Path,
+) -> Result<
+    (
+        Option<Setting<ProxyUrl>>,
+        Option<Setting<PathBuf>>,
+        Option<Setting<PathBuf>>,
+    ),
+    ConfigError,
+> {
+    let value_err = ConfigError::Network;
+    let env_proxy = env("GBDFL_PROXY")
+        .map(|v| ProxyUrl::parse("GBDFL_PROXY", &v, true))
+        .transpose()
+        .map_err(value_err)?;
+    let file_proxy = file
+        .proxy
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| ProxyUrl::parse("proxy", v, false))
+        .transpose()
+        .map_err(value_err)?;
+    let proxy = pick(
+        (None, ""),
+        (env_proxy, "GBDFL_PROXY"),
+        file_proxy,
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
+    .ok();
+    let password_file = pick(
+        (None, ""),
+        (
+            env("GBDFL_PROXY_PASSWORD_FILE").map(PathBuf::from),
+            "GBDFL_PROXY_PASSWORD_FILE",
+        ),
+        file.proxy_password_file.clone(),
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
+    .ok();
+    let env_password = env("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new);
+    let proxy = match proxy {
+        Some(p) => {
+            if (env_password.is_some() || password_file.is_some()) && !p.value.has_user() {
+                return Err(ConfigError::Value {
+                    name: "proxy".into(),
+                    message: format!(
+                        "a proxy password is set ({}) but the proxy URL {} names no user: write it as http://USER@host:port",
+                        crate::network::PROXY_PASSWORD_SETTINGS,
+                        p.value
+                    ),
+                });
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let ca_file = pick(
+        (None, ""),
+        (env("GBDFL_CA_FILE").map(PathBuf::from), "GBDFL_CA_FILE"),
+        file.ca_file.clone(),
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
+    .ok();
+    Ok((proxy, password_file, ca_file))
 }
 
 fn validate_operator(op: &str) -> Result<(), ConfigError> {

@@ -37,7 +37,9 @@ use crate::sync::{self, ItemEnd};
 /// doubt (may have been billed; see `gbdfl queue`); 11 when rows remain
 /// queued (run `gbdfl sync` later; not with --no-sync, whose queued rows
 /// are as asked); 2 when some rows were bad; 12 when rows expired; 5 when
-/// rows got an answer that is not VALID; else 0.
+/// rows got an answer that is not VALID; else 0. 13 (after 2, before the
+/// others) when the network is set up wrongly (certificate not trusted, proxy
+/// refused): nothing more is sent, the queue is as it was.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The CSV file
@@ -152,6 +154,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 
     let mut ends: HashMap<String, ItemEnd> = HashMap::new();
     let mut stopped = None;
+    let mut network = None;
     if let Some(client) = &client
         && to_send > 0
     {
@@ -178,6 +181,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         })?;
         progress.finish();
         stopped = report.stopped.clone();
+        network = report.network.clone();
         ctx.note_records(report.calls.len() as u64);
         for end in report.calls {
             ends.insert(end.item.id.clone(), end);
@@ -200,6 +204,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     report::write_batch_to(outcome_file, &rows, parsed.delimiter)?;
     out(&summary(&rows))?;
     eprintln!("Each row's outcome: {}", dest.display());
+    if let Some(why) = network {
+        return Err(Exit::new(
+            ExitCode::NetworkConfig,
+            super::sync::network_stop(&why, "run `gbdfl sync` to send the rows still queued"),
+        )
+        .into());
+    }
     exit_for(&rows, &parsed, stopped, args.no_sync, &dest)
 }
 

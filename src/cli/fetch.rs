@@ -127,7 +127,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     ctx.note_subject(store, &iin);
     let attempt = lookup::fetch(store, &client, &req, &s.backoff(), session_created_at)?;
-    if attempt.fetched.id().is_some() {
+    if attempt.fetched.id().is_some() || matches!(attempt.fetched, Fetched::NetworkConfig { .. }) {
         ctx.mark_audited();
     }
     report(&attempt, &iin, ctx, store)
@@ -241,6 +241,18 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 item.id,
                 item.id
             ),
+        )
+        .into()),
+        Fetched::NetworkConfig { message, .. } => Err(Exit::new(
+            ExitCode::NetworkConfig,
+            match &attempt.next {
+                Next::Done => format!(
+                    "{message}. Nothing was sent and nothing queued: fix the setting, check it with `gbdfl doctor`, then run this fetch again."
+                ),
+                _ => format!(
+                    "{message}. Nothing was sent; the request stays queued as it was: fix the setting, check it with `gbdfl doctor`, then run `gbdfl sync`."
+                ),
+            },
         )
         .into()),
         Fetched::Expired { item } => Err(Exit::new(

@@ -13,6 +13,7 @@ mod bench;
 mod check;
 mod config;
 mod demo;
+mod doctor;
 mod expiring;
 mod export;
 mod fetch;
@@ -101,6 +102,7 @@ pub enum Command {
     Import(import::Args),
     Export(export::Args),
     Config(config::Args),
+    Doctor(doctor::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
     #[command(hide = true)]
@@ -130,7 +132,11 @@ impl Command {
             Command::Import(_) => "import",
             Command::Export(_) => "export",
             Command::Bench(b) => return b.name(),
-            Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+            Command::Init(_)
+            | Command::Config(_)
+            | Command::Doctor(_)
+            | Command::MockServer(_)
+            | Command::Demo(_) => {
                 return None;
             }
         })
@@ -365,6 +371,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return match cli.command {
             Command::Init(args) => init::run(args, &ctx),
             Command::Config(args) => config::run(args, &ctx),
+            Command::Doctor(args) => doctor::run(args, &ctx),
             Command::Bench(args) => bench::run(args, &ctx, None),
             _ => unreachable!("only unaudited commands here"),
         };
@@ -450,7 +457,11 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args, ctx, store),
         Command::Export(args) => export::run(args, ctx, store),
         Command::Bench(args) => bench::run(args, ctx, Some(store)),
-        Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+        Command::Init(_)
+        | Command::Config(_)
+        | Command::Doctor(_)
+        | Command::MockServer(_)
+        | Command::Demo(_) => {
             unreachable!("not audited commands")
         }
     }

@@ -161,6 +161,13 @@ fn describe_rest(items: &[crate::store::QueueItem]) -> String {
     )
 }
 
+/// The message of a run stopped because the network is set up wrongly.
+pub fn network_stop(why: &str, then: &str) -> String {
+    format!(
+        "stopped: {why}. Nothing was sent; the queue was left as it was (no attempt counted). Fix the setting, check it with `gbdfl doctor`, then {then}."
+    )
+}
+
 fn in_doubt_advice(n: usize) -> String {
     format!(
         "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop HANDLE` (the first column of `gbdfl queue`)."
@@ -169,6 +176,13 @@ fn in_doubt_advice(n: usize) -> String {
 
 /// The exit code and message after a run.
 pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyhow::Result<()> {
+    if let Some(why) = &report.network {
+        return Err(Exit::new(
+            ExitCode::NetworkConfig,
+            network_stop(why, "run `gbdfl sync` again"),
+        )
+        .into());
+    }
     if let Some(why) = &report.stopped {
         return Err(Exit::new(
             ExitCode::Refused,

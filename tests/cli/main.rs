@@ -15,6 +15,7 @@ mod format;
 mod hostile;
 mod import;
 mod init;
+mod network;
 mod privacy;
 mod ranges;
 mod report;
