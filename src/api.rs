@@ -1015,11 +1015,23 @@ pub fn error_message(body: &[u8]) -> String {
             other => Some(other.to_string()),
         }
     };
-    v.get("detail")
+    let message = v
+        .get("detail")
         .and_then(pick)
         .or_else(|| v.get("message").and_then(pick))
         .or_else(|| v.get("error").and_then(pick))
-        .unwrap_or_else(fallback)
+        .unwrap_or_else(fallback);
+    clause(message)
+}
+
+/// The service's message as a clause: gbdfl quotes it inside its own
+/// sentences ("no answer from the service: HTTP 429: Request was
+/// throttled. ..."), which end in their own full stop, so the message's
+/// final full stops and spaces are dropped ("throttled.." otherwise).
+fn clause(mut message: String) -> String {
+    let kept = message.trim_end_matches(|c: char| c == '.' || c.is_whitespace()).len();
+    message.truncate(kept);
+    message
 }
 
 #[cfg(test)]

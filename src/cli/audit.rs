@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
+use crate::render;
 use crate::store::{AuditFilter, AuditView, Store, time_text};
 
 /// Read and verify the audit trail of who looked up whom, when and why.
@@ -86,24 +87,26 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     Ok((n, mac))
 }
 
+/// One entry for the terminal; text from outside (operator, purpose,
+/// error) made [`safe`](render::safe).
 fn line(v: &AuditView) -> String {
     format!(
         "{:>6}  {}  {:<12} {:<14} {:<16} {:<5} paid={} records={}  {}{}\n",
         v.seq,
         v.at.format("%Y-%m-%d %H:%M:%S"),
-        v.operator,
-        v.command,
-        v.subject.as_deref().unwrap_or("-"),
+        render::safe(&v.operator),
+        render::safe(&v.command),
+        render::safe(v.subject.as_deref().unwrap_or("-")),
         if v.ok { "ok" } else { "ERROR" },
         if v.paid_call { "yes" } else { "no" },
         v.records,
         v.purpose
             .as_deref()
-            .map(|p| format!("purpose: {p}"))
+            .map(|p| format!("purpose: {}", render::safe(p)))
             .unwrap_or_default(),
         v.error
             .as_deref()
-            .map(|e| format!("  error: {}", e.replace('\n', " ")))
+            .map(|e| format!("  error: {}", render::safe(&e.replace('\n', " "))))
             .unwrap_or_default(),
     )
 }
