@@ -165,12 +165,26 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
 
 /// Prefixes a single quote to text that a spreadsheet would run as a
 /// formula: text starting with `=`, `+`, `-`, `@`, a tab or a carriage
-/// return (OWASP, "CSV Injection").
+/// return (OWASP, "CSV Injection"); and, by the same rule, to text holding
+/// a bidirectional control ([`is_bidi_control`]), which could otherwise
+/// hide such a start or reorder the text beside it. The rest of the text
+/// is kept as it is, so removing the one `'` gives the original back.
 pub fn neutralise(s: &str) -> Cow<'_, str> {
     match s.as_bytes().first() {
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+        _ if s.chars().any(is_bidi_control) => Cow::Owned(format!("'{s}")),
         _ => Cow::Borrowed(s),
     }
+}
+
+/// The characters that set or change text direction: the marks (U+200E,
+/// U+200F, U+061C), embeddings and overrides (U+202A-U+202E) and
+/// isolates (U+2066-U+2069).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn shown_iin(iin: &str, full: bool) -> String {
@@ -864,6 +878,15 @@ mod tests {
         for s in ["Нурланов", "", "1-2", "a=b", " =x", "'quoted"] {
             assert_eq!(neutralise(s), s, "{s:?}");
         }
+    }
+
+    #[test]
+    fn text_with_a_bidi_control_anywhere_is_neutralised_like_a_formula() {
+        for s in ["Асхат\u{202E}вонлуН", "\u{200F}x", "a\u{2066}b\u{2069}", "x\u{061C}"] {
+            assert_eq!(neutralise(s), format!("'{s}"), "{s:?}");
+        }
+        // Other format characters do not change direction.
+        assert_eq!(neutralise("a\u{200B}b"), "a\u{200B}b");
     }
 
     #[test]

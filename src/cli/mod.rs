@@ -11,6 +11,7 @@ mod backup;
 mod batch;
 mod bench;
 mod check;
+mod completions;
 mod config;
 mod demo;
 mod expiring;
@@ -19,6 +20,7 @@ mod fetch;
 mod history;
 mod import;
 mod init;
+mod man;
 mod mock_server;
 mod progress;
 mod purge;
@@ -56,6 +58,7 @@ pub struct Cli {
 
 /// Options every subcommand takes, before or after its name.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The database file [env: GBDFL_DB] [default: <data dir>/gbdfl/gbdfl.db]
     #[arg(long, global = true, value_name = "PATH")]
@@ -103,6 +106,8 @@ pub enum Command {
     Config(config::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
+    Completions(completions::Args),
+    Man(man::Args),
     #[command(hide = true)]
     Bench(bench::Args),
 }
@@ -130,7 +135,12 @@ impl Command {
             Command::Import(_) => "import",
             Command::Export(_) => "export",
             Command::Bench(b) => return b.name(),
-            Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+            Command::Init(_)
+            | Command::Config(_)
+            | Command::MockServer(_)
+            | Command::Demo(_)
+            | Command::Completions(_)
+            | Command::Man(_) => {
                 return None;
             }
         })
@@ -260,6 +270,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::MockServer(args) => return mock_server::run(args),
         Command::Demo(args) => return demo::run(args),
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
         _ => {}
     }
     let settings = Settings::resolve(&flags, &real_env)?;
@@ -340,7 +352,12 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args, ctx, store),
         Command::Export(args) => export::run(args, ctx, store),
         Command::Bench(args) => bench::run(args, ctx, Some(store)),
-        Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+        Command::Init(_)
+        | Command::Config(_)
+        | Command::MockServer(_)
+        | Command::Demo(_)
+        | Command::Completions(_)
+        | Command::Man(_) => {
             unreachable!("not audited commands")
         }
     }
