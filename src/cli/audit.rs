@@ -6,7 +6,7 @@ use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
 use crate::render;
-use crate::store::{AuditFilter, AuditView, Store, time_text};
+use crate::store::{AuditFilter, AuditView, Store};
 
 /// Read and verify the audit trail of who looked up whom, when and why.
 #[derive(Debug, clap::Args)]
@@ -185,16 +185,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             store.each_audit(&filter, |v| -> anyhow::Result<()> {
                 n += 1;
                 if json {
-                    out(&format!(
-                        "{}\n",
-                        serde_json::json!({
-                            "seq": v.seq, "id": v.id, "at": time_text(v.at), "operator": v.operator,
-                            "host": v.host, "command": v.command, "subject": v.subject,
-                            "purpose": v.purpose, "outcome": if v.ok { "ok" } else { "error" },
-                            "exit_code": v.exit_code, "error": v.error, "paid_call": v.paid_call,
-                            "records": v.records,
-                        })
-                    ))
+                    let entry: serde_json::Map<String, serde_json::Value> =
+                        crate::report::AUDIT_COLUMNS
+                            .iter()
+                            .map(|k| k.to_string())
+                            .zip(crate::report::audit_fields(&v))
+                            .collect();
+                    super::json::line(&serde_json::Value::Object(entry))
                 } else {
                     out(&line(&v))
                 }

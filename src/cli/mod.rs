@@ -20,6 +20,7 @@ mod fetch;
 mod history;
 mod import;
 mod init;
+mod json;
 mod man;
 mod mock_server;
 mod progress;

@@ -13,16 +13,17 @@ use crate::store::Store;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// expiring: documents needing attention (as `gbdfl expiring`);
-    /// lookups: every lookup in the period; summary: counts per day
+    /// lookups: every lookup in the period; summary: counts per day;
+    /// audit: the audit trail, the columns of `gbdfl audit log --json`
     #[arg(value_enum)]
     pub kind: KindArg,
     /// Where to write [default: reports/KIND-YYYYMMDD-HHMMSS.csv]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// First UTC day of the period, YYYY-MM-DD (lookups, summary)
+    /// First UTC day of the period, YYYY-MM-DD (lookups, summary, audit)
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
-    /// Last UTC day of the period, included (lookups, summary)
+    /// Last UTC day of the period, included (lookups, summary, audit)
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Add a UTF-8 byte order mark and CRLF line ends, for Excel
@@ -44,6 +45,15 @@ pub struct Args {
     /// on it [default: one per core]
     #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
     pub threads: Option<usize>,
+    /// audit: only entries of this operator
+    #[arg(long = "by", value_name = "OPERATOR")]
+    pub by: Option<String>,
+    /// audit: only entries about this IIN (matched through its blind index)
+    #[arg(long, value_name = "IIN")]
+    pub iin: Option<String>,
+    /// audit: only this command (fetch, show, "report expiring", ...)
+    #[arg(long, value_name = "COMMAND")]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -51,6 +61,7 @@ pub enum KindArg {
     Expiring,
     Lookups,
     Summary,
+    Audit,
 }
 
 impl Args {
@@ -60,6 +71,7 @@ impl Args {
             KindArg::Expiring => "report expiring",
             KindArg::Lookups => "report lookups",
             KindArg::Summary => "report summary",
+            KindArg::Audit => "report audit",
         }
     }
 }
@@ -74,7 +86,20 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         KindArg::Expiring => Kind::Expiring,
         KindArg::Lookups => Kind::Lookups,
         KindArg::Summary => Kind::Summary,
+        KindArg::Audit => return audit_report(args, ctx, store),
     };
+    if let Some(flag) = [
+        ("--by", args.by.is_some()),
+        ("--iin", args.iin.is_some()),
+        ("--action", args.action.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, given)| given.then_some(*f))
+    {
+        return Err(invalid(format!(
+            "{flag} applies to `gbdfl report audit` only"
+        )));
+    }
     let text = OptionText {
         delimiter: &args.delimiter,
         excel: args.excel,
@@ -100,5 +125,73 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     ctx.note_records(rows);
     let noun = if rows == 1 { "row" } else { "rows" };
     eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "report": kind.name(), "path": dest, "rows": rows, "full_iin": opts.full_iin,
+        }));
+    }
+    out(&format!("{}\n", dest.display()))
+}
+
+/// `gbdfl report audit`: the audit trail as CSV. Its own entry is written
+/// before the file appears under its name, so an auditor's copy of the
+/// trail is itself on the trail.
+fn audit_report(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    if args.full_iin {
+        return Err(invalid(
+            "--full-iin: the audit trail holds no IINs (only the start of each one's blind index)",
+        ));
+    }
+    let text = OptionText {
+        delimiter: &args.delimiter,
+        excel: args.excel,
+        full_iin: false,
+        from: args.from.as_deref(),
+        to: args.to.as_deref(),
+        within: &args.within,
+        as_of: args.as_of.as_deref(),
+    };
+    let now = chrono::Local::now();
+    // The period and format rules of the lookups report.
+    let opts = Options::parse(Kind::Lookups, &text, now.date_naive()).map_err(invalid)?;
+    let subject = match args.iin.as_deref() {
+        Some(s) => {
+            let iin = crate::iin::Iin::parse_unchecked(s)?;
+            ctx.note_subject(store, &iin);
+            Some(store.subject_of(&iin))
+        }
+        None => None,
+    };
+    let (from, to) = opts.period.bounds();
+    let filter = crate::store::AuditFilter {
+        from,
+        to,
+        operator: args.by,
+        subject,
+        command: args.action,
+    };
+    let dest = args
+        .out
+        .unwrap_or_else(|| report::default_path_named("audit", now));
+    let made = || -> Result<(report::AtomicFile, u64), report::ReportError> {
+        let file = report::AtomicFile::create(&dest)?;
+        report::write_audit(file, opts.format, store, &filter)
+    };
+    let (file, rows) = made().with_context(|| format!("audit report to {}", dest.display()))?;
+    ctx.note_records(rows);
+    let entry = ctx.audit_entry();
+    store
+        .append_audit(&entry)
+        .context("appending to the audit trail; the report was not written")?;
+    ctx.mark_audited();
+    file.commit()
+        .with_context(|| format!("audit report to {}", dest.display()))?;
+    let noun = if rows == 1 { "entry" } else { "entries" };
+    eprintln!("audit report: {rows} {noun}");
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "report": "audit", "path": dest, "rows": rows,
+        }));
+    }
     out(&format!("{}\n", dest.display()))
 }
