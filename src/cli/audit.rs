@@ -117,6 +117,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let head = head.as_deref().map(parse_head).transpose()?;
             let check = store.verify_audit(head.as_ref().map(|(n, m)| (*n, m.as_slice())))?;
             ctx.note_records(check.entries);
+            if ctx.settings.json {
+                super::json::print(&serde_json::json!({
+                    "entries": check.entries,
+                    "intact": check.problem.is_none(),
+                    "problem": check.problem,
+                    "head_checked": head.is_some(),
+                }))?;
+            }
             match check.problem {
                 None => {
                     eprintln!(
@@ -144,6 +152,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             }
             // The head is the trail before this command's own entry: later
             // entries only extend it, so `verify --head` stays valid.
+            if ctx.settings.json {
+                let mac = hex::encode(&check.last_mac);
+                return super::json::print(&serde_json::json!({
+                    "entries": check.entries,
+                    "mac": mac,
+                    "head": format!("{}:{mac}", check.entries),
+                }));
+            }
             out(&format!(
                 "{}:{}\n",
                 check.entries,

@@ -26,9 +26,13 @@ use crate::sync::{self, ItemEnd};
 /// optionally purpose and session_created_at (in any order); UTF-8 with or
 /// without BOM; comma or semicolon. Bad rows are reported with their line
 /// number and skipped. Rows answered by a fresh cached record make no call.
-/// Exits 0 when every row got a VALID record, 2 when some rows were bad,
-/// 11 when requests remain queued (run `gbdfl sync` later), 4 when the
-/// service refused every request (API key, subscription).
+///
+/// Exit codes, the first that applies: 4 the service refused in a way that
+/// fails for every request (API key, subscription); 11 rows remain queued
+/// (run `gbdfl sync` later); 2 some rows were bad; 14 some requests are in
+/// doubt (an earlier call was interrupted and may have been billed: see
+/// `gbdfl queue`); 12 some rows' 3-hour session window had ended; 5 some
+/// rows got an answer that is not VALID; 0 every row got a VALID record.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The CSV file
@@ -170,7 +174,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| report::default_path_named("batch", chrono::Local::now()));
     report::write_batch(&dest, &rows, parsed.delimiter)?;
-    out(&summary(&rows))?;
+    if ctx.settings.json {
+        super::json::print(&summary_json(&rows, &dest))?;
+    } else {
+        out(&summary(&rows))?;
+    }
     eprintln!("Each row's outcome: {}", dest.display());
 
     if let Some(why) = stopped {
@@ -204,6 +212,17 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .into());
     }
     let count = |f: &dyn Fn(&BatchRow) -> bool| rows.iter().filter(|r| f(r)).count();
+    let in_doubt = count(&|r| r.outcome == "IN_DOUBT");
+    if in_doubt > 0 {
+        return Err(Exit::new(
+            ExitCode::InDoubt,
+            format!(
+                "{in_doubt} row(s) were not sent: an earlier call for them was interrupted and may have been answered and billed. See `gbdfl queue`; resend with `gbdfl sync --resend-in-doubt` (may be billed twice) or give up with `gbdfl queue drop ID` (see {}).",
+                dest.display()
+            ),
+        )
+        .into());
+    }
     let expired = count(&|r| r.outcome == "EXPIRED");
     if expired > 0 {
         return Err(Exit::new(
@@ -423,6 +442,19 @@ fn describe(f: &Fetched) -> String {
 }
 
 /// Rows per outcome, as a table.
+/// [`summary`] for `--json`: `{"rows", "outcome_file", "outcomes": [{"outcome", "source", "rows"}]}`.
+fn summary_json(rows: &[BatchRow], dest: &std::path::Path) -> serde_json::Value {
+    let mut by: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+    for r in rows {
+        *by.entry((r.outcome.as_str(), r.source)).or_default() += 1;
+    }
+    let outcomes: Vec<serde_json::Value> = by
+        .into_iter()
+        .map(|((o, s), n)| serde_json::json!({ "outcome": o, "source": s, "rows": n }))
+        .collect();
+    serde_json::json!({ "rows": rows.len(), "outcome_file": dest, "outcomes": outcomes })
+}
+
 fn summary(rows: &[BatchRow]) -> String {
     let mut by: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for r in rows {

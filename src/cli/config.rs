@@ -14,7 +14,7 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
             .into_iter()
             .map(|(k, v, o)| (k.to_owned(), serde_json::json!({ "value": v, "source": o })))
             .collect();
-        return out(&format!("{}\n", serde_json::to_string_pretty(&map)?));
+        return super::json::print(&map);
     }
     let rows = s.describe();
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

@@ -116,7 +116,7 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 return print_record(iin, body, &lookup, json, today);
             }
             if json {
-                out(&format!("{}\n", String::from_utf8_lossy(body)))?;
+                super::json::raw(body)?;
             }
             let reason = response.failure_reason.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
             let code = fetched.exit_code();
@@ -195,7 +195,7 @@ fn print_record(
     today: chrono::NaiveDate,
 ) -> anyhow::Result<()> {
     if json {
-        return out(&format!("{}\n", String::from_utf8_lossy(body)));
+        return super::json::raw(body);
     }
     match lookup::parse_stored(body) {
         Some(resp) => out(&render::person(iin.as_str(), &resp, lookup, today)),

@@ -54,7 +54,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return out(&format!("{}\n", serde_json::to_string_pretty(&items)?));
+        return super::json::print(&items);
     }
     out(&render::history(&rows))
 }

@@ -38,3 +38,43 @@ pub fn refuse(command: &str, why: &str) -> anyhow::Error {
     )
     .into()
 }
+
+/// A writer that passes JSON on made terminal-safe, for output too large
+/// to hold as one text. A character split between two writes is held
+/// until its end arrives.
+pub struct SafeWriter<W: std::io::Write> {
+    inner: W,
+    held: Vec<u8>,
+}
+
+impl<W: std::io::Write> SafeWriter<W> {
+    pub fn new(inner: W) -> Self {
+        SafeWriter {
+            inner,
+            held: Vec::new(),
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for SafeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.held.extend_from_slice(buf);
+        let (text, rest) = match std::str::from_utf8(&self.held) {
+            Ok(t) => (t, self.held.len()),
+            // Only an unfinished character at the end waits; serde_json
+            // writes nothing else that is not UTF-8.
+            Err(e) if e.error_len().is_none() => (
+                std::str::from_utf8(&self.held[..e.valid_up_to()]).expect("valid up to here"),
+                e.valid_up_to(),
+            ),
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        };
+        self.inner.write_all(render::json_safe(text).as_bytes())?;
+        self.held.drain(..rest);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}

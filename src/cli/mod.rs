@@ -267,9 +267,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         base_url: g.base_url,
         json: g.json,
     };
+    // These print no data to give as JSON.
+    let prints_no_data = match &cli.command {
+        Command::Demo(_) => Some(("demo", "it shows a walk-through for people")),
+        Command::Completions(_) => Some(("completions", "it prints a shell script")),
+        Command::Man(_) => Some(("man", "it prints a manual page")),
+        Command::Bench(_) => Some(("bench", "it prints timings for people")),
+        _ => None,
+    };
+    if let (true, Some((name, why))) = (g.json, prints_no_data) {
+        return Err(json::refuse(name, why));
+    }
     // The emulator and the demo need no settings of the user's.
     match cli.command {
-        Command::MockServer(args) => return mock_server::run(args),
+        Command::MockServer(args) => return mock_server::run(args, g.json),
         Command::Demo(args) => return demo::run(args),
         Command::Completions(args) => return completions::run(args),
         Command::Man(args) => return man::run(args),

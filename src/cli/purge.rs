@@ -37,6 +37,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     if args.dry_run {
         let n = store.count_before(cutoff)?;
         ctx.note_records(n as u64);
+        if ctx.settings.json {
+            return super::json::print(&serde_json::json!({
+                "dry_run": true, "before": crate::store::time_text(cutoff), "lookups": n,
+            }));
+        }
         return out(&format!(
             "{n} lookups requested before {} would be deleted (dry run: nothing changed).\n",
             cutoff.format("%Y-%m-%d %H:%M UTC")
@@ -45,6 +50,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let mut entry = ctx.audit_entry();
     let n = store.purge(cutoff, &mut entry)?;
     ctx.mark_audited();
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "dry_run": false, "before": crate::store::time_text(cutoff), "lookups": n,
+        }));
+    }
     out(&format!(
         "Deleted {n} lookups requested before {}; the database was compacted so no old ciphertext remains.\n",
         cutoff.format("%Y-%m-%d %H:%M UTC")

@@ -41,6 +41,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     })?;
     let n = store.rekey(&old, &new, &ctx.audit_entry())?;
     ctx.mark_audited();
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "lookups": n,
+            "key_file": new_path,
+            "key_id": crypto::key_id(&new.check_value()).to_string(),
+            "key_version": version,
+            "old_key_file": old_path,
+            "old_key_id": crypto::key_id(&old.check_value()).to_string(),
+        }));
+    }
     out(&format!(
         "Re-encrypted {n} lookups and the audit trail under a new master key (key id {}, version {version}), written to {}.\n\
          Next: point --key-file / GBDFL_KEY_FILE / key_file at the new file, back it up, then retire the old key file {} (key id {}): this database now refuses it, but backups made before this rekey open only with it, so keep it with those backups until they are gone.\n",

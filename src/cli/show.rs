@@ -32,7 +32,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     ctx.note_records(1);
     if ctx.settings.json {
-        return out(&format!("{}\n", String::from_utf8_lossy(&body)));
+        return super::json::raw(&body);
     }
     let Some(resp) = lookup::parse_stored(&body) else {
         return Err(Exit::new(

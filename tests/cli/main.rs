@@ -6,6 +6,7 @@ mod harness;
 mod audit;
 mod bulk;
 mod concurrent;
+mod conventions;
 mod docs;
 mod fetch;
 mod format;
