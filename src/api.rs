@@ -1029,7 +1029,9 @@ pub fn error_message(body: &[u8]) -> String {
 /// throttled. ..."), which end in their own full stop, so the message's
 /// final full stops and spaces are dropped ("throttled.." otherwise).
 fn clause(mut message: String) -> String {
-    let kept = message.trim_end_matches(|c: char| c == '.' || c.is_whitespace()).len();
+    let kept = message
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .len();
     message.truncate(kept);
     message
 }

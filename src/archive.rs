@@ -464,7 +464,10 @@ pub(crate) mod tests {
         );
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["a"], "A");
-        assert_eq!(&*export_line(b"{}", at), br#"{"fetched_at":"2030-06-01T09:00:00.000Z"}"#);
+        assert_eq!(
+            &*export_line(b"{}", at),
+            br#"{"fetched_at":"2030-06-01T09:00:00.000Z"}"#
+        );
         let with = br#"{"z": 1, "fetched_at": "2020-01-01T00:00:00Z"}"#;
         assert_eq!(&*export_line(with, at), with);
     }

@@ -945,7 +945,12 @@ mod tests {
 
     #[test]
     fn text_with_a_bidi_control_anywhere_is_neutralised_like_a_formula() {
-        for s in ["Асхат\u{202E}вонлуН", "\u{200F}x", "a\u{2066}b\u{2069}", "x\u{061C}"] {
+        for s in [
+            "Асхат\u{202E}вонлуН",
+            "\u{200F}x",
+            "a\u{2066}b\u{2069}",
+            "x\u{061C}",
+        ] {
             assert_eq!(neutralise(s), format!("'{s}"), "{s:?}");
         }
         // Other format characters do not change direction.
