@@ -91,7 +91,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             "{}: line {}: {}; skipped",
             args.file.display(),
             b.line,
-            b.reason
+            crate::render::safe(&b.reason)
         );
     }
     if parsed.rows.is_empty() && parsed.bad.is_empty() {

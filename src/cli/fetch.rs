@@ -102,7 +102,7 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             eprintln!(
                 "Answered from the cache: VALID record fetched {} ago by {}; no paid call was made (use --force to call anyway).",
                 humantime::format_duration(Duration::from_secs(age.num_seconds().max(0) as u64)),
-                from.operator
+                render::safe(&from.operator)
             );
             print_record(iin, body, from, json, today)
         }
