@@ -642,7 +642,41 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_from_the_record_are_blanked() {
+    fn controls_and_format_characters_are_shown_as_escapes() {
+        use super::{safe, safe_lines, safe_width};
+        assert_eq!(safe("Иван"), "Иван");
+        assert_eq!(
+            safe("a\x1b[2K\rb\u{8}\0\u{7f}\u{9b}"),
+            "a\\u{1b}[2K\\u{d}b\\u{8}\\u{0}\\u{7f}\\u{9b}"
+        );
+        assert_eq!(
+            safe("x\u{202e}y\u{2066}\u{200f}\u{61c}\u{feff}\u{e0041}"),
+            "x\\u{202e}y\\u{2066}\\u{200f}\\u{61c}\\u{feff}\\u{e0041}"
+        );
+        assert_eq!(safe("a\nb"), "a\\u{a}b");
+        assert_eq!(safe_lines("a\nb\r"), "a\nb\\u{d}");
+        assert_eq!(safe_width("a\u{202e}"), safe("a\u{202e}").chars().count());
+    }
+
+    #[test]
+    fn json_made_safe_reads_back_the_same() {
+        let v = serde_json::json!({ "s": "a\u{202e}b\u{7f}\u{85}\x1b\r\n\u{e0041}", "n": 1 });
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        let safe = super::json_safe(&text);
+        assert!(
+            !safe.chars().any(|c| super::is_unsafe_char(c) && c != '\n'),
+            "{safe}"
+        );
+        assert!(
+            safe.contains("\\u202e") && safe.contains("\\udb40\\udc41"),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn control_characters_from_the_record_do_not_reach_the_terminal() {
         let text = super::expiring(&[row(None, "Иван\x1b[2J\nов")], false);
         assert!(!text.contains('\x1b'), "{text:?}");
         assert_eq!(text.lines().count(), 2, "{text:?}");
