@@ -994,7 +994,7 @@ pub fn error_message(body: &[u8]) -> String {
         s
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return fallback();
+        return clause(fallback());
     };
     let pick = |v: &Value| -> Option<String> {
         match v {
@@ -1032,7 +1032,10 @@ fn clause(mut message: String) -> String {
     let kept = message
         .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
         .len();
-    message.truncate(kept);
+    // A message of nothing but full stops is kept as it came.
+    if kept > 0 {
+        message.truncate(kept);
+    }
     message
 }
 
@@ -1107,5 +1110,18 @@ mod tests {
             "field required"
         );
         assert_eq!(error_message(b"Bad Gateway"), "Bad Gateway");
+        // Quoted inside gbdfl's own sentences, which end in their own stop.
+        assert_eq!(
+            error_message(
+                br#"{"detail":"Request was throttled. Expected available in 5 seconds. "}"#
+            ),
+            "Request was throttled. Expected available in 5 seconds"
+        );
+        assert_eq!(
+            error_message(br#"{"detail":"Request was throttled."}"#),
+            "Request was throttled"
+        );
+        assert_eq!(error_message(b"Bad Gateway.\n"), "Bad Gateway");
+        assert_eq!(error_message(b"..."), "...");
     }
 }
