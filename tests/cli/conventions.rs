@@ -289,6 +289,37 @@ fn the_man_page_renders_without_warnings() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("completions"), "{text}");
+
+    // A page per command, each rendering cleanly, for the ones the main
+    // page names (gbdfl-show(1), ...).
+    let dir = env.path().join("man1");
+    env.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    for name in [
+        "gbdfl.1",
+        "gbdfl-show.1",
+        "gbdfl-audit-log.1",
+        "gbdfl-report.1",
+    ] {
+        let out = std::process::Command::new(groff())
+            .args(["-man", "-ww", "-z"])
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        !dir.join("gbdfl-bench.1").exists(),
+        "hidden commands get no page"
+    );
+    std::fs::write(env.path().join("file"), "").unwrap();
+    env.fails(
+        &["man", "--dir", env.path().join("file/x").to_str().unwrap()],
+        2,
+    );
 }
 
 /// A database made through the library with a fixed key, so the blind
