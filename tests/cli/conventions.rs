@@ -191,6 +191,59 @@ fn an_error_quoting_the_service_is_shown_safe_and_ends_in_one_full_stop() {
     assert!(!r.stderr.contains('\x1b'), "{}", r.stderr);
 }
 
+/// A server on loopback that answers every request with HTTP 429 and the
+/// body of a real throttling answer, a full stop ending its message;
+/// returns its base URL.
+fn throttling_server() -> String {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut rd = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if rd.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = rd.read_exact(&mut body);
+            let answer = r#"{"detail":"Request was throttled. Expected available in 1 second."}"#;
+            let _ = write!(
+                conn,
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+        }
+    });
+    format!("http://{addr}/api/v1/backend/gbdfl/")
+}
+
+#[test]
+fn a_service_message_ending_in_a_full_stop_is_not_given_a_second() {
+    let mut env = Env::bare();
+    env.base_url = throttling_server();
+    env.ok(&["init"]);
+    let r = env.run(&["fetch", &synthetic_iin(8), "--session", &session()]);
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("Request was throttled. Expected available in 1 second"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains(".."), "{}", r.stderr);
+    assert!(r.stderr.trim_end().ends_with('.'), "{}", r.stderr);
+    let queue = env.ok(&["queue"]).stdout;
+    assert!(!queue.contains(".."), "{queue}");
+}
+
 #[test]
 fn global_options_have_their_own_heading_in_help() {
     let env = Env::bare();
