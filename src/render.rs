@@ -19,6 +19,9 @@ use crate::store::{Lookup, Source};
 /// the cursor, recolour, hide or reorder what the operator reads.
 pub fn is_unsafe_char(c: char) -> bool {
     let u = c as u32;
+    if (0x20..0x7f).contains(&u) {
+        return false; // printable ASCII, the common case
+    }
     c.is_control() // C0, DEL, C1
         || matches!(
             u,
@@ -370,6 +373,14 @@ fn table_line_into(s: &mut String, widths: &[usize], cells: &[&str], colour: Opt
         // escape that does not fit the column is left out whole.
         let mut buf = String::new();
         for ch in c.chars() {
+            if !is_unsafe_char(ch) {
+                if !last && shown == *w {
+                    break;
+                }
+                s.push(ch);
+                shown += 1;
+                continue;
+            }
             buf.clear();
             push_safe(&mut buf, ch, &|_| false);
             let n = buf.chars().count();
