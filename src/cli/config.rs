@@ -20,6 +20,8 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let mut text = String::new();
     for (k, v, o) in rows {
+        // Values come from files and the environment: shown safe.
+        let (v, o) = (crate::render::safe(&v), crate::render::safe(&o));
         text.push_str(&format!("{k:<w$}  {v}  [{o}]\n"));
     }
     out(&text)
