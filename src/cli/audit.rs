@@ -1,6 +1,6 @@
 //! `gbdfl audit`: read and verify the tamper-evident audit trail.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
@@ -57,7 +57,14 @@ impl Args {
 
 /// Parses YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
 pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+    // A day alone has a four-digit year: `26-12-03` is refused, not the year 26.
+    if !s.trim().contains(['T', 't', ' ']) {
+        let d = crate::limits::parse_date(name, s).map_err(|e| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!("{e} or 2026-11-28T09:00:00Z"),
+            )
+        })?;
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
     }
     DateTime::parse_from_rfc3339(s.trim())
@@ -65,7 +72,10 @@ pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
         .map_err(|_| {
             Exit::new(
                 ExitCode::InvalidInput,
-                format!("{name} {s:?} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z"),
+                format!(
+                    "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
+                    crate::limits::shown(s)
+                ),
             )
             .into()
         })
@@ -75,7 +85,10 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     let bad = || {
         Exit::new(
             ExitCode::InvalidInput,
-            format!("--head {s:?} is not COUNT:MAC as printed by `gbdfl audit head`"),
+            format!(
+                "--head {} is not COUNT:MAC as printed by `gbdfl audit head`",
+                crate::limits::shown(s)
+            ),
         )
     };
     let (n, mac) = s.trim().split_once(':').ok_or_else(bad)?;
@@ -191,12 +204,15 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 subject,
                 command: action,
             };
+            // Gathered first: the purposes are personal data, released
+            // only after this command's own entry is written.
             let mut n = 0u64;
             let json = ctx.settings.json;
+            let mut text = String::new();
             if !json {
-                out(
+                text.push_str(
                     "   SEQ  TIME (UTC)           OPERATOR     COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
-                )?;
+                );
             }
             store.each_audit(&filter, |v| -> anyhow::Result<()> {
                 n += 1;
@@ -207,13 +223,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                             .map(|k| k.to_string())
                             .zip(crate::report::audit_fields(&v))
                             .collect();
-                    super::json::line(&serde_json::Value::Object(entry))
+                    text.push_str(&super::json::line(&serde_json::Value::Object(entry))?);
                 } else {
-                    out(&line(&v))
+                    text.push_str(&line(&v));
                 }
+                Ok(())
             })?;
-            ctx.note_records(n);
-            Ok(())
+            ctx.release(store, n)?;
+            out(&text)
         }
     }
 }

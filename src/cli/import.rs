@@ -27,8 +27,9 @@ pub struct Args {
     /// 2025-10-15T10:25:00Z)
     #[arg(long, value_name = "TIME")]
     pub fetched_at: Option<String>,
-    /// Worker threads for parsing, compressing and sealing [default: one per core]
-    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    /// Worker threads for parsing, compressing and sealing, 1 to 64
+    /// [env: GBDFL_THREADS] [default: one per core, at most 64]
+    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
 }
 
@@ -42,15 +43,24 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 .map_err(|_| {
                     Exit::new(
                         ExitCode::InvalidInput,
-                        format!("--fetched-at {s:?} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z"),
+                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", crate::limits::shown(s)),
                     )
                 })
         })
         .transpose()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(crate::report::default_threads)
-        .max(1);
+    if let Some(t) = default_time
+        && t > chrono::Utc::now() + crate::store::FUTURE_TOLERANCE
+    {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "--fetched-at {} is in the future: give the time the answers were fetched",
+                crate::store::time_text(t)
+            ),
+        )
+        .into());
+    }
+    let threads = crate::limits::threads(args.threads, &ctx.env)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("gbdfl-worker-{i}"))
@@ -61,12 +71,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     // into them answer by answer (BENCHMARKS.md).
     let file_len = std::fs::metadata(&args.file).map_or(0, |m| m.len());
     let db_len = std::fs::metadata(store.path()).map_or(0, |m| m.len());
+    // Each committed transaction appends an entry with what it stored;
+    // the entry at the end says how the import ended and counts nothing.
+    let audit = ctx.audit_entry();
     let who = Importer {
         operator: &ctx.settings.operator.value,
         host: &ctx.settings.host,
         purpose: ctx.purpose.as_deref(),
         default_time,
         rebuild_indexes: file_len > 64 << 20 && file_len > db_len,
+        audit: Some(&audit),
     };
     // Bytes read of a file, on a terminal: a million answers take seconds
     // to minutes. Then, for a large file, a spinner while the indexes are
@@ -94,6 +108,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             }
         }
     };
+    store.note_long_writer("import")?;
     let report = if args.file.as_os_str() == "-" {
         archive::import(store, std::io::stdin(), who, &pool, &mut note)
     } else {
@@ -111,13 +126,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    // A note left behind names a process that has ended: it is ignored.
+    let _ = store.clear_long_writer();
     let source = if args.file.as_os_str() == "-" {
         "standard input".to_owned()
     } else {
         args.file.display().to_string()
     };
     let report = report.with_context(|| format!("importing {source}"))?;
-    ctx.note_records(report.stored.inserted);
     eprintln!(
         "imported {} lines: {} stored, {} already in the cache, {} skipped, {} with warnings",
         report.lines, report.stored.inserted, report.stored.already, report.bad, report.warnings

@@ -14,20 +14,27 @@ use crate::render;
 
 /// Prints `v` as one pretty-printed JSON document.
 pub fn print(v: &impl Serialize) -> anyhow::Result<()> {
+    super::out(&pretty(v)?)
+}
+
+/// `v` as one pretty-printed JSON document and a line end, terminal-safe:
+/// for commands that must write their audit entry before they print.
+pub fn pretty(v: &impl Serialize) -> anyhow::Result<String> {
     let text = serde_json::to_string_pretty(v)?;
-    super::out(&format!("{}\n", render::json_safe(&text)))
+    Ok(format!("{}\n", render::json_safe(&text)))
 }
 
-/// Prints `v` as one line of JSON (for streams: one document per line).
-pub fn line(v: &impl Serialize) -> anyhow::Result<()> {
+/// `v` as one line of JSON (for streams: one document per line).
+pub fn line(v: &impl Serialize) -> anyhow::Result<String> {
     let text = serde_json::to_string(v)?;
-    super::out(&format!("{}\n", render::json_safe(&text)))
+    Ok(format!("{}\n", render::json_safe(&text)))
 }
 
-/// Prints a stored answer (JSON as the service sent it) made terminal-safe.
-pub fn raw(body: &[u8]) -> anyhow::Result<()> {
+/// A stored answer (JSON as the service sent it) made terminal-safe, with
+/// a line end.
+pub fn raw(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
-    super::out(&format!("{}\n", render::json_safe(text.trim_end())))
+    format!("{}\n", render::json_safe(text.trim_end()))
 }
 
 /// The refusal of `--json` by a command that prints no data: exit 2.

@@ -14,6 +14,7 @@ mod check;
 mod completions;
 mod config;
 mod demo;
+mod doctor;
 mod expiring;
 mod export;
 mod fetch;
@@ -105,6 +106,7 @@ pub enum Command {
     Import(import::Args),
     Export(export::Args),
     Config(config::Args),
+    Doctor(doctor::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
     Completions(completions::Args),
@@ -138,6 +140,7 @@ impl Command {
             Command::Bench(b) => return b.name(),
             Command::Init(_)
             | Command::Config(_)
+            | Command::Doctor(_)
             | Command::MockServer(_)
             | Command::Demo(_)
             | Command::Completions(_)
@@ -155,6 +158,13 @@ pub struct AuditNote {
     pub records: u64,
     /// Set when the command wrote its own entry (with its effect, in one transaction).
     pub written: bool,
+    /// Set when the command's entry was written before it released
+    /// personal data ([`Ctx::release`]): a failure after that gets an
+    /// entry of its own.
+    pub released: bool,
+    /// Set when that entry could not be written: nothing was released,
+    /// and trying again at the end would only wait for the lock again.
+    pub unwritable: bool,
 }
 
 /// What every command gets: the settings, the environment, the purpose
@@ -175,8 +185,33 @@ impl Ctx {
     /// Loads the key and opens the database, refusing a wrong key first.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let key_path = &self.settings.key_file.value;
-        let key = keyfile::load(key_path)?;
-        let store = Store::open(&self.settings.db.value, &key)?;
+        let db = &self.settings.db.value;
+        let key = keyfile::load(key_path).map_err(|e| match e {
+            keyfile::KeyFileError::Missing(key) if db.exists() => {
+                keyfile::KeyFileError::MissingForDatabase {
+                    key,
+                    db: db.clone(),
+                }
+            }
+            e => e,
+        })?;
+        let store = Store::open_waiting(
+            &self.settings.db.value,
+            &key,
+            self.settings.busy_timeout.value,
+        )?;
+        // Paid answers a full disk kept out of the database go in first.
+        match store.take_in_spills() {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "Stored {n} paid answer(s) that an earlier run kept in {} when the database could not take them.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+            Err(e) => eprintln!(
+                "gbdfl: warning: paid answers kept in {} could not be stored yet ({e}); they stay there and are tried again next time.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+        }
         Ok(store)
     }
 
@@ -205,26 +240,61 @@ impl Ctx {
     pub fn mark_audited(&self) {
         self.note.borrow_mut().written = true;
     }
+
+    /// Appends this command's entry, saying what is about to be released
+    /// (`records`, and the subject noted), before any of it is written to
+    /// standard output or a file. If the entry cannot be written, nothing
+    /// may be released: the error says so, and the command must return it.
+    pub fn release(&self, store: &Store, records: u64) -> anyhow::Result<()> {
+        self.note_records(records);
+        match store.append_audit(&self.audit_entry()) {
+            Ok(()) => {
+                self.note.borrow_mut().released = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.note.borrow_mut().unwritable = true;
+                Err(anyhow::Error::new(e).context(
+                    "the audit entry could not be written, so nothing was shown or written",
+                ))
+            }
+        }
+    }
 }
+
+/// The longest `--purpose`: it is kept with every lookup and audit entry.
+pub const MAX_PURPOSE_CHARS: usize = 500;
 
 /// Parses an IIN argument; the error names the (masked) number and the rule.
 /// Every caller takes `--skip-iin-check`, so a failed check digit names it
 /// (the batch file and the archive import have their own rules).
 pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
-    let masked = crate::iin::mask(s.trim());
-    Iin::parse_with(s, skip_check).map_err(|e| {
-        let flag = match e {
-            crate::iin::IinError::CheckDigit { .. } => {
-                ", or pass --skip-iin-check if the document really bears it"
-            }
-            _ => "",
-        };
-        Exit::new(
-            ExitCode::InvalidInput,
-            format!("IIN {masked} is not valid: {e}{flag}"),
-        )
-        .into()
-    })
+    parse_iin_on(s, skip_check, chrono::Local::now().date_naive())
+}
+
+/// [`parse_iin`] with "today" passed in: a birth date after it is refused.
+pub fn parse_iin_on(s: &str, skip_check: bool, today: chrono::NaiveDate) -> anyhow::Result<Iin> {
+    // A long input is cut: the message (and the audit entry that keeps it)
+    // stays short whatever was typed or pasted.
+    let masked = crate::limits::cut(&crate::iin::mask(s.trim()), 20);
+    Iin::parse_with(s, skip_check)
+        .and_then(|iin| match skip_check {
+            true => Ok(iin),
+            false => iin.check_born_by(today).map(|()| iin),
+        })
+        .map_err(|e| {
+            let flag = match e {
+                crate::iin::IinError::CheckDigit { .. } | crate::iin::IinError::BornInFuture(_) => {
+                    ", or pass --skip-iin-check if the document really bears it"
+                }
+                _ => "",
+            };
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!("IIN {masked} is not valid: {e}{flag}"),
+            )
+            .into()
+        })
 }
 
 /// Parses a session's creation time; one in the future is a mistake.
@@ -234,6 +304,18 @@ pub fn parse_session_created_at(
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let t = crate::lookup::parse_session_time(s)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, format!("{name}: {e}")))?;
+    // `26-11-28 09:15` parses as the year 26: a year has four digits.
+    if chrono::Datelike::year(&t) < 2000 {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{name} {}: the year {} is not a face2face session's; write the year with four digits, e.g. 2026-11-28 09:15",
+                crate::limits::shown(s),
+                chrono::Datelike::year(&t)
+            ),
+        )
+        .into());
+    }
     if t > chrono::Utc::now() + chrono::TimeDelta::minutes(5) {
         return Err(Exit::new(
             ExitCode::InvalidInput,
@@ -287,6 +369,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::resolve(&flags, &real_env)?;
+    if let Some(p) = &g.purpose
+        && p.chars().count() > MAX_PURPOSE_CHARS
+    {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "--purpose {} is too long: at most {MAX_PURPOSE_CHARS} characters",
+                crate::limits::shown(p)
+            ),
+        )
+        .into());
+    }
     let Some(command) = cli.command.audited_name() else {
         let ctx = Ctx {
             settings,
@@ -298,6 +392,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return match cli.command {
             Command::Init(args) => init::run(args, &ctx),
             Command::Config(args) => config::run(args, &ctx),
+            Command::Doctor(args) => doctor::run(args, &ctx),
             Command::Bench(args) => bench::run(args, &ctx, None),
             _ => unreachable!("only unaudited commands here"),
         };
@@ -310,7 +405,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         note: RefCell::default(),
     };
     let store = ctx.open_store()?;
-    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() {
+    // A batch file may give each row its purpose: batch checks its rows itself.
+    let batch = matches!(cli.command, Command::Batch(_));
+    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() && !batch {
         Err(Exit::new(
             ExitCode::InvalidInput,
             format!(
@@ -322,7 +419,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         dispatch(cli.command, &ctx, &store)
     };
-    if ctx.note.borrow().written {
+    let note = ctx.note.borrow();
+    if note.written || note.unwritable {
         return result;
     }
     // Every command that touches personal data leaves one entry, failed or not.
@@ -330,16 +428,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Err(e) if crate::exit::is_broken_pipe(&e) => Ok(()),
         other => other,
     };
+    let released = note.released;
+    drop(note);
+    if released && result.is_ok() {
+        return result;
+    }
     let mut entry = ctx.audit_entry();
     if let Err(e) = &result {
         entry.exit_code = crate::exit::code_for(e).code();
         entry.error = Some(e.to_string());
+        if released {
+            // The entry before the release counted what was to go out;
+            // this one says the command then failed, and counts nothing.
+            entry.records = 0;
+            entry.error = Some(format!("failed after the release was recorded: {e:#}"));
+        }
     }
     let appended = store
         .append_audit(&entry)
         .context("appending to the audit trail");
     match (result, appended) {
-        (Err(e), _) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(a)) => {
+            // The command's own error says more; the missing entry is told too.
+            eprintln!("gbdfl: warning: {a:#}");
+            Err(e)
+        }
         (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(())) => Ok(()),
     }
@@ -366,6 +480,7 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args, ctx, Some(store)),
         Command::Init(_)
         | Command::Config(_)
+        | Command::Doctor(_)
         | Command::MockServer(_)
         | Command::Demo(_)
         | Command::Completions(_)

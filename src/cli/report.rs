@@ -35,15 +35,16 @@ pub struct Args {
     /// Write full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
-    /// expiring: list documents expiring within this window
+    /// expiring: list documents expiring within this window (a bare number
+    /// is days; 0s to 36500d)
     #[arg(long, value_name = "DUR", default_value = "90d")]
     pub within: String,
     /// expiring: count days from this date instead of today (YYYY-MM-DD)
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
-    /// expiring: worker threads for the scan; the report does not depend
-    /// on it [default: one per core]
-    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    /// expiring: worker threads for the scan, 1 to 64; the report does not
+    /// depend on it [env: GBDFL_THREADS] [default: one per core, at most 64]
+    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
     /// audit: only entries of this operator
     #[arg(long = "by", value_name = "OPERATOR")]
@@ -111,18 +112,15 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let now = chrono::Local::now();
     let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
-    if let Some(n) = args.threads {
-        opts.threads = n;
-    }
+    opts.threads = crate::limits::threads(args.threads, &ctx.env)?;
     let dest = args.out.unwrap_or_else(|| report::default_path(kind, now));
-    let rows = report::produce(kind, store, &opts, &dest)
+    let rows = report::produce(kind, store, &opts, &dest, |n| ctx.release(store, n))
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;
     let iins = if opts.full_iin {
         "FULL IINs"
     } else {
         "IINs masked"
     };
-    ctx.note_records(rows);
     let noun = if rows == 1 { "row" } else { "rows" };
     eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
     if ctx.settings.json {
@@ -178,12 +176,9 @@ fn audit_report(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         report::write_audit(file, opts.format, store, &filter)
     };
     let (file, rows) = made().with_context(|| format!("audit report to {}", dest.display()))?;
-    ctx.note_records(rows);
-    let entry = ctx.audit_entry();
-    store
-        .append_audit(&entry)
-        .context("appending to the audit trail; the report was not written")?;
-    ctx.mark_audited();
+    // The entry is written before the file appears under its name; if it
+    // cannot be, the file is dropped unreleased.
+    ctx.release(store, rows)?;
     file.commit()
         .with_context(|| format!("audit report to {}", dest.display()))?;
     let noun = if rows == 1 { "entry" } else { "entries" };

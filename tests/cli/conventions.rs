@@ -574,6 +574,7 @@ fn every_command_honours_json_or_refuses_it() {
     let cases: Vec<(Vec<String>, Gives)> = [
         (vec!["init"], Gives::Json),
         (vec!["config"], Gives::Json),
+        (vec!["doctor"], Gives::Json),
         (vec!["fetch", valid, "--session", &s], Gives::Json),
         // PENDING: its answer printed, the request queued (exit 10).
         (vec!["fetch", pending, "--session", &s], Gives::Json),

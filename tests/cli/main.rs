@@ -4,6 +4,9 @@
 mod harness;
 
 mod audit;
+mod audit_first;
+mod batch;
+mod billing;
 mod bulk;
 mod concurrent;
 mod conventions;
@@ -11,8 +14,11 @@ mod docs;
 mod fetch;
 mod format;
 mod hostile;
+mod import;
 mod init;
+mod network;
 mod privacy;
+mod ranges;
 mod report;
 mod secrets;
 mod show;
