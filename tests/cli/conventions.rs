@@ -41,7 +41,7 @@ fn seed_hostile_person(env: &Env) -> String {
     v["result_json"]["name"] = NAME.into();
     v["result_json"]["patronymic"] = PATRONYMIC.into();
     v["result_json"]["documents"][0]["expiry_date"] = "2001-01-01".into();
-    v["fetched_at"] = "2030-06-01T09:00:00.000Z".into();
+    v["fetched_at"] = "2025-06-01T09:00:00.000Z".into();
     let path = env.path().join("hostile.jsonl");
     std::fs::write(&path, format!("{v}\n")).unwrap();
     env.ok(&["import", path.to_str().unwrap()]);
