@@ -1,4 +1,4 @@
-//! CSV reports of the cache (`expiring`, `lookups`, `summary`) and the rows
+//! CSV reports of the cache (`expiring`, `lookups`, `summary`, `audit`) and the rows
 //! behind `gbdfl expiring`.
 //!
 //! Rules this module keeps:
@@ -26,7 +26,9 @@ use crate::expiry::{self, RowRun, RowSet, Rules, StaleRow};
 use crate::fsutil;
 use crate::iin;
 use crate::render;
-use crate::store::{Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError};
+use crate::store::{
+    AuditFilter, AuditView, Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError,
+};
 use crate::summary::Summary;
 
 /// What can go wrong while making a report.
@@ -169,12 +171,26 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
 
 /// Prefixes a single quote to text that a spreadsheet would run as a
 /// formula: text starting with `=`, `+`, `-`, `@`, a tab or a carriage
-/// return (OWASP, "CSV Injection").
+/// return (OWASP, "CSV Injection"); and, by the same rule, to text holding
+/// a bidirectional control ([`is_bidi_control`]), which could otherwise
+/// hide such a start or reorder the text beside it. The rest of the text
+/// is kept as it is, so removing the one `'` gives the original back.
 pub fn neutralise(s: &str) -> Cow<'_, str> {
     match s.as_bytes().first() {
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+        _ if s.chars().any(is_bidi_control) => Cow::Owned(format!("'{s}")),
         _ => Cow::Borrowed(s),
     }
+}
+
+/// The characters that set or change text direction: the marks (U+200E,
+/// U+200F, U+061C), embeddings and overrides (U+202A-U+202E) and
+/// isolates (U+2066-U+2069).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn shown_iin(iin: &str, full: bool) -> String {
@@ -641,6 +657,67 @@ pub fn write_summary<W: Write>(
     sheet.finish()
 }
 
+/// The columns of the audit report: the fields of `gbdfl audit log --json`.
+pub const AUDIT_COLUMNS: [&str; 13] = [
+    "seq",
+    "id",
+    "at",
+    "operator",
+    "host",
+    "command",
+    "subject",
+    "purpose",
+    "outcome",
+    "exit_code",
+    "error",
+    "paid_call",
+    "records",
+];
+
+/// An audit entry's fields in [`AUDIT_COLUMNS`] order: the one definition
+/// behind `gbdfl audit log --json` and the audit report, so the two
+/// cannot differ. The entry holds no IIN (only the start of its blind
+/// index); messages in it were masked when written.
+pub fn audit_fields(v: &AuditView) -> [serde_json::Value; 13] {
+    use serde_json::json;
+    [
+        json!(v.seq),
+        json!(v.id),
+        json!(crate::store::time_text(v.at)),
+        json!(v.operator),
+        json!(v.host),
+        json!(v.command),
+        json!(v.subject),
+        json!(v.purpose),
+        json!(if v.ok { "ok" } else { "error" }),
+        json!(v.exit_code),
+        json!(v.error),
+        json!(v.paid_call),
+        json!(v.records),
+    ]
+}
+
+/// Streams the audit entries `filter` keeps, oldest first, one row each;
+/// text cells neutralised like every report's.
+pub fn write_audit<W: Write>(
+    w: W,
+    format: Format,
+    store: &Store,
+    filter: &AuditFilter,
+) -> Result<(W, u64), ReportError> {
+    use serde_json::Value;
+    let mut sheet = Sheet::new(w, format, &AUDIT_COLUMNS)?;
+    store.each_audit(filter, |v| -> Result<(), ReportError> {
+        let cells = audit_fields(&v).map(|f| match f {
+            Value::Null => own(""),
+            Value::String(s) => Cow::Owned(text(&s).into_owned()),
+            other => own(other.to_string()),
+        });
+        sheet.row(&cells)
+    })?;
+    sheet.finish()
+}
+
 /// One row of a batch's outcome file.
 #[derive(Debug, Clone)]
 pub struct BatchRow {
@@ -915,6 +992,20 @@ mod tests {
         for s in ["Нурланов", "", "1-2", "a=b", " =x", "'quoted"] {
             assert_eq!(neutralise(s), s, "{s:?}");
         }
+    }
+
+    #[test]
+    fn text_with_a_bidi_control_anywhere_is_neutralised_like_a_formula() {
+        for s in [
+            "Асхат\u{202E}вонлуН",
+            "\u{200F}x",
+            "a\u{2066}b\u{2069}",
+            "x\u{061C}",
+        ] {
+            assert_eq!(neutralise(s), format!("'{s}"), "{s:?}");
+        }
+        // Other format characters do not change direction.
+        assert_eq!(neutralise("a\u{200B}b"), "a\u{200B}b");
     }
 
     #[test]

@@ -13,16 +13,17 @@ use crate::store::Store;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// expiring: documents needing attention (as `gbdfl expiring`);
-    /// lookups: every lookup in the period; summary: counts per day
+    /// lookups: every lookup in the period; summary: counts per day;
+    /// audit: the audit trail, the columns of `gbdfl audit log --json`
     #[arg(value_enum)]
     pub kind: KindArg,
     /// Where to write [default: reports/KIND-YYYYMMDD-HHMMSS.csv]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// First UTC day of the period, YYYY-MM-DD (lookups, summary)
+    /// First UTC day of the period, YYYY-MM-DD (lookups, summary, audit)
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
-    /// Last UTC day of the period, included (lookups, summary)
+    /// Last UTC day of the period, included (lookups, summary, audit)
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Add a UTF-8 byte order mark and CRLF line ends, for Excel
@@ -45,6 +46,15 @@ pub struct Args {
     /// depend on it [env: GBDFL_THREADS] [default: one per core, at most 64]
     #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
+    /// audit: only entries of this operator
+    #[arg(long = "by", value_name = "OPERATOR")]
+    pub by: Option<String>,
+    /// audit: only entries about this IIN (matched through its blind index)
+    #[arg(long, value_name = "IIN")]
+    pub iin: Option<String>,
+    /// audit: only this command (fetch, show, "report expiring", ...)
+    #[arg(long, value_name = "COMMAND")]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -52,6 +62,7 @@ pub enum KindArg {
     Expiring,
     Lookups,
     Summary,
+    Audit,
 }
 
 impl Args {
@@ -61,6 +72,7 @@ impl Args {
             KindArg::Expiring => "report expiring",
             KindArg::Lookups => "report lookups",
             KindArg::Summary => "report summary",
+            KindArg::Audit => "report audit",
         }
     }
 }
@@ -75,7 +87,20 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         KindArg::Expiring => Kind::Expiring,
         KindArg::Lookups => Kind::Lookups,
         KindArg::Summary => Kind::Summary,
+        KindArg::Audit => return audit_report(args, ctx, store),
     };
+    if let Some(flag) = [
+        ("--by", args.by.is_some()),
+        ("--iin", args.iin.is_some()),
+        ("--action", args.action.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, given)| given.then_some(*f))
+    {
+        return Err(invalid(format!(
+            "{flag} applies to `gbdfl report audit` only"
+        )));
+    }
     let text = OptionText {
         delimiter: &args.delimiter,
         excel: args.excel,
@@ -98,5 +123,70 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let noun = if rows == 1 { "row" } else { "rows" };
     eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "report": kind.name(), "path": dest, "rows": rows, "full_iin": opts.full_iin,
+        }));
+    }
+    out(&format!("{}\n", dest.display()))
+}
+
+/// `gbdfl report audit`: the audit trail as CSV. Its own entry is written
+/// before the file appears under its name, so an auditor's copy of the
+/// trail is itself on the trail.
+fn audit_report(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    if args.full_iin {
+        return Err(invalid(
+            "--full-iin: the audit trail holds no IINs (only the start of each one's blind index)",
+        ));
+    }
+    let text = OptionText {
+        delimiter: &args.delimiter,
+        excel: args.excel,
+        full_iin: false,
+        from: args.from.as_deref(),
+        to: args.to.as_deref(),
+        within: &args.within,
+        as_of: args.as_of.as_deref(),
+    };
+    let now = chrono::Local::now();
+    // The period and format rules of the lookups report.
+    let opts = Options::parse(Kind::Lookups, &text, now.date_naive()).map_err(invalid)?;
+    let subject = match args.iin.as_deref() {
+        Some(s) => {
+            let iin = crate::iin::Iin::parse_unchecked(s)?;
+            ctx.note_subject(store, &iin);
+            Some(store.subject_of(&iin))
+        }
+        None => None,
+    };
+    let (from, to) = opts.period.bounds();
+    let filter = crate::store::AuditFilter {
+        from,
+        to,
+        operator: args.by,
+        subject,
+        command: args.action,
+    };
+    let dest = args
+        .out
+        .unwrap_or_else(|| report::default_path_named("audit", now));
+    let made = || -> Result<(report::AtomicFile, u64), report::ReportError> {
+        let file = report::AtomicFile::create(&dest)?;
+        report::write_audit(file, opts.format, store, &filter)
+    };
+    let (file, rows) = made().with_context(|| format!("audit report to {}", dest.display()))?;
+    // The entry is written before the file appears under its name; if it
+    // cannot be, the file is dropped unreleased.
+    ctx.release(store, rows)?;
+    file.commit()
+        .with_context(|| format!("audit report to {}", dest.display()))?;
+    let noun = if rows == 1 { "entry" } else { "entries" };
+    eprintln!("audit report: {rows} {noun}");
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "report": "audit", "path": dest, "rows": rows,
+        }));
+    }
     out(&format!("{}\n", dest.display()))
 }

@@ -9,6 +9,7 @@ mod batch;
 mod billing;
 mod bulk;
 mod concurrent;
+mod conventions;
 mod docs;
 mod fetch;
 mod format;
