@@ -85,6 +85,18 @@ pub struct FileConfig {
     pub retry_base: Option<String>,
     pub retry_cap: Option<String>,
     pub retry_attempts: Option<u32>,
+    /// The price of one paid call, for the HTML summary: `35.50` or "35.50".
+    pub price_per_call: Option<PriceText>,
+    pub currency: Option<String>,
+}
+
+/// `price_per_call` as written: a TOML number or a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PriceText {
+    Text(String),
+    Integer(u64),
+    Float(f64),
 }
 
 /// Values given on the command line (None when not given).
@@ -118,6 +130,8 @@ pub struct Settings {
     pub retry_base: Setting<Duration>,
     pub retry_cap: Setting<Duration>,
     pub retry_attempts: Setting<u32>,
+    /// `price_per_call` with `currency`, when both are set.
+    pub price: Option<Setting<crate::html::Price>>,
     pub json: bool,
     pub host: String,
 }
@@ -441,8 +455,34 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        let price = match (&file.price_per_call, &file.currency) {
+            (None, None) => None,
+            (Some(p), Some(c)) => {
+                let text = match p {
+                    PriceText::Text(s) => s.clone(),
+                    PriceText::Integer(n) => n.to_string(),
+                    PriceText::Float(f) => f.to_string(),
+                };
+                let value =
+                    crate::html::Price::parse(&text, c).map_err(|message| ConfigError::File {
+                        path: fp.clone(),
+                        message,
+                    })?;
+                Some(Setting {
+                    value,
+                    origin: Origin::ConfigFile(fp.clone()),
+                })
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::File {
+                    path: fp.clone(),
+                    message: "price_per_call and currency go together: set both (e.g. price_per_call = \"35.50\" and currency = \"KZT\") or neither".into(),
+                });
+            }
+        };
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
+            price,
             config_file,
             config_file_found: found,
             db,
@@ -602,6 +642,18 @@ impl Settings {
             self.max_response_bytes.value.to_string(),
             self.max_response_bytes.origin.to_string(),
         ));
+        rows.push(match &self.price {
+            Some(p) => (
+                "price_per_call",
+                format!(
+                    "{} {}",
+                    crate::html::money(p.value.hundredths, crate::html::Lang::En),
+                    p.value.currency
+                ),
+                p.origin.to_string(),
+            ),
+            None => ("price_per_call", "(not set)".to_owned(), "-".to_owned()),
+        });
         rows
     }
 
