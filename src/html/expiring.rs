@@ -106,7 +106,7 @@ impl<'a> Dict<'a> {
     }
 }
 
-/// Writes the page. Returns the rows written.
+/// Writes the page; hands the writer back.
 pub fn write<W: Write>(
     mut w: W,
     rows: &RowSet,

@@ -137,14 +137,14 @@ pub fn write<W: Write>(mut w: W, days: &[DayCounts], page: &Page<'_>) -> io::Res
             esc(l.failures_are)
         );
         // Every column of the CSV summary, headed in the page's language.
-        out.push_str("<section>\n<table id=\"days-table\"><thead><tr>");
+        out.push_str("<section class=\"wide\">\n<table id=\"days-table\"><thead><tr>");
         for key in SUMMARY_COLUMNS {
             let class = if *key == "day" { "" } else { " class=\"num\"" };
             let _ = write!(out, "<th{class}>{}</th>", esc(lang.header(key)));
         }
         out.push_str("</tr></thead><tbody>\n");
         for (d, c) in days {
-            let _ = write!(out, "<tr data-day=\"{d}\"><td>{d}</td>");
+            let _ = write!(out, "<tr data-day=\"{d}\"><td class=\"day\">{d}</td>");
             for n in c {
                 let _ = write!(out, "<td class=\"num\">{n}</td>");
             }

@@ -10,6 +10,7 @@ mod docs;
 mod fetch;
 mod format;
 mod hostile;
+mod html;
 mod init;
 mod privacy;
 mod report;
