@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS lookups (
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
 CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);
+-- The cache answers that name a lookup as their source: deleting a lookup
+-- (purge) sets their `cached_from` to NULL, and without this index each
+-- delete read the whole table. Databases made before it get it when next
+-- opened.
+CREATE INDEX IF NOT EXISTS lookups_by_cached_from ON lookups (cached_from)
+    WHERE cached_from IS NOT NULL;
 -- The latest VALID answer of each subject, for reports that walk every
 -- person. It covers the sealed summary (schema version 3), so the expiry
 -- scan reads this index alone, in subject order, and never the table.

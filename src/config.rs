@@ -88,6 +88,7 @@ pub struct FileConfig {
     /// The price of one paid call, for the HTML summary: `35.50` or "35.50".
     pub price_per_call: Option<PriceText>,
     pub currency: Option<String>,
+    pub busy_timeout: Option<String>,
 }
 
 /// `price_per_call` as written: a TOML number or a string.
@@ -132,6 +133,7 @@ pub struct Settings {
     pub retry_attempts: Setting<u32>,
     /// `price_per_call` with `currency`, when both are set.
     pub price: Option<Setting<crate::html::Price>>,
+    pub busy_timeout: Setting<Duration>,
     pub json: bool,
     pub host: String,
 }
@@ -480,6 +482,14 @@ impl Settings {
                 });
             }
         };
+        let busy_timeout = duration_setting(
+            "busy_timeout",
+            "GBDFL_BUSY_TIMEOUT",
+            &env_nonempty,
+            file.busy_timeout.as_ref(),
+            &fp,
+            Duration::from_secs(10),
+        )?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
             price,
@@ -500,6 +510,7 @@ impl Settings {
             retry_base,
             retry_cap,
             retry_attempts,
+            busy_timeout,
             json: flags.json,
             host: if host.is_empty() {
                 "unknown".into()
@@ -612,6 +623,7 @@ impl Settings {
             ("timeout", &self.timeout),
             ("retry_base", &self.retry_base),
             ("retry_cap", &self.retry_cap),
+            ("busy_timeout", &self.busy_timeout),
         ] {
             rows.push((
                 name,

@@ -42,7 +42,9 @@ pub enum ExitCode {
     /// Wrong key file for the database, or stored data failed its integrity check.
     KeyOrIntegrity = 8,
     /// The database cannot be used: missing, not a gbdfl database, too new,
-    /// read-only, or a write to it failed (disk full, file size limit).
+    /// read-only, busy (another process held its write lock for longer
+    /// than busy_timeout), or a write to it failed (disk full, file size
+    /// limit).
     Database = 9,
     /// The answer is not ready yet (PENDING): the request is queued, and
     /// `gbdfl sync` asks again.
@@ -126,7 +128,8 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 | StoreError::NotADatabase(_)
                 | StoreError::TooNew { .. }
                 | StoreError::ReadOnly(_)
-                | StoreError::WriteFailed(_) => ExitCode::Database,
+                | StoreError::WriteFailed(_)
+                | StoreError::Busy { .. } => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

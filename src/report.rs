@@ -89,7 +89,7 @@ pub struct Period {
 
 impl Period {
     /// `[from 00:00Z, the day after to 00:00Z)`, as the store takes it.
-    fn bounds(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    pub fn bounds(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         let start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         (
             self.from.and_then(start),
@@ -698,13 +698,11 @@ pub fn write_summary<W: Write>(
     sheet.finish()
 }
 
-/// The summary as an HTML page; returns the days written.
-pub fn write_summary_html<W: Write>(
-    w: W,
+/// The counts of each UTC day with lookups in the period, oldest first.
+pub fn summary_days(
     store: &Store,
     period: Period,
-    opts: &HtmlOptions,
-) -> Result<(W, u64), ReportError> {
+) -> Result<Vec<html::summary::DayCounts>, ReportError> {
     let mut days = Vec::new();
     each_day(store, period, |day| {
         if let Some(d) = day.day {
@@ -712,13 +710,23 @@ pub fn write_summary_html<W: Write>(
         }
         Ok(())
     })?;
+    Ok(days)
+}
+
+/// The summary of these days as an HTML page; returns the days written.
+pub fn write_summary_html<W: Write>(
+    w: W,
+    days: &[html::summary::DayCounts],
+    period: Period,
+    opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
     let page = html::summary::Page {
         lang: opts.lang,
         period,
         price: opts.price.as_ref(),
         generated_at: opts.generated_at,
     };
-    let w = html::summary::write(w, &days, &page).map_err(csv::Error::from)?;
+    let w = html::summary::write(w, days, &page).map_err(csv::Error::from)?;
     Ok((w, days.len() as u64))
 }
 
@@ -801,29 +809,67 @@ pub fn default_path_named(name: &str, now: DateTime<chrono::Local>) -> PathBuf {
     Path::new("reports").join(format!("{name}-{}.csv", now.format("%Y%m%d-%H%M%S")))
 }
 
-/// Makes the report `kind` at `dest`, atomically. Returns the data rows written.
-pub fn produce(kind: Kind, store: &Store, opts: &Options, dest: &Path) -> Result<u64, ReportError> {
+/// Makes the report `kind` at `dest`, atomically. Returns the data rows
+/// written.
+///
+/// Audited first: `release` hears how many rows are about to be written
+/// before the first byte goes to the file (the caller writes its audit
+/// entry there); if it fails, no file is made. The (empty, owner-only)
+/// temporary file is made before anything else, so that a path that cannot
+/// be written is refused before the work and before the release. The rows are known first:
+/// the expiring set is built in memory, the summary's few rows too, and
+/// the lookups are counted and then read in one read snapshot, so the
+/// count is exactly what the file gets.
+pub fn produce<E: From<ReportError>>(
+    kind: Kind,
+    store: &Store,
+    opts: &Options,
+    dest: &Path,
+    release: impl FnOnce(u64) -> Result<(), E>,
+) -> Result<u64, E> {
     let file = AtomicFile::create(dest)?;
     let (file, rows) = match (kind, &opts.html) {
         (Kind::Expiring, Some(h)) => {
             let (rows, stats) = expiring_scan(store, &opts.rules, opts.full_iin, opts.threads)?;
+            release(rows.len() as u64)?;
             write_expiring_html(file, &rows, &stats, opts, h)?
         }
-        (Kind::Summary, Some(h)) => write_summary_html(file, store, opts.period, h)?,
+        (Kind::Summary, Some(h)) => {
+            let days = summary_days(store, opts.period)?;
+            release(days.len() as u64)?;
+            write_summary_html(file, &days, opts.period, h)?
+        }
         (Kind::Lookups, Some(_)) => {
             return Err(ReportError::Io {
                 path: dest.to_owned(),
                 source: io::Error::other("--html is for the expiring and summary reports"),
-            });
+            }
+            .into());
         }
         (Kind::Expiring, None) => {
             let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
+            release(rows.len() as u64)?;
             write_expiring_set(file, opts.format, &rows, opts.threads)?
         }
         (Kind::Lookups, None) => {
-            write_lookups(file, opts.format, store, opts.period, opts.full_iin)?
+            let snapshot = store.snapshot().map_err(ReportError::from)?;
+            let (from, to) = opts.period.bounds();
+            let n = snapshot
+                .count_lookups_between(from, to)
+                .map_err(ReportError::from)?;
+            release(n)?;
+            write_lookups(file, opts.format, &snapshot, opts.period, opts.full_iin)?
         }
-        (Kind::Summary, None) => write_summary(file, opts.format, store, opts.period)?,
+        (Kind::Summary, None) => {
+            let (sheet, n) = write_summary(Vec::new(), opts.format, store, opts.period)?;
+            release(n)?;
+            let mut file = file;
+            file.write_all(&sheet).map_err(|source| ReportError::Io {
+                path: dest.to_owned(),
+                source,
+            })?;
+            (file, n)
+        }
     };
     file.commit()?;
     Ok(rows)

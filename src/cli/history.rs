@@ -19,7 +19,6 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
     ctx.note_subject(store, &iin);
     let rows = store.history(&iin)?;
-    ctx.note_records(rows.len() as u64);
     if rows.is_empty() {
         return Err(Exit::new(
             ExitCode::NotCached,
@@ -54,7 +53,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return out(&format!("{}\n", serde_json::to_string_pretty(&items)?));
+        let text = format!("{}\n", serde_json::to_string_pretty(&items)?);
+        ctx.release(store, rows.len() as u64)?;
+        return out(&text);
     }
-    out(&render::history(&rows))
+    let text = render::history(&rows);
+    ctx.release(store, rows.len() as u64)?;
+    out(&text)
 }

@@ -33,7 +33,7 @@ pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
 pub use codec::dictionary_v2;
-pub use maintenance::CheckReport;
+pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
@@ -94,6 +94,12 @@ pub enum StoreError {
         "could not write to the database (the disk is full, a file size limit was reached, or the disk failed: {0}); this command's change was rolled back and everything stored before it is intact: free disk space or fix the disk, then run the command again"
     )]
     WriteFailed(#[source] rusqlite::Error),
+    /// Another connection held the write lock for longer than the busy
+    /// timeout. SQLite's own words ("database is locked") are not shown.
+    #[error(
+        "the database is busy: {holder} holds its write lock and did not free it within the time gbdfl waits for it (busy_timeout in config.toml or GBDFL_BUSY_TIMEOUT; 10s unless set). Wait until it has finished (or stop it), then run this command again"
+    )]
+    Busy { holder: String },
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
     #[error("{0}")]
@@ -106,6 +112,14 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
         use rusqlite::ffi;
         if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) {
+                return StoreError::Busy {
+                    holder: sqlite::SOME_OTHER_WRITER.to_owned(),
+                };
+            }
             let write_failed = f.code == rusqlite::ErrorCode::DiskFull
                 || matches!(
                     f.extended_code,
@@ -422,6 +436,8 @@ fn seal_failed(id: &str, e: CryptoError) -> StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// How long a write waits for another connection's lock.
+    busy: Duration,
     keys: Keys,
     key_version: u32,
     key_id: String,
@@ -483,12 +499,20 @@ impl Store {
     /// Opens an initialised database; refuses a key that does not fit it
     /// before anything is read or written.
     pub fn open(path: &Path, key: &MasterKey) -> Result<Store, StoreError> {
-        let conn = sqlite::open(path, Self::BUSY_TIMEOUT)?;
+        Store::open_waiting(path, key, Self::BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`], waiting up to `busy` for another connection's
+    /// write lock before a write fails with [`StoreError::Busy`].
+    pub fn open_waiting(path: &Path, key: &MasterKey, busy: Duration) -> Result<Store, StoreError> {
+        let conn = sqlite::open(path, busy)?;
         let rows = sqlite::key_rows(&conn)?;
         if rows.is_empty() {
             return Err(StoreError::NoKey);
         }
-        Store::verify_key(conn, path, key, &rows)
+        let mut store = Store::verify_key(conn, path, key, &rows)?;
+        store.busy = busy;
+        Ok(store)
     }
 
     fn verify_key(
@@ -538,6 +562,7 @@ impl Store {
         Store {
             conn,
             path: path.to_owned(),
+            busy: Self::BUSY_TIMEOUT,
             keys: key.keys(stable),
             key_version: version,
             key_id: crypto::key_id(&key.check_value()),
@@ -548,8 +573,9 @@ impl Store {
     /// connection (for worker threads).
     pub fn reopen(&self) -> Result<Store, StoreError> {
         Ok(Store {
-            conn: sqlite::open(&self.path, Self::BUSY_TIMEOUT)?,
+            conn: sqlite::open(&self.path, self.busy)?,
             path: self.path.clone(),
+            busy: self.busy,
             keys: self.keys.clone(),
             key_version: self.key_version,
             key_id: self.key_id.clone(),
@@ -746,6 +772,64 @@ impl Store {
     pub fn count_lookups(&self) -> Result<i64, StoreError> {
         sqlite::count_lookups(&self.conn)
     }
+
+    /// How many lookups were requested in `[from, to)`.
+    pub fn count_lookups_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let (from, to) = (from.map(time_text), to.map(time_text));
+        sqlite::count_lookups_between(&self.conn, from.as_deref(), to.as_deref())
+    }
+
+    /// How many answers [`Store::each_answer`] hands out.
+    pub fn count_answers(&self) -> Result<u64, StoreError> {
+        sqlite::count_answers(&self.conn)
+    }
+
+    /// Notes in the database that this process, running `what` (import,
+    /// purge), will hold the write lock for long, so that a process that
+    /// waits for it in vain can say who holds it. Removed by
+    /// [`Store::clear_long_writer`]; a note left by a process that died is
+    /// ignored.
+    pub fn note_long_writer(&self, what: &str) -> Result<(), StoreError> {
+        sqlite::note_writer(&self.conn, what)
+    }
+
+    /// Removes this process's note of [`Store::note_long_writer`].
+    pub fn clear_long_writer(&self) -> Result<(), StoreError> {
+        sqlite::clear_writer(&self.conn)
+    }
+
+    /// A read snapshot of the database as it is now: a second connection
+    /// inside a read transaction, so that what a command counts (and
+    /// writes in its audit entry before releasing anything) is exactly
+    /// what it then reads, whatever other processes write meanwhile.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let store = self.reopen()?;
+        store.conn.execute_batch("BEGIN")?;
+        // A deferred transaction takes its snapshot at its first read.
+        sqlite::key_rows(&store.conn)?;
+        Ok(Snapshot(store))
+    }
+}
+
+/// See [`Store::snapshot`]; read with it as with the store. Writes through
+/// it are not meant: it ends (rolled back) when dropped.
+pub struct Snapshot(Store);
+
+impl std::ops::Deref for Snapshot {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = self.0.conn.execute_batch("ROLLBACK");
+    }
 }
 
 #[cfg(test)]
@@ -773,7 +857,8 @@ mod tests {
             s.conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_schema WHERE name IN \
-                     ('lookups_by_subject', 'lookups_by_time', 'lookups_latest')",
+                     ('lookups_by_subject', 'lookups_by_time', 'lookups_latest', \
+                      'lookups_by_cached_from')",
                     [],
                     |r| r.get(0),
                 )
@@ -781,10 +866,14 @@ mod tests {
         };
         import.drop_indexes().unwrap();
         let other = Store::open(&path, &key).unwrap();
-        assert_eq!(indexes(&other), 0, "left to the running import");
+        assert_eq!(
+            indexes(&other),
+            1,
+            "left to the running import (the small one on cached_from stays)"
+        );
         assert_eq!(other.count_lookups().unwrap(), 0, "and queries still work");
         import.rebuild_indexes().unwrap();
-        assert_eq!(indexes(&other), 3, "built by the import at its end");
+        assert_eq!(indexes(&other), 4, "built by the import at its end");
 
         import.drop_indexes().unwrap();
         import
@@ -796,7 +885,7 @@ mod tests {
             )
             .unwrap();
         let next = Store::open(&path, &key).unwrap();
-        assert_eq!(indexes(&next), 3, "an import that died: built on open");
+        assert_eq!(indexes(&next), 4, "an import that died: built on open");
         let marks: i64 = next
             .conn
             .query_row(

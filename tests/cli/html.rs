@@ -11,10 +11,12 @@
 //! the golden pages and the README's screenshots under docs/img/.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use gbdfl::crypto::MasterKey;
 use gbdfl::emulator::synthetic_response;
@@ -240,13 +242,41 @@ struct Opened {
 }
 
 /// Opens `page` in headless Chromium with the network off: every request
-/// would go to a proxy on loopback that only counts connections, and no
+/// would go to a proxy on loopback that refuses and counts it, and no
 /// name resolves. Returns the DOM after the scripts ran, the console
 /// lines, and the connections the proxy saw.
 fn open(browser: &Path, page: &Path, extra: &[String]) -> Opened {
     let profile = tempfile::tempdir().unwrap();
     let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
-    proxy.set_nonblocking(true).unwrap();
+    let addr = proxy.local_addr().unwrap();
+    // The proxy answers every request with 403 at once (a request left
+    // unanswered would hold Chromium's virtual clock) and counts them.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = {
+        let (stop, seen) = (stop.clone(), seen.clone());
+        std::thread::spawn(move || {
+            for s in proxy.incoming() {
+                // After Chromium exits, the test's own connection ends this.
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut s) = s else { continue };
+                seen.fetch_add(1, Ordering::SeqCst);
+                s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+                    .ok();
+                let mut head = [0u8; 256];
+                let n = s.read(&mut head).unwrap_or(0);
+                eprintln!(
+                    "request to the proxy: {}",
+                    String::from_utf8_lossy(&head[..n])
+                );
+                let _ = s.write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        })
+    };
     let url = format!("file://{}", page.display());
     let out = Command::new(browser)
         .args([
@@ -264,31 +294,19 @@ fn open(browser: &Path, page: &Path, extra: &[String]) -> Opened {
             "--v=0",
             "--virtual-time-budget=20000",
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--proxy-bypass-list=<-loopback>",
         ])
-        .arg(format!(
-            "--proxy-server=http://{}",
-            proxy.local_addr().unwrap()
-        ))
+        .arg(format!("--proxy-server=http://{addr}"))
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(extra)
         .arg(&url)
         .env("HOME", profile.path())
         .output()
         .expect("run chromium");
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(addr);
+    counter.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "chromium failed: {stderr}");
-    let mut requests = 0;
-    while let Ok((mut s, _)) = proxy.accept() {
-        let mut head = [0u8; 256];
-        s.set_nonblocking(true).ok();
-        let n = s.read(&mut head).unwrap_or(0);
-        eprintln!(
-            "request to the proxy: {}",
-            String::from_utf8_lossy(&head[..n])
-        );
-        requests += 1;
-    }
     Opened {
         dom: String::from_utf8_lossy(&out.stdout).into_owned(),
         console: stderr
@@ -296,7 +314,7 @@ fn open(browser: &Path, page: &Path, extra: &[String]) -> Opened {
             .filter(|l| l.contains("CONSOLE"))
             .map(str::to_owned)
             .collect(),
-        requests,
+        requests: seen.load(Ordering::SeqCst),
     }
 }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod audit;
+mod audit_first;
 mod bulk;
 mod concurrent;
 mod docs;
