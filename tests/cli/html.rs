@@ -16,7 +16,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use gbdfl::crypto::MasterKey;
 use gbdfl::emulator::synthetic_response;
@@ -238,6 +239,7 @@ fn chromium() -> Option<PathBuf> {
 struct Opened {
     dom: String,
     console: Vec<String>,
+    /// Requests that reached the loopback proxy, Chromium's own left out.
     requests: usize,
 }
 
@@ -252,7 +254,7 @@ fn open(browser: &Path, page: &Path, extra: &[String]) -> Opened {
     // The proxy answers every request with 403 at once (a request left
     // unanswered would hold Chromium's virtual clock) and counts them.
     let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let counter = {
         let (stop, seen) = (stop.clone(), seen.clone());
         std::thread::spawn(move || {
@@ -262,15 +264,14 @@ fn open(browser: &Path, page: &Path, extra: &[String]) -> Opened {
                     break;
                 }
                 let Ok(mut s) = s else { continue };
-                seen.fetch_add(1, Ordering::SeqCst);
                 s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
                     .ok();
-                let mut head = [0u8; 256];
+                let mut head = [0u8; 512];
                 let n = s.read(&mut head).unwrap_or(0);
-                eprintln!(
-                    "request to the proxy: {}",
-                    String::from_utf8_lossy(&head[..n])
-                );
+                let line = String::from_utf8_lossy(&head[..n]);
+                let line = line.lines().next().unwrap_or("").to_owned();
+                eprintln!("request to the proxy: {line}");
+                seen.lock().unwrap().push(line);
                 let _ = s.write_all(
                     b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );
@@ -314,8 +315,29 @@ fn open(browser: &Path, page: &Path, extra: &[String]) -> Opened {
             .filter(|l| l.contains("CONSOLE"))
             .map(str::to_owned)
             .collect(),
-        requests: seen.load(Ordering::SeqCst),
+        requests: page_requests(&seen.lock().unwrap()),
     }
+}
+
+/// Chromium's own services, which it calls whatever the page (time, component
+/// updates, account checks) despite --disable-background-networking.
+const BROWSER_OWN: [&str; 3] = [".google.com", ".googleapis.com", ".gvt1.com"];
+
+/// The requests (first lines) that did not come from Chromium itself.
+fn page_requests(lines: &[String]) -> usize {
+    lines
+        .iter()
+        .filter(|l| {
+            let target = l.split(' ').nth(1).unwrap_or("");
+            let host = target
+                .trim_start_matches("http://")
+                .trim_start_matches("https://")
+                .split(['/', ':'])
+                .next()
+                .unwrap_or("");
+            !BROWSER_OWN.iter().any(|own| host.ends_with(own))
+        })
+        .count()
 }
 
 /// The attributes of every `<tag ...>` in `html` that has `data-chart`.
