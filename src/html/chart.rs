@@ -17,7 +17,7 @@ pub struct Series<'a> {
 const HEIGHT: u32 = 240;
 const TOP: u32 = 20;
 const LEFT: u32 = 56;
-const BOTTOM: u32 = 64;
+const BOTTOM: u32 = 100;
 
 /// A rounded top for the y axis, at least `max`.
 fn nice_max(max: u64) -> u64 {

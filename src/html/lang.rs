@@ -312,7 +312,7 @@ static RU: Labels = Labels {
     chart_weeks: "Документы по неделям окончания срока, по причине",
     chart_types: "Документы по типу",
     bucket_expired: "истёк",
-    bucket_week: "неделя с",
+    bucket_week: "с",
     bucket_later: "без даты / позже",
     reasons: [
         "срок истёк",
