@@ -49,7 +49,8 @@ CREATE TABLE IF NOT EXISTS lookups (
     purpose_enc  BLOB,                     -- sealed purpose given by the operator
     detail_enc   BLOB,                     -- sealed failure detail, HTTP error message or transport error
     response_enc BLOB,                     -- sealed codec byte + the response body (raw or zstd, docs/FORMAT.md)
-    summary_enc  BLOB                      -- sealed document summary of a VALID answer (version 3; NULL before)
+    summary_enc  BLOB,                     -- sealed document summary of a VALID answer (version 3; NULL before)
+    reached      TEXT CHECK (reached IN ('no', 'maybe', 'yes')) -- did the request reach the service (version 4; NULL for cache answers and before)
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);

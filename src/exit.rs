@@ -37,9 +37,14 @@ pub enum ExitCode {
     /// (`Queued`, 11). Kept so the number is never reused for another meaning.
     #[allow(dead_code)]
     Unreachable = 6,
-    /// The service's answer was not a GBDFL answer (kept for inspection).
+    /// No longer given: an answer that is not a GBDFL answer is kept for
+    /// inspection and leaves its request in doubt (`InDoubt`, 14). Kept so
+    /// the number is never reused for another meaning.
+    #[allow(dead_code)]
     Garbled = 7,
-    /// Wrong key file for the database, or stored data failed its integrity check.
+    /// The key file is missing, unreadable, not a regular file, open to the
+    /// group or others, or wrong for the database; or stored data failed
+    /// its integrity check.
     KeyOrIntegrity = 8,
     /// The database cannot be used: missing, not a gbdfl database, too new,
     /// read-only, busy (another process held its write lock for longer
@@ -109,17 +114,16 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         if cause.downcast_ref::<IinError>().is_some()
             || cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<BatchCsvError>().is_some()
+            || cause.downcast_ref::<crate::limits::InputError>().is_some()
         {
             return ExitCode::InvalidInput;
         }
         if cause.downcast_ref::<ClientError>().is_some() {
             return ExitCode::InvalidInput;
         }
-        if let Some(e) = cause.downcast_ref::<KeyFileError>() {
-            return match e {
-                KeyFileError::Io { .. } => ExitCode::Failure,
-                _ => ExitCode::KeyOrIntegrity,
-            };
+        // Every key file problem, reading or creating it, is one code.
+        if cause.downcast_ref::<KeyFileError>().is_some() {
+            return ExitCode::KeyOrIntegrity;
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e {
@@ -129,7 +133,9 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 | StoreError::TooNew { .. }
                 | StoreError::ReadOnly(_)
                 | StoreError::WriteFailed(_)
-                | StoreError::Busy { .. } => ExitCode::Database,
+                | StoreError::Busy { .. }
+                | StoreError::NoRoom { .. }
+                | StoreError::Spilled { .. } => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

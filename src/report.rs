@@ -171,12 +171,16 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
         s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
         _ => {
             return Err(format!(
-                "--delimiter {s:?}: give one ASCII character such as ',' or ';', or `tab`"
+                "--delimiter {}: give one ASCII character such as ',' or ';', or `tab`",
+                crate::limits::shown(s)
             ));
         }
     };
     if matches!(c, b'"' | b'\n' | b'\r') {
-        return Err(format!("--delimiter {s:?} cannot separate CSV fields"));
+        return Err(format!(
+            "--delimiter {} cannot separate CSV fields",
+            crate::limits::shown(s)
+        ));
     }
     Ok(c)
 }
@@ -356,7 +360,9 @@ fn expiring_set_by(
 
 /// One worker per core unless told otherwise.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::limits::THREADS.max as usize)
 }
 
 pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {
@@ -605,6 +611,7 @@ pub fn write_lookups<W: Write>(
             text(l.purpose.as_deref().unwrap_or("")),
             own(shown_iin(&l.iin, full_iin)),
             own(match l.source {
+                Source::Service if l.never_sent() => "not sent",
                 Source::Service => "paid",
                 Source::Cache => "cache",
             }),
@@ -767,7 +774,17 @@ pub struct BatchRow {
 /// `delimiter` is the input file's, so the outcome opens in the same
 /// spreadsheet as the input did.
 pub fn write_batch(dest: &Path, rows: &[BatchRow], delimiter: u8) -> Result<u64, ReportError> {
-    let file = AtomicFile::create(dest)?;
+    write_batch_to(AtomicFile::create(dest)?, rows, delimiter)
+}
+
+/// [`write_batch`] into a file created beforehand (`batch` creates it
+/// before its first call, so that no call is made whose outcome cannot be
+/// written).
+pub fn write_batch_to(
+    file: AtomicFile,
+    rows: &[BatchRow],
+    delimiter: u8,
+) -> Result<u64, ReportError> {
     let format = Format {
         delimiter,
         excel: true,

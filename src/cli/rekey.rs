@@ -19,6 +19,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    // A spilled answer is sealed under the current key: store it first.
+    let spills = store.pending_spills();
+    if spills > 0 {
+        return Err(crate::exit::Exit::new(
+            crate::exit::ExitCode::Database,
+            format!(
+                "{spills} paid answer(s) wait in {} to be stored (the disk was full when they came); free disk space and run `gbdfl queue` to store them, then rekey",
+                crate::store::spill_dir(store.path()).display()
+            ),
+        )
+        .into());
+    }
     let old_path = &ctx.settings.key_file.value;
     let old = keyfile::load(old_path)?;
     let version = store.key_version() + 1;

@@ -272,6 +272,8 @@ impl Opener {
             detail: item.detail.as_deref(),
             response: Some(item.body),
             cached_from: None,
+            // An imported answer came back from the service.
+            reached: Some(super::Reached::Yes),
         };
         let row = sealed_row(
             &self.keys,

@@ -14,6 +14,7 @@ mod bulk;
 mod codec;
 mod maintenance;
 mod queue;
+mod spill;
 mod sqlite;
 
 use std::fmt;
@@ -37,6 +38,7 @@ pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
+pub use spill::{Reservation, reserve_size, spill_dir};
 pub use sqlite::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Messages say what to do next.
@@ -100,6 +102,19 @@ pub enum StoreError {
         "the database is busy: {holder} holds its write lock and did not free it within the time gbdfl waits for it (busy_timeout in config.toml or GBDFL_BUSY_TIMEOUT; 10s unless set). Wait until it has finished (or stop it), then run this command again"
     )]
     Busy { holder: String },
+    #[error(
+        "no room to keep the answer of a paid call ({bytes} bytes in {dir}: {source}); no call was made. Free disk space (or raise the file size limit), or lower max_response_bytes, then run the command again"
+    )]
+    NoRoom {
+        dir: PathBuf,
+        bytes: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the paid call was made and answered (it is billed), but the database could not store the answer ({cause}). The answer is kept, sealed, in {path}, and is stored the next time gbdfl opens this database: free disk space (or fix the database), then run any gbdfl command, e.g. `gbdfl queue`"
+    )]
+    Spilled { path: PathBuf, cause: String },
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
     #[error("{0}")]
@@ -138,6 +153,17 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl StoreError {
+    /// What failed, without the advice of the whole message (for an error
+    /// quoted inside another).
+    pub fn cause_text(&self) -> String {
+        match self {
+            StoreError::WriteFailed(e) => {
+                format!("the disk is full, a file size limit was reached, or the disk failed: {e}")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the error means the key does not fit or data was tampered with.
     pub fn is_key_or_integrity(&self) -> bool {
         matches!(
@@ -161,6 +187,20 @@ fn crypto_err(what: &'static str) -> impl Fn(CryptoError) -> StoreError {
 /// Associated data of the wrapped long-lived keys of a key version.
 fn wrap_aad(version: i64) -> Vec<u8> {
     crypto::associated_data("keys", "wrapped_keys", &version.to_string(), version as u32)
+}
+
+/// How far past this machine's clock a stored time may lie and still be
+/// believed: an import refuses fetch times later than now plus this, and a
+/// record answered later than that is never "the latest" for `show` and
+/// the cache (a clock set wrong, or a record from before the import refused
+/// such times).
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The latest answer time a record may have to count as the latest: now
+/// plus [`FUTURE_TOLERANCE`], as stored text (times as text sort in time
+/// order).
+pub(crate) fn latest_believed() -> String {
+    time_text(Utc::now() + FUTURE_TOLERANCE)
 }
 
 /// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
@@ -285,6 +325,43 @@ impl Outcome {
     }
 }
 
+/// Whether a call's request reached the paid service, as the caller
+/// classified the call (the store records it and never guesses it): what
+/// decides whether the call counts as paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Provably never reached the service: nothing can have been billed.
+    No,
+    /// Sent, but no answer came back (timeout, dropped connection): the
+    /// service may have answered and billed it.
+    Maybe,
+    /// The service (or something in front of it) answered.
+    Yes,
+}
+
+impl Reached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reached::No => "no",
+            Reached::Maybe => "maybe",
+            Reached::Yes => "yes",
+        }
+    }
+    fn parse(s: &str) -> Option<Reached> {
+        match s {
+            "no" => Some(Reached::No),
+            "maybe" => Some(Reached::Maybe),
+            "yes" => Some(Reached::Yes),
+            _ => None,
+        }
+    }
+    /// Whether a call that ended so counts as paid: anything that may have
+    /// reached the service.
+    pub fn paid(self) -> bool {
+        self != Reached::No
+    }
+}
+
 /// A lookup to record. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
 pub struct NewLookup<'a> {
@@ -305,6 +382,9 @@ pub struct NewLookup<'a> {
     pub detail: Option<&'a str>,
     pub response: Option<&'a [u8]>,
     pub cached_from: Option<LookupId>,
+    /// Whether the call reached the service; `None` when no call was made
+    /// (an answer from the cache).
+    pub reached: Option<Reached>,
 }
 
 /// A stored lookup, opened. The raw response is fetched separately.
@@ -328,20 +408,45 @@ pub struct Lookup {
     pub iin: String,
     pub purpose: Option<String>,
     pub detail: Option<String>,
+    /// Whether the call reached the service; `None` for cache answers.
+    pub reached: Option<Reached>,
 }
 
-/// Whether an attempt failed before any request reached the service, so
-/// nothing can have been billed: no connection was ever made.
-pub fn never_sent(outcome: Outcome, http_status: Option<u16>, detail: Option<&str>) -> bool {
-    outcome == Outcome::Unavailable
-        && http_status.is_none()
-        && detail.is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED))
+/// The message prefix with which gbdfl before schema version 4 recorded a
+/// call that could not connect. Read only for rows of that time, whose
+/// `reached` is NULL: they hold no other record of it.
+const LEGACY_NOT_CONNECTED: &str = "could not connect to the service";
+
+/// What a row from before schema version 4 (no `reached`) says: a call that
+/// could not connect was recorded as unavailable, with no HTTP status and a
+/// message with the prefix of that time; every other call reached the
+/// service or may have.
+fn legacy_reached(
+    source: Source,
+    outcome: Outcome,
+    http_status: Option<u16>,
+    detail: Option<&str>,
+) -> Option<Reached> {
+    match source {
+        Source::Cache => None,
+        Source::Service
+            if outcome == Outcome::Unavailable
+                && http_status.is_none()
+                && detail.is_some_and(|d| d.starts_with(LEGACY_NOT_CONNECTED)) =>
+        {
+            Some(Reached::No)
+        }
+        Source::Service if outcome == Outcome::Unavailable && http_status.is_none() => {
+            Some(Reached::Maybe)
+        }
+        Source::Service => Some(Reached::Yes),
+    }
 }
 
 impl Lookup {
-    /// See [`never_sent`].
+    /// Whether the call provably never reached the service (nothing billed).
     pub fn never_sent(&self) -> bool {
-        never_sent(self.outcome, self.http_status, self.detail.as_deref())
+        self.reached == Some(Reached::No)
     }
 }
 
@@ -408,6 +513,7 @@ fn sealed_row(
             .transpose()?,
         response_enc,
         summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
+        reached: l.reached.map(|r| r.as_str().to_owned()),
         id,
     })
 }
@@ -685,21 +791,29 @@ impl Store {
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
+        let source = if row.source == "cache" {
+            Source::Cache
+        } else {
+            Source::Service
+        };
+        let outcome = Outcome::parse(&row.outcome);
+        let http_status = row.http_status.and_then(|s| u16::try_from(s).ok());
+        let detail = self.open_text(row, "detail_enc", row.detail_enc.as_deref())?;
+        let reached = match row.reached.as_deref().and_then(Reached::parse) {
+            Some(r) => Some(r),
+            None => legacy_reached(source, outcome, http_status, detail.as_deref()),
+        };
         Ok(Lookup {
             id: row.id.clone(),
             requested_at: parse_time(&row.requested_at),
             answered_at: row.answered_at.as_deref().map(parse_time),
             operator: row.operator.clone(),
             host: row.host.clone(),
-            source: if row.source == "cache" {
-                Source::Cache
-            } else {
-                Source::Service
-            },
-            outcome: Outcome::parse(&row.outcome),
+            source,
+            outcome,
             status: row.status.clone(),
             result: row.result,
-            http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
+            http_status,
             failure_type: row.failure_type.clone(),
             iin_checked: row.iin_checked,
             cached_from: row.cached_from.clone(),
@@ -708,7 +822,8 @@ impl Store {
                 .open_text(row, "iin_enc", Some(&row.iin_enc))?
                 .unwrap_or_default(),
             purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
-            detail: self.open_text(row, "detail_enc", row.detail_enc.as_deref())?,
+            detail,
+            reached,
         })
     }
 
@@ -924,5 +1039,37 @@ mod tests {
         ] {
             assert_eq!(parse_time(other), by_chrono(other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn rows_from_before_reached_are_read_as_they_were_counted() {
+        use super::{LEGACY_NOT_CONNECTED, Outcome, Reached, Source, legacy_reached};
+        let refused = format!("{LEGACY_NOT_CONNECTED} (connection refused)");
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, None, Some(&refused)),
+            Some(Reached::No)
+        );
+        assert_eq!(
+            legacy_reached(
+                Source::Service,
+                Outcome::Unavailable,
+                None,
+                Some("timed out")
+            ),
+            Some(Reached::Maybe)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, Some(503), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Garbled, Some(200), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Cache, Outcome::Cached, None, None),
+            None
+        );
+        assert!(!Reached::No.paid() && Reached::Maybe.paid() && Reached::Yes.paid());
     }
 }

@@ -15,13 +15,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// The schema version this binary writes (schema.sql).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// A lookup row as stored: sealed columns stay sealed here.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LookupRow {
     pub id: String,
     pub subject: Vec<u8>,
@@ -45,6 +45,9 @@ pub struct LookupRow {
     pub response_enc: Option<Vec<u8>>,
     /// Sealed document summary of a VALID answer (schema version 3).
     pub summary_enc: Option<Vec<u8>>,
+    /// Whether the request reached the service: `no`, `maybe`, `yes`
+    /// (schema version 4; NULL for cache answers and older rows).
+    pub reached: Option<String>,
 }
 
 /// The columns of `lookups` in [`LookupRow`]'s order, as a literal so that
@@ -53,7 +56,7 @@ macro_rules! lookup_columns {
     () => {
         "id, subject, requested_at, answered_at, operator, host, source, outcome, \
          status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc"
+         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, reached"
     };
 }
 
@@ -64,7 +67,7 @@ const LOOKUP_COLUMNS: &str = lookup_columns!();
 const INSERT_LOOKUP: &str = concat!(
     "INSERT OR IGNORE INTO lookups (",
     lookup_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
 );
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
@@ -90,6 +93,7 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         detail_enc: r.get(18)?,
         response_enc: r.get(19)?,
         summary_enc: r.get(20)?,
+        reached: r.get(21)?,
     })
 }
 
@@ -363,6 +367,19 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     )?;
     if !has_summary {
         tx.execute_batch("ALTER TABLE lookups ADD COLUMN summary_enc BLOB;")?;
+    }
+    // Version 4 adds `lookups.reached`: whether the request reached the
+    // service, as the client classified it. Older rows keep NULL (the store
+    // reads them as before, docs/FORMAT.md).
+    let has_reached: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('lookups') WHERE name = 'reached'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_reached {
+        tx.execute_batch(
+            "ALTER TABLE lookups ADD COLUMN reached TEXT CHECK (reached IN ('no', 'maybe', 'yes'));",
+        )?;
     }
     tx.execute_batch("DROP INDEX IF EXISTS lookups_valid;")?;
     tx.execute_batch(SCHEMA)?;
@@ -837,20 +854,23 @@ fn insert_with(st: &mut rusqlite::CachedStatement<'_>, r: &LookupRow) -> Result<
         r.detail_enc,
         r.response_enc,
         r.summary_enc,
+        r.reached,
     ])?;
     Ok(n == 1)
 }
 
-/// The newest answered VALID lookup of a subject, if any.
+/// The newest answered VALID lookup of a subject, if any; one answered
+/// further in the future than [`super::FUTURE_TOLERANCE`] is not believed.
 pub fn latest_valid(conn: &Connection, subject: &[u8]) -> Result<Option<LookupRow>, StoreError> {
     let row = conn
         .query_row(
             &format!(
                 "SELECT {LOOKUP_COLUMNS} FROM lookups \
                  WHERE subject = ?1 AND source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+                 AND answered_at <= ?2 \
                  ORDER BY answered_at DESC, id DESC LIMIT 1"
             ),
-            params![subject],
+            params![subject, super::latest_believed()],
             lookup_from_row,
         )
         .optional()?;
@@ -1120,6 +1140,19 @@ pub fn release_queue(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Leaves a claimed item in doubt: its claim ends at `at` but stays set, so
+/// the item is never claimed again unless in-doubt items are asked for;
+/// with its last status and sealed last error as given.
+pub fn queue_in_doubt(conn: &Connection, q: &QueueRow, at: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE queue SET claimed_until = ?2, last_status = ?3, error_enc = ?4, key_version = ?5 \
+         WHERE id = ?1",
+        params![q.id, at, q.last_status, q.error_enc, q.key_version],
+    )?;
+    Ok(())
+}
+
 /// Re-seals one queue row's sealed columns (rekey).
 pub fn update_queue_sealed(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> {
     exec(
@@ -1171,13 +1204,14 @@ pub fn queue_next_tries(conn: &Connection, now: &str) -> Result<Vec<(String, Str
 }
 
 /// One row per lookup for `stats`: (requested_at, source, outcome, status,
-/// http_status, detail_enc when the attempt may never have been sent).
+/// reached, and the whole row of a call recorded before schema version 4
+/// that may never have been sent, whose detail tells).
 pub type StatRow = (
     String,
     String,
     String,
     Option<String>,
-    Option<i64>,
+    Option<String>,
     Option<LookupRow>,
 );
 
@@ -1191,7 +1225,7 @@ pub fn each_lookup_stat<E: From<StoreError>>(
 ) -> Result<(), E> {
     let mut st = conn
         .prepare_cached(
-            "SELECT id, requested_at, source, outcome, status, http_status FROM lookups \
+            "SELECT id, requested_at, source, outcome, status, http_status, reached FROM lookups \
              WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
              ORDER BY requested_at, id",
         )
@@ -1201,7 +1235,8 @@ pub fn each_lookup_stat<E: From<StoreError>>(
         let id: String = r.get(0).map_err(StoreError::from)?;
         let outcome: String = r.get(3).map_err(StoreError::from)?;
         let http: Option<i64> = r.get(5).map_err(StoreError::from)?;
-        let full = if outcome == "unavailable" && http.is_none() {
+        let reached: Option<String> = r.get(6).map_err(StoreError::from)?;
+        let full = if reached.is_none() && outcome == "unavailable" && http.is_none() {
             lookup_by_id(conn, &id)?
         } else {
             None
@@ -1211,7 +1246,7 @@ pub fn each_lookup_stat<E: From<StoreError>>(
             r.get(2).map_err(StoreError::from)?,
             outcome,
             r.get(4).map_err(StoreError::from)?,
-            http,
+            reached,
             full,
         ))?;
     }
@@ -1502,7 +1537,9 @@ impl HeldRow {
 }
 
 /// Calls `f` with the latest VALID lookup of every subject, in subject
-/// order, reading only the covering partial index `lookups_latest`.
+/// order, reading only the covering partial index `lookups_latest`. Unlike
+/// [`latest_valid`], it believes every answer time: reports are made as of
+/// a day (`--as-of`), which may lie ahead of this machine's clock.
 pub fn each_latest_summary<E: From<StoreError>>(
     conn: &Connection,
     f: &mut dyn FnMut(LatestRow<'_>) -> Result<(), E>,
