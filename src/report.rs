@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::expiry::{self, RowRun, RowSet, Rules, StaleRow};
 use crate::fsutil;
+use crate::html::{self, Lang, expiring::ScanStats};
 use crate::iin;
 use crate::render;
 use crate::store::{
@@ -66,6 +67,9 @@ pub struct Format {
     pub delimiter: u8,
     /// UTF-8 byte order mark and CRLF line ends, so Excel reads Cyrillic.
     pub excel: bool,
+    /// The language of the header row: English keeps the stable column
+    /// keys (`--headers ru` translates them).
+    pub headers: Lang,
 }
 
 impl Default for Format {
@@ -73,6 +77,7 @@ impl Default for Format {
         Format {
             delimiter: b',',
             excel: false,
+            headers: Lang::En,
         }
     }
 }
@@ -95,10 +100,21 @@ impl Period {
     }
 }
 
+/// An HTML report instead of CSV: its language, the price of a call
+/// (summary) and the time it says it was made.
+#[derive(Debug, Clone)]
+pub struct HtmlOptions {
+    pub lang: Lang,
+    pub price: Option<html::Price>,
+    pub generated_at: DateTime<Utc>,
+}
+
 /// Everything a report needs besides the store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub format: Format,
+    /// Set for `--html`.
+    pub html: Option<HtmlOptions>,
     pub full_iin: bool,
     pub period: Period,
     pub rules: Rules,
@@ -138,7 +154,9 @@ impl Options {
             format: Format {
                 delimiter: parse_delimiter(t.delimiter)?,
                 excel: t.excel,
+                headers: Lang::En,
             },
+            html: None,
             full_iin: t.full_iin,
             period,
             rules: Rules::parse(t.within, t.as_of, today)?,
@@ -212,7 +230,28 @@ pub fn expiring_set(
     full_iin: bool,
     threads: usize,
 ) -> Result<RowSet, ReportError> {
+    Ok(expiring_set_by(store, rules, full_iin, threads, SCAN_BATCH)?.0)
+}
+
+/// [`expiring_set`] and what the scan saw: people read, people listed,
+/// the oldest fetch time (the HTML report's header).
+pub fn expiring_scan(
+    store: &Store,
+    rules: &Rules,
+    full_iin: bool,
+    threads: usize,
+) -> Result<(RowSet, ScanStats), ReportError> {
     expiring_set_by(store, rules, full_iin, threads, SCAN_BATCH)
+}
+
+/// Adds a part's counts to the whole.
+fn add_stats(to: &mut ScanStats, part: &ScanStats) {
+    to.people += part.people;
+    to.people_listed += part.people_listed;
+    to.oldest_fetch = match (to.oldest_fetch, part.oldest_fetch) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
 }
 
 /// Persons per batch of the scans of every person's summary: large enough
@@ -226,11 +265,12 @@ fn expiring_set_by(
     full_iin: bool,
     threads: usize,
     batch_size: usize,
-) -> Result<RowSet, ReportError> {
+) -> Result<(RowSet, ScanStats), ReportError> {
     let pool = thread_pool(threads)?;
     let opener = store.opener();
     let reader = store.reopen()?;
     let mut set = RowSet::new();
+    let mut stats = ScanStats::default();
     std::thread::scope(|s| -> Result<(), ReportError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
         // Batches go back to the walk once packed, to be filled again.
@@ -249,42 +289,55 @@ fn expiring_set_by(
         // set of its own; the shares are joined in walk order.
         let pack = |batch: &SealedSummaries, share: std::ops::Range<usize>| {
             let mut part = RowSet::new();
+            let mut seen = ScanStats::default();
             let mut summary = Summary::default();
             let mut scratch = Scratch::default();
             for i in share {
                 let fetched_at = opener.open_summary_into(batch, i, &mut summary, &mut scratch)?;
                 let iin = shown_iin(&summary.iin, full_iin);
+                let before = part.len();
                 expiry::check_each(&iin, summary.person.as_ref(), fetched_at, rules, |r| {
                     part.push_row(&r);
                 });
+                add_stats(
+                    &mut seen,
+                    &ScanStats {
+                        people: 1,
+                        people_listed: u64::from(part.len() > before),
+                        oldest_fetch: Some(fetched_at),
+                    },
+                );
             }
-            Ok::<_, StoreError>(part)
+            Ok::<_, StoreError>((part, seen))
         };
         // Joining a batch's shares into the set overlaps with packing the
         // next batch (it was a tenth of the scan, with the workers idle).
+        type Packed = Result<(RowSet, ScanStats), StoreError>;
         fn join_all(
-            set: &mut RowSet,
-            parts: Vec<Result<RowSet, StoreError>>,
+            (set, stats): (&mut RowSet, &mut ScanStats),
+            parts: Vec<Packed>,
         ) -> Result<(), StoreError> {
             for part in parts {
-                set.append(part?);
+                let (part, seen) = part?;
+                set.append(part);
+                add_stats(stats, &seen);
             }
             Ok(())
         }
         let mut failed = None;
-        let mut packed: Vec<Result<RowSet, StoreError>> = Vec::new();
+        let mut packed: Vec<Packed> = Vec::new();
         for batch in rx {
             let share = batch.len().div_ceil(threads.max(1)).max(1);
             let previous = std::mem::take(&mut packed);
             let (joined, parts) = if threads <= 1 {
                 (
-                    join_all(&mut set, previous),
+                    join_all((&mut set, &mut stats), previous),
                     vec![pack(&batch, 0..batch.len())],
                 )
             } else {
                 pool.install(|| {
                     rayon::join(
-                        || join_all(&mut set, previous),
+                        || join_all((&mut set, &mut stats), previous),
                         || {
                             (0..batch.len())
                                 .step_by(share)
@@ -305,7 +358,7 @@ fn expiring_set_by(
             }
         }
         if failed.is_none()
-            && let Err(e) = join_all(&mut set, packed)
+            && let Err(e) = join_all((&mut set, &mut stats), packed)
         {
             failed = Some(e);
         }
@@ -318,7 +371,7 @@ fn expiring_set_by(
         Ok(())
     })?;
     pool.install(|| set.sort());
-    Ok(set)
+    Ok((set, stats))
 }
 
 /// One worker per core unless told otherwise.
@@ -448,12 +501,12 @@ struct Sheet<W: Write> {
 }
 
 impl<W: Write> Sheet<W> {
-    fn new(mut w: W, format: Format, header: &[&str]) -> Result<Sheet<W>, ReportError> {
+    fn new(mut w: W, format: Format, header: &[&'static str]) -> Result<Sheet<W>, ReportError> {
         if format.excel {
             w.write_all(b"\xEF\xBB\xBF").map_err(csv::Error::from)?;
         }
         let mut csv = csv_builder(format).from_writer(w);
-        csv.write_record(header)?;
+        csv.write_record(header.iter().map(|k| format.headers.header(k)))?;
         Ok(Sheet { csv, rows: 0 })
     }
 
@@ -626,22 +679,21 @@ impl Day {
     }
 }
 
-/// Streams one row per UTC day that has lookups, oldest first; only the
-/// current day's counts are in memory.
-pub fn write_summary<W: Write>(
-    w: W,
-    format: Format,
+/// Hands `f` the counts of each UTC day that has lookups, oldest first;
+/// only the current day's counts are in memory. The one definition of the
+/// summary's counting, for the CSV and the HTML report alike.
+fn each_day(
     store: &Store,
     period: Period,
-) -> Result<(W, u64), ReportError> {
-    let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
+    mut f: impl FnMut(&Day) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
     let (from, to) = period.bounds();
     let mut day = Day::default();
     store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
         let d = l.requested_at.date_naive();
         if day.day != Some(d) {
             if day.day.is_some() {
-                sheet.row(&day.cells())?;
+                f(&day)?;
             }
             day = Day {
                 day: Some(d),
@@ -652,8 +704,20 @@ pub fn write_summary<W: Write>(
         Ok(())
     })?;
     if day.day.is_some() {
-        sheet.row(&day.cells())?;
+        f(&day)?;
     }
+    Ok(())
+}
+
+/// Streams one row per UTC day that has lookups, oldest first.
+pub fn write_summary<W: Write>(
+    w: W,
+    format: Format,
+    store: &Store,
+    period: Period,
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
+    each_day(store, period, |day| sheet.row(&day.cells()))?;
     sheet.finish()
 }
 
@@ -718,6 +782,56 @@ pub fn write_audit<W: Write>(
     sheet.finish()
 }
 
+/// The counts of each UTC day with lookups in the period, oldest first.
+pub fn summary_days(
+    store: &Store,
+    period: Period,
+) -> Result<Vec<html::summary::DayCounts>, ReportError> {
+    let mut days = Vec::new();
+    each_day(store, period, |day| {
+        if let Some(d) = day.day {
+            days.push((d, day.counts));
+        }
+        Ok(())
+    })?;
+    Ok(days)
+}
+
+/// The summary of these days as an HTML page; returns the days written.
+pub fn write_summary_html<W: Write>(
+    w: W,
+    days: &[html::summary::DayCounts],
+    period: Period,
+    opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = html::summary::Page {
+        lang: opts.lang,
+        period,
+        price: opts.price.as_ref(),
+        generated_at: opts.generated_at,
+    };
+    let w = html::summary::write(w, days, &page).map_err(csv::Error::from)?;
+    Ok((w, days.len() as u64))
+}
+
+/// The expiring report as an HTML page; returns the rows written.
+pub fn write_expiring_html<W: Write>(
+    w: W,
+    rows: &RowSet,
+    stats: &ScanStats,
+    opts: &Options,
+    html_opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = html::expiring::Page {
+        lang: html_opts.lang,
+        rules: &opts.rules,
+        full_iin: opts.full_iin,
+        generated_at: html_opts.generated_at,
+    };
+    let w = html::expiring::write(w, rows, stats, &page).map_err(csv::Error::from)?;
+    Ok((w, rows.len() as u64))
+}
+
 /// One row of a batch's outcome file.
 #[derive(Debug, Clone)]
 pub struct BatchRow {
@@ -751,6 +865,7 @@ pub fn write_batch_to(
     let format = Format {
         delimiter,
         excel: true,
+        headers: Lang::En,
     };
     let mut sheet = Sheet::new(
         file,
@@ -772,9 +887,15 @@ pub fn write_batch_to(
     Ok(n)
 }
 
-/// `reports/KIND-YYYYMMDD-HHMMSS.csv`, relative to the current folder, in local time.
-pub fn default_path(kind: Kind, now: DateTime<chrono::Local>) -> PathBuf {
-    default_path_named(kind.name(), now)
+/// `reports/KIND-YYYYMMDD-HHMMSS.csv` (`.html` for an HTML report),
+/// relative to the current folder, in local time.
+pub fn default_path(kind: Kind, now: DateTime<chrono::Local>, html: bool) -> PathBuf {
+    let csv = default_path_named(kind.name(), now);
+    if html {
+        csv.with_extension("html")
+    } else {
+        csv
+    }
 }
 
 /// `reports/NAME-YYYYMMDD-HHMMSS.csv`, for reports that are not a [`Kind`] (batch outcomes).
@@ -801,13 +922,30 @@ pub fn produce<E: From<ReportError>>(
     release: impl FnOnce(u64) -> Result<(), E>,
 ) -> Result<u64, E> {
     let file = AtomicFile::create(dest)?;
-    let (file, rows) = match kind {
-        Kind::Expiring => {
+    let (file, rows) = match (kind, &opts.html) {
+        (Kind::Expiring, Some(h)) => {
+            let (rows, stats) = expiring_scan(store, &opts.rules, opts.full_iin, opts.threads)?;
+            release(rows.len() as u64)?;
+            write_expiring_html(file, &rows, &stats, opts, h)?
+        }
+        (Kind::Summary, Some(h)) => {
+            let days = summary_days(store, opts.period)?;
+            release(days.len() as u64)?;
+            write_summary_html(file, &days, opts.period, h)?
+        }
+        (Kind::Lookups, Some(_)) => {
+            return Err(ReportError::Io {
+                path: dest.to_owned(),
+                source: io::Error::other("--html is for the expiring and summary reports"),
+            }
+            .into());
+        }
+        (Kind::Expiring, None) => {
             let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
             release(rows.len() as u64)?;
             write_expiring_set(file, opts.format, &rows, opts.threads)?
         }
-        Kind::Lookups => {
+        (Kind::Lookups, None) => {
             let snapshot = store.snapshot().map_err(ReportError::from)?;
             let (from, to) = opts.period.bounds();
             let n = snapshot
@@ -816,7 +954,7 @@ pub fn produce<E: From<ReportError>>(
             release(n)?;
             write_lookups(file, opts.format, &snapshot, opts.period, opts.full_iin)?
         }
-        Kind::Summary => {
+        (Kind::Summary, None) => {
             let (sheet, n) = write_summary(Vec::new(), opts.format, store, opts.period)?;
             release(n)?;
             let mut file = file;
@@ -970,7 +1108,7 @@ mod tests {
         );
         let rules = Rules::parse("90d", None, today).unwrap();
         let rows = |threads, batch| {
-            let set = expiring_set_by(&store, &rules, true, threads, batch).unwrap();
+            let (set, _) = expiring_set_by(&store, &rules, true, threads, batch).unwrap();
             set.iter().collect::<Vec<_>>()
         };
         let whole = rows(1, 4096);
@@ -1051,6 +1189,7 @@ mod tests {
             Format {
                 delimiter: b';',
                 excel: true,
+                headers: Lang::En,
             },
             row("=Иванов, \"Ваня\"\nвторая", Some(-5)),
         );

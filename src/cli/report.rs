@@ -1,4 +1,4 @@
-//! `gbdfl report KIND`: a CSV report of the cache, written atomically.
+//! `gbdfl report KIND`: a CSV or HTML report of the cache, written atomically.
 
 use std::path::PathBuf;
 
@@ -6,10 +6,11 @@ use anyhow::Context as _;
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::report::{self, Kind, OptionText, Options};
+use crate::html::Lang;
+use crate::report::{self, HtmlOptions, Kind, OptionText, Options};
 use crate::store::Store;
 
-/// Write a CSV report of the cache (never calls the service) and print its path.
+/// Write a CSV or HTML report of the cache (never calls the service) and print its path.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// expiring: documents needing attention (as `gbdfl expiring`);
@@ -17,7 +18,7 @@ pub struct Args {
     /// audit: the audit trail, the columns of `gbdfl audit log --json`
     #[arg(value_enum)]
     pub kind: KindArg,
-    /// Where to write [default: reports/KIND-YYYYMMDD-HHMMSS.csv]
+    /// Where to write [default: reports/KIND-YYYYMMDD-HHMMSS.csv, or .html]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// First UTC day of the period, YYYY-MM-DD (lookups, summary, audit)
@@ -32,6 +33,17 @@ pub struct Args {
     /// Field separator: one character (';' suits Russian and Kazakh Excel) or `tab`
     #[arg(long, value_name = "C", default_value = ",")]
     pub delimiter: String,
+    /// expiring, summary: one self-contained HTML page with charts instead
+    /// of CSV (opens offline; loads nothing)
+    #[arg(long)]
+    pub html: bool,
+    /// --html: language of the page's words, ru or en [default: from
+    /// LC_ALL, LC_MESSAGES or LANG]; data is shown as stored
+    #[arg(long, value_name = "LANG")]
+    pub lang: Option<String>,
+    /// CSV header row: `keys` (the stable column names) or `ru` (Russian)
+    #[arg(long, value_name = "H", default_value = "keys")]
+    pub headers: String,
     /// Write full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
@@ -113,7 +125,34 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let now = chrono::Local::now();
     let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
     opts.threads = crate::limits::threads(args.threads, &ctx.env)?;
-    let dest = args.out.unwrap_or_else(|| report::default_path(kind, now));
+    opts.format.headers = match args.headers.trim() {
+        "keys" => Lang::En,
+        "ru" => Lang::Ru,
+        h => return Err(invalid(format!("--headers {h:?}: give keys or ru"))),
+    };
+    if args.html {
+        if kind == Kind::Lookups {
+            return Err(invalid(
+                "--html makes the expiring and summary reports; lookups is CSV only",
+            ));
+        }
+        let lang = match &args.lang {
+            Some(l) => Lang::parse(l).map_err(invalid)?,
+            None => Lang::from_locale(&|k| (ctx.env)(k)),
+        };
+        opts.html = Some(HtmlOptions {
+            lang,
+            price: ctx.settings.price.as_ref().map(|p| p.value.clone()),
+            generated_at: chrono::Utc::now(),
+        });
+    } else if args.lang.is_some() {
+        return Err(invalid(
+            "--lang is for --html; the CSV header takes --headers ru",
+        ));
+    }
+    let dest = args
+        .out
+        .unwrap_or_else(|| report::default_path(kind, now, args.html));
     let rows = report::produce(kind, store, &opts, &dest, |n| ctx.release(store, n))
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;
     let iins = if opts.full_iin {

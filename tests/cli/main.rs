@@ -14,6 +14,7 @@ mod docs;
 mod fetch;
 mod format;
 mod hostile;
+mod html;
 mod import;
 mod init;
 mod network;
