@@ -99,6 +99,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         KindArg::Expiring => Kind::Expiring,
         KindArg::Lookups => Kind::Lookups,
         KindArg::Summary => Kind::Summary,
+        KindArg::Audit if args.html || args.lang.is_some() || args.headers.trim() != "keys" => {
+            return Err(invalid(
+                "the audit report is CSV with the column keys of `gbdfl audit log --json`: --html, --lang and --headers ru make the expiring and summary reports",
+            ));
+        }
         KindArg::Audit => return audit_report(args, ctx, store),
     };
     if let Some(flag) = [

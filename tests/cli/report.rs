@@ -604,3 +604,20 @@ fn expiring_has_no_colour_when_piped_and_lists_stale_people() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 0, "{}", r.stdout);
 }
+
+#[test]
+fn the_audit_report_refuses_html_and_translated_headers_and_writes_nothing() {
+    let env = Env::new();
+    for extra in [&["--html"][..], &["--lang", "ru"], &["--headers", "ru"]] {
+        let mut args = vec!["report", "audit"];
+        args.extend_from_slice(extra);
+        let r = env.fails(&args, 2);
+        assert!(r.stderr.contains("the audit report is CSV"), "{}", r.stderr);
+        assert!(r.stdout.is_empty());
+    }
+    let reports = env.dir.path().join("reports");
+    let written = std::fs::read_dir(&reports)
+        .map(|d| d.filter(|e| e.is_ok()).count())
+        .unwrap_or(0);
+    assert_eq!(written, 0, "no report file may be written");
+}
