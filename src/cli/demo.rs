@@ -122,6 +122,7 @@ fn offline(
         command: "queue drop".into(),
         operator: operator.into(),
         host: host.into(),
+        os_user: Some(crate::config::os_user().to_owned()),
         ..Default::default()
     };
     let leftovers = store.queue_items()?;
@@ -178,6 +179,7 @@ fn offline(
             command: "sync".into(),
             operator: operator.into(),
             host: host.into(),
+            os_user: Some(crate::config::os_user().to_owned()),
             ..Default::default()
         },
     };
