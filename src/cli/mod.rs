@@ -16,6 +16,7 @@ mod demo;
 mod expiring;
 mod export;
 mod fetch;
+mod help;
 mod history;
 mod import;
 mod init;
@@ -41,6 +42,8 @@ use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
 use crate::keyfile;
 use crate::store::{AuditEntry, Store};
+
+pub use help::{GROUPS, command, parse};
 
 /// gbdfl: look people up in GBDFL (the State Database of Individuals, via
 /// biometric.kz), keep every lookup encrypted in a local SQLite cache, and

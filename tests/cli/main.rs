@@ -6,6 +6,7 @@ mod harness;
 mod audit;
 mod bulk;
 mod concurrent;
+mod demo;
 mod docs;
 mod fetch;
 mod format;

@@ -232,7 +232,7 @@ fn golden_path(name: &str) -> PathBuf {
 }
 
 /// Compares with tests/golden/NAME byte for byte; GBDFL_BLESS=1 rewrites it.
-fn golden(name: &str, actual: &[u8]) {
+pub fn golden(name: &str, actual: &[u8]) {
     let path = golden_path(name);
     if std::env::var_os("GBDFL_BLESS").is_some_and(|v| !v.is_empty()) {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
