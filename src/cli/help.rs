@@ -8,8 +8,13 @@
 //! Rule this module keeps: no visible command is ever left out of the help;
 //! one missing from [`GROUPS`] is listed under "Other commands" (and the
 //! test `every_command_is_in_exactly_one_group` fails until it is placed).
+//!
+//! It also lists the environment variables the clap definitions and the
+//! settings read ([`env_vars`]), so a test can hold the reference docs to
+//! them.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use clap::{CommandFactory as _, FromArgMatches as _};
@@ -45,6 +50,38 @@ pub fn command() -> clap::Command {
 pub fn parse() -> Cli {
     let matches = command().get_matches();
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// The environment variables the binary reads through its clap
+/// definitions (`env = ...` of any argument of any command) and through
+/// [`Settings`](crate::config::Settings) (found by resolving the settings
+/// with an environment that records each name asked for). Variables a
+/// command reads on its own (`NO_COLOR`) are not in this list.
+pub fn env_vars() -> BTreeSet<String> {
+    fn walk(cmd: &clap::Command, names: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(name) = arg.get_env() {
+                names.insert(name.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    let mut names = BTreeSet::new();
+    walk(&command(), &mut names);
+    let asked = RefCell::new(BTreeSet::new());
+    let env = |k: &str| {
+        asked.borrow_mut().insert(k.to_owned());
+        // An empty config file, so no file of the user's can stop the walk
+        // before every setting was asked for.
+        (k == "GBDFL_CONFIG" && cfg!(unix)).then(|| "/dev/null".to_owned())
+    };
+    if let Ok(settings) = crate::config::Settings::resolve(&crate::config::Flags::default(), &env) {
+        let _ = settings.api_key(&env);
+    }
+    names.extend(asked.into_inner());
+    names
 }
 
 /// Each visible command's entry as clap renders it in its flat list (name,
@@ -152,6 +189,19 @@ mod tests {
                     "group {heading} names {m}, which is not a visible command"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn env_vars_come_from_clap_and_the_settings() {
+        let names = env_vars();
+        for name in [
+            "GBDFL_THREADS",
+            "GBDFL_DB",
+            "GBDFL_API_KEY",
+            "GBDFL_RETRY_CAP",
+        ] {
+            assert!(names.contains(name), "{name} in {names:?}");
         }
     }
 

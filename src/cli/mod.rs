@@ -43,7 +43,7 @@ use crate::iin::Iin;
 use crate::keyfile;
 use crate::store::{AuditEntry, Store};
 
-pub use help::{GROUPS, command, parse};
+pub use help::{GROUPS, command, env_vars, parse};
 
 /// gbdfl: look people up in GBDFL (the State Database of Individuals, via
 /// biometric.kz), keep every lookup encrypted in a local SQLite cache, and
