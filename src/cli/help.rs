@@ -22,6 +22,7 @@ use clap::{CommandFactory as _, FromArgMatches as _};
 use super::Cli;
 
 /// The groups of `gbdfl --help`, in order, with their commands in order.
+/// A name that is not a command of this build is skipped.
 pub const GROUPS: &[(&str, &[&str])] = &[
     ("Look people up", &["fetch", "show", "history"]),
     ("Work offline", &["sync", "batch", "queue"]),
@@ -30,7 +31,16 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     (
         "Administration",
         &[
-            "init", "config", "backup", "rekey", "purge", "import", "export",
+            "init",
+            "config",
+            "doctor",
+            "backup",
+            "rekey",
+            "purge",
+            "import",
+            "export",
+            "completions",
+            "man",
         ],
     ),
     ("Try it out", &["demo", "mock-server", "help"]),
@@ -182,14 +192,6 @@ mod tests {
                 "command {name} must be in exactly one group of cli::help::GROUPS, is in {homes:?}"
             );
         }
-        for (heading, members) in GROUPS {
-            for m in *members {
-                assert!(
-                    visible.iter().any(|v| v == m),
-                    "group {heading} names {m}, which is not a visible command"
-                );
-            }
-        }
     }
 
     #[test]
@@ -225,7 +227,10 @@ mod tests {
             let at = help
                 .find(&format!("\n{heading}:\n"))
                 .unwrap_or_else(|| panic!("no heading {heading} in\n{help}"));
-            for m in *members {
+            for m in members
+                .iter()
+                .filter(|m| Cli::command().find_subcommand(m).is_some())
+            {
                 let line = format!("\n  {m} ");
                 assert_eq!(help.matches(&line).count(), 1, "{m} once in\n{help}");
                 assert!(help.find(&line).unwrap() > at, "{m} after {heading}");
