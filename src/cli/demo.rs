@@ -187,7 +187,11 @@ fn offline(
     super::out(&text)?;
     let waiting = store.queue_items()?;
     say!("  Both wait in the encrypted queue ($ gbdfl queue):");
-    super::out(&render::queue(&waiting, false))?;
+    let table: String = render::queue(&waiting, false)
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    super::out(&table)?;
 
     emu.set_faults(Faults::default());
     say!("\nThe line is back: $ gbdfl sync");
