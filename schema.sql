@@ -49,11 +49,18 @@ CREATE TABLE IF NOT EXISTS lookups (
     purpose_enc  BLOB,                     -- sealed purpose given by the operator
     detail_enc   BLOB,                     -- sealed failure detail, HTTP error message or transport error
     response_enc BLOB,                     -- sealed codec byte + the response body (raw or zstd, docs/FORMAT.md)
-    summary_enc  BLOB                      -- sealed document summary of a VALID answer (version 3; NULL before)
+    summary_enc  BLOB,                     -- sealed document summary of a VALID answer (version 3; NULL before)
+    reached      TEXT CHECK (reached IN ('no', 'maybe', 'yes')) -- did the request reach the service (version 4; NULL for cache answers and before)
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
 CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);
+-- The cache answers that name a lookup as their source: deleting a lookup
+-- (purge) sets their `cached_from` to NULL, and without this index each
+-- delete read the whole table. Databases made before it get it when next
+-- opened.
+CREATE INDEX IF NOT EXISTS lookups_by_cached_from ON lookups (cached_from)
+    WHERE cached_from IS NOT NULL;
 -- The latest VALID answer of each subject, for reports that walk every
 -- person. It covers the sealed summary (schema version 3), so the expiry
 -- scan reads this index alone, in subject order, and never the table.

@@ -15,8 +15,9 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-/// How the message of a failed attempt that sent nothing begins: no request
-/// reached the service, so nothing can have been billed.
+/// How the message of an attempt that could not connect begins. Text for
+/// people only: whether a request reached the service (and may be billed)
+/// is the client's typed `Delivery`, never read from this text.
 pub const NOT_CONNECTED: &str = "could not connect to the service";
 
 /// The status of a GBDFL lookup as the service reports it.
@@ -979,6 +980,15 @@ impl<'de> Visitor<'de> for ScalarVisitor {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Scalar<'de>, A::Error> {
         drain_map(map).map(|()| Scalar::Other)
     }
+}
+
+/// Whether an error body is the service's own (FastAPI's JSON object with
+/// a `detail` or `message`), not a page from a proxy or gateway in between.
+pub fn is_json_error(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|v| {
+        v.as_object()
+            .is_some_and(|o| o.contains_key("detail") || o.contains_key("message"))
+    })
 }
 
 /// Pulls a human message out of an error body: `{"detail": "..."}`,

@@ -150,6 +150,9 @@ pub struct Importer<'a> {
     /// Drop the secondary indexes while importing and build them at the
     /// end: faster for an import that is large next to the database.
     pub rebuild_indexes: bool,
+    /// The audit entry each committed transaction appends with the number
+    /// of lookups it stored.
+    pub audit: Option<&'a crate::store::AuditEntry>,
 }
 
 /// What an import did.
@@ -242,7 +245,7 @@ fn import_in_blocks(
             }
         });
         // Each block's good rows go straight into the open transaction.
-        let stored = store.insert_imported(|wait| {
+        let stored = store.insert_imported(who.audit, |wait| {
             let batch = match wait {
                 None => sealed.recv().map_err(|_| RecvTimeoutError::Disconnected),
                 Some(t) => sealed.recv_timeout(t),
@@ -585,6 +588,7 @@ pub(crate) mod tests {
             purpose: None,
             default_time: Some(Utc::now()),
             rebuild_indexes: false,
+            audit: None,
         }
     }
 

@@ -61,10 +61,34 @@ pub struct ClientConfig {
     pub max_body_bytes: u64,
 }
 
+/// Whether a request that got no readable answer reached the service: what
+/// decides whether it may have been billed, and so whether it may be sent
+/// again without an operator's word. Decided here, from the transport's own
+/// error kinds and the HTTP status, never from message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Provably never reached the service: the connection could not be made
+    /// (refused, DNS failure, TLS failure before the request was written,
+    /// connect timeout), or the service itself refused to take it now (HTTP
+    /// 429 or 503 with its own JSON error body). Nothing was billed.
+    NotSent,
+    /// The request was written, or may have been: a timeout after sending,
+    /// a connection dropped after sending, any other HTTP 5xx (a gateway's
+    /// page, an error of the service mid-request), an unreadable HTTP 2xx.
+    /// The service may have answered and billed it.
+    MaybeBilled,
+}
+
+/// The longest Retry-After honoured: a longer (or absurd) value is cut to
+/// this. A request's whole window is 3 hours, so waiting longer is never
+/// useful; the sync's own backoff applies on top.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// How one call ended.
 #[derive(Debug)]
 pub enum Answer {
-    /// HTTP 2xx. `parsed` is `Err` with a reason when the body is not a GBDFL answer.
+    /// HTTP 2xx. `parsed` is `Err` with a reason when the body is not a GBDFL
+    /// answer (then the call may have been billed: [`Delivery::MaybeBilled`]).
     Answered {
         http_status: u16,
         body: Vec<u8>,
@@ -76,12 +100,15 @@ pub enum Answer {
         body: Vec<u8>,
         message: String,
     },
-    /// No usable answer: connect error, timeout, dropped connection, 5xx, 429.
+    /// No usable answer: connect error, timeout, dropped connection, 5xx,
+    /// 429. `delivery` says whether the request may have reached the service.
     Unavailable {
         http_status: Option<u16>,
         body: Vec<u8>,
         message: String,
+        /// At most [`MAX_RETRY_AFTER`].
         retry_after: Option<Duration>,
+        delivery: Delivery,
     },
 }
 
@@ -140,7 +167,7 @@ impl Client {
             url,
             api_key,
             max_body_bytes: config.max_body_bytes,
-            longest_call: config.connect_timeout + config.timeout,
+            longest_call: config.connect_timeout.saturating_add(config.timeout),
         })
     }
 
@@ -148,12 +175,24 @@ impl Client {
     /// stays claimed: the longest a call can last, and a margin. A claim
     /// that runs out while still set means its process died mid-call.
     pub fn claim_until(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
-        now + chrono::TimeDelta::from_std(self.longest_call + Duration::from_secs(5))
-            .unwrap_or(chrono::TimeDelta::MAX)
+        // Checked: it is also computed after a call, before its answer is
+        // recorded, where nothing may panic.
+        // A century at most: claim times are compared as RFC 3339 text,
+        // which sorts right only for four-digit years.
+        let century = chrono::TimeDelta::days(36_500);
+        let lease =
+            chrono::TimeDelta::from_std(self.longest_call.saturating_add(Duration::from_secs(5)))
+                .map_or(century, |d| d.min(century));
+        now.checked_add_signed(lease).unwrap_or(now)
     }
 
     pub fn url(&self) -> &str {
         self.url.as_str()
+    }
+
+    /// The largest answer body read (`max_response_bytes`).
+    pub fn max_body_bytes(&self) -> u64 {
+        self.max_body_bytes
     }
 
     /// Makes the paid call for `iin` and `session_id`.
@@ -181,6 +220,7 @@ impl Client {
                     body: Vec::new(),
                     message: transport_message(&e),
                     retry_after: None,
+                    delivery: transport_delivery(&e),
                 };
             }
         };
@@ -191,13 +231,19 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let mut body = Vec::new();
-        let read = resp.take(self.max_body_bytes + 1).read_to_end(&mut body);
+        let read = resp
+            .take(self.max_body_bytes.saturating_add(1))
+            .read_to_end(&mut body);
         if let Err(e) = read {
+            // The status line came back: the request was read by someone.
             return Answer::Unavailable {
                 http_status: Some(status.as_u16()),
                 body,
-                message: format!("the connection broke while reading the answer ({e})"),
+                message: format!(
+                    "the connection broke while reading the answer, after the request was sent ({e})"
+                ),
                 retry_after,
+                delivery: Delivery::MaybeBilled,
             };
         }
         let too_large = body.len() as u64 > self.max_body_bytes;
@@ -222,12 +268,18 @@ impl Client {
                 parsed,
             }
         } else if code == 429 || status.is_server_error() {
+            let delivery = if (code == 429 || code == 503) && api::is_json_error(&body) {
+                Delivery::NotSent
+            } else {
+                Delivery::MaybeBilled
+            };
             let message = format!("HTTP {code}: {}", api::error_message(&body));
             Answer::Unavailable {
                 http_status: Some(code),
                 body,
                 message,
                 retry_after,
+                delivery,
             }
         } else {
             let message = api::error_message(&body);
@@ -240,11 +292,22 @@ impl Client {
     }
 }
 
+/// A transport error's delivery: a failure while connecting (TCP, DNS, TLS
+/// handshake, connect timeout) comes before a byte of the request is
+/// written; anything later may come after the service read it.
+fn transport_delivery(e: &reqwest::Error) -> Delivery {
+    if e.is_connect() {
+        Delivery::NotSent
+    } else {
+        Delivery::MaybeBilled
+    }
+}
+
 fn transport_message(e: &reqwest::Error) -> String {
     let what = if e.is_connect() {
         api::NOT_CONNECTED
     } else if e.is_timeout() {
-        "the service did not answer in time (the call may have been billed)"
+        "the service did not answer in time"
     } else {
         "the request failed"
     };
@@ -263,18 +326,21 @@ fn transport_message(e: &reqwest::Error) -> String {
 }
 
 /// Retry-After (RFC 9110): delay-seconds, or an HTTP date (a date in the
-/// past means now).
+/// past means now), cut to [`MAX_RETRY_AFTER`]. A number too large for any
+/// type is the maximum too: the server asked for a long wait.
 fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        let secs = v.parse::<u64>().unwrap_or(u64::MAX);
+        return Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
-    Some(
-        (at.with_timezone(&chrono::Utc) - chrono::Utc::now())
-            .to_std()
-            .unwrap_or(Duration::ZERO),
-    )
+    let wait = at
+        .with_timezone(&chrono::Utc)
+        .signed_duration_since(chrono::Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]
@@ -295,6 +361,19 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_cut_to_the_maximum() {
+        for v in [
+            "9000000000000",
+            "18446744073709551615",
+            "99999999999999999999999999",
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ] {
+            assert_eq!(parse_retry_after(v), Some(MAX_RETRY_AFTER), "{v}");
+        }
+        assert_eq!(parse_retry_after("-5"), None);
     }
 
     #[test]

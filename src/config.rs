@@ -85,6 +85,7 @@ pub struct FileConfig {
     pub retry_base: Option<String>,
     pub retry_cap: Option<String>,
     pub retry_attempts: Option<u32>,
+    pub busy_timeout: Option<String>,
 }
 
 /// Values given on the command line (None when not given).
@@ -118,6 +119,7 @@ pub struct Settings {
     pub retry_base: Setting<Duration>,
     pub retry_cap: Setting<Duration>,
     pub retry_attempts: Setting<u32>,
+    pub busy_timeout: Setting<Duration>,
     pub json: bool,
     pub host: String,
 }
@@ -441,6 +443,14 @@ impl Settings {
                 message: "must be at least 1".into(),
             });
         }
+        let busy_timeout = duration_setting(
+            "busy_timeout",
+            "GBDFL_BUSY_TIMEOUT",
+            &env_nonempty,
+            file.busy_timeout.as_ref(),
+            &fp,
+            Duration::from_secs(10),
+        )?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
             config_file,
@@ -460,6 +470,7 @@ impl Settings {
             retry_base,
             retry_cap,
             retry_attempts,
+            busy_timeout,
             json: flags.json,
             host: if host.is_empty() {
                 "unknown".into()
@@ -572,6 +583,7 @@ impl Settings {
             ("timeout", &self.timeout),
             ("retry_base", &self.retry_base),
             ("retry_cap", &self.retry_cap),
+            ("busy_timeout", &self.busy_timeout),
         ] {
             rows.push((
                 name,

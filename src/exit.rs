@@ -37,12 +37,17 @@ pub enum ExitCode {
     /// (`Queued`, 11). Kept so the number is never reused for another meaning.
     #[allow(dead_code)]
     Unreachable = 6,
-    /// The service's answer was not a GBDFL answer (kept for inspection).
+    /// No longer given: an answer that is not a GBDFL answer is kept for
+    /// inspection and leaves its request in doubt (`InDoubt`, 14). Kept so
+    /// the number is never reused for another meaning.
+    #[allow(dead_code)]
     Garbled = 7,
     /// Wrong key file for the database, or stored data failed its integrity check.
     KeyOrIntegrity = 8,
     /// The database cannot be used: missing, not a gbdfl database, too new,
-    /// read-only, or a write to it failed (disk full, file size limit).
+    /// read-only, busy (another process held its write lock for longer
+    /// than busy_timeout), or a write to it failed (disk full, file size
+    /// limit).
     Database = 9,
     /// The answer is not ready yet (PENDING): the request is queued, and
     /// `gbdfl sync` asks again.
@@ -126,7 +131,10 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
                 | StoreError::NotADatabase(_)
                 | StoreError::TooNew { .. }
                 | StoreError::ReadOnly(_)
-                | StoreError::WriteFailed(_) => ExitCode::Database,
+                | StoreError::WriteFailed(_)
+                | StoreError::Busy { .. }
+                | StoreError::NoRoom { .. }
+                | StoreError::Spilled { .. } => ExitCode::Database,
                 _ => ExitCode::Failure,
             };
         }

@@ -52,6 +52,7 @@ fn sample_lookup() -> Lookup {
         iin: "950215300001".into(),
         purpose: None,
         detail: None,
+        reached: Some(crate::store::Reached::Yes),
     }
 }
 

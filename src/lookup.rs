@@ -14,12 +14,12 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::api::{self, Response, Status};
-use crate::client::{Answer, Client};
+use crate::client::{Answer, Client, Delivery};
 use crate::exit::ExitCode;
 use crate::iin::Iin;
 use crate::store::{
-    self, After, AuditEntry, Begin, LookupId, NewLookup, NewRequest, Outcome, QueueItem, Record,
-    Source, Store, StoreError,
+    self, After, AuditEntry, Begin, LookupId, NewLookup, NewRequest, Outcome, QueueItem, Reached,
+    Record, Reservation, Source, Store, StoreError,
 };
 use crate::sync::Backoff;
 
@@ -89,13 +89,20 @@ pub enum Fetched {
         http_status: u16,
         message: String,
     },
-    /// No usable answer.
+    /// No usable answer. With [`Delivery::NotSent`] the request never
+    /// reached the service and stays queued; else it may have been billed
+    /// and is in doubt.
     Unavailable {
         id: LookupId,
+        /// The HTTP status, when one came back (429, 5xx).
+        http_status: Option<u16>,
         message: String,
         retry_after: Option<Duration>,
+        delivery: Delivery,
     },
-    /// HTTP 2xx with a body that is not a GBDFL answer; the body is stored.
+    /// HTTP 2xx with a body that is not a GBDFL answer; the body is stored,
+    /// and the request is in doubt (the call was billed, the answer cannot
+    /// be used).
     Garbled { id: LookupId, reason: String },
     /// Another gbdfl process is sending this very request now; no call was made.
     Busy { item: Box<QueueItem> },
@@ -121,6 +128,10 @@ pub enum Next {
     /// subscription): the request stays queued as it was, and nothing more
     /// should be sent until the cause is fixed.
     Stop { item_id: String },
+    /// The call may have reached the service and been billed, but left no
+    /// usable answer: the request is in doubt, and is sent again only when
+    /// the operator says so (`sync --resend-in-doubt`, or `queue drop`).
+    InDoubt { item_id: String },
 }
 
 /// A fetch's result: how it ended and what comes next.
@@ -153,10 +164,14 @@ impl Fetched {
                 _ => ExitCode::NotValid,
             },
             Fetched::Refused { .. } => ExitCode::Refused,
-            Fetched::Unavailable { .. } | Fetched::Busy { .. } | Fetched::InDoubt { .. } => {
-                ExitCode::Queued
+            Fetched::Unavailable {
+                delivery: Delivery::NotSent,
+                ..
             }
-            Fetched::Garbled { .. } => ExitCode::Garbled,
+            | Fetched::Busy { .. } => ExitCode::Queued,
+            Fetched::Unavailable { .. } | Fetched::Garbled { .. } | Fetched::InDoubt { .. } => {
+                ExitCode::InDoubt
+            }
             Fetched::Expired { .. } => ExitCode::Expired,
         }
     }
@@ -177,7 +192,11 @@ impl Fetched {
                 .map(|s| s.as_str().to_owned())
                 .unwrap_or_else(|| "NO_STATUS".into()),
             Fetched::Refused { http_status, .. } => format!("REFUSED (HTTP {http_status})"),
-            Fetched::Unavailable { .. } => "UNREACHABLE".into(),
+            Fetched::Unavailable {
+                delivery: Delivery::NotSent,
+                ..
+            } => "UNREACHABLE".into(),
+            Fetched::Unavailable { .. } => "NO_ANSWER".into(),
             Fetched::Garbled { .. } => "GARBLED".into(),
             Fetched::Busy { .. } => "SENDING".into(),
             Fetched::InDoubt { .. } => "IN_DOUBT".into(),
@@ -316,6 +335,8 @@ pub fn fetch(
     let owner = claim_owner(0);
     let request = new_request(req, now, session_created_at);
     let max_age = (!req.force).then_some(req.max_age);
+    // Room for the answer first: with no room to keep it, no call is made.
+    let mut room = store.reserve_spill(client.max_body_bytes())?;
     let begun = store.begin_fetch(
         &request,
         max_age,
@@ -362,7 +383,15 @@ pub fn fetch(
         Begin::Claimed(item) => item,
         Begin::Queued(_) => unreachable!("begin_fetch claims when asked to"),
     };
-    send(store, client, &item, &owner, req.audit.as_ref(), backoff)
+    send(
+        store,
+        client,
+        &item,
+        &owner,
+        req.audit.as_ref(),
+        backoff,
+        &mut room,
+    )
 }
 
 /// Records an answer from the cache (no call) with the request's audit entry.
@@ -399,6 +428,7 @@ fn record_cached(
             cached_from: Some(LookupId(
                 Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
             )),
+            reached: None,
         },
         audit.as_ref(),
     )?;
@@ -445,18 +475,22 @@ pub fn send(
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
+    room: &mut Reservation,
 ) -> Result<Attempt, StoreError> {
     let commit = |f: store::SealedFinish| {
         store
             .commit_finishes(&[(&f, None)])
             .map(|mut v| v.pop().flatten())
     };
-    send_then(store, client, item, owner, audit, backoff, &commit).map(|(a, _)| a)
+    send_then(store, client, item, owner, audit, backoff, room, &commit).map(|(a, _)| a)
 }
 
 /// [`send`], with the commit of the sealed answer left to `commit` (a
 /// `sync` worker hands it to the thread that commits for all workers, and
-/// gets back the next item it claimed in the same transaction).
+/// gets back the next item it claimed in the same transaction). `room` is
+/// the space reserved for the answer (`Store::reserve_spill`): if the
+/// commit fails, the answer is kept there, and the error says so.
+#[allow(clippy::too_many_arguments)]
 pub fn send_then(
     store: &Store,
     client: &Client,
@@ -464,6 +498,7 @@ pub fn send_then(
     owner: &str,
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
+    room: &mut Reservation,
     commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
@@ -487,17 +522,27 @@ pub fn send_then(
         detail: None,
         response: None,
         cached_from: None,
+        reached: None,
     };
     let answer = client.lookup(&item.iin, &item.session_id);
+    // From here until the answer is committed nothing may panic or fail
+    // before the store has it: times are checked sums, and a wait past the
+    // request's deadline is the deadline (the item is then never sent).
     let answered_at = Some(Utc::now());
     let retry_at = |retry_after: Option<Duration>| {
         let wait = backoff.delay(item.attempts, retry_after);
-        Utc::now() + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX)
+        chrono::TimeDelta::from_std(wait)
+            .ok()
+            .and_then(|d| Utc::now().checked_add_signed(d))
+            .map_or(item.deadline, |t| t.min(item.deadline))
     };
     let queued = |next_try| Next::Queued {
         item_id: item.id.clone(),
         deadline: item.deadline,
         next_try,
+    };
+    let in_doubt = || Next::InDoubt {
+        item_id: item.id.clone(),
     };
     // The lookup row, the audit entry's outcome, and what becomes of the item.
     let (lookup, code, error, records, fetched, next) = match answer {
@@ -539,12 +584,13 @@ pub fn send_then(
                 Next::Done
             };
             (
-                Some((
+                (
                     Outcome::Answered,
                     Some(http_status),
                     detail,
                     Some(body.clone()),
-                )),
+                    Reached::Yes,
+                ),
                 code,
                 error,
                 records,
@@ -561,17 +607,21 @@ pub fn send_then(
             body,
             parsed: Err(reason),
         } => (
-            Some((
+            (
                 Outcome::Garbled,
                 Some(http_status),
                 Some(reason.clone()),
                 Some(body),
+                Reached::Yes,
+            ),
+            ExitCode::InDoubt,
+            Some(format!(
+                "the service answered HTTP {http_status} but the answer could not be read ({reason}); it was billed and is kept as received. {}",
+                IN_DOUBT_ADVICE
             )),
-            ExitCode::Garbled,
-            Some(reason.clone()),
             0,
             Fetched::Garbled { id, reason },
-            queued(retry_at(None)),
+            in_doubt(),
         ),
         Answer::Refused {
             http_status,
@@ -586,12 +636,13 @@ pub fn send_then(
                 Next::Done
             };
             (
-                Some((
+                (
                     Outcome::Refused,
                     Some(http_status),
                     Some(message.clone()),
                     Some(body),
-                )),
+                    Reached::Yes,
+                ),
                 ExitCode::Refused,
                 Some(format!("HTTP {http_status}: {message}")),
                 0,
@@ -608,25 +659,52 @@ pub fn send_then(
             body,
             message,
             retry_after,
-        } => (
-            Some((
-                Outcome::Unavailable,
-                http_status,
-                Some(message.clone()),
-                (!body.is_empty()).then_some(body),
-            )),
-            ExitCode::Queued,
-            Some(message.clone()),
-            0,
-            Fetched::Unavailable {
-                id,
-                message,
-                retry_after,
-            },
-            queued(retry_at(retry_after)),
-        ),
+            delivery,
+        } => {
+            let (reached, code, error, next) = match delivery {
+                Delivery::NotSent => (
+                    Reached::No,
+                    ExitCode::Queued,
+                    message.clone(),
+                    queued(retry_at(retry_after)),
+                ),
+                // A status line came back: something answered.
+                Delivery::MaybeBilled => (
+                    if http_status.is_some() {
+                        Reached::Yes
+                    } else {
+                        Reached::Maybe
+                    },
+                    ExitCode::InDoubt,
+                    format!(
+                        "{message}; the service may have answered and billed the call. {IN_DOUBT_ADVICE}"
+                    ),
+                    in_doubt(),
+                ),
+            };
+            (
+                (
+                    Outcome::Unavailable,
+                    http_status,
+                    Some(message.clone()),
+                    (!body.is_empty()).then_some(body),
+                    reached,
+                ),
+                code,
+                Some(error),
+                0,
+                Fetched::Unavailable {
+                    id,
+                    http_status,
+                    message,
+                    retry_after,
+                    delivery,
+                },
+                next,
+            )
+        }
     };
-    let (outcome, http_status, detail, body) = lookup.expect("every answer is recorded");
+    let (outcome, http_status, detail, body, reached) = lookup;
     let status = match &fetched {
         Fetched::Answered { response, .. } => response.status.as_ref().map(Status::as_str),
         _ => None,
@@ -651,13 +729,14 @@ pub fn send_then(
         failure_type,
         detail: detail.as_deref(),
         response: body.as_deref(),
+        reached: Some(reached),
         ..base
     };
     let audit = audit.map(|a| AuditEntry {
         exit_code: code.code(),
         error: error.clone(),
-        // A connection that never opened sent nothing to be billed for.
-        paid_call: !store::never_sent(row.outcome, row.http_status, row.detail),
+        // A request that never reached the service was not billed.
+        paid_call: reached.paid(),
         records,
         purpose: a.purpose.clone().or_else(|| item.purpose.clone()),
         ..a.clone()
@@ -675,11 +754,31 @@ pub fn send_then(
             error: &error_text,
         },
         Next::Stop { .. } => After::Restore,
+        Next::InDoubt { .. } => After::InDoubt {
+            status: Some(&last_status),
+            error: &error_text,
+        },
     };
     let sealed = store.seal_finish(item, owner, Some(&row), audit.as_ref(), after)?;
-    let claimed = commit(sealed)?;
+    let keep = sealed.clone();
+    let claimed = match commit(sealed) {
+        Ok(claimed) => claimed,
+        // The call was made and may be billed: the answer must not be lost.
+        Err(cause) => {
+            return match store.spill(room, &keep) {
+                Ok(path) => Err(StoreError::Spilled {
+                    path,
+                    cause: cause.cause_text(),
+                }),
+                Err(_) => Err(cause),
+            };
+        }
+    };
     Ok((Attempt { fetched, next }, claimed))
 }
+
+/// What an operator can do about a request in doubt; ends every message of one.
+pub const IN_DOUBT_ADVICE: &str = "It is not sent again on its own: `gbdfl sync --resend-in-doubt` sends it again (it may be billed twice), `gbdfl queue drop ID` gives it up";
 
 /// What to tell the operator for a refusal, by the service's message.
 pub fn refusal_advice(http_status: u16, message: &str) -> &'static str {

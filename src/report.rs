@@ -84,7 +84,7 @@ pub struct Period {
 
 impl Period {
     /// `[from 00:00Z, the day after to 00:00Z)`, as the store takes it.
-    fn bounds(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+    pub fn bounds(self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
         let start = |d: NaiveDate| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         (
             self.from.and_then(start),
@@ -552,6 +552,7 @@ pub fn write_lookups<W: Write>(
             text(l.purpose.as_deref().unwrap_or("")),
             own(shown_iin(&l.iin, full_iin)),
             own(match l.source {
+                Source::Service if l.never_sent() => "not sent",
                 Source::Service => "paid",
                 Source::Cache => "cache",
             }),
@@ -688,16 +689,50 @@ pub fn default_path_named(name: &str, now: DateTime<chrono::Local>) -> PathBuf {
     Path::new("reports").join(format!("{name}-{}.csv", now.format("%Y%m%d-%H%M%S")))
 }
 
-/// Makes the report `kind` at `dest`, atomically. Returns the data rows written.
-pub fn produce(kind: Kind, store: &Store, opts: &Options, dest: &Path) -> Result<u64, ReportError> {
+/// Makes the report `kind` at `dest`, atomically. Returns the data rows
+/// written.
+///
+/// Audited first: `release` hears how many rows are about to be written
+/// before the first byte goes to the file (the caller writes its audit
+/// entry there); if it fails, no file is made. The (empty, owner-only)
+/// temporary file is made before anything else, so that a path that cannot
+/// be written is refused before the work and before the release. The rows are known first:
+/// the expiring set is built in memory, the summary's few rows too, and
+/// the lookups are counted and then read in one read snapshot, so the
+/// count is exactly what the file gets.
+pub fn produce<E: From<ReportError>>(
+    kind: Kind,
+    store: &Store,
+    opts: &Options,
+    dest: &Path,
+    release: impl FnOnce(u64) -> Result<(), E>,
+) -> Result<u64, E> {
     let file = AtomicFile::create(dest)?;
     let (file, rows) = match kind {
         Kind::Expiring => {
             let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
+            release(rows.len() as u64)?;
             write_expiring_set(file, opts.format, &rows, opts.threads)?
         }
-        Kind::Lookups => write_lookups(file, opts.format, store, opts.period, opts.full_iin)?,
-        Kind::Summary => write_summary(file, opts.format, store, opts.period)?,
+        Kind::Lookups => {
+            let snapshot = store.snapshot().map_err(ReportError::from)?;
+            let (from, to) = opts.period.bounds();
+            let n = snapshot
+                .count_lookups_between(from, to)
+                .map_err(ReportError::from)?;
+            release(n)?;
+            write_lookups(file, opts.format, &snapshot, opts.period, opts.full_iin)?
+        }
+        Kind::Summary => {
+            let (sheet, n) = write_summary(Vec::new(), opts.format, store, opts.period)?;
+            release(n)?;
+            let mut file = file;
+            file.write_all(&sheet).map_err(|source| ReportError::Io {
+                path: dest.to_owned(),
+                source,
+            })?;
+            (file, n)
+        }
     };
     file.commit()?;
     Ok(rows)

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::client::Client;
+use crate::client::{Client, Delivery};
 use crate::lookup::{self, Attempt, Fetched, Next};
 use crate::store::{After, AuditEntry, NextClaim, QueueItem, SealedFinish, Store, StoreError};
 
@@ -121,6 +121,9 @@ struct Shared {
     not_connected: std::sync::atomic::AtomicU32,
     /// Whether `on_wait` was told about a long wait already.
     told_wait: AtomicBool,
+    /// Items whose call in this run left them in doubt: not claimed again
+    /// in this run, even with `resend_in_doubt` (that sends each once).
+    went_in_doubt: Mutex<HashSet<String>>,
 }
 
 /// After this many calls in a row that could not even connect, the line is
@@ -147,6 +150,7 @@ pub fn run(
         stop: AtomicBool::new(false),
         not_connected: std::sync::atomic::AtomicU32::new(0),
         told_wait: AtomicBool::new(false),
+        went_in_doubt: Mutex::new(HashSet::new()),
     };
     lookup::release_orphaned_claims(store)?;
     let jobs = opts.jobs.max(1);
@@ -157,6 +161,7 @@ pub fn run(
     // An item that used its attempts in this run waits for a later run.
     let gave_up = |id: &str| {
         opts.only.as_ref().is_some_and(|only| !only.contains(id))
+            || lock(&shared.went_in_doubt).contains(id)
             || lock(&shared.tries)
                 .get(id)
                 .is_some_and(|n| *n >= opts.backoff.max_attempts)
@@ -253,6 +258,9 @@ fn worker(
     let owner = lookup::claim_owner(w);
     // The item claimed with the last answer, in the same transaction.
     let mut pending: Option<QueueItem> = None;
+    // Room for the answer of this worker's calls, reserved once and used
+    // again until a spill takes it.
+    let mut room: Option<crate::store::Reservation> = None;
     loop {
         if shared.stop.load(Ordering::SeqCst) || STOP.load(Ordering::SeqCst) {
             if let Some(item) = pending.take() {
@@ -261,6 +269,22 @@ fn worker(
             }
             return Ok(());
         }
+        // Room for the next answer before the next call: with no room to
+        // keep it, no call is made (a claimed item is put back).
+        if !room.as_ref().is_some_and(|r| r.is_free()) {
+            match store.reserve_spill(client.max_body_bytes()) {
+                Ok(r) => room = Some(r),
+                Err(e) => {
+                    if let Some(item) = pending.take() {
+                        store.finish(&item, &owner, None, None, After::Restore)?;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let Some(room) = room.as_mut() else {
+            continue;
+        };
         let claimed = match pending.take() {
             Some(item) => Some(item),
             None => store.claim_next(
@@ -301,6 +325,11 @@ fn worker(
             *n
         };
         let commit = |finish: SealedFinish| {
+            // Before the commit: another worker's claim in the same or the
+            // next transaction must already pass over it.
+            if finish.leaves_in_doubt() {
+                lock(&shared.went_in_doubt).insert(item.id.clone());
+            }
             let (reply, answer) = mpsc::channel();
             let gone = || {
                 StoreError::Io(std::io::Error::other(
@@ -324,17 +353,21 @@ fn worker(
             &owner,
             Some(&opts.audit),
             &opts.backoff,
+            room,
             &commit,
         )?;
         pending = claimed;
         let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;
         let down = match &fetched {
-            Fetched::Unavailable { message, .. }
-                if message.starts_with(crate::api::NOT_CONNECTED) =>
-            {
-                shared.not_connected.fetch_add(1, Ordering::SeqCst) + 1 >= DOWN_AFTER
-            }
-            Fetched::Unavailable { .. } => false,
+            Fetched::Unavailable {
+                delivery: Delivery::NotSent,
+                http_status: None,
+                ..
+            } => shared.not_connected.fetch_add(1, Ordering::SeqCst) + 1 >= DOWN_AFTER,
+            Fetched::Unavailable {
+                delivery: Delivery::NotSent,
+                ..
+            } => false,
             _ => {
                 shared.not_connected.store(0, Ordering::SeqCst);
                 false

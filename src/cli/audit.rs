@@ -172,17 +172,20 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 subject,
                 command: action,
             };
+            // Gathered first: the purposes are personal data, released
+            // only after this command's own entry is written.
             let mut n = 0u64;
             let json = ctx.settings.json;
+            let mut text = String::new();
             if !json {
-                out(
+                text.push_str(
                     "   SEQ  TIME (UTC)           OPERATOR     COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
-                )?;
+                );
             }
             store.each_audit(&filter, |v| -> anyhow::Result<()> {
                 n += 1;
                 if json {
-                    out(&format!(
+                    text.push_str(&format!(
                         "{}\n",
                         serde_json::json!({
                             "seq": v.seq, "id": v.id, "at": time_text(v.at), "operator": v.operator,
@@ -191,13 +194,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                             "exit_code": v.exit_code, "error": v.error, "paid_call": v.paid_call,
                             "records": v.records,
                         })
-                    ))
+                    ));
                 } else {
-                    out(&line(&v))
+                    text.push_str(&line(&v));
                 }
+                Ok(())
             })?;
-            ctx.note_records(n);
-            Ok(())
+            ctx.release(store, n)?;
+            out(&text)
         }
     }
 }

@@ -39,7 +39,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         let max_age = parse_duration("--stale", stale).map_err(invalid)?;
         let max_age = chrono::Duration::from_std(max_age).map_err(invalid)?;
         let rows = report::stale_rows(store, chrono::Utc::now(), max_age, args.full_iin)?;
-        ctx.note_records(rows.len() as u64);
+        ctx.release(store, rows.len() as u64)?;
         return match ctx.settings.json {
             true => json(&rows),
             false => out(&render::stale(&rows)),
@@ -49,7 +49,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let rules = Rules::parse(&args.within, args.as_of.as_deref(), today).map_err(invalid)?;
     let threads = args.threads.unwrap_or_else(report::default_threads);
     let rows = report::expiring_set(store, &rules, args.full_iin, threads)?;
-    ctx.note_records(rows.len() as u64);
+    let pool = report::thread_pool(threads)?;
+    ctx.release(store, rows.len() as u64)?;
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     if ctx.settings.json {
@@ -61,7 +62,6 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     }
     let no_color = (ctx.env)("NO_COLOR").is_some_and(|v| !v.is_empty());
     let colour = std::io::stdout().is_terminal() && !no_color;
-    let pool = report::thread_pool(threads)?;
     render::expiring_to(&mut w, &rows, colour, &pool).context("writing to standard output")
 }
 

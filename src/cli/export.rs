@@ -33,21 +33,31 @@ pub enum Format {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let Format::Jsonl = args.format;
+    // Counted and then read in one snapshot: the audit entry, written
+    // before the first line goes out, says exactly how many answers.
+    let snapshot = store.snapshot()?;
+    let count = snapshot.count_answers()?;
     let n = match &args.out {
         Some(path) => {
             let mut file = AtomicFile::create(path)?;
-            let n = archive::export(store, &mut file)
+            ctx.release(store, count)?;
+            let n = archive::export(&snapshot, &mut file)
                 .with_context(|| format!("exporting to {}", path.display()))?;
             file.commit()?;
             eprintln!("exported {n} answers to {}", path.display());
             n
         }
         None => {
+            ctx.release(store, count)?;
             let stdout = std::io::stdout();
             let w = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            archive::export(store, w).context("writing to standard output")?
+            archive::export(&snapshot, w).context("writing to standard output")?
         }
     };
-    ctx.note_records(n);
+    if n != count {
+        anyhow::bail!(
+            "exported {n} answers where {count} were counted and recorded in the audit trail: run `gbdfl check`"
+        );
+    }
     Ok(())
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{Ctx, out};
-use crate::client::Client;
+use crate::client::{Client, Delivery};
 use crate::config::parse_duration;
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
@@ -85,6 +85,9 @@ fn queued_note(next: &Next) -> String {
         Next::Stop { .. } => {
             " The request stays queued: fix the cause, then run `gbdfl sync`.".to_owned()
         }
+        Next::InDoubt { item_id } => format!(
+            " The request is IN_DOUBT (queue item {item_id}) and is not sent again on its own: `gbdfl sync --resend-in-doubt` sends it again (it may be billed twice), `gbdfl queue drop {item_id}` gives it up."
+        ),
         Next::Done => String::new(),
     }
 }
@@ -138,7 +141,14 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             ),
         )
         .into()),
-        Fetched::Unavailable { id, message, retry_after } => Err(Exit::new(
+        Fetched::Unavailable { id, message, delivery: Delivery::MaybeBilled, .. } => Err(Exit::new(
+            ExitCode::InDoubt,
+            format!(
+                "no usable answer from the service: {message}. The request was sent, so the service may have answered and billed the call; it is recorded as a paid call (lookup {id}).{queued}"
+            ),
+        )
+        .into()),
+        Fetched::Unavailable { id, message, retry_after, .. } => Err(Exit::new(
             ExitCode::Queued,
             format!(
                 "no answer from the service: {message}{}. No usable answer was received (recorded as lookup {id}).{queued}",
@@ -149,9 +159,9 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
         )
         .into()),
         Fetched::Garbled { id, reason } => Err(Exit::new(
-            ExitCode::Garbled,
+            ExitCode::InDoubt,
             format!(
-                "the service's answer could not be read: {reason}. The answer was stored as received (lookup {id}) for inspection; tell biometric.kz support if it persists.{queued}"
+                "the service's answer could not be read: {reason}. The call was billed; the answer was stored as received (lookup {id}) for inspection; tell biometric.kz support if it persists.{queued}"
             ),
         )
         .into()),
@@ -166,9 +176,9 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
         )
         .into()),
         Fetched::InDoubt { item } => Err(Exit::new(
-            ExitCode::Queued,
+            ExitCode::InDoubt,
             format!(
-                "an earlier call for {} with this session (queue item {}) was interrupted while it was being sent: the service may have answered and billed it, so no call was made now. To ask again anyway (it may be billed twice), add --force; to give it up, run `gbdfl queue drop {}`.",
+                "an earlier call for {} with this session (queue item {}) left no usable answer (gbdfl stopped mid-call, the answer did not come in time, or it could not be read): the service may have answered and billed it, so no call was made now. To ask again anyway (it may be billed twice), add --force (or run `gbdfl sync --resend-in-doubt`); to give it up, run `gbdfl queue drop {}`.",
                 iin.masked(),
                 item.id,
                 item.id

@@ -19,7 +19,6 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
     ctx.note_subject(store, &iin);
     let rows = store.history(&iin)?;
-    ctx.note_records(rows.len() as u64);
     if rows.is_empty() {
         return Err(Exit::new(
             ExitCode::NotCached,
@@ -42,7 +41,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                     "operator": l.operator,
                     "host": l.host,
                     "purpose": l.purpose,
-                    "paid_call": l.source == Source::Service,
+                    "paid_call": l.source == Source::Service && !l.never_sent(),
+                    "reached": l.reached.map(|r| r.as_str()),
                     "outcome": l.outcome.as_str(),
                     "status": l.status,
                     "result": l.result,
@@ -54,7 +54,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return out(&format!("{}\n", serde_json::to_string_pretty(&items)?));
+        let text = format!("{}\n", serde_json::to_string_pretty(&items)?);
+        ctx.release(store, rows.len() as u64)?;
+        return out(&text);
     }
-    out(&render::history(&rows))
+    let text = render::history(&rows);
+    ctx.release(store, rows.len() as u64)?;
+    out(&text)
 }

@@ -61,12 +61,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     // into them answer by answer (BENCHMARKS.md).
     let file_len = std::fs::metadata(&args.file).map_or(0, |m| m.len());
     let db_len = std::fs::metadata(store.path()).map_or(0, |m| m.len());
+    // Each committed transaction appends an entry with what it stored;
+    // the entry at the end says how the import ended and counts nothing.
+    let audit = ctx.audit_entry();
     let who = Importer {
         operator: &ctx.settings.operator.value,
         host: &ctx.settings.host,
         purpose: ctx.purpose.as_deref(),
         default_time,
         rebuild_indexes: file_len > 64 << 20 && file_len > db_len,
+        audit: Some(&audit),
     };
     // Bytes read of a file, on a terminal: a million answers take seconds
     // to minutes. Then, for a large file, a spinner while the indexes are
@@ -94,6 +98,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             }
         }
     };
+    store.note_long_writer("import")?;
     let report = if args.file.as_os_str() == "-" {
         archive::import(store, std::io::stdin(), who, &pool, &mut note)
     } else {
@@ -111,13 +116,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
+    // A note left behind names a process that has ended: it is ignored.
+    let _ = store.clear_long_writer();
     let source = if args.file.as_os_str() == "-" {
         "standard input".to_owned()
     } else {
         args.file.display().to_string()
     };
     let report = report.with_context(|| format!("importing {source}"))?;
-    ctx.note_records(report.stored.inserted);
     eprintln!(
         "imported {} lines: {} stored, {} already in the cache, {} skipped, {} with warnings",
         report.lines, report.stored.inserted, report.stored.already, report.bad, report.warnings

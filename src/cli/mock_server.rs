@@ -1,6 +1,6 @@
 //! `gbdfl mock-server`: the built-in emulator of the GBDFL API, in the foreground.
 
-use crate::emulator::{self, EmulatorConfig, Faults};
+use crate::emulator::{self, EmulatorConfig, Faults, Hostile};
 
 /// Run the built-in emulator of the GBDFL API (for tests, training and the demo).
 ///
@@ -29,13 +29,13 @@ pub struct Args {
     /// Answer the first N calls with HTTP 429 and Retry-After
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub rate_limit_first: u32,
-    /// The Retry-After seconds sent with 429
+    /// The Retry-After seconds sent with 429 (any u64: gbdfl waits at most an hour)
     #[arg(long, default_value_t = 1, value_name = "SECS")]
     pub retry_after: u64,
-    /// Drop the connection mid-body on the first N calls
+    /// Drop the connection mid-body (after HTTP 200 and headers) on the first N calls
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub drop_first: u32,
-    /// Answer the first N calls with a non-JSON body
+    /// Answer the first N calls with HTTP 200 and an HTML page (not JSON)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub garbage_first: u32,
     /// Answer the first N calls with FAILED, SERVICE_ERROR "Can`t connect to GBDFL service"
@@ -47,6 +47,15 @@ pub struct Args {
     /// The extra delay of the --slow-first calls
     #[arg(long, default_value_t = 0, value_name = "MS")]
     pub slow_ms: u64,
+    /// Read the first N calls in full, then close the connection without answering
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hang_up_first: u32,
+    /// Answer the first N calls with the hostile HTTP 200 answer --hostile
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub hostile_first: u32,
+    /// Which hostile answer --hostile-first sends (deep-nesting: JSON 100,000 arrays deep)
+    #[arg(long, value_enum, default_value_t = Hostile::HugeBody, value_name = "KIND")]
+    pub hostile: Hostile,
     /// Print the fixture IINs and what each gives, then exit
     #[arg(long)]
     pub fixtures: bool,
@@ -77,7 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             service_error_first: args.service_error_first,
             slow_first: args.slow_first,
             slow_ms: args.slow_ms,
-            ..Faults::default()
+            hang_up_first: args.hang_up_first,
+            hostile_first: args.hostile_first,
+            hostile: args.hostile,
         },
     };
     emulator::run_blocking(&args.addr, config, |addr| {

@@ -147,6 +147,13 @@ pub struct AuditNote {
     pub records: u64,
     /// Set when the command wrote its own entry (with its effect, in one transaction).
     pub written: bool,
+    /// Set when the command's entry was written before it released
+    /// personal data ([`Ctx::release`]): a failure after that gets an
+    /// entry of its own.
+    pub released: bool,
+    /// Set when that entry could not be written: nothing was released,
+    /// and trying again at the end would only wait for the lock again.
+    pub unwritable: bool,
 }
 
 /// What every command gets: the settings, the environment, the purpose
@@ -168,7 +175,23 @@ impl Ctx {
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let key_path = &self.settings.key_file.value;
         let key = keyfile::load(key_path)?;
-        let store = Store::open(&self.settings.db.value, &key)?;
+        let store = Store::open_waiting(
+            &self.settings.db.value,
+            &key,
+            self.settings.busy_timeout.value,
+        )?;
+        // Paid answers a full disk kept out of the database go in first.
+        match store.take_in_spills() {
+            Ok(0) => {}
+            Ok(n) => eprintln!(
+                "Stored {n} paid answer(s) that an earlier run kept in {} when the database could not take them.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+            Err(e) => eprintln!(
+                "gbdfl: warning: paid answers kept in {} could not be stored yet ({e}); they stay there and are tried again next time.",
+                crate::store::spill_dir(store.path()).display()
+            ),
+        }
         Ok(store)
     }
 
@@ -196,6 +219,26 @@ impl Ctx {
 
     pub fn mark_audited(&self) {
         self.note.borrow_mut().written = true;
+    }
+
+    /// Appends this command's entry, saying what is about to be released
+    /// (`records`, and the subject noted), before any of it is written to
+    /// standard output or a file. If the entry cannot be written, nothing
+    /// may be released: the error says so, and the command must return it.
+    pub fn release(&self, store: &Store, records: u64) -> anyhow::Result<()> {
+        self.note_records(records);
+        match store.append_audit(&self.audit_entry()) {
+            Ok(()) => {
+                self.note.borrow_mut().released = true;
+                Ok(())
+            }
+            Err(e) => {
+                self.note.borrow_mut().unwritable = true;
+                Err(anyhow::Error::new(e).context(
+                    "the audit entry could not be written, so nothing was shown or written",
+                ))
+            }
+        }
     }
 }
 
@@ -301,7 +344,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     } else {
         dispatch(cli.command, &ctx, &store)
     };
-    if ctx.note.borrow().written {
+    let note = ctx.note.borrow();
+    if note.written || note.unwritable {
         return result;
     }
     // Every command that touches personal data leaves one entry, failed or not.
@@ -309,16 +353,32 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Err(e) if crate::exit::is_broken_pipe(&e) => Ok(()),
         other => other,
     };
+    let released = note.released;
+    drop(note);
+    if released && result.is_ok() {
+        return result;
+    }
     let mut entry = ctx.audit_entry();
     if let Err(e) = &result {
         entry.exit_code = crate::exit::code_for(e).code();
         entry.error = Some(e.to_string());
+        if released {
+            // The entry before the release counted what was to go out;
+            // this one says the command then failed, and counts nothing.
+            entry.records = 0;
+            entry.error = Some(format!("failed after the release was recorded: {e:#}"));
+        }
     }
     let appended = store
         .append_audit(&entry)
         .context("appending to the audit trail");
     match (result, appended) {
-        (Err(e), _) => Err(e),
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(a)) => {
+            // The command's own error says more; the missing entry is told too.
+            eprintln!("gbdfl: warning: {a:#}");
+            Err(e)
+        }
         (Ok(()), Err(e)) => Err(e),
         (Ok(()), Ok(())) => Ok(()),
     }

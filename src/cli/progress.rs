@@ -143,3 +143,15 @@ pub fn say(bar: Option<&ProgressBar>, line: &str) {
         None => eprintln!("{line}"),
     }
 }
+
+/// A bar of `total` things done for `what`, on a terminal only (elsewhere
+/// the summary line at the end is enough).
+pub fn count_bar(what: &'static str, total: u64) -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        terminal_bar(
+            what,
+            total,
+            "{prefix} [{bar:30}] {human_pos}/{human_len}  {per_sec}  ETA {eta}",
+        )
+    })
+}

@@ -2,15 +2,19 @@
 
 use chrono::Utc;
 
-use super::{Ctx, out};
+use super::{Ctx, out, progress};
 use crate::config::parse_duration;
 use crate::exit::{Exit, ExitCode};
-use crate::store::Store;
+use crate::store::{PURGE_BATCH, PurgeCounts, Store};
 
-/// Delete lookups older than the retention period, leaving no trace of their ciphertext.
+/// Delete lookups older than the retention period, and expired queue
+/// items queued before it, leaving no trace of their ciphertext.
 ///
-/// Runs in one transaction with secure_delete, then checkpoints the WAL and
-/// vacuums. Audit entries stay: they hold no personal data in plaintext.
+/// Works in transactions of --batch lookups, each with an audit entry of
+/// what it deleted, so other gbdfl commands are served between them and a
+/// purge stopped midway has deleted (and recorded) whole batches only.
+/// Requests still waiting in the queue are kept unless --include-waiting.
+/// Audit entries stay: they hold no personal data in plaintext.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Delete lookups requested longer ago than this (e.g. 365d) [config: retention]
@@ -19,6 +23,33 @@ pub struct Args {
     /// Only count what would be deleted
     #[arg(long)]
     pub dry_run: bool,
+    /// Also drop requests queued before the cutoff that still wait to be
+    /// sent (WAITING, IN_DOUBT), each recorded as a `queue drop`
+    #[arg(long)]
+    pub include_waiting: bool,
+    /// Lookups deleted per transaction; smaller lets other commands in
+    /// more often
+    #[arg(long, value_name = "N", default_value_t = PURGE_BATCH,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub batch: u64,
+}
+
+/// Lookups to delete from which a purge of a quarter of the database or
+/// more drops the secondary indexes and builds them again at its end.
+const DROP_INDEXES_FROM: u64 = 100_000;
+
+/// "N lookups (S calls to the service, C cache answers) and Q expired
+/// queue items". Calls to the service include attempts that never reached
+/// it (`stats` tells those apart).
+fn what(c: &PurgeCounts) -> String {
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{} ({}, {}) and {}",
+        plural(c.lookups(), "lookup", "lookups"),
+        plural(c.paid, "call to the service", "calls to the service"),
+        plural(c.cached, "cache answer", "cache answers"),
+        plural(c.expired_queue, "expired queue item", "expired queue items"),
+    )
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
@@ -33,20 +64,73 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .into());
         }
     };
-    let cutoff = Utc::now() - chrono::Duration::from_std(age)?;
+    let age = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| Utc::now().checked_sub_signed(age).map(|t| (age, t)));
+    let Some((_, cutoff)) = age else {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            "--older-than is longer than the calendar goes back: give a shorter period, e.g. 365d",
+        )
+        .into());
+    };
+    let before = cutoff.format("%Y-%m-%d %H:%M UTC");
+    let counts = store.purge_counts(cutoff)?;
+    let waiting = |n: u64| {
+        match n {
+        0 => String::new(),
+        1 => " 1 request queued before then still waits to be sent: kept (--include-waiting drops it).".to_owned(),
+        n => format!(" {n} requests queued before then still wait to be sent: kept (--include-waiting drops them)."),
+    }
+    };
     if args.dry_run {
-        let n = store.count_before(cutoff)?;
-        ctx.note_records(n as u64);
+        ctx.note_records(counts.lookups() + counts.expired_queue);
+        let dropped = match (args.include_waiting, counts.waiting_queue) {
+            (true, n) if n > 0 => format!(" {n} waiting queued requests would be dropped."),
+            (true, _) => String::new(),
+            (false, n) => waiting(n),
+        };
         return out(&format!(
-            "{n} lookups requested before {} would be deleted (dry run: nothing changed).\n",
-            cutoff.format("%Y-%m-%d %H:%M UTC")
+            "{} requested before {before} would be deleted (dry run: nothing changed).{dropped}\n",
+            what(&counts)
         ));
     }
-    let mut entry = ctx.audit_entry();
-    let n = store.purge(cutoff, &mut entry)?;
+    let bar = progress::count_bar("purge", counts.lookups());
+    store.note_long_writer("purge")?;
+    let entry = ctx.audit_entry();
+    // Much of a large database: dropping the secondary indexes and
+    // building them again at the end is several times faster.
+    let total = u64::try_from(store.count_lookups()?).unwrap_or(0);
+    let drop_indexes = counts.lookups() >= DROP_INDEXES_FROM && counts.lookups() >= total / 4;
+    let mut shown = |n: u64| {
+        if let Some(bar) = &bar {
+            bar.set_position(n);
+        }
+    };
+    let done = store.purge(
+        cutoff,
+        args.batch,
+        args.include_waiting,
+        drop_indexes,
+        &entry,
+        &mut shown,
+    );
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let cleared = store.clear_long_writer();
+    let done = done?;
+    cleared?;
+    // Every batch wrote its own entry; a failure gets one from the dispatcher.
     ctx.mark_audited();
+    let dropped = match (args.include_waiting, done.waiting_queue) {
+        (true, 0) => String::new(),
+        (true, 1) => " Dropped 1 waiting queued request.".to_owned(),
+        (true, n) => format!(" Dropped {n} waiting queued requests."),
+        (false, n) => waiting(n),
+    };
     out(&format!(
-        "Deleted {n} lookups requested before {}; the database was compacted so no old ciphertext remains.\n",
-        cutoff.format("%Y-%m-%d %H:%M UTC")
+        "Deleted {} requested before {before}; freed space was zeroed, so no old ciphertext remains.{dropped}\n",
+        what(&done)
     ))
 }

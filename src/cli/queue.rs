@@ -132,7 +132,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             // A process that was killed mid-call is not SENDING any more.
             crate::lookup::release_orphaned_claims(store)?;
             let items = store.queue_items()?;
-            ctx.note_records(items.len() as u64);
+            ctx.release(store, items.len() as u64)?;
             if ctx.settings.json {
                 let rows: Vec<serde_json::Value> = items
                     .iter()

@@ -19,6 +19,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    // A spilled answer is sealed under the current key: store it first.
+    let spills = store.pending_spills();
+    if spills > 0 {
+        return Err(crate::exit::Exit::new(
+            crate::exit::ExitCode::Database,
+            format!(
+                "{spills} paid answer(s) wait in {} to be stored (the disk was full when they came); free disk space and run `gbdfl queue` to store them, then rekey",
+                crate::store::spill_dir(store.path()).display()
+            ),
+        )
+        .into());
+    }
     let old_path = &ctx.settings.key_file.value;
     let old = keyfile::load(old_path)?;
     let version = store.key_version() + 1;
@@ -39,10 +51,15 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             "{e}. If an earlier rekey was interrupted, that file is a leftover the database does not use: check with `gbdfl check`, delete it, and run rekey again"
         )
     })?;
-    let n = store.rekey(&old, &new, &ctx.audit_entry())?;
+    let (n, queued) = store.rekey(&old, &new, &ctx.audit_entry())?;
     ctx.mark_audited();
+    let queued = match queued {
+        0 => String::new(),
+        1 => ", 1 queued request".to_owned(),
+        q => format!(", {q} queued requests"),
+    };
     out(&format!(
-        "Re-encrypted {n} lookups and the audit trail under a new master key (key id {}, version {version}), written to {}.\n\
+        "Re-encrypted {n} lookups{queued} and the audit trail under a new master key (key id {}, version {version}), written to {}.\n\
          Next: point --key-file / GBDFL_KEY_FILE / key_file at the new file, back it up, then retire the old key file {} (key id {}): this database now refuses it, but backups made before this rekey open only with it, so keep it with those backups until they are gone.\n",
         crypto::key_id(&new.check_value()),
         new_path.display(),

@@ -90,14 +90,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         opts.threads = n;
     }
     let dest = args.out.unwrap_or_else(|| report::default_path(kind, now));
-    let rows = report::produce(kind, store, &opts, &dest)
+    let rows = report::produce(kind, store, &opts, &dest, |n| ctx.release(store, n))
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;
     let iins = if opts.full_iin {
         "FULL IINs"
     } else {
         "IINs masked"
     };
-    ctx.note_records(rows);
     let noun = if rows == 1 { "row" } else { "rows" };
     eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
     out(&format!("{}\n", dest.display()))

@@ -30,9 +30,10 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     };
-    ctx.note_records(1);
     if ctx.settings.json {
-        return out(&format!("{}\n", String::from_utf8_lossy(&body)));
+        let text = format!("{}\n", String::from_utf8_lossy(&body));
+        ctx.release(store, 1)?;
+        return out(&text);
     }
     let Some(resp) = lookup::parse_stored(&body) else {
         return Err(Exit::new(
@@ -44,10 +45,12 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     };
-    out(&render::person(
+    let text = render::person(
         iin.as_str(),
         &resp,
         &lookup,
         chrono::Local::now().date_naive(),
-    ))
+    );
+    ctx.release(store, 1)?;
+    out(&text)
 }

@@ -56,7 +56,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         from.and_then(local_midnight),
         to.and_then(|d| d.succ_opt()).and_then(local_midnight),
     )?;
-    ctx.note_records(days.len() as u64);
+    ctx.release(store, days.len() as u64)?;
     if ctx.settings.json {
         let rows: Vec<serde_json::Value> = days
             .iter()

@@ -16,18 +16,21 @@ use crate::sync::{self, ItemEnd, Options};
 /// that got PENDING), N at a time, soonest deadline first.
 ///
 /// Retries with exponential backoff and jitter (retry_base, retry_cap,
-/// retry_attempts in the config), honours Retry-After, and never sends a
-/// request past its deadline. Exits 0 when the queue is empty, 11 when
-/// requests remain queued, 4 when the service refuses every request (API
-/// key, subscription).
+/// retry_attempts in the config), honours Retry-After (at most an hour),
+/// and never sends a request past its deadline. Only requests that provably
+/// never reached the service are sent again on their own; one that may have
+/// been billed becomes IN_DOUBT. Exits 0 when the queue is empty, 11 when
+/// requests remain queued, 14 when requests are in doubt, 4 when the
+/// service refuses every request (API key, subscription).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Requests in flight at once
     #[arg(long, default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub jobs: u16,
-    /// Also send requests whose earlier call was interrupted (gbdfl was
-    /// killed mid-call): the service may already have answered and billed them
+    /// Also send requests in doubt (an earlier call timed out after sending,
+    /// lost its connection, got an unreadable answer, or gbdfl was killed
+    /// mid-call), once each: the service may already have answered and billed them
     #[arg(long)]
     pub resend_in_doubt: bool,
 }
@@ -85,7 +88,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .count();
         eprintln!("Nothing to send: {}", describe_rest(&before));
         return if in_doubt > 0 {
-            Err(Exit::new(ExitCode::Queued, in_doubt_advice(in_doubt)).into())
+            Err(Exit::new(ExitCode::InDoubt, in_doubt_advice(in_doubt)).into())
         } else {
             Ok(())
         };
@@ -166,7 +169,7 @@ fn describe_rest(items: &[crate::store::QueueItem]) -> String {
 
 fn in_doubt_advice(n: usize) -> String {
     format!(
-        "{n} request(s) are in doubt: gbdfl stopped while sending them, and the service may have answered and billed them. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
+        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
     )
 }
 
@@ -200,7 +203,7 @@ pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyho
         .filter(|q| q.state == QueueState::InDoubt)
         .count();
     if live > 0 && live == in_doubt {
-        return Err(Exit::new(ExitCode::Queued, in_doubt_advice(in_doubt)).into());
+        return Err(Exit::new(ExitCode::InDoubt, in_doubt_advice(in_doubt)).into());
     }
     if live > 0 {
         let last_error = report
@@ -225,11 +228,14 @@ pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyho
             "{live} request(s) remain queued: {}{last_error}{down} Run `gbdfl sync` again later; each is sent only before its deadline.",
             describe_rest(after)
         );
-        if in_doubt > 0 {
+        let code = if in_doubt > 0 {
             msg.push(' ');
             msg.push_str(&in_doubt_advice(in_doubt));
-        }
-        return Err(Exit::new(ExitCode::Queued, msg).into());
+            ExitCode::InDoubt
+        } else {
+            ExitCode::Queued
+        };
+        return Err(Exit::new(code, msg).into());
     }
     if sync::STOP.load(std::sync::atomic::Ordering::SeqCst) {
         return Err(Exit::new(ExitCode::Queued, "stopped by Ctrl-C").into());

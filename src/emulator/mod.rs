@@ -67,8 +67,9 @@ impl fmt::Debug for EmulatorConfig {
 
 /// Fault switches. Each call on the API path consumes at most one fault, in
 /// field order below (rate limit, fail, drop, garbage, service error,
-/// hostile); latency applies to every call, and `slow_ms` to the first
-/// `slow_first`. Faulted calls still count in [`Emulator::calls`].
+/// hostile, hang up); latency applies to every call, and
+/// `slow_ms` to the first `slow_first`. Faulted calls still count in
+/// [`Emulator::calls`] and per request, since the request was read.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct Faults {
@@ -83,7 +84,8 @@ pub struct Faults {
     /// The next N calls get 200 and headers, part of a body, then the
     /// connection is dropped.
     pub drop_first: u32,
-    /// The next N calls get 200 with an HTML page instead of JSON.
+    /// The next N calls get 200 with an HTML page instead of JSON (a
+    /// gateway's error page answering in the service's place).
     pub garbage_first: u32,
     /// The next N well-formed calls get 200 FAILED, SERVICE_ERROR "Can`t
     /// connect to GBDFL service" (biometric.kz could not reach GBDFL).
@@ -97,10 +99,23 @@ pub struct Faults {
     pub hostile_first: u32,
     /// Which hostile answer `hostile_first` sends.
     pub hostile: Hostile,
+    /// The next N calls are read in full, then the connection is closed
+    /// without a byte of answer.
+    pub hang_up_first: u32,
 }
 
 /// Answers a malicious or broken server might send, all with HTTP 200.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Hostile {
     /// A 100 MiB JSON body (one endless surname), streamed without a length.

@@ -43,6 +43,9 @@ struct Shared {
     pending_seen: Mutex<HashSet<(String, String)>>,
     /// Calls per well-formed (IIN, session) request, faulted or not.
     per_request: Mutex<HashMap<(String, String), u64>>,
+    /// Wakes answers held back (latency, `slow_first`) when the emulator
+    /// stops, so that stopping never waits for them.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A poisoned lock only means another request panicked mid-update of a plain
@@ -58,6 +61,7 @@ enum Fault {
     Garbage,
     ServiceError,
     Hostile(Hostile),
+    HangUp,
 }
 
 impl Shared {
@@ -87,6 +91,9 @@ impl Shared {
         } else if f.hostile_first > 0 {
             f.hostile_first -= 1;
             Some(Fault::Hostile(f.hostile))
+        } else if f.hang_up_first > 0 {
+            f.hang_up_first -= 1;
+            Some(Fault::HangUp)
         } else {
             None
         };
@@ -211,6 +218,7 @@ impl Emulator {
 
 impl Drop for Emulator {
     fn drop(&mut self) {
+        self.shared.stopping.send_replace(true);
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -249,6 +257,7 @@ fn bind(addr: &str, config: EmulatorConfig) -> io::Result<(std::net::TcpListener
         faults: Mutex::new(config.faults),
         pending_seen: Mutex::new(HashSet::new()),
         per_request: Mutex::new(HashMap::new()),
+        stopping: tokio::sync::watch::channel(false).0,
     });
     Ok((listener, shared))
 }
@@ -304,7 +313,11 @@ async fn api(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
     }
     let (fault, latency_ms) = s.take_fault();
     if latency_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(latency_ms)).await;
+        let mut stopping = s.stopping.subscribe();
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(latency_ms)) => {}
+            _ = stopping.wait_for(|stop| *stop) => {}
+        }
     }
     match (fault, &request) {
         (Some(Fault::ServiceError), Some(r)) => {
@@ -440,7 +453,25 @@ fn fault_response(fault: Fault, request: &[u8], today: NaiveDate) -> Response {
         )
             .into_response(),
         Fault::Hostile(kind) => hostile_response(kind, request, today),
+        Fault::HangUp => hang_up(),
     }
+}
+
+/// A response whose body fails before its first byte: hyper then closes
+/// the connection without writing the status line, so the client sees the
+/// request go out and the connection end with no answer.
+fn hang_up() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<Bytes, io::Error>(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            "emulated hang-up",
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 /// Size of the `huge_body` answer: 100 MiB.

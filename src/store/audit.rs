@@ -16,7 +16,7 @@ use super::{Store, StoreError, now_text, parse_time};
 use crate::crypto;
 
 /// An entry to append. The store fills in sequence, time, id and MAC.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub command: String,
     pub operator: String,

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::audit::AuditEntry;
 use super::sqlite::{self, LookupRow};
 use super::{
     LookupId, NewLookup, Outcome, Source, Store, StoreError, codec, parse_time, sealed_row,
@@ -271,6 +272,8 @@ impl Opener {
             detail: item.detail.as_deref(),
             response: Some(item.body),
             cached_from: None,
+            // An imported answer came back from the service.
+            reached: Some(super::Reached::Yes),
         };
         let row = sealed_row(
             &self.keys,
@@ -385,11 +388,17 @@ impl Store {
     ///
     /// `next` runs while this thread holds the process's write turn: it
     /// must not write to the store itself.
+    ///
+    /// With `audit`, each transaction that stores rows appends that entry
+    /// with the number it stored, in the same transaction: whenever the
+    /// import stops (killed, a full disk), the trail accounts for exactly
+    /// what is stored.
     pub fn insert_imported<E: From<StoreError>>(
         &self,
+        audit: Option<&AuditEntry>,
         next: impl FnMut(Option<Duration>) -> Result<Handed, E>,
     ) -> Result<ImportOutcome, E> {
-        self.insert_imported_by(IMPORT_ROWS, IMPORT_HOLD, IMPORT_GAP, next)
+        self.insert_imported_by(IMPORT_ROWS, IMPORT_HOLD, IMPORT_GAP, audit, next)
     }
 
     /// [`Store::insert_imported`] with its limits given.
@@ -398,6 +407,7 @@ impl Store {
         rows_per_tx: u64,
         hold: Duration,
         gap: Duration,
+        audit: Option<&AuditEntry>,
         mut next: impl FnMut(Option<Duration>) -> Result<Handed, E>,
     ) -> Result<ImportOutcome, E> {
         let mut total = ImportOutcome::default();
@@ -418,15 +428,23 @@ impl Store {
                     done.already += already;
                     let left = hold.saturating_sub(begun.elapsed());
                     if done.inserted + done.already >= rows_per_tx || left.is_zero() {
-                        return Ok::<_, StoreError>((done, None));
+                        break Ok::<_, StoreError>((done, None));
                     }
                     rows = match next(Some(left)) {
                         Ok(Handed::Rows(more)) => more,
-                        Ok(Handed::NotYet) => return Ok((done, None)),
-                        Ok(Handed::End) => return Ok((done, Some(Ok(())))),
-                        Err(e) => return Ok((done, Some(Err(e)))),
+                        Ok(Handed::NotYet) => break Ok((done, None)),
+                        Ok(Handed::End) => break Ok((done, Some(Ok(())))),
+                        Err(e) => break Ok((done, Some(Err(e)))),
                     };
                 }
+                .and_then(|(done, end)| {
+                    if let Some(a) = audit.filter(|_| done.inserted > 0) {
+                        let mut a = a.clone();
+                        a.records = done.inserted;
+                        self.append_audit_in(c, &a)?;
+                    }
+                    Ok((done, end))
+                })
             })?;
             total.inserted += done.inserted;
             total.already += done.already;
@@ -579,7 +597,11 @@ mod tests {
         // connection); then "nothing yet" inside a transaction commits
         // what it has; then the source fails.
         let mut calls: Vec<Option<Duration>> = Vec::new();
-        let out = store.insert_imported_by(3, hour, Duration::ZERO, |wait| {
+        let audit = AuditEntry {
+            command: "import".into(),
+            ..AuditEntry::default()
+        };
+        let out = store.insert_imported_by(3, hour, Duration::ZERO, Some(&audit), |wait| {
             calls.push(wait);
             match calls.len() {
                 1 | 2 => Ok(Handed::Rows(vec![
@@ -604,6 +626,16 @@ mod tests {
             6,
             "what came before the error stays"
         );
+        // One entry per transaction that stored rows, together counting
+        // exactly what is stored.
+        let mut recorded = Vec::new();
+        other
+            .each_audit(&Default::default(), |v| {
+                recorded.push(v.records);
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        assert_eq!(recorded, [4, 1, 1]);
         // Waits inside a transaction are bounded, outside they are not.
         assert_eq!(calls[0], None);
         assert!(matches!(calls[1], Some(t) if t <= hour));
@@ -614,7 +646,7 @@ mod tests {
         // once: one hand-over per transaction; the stored ones are known.
         let mut handed = 0;
         let out = store
-            .insert_imported_by(1000, Duration::ZERO, Duration::ZERO, |wait| {
+            .insert_imported_by(1000, Duration::ZERO, Duration::ZERO, None, |wait| {
                 assert_eq!(wait, None, "no transaction is held open waiting");
                 handed += 1;
                 Ok::<_, StoreError>(match handed {
@@ -632,5 +664,69 @@ mod tests {
             }
         );
         assert_eq!(other.count_lookups().unwrap(), 12);
+    }
+
+    /// A purge of much of the database drops the secondary indexes, deletes
+    /// in batches each with its entry, and builds the indexes again; one
+    /// that keeps them deletes the same way. Lookups requested after the
+    /// cutoff stay, and every index is there at the end.
+    #[test]
+    fn purges_delete_in_audited_batches_with_or_without_the_indexes() {
+        for drop_indexes in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("gbdfl.db");
+            let key = MasterKey::from_bytes([9; KEY_LEN]);
+            let (store, _) = Store::init(&path, &key).unwrap();
+            let opener = store.opener();
+            let bodies: Vec<Vec<u8>> = (0..13)
+                .map(|n| format!("{{\"n\":{n}}}").into_bytes())
+                .collect();
+            let rows: Vec<SealedLookup> = (0..13)
+                .map(|n| {
+                    let mut item = item(n as u32, &bodies[n]);
+                    if n == 12 {
+                        item.fetched_at = Utc::now();
+                    }
+                    opener.seal_import(&item, "op", "host", None).unwrap()
+                })
+                .collect();
+            let mut rows = Some(rows);
+            store
+                .insert_imported(None, |_| {
+                    Ok::<_, StoreError>(rows.take().map_or(Handed::End, Handed::Rows))
+                })
+                .unwrap();
+            let audit = AuditEntry {
+                command: "purge".into(),
+                ..AuditEntry::default()
+            };
+            let cutoff = Utc::now() - chrono::Duration::days(1);
+            let mut seen = Vec::new();
+            let done = store
+                .purge(cutoff, 5, false, drop_indexes, &audit, &mut |n| {
+                    seen.push(n)
+                })
+                .unwrap();
+            assert_eq!((done.paid, done.cached), (12, 0), "{drop_indexes}");
+            assert_eq!(seen, [5, 10, 12]);
+            assert_eq!(store.count_lookups().unwrap(), 1);
+            let mut recorded = Vec::new();
+            store
+                .each_audit(&Default::default(), |v| {
+                    recorded.push(v.records);
+                    Ok::<_, StoreError>(())
+                })
+                .unwrap();
+            assert_eq!(recorded, [5, 5, 2]);
+            let indexes: i64 = store
+                .conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name LIKE 'lookups_%'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(indexes, 4, "{drop_indexes}");
+        }
     }
 }

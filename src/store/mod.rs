@@ -14,6 +14,7 @@ mod bulk;
 mod codec;
 mod maintenance;
 mod queue;
+mod spill;
 mod sqlite;
 
 use std::fmt;
@@ -33,10 +34,11 @@ pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
 pub use codec::dictionary_v2;
-pub use maintenance::CheckReport;
+pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
+pub use spill::{Reservation, reserve_size, spill_dir};
 pub use sqlite::SCHEMA_VERSION;
 
 /// What can go wrong in the store. Messages say what to do next.
@@ -94,6 +96,25 @@ pub enum StoreError {
         "could not write to the database (the disk is full, a file size limit was reached, or the disk failed: {0}); this command's change was rolled back and everything stored before it is intact: free disk space or fix the disk, then run the command again"
     )]
     WriteFailed(#[source] rusqlite::Error),
+    /// Another connection held the write lock for longer than the busy
+    /// timeout. SQLite's own words ("database is locked") are not shown.
+    #[error(
+        "the database is busy: {holder} holds its write lock and did not free it within the time gbdfl waits for it (busy_timeout in config.toml or GBDFL_BUSY_TIMEOUT; 10s unless set). Wait until it has finished (or stop it), then run this command again"
+    )]
+    Busy { holder: String },
+    #[error(
+        "no room to keep the answer of a paid call ({bytes} bytes in {dir}: {source}); no call was made. Free disk space (or raise the file size limit), or lower max_response_bytes, then run the command again"
+    )]
+    NoRoom {
+        dir: PathBuf,
+        bytes: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the paid call was made and answered (it is billed), but the database could not store the answer ({cause}). The answer is kept, sealed, in {path}, and is stored the next time gbdfl opens this database: free disk space (or fix the database), then run any gbdfl command, e.g. `gbdfl queue`"
+    )]
+    Spilled { path: PathBuf, cause: String },
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
     #[error("{0}")]
@@ -106,6 +127,14 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> StoreError {
         use rusqlite::ffi;
         if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) {
+                return StoreError::Busy {
+                    holder: sqlite::SOME_OTHER_WRITER.to_owned(),
+                };
+            }
             let write_failed = f.code == rusqlite::ErrorCode::DiskFull
                 || matches!(
                     f.extended_code,
@@ -124,6 +153,17 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 impl StoreError {
+    /// What failed, without the advice of the whole message (for an error
+    /// quoted inside another).
+    pub fn cause_text(&self) -> String {
+        match self {
+            StoreError::WriteFailed(e) => {
+                format!("the disk is full, a file size limit was reached, or the disk failed: {e}")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether the error means the key does not fit or data was tampered with.
     pub fn is_key_or_integrity(&self) -> bool {
         matches!(
@@ -271,6 +311,43 @@ impl Outcome {
     }
 }
 
+/// Whether a call's request reached the paid service, as the caller
+/// classified the call (the store records it and never guesses it): what
+/// decides whether the call counts as paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Provably never reached the service: nothing can have been billed.
+    No,
+    /// Sent, but no answer came back (timeout, dropped connection): the
+    /// service may have answered and billed it.
+    Maybe,
+    /// The service (or something in front of it) answered.
+    Yes,
+}
+
+impl Reached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reached::No => "no",
+            Reached::Maybe => "maybe",
+            Reached::Yes => "yes",
+        }
+    }
+    fn parse(s: &str) -> Option<Reached> {
+        match s {
+            "no" => Some(Reached::No),
+            "maybe" => Some(Reached::Maybe),
+            "yes" => Some(Reached::Yes),
+            _ => None,
+        }
+    }
+    /// Whether a call that ended so counts as paid: anything that may have
+    /// reached the service.
+    pub fn paid(self) -> bool {
+        self != Reached::No
+    }
+}
+
 /// A lookup to record. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
 pub struct NewLookup<'a> {
@@ -291,6 +368,9 @@ pub struct NewLookup<'a> {
     pub detail: Option<&'a str>,
     pub response: Option<&'a [u8]>,
     pub cached_from: Option<LookupId>,
+    /// Whether the call reached the service; `None` when no call was made
+    /// (an answer from the cache).
+    pub reached: Option<Reached>,
 }
 
 /// A stored lookup, opened. The raw response is fetched separately.
@@ -314,20 +394,45 @@ pub struct Lookup {
     pub iin: String,
     pub purpose: Option<String>,
     pub detail: Option<String>,
+    /// Whether the call reached the service; `None` for cache answers.
+    pub reached: Option<Reached>,
 }
 
-/// Whether an attempt failed before any request reached the service, so
-/// nothing can have been billed: no connection was ever made.
-pub fn never_sent(outcome: Outcome, http_status: Option<u16>, detail: Option<&str>) -> bool {
-    outcome == Outcome::Unavailable
-        && http_status.is_none()
-        && detail.is_some_and(|d| d.starts_with(crate::api::NOT_CONNECTED))
+/// The message prefix with which gbdfl before schema version 4 recorded a
+/// call that could not connect. Read only for rows of that time, whose
+/// `reached` is NULL: they hold no other record of it.
+const LEGACY_NOT_CONNECTED: &str = "could not connect to the service";
+
+/// What a row from before schema version 4 (no `reached`) says: a call that
+/// could not connect was recorded as unavailable, with no HTTP status and a
+/// message with the prefix of that time; every other call reached the
+/// service or may have.
+fn legacy_reached(
+    source: Source,
+    outcome: Outcome,
+    http_status: Option<u16>,
+    detail: Option<&str>,
+) -> Option<Reached> {
+    match source {
+        Source::Cache => None,
+        Source::Service
+            if outcome == Outcome::Unavailable
+                && http_status.is_none()
+                && detail.is_some_and(|d| d.starts_with(LEGACY_NOT_CONNECTED)) =>
+        {
+            Some(Reached::No)
+        }
+        Source::Service if outcome == Outcome::Unavailable && http_status.is_none() => {
+            Some(Reached::Maybe)
+        }
+        Source::Service => Some(Reached::Yes),
+    }
 }
 
 impl Lookup {
-    /// See [`never_sent`].
+    /// Whether the call provably never reached the service (nothing billed).
     pub fn never_sent(&self) -> bool {
-        never_sent(self.outcome, self.http_status, self.detail.as_deref())
+        self.reached == Some(Reached::No)
     }
 }
 
@@ -394,6 +499,7 @@ fn sealed_row(
             .transpose()?,
         response_enc,
         summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
+        reached: l.reached.map(|r| r.as_str().to_owned()),
         id,
     })
 }
@@ -422,6 +528,8 @@ fn seal_failed(id: &str, e: CryptoError) -> StoreError {
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// How long a write waits for another connection's lock.
+    busy: Duration,
     keys: Keys,
     key_version: u32,
     key_id: String,
@@ -483,12 +591,20 @@ impl Store {
     /// Opens an initialised database; refuses a key that does not fit it
     /// before anything is read or written.
     pub fn open(path: &Path, key: &MasterKey) -> Result<Store, StoreError> {
-        let conn = sqlite::open(path, Self::BUSY_TIMEOUT)?;
+        Store::open_waiting(path, key, Self::BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`], waiting up to `busy` for another connection's
+    /// write lock before a write fails with [`StoreError::Busy`].
+    pub fn open_waiting(path: &Path, key: &MasterKey, busy: Duration) -> Result<Store, StoreError> {
+        let conn = sqlite::open(path, busy)?;
         let rows = sqlite::key_rows(&conn)?;
         if rows.is_empty() {
             return Err(StoreError::NoKey);
         }
-        Store::verify_key(conn, path, key, &rows)
+        let mut store = Store::verify_key(conn, path, key, &rows)?;
+        store.busy = busy;
+        Ok(store)
     }
 
     fn verify_key(
@@ -538,6 +654,7 @@ impl Store {
         Store {
             conn,
             path: path.to_owned(),
+            busy: Self::BUSY_TIMEOUT,
             keys: key.keys(stable),
             key_version: version,
             key_id: crypto::key_id(&key.check_value()),
@@ -548,8 +665,9 @@ impl Store {
     /// connection (for worker threads).
     pub fn reopen(&self) -> Result<Store, StoreError> {
         Ok(Store {
-            conn: sqlite::open(&self.path, Self::BUSY_TIMEOUT)?,
+            conn: sqlite::open(&self.path, self.busy)?,
             path: self.path.clone(),
+            busy: self.busy,
             keys: self.keys.clone(),
             key_version: self.key_version,
             key_id: self.key_id.clone(),
@@ -659,21 +777,29 @@ impl Store {
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
+        let source = if row.source == "cache" {
+            Source::Cache
+        } else {
+            Source::Service
+        };
+        let outcome = Outcome::parse(&row.outcome);
+        let http_status = row.http_status.and_then(|s| u16::try_from(s).ok());
+        let detail = self.open_text(row, "detail_enc", row.detail_enc.as_deref())?;
+        let reached = match row.reached.as_deref().and_then(Reached::parse) {
+            Some(r) => Some(r),
+            None => legacy_reached(source, outcome, http_status, detail.as_deref()),
+        };
         Ok(Lookup {
             id: row.id.clone(),
             requested_at: parse_time(&row.requested_at),
             answered_at: row.answered_at.as_deref().map(parse_time),
             operator: row.operator.clone(),
             host: row.host.clone(),
-            source: if row.source == "cache" {
-                Source::Cache
-            } else {
-                Source::Service
-            },
-            outcome: Outcome::parse(&row.outcome),
+            source,
+            outcome,
             status: row.status.clone(),
             result: row.result,
-            http_status: row.http_status.and_then(|s| u16::try_from(s).ok()),
+            http_status,
             failure_type: row.failure_type.clone(),
             iin_checked: row.iin_checked,
             cached_from: row.cached_from.clone(),
@@ -682,7 +808,8 @@ impl Store {
                 .open_text(row, "iin_enc", Some(&row.iin_enc))?
                 .unwrap_or_default(),
             purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
-            detail: self.open_text(row, "detail_enc", row.detail_enc.as_deref())?,
+            detail,
+            reached,
         })
     }
 
@@ -746,6 +873,64 @@ impl Store {
     pub fn count_lookups(&self) -> Result<i64, StoreError> {
         sqlite::count_lookups(&self.conn)
     }
+
+    /// How many lookups were requested in `[from, to)`.
+    pub fn count_lookups_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let (from, to) = (from.map(time_text), to.map(time_text));
+        sqlite::count_lookups_between(&self.conn, from.as_deref(), to.as_deref())
+    }
+
+    /// How many answers [`Store::each_answer`] hands out.
+    pub fn count_answers(&self) -> Result<u64, StoreError> {
+        sqlite::count_answers(&self.conn)
+    }
+
+    /// Notes in the database that this process, running `what` (import,
+    /// purge), will hold the write lock for long, so that a process that
+    /// waits for it in vain can say who holds it. Removed by
+    /// [`Store::clear_long_writer`]; a note left by a process that died is
+    /// ignored.
+    pub fn note_long_writer(&self, what: &str) -> Result<(), StoreError> {
+        sqlite::note_writer(&self.conn, what)
+    }
+
+    /// Removes this process's note of [`Store::note_long_writer`].
+    pub fn clear_long_writer(&self) -> Result<(), StoreError> {
+        sqlite::clear_writer(&self.conn)
+    }
+
+    /// A read snapshot of the database as it is now: a second connection
+    /// inside a read transaction, so that what a command counts (and
+    /// writes in its audit entry before releasing anything) is exactly
+    /// what it then reads, whatever other processes write meanwhile.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let store = self.reopen()?;
+        store.conn.execute_batch("BEGIN")?;
+        // A deferred transaction takes its snapshot at its first read.
+        sqlite::key_rows(&store.conn)?;
+        Ok(Snapshot(store))
+    }
+}
+
+/// See [`Store::snapshot`]; read with it as with the store. Writes through
+/// it are not meant: it ends (rolled back) when dropped.
+pub struct Snapshot(Store);
+
+impl std::ops::Deref for Snapshot {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = self.0.conn.execute_batch("ROLLBACK");
+    }
 }
 
 #[cfg(test)]
@@ -773,7 +958,8 @@ mod tests {
             s.conn
                 .query_row(
                     "SELECT count(*) FROM sqlite_schema WHERE name IN \
-                     ('lookups_by_subject', 'lookups_by_time', 'lookups_latest')",
+                     ('lookups_by_subject', 'lookups_by_time', 'lookups_latest', \
+                      'lookups_by_cached_from')",
                     [],
                     |r| r.get(0),
                 )
@@ -781,10 +967,14 @@ mod tests {
         };
         import.drop_indexes().unwrap();
         let other = Store::open(&path, &key).unwrap();
-        assert_eq!(indexes(&other), 0, "left to the running import");
+        assert_eq!(
+            indexes(&other),
+            1,
+            "left to the running import (the small one on cached_from stays)"
+        );
         assert_eq!(other.count_lookups().unwrap(), 0, "and queries still work");
         import.rebuild_indexes().unwrap();
-        assert_eq!(indexes(&other), 3, "built by the import at its end");
+        assert_eq!(indexes(&other), 4, "built by the import at its end");
 
         import.drop_indexes().unwrap();
         import
@@ -796,7 +986,7 @@ mod tests {
             )
             .unwrap();
         let next = Store::open(&path, &key).unwrap();
-        assert_eq!(indexes(&next), 3, "an import that died: built on open");
+        assert_eq!(indexes(&next), 4, "an import that died: built on open");
         let marks: i64 = next
             .conn
             .query_row(
@@ -835,5 +1025,37 @@ mod tests {
         ] {
             assert_eq!(parse_time(other), by_chrono(other), "{other:?}");
         }
+    }
+
+    #[test]
+    fn rows_from_before_reached_are_read_as_they_were_counted() {
+        use super::{LEGACY_NOT_CONNECTED, Outcome, Reached, Source, legacy_reached};
+        let refused = format!("{LEGACY_NOT_CONNECTED} (connection refused)");
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, None, Some(&refused)),
+            Some(Reached::No)
+        );
+        assert_eq!(
+            legacy_reached(
+                Source::Service,
+                Outcome::Unavailable,
+                None,
+                Some("timed out")
+            ),
+            Some(Reached::Maybe)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, Some(503), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Garbled, Some(200), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Cache, Outcome::Cached, None, None),
+            None
+        );
+        assert!(!Reached::No.paid() && Reached::Maybe.paid() && Reached::Yes.paid());
     }
 }

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::sqlite::{self, QueueRow};
 use super::{
-    AuditEntry, LookupId, NewLookup, Record, Store, StoreError, enumerated, never_sent, parse_time,
+    AuditEntry, LookupId, NewLookup, Reached, Record, Store, StoreError, enumerated, parse_time,
     time_text,
 };
 use crate::crypto;
@@ -88,7 +88,9 @@ pub struct QueueItem {
 }
 
 /// A call's end, sealed by [`Store::seal_finish`], to be committed by
-/// [`Store::commit_finishes`] (possibly by another thread, with others).
+/// [`Store::commit_finishes`] (possibly by another thread, with others), or
+/// kept in a spill file when that fails.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct SealedFinish {
     item_id: String,
     owner: String,
@@ -97,10 +99,23 @@ pub struct SealedFinish {
     after: SealedAfter,
 }
 
+impl SealedFinish {
+    /// Whether committing it leaves the item in doubt.
+    pub fn leaves_in_doubt(&self) -> bool {
+        matches!(self.after, SealedAfter::InDoubt { .. })
+    }
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 enum SealedAfter {
     Done,
     Retry {
         next_try: String,
+        status: Option<String>,
+        error_enc: Vec<u8>,
+    },
+    InDoubt {
+        at: String,
         status: Option<String>,
         error_enc: Vec<u8>,
     },
@@ -131,6 +146,13 @@ pub enum After<'a> {
     /// Put back exactly as it was before the claim (the call did not count:
     /// an answer that fails for every item, such as an unknown API key).
     Restore,
+    /// The call may have reached the service and been billed, but left no
+    /// usable answer: the item is in doubt from now on, and is sent again
+    /// only when the operator says so (`sync --resend-in-doubt`).
+    InDoubt {
+        status: Option<&'a str>,
+        error: &'a str,
+    },
 }
 
 /// How `begin_fetch` found a request.
@@ -157,7 +179,8 @@ pub struct DayStats {
     pub day: Option<NaiveDate>,
     /// Calls that reached the service (whatever came back).
     pub paid_calls: u64,
-    /// Calls that never connected: nothing was sent, nothing billed.
+    /// Calls that never reached the service (no connection, or its own
+    /// 429/503 refusal): nothing billed.
     pub not_sent: u64,
     /// Answers from the cache: paid calls avoided.
     pub from_cache: u64,
@@ -474,6 +497,11 @@ impl Store {
                 error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
             },
             After::Restore => SealedAfter::Restore,
+            After::InDoubt { status, error } => SealedAfter::InDoubt {
+                at: super::now_text(),
+                status: enumerated(status),
+                error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
+            },
         };
         let audit = audit.map(|a| AuditEntry {
             subject: Some(self.subject_of(&item.iin)),
@@ -512,6 +540,22 @@ impl Store {
         })
     }
 
+    /// Commits a call's end kept in a spill file, unless its lookup is
+    /// already stored (the spill was taken in before, and its file not yet
+    /// removed).
+    pub(super) fn take_in_finish(
+        &self,
+        c: &Connection,
+        f: &SealedFinish,
+    ) -> Result<(), StoreError> {
+        if let Some(row) = &f.lookup_row
+            && sqlite::lookup_by_id(c, &row.id)?.is_some()
+        {
+            return Ok(());
+        }
+        self.apply_finish(c, f)
+    }
+
     fn apply_finish(&self, c: &Connection, f: &SealedFinish) -> Result<(), StoreError> {
         if let Some(row) = &f.lookup_row {
             sqlite::insert_lookup(c, row)?;
@@ -539,6 +583,16 @@ impl Store {
                 row.error_enc = Some(error_enc.clone());
                 row.key_version = i64::from(self.key_version);
                 sqlite::release_queue(c, &row)?;
+            }
+            SealedAfter::InDoubt {
+                at,
+                status,
+                error_enc,
+            } => {
+                row.last_status = status.clone();
+                row.error_enc = Some(error_enc.clone());
+                row.key_version = i64::from(self.key_version);
+                sqlite::queue_in_doubt(c, &row, at)?;
             }
             SealedAfter::Restore => {
                 // The claim counted an attempt; this one did not happen.
@@ -599,7 +653,7 @@ impl Store {
             source,
             outcome,
             status,
-            http,
+            reached,
             full,
         )| {
             let d = days.entry(day_of(&at)).or_default();
@@ -607,14 +661,16 @@ impl Store {
                 d.from_cache += 1;
                 return Ok::<_, StoreError>(());
             }
-            if let Some(row) = full {
-                let lookup = self.to_lookup(&row)?;
-                if never_sent(lookup.outcome, None, lookup.detail.as_deref()) {
-                    d.not_sent += 1;
-                    return Ok(());
-                }
+            let never_sent = match (reached.as_deref(), full) {
+                (Some(r), _) => r == Reached::No.as_str(),
+                // Recorded before `reached` existed: its detail tells.
+                (None, Some(row)) => self.to_lookup(&row)?.never_sent(),
+                (None, None) => false,
+            };
+            if never_sent {
+                d.not_sent += 1;
+                return Ok(());
             }
-            let _ = http;
             d.paid_calls += 1;
             *d.by_status
                 .entry(status.unwrap_or_else(|| outcome.to_uppercase()))

@@ -15,13 +15,13 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// The schema version this binary writes (schema.sql).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 const SCHEMA: &str = include_str!("../../schema.sql");
 
 /// A lookup row as stored: sealed columns stay sealed here.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LookupRow {
     pub id: String,
     pub subject: Vec<u8>,
@@ -45,6 +45,9 @@ pub struct LookupRow {
     pub response_enc: Option<Vec<u8>>,
     /// Sealed document summary of a VALID answer (schema version 3).
     pub summary_enc: Option<Vec<u8>>,
+    /// Whether the request reached the service: `no`, `maybe`, `yes`
+    /// (schema version 4; NULL for cache answers and older rows).
+    pub reached: Option<String>,
 }
 
 /// The columns of `lookups` in [`LookupRow`]'s order, as a literal so that
@@ -53,7 +56,7 @@ macro_rules! lookup_columns {
     () => {
         "id, subject, requested_at, answered_at, operator, host, source, outcome, \
          status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc"
+         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, reached"
     };
 }
 
@@ -64,7 +67,7 @@ const LOOKUP_COLUMNS: &str = lookup_columns!();
 const INSERT_LOOKUP: &str = concat!(
     "INSERT OR IGNORE INTO lookups (",
     lookup_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
 );
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
@@ -90,6 +93,7 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         detail_enc: r.get(18)?,
         response_enc: r.get(19)?,
         summary_enc: r.get(20)?,
+        reached: r.get(21)?,
     })
 }
 
@@ -157,10 +161,85 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::from(e)
 }
 
+/// What a file is, as far as gbdfl can tell without writing to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// No file, or an empty one (0 bytes): as if absent.
+    Absent,
+    /// A SQLite database with no schema and no application id yet.
+    Blank,
+    /// A gbdfl database.
+    Gbdfl,
+    /// Not SQLite, or another program's database.
+    Foreign,
+}
+
+/// Looks at the file at `path` before anything opens it for writing: a
+/// read-write connection switches a database to WAL mode and so changes
+/// it, and another program's database must be left byte for byte as it
+/// was. The 100-byte header says it all (application id at offset 68,
+/// schema cookie at 40) unless a WAL file may hold a newer header; then a
+/// read-only connection, which never writes the database file, asks SQLite.
+fn probe(path: &Path) -> Result<Found, StoreError> {
+    use std::io::Read as _;
+    let mut header = Vec::with_capacity(100);
+    match std::fs::File::open(path) {
+        Ok(f) => f.take(100).read_to_end(&mut header)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Absent),
+        // Unreadable: let SQLite's open say what is wrong, as before.
+        Err(_) => return Ok(Found::Gbdfl),
+    };
+    if header.is_empty() {
+        return Ok(Found::Absent);
+    }
+    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
+        return Ok(Found::Foreign);
+    }
+    let be32 = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let (app_id, schema_cookie) = (i64::from(be32(68)), be32(40));
+    if app_id == APPLICATION_ID {
+        return Ok(Found::Gbdfl);
+    }
+    if app_id != 0 {
+        return Ok(Found::Foreign);
+    }
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        // The header may be newer in the WAL (a gbdfl init stopped before
+        // its first checkpoint): ask SQLite, read-only.
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| classify(path, e))?;
+        let app_id: i64 = conn
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        return Ok(match (app_id, tables) {
+            (APPLICATION_ID, _) => Found::Gbdfl,
+            (0, 0) => Found::Blank,
+            _ => Found::Foreign,
+        });
+    }
+    Ok(if schema_cookie == 0 {
+        Found::Blank
+    } else {
+        Found::Foreign
+    })
+}
+
 /// Opens an existing gbdfl database, checking it is one and migrating it.
 pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::NotInitialised(path.to_owned()));
+    match probe(path)? {
+        Found::Absent | Found::Blank => return Err(StoreError::NotInitialised(path.to_owned())),
+        Found::Foreign => return Err(StoreError::NotADatabase(path.to_owned())),
+        Found::Gbdfl => {}
     }
     let mut conn = Connection::open_with_flags(
         path,
@@ -213,10 +292,19 @@ pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreEr
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::fsutil::create_private_dir(dir)?;
     }
-    if !path.exists() {
-        // Create the file ourselves so it is owner-only from the first byte;
-        // SQLite gives its -wal and -shm files the same mode.
-        crate::fsutil::create_private_file(path)?;
+    match probe(path)? {
+        Found::Foreign => return Err(StoreError::NotADatabase(path.to_owned())),
+        Found::Absent if path.exists() => {
+            // An empty file is taken as no database: made owner-only
+            // before the first byte goes in.
+            crate::fsutil::restrict_to_owner(path)?;
+        }
+        Found::Absent => {
+            // Create the file ourselves so it is owner-only from the first
+            // byte; SQLite gives its -wal and -shm files the same mode.
+            crate::fsutil::create_private_file(path)?;
+        }
+        Found::Blank | Found::Gbdfl => {}
     }
     let mut conn = Connection::open(path).map_err(|e| classify(path, e))?;
     // A new file gets 16 KiB pages (before WAL mode writes its header):
@@ -279,6 +367,19 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
     )?;
     if !has_summary {
         tx.execute_batch("ALTER TABLE lookups ADD COLUMN summary_enc BLOB;")?;
+    }
+    // Version 4 adds `lookups.reached`: whether the request reached the
+    // service, as the client classified it. Older rows keep NULL (the store
+    // reads them as before, docs/FORMAT.md).
+    let has_reached: bool = tx.query_row(
+        "SELECT count(*) FROM pragma_table_info('lookups') WHERE name = 'reached'",
+        [],
+        |r| r.get::<_, i64>(0).map(|n| n > 0),
+    )?;
+    if !has_reached {
+        tx.execute_batch(
+            "ALTER TABLE lookups ADD COLUMN reached TEXT CHECK (reached IN ('no', 'maybe', 'yes'));",
+        )?;
     }
     tx.execute_batch("DROP INDEX IF EXISTS lookups_valid;")?;
     tx.execute_batch(SCHEMA)?;
@@ -359,7 +460,12 @@ pub fn immediate<T, E: From<StoreError>>(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(StoreError::from)?;
+        .map_err(|e| match StoreError::from(e) {
+            StoreError::Busy { .. } => StoreError::Busy {
+                holder: lock_holder(conn),
+            },
+            other => other,
+        })?;
     match f(conn) {
         Ok(v) => {
             if let Err(e) = conn.execute_batch("COMMIT") {
@@ -373,6 +479,75 @@ pub fn immediate<T, E: From<StoreError>>(
             Err(e)
         }
     }
+}
+
+/// Who holds the write lock, when gbdfl cannot tell.
+pub const SOME_OTHER_WRITER: &str = "another gbdfl process or another program";
+
+/// The start of the `meta` keys by which a long writer (an import, a
+/// purge) names itself while it runs: `writing:PID HOST`.
+const WRITING: &str = "writing:";
+
+/// Notes in `meta`, in a transaction of its own (so that others can read
+/// it while the writer holds the lock), that this process is about to
+/// write for long: `what` is the command.
+pub fn note_writer(conn: &Connection, what: &str) -> Result<(), StoreError> {
+    immediate(conn, |c| {
+        exec(
+            c,
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+            params![
+                format!("{WRITING}{}", this_process()),
+                format!("{what} {}", super::now_text())
+            ],
+        )?;
+        Ok::<_, StoreError>(())
+    })
+}
+
+/// Removes this process's note of [`note_writer`].
+pub fn clear_writer(conn: &Connection) -> Result<(), StoreError> {
+    immediate(conn, |c| {
+        exec(
+            c,
+            "DELETE FROM meta WHERE key = ?1",
+            params![format!("{WRITING}{}", this_process())],
+        )?;
+        Ok::<_, StoreError>(())
+    })
+}
+
+/// Names what holds the write lock, as far as the notes of running long
+/// writers say (read without the lock: WAL readers do not wait); else
+/// [`SOME_OTHER_WRITER`].
+fn lock_holder(conn: &Connection) -> String {
+    let notes = || -> rusqlite::Result<Vec<(String, String)>> {
+        let mut st = conn.prepare_cached(
+            "SELECT substr(key, length(?1) + 1), value FROM meta WHERE key >= ?1 AND key < ?2 \
+             UNION ALL SELECT value, 'import' FROM meta WHERE key = ?3",
+        )?;
+        st.query_map(params![WRITING, "writing;", INDEXES_WITH], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect()
+    };
+    let Ok(notes) = notes() else {
+        return SOME_OTHER_WRITER.to_owned();
+    };
+    let me = this_process();
+    for (by, what) in notes {
+        if by == me || !running(&by) {
+            continue;
+        }
+        let (pid, host) = by.split_once(' ').unwrap_or((&by, ""));
+        let (command, since) = what.split_once(' ').unwrap_or((&what, ""));
+        let since = match since {
+            "" => String::new(),
+            t => format!(", started {t}"),
+        };
+        return format!("a running `gbdfl {command}` (PID {pid} on {host}{since})");
+    }
+    SOME_OTHER_WRITER.to_owned()
 }
 
 /// One audit entry as stored.
@@ -509,29 +684,106 @@ pub fn all_lookups<E: From<StoreError>>(
     each_lookup(conn, None, None, f)
 }
 
-/// Deletes lookups requested before `cutoff`; returns how many.
-pub fn delete_lookups_before(conn: &Connection, cutoff: &str) -> Result<usize, StoreError> {
+/// The row ids of the lookups requested before `cutoff`, found through
+/// the index on `requested_at`, in row id order (the table's own order).
+pub fn lookup_rowids_before(conn: &Connection, cutoff: &str) -> Result<Vec<i64>, StoreError> {
+    let mut st = conn.prepare_cached("SELECT rowid FROM lookups WHERE requested_at < ?1")?;
+    let mut ids = st
+        .query_map(params![cutoff], |r| r.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Deletes the lookups of these row ids that are still requested before
+/// `cutoff` (a row id freed meanwhile may have been given to a new
+/// lookup); returns how many were calls to the service and how many cache
+/// answers. Cache answers that named a deleted lookup as their source keep
+/// NULL there (`ON DELETE SET NULL`, found through
+/// `lookups_by_cached_from`).
+pub fn delete_lookups_by_rowid(
+    conn: &Connection,
+    rowids: &[i64],
+    cutoff: &str,
+) -> Result<(u64, u64), StoreError> {
+    let mut st = conn.prepare_cached(
+        "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source = 'cache'",
+    )?;
+    let (mut paid, mut cached) = (0u64, 0u64);
+    for id in rowids {
+        let mut rows = st.query(params![id, cutoff])?;
+        if let Some(r) = rows.next()? {
+            if r.get::<_, bool>(0)? {
+                cached += 1;
+            } else {
+                paid += 1;
+            }
+        }
+    }
+    Ok((paid, cached))
+}
+
+/// Lookups requested before `cutoff`: (paid calls, cache answers).
+pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<(u64, u64), StoreError> {
+    let (paid, cached): (i64, i64) = row1(
+        conn,
+        "SELECT count(*) FILTER (WHERE source <> 'cache'), count(*) FILTER (WHERE source = 'cache') \
+         FROM lookups WHERE requested_at < ?1",
+        params![cutoff],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((paid.max(0) as u64, cached.max(0) as u64))
+}
+
+/// Queue items queued before `cutoff`: (expired, still waiting and not
+/// being sent by a live process at `now`).
+pub fn count_queue_before(
+    conn: &Connection,
+    cutoff: &str,
+    now: &str,
+) -> Result<(u64, u64), StoreError> {
+    let (expired, waiting): (i64, i64) = row1(
+        conn,
+        "SELECT count(*) FILTER (WHERE state = 'expired'), \
+         count(*) FILTER (WHERE state = 'waiting' AND (claimed_by IS NULL OR claimed_until <= ?2)) \
+         FROM queue WHERE queued_at < ?1",
+        params![cutoff, now],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((expired.max(0) as u64, waiting.max(0) as u64))
+}
+
+/// Deletes expired queue items queued before `cutoff`; returns how many.
+pub fn delete_expired_queue_before(conn: &Connection, cutoff: &str) -> Result<u64, StoreError> {
     Ok(exec(
         conn,
-        "DELETE FROM lookups WHERE requested_at < ?1",
+        "DELETE FROM queue WHERE state = 'expired' AND queued_at < ?1",
         params![cutoff],
-    )?)
+    )? as u64)
 }
 
-pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<i64, StoreError> {
-    Ok(row1(
-        conn,
-        "SELECT count(*) FROM lookups WHERE requested_at < ?1",
-        params![cutoff],
-        |r| r.get(0),
-    )?)
+/// The ids of queue items queued before `cutoff` that still wait to be
+/// sent, except those a live process is sending at `now`.
+pub fn waiting_queue_before(
+    conn: &Connection,
+    cutoff: &str,
+    now: &str,
+) -> Result<Vec<String>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id FROM queue WHERE queued_at < ?1 AND state = 'waiting' \
+         AND (claimed_by IS NULL OR claimed_until <= ?2) ORDER BY queued_at, id",
+    )?;
+    let rows = st
+        .query_map(params![cutoff, now], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
 }
 
-/// Moves everything into the main file and rewrites it, so freed pages keep
-/// no old ciphertext (secure_delete zeroes them; VACUUM drops them; the
-/// truncating checkpoint empties the WAL).
-pub fn compact(conn: &Connection) -> Result<(), StoreError> {
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
+/// Copies the WAL into the database file and empties it (a purge's last
+/// step: the freed pages, zeroed by secure_delete, reach the file, and the
+/// WAL's older copies of them are gone). Readers still reading an older
+/// snapshot keep the WAL from being emptied; that is not an error.
+pub fn checkpoint(conn: &Connection) -> Result<(), StoreError> {
     row1(conn, "PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     Ok(())
 }
@@ -602,6 +854,7 @@ fn insert_with(st: &mut rusqlite::CachedStatement<'_>, r: &LookupRow) -> Result<
         r.detail_enc,
         r.response_enc,
         r.summary_enc,
+        r.reached,
     ])?;
     Ok(n == 1)
 }
@@ -663,6 +916,34 @@ pub fn each_lookup<E: From<StoreError>>(
         f(lookup_from_row(r).map_err(StoreError::from)?)?;
     }
     Ok(())
+}
+
+/// How many lookups were requested in `[from, to)`.
+pub fn count_lookups_between(
+    conn: &Connection,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<u64, StoreError> {
+    let n: i64 = row1(
+        conn,
+        "SELECT count(*) FROM lookups \
+         WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2)",
+        params![from, to],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
+}
+
+/// How many rows [`each_answer`] walks.
+pub fn count_answers(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = row1(
+        conn,
+        "SELECT count(*) FROM lookups \
+         WHERE source = 'service' AND outcome = 'answered' AND response_enc IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n.max(0) as u64)
 }
 
 /// How many lookups the database holds.
@@ -857,6 +1138,19 @@ pub fn release_queue(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> 
     Ok(())
 }
 
+/// Leaves a claimed item in doubt: its claim ends at `at` but stays set, so
+/// the item is never claimed again unless in-doubt items are asked for;
+/// with its last status and sealed last error as given.
+pub fn queue_in_doubt(conn: &Connection, q: &QueueRow, at: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE queue SET claimed_until = ?2, last_status = ?3, error_enc = ?4, key_version = ?5 \
+         WHERE id = ?1",
+        params![q.id, at, q.last_status, q.error_enc, q.key_version],
+    )?;
+    Ok(())
+}
+
 /// Re-seals one queue row's sealed columns (rekey).
 pub fn update_queue_sealed(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> {
     exec(
@@ -878,15 +1172,6 @@ pub fn update_queue_sealed(conn: &Connection, q: &QueueRow) -> Result<(), StoreE
 /// Deletes one queue item; returns whether it was there.
 pub fn delete_queue(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(exec(conn, "DELETE FROM queue WHERE id = ?1", params![id])? == 1)
-}
-
-/// Deletes queue items queued before `cutoff` (purge); returns how many.
-pub fn delete_queue_before(conn: &Connection, cutoff: &str) -> Result<usize, StoreError> {
-    Ok(exec(
-        conn,
-        "DELETE FROM queue WHERE queued_at < ?1",
-        params![cutoff],
-    )?)
 }
 
 /// The next try of every unclaimed waiting item that can still be sent.
@@ -917,13 +1202,14 @@ pub fn queue_next_tries(conn: &Connection, now: &str) -> Result<Vec<(String, Str
 }
 
 /// One row per lookup for `stats`: (requested_at, source, outcome, status,
-/// http_status, detail_enc when the attempt may never have been sent).
+/// reached, and the whole row of a call recorded before schema version 4
+/// that may never have been sent, whose detail tells).
 pub type StatRow = (
     String,
     String,
     String,
     Option<String>,
-    Option<i64>,
+    Option<String>,
     Option<LookupRow>,
 );
 
@@ -937,7 +1223,7 @@ pub fn each_lookup_stat<E: From<StoreError>>(
 ) -> Result<(), E> {
     let mut st = conn
         .prepare_cached(
-            "SELECT id, requested_at, source, outcome, status, http_status FROM lookups \
+            "SELECT id, requested_at, source, outcome, status, http_status, reached FROM lookups \
              WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
              ORDER BY requested_at, id",
         )
@@ -947,7 +1233,8 @@ pub fn each_lookup_stat<E: From<StoreError>>(
         let id: String = r.get(0).map_err(StoreError::from)?;
         let outcome: String = r.get(3).map_err(StoreError::from)?;
         let http: Option<i64> = r.get(5).map_err(StoreError::from)?;
-        let full = if outcome == "unavailable" && http.is_none() {
+        let reached: Option<String> = r.get(6).map_err(StoreError::from)?;
+        let full = if reached.is_none() && outcome == "unavailable" && http.is_none() {
             lookup_by_id(conn, &id)?
         } else {
             None
@@ -957,7 +1244,7 @@ pub fn each_lookup_stat<E: From<StoreError>>(
             r.get(2).map_err(StoreError::from)?,
             outcome,
             r.get(4).map_err(StoreError::from)?,
-            http,
+            reached,
             full,
         ))?;
     }
@@ -995,7 +1282,15 @@ pub fn bulk_pragmas(conn: &Connection) -> Result<(), StoreError> {
 /// builds again at its end (one sort each, instead of a million random
 /// inserts). A process that dies in between leaves them missing;
 /// [`open`] builds them again.
-const LOOKUP_INDEXES: [&str; 3] = ["lookups_by_subject", "lookups_by_time", "lookups_latest"];
+const LOOKUP_INDEXES: [&str; 4] = [
+    "lookups_by_subject",
+    "lookups_by_time",
+    "lookups_latest",
+    "lookups_by_cached_from",
+];
+
+/// The one of [`LOOKUP_INDEXES`] a bulk change never drops.
+const KEPT_INDEX: &str = "lookups_by_cached_from";
 
 /// The `meta` key naming the import that dropped the indexes and will
 /// build them again: `PID HOST`.
@@ -1014,7 +1309,9 @@ fn this_process() -> String {
 /// them again, in one transaction.
 pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
     immediate(conn, |c| {
-        for name in LOOKUP_INDEXES {
+        // The index on `cached_from` stays: small (cache answers only),
+        // and without it every deleted lookup would read the whole table.
+        for name in LOOKUP_INDEXES.iter().filter(|&&n| n != KEPT_INDEX) {
             c.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
         }
         exec(
@@ -1057,8 +1354,13 @@ fn ensure_schema_as(conn: &Connection, own: bool) -> Result<(), StoreError> {
     let missing = |c: &Connection| -> Result<bool, StoreError> {
         let present: i64 = row1(
             c,
-            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3)",
-            params![LOOKUP_INDEXES[0], LOOKUP_INDEXES[1], LOOKUP_INDEXES[2]],
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name IN (?1, ?2, ?3, ?4)",
+            params![
+                LOOKUP_INDEXES[0],
+                LOOKUP_INDEXES[1],
+                LOOKUP_INDEXES[2],
+                LOOKUP_INDEXES[3]
+            ],
             |r| r.get(0),
         )?;
         Ok(present < LOOKUP_INDEXES.len() as i64)

@@ -234,7 +234,7 @@ fn a_100_mib_answer_is_cut_at_the_limit_and_kept_for_inspection() {
     let (env, iin) = hostile_env(Hostile::HugeBody);
     let other = synthetic_iin(9);
     let started = std::time::Instant::now();
-    let r = env.fails(&["fetch", &other, "--session", &session()], 7);
+    let r = env.fails(&["fetch", &other, "--session", &session()], 14);
     assert!(
         r.stderr.contains("larger than the limit of 10485760 bytes"),
         "{}",
@@ -255,7 +255,7 @@ fn a_100_mib_answer_is_cut_at_the_limit_and_kept_for_inspection() {
         &["fetch", &other, "--session", &session()],
         &[("GBDFL_MAX_RESPONSE_BYTES", "4096")],
     );
-    assert_eq!(r.code, 7, "{}", r.stderr);
+    assert_eq!(r.code, 14, "{}", r.stderr);
     assert!(r.stderr.contains("limit of 4096 bytes"), "{}", r.stderr);
     assert!(
         env.db_bytes().len() < 40 * 1024 * 1024,
@@ -298,7 +298,7 @@ fn an_answer_with_10000_documents_is_stored_shown_and_reported() {
 fn deeply_nested_json_is_a_garbled_answer_not_a_crash() {
     let (env, iin) = hostile_env(Hostile::DeepNesting);
     let other = synthetic_iin(11);
-    let r = env.fails(&["fetch", &other, "--session", &session()], 7);
+    let r = env.fails(&["fetch", &other, "--session", &session()], 14);
     assert!(r.stderr.contains("not GBDFL JSON"), "{}", r.stderr);
     assert!(r.stderr.contains("recursion limit"), "{}", r.stderr);
     assert_clean(&r, &[&other]);
@@ -316,7 +316,7 @@ fn deeply_nested_json_is_a_garbled_answer_not_a_crash() {
 fn an_answer_that_is_not_utf8_is_a_garbled_answer_kept_as_received() {
     let (env, iin) = hostile_env(Hostile::InvalidUtf8);
     let other = synthetic_iin(12);
-    let r = env.fails(&["fetch", &other, "--session", &session()], 7);
+    let r = env.fails(&["fetch", &other, "--session", &session()], 14);
     assert!(r.stderr.contains("not GBDFL JSON"), "{}", r.stderr);
     assert_clean(&r, &[&other]);
     env.ok(&["history", &other]);

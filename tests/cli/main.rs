@@ -4,6 +4,8 @@
 mod harness;
 
 mod audit;
+mod audit_first;
+mod billing;
 mod bulk;
 mod concurrent;
 mod demo;

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use gbdfl::crypto::MasterKey;
 use gbdfl::emulator::{Emulator, EmulatorConfig, iins, synthetic_response};
 use gbdfl::iin::Iin;
-use gbdfl::store::{LookupId, NewLookup, Outcome, Source, Store};
+use gbdfl::store::{LookupId, NewLookup, Outcome, Reached, Source, Store};
 use uuid::Uuid;
 
 use crate::harness::{API_KEY, Env, contains, session, synthetic_iin};
@@ -62,6 +62,7 @@ fn paid<'a>(n: u128, iin: &'a Iin, time: &str, body: &'a [u8]) -> NewLookup<'a> 
         detail: None,
         response: Some(body),
         cached_from: None,
+        reached: Some(Reached::Yes),
     }
 }
 
@@ -131,6 +132,7 @@ fn seed_golden(env: &Env) {
                 http_status: None,
                 response: None,
                 cached_from: Some(LookupId(Uuid::from_u128(1))),
+                reached: None,
                 purpose: Some(AWKWARD_PURPOSE),
                 operator: "@kassir-2",
                 ..paid(20, &valid, "2030-06-01T11:00:00Z", b"")
@@ -188,6 +190,7 @@ fn seed_golden(env: &Env) {
                 http_status: None,
                 detail: Some("-connection refused (127.0.0.1:443)"),
                 response: None,
+                reached: Some(Reached::Maybe),
                 ..paid(24, &refused, "2030-06-02T08:31:00Z", b"")
             },
             None,
