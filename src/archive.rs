@@ -20,7 +20,9 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, Document, Person, Scalar, Status};
 use crate::iin::Iin;
-use crate::store::{Handed, ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError};
+use crate::store::{
+    FUTURE_TOLERANCE, Handed, ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError,
+};
 use crate::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
@@ -44,9 +46,15 @@ pub enum ArchiveError {
 /// Reads one line: an answer (a JSON object) with its fetch time in the
 /// field [`FETCHED_AT`] (RFC 3339) or, failing that, `default_time`. The
 /// item borrows the body and most texts from `line`.
+///
+/// A fetch time after `not_after` (now plus [`FUTURE_TOLERANCE`]) is a bad
+/// line: such a record would be "the latest" for ever. So is an answer whose
+/// top-level `iin` and `result_json.iin` differ: it is one person's data that
+/// would be filed under another's IIN.
 pub fn parse_line(
     line: &[u8],
     default_time: Option<DateTime<Utc>>,
+    not_after: DateTime<Utc>,
 ) -> Result<(ImportItem<'_>, Option<String>), String> {
     if line.trim_ascii_start().first() != Some(&b'{') {
         return Err(
@@ -75,11 +83,24 @@ pub fn parse_line(
             .ok_or_else(|| format!("no {FETCHED_AT} field: give the time with --fetched-at"))?,
         Scalar::Other => return Err(format!("{FETCHED_AT} is not a text")),
     };
-    let iin_text = answer
-        .iin
-        .as_deref()
-        .or_else(|| answer.result_json.as_ref().and_then(|p| p.iin.as_deref()))
-        .ok_or("no iin field")?;
+    if fetched_at > not_after {
+        return Err(format!(
+            "{FETCHED_AT} {} is in the future (more than {} minutes past this machine's clock): correct the time in the file, or this machine's clock",
+            crate::store::time_text(fetched_at),
+            FUTURE_TOLERANCE.num_minutes()
+        ));
+    }
+    let inner_iin = answer.result_json.as_ref().and_then(|p| p.iin.as_deref());
+    if let (Some(top), Some(inner)) = (answer.iin.as_deref(), inner_iin)
+        && top.trim() != inner.trim()
+    {
+        return Err(format!(
+            "the top-level iin ({}) and result_json.iin ({}) differ: the answer is not stored under either",
+            crate::iin::mask(top.trim()),
+            crate::iin::mask(inner.trim())
+        ));
+    }
+    let iin_text = answer.iin.as_deref().or(inner_iin).ok_or("no iin field")?;
     let mut warning = None;
     let iin = match Iin::parse(iin_text) {
         Ok(iin) => iin,
@@ -204,6 +225,8 @@ fn import_in_blocks(
     note: &mut dyn FnMut(Note<'_>),
     block: usize,
 ) -> Result<ImportReport, ArchiveError> {
+    // One clock reading for the whole import: every line meets the same bound.
+    let not_after = Utc::now() + FUTURE_TOLERANCE;
     store.bulk_mode()?;
     if who.rebuild_indexes {
         store.drop_indexes()?;
@@ -234,7 +257,7 @@ fn import_in_blocks(
                     lines
                         .par_iter()
                         .filter_map(|&(n, (start, end))| {
-                            seal_line(n, &block.bytes[start..end], &opener, who)
+                            seal_line(n, &block.bytes[start..end], &opener, who, not_after)
                         })
                         .collect::<Vec<_>>()
                 });
@@ -285,12 +308,18 @@ fn import_in_blocks(
 }
 
 /// Parses and seals one line; `None` for a blank line.
-fn seal_line(n: u64, line: &[u8], opener: &Opener, who: Importer<'_>) -> Option<Sealed> {
+fn seal_line(
+    n: u64,
+    line: &[u8],
+    opener: &Opener,
+    who: Importer<'_>,
+    not_after: DateTime<Utc>,
+) -> Option<Sealed> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    Some(match parse_line(line, who.default_time) {
+    Some(match parse_line(line, who.default_time, not_after) {
         Ok((item, warning)) => (
             n,
             opener
@@ -475,7 +504,12 @@ pub(crate) mod tests {
     }
 
     fn kept(line: &[u8]) -> Option<Kept> {
-        let (item, _) = parse_line(line, Some(DateTime::<Utc>::MIN_UTC)).ok()?;
+        let (item, _) = parse_line(
+            line,
+            Some(DateTime::<Utc>::MIN_UTC),
+            DateTime::<Utc>::MAX_UTC,
+        )
+        .ok()?;
         assert_eq!(item.body, line);
         Some((
             item.iin.as_str().to_owned(),
@@ -660,12 +694,17 @@ pub(crate) mod tests {
 
     #[test]
     fn bad_lines_say_why() {
-        let why = |line: &str| parse_line(line.as_bytes(), None).err().unwrap_or_default();
+        let never = DateTime::<Utc>::MAX_UTC;
+        let why = |line: &str| {
+            parse_line(line.as_bytes(), None, never)
+                .err()
+                .unwrap_or_default()
+        };
         assert!(why("[1]").starts_with("not a JSON object"));
         assert!(why("{\"iin\": ").starts_with("not JSON"));
         assert!(why("{} x").starts_with("not JSON"));
         assert!(
-            parse_line(b"{\"iin\":\"\xff\"}", None)
+            parse_line(b"{\"iin\":\"\xff\"}", None, never)
                 .unwrap_err()
                 .starts_with("not JSON (not UTF-8")
         );
@@ -692,6 +731,7 @@ pub(crate) mod tests {
         let (item, warning) = parse_line(
             br#"{"iin":"880510400016","fetched_at":"2030-01-01T00:00:00+06:00","extra":[{"x":null}]}"#,
             None,
+            never,
         )
         .unwrap();
         assert!(!item.iin.is_checked());
@@ -700,6 +740,82 @@ pub(crate) mod tests {
             crate::store::time_text(item.fetched_at),
             "2029-12-31T18:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn future_times_and_disagreeing_iins_are_bad_lines() {
+        let bound: DateTime<Utc> = "2030-01-01T00:05:00Z".parse().unwrap();
+        let line = |at: &str, inner: &str| {
+            format!(
+                r#"{{"iin":"880510400015","fetched_at":"{at}","result_json":{{"iin":"{inner}"}}}}"#
+            )
+        };
+        let why = |l: String| parse_line(l.as_bytes(), None, bound).err();
+        assert_eq!(why(line("2030-01-01T00:05:00Z", "880510400015")), None);
+        // The bound holds across time zones.
+        assert_eq!(
+            why(line("2030-01-01T06:05:00+06:00", " 880510400015")),
+            None
+        );
+        let late = why(line("2030-01-01T00:05:00.001Z", "880510400015")).unwrap();
+        assert!(late.contains("is in the future"), "{late}");
+        let other = why(line("2020-01-01T00:00:00Z", "950215312347")).unwrap();
+        assert!(other.contains("differ"), "{other}");
+        assert!(!other.contains("880510400015") && !other.contains("950215312347"));
+        // --fetched-at is held to the same bound.
+        let no_time = r#"{"iin":"880510400015"}"#.as_bytes();
+        assert!(parse_line(no_time, Some(bound + chrono::TimeDelta::seconds(1)), bound).is_err());
+        assert!(parse_line(no_time, Some(bound), bound).is_ok());
+    }
+
+    /// A record answered far in the future (stored before import refused
+    /// such times) is never the latest for `show` or the cache. (The
+    /// reports' scan believes it: reports are made as of a day, `--as-of`,
+    /// that may lie ahead.)
+    #[test]
+    fn a_future_answer_already_stored_is_not_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = test_store(dir.path());
+        let iin = &crate::emulator::synthetic_iin(1).unwrap();
+        let line = |session: &str, at: &str| {
+            let mut v = crate::emulator::synthetic_response(iin, session, Utc::now().date_naive());
+            v[FETCHED_AT] = at.into();
+            v.to_string()
+        };
+        let past = line("s1", "2020-01-01T00:00:00Z");
+        let future = line("s2", "2999-01-01T00:00:00Z");
+        let opener = store.opener();
+        let rows: Vec<SealedLookup> = [&past, &future]
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let (_, row, _) = seal_line(
+                    i as u64 + 1,
+                    l.as_bytes(),
+                    &opener,
+                    test_importer(),
+                    DateTime::<Utc>::MAX_UTC,
+                )
+                .unwrap();
+                row.unwrap()
+            })
+            .collect();
+        let mut rows = Some(rows);
+        store
+            .insert_imported(None, |_| {
+                Ok::<_, ArchiveError>(match rows.take() {
+                    Some(r) => Handed::Rows(r),
+                    None => Handed::End,
+                })
+            })
+            .unwrap();
+        assert_eq!(store.count_lookups().unwrap(), 2);
+        let at = "2020-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let latest = store
+            .latest_valid(&Iin::parse(iin).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(latest.lookup.answered_at, Some(at));
     }
 
     /// Where a field of an answer may be replaced by anything.

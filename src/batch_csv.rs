@@ -10,10 +10,12 @@
 //! The format: a header row with the columns `iin` and `session_id`, and
 //! optionally `purpose` and `session_created_at`, in any order, any case,
 //! surrounding spaces ignored; other columns are ignored. UTF-8, with or
-//! without a byte-order mark. The delimiter is `;` (as Excel writes CSV in
+//! without a byte-order mark; [`decode`] turns a Windows-1251 file (what
+//! Excel in a Russian locale saves as "CSV") into UTF-8 first. The delimiter is `;` (as Excel writes CSV in
 //! Kazakh and Russian locales) or `,`, whichever the header line has more of.
 //! Blank lines, and rows whose every cell is empty, are skipped.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::iin::{Iin, mask};
@@ -60,6 +62,65 @@ pub enum BatchCsvError {
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// What to tell a user whose file is not UTF-8.
+pub const SAVE_AS_UTF8: &str =
+    "in Excel, save the file as \"CSV UTF-8 (Comma delimited)\" and run batch again";
+
+/// How the bytes of a batch file were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// UTF-8 (or plain ASCII), as the format asks.
+    Utf8,
+    /// Not UTF-8, but Windows-1251 text: converted to UTF-8.
+    Windows1251,
+    /// Neither: left as it is, so each field that is not UTF-8 is a bad row.
+    Unknown,
+}
+
+/// The file as UTF-8 bytes, and how it was read. Bytes that are not UTF-8
+/// are taken for Windows-1251 (cp1251, the default of Excel's "CSV" in a
+/// Russian locale) only when that reading is plausible: no control
+/// characters but tab and line breaks, and at least four in five of the
+/// characters outside ASCII are Cyrillic letters. A UTF-16 file (it starts
+/// with its byte-order mark) is never taken for one.
+pub fn decode(bytes: &[u8]) -> (Cow<'_, [u8]>, Encoding) {
+    if simdutf8::basic::from_utf8(bytes).is_ok() {
+        return (Cow::Borrowed(bytes), Encoding::Utf8);
+    }
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return (Cow::Borrowed(bytes), Encoding::Unknown);
+    }
+    let Some(text) =
+        encoding_rs::WINDOWS_1251.decode_without_bom_handling_and_without_replacement(bytes)
+    else {
+        return (Cow::Borrowed(bytes), Encoding::Unknown);
+    };
+    // Letters of Russian (and the Kazakh і) in cp1251's upper half; UTF-8
+    // read as cp1251 gives mostly other characters (`Р`/`С`, then signs
+    // like `Ђ`, `‰`, `Ћ`), so its mojibake falls short of four in five.
+    let letter = |c: char| matches!(c, 'А'..='я' | 'Ё' | 'ё' | 'І' | 'і');
+    let punctuation = |c: char| "«»№–—‘’“”„…•\u{a0}".contains(c);
+    let (mut outside, mut cyrillic) = (0usize, 0usize);
+    for c in text.chars() {
+        if c.is_control() && !matches!(c, '\t' | '\r' | '\n') {
+            return (Cow::Borrowed(bytes), Encoding::Unknown);
+        }
+        if !c.is_ascii() && !punctuation(c) {
+            outside += 1;
+            if letter(c) {
+                cyrillic += 1;
+            }
+        }
+    }
+    if cyrillic * 5 < outside * 4 {
+        return (Cow::Borrowed(bytes), Encoding::Unknown);
+    }
+    (
+        Cow::Owned(text.into_owned().into_bytes()),
+        Encoding::Windows1251,
+    )
+}
+
 /// Column positions found in the header.
 struct Columns {
     iin: usize,
@@ -84,7 +145,7 @@ fn columns(header: &csv::ByteRecord) -> Result<Columns, BatchCsvError> {
     let mut found: HashMap<String, usize> = HashMap::new();
     for (i, raw) in header.iter().enumerate() {
         let name = std::str::from_utf8(raw)
-            .map_err(|_| BatchCsvError::NotCsv("it is not UTF-8 text".into()))?;
+            .map_err(|_| BatchCsvError::NotCsv(format!("it is not UTF-8 text: {SAVE_AS_UTF8}")))?;
         if name.contains('\0') {
             return Err(BatchCsvError::NotCsv("it holds binary data".into()));
         }
@@ -232,7 +293,7 @@ fn check_row(record: &csv::ByteRecord, cols: &Columns, line: u64) -> Result<Row,
     let field = |i: usize, name: &str| -> Result<&str, String> {
         std::str::from_utf8(record.get(i).unwrap_or_default())
             .map(str::trim)
-            .map_err(|_| format!("the {name} field is not UTF-8 text"))
+            .map_err(|_| format!("the {name} field is not UTF-8 text ({SAVE_AS_UTF8})"))
     };
     let optional = |i: Option<usize>, name: &str| -> Result<Option<String>, String> {
         Ok(match i {
@@ -378,6 +439,41 @@ mod tests {
             parse(b"iin;IIN;session_id\n"),
             Err(BatchCsvError::DuplicateColumn("iin".into()))
         );
+    }
+
+    #[test]
+    fn windows_1251_is_read_when_plausible() {
+        let a = iin(5);
+        let text = format!("iin;session_id;purpose\r\n{a};{S1};Проверка кредита «Ёлка» №5\r\n");
+        let (cp1251, _, bad) = encoding_rs::WINDOWS_1251.encode(&text);
+        assert!(!bad);
+        let (utf8, how) = decode(&cp1251);
+        assert_eq!(how, Encoding::Windows1251);
+        assert_eq!(utf8.as_ref(), text.as_bytes());
+        let (rows, bad) = parse(&utf8).unwrap();
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            rows[0].purpose.as_deref(),
+            Some("Проверка кредита «Ёлка» №5")
+        );
+        // UTF-8 as it is.
+        assert_eq!(
+            decode(text.as_bytes()),
+            (Cow::Borrowed(text.as_bytes()), Encoding::Utf8)
+        );
+        // UTF-8 Cyrillic with one stray byte is not taken for cp1251.
+        let mut stray = text.trim_end().as_bytes().to_vec();
+        stray.extend_from_slice(b"\xFF\r\n");
+        assert_eq!(decode(&stray).1, Encoding::Unknown);
+        // Nor binary, nor UTF-16.
+        assert_eq!(
+            decode(b"iin;session_id\n\x01\xC0\xC1\n").1,
+            Encoding::Unknown
+        );
+        assert_eq!(decode(b"\xFF\xFEi\0n\0").1, Encoding::Unknown);
+        // A file left as it is says what to do, row by row.
+        let (_, bad) = parse(&stray).unwrap();
+        assert!(bad[0].reason.contains("CSV UTF-8"), "{bad:?}");
     }
 
     #[test]

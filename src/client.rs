@@ -18,6 +18,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{self, Response};
 use crate::iin::Iin;
+use crate::network::{NetworkConfig, Problem, SetupError};
 
 /// The organisation's API key. Never printed.
 pub struct ApiKey(Zeroizing<String>);
@@ -50,6 +51,8 @@ pub enum ClientError {
     Scheme(String),
     #[error("could not set up the HTTP client: {0}")]
     Build(String),
+    #[error(transparent)]
+    Network(#[from] SetupError),
 }
 
 /// Settings of the client.
@@ -59,6 +62,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_body_bytes: u64,
+    /// The proxy and the trust roots.
+    pub network: NetworkConfig,
 }
 
 /// Whether a request that got no readable answer reached the service: what
@@ -110,6 +115,11 @@ pub enum Answer {
         retry_after: Option<Duration>,
         delivery: Delivery,
     },
+    /// The network between here and the service is set up wrongly (the
+    /// certificate is not trusted, the proxy refuses): found before the
+    /// request was written, so nothing was sent, and every call fails the
+    /// same way until a setting changes. `message` says which.
+    Misconfigured { problem: Problem, message: String },
 }
 
 /// Checks a base URL: https anywhere, http only to loopback.
@@ -142,6 +152,11 @@ pub struct Client {
     max_body_bytes: u64,
     /// Connect timeout plus request timeout: no call lasts longer.
     longest_call: Duration,
+    /// The proxy calls go through, as it may be shown (for messages).
+    proxy_shown: Option<String>,
+    /// The proxy, asked again after a refused CONNECT; and how long to wait.
+    proxy: Option<crate::network::ChosenProxy>,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for Client {
@@ -155,19 +170,55 @@ impl fmt::Debug for Client {
 impl Client {
     pub fn new(config: &ClientConfig, api_key: ApiKey) -> Result<Client, ClientError> {
         let url = validate_base_url(&config.base_url)?;
-        let http = blocking::Client::builder()
+        let build = |e: reqwest::Error| {
+            let hint = crate::network::setup_hint(&e)
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default();
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            ClientError::Build(format!("{cause}{hint}"))
+        };
+        let mut builder = blocking::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("gbdfl/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ClientError::Build(e.to_string()))?;
+            .user_agent(concat!("gbdfl/", env!("CARGO_PKG_VERSION")));
+        // The proxy is decided once, for this URL, by the same rules
+        // `doctor` uses; reqwest reads no proxy variable itself.
+        let proxy = config.network.proxy_for(&url)?;
+        let proxy_shown = proxy.as_ref().map(|p| p.shown.clone());
+        builder = match &proxy {
+            Some(p) => {
+                let mut rp = reqwest::Proxy::all(p.uri.to_string()).map_err(build)?;
+                if let Some(auth) = &p.auth {
+                    rp = rp.custom_http_auth(auth.clone());
+                }
+                builder.proxy(rp)
+            }
+            None => builder.no_proxy(),
+        };
+        let roots = config
+            .network
+            .extra_roots()?
+            .iter()
+            .map(|c| reqwest::Certificate::from_der(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(build)?;
+        if !roots.is_empty() {
+            builder = builder.tls_certs_merge(roots);
+        }
+        let http = builder.build().map_err(build)?;
         Ok(Client {
             http,
             url,
             api_key,
             max_body_bytes: config.max_body_bytes,
             longest_call: config.connect_timeout.saturating_add(config.timeout),
+            proxy_shown,
+            proxy,
+            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -215,6 +266,13 @@ impl Client {
         let resp = match sent {
             Ok(r) => r,
             Err(e) => {
+                if let Some(problem) = crate::network::classify(&e).and_then(|p| self.confirm(p)) {
+                    let message = problem.explain(
+                        self.url.host_str().unwrap_or_default(),
+                        self.proxy_shown.as_deref(),
+                    );
+                    return Answer::Misconfigured { problem, message };
+                }
                 return Answer::Unavailable {
                     http_status: None,
                     body: Vec::new(),
@@ -248,7 +306,7 @@ impl Client {
         }
         let too_large = body.len() as u64 > self.max_body_bytes;
         if too_large {
-            body.truncate(self.max_body_bytes as usize);
+            body.truncate(usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX));
         }
         let code = status.as_u16();
         if status.is_success() {
@@ -300,6 +358,29 @@ fn transport_delivery(e: &reqwest::Error) -> Delivery {
         Delivery::NotSent
     } else {
         Delivery::MaybeBilled
+    }
+}
+
+impl Client {
+    /// A refused CONNECT is a set-up problem only when the proxy refuses
+    /// for good; asked again, a proxy that cannot reach the service now
+    /// (5xx) makes it a dropped line.
+    fn confirm(&self, problem: Problem) -> Option<Problem> {
+        let Problem::ProxyRefused { status: None } = problem else {
+            return Some(problem);
+        };
+        let proxy = self.proxy.as_ref()?;
+        let host = self.url.host_str()?;
+        let port = self.url.port_or_known_default()?;
+        let status =
+            crate::network::doctor::connect_status(proxy, host, port, self.connect_timeout)?;
+        match status {
+            407 => Some(Problem::ProxyAuth),
+            s if crate::network::refuses_for_good(s) => {
+                Some(Problem::ProxyRefused { status: Some(s) })
+            }
+            _ => None,
+        }
     }
 }
 

@@ -15,6 +15,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::client::{ApiKey, ClientConfig};
+use crate::limits::{self, CountRange, DurationRange};
+use crate::network::{NetworkConfig, ProxyEnv, ProxyUrl};
 
 /// The production endpoint of the GBDFL API.
 pub const DEFAULT_BASE_URL: &str = "https://kyc.biometric.kz/api/v1/backend/gbdfl/";
@@ -65,6 +67,11 @@ pub enum ConfigError {
     NoApiKey,
     #[error("API key file {path}: {message}")]
     ApiKeyFile { path: PathBuf, message: String },
+    /// A duration, count or size out of its range (the message names the source).
+    #[error(transparent)]
+    Range(#[from] crate::limits::InputError),
+    #[error(transparent)]
+    Network(#[from] crate::network::SetupError),
 }
 
 /// The config file, `config.toml`. Every key is optional.
@@ -79,13 +86,65 @@ pub struct FileConfig {
     pub max_age: Option<String>,
     pub connect_timeout: Option<String>,
     pub timeout: Option<String>,
-    pub max_response_bytes: Option<u64>,
+    pub max_response_bytes: Option<i64>,
     pub require_purpose: Option<bool>,
     pub retention: Option<String>,
     pub retry_base: Option<String>,
     pub retry_cap: Option<String>,
-    pub retry_attempts: Option<u32>,
+    pub retry_attempts: Option<i64>,
     pub busy_timeout: Option<String>,
+    pub proxy: Option<String>,
+    pub proxy_password_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// What each config key holds, for messages about a value of the wrong type.
+const FILE_KEYS: &[(&str, &str)] = &[
+    ("db", "a path string"),
+    ("key_file", "a path string"),
+    ("operator", "a string"),
+    ("base_url", "a URL string"),
+    ("api_key_file", "a path string"),
+    ("max_age", "a duration string like \"30d\""),
+    ("connect_timeout", "a duration string like \"10s\""),
+    ("timeout", "a duration string like \"60s\""),
+    (
+        "max_response_bytes",
+        "a whole number of bytes like 10485760",
+    ),
+    ("require_purpose", "true or false"),
+    ("retention", "a duration string like \"365d\""),
+    ("retry_base", "a duration string like \"2s\""),
+    ("retry_cap", "a duration string like \"60s\""),
+    ("retry_attempts", "a whole number like 5"),
+    ("busy_timeout", "a duration string like \"10s\""),
+    (
+        "proxy",
+        "a proxy URL string like \"http://proxy.bank.kz:3128\"",
+    ),
+    ("proxy_password_file", "a path string"),
+    ("ca_file", "a path string"),
+];
+
+/// The first key of `text` whose value has the wrong type, as a message:
+/// `max_age: expected a duration string like "30d", got integer 30`.
+fn wrong_type(text: &str) -> Option<String> {
+    let table: toml::Table = text.parse().ok()?;
+    FILE_KEYS.iter().find_map(|&(key, expected)| {
+        let v = table.get(key)?;
+        let fits = match key {
+            "max_response_bytes" | "retry_attempts" => v.is_integer(),
+            "require_purpose" => v.is_bool(),
+            _ => v.is_str(),
+        };
+        (!fits).then(|| {
+            format!(
+                "{key}: expected {expected}, got {} {}",
+                v.type_str(),
+                crate::limits::cut(&v.to_string(), 40)
+            )
+        })
+    })
 }
 
 /// Values given on the command line (None when not given).
@@ -120,6 +179,14 @@ pub struct Settings {
     pub retry_cap: Setting<Duration>,
     pub retry_attempts: Setting<u32>,
     pub busy_timeout: Setting<Duration>,
+    /// gbdfl's own proxy (GBDFL_PROXY or `proxy`), password held apart.
+    pub proxy: Option<Setting<ProxyUrl>>,
+    pub proxy_password_file: Option<Setting<PathBuf>>,
+    /// GBDFL_PROXY_PASSWORD.
+    pub proxy_password: crate::network::Secret,
+    /// The environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY.
+    pub proxy_env: ProxyEnv,
+    pub ca_file: Option<Setting<PathBuf>>,
     pub json: bool,
     pub host: String,
 }
@@ -128,12 +195,9 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "gbdfl")
 }
 
-/// Parses a duration such as `30d`, `12h`, `90s`, `1h 30m`.
-pub fn parse_duration(name: &str, s: &str) -> Result<Duration, ConfigError> {
-    humantime::parse_duration(s.trim()).map_err(|e| ConfigError::Value {
-        name: name.to_owned(),
-        message: format!("{s:?} is not a duration ({e}); write e.g. 30d, 12h, 90s"),
-    })
+/// Where a config file value is named in messages: `FILE: key`.
+fn file_source(file_path: &Path, key: &str) -> String {
+    format!("config file {}: {key}", file_path.display())
 }
 
 /// Picks flag, then env, then file, then default.
@@ -174,12 +238,33 @@ fn duration_setting(
     env: &dyn Fn(&str) -> Option<String>,
     file: Option<&String>,
     file_path: &Path,
-    default: Duration,
+    (default, range): (Duration, DurationRange),
 ) -> Result<Setting<Duration>, ConfigError> {
     let env_v = env(env_name)
-        .map(|s| parse_duration(env_name, &s))
+        .map(|s| limits::parse_duration(env_name, &s, range))
         .transpose()?;
-    let file_v = file.map(|s| parse_duration(name, s)).transpose()?;
+    let file_v = file
+        .map(|s| limits::parse_duration(&file_source(file_path, name), s, range))
+        .transpose()?;
+    pick((None, ""), (env_v, env_name), file_v, file_path, || {
+        Ok(default)
+    })
+}
+
+fn count_setting(
+    name: &'static str,
+    env_name: &'static str,
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<i64>,
+    file_path: &Path,
+    (default, range): (u64, CountRange),
+) -> Result<Setting<u64>, ConfigError> {
+    let env_v = env(env_name)
+        .map(|s| limits::parse_count(env_name, &s, range))
+        .transpose()?;
+    let file_v = file
+        .map(|n| limits::check_count(&file_source(file_path, name), i128::from(n), range))
+        .transpose()?;
     pick((None, ""), (env_v, env_name), file_v, file_path, || {
         Ok(default)
     })
@@ -203,6 +288,8 @@ pub fn read_file_config(path: &Path) -> Result<Option<FileConfig>, ConfigError> 
             message.push_str(". The API key is never kept in config.toml: put it in a file readable by you only and set api_key_file, or set GBDFL_API_KEY");
         } else if message.contains("unknown field") {
             message.push_str(". See docs/reference.md, \"Configuration and environment\", for the keys gbdfl knows");
+        } else if let Some(m) = wrong_type(&text) {
+            message = m;
         }
         ConfigError::File {
             path: path.to_owned(),
@@ -307,7 +394,7 @@ impl Settings {
                 Ok(["USER", "USERNAME", "LOGNAME"]
                     .iter()
                     .find_map(|k| env_nonempty(k))
-                    .unwrap_or_else(|| "unknown".to_owned()))
+                    .unwrap_or_else(os_user_name))
             },
         )?;
         validate_operator(&operator.value)?;
@@ -335,7 +422,7 @@ impl Settings {
             &env_nonempty,
             file.max_age.as_ref(),
             &fp,
-            Duration::from_secs(30 * 86_400),
+            (Duration::from_secs(30 * 86_400), limits::MAX_AGE),
         )?;
         let connect_timeout = duration_setting(
             "connect_timeout",
@@ -343,7 +430,7 @@ impl Settings {
             &env_nonempty,
             file.connect_timeout.as_ref(),
             &fp,
-            Duration::from_secs(10),
+            (Duration::from_secs(10), limits::TIMEOUT),
         )?;
         let timeout = duration_setting(
             "timeout",
@@ -351,24 +438,15 @@ impl Settings {
             &env_nonempty,
             file.timeout.as_ref(),
             &fp,
-            Duration::from_secs(60),
+            (Duration::from_secs(60), limits::TIMEOUT),
         )?;
-        let max_response_bytes = pick(
-            (None, ""),
-            (
-                env_nonempty("GBDFL_MAX_RESPONSE_BYTES")
-                    .map(|s| {
-                        s.trim().parse::<u64>().map_err(|_| ConfigError::Value {
-                            name: "GBDFL_MAX_RESPONSE_BYTES".into(),
-                            message: format!("{s:?} is not a whole number of bytes"),
-                        })
-                    })
-                    .transpose()?,
-                "GBDFL_MAX_RESPONSE_BYTES",
-            ),
+        let max_response_bytes = count_setting(
+            "max_response_bytes",
+            "GBDFL_MAX_RESPONSE_BYTES",
+            &env_nonempty,
             file.max_response_bytes,
             &fp,
-            || Ok(10 * 1024 * 1024),
+            (10 * 1024 * 1024, limits::MAX_RESPONSE_BYTES),
         )?;
         let require_purpose = pick(
             (None, ""),
@@ -379,7 +457,7 @@ impl Settings {
                         "0" | "false" | "no" => Ok(false),
                         _ => Err(ConfigError::Value {
                             name: "GBDFL_REQUIRE_PURPOSE".into(),
-                            message: format!("{v:?} is not true or false"),
+                            message: format!("{} is not true or false", crate::limits::shown(&v)),
                         }),
                     })
                     .transpose()?,
@@ -391,12 +469,14 @@ impl Settings {
         )?;
         let retention = {
             let env_v = env_nonempty("GBDFL_RETENTION")
-                .map(|s| parse_duration("GBDFL_RETENTION", &s))
+                .map(|s| limits::parse_duration("GBDFL_RETENTION", &s, limits::RETENTION))
                 .transpose()?;
             let file_v = file
                 .retention
                 .as_ref()
-                .map(|s| parse_duration("retention", s))
+                .map(|s| {
+                    limits::parse_duration(&file_source(&fp, "retention"), s, limits::RETENTION)
+                })
                 .transpose()?;
             pick((None, ""), (env_v, "GBDFL_RETENTION"), file_v, &fp, || {
                 Err(ConfigError::NoApiKey)
@@ -409,7 +489,7 @@ impl Settings {
             &env_nonempty,
             file.retry_base.as_ref(),
             &fp,
-            Duration::from_secs(2),
+            (Duration::from_secs(2), limits::RETRY),
         )?;
         let retry_cap = duration_setting(
             "retry_cap",
@@ -417,40 +497,30 @@ impl Settings {
             &env_nonempty,
             file.retry_cap.as_ref(),
             &fp,
-            Duration::from_secs(60),
+            (Duration::from_secs(60), limits::RETRY),
         )?;
-        let retry_attempts = pick(
-            (None, ""),
-            (
-                env_nonempty("GBDFL_RETRY_ATTEMPTS")
-                    .map(|s| match s.trim().parse::<u32>() {
-                        Ok(n) if n >= 1 => Ok(n),
-                        _ => Err(ConfigError::Value {
-                            name: "GBDFL_RETRY_ATTEMPTS".into(),
-                            message: format!("{s:?} is not a whole number of at least 1"),
-                        }),
-                    })
-                    .transpose()?,
-                "GBDFL_RETRY_ATTEMPTS",
-            ),
+        let retry_attempts = count_setting(
+            "retry_attempts",
+            "GBDFL_RETRY_ATTEMPTS",
+            &env_nonempty,
             file.retry_attempts,
             &fp,
-            || Ok(5),
+            (5, limits::RETRY_ATTEMPTS),
         )?;
-        if retry_attempts.value == 0 {
-            return Err(ConfigError::Value {
-                name: "retry_attempts".into(),
-                message: "must be at least 1".into(),
-            });
-        }
+        let retry_attempts = Setting {
+            // At most 100 by the range.
+            value: u32::try_from(retry_attempts.value).unwrap_or(u32::MAX),
+            origin: retry_attempts.origin,
+        };
         let busy_timeout = duration_setting(
             "busy_timeout",
             "GBDFL_BUSY_TIMEOUT",
             &env_nonempty,
             file.busy_timeout.as_ref(),
             &fp,
-            Duration::from_secs(10),
+            (Duration::from_secs(10), limits::BUSY_TIMEOUT),
         )?;
+        let (proxy, proxy_password_file, ca_file) = network_settings(&env_nonempty, &file, &fp)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
             config_file,
@@ -471,6 +541,13 @@ impl Settings {
             retry_cap,
             retry_attempts,
             busy_timeout,
+            proxy,
+            proxy_password_file,
+            proxy_password: crate::network::Secret(
+                env_nonempty("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new),
+            ),
+            proxy_env: ProxyEnv::read(env),
+            ca_file,
             json: flags.json,
             host: if host.is_empty() {
                 "unknown".into()
@@ -487,6 +564,21 @@ impl Settings {
             connect_timeout: self.connect_timeout.value,
             timeout: self.timeout.value,
             max_body_bytes: self.max_response_bytes.value,
+            network: self.network(),
+        }
+    }
+
+    /// The proxy and trust settings of the path to the service.
+    pub fn network(&self) -> NetworkConfig {
+        NetworkConfig {
+            proxy: self
+                .proxy
+                .as_ref()
+                .map(|p| (p.origin.to_string(), p.value.clone())),
+            proxy_password: self.proxy_password.clone(),
+            proxy_password_file: self.proxy_password_file.as_ref().map(|f| f.value.clone()),
+            env: self.proxy_env.clone(),
+            ca_file: self.ca_file.as_ref().map(|f| f.value.clone()),
         }
     }
 
@@ -510,7 +602,13 @@ impl Settings {
         let path = &file.value;
         crate::keyfile::check_private(path).map_err(|e| ConfigError::ApiKeyFile {
             path: path.clone(),
-            message: e.to_string(),
+            message: match e {
+                crate::keyfile::KeyFileError::Missing(_) => format!(
+                    "no such file (named by {}): put the organisation's API key in it, readable by you only, or fix the path",
+                    file.origin
+                ),
+                e => e.to_string(),
+            },
         })?;
         let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
             ConfigError::ApiKeyFile {
@@ -609,6 +707,46 @@ impl Settings {
             self.retry_attempts.value.to_string(),
             self.retry_attempts.origin.to_string(),
         ));
+        rows.push(match (&self.proxy, &self.proxy_env) {
+            (Some(p), _) => ("proxy", p.value.to_string(), p.origin.to_string()),
+            (None, e) => match e.https.as_ref().or(e.all.as_ref()) {
+                Some((name, v)) => (
+                    "proxy",
+                    crate::network::redact_proxy(v),
+                    format!("env {name}"),
+                ),
+                None => ("proxy", "(none: direct)".to_owned(), "-".to_owned()),
+            },
+        });
+        rows.push(match (&self.proxy_password.0, &self.proxy_password_file) {
+            (Some(_), _) => (
+                "proxy_password",
+                "(set, redacted)".to_owned(),
+                "env GBDFL_PROXY_PASSWORD".to_owned(),
+            ),
+            (None, Some(f)) => (
+                "proxy_password",
+                format!("(from file {}, redacted)", f.value.display()),
+                f.origin.to_string(),
+            ),
+            (None, None) => ("proxy_password", "(not set)".to_owned(), "-".to_owned()),
+        });
+        rows.push(match &self.proxy_env.no {
+            Some((name, v)) => ("no_proxy", v.clone(), format!("env {name}")),
+            None => ("no_proxy", "(not set)".to_owned(), "-".to_owned()),
+        });
+        rows.push(match &self.ca_file {
+            Some(f) => (
+                "ca_file",
+                f.value.display().to_string(),
+                f.origin.to_string(),
+            ),
+            None => (
+                "ca_file",
+                "(not set: the system's trust store only)".to_owned(),
+                "-".to_owned(),
+            ),
+        });
         rows.push((
             "max_response_bytes",
             self.max_response_bytes.value.to_string(),
@@ -626,12 +764,117 @@ impl Settings {
     }
 }
 
+/// The OS user running gbdfl, for a default operator when the environment
+/// names none (a cron job, `env -i`): its login name from the user
+/// database, else `uid N`; never a made-up "unknown" on Unix.
+fn os_user_name() -> String {
+    #[cfg(unix)]
+    {
+        // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
+        // `buf`, which outlive the call, and `result` points into them.
+        unsafe {
+            let uid = libc::getuid();
+            let mut pwd: libc::passwd = std::mem::zeroed();
+            let mut buf = vec![0 as libc::c_char; 16 * 1024];
+            let mut result: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+            if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
+                let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy();
+                if !name.trim().is_empty() && !name.chars().any(char::is_control) {
+                    return name.into_owned();
+                }
+            }
+            format!("uid {uid}")
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        "unknown".to_owned()
+    }
+}
+
+/// gbdfl's own proxy, its password file, and the extra trust roots.
+#[allow(clippy::type_complexity)]
+fn network_settings(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: &FileConfig,
+    fp: &Path,
+) -> Result<
+    (
+        Option<Setting<ProxyUrl>>,
+        Option<Setting<PathBuf>>,
+        Option<Setting<PathBuf>>,
+    ),
+    ConfigError,
+> {
+    let value_err = ConfigError::Network;
+    let env_proxy = env("GBDFL_PROXY")
+        .map(|v| ProxyUrl::parse("GBDFL_PROXY", &v, true))
+        .transpose()
+        .map_err(value_err)?;
+    let file_proxy = file
+        .proxy
+        .as_deref()
+        .filter(|v| !v.trim().is_empty())
+        .map(|v| ProxyUrl::parse("proxy", v, false))
+        .transpose()
+        .map_err(value_err)?;
+    let proxy = pick(
+        (None, ""),
+        (env_proxy, "GBDFL_PROXY"),
+        file_proxy,
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
+    .ok();
+    let password_file = pick(
+        (None, ""),
+        (
+            env("GBDFL_PROXY_PASSWORD_FILE").map(PathBuf::from),
+            "GBDFL_PROXY_PASSWORD_FILE",
+        ),
+        file.proxy_password_file.clone(),
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
+    .ok();
+    let env_password = env("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new);
+    let proxy = match proxy {
+        Some(p) => {
+            if (env_password.is_some() || password_file.is_some()) && !p.value.has_user() {
+                return Err(ConfigError::Value {
+                    name: "proxy".into(),
+                    message: format!(
+                        "a proxy password is set ({}) but the proxy URL {} names no user: write it as http://USER@host:port",
+                        crate::network::PROXY_PASSWORD_SETTINGS,
+                        p.value
+                    ),
+                });
+            }
+            Some(p)
+        }
+        None => None,
+    };
+    let ca_file = pick(
+        (None, ""),
+        (env("GBDFL_CA_FILE").map(PathBuf::from), "GBDFL_CA_FILE"),
+        file.ca_file.clone(),
+        fp,
+        || Err(ConfigError::NoApiKey),
+    )
+    .ok();
+    Ok((proxy, password_file, ca_file))
+}
+
 fn validate_operator(op: &str) -> Result<(), ConfigError> {
     let bad = op.trim().is_empty() || op.chars().count() > 64 || op.chars().any(char::is_control);
     if bad {
         return Err(ConfigError::Value {
             name: "operator".into(),
-            message: format!("{op:?} is not a usable operator name: 1 to 64 printable characters"),
+            message: format!(
+                "{} is not a usable operator name: 1 to 64 printable characters",
+                crate::limits::shown(op)
+            ),
         });
     }
     Ok(())

@@ -42,7 +42,9 @@ pub enum ExitCode {
     /// the number is never reused for another meaning.
     #[allow(dead_code)]
     Garbled = 7,
-    /// Wrong key file for the database, or stored data failed its integrity check.
+    /// The key file is missing, unreadable, not a regular file, open to the
+    /// group or others, or wrong for the database; or stored data failed
+    /// its integrity check.
     KeyOrIntegrity = 8,
     /// The database cannot be used: missing, not a gbdfl database, too new,
     /// read-only, busy (another process held its write lock for longer
@@ -112,17 +114,16 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
         if cause.downcast_ref::<IinError>().is_some()
             || cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<BatchCsvError>().is_some()
+            || cause.downcast_ref::<crate::limits::InputError>().is_some()
         {
             return ExitCode::InvalidInput;
         }
         if cause.downcast_ref::<ClientError>().is_some() {
             return ExitCode::InvalidInput;
         }
-        if let Some(e) = cause.downcast_ref::<KeyFileError>() {
-            return match e {
-                KeyFileError::Io { .. } => ExitCode::Failure,
-                _ => ExitCode::KeyOrIntegrity,
-            };
+        // Every key file problem, reading or creating it, is one code.
+        if cause.downcast_ref::<KeyFileError>().is_some() {
+            return ExitCode::KeyOrIntegrity;
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
             return match e {

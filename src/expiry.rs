@@ -789,23 +789,12 @@ pub fn sort_stale(rows: &mut [StaleRow]) {
 /// Parses `--within`: a duration (`90d`, `12weeks`) or a bare number of
 /// days; partial days are dropped.
 pub fn parse_window(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    if let Ok(days) = s.parse::<i64>() {
-        return if days >= 0 {
-            Ok(days)
-        } else {
-            Err(format!("--within {s:?}: the window cannot be negative"))
-        };
-    }
-    humantime::parse_duration(s)
-        .map(|d| (d.as_secs() / 86_400) as i64)
-        .map_err(|e| format!("--within {s:?} is not a duration ({e}); write e.g. 90d or 30"))
+    crate::limits::parse_days("--within", s, crate::limits::WITHIN).map_err(|e| e.message)
 }
 
-/// Parses a calendar day given as `YYYY-MM-DD`.
+/// Parses a calendar day given as `YYYY-MM-DD`, with a four-digit year.
 pub fn parse_day(flag: &str, s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| format!("{flag} {s:?} is not a date: write YYYY-MM-DD, e.g. 2025-03-31"))
+    crate::limits::parse_date(flag, s).map_err(|e| e.message)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::api;
 use crate::batch_csv;
 use crate::crypto::{self, Keys, MasterKey, StableKeys};
 use crate::iin::{self, Iin};
+use crate::limits;
 use crate::lookup;
 use crate::render;
 use crate::store::{Lookup, Outcome, Source};
@@ -161,6 +162,24 @@ pub fn date(data: &[u8]) {
     }
     let _ = crate::expiry::parse_window(s);
     let _ = crate::expiry::parse_day("--as-of", s);
+    // Every range parser: no panic, and the value is cut in the message
+    // (20 characters, each escaped to at most 10).
+    for r in [limits::MAX_AGE, limits::TIMEOUT, limits::RETRY] {
+        if let Err(e) = limits::parse_duration("SRC", s, r) {
+            assert!(
+                e.message.chars().count() < 20 * 10 + 200,
+                "error too long: {e}"
+            );
+        }
+    }
+    for r in [limits::THREADS, limits::MAX_RESPONSE_BYTES] {
+        if let Err(e) = limits::parse_count("SRC", s, r) {
+            assert!(
+                e.message.chars().count() < 20 * 10 + 200,
+                "error too long: {e}"
+            );
+        }
+    }
 }
 
 struct Sealed {

@@ -27,6 +27,8 @@ pub enum IinError {
     CheckDigit { expected: u8, found: u8 },
     #[error("no check digit can be computed for these 11 digits, so no such IIN is issued")]
     NoCheckDigit,
+    #[error("its birth date {0} is in the future, so no such IIN is issued yet")]
+    BornInFuture(NaiveDate),
 }
 
 /// Sex as encoded in the 7th digit (odd: male, even: female).
@@ -139,6 +141,15 @@ impl Iin {
         }
     }
 
+    /// Refuses a number whose birth date is after `today` (the caller's
+    /// clock); callers skip this with the other checks (`--skip-iin-check`).
+    pub fn check_born_by(&self, today: NaiveDate) -> Result<(), IinError> {
+        match self.birth_date() {
+            Some(born) if born > today => Err(IinError::BornInFuture(born)),
+            _ => Ok(()),
+        }
+    }
+
     /// The full 12 digits. Personal data: callers decide where it may go.
     pub fn as_str(&self) -> &str {
         &self.digits
@@ -242,6 +253,17 @@ mod tests {
             Iin::parse("950215301234"),
             Err(IinError::CheckDigit { .. })
         ));
+    }
+
+    #[test]
+    fn a_birth_date_after_today_is_refused() {
+        let iin = Iin::parse("530301662085").unwrap();
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(
+            iin.check_born_by(day(2026, 12, 3)),
+            Err(IinError::BornInFuture(day(2053, 3, 1)))
+        );
+        assert_eq!(iin.check_born_by(day(2053, 3, 1)), Ok(()));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The key file: where the master key lives on disk, apart from the database.
 //!
 //! Rules this module keeps: a key file is created once, with mode 0600, and
-//! never overwritten; a key file that the group or others can read is refused
-//! before its contents are read; the contents never appear in an error.
+//! never overwritten; a key file that the group or others can read, write or
+//! run, or that is not a regular file, is refused before its contents are
+//! read (one check, [`check_private`], exit code 8); the contents never
+//! appear in an error.
 //!
 //! Format (docs/FORMAT.md): one line, `gbdfl-key-v1:` followed by the 32-byte
 //! master key as 64 lowercase hex digits, then a newline.
@@ -25,9 +27,19 @@ pub enum KeyFileError {
     )]
     Missing(PathBuf),
     #[error(
-        "key file {path} can be read by other users (mode {mode:o}): run `chmod 600 {path}` and check who may have copied it"
+        "key file {path} has mode {mode:o}: {}; only its owner may read or write it. Run `chmod 600 {path}`{}",
+        open_bits(*mode),
+        if mode & 0o044 != 0 { " and check who may have copied it" } else { " and check that it is the key you created" }
     )]
     TooOpen { path: PathBuf, mode: u32 },
+    #[error(
+        "key file {path} is {what}, not a regular file: pass the key file itself (one line `gbdfl-key-v1:...`) with --key-file PATH"
+    )]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "no key file at {key}, but the database {db} exists: it opens only with the key it was created with. Pass that key file with --key-file PATH, or restore it from your backup (a new key, and `gbdfl init`, cannot open this database)"
+    )]
+    MissingForDatabase { key: PathBuf, db: PathBuf },
     #[error(
         "key file {0} is not a gbdfl key (expected one line `gbdfl-key-v1:` and 64 hex digits; it may be truncated or the wrong file): pass the key file this database was created with, --key-file PATH"
     )]
@@ -45,12 +57,62 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyFileError + '_ {
     }
 }
 
-/// Refuses a file that the group or others may read or write.
+/// Which of the group's and others' permission bits are set, in words:
+/// `the group can write it`, `the group and others can read it`.
+fn open_bits(mode: u32) -> String {
+    let who = |read: u32, write: u32, exec: u32| {
+        [(read, "read"), (write, "write"), (exec, "execute")]
+            .into_iter()
+            .filter(|&(bit, _)| mode & bit != 0)
+            .map(|(_, what)| what)
+            .collect::<Vec<_>>()
+    };
+    let (group, others) = (who(0o040, 0o020, 0o010), who(0o004, 0o002, 0o001));
+    let can = |v: &[&str]| v.join(", ");
+    match (group.is_empty(), others.is_empty()) {
+        (false, false) if group == others => format!("the group and others can {} it", can(&group)),
+        (false, false) => format!(
+            "the group can {} it, others can {} it",
+            can(&group),
+            can(&others)
+        ),
+        (false, true) => format!("the group can {} it", can(&group)),
+        _ => format!("others can {} it", can(&others)),
+    }
+}
+
+/// What a path that is not a regular file is, for the message.
+fn kind_of(meta: &fs::Metadata) -> Option<&'static str> {
+    let t = meta.file_type();
+    if t.is_file() {
+        return None;
+    }
+    Some(if t.is_dir() {
+        "a directory"
+    } else {
+        "a device, pipe or socket"
+    })
+}
+
+/// Refuses what is not a regular file, and a file that the group or
+/// others may read, write or run. The one check of every key file.
 pub fn check_private(path: &Path) -> Result<(), KeyFileError> {
+    let meta = fs::metadata(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            KeyFileError::Missing(path.to_owned())
+        } else {
+            io_err(path)(e)
+        }
+    })?;
+    if let Some(what) = kind_of(&meta) {
+        return Err(KeyFileError::NotAFile {
+            path: path.to_owned(),
+            what,
+        });
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let meta = fs::metadata(path).map_err(io_err(path))?;
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(KeyFileError::TooOpen {
@@ -64,9 +126,6 @@ pub fn check_private(path: &Path) -> Result<(), KeyFileError> {
 
 /// Reads the master key from `path`, after checking its permissions.
 pub fn load(path: &Path) -> Result<MasterKey, KeyFileError> {
-    if !path.exists() {
-        return Err(KeyFileError::Missing(path.to_owned()));
-    }
     check_private(path)?;
     let text = Zeroizing::new(fs::read_to_string(path).map_err(|e| {
         if e.kind() == io::ErrorKind::InvalidData {
@@ -134,7 +193,38 @@ mod tests {
         let path = dir.path().join("k");
         create(&path, &MasterKey::generate().unwrap()).unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(matches!(load(&path), Err(KeyFileError::TooOpen { .. })));
+        let e = load(&path).unwrap_err();
+        assert!(matches!(e, KeyFileError::TooOpen { .. }));
+        assert!(
+            e.to_string().contains("the group and others can read it"),
+            "{e}"
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o620)).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("mode 620: the group can write it;"), "{e}");
+        assert!(!e.contains("read it"), "{e}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o647)).unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(
+            e.contains("the group can read it, others can read, write, execute it"),
+            "{e}"
+        );
+        let e = load(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KeyFileError::NotAFile {
+                    what: "a directory",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = load(Path::new("/dev/null")).unwrap_err().to_string();
+        assert!(
+            e.contains("not a regular file") && !e.contains("chmod"),
+            "{e}"
+        );
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, &text[..40]).unwrap();

@@ -4,9 +4,11 @@
 //!
 //! Who may use whom (the imports show it): `crypto` knows nothing of SQLite,
 //! clap or HTTP; `store` knows crypto but no clap and no HTTP; `client`
-//! knows no SQLite; `lookup` is the one library module joining store and
-//! client (and `sync`, which runs it from several threads over the
-//! queue); `render` and the reports only read; `cli` ties everything together.
+//! knows no SQLite, and takes its proxy and trust roots from `network`
+//! (which `doctor` uses too, and which knows no store); `lookup` is the
+//! one library module joining store and client (and `sync`, which runs it
+//! from several threads over the queue); `render` and the reports only
+//! read; `cli` ties everything together.
 
 pub mod api;
 pub mod archive;
@@ -22,7 +24,9 @@ pub mod fsutil;
 pub mod fuzzing;
 pub mod iin;
 pub mod keyfile;
+pub mod limits;
 pub mod lookup;
+pub mod network;
 pub mod process;
 pub mod render;
 pub mod report;

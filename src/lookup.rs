@@ -111,6 +111,13 @@ pub enum Fetched {
     InDoubt { item: Box<QueueItem> },
     /// The request's 3-hour window has passed; no call was made.
     Expired { item: Box<QueueItem> },
+    /// The network is set up wrongly (certificate not trusted, proxy
+    /// refused): nothing was sent, no lookup recorded, and the request is
+    /// left as it was. `message` says what is wrong and which setting fixes it.
+    NetworkConfig {
+        problem: crate::network::Problem,
+        message: String,
+    },
 }
 
 /// What happens next to the request.
@@ -149,7 +156,10 @@ impl Fetched {
             | Fetched::Refused { id, .. }
             | Fetched::Unavailable { id, .. }
             | Fetched::Garbled { id, .. } => Some(*id),
-            Fetched::Busy { .. } | Fetched::InDoubt { .. } | Fetched::Expired { .. } => None,
+            Fetched::Busy { .. }
+            | Fetched::InDoubt { .. }
+            | Fetched::Expired { .. }
+            | Fetched::NetworkConfig { .. } => None,
         }
     }
 
@@ -173,6 +183,7 @@ impl Fetched {
                 ExitCode::InDoubt
             }
             Fetched::Expired { .. } => ExitCode::Expired,
+            Fetched::NetworkConfig { .. } => ExitCode::NetworkConfig,
         }
     }
 
@@ -201,6 +212,7 @@ impl Fetched {
             Fetched::Busy { .. } => "SENDING".into(),
             Fetched::InDoubt { .. } => "IN_DOUBT".into(),
             Fetched::Expired { .. } => "EXPIRED".into(),
+            Fetched::NetworkConfig { problem, .. } => problem.label().into(),
         }
     }
 }
@@ -383,7 +395,16 @@ pub fn fetch(
         Begin::Claimed(item) => item,
         Begin::Queued(_) => unreachable!("begin_fetch claims when asked to"),
     };
-    send(
+    // Queued by this very fetch: a stop for the network's set-up takes it
+    // off again, so the queue is as it was before the fetch.
+    let queued_now =
+        item.attempts == 1 && store::time_text(item.queued_at) == store::time_text(now);
+    let commit = |f: store::SealedFinish| {
+        store
+            .commit_finishes(&[(&f, None)])
+            .map(|mut v| v.pop().flatten())
+    };
+    finish_call(
         store,
         client,
         &item,
@@ -391,7 +412,10 @@ pub fn fetch(
         req.audit.as_ref(),
         backoff,
         &mut room,
+        &commit,
+        queued_now,
     )
+    .map(|(a, _)| a)
 }
 
 /// Records an answer from the cache (no call) with the request's audit entry.
@@ -501,6 +525,26 @@ pub fn send_then(
     room: &mut Reservation,
     commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
+    finish_call(
+        store, client, item, owner, audit, backoff, room, commit, false,
+    )
+}
+
+/// [`send_then`]; with `queued_now`, a stop for the network's set-up takes
+/// the item off the queue (it was queued by the same fetch) instead of
+/// putting it back.
+#[allow(clippy::too_many_arguments)]
+fn finish_call(
+    store: &Store,
+    client: &Client,
+    item: &QueueItem,
+    owner: &str,
+    audit: Option<&AuditEntry>,
+    backoff: &Backoff,
+    room: &mut Reservation,
+    commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
+    queued_now: bool,
+) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
     let id = LookupId::new();
     let purpose = item.purpose.as_deref();
@@ -525,6 +569,39 @@ pub fn send_then(
         reached: None,
     };
     let answer = client.lookup(&item.iin, &item.session_id);
+    if let Answer::Misconfigured { problem, message } = answer {
+        // Nothing was sent: no lookup, no attempt counted, the deadline
+        // and the next try as they were. The audit says why.
+        let audit = audit.map(|a| AuditEntry {
+            exit_code: ExitCode::NetworkConfig.code(),
+            error: Some(format!("{}: {message}", problem.label())),
+            paid_call: false,
+            records: 0,
+            purpose: a.purpose.clone().or_else(|| item.purpose.clone()),
+            ..a.clone()
+        });
+        let after = if queued_now {
+            After::Done
+        } else {
+            After::Restore
+        };
+        let sealed = store.seal_finish(item, owner, None, audit.as_ref(), after)?;
+        let claimed = commit(sealed)?;
+        let next = if queued_now {
+            Next::Done
+        } else {
+            Next::Stop {
+                item_id: item.id.clone(),
+            }
+        };
+        return Ok((
+            Attempt {
+                fetched: Fetched::NetworkConfig { problem, message },
+                next,
+            },
+            claimed,
+        ));
+    }
     // From here until the answer is committed nothing may panic or fail
     // before the store has it: times are checked sums, and a wait past the
     // request's deadline is the deadline (the item is then never sent).
@@ -703,6 +780,7 @@ pub fn send_then(
                 next,
             )
         }
+        Answer::Misconfigured { .. } => unreachable!("ended above, before any lookup row"),
     };
     let (outcome, http_status, detail, body, reached) = lookup;
     let status = match &fetched {
@@ -778,7 +856,7 @@ pub fn send_then(
 }
 
 /// What an operator can do about a request in doubt; ends every message of one.
-pub const IN_DOUBT_ADVICE: &str = "It is not sent again on its own: `gbdfl sync --resend-in-doubt` sends it again (it may be billed twice), `gbdfl queue drop ID` gives it up";
+pub const IN_DOUBT_ADVICE: &str = "It is not sent again on its own: `gbdfl sync --resend-in-doubt` sends it again (it may be billed twice), `gbdfl queue drop HANDLE` (the first column of `gbdfl queue`) gives it up";
 
 /// What to tell the operator for a refusal, by the service's message.
 pub fn refusal_advice(http_status: u16, message: &str) -> &'static str {

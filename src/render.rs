@@ -445,10 +445,62 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     table(header, &rows)
 }
 
+/// The shortest handle of a queue item: [`queue_handles`] never makes one
+/// shorter, and `queue drop` takes no shorter end of an ID.
+pub const SHORTEST_HANDLE: usize = 4;
+
+/// Each ID's handle: its shortest end (at least [`SHORTEST_HANDLE`]
+/// characters) that ends no other of `ids`. UUIDv7 IDs end in random
+/// digits, so handles are almost always 4 characters, and one stays the
+/// same while its item is queued unless a new item happens to end alike
+/// (then both grow by a character; the old handle then names two items and
+/// `queue drop` refuses it, listing both).
+pub fn queue_handles(ids: &[&str]) -> Vec<String> {
+    // Sorted by their reversed text, IDs that share an ending are
+    // neighbours: an ID's handle is one character longer than the longest
+    // ending it shares with a neighbour.
+    let reversed: Vec<Vec<u8>> = ids.iter().map(|id| id.bytes().rev().collect()).collect();
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by(|&a, &b| reversed[a].cmp(&reversed[b]));
+    let shared = |a: usize, b: usize| {
+        reversed[a]
+            .iter()
+            .zip(&reversed[b])
+            .take_while(|(x, y)| x == y)
+            .count()
+    };
+    let mut len = vec![SHORTEST_HANDLE; ids.len()];
+    for pair in order.windows(2) {
+        let n = shared(pair[0], pair[1]) + 1;
+        for &i in pair {
+            len[i] = len[i].max(n);
+        }
+    }
+    ids.iter()
+        .zip(len)
+        .map(|(id, n)| {
+            let start = id.len().saturating_sub(n);
+            id.get(start..).unwrap_or(id).to_owned()
+        })
+        .collect()
+}
+
 /// The request queue as a table, soonest deadline first. IINs are masked
-/// unless `full`.
+/// unless `full`. Each item's handle (for `queue drop`) is made among
+/// `items` alone.
 pub fn queue(items: &[crate::store::QueueItem], full: bool) -> String {
+    let ids: Vec<&str> = items.iter().map(|q| q.id.as_str()).collect();
+    queue_with_handles(items, &queue_handles(&ids), full)
+}
+
+/// [`queue`] with the handles given, one per item (made among a larger queue).
+pub fn queue_with_handles(
+    items: &[crate::store::QueueItem],
+    handles: &[String],
+    full: bool,
+) -> String {
     let header = [
+        "HANDLE",
         "ID",
         "IIN",
         "STATE",
@@ -460,7 +512,8 @@ pub fn queue(items: &[crate::store::QueueItem], full: bool) -> String {
     ];
     let rows: Vec<Vec<String>> = items
         .iter()
-        .map(|q| {
+        .zip(handles)
+        .map(|(q, handle)| {
             let iin = if full {
                 q.iin.as_str().to_owned()
             } else {
@@ -471,6 +524,7 @@ pub fn queue(items: &[crate::store::QueueItem], full: bool) -> String {
                 _ => "-".to_owned(),
             };
             vec![
+                handle.clone(),
                 q.id.clone(),
                 iin,
                 q.state.as_str().to_owned(),
@@ -488,6 +542,27 @@ pub fn queue(items: &[crate::store::QueueItem], full: bool) -> String {
 #[cfg(test)]
 mod tests {
     use crate::expiry::{Reasons, Row};
+
+    #[test]
+    fn queue_handles_are_the_shortest_unique_endings() {
+        let ids = [
+            "019a-0001-aaaa-1234",
+            "019a-0002-bbbb-1234",
+            "019a-0003-cccc-5678",
+            "019a-0004-dd0b-1234",
+            "abc",
+        ];
+        let h = super::queue_handles(&ids);
+        assert_eq!(h, ["a-1234", "bb-1234", "5678", "0b-1234", "abc"]);
+        for (i, handle) in h.iter().enumerate() {
+            let ends: Vec<_> = ids
+                .iter()
+                .filter(|id| id.ends_with(handle.as_str()))
+                .collect();
+            assert_eq!(ends, [&ids[i]], "{handle}");
+        }
+        assert!(super::queue_handles(&[]).is_empty());
+    }
 
     fn row(days: Option<i64>, name: &str) -> Row {
         Row {

@@ -153,12 +153,16 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
         s if s.len() == 1 && s.is_ascii() => s.as_bytes()[0],
         _ => {
             return Err(format!(
-                "--delimiter {s:?}: give one ASCII character such as ',' or ';', or `tab`"
+                "--delimiter {}: give one ASCII character such as ',' or ';', or `tab`",
+                crate::limits::shown(s)
             ));
         }
     };
     if matches!(c, b'"' | b'\n' | b'\r') {
-        return Err(format!("--delimiter {s:?} cannot separate CSV fields"));
+        return Err(format!(
+            "--delimiter {} cannot separate CSV fields",
+            crate::limits::shown(s)
+        ));
     }
     Ok(c)
 }
@@ -303,7 +307,9 @@ fn expiring_set_by(
 
 /// One worker per core unless told otherwise.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(crate::limits::THREADS.max as usize)
 }
 
 pub(crate) fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {
@@ -654,7 +660,17 @@ pub struct BatchRow {
 /// `delimiter` is the input file's, so the outcome opens in the same
 /// spreadsheet as the input did.
 pub fn write_batch(dest: &Path, rows: &[BatchRow], delimiter: u8) -> Result<u64, ReportError> {
-    let file = AtomicFile::create(dest)?;
+    write_batch_to(AtomicFile::create(dest)?, rows, delimiter)
+}
+
+/// [`write_batch`] into a file created beforehand (`batch` creates it
+/// before its first call, so that no call is made whose outcome cannot be
+/// written).
+pub fn write_batch_to(
+    file: AtomicFile,
+    rows: &[BatchRow],
+    delimiter: u8,
+) -> Result<u64, ReportError> {
     let format = Format {
         delimiter,
         excel: true,

@@ -103,10 +103,14 @@ pub struct ItemEnd {
 /// What a run did.
 #[derive(Debug, Default)]
 pub struct Report {
-    /// Every call made, in the order they ended.
+    /// Every call made, in the order they ended (a stop for the network's
+    /// set-up is no call, and is not here).
     pub calls: Vec<ItemEnd>,
     /// Set when an answer failed for every request: the service's message.
     pub stopped: Option<String>,
+    /// Set when the network is set up wrongly (certificate, proxy): what is
+    /// wrong and which setting fixes it. Nothing was sent.
+    pub network: Option<String>,
     /// Items left for a later run after `max_attempts` calls.
     pub gave_up: HashSet<String>,
     /// Set when the run ended early because nothing could connect.
@@ -394,6 +398,11 @@ fn worker(
         match &end.next {
             Next::Stop { .. } => {
                 shared.stop.store(true, Ordering::SeqCst);
+                if report.network.is_none()
+                    && let Fetched::NetworkConfig { message, .. } = &end.fetched
+                {
+                    report.network = Some(message.clone());
+                }
                 if report.stopped.is_none()
                     && let Fetched::Refused {
                         http_status,
@@ -412,7 +421,10 @@ fn worker(
             }
             _ => {}
         }
-        report.calls.push(end);
+        // A stop for the network's set-up made no call: nothing to count.
+        if !matches!(end.fetched, Fetched::NetworkConfig { .. }) {
+            report.calls.push(end);
+        }
     }
 }
 

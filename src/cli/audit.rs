@@ -1,6 +1,6 @@
 //! `gbdfl audit`: read and verify the tamper-evident audit trail.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
@@ -56,7 +56,14 @@ impl Args {
 
 /// Parses YYYY-MM-DD (midnight UTC) or an RFC 3339 time.
 pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(d) = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d") {
+    // A day alone has a four-digit year: `26-12-03` is refused, not the year 26.
+    if !s.trim().contains(['T', 't', ' ']) {
+        let d = crate::limits::parse_date(name, s).map_err(|e| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!("{e} or 2026-11-28T09:00:00Z"),
+            )
+        })?;
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
     }
     DateTime::parse_from_rfc3339(s.trim())
@@ -64,7 +71,10 @@ pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
         .map_err(|_| {
             Exit::new(
                 ExitCode::InvalidInput,
-                format!("{name} {s:?} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z"),
+                format!(
+                    "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
+                    crate::limits::shown(s)
+                ),
             )
             .into()
         })
@@ -74,7 +84,10 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     let bad = || {
         Exit::new(
             ExitCode::InvalidInput,
-            format!("--head {s:?} is not COUNT:MAC as printed by `gbdfl audit head`"),
+            format!(
+                "--head {} is not COUNT:MAC as printed by `gbdfl audit head`",
+                crate::limits::shown(s)
+            ),
         )
     };
     let (n, mac) = s.trim().split_once(':').ok_or_else(bad)?;

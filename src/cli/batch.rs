@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::progress::Progress;
 use super::{Ctx, out};
-use crate::batch_csv::{self, BadRow};
+use crate::batch_csv::{self, BadRow, Encoding};
 use crate::client::Client;
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
@@ -24,11 +24,22 @@ use crate::sync::{self, ItemEnd};
 ///
 /// The file has a header row naming the columns iin and session_id, and
 /// optionally purpose and session_created_at (in any order); UTF-8 with or
-/// without BOM; comma or semicolon. Bad rows are reported with their line
+/// without BOM (a Windows-1251 file, Excel's "CSV" in Russian, is converted
+/// and said so); comma or semicolon. Bad rows are reported with their line
 /// number and skipped. Rows answered by a fresh cached record make no call.
-/// Exits 0 when every row got a VALID record, 2 when some rows were bad,
-/// 11 when requests remain queued (run `gbdfl sync` later), 4 when the
-/// service refused every request (API key, subscription).
+/// A row's purpose is its purpose cell, else --purpose; it is recorded with
+/// the row's lookup and its audit entry. The outcome file is created before
+/// anything is queued or sent.
+///
+/// Exit codes, the first that applies: 2 when the outcome file cannot be
+/// created (nothing queued, no call); 4 when the service refused in a way
+/// that fails for every request (API key, subscription); 14 when rows are in
+/// doubt (may have been billed; see `gbdfl queue`); 11 when rows remain
+/// queued (run `gbdfl sync` later; not with --no-sync, whose queued rows
+/// are as asked); 2 when some rows were bad; 12 when rows expired; 5 when
+/// rows got an answer that is not VALID; else 0. 13 (after 2, before the
+/// others) when the network is set up wrongly (certificate not trusted, proxy
+/// refused): nothing more is sent, the queue is as it was.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The CSV file
@@ -66,7 +77,20 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             format!("cannot read {}: {e}", args.file.display()),
         )
     })?;
-    let parsed = read(&bytes).map_err(|e| {
+    let (bytes, encoding) = batch_csv::decode(&bytes);
+    match encoding {
+        Encoding::Utf8 => {}
+        Encoding::Windows1251 => eprintln!(
+            "{}: not UTF-8; read as Windows-1251 (cp1251, what Excel saves as \"CSV\" in a Russian locale). The outcome file is UTF-8.",
+            args.file.display()
+        ),
+        Encoding::Unknown => eprintln!(
+            "{}: not UTF-8 text, nor Windows-1251; rows that are not UTF-8 are skipped: {}.",
+            args.file.display(),
+            batch_csv::SAVE_AS_UTF8
+        ),
+    }
+    let mut parsed = read(&bytes).map_err(|e| {
         // The first row is never echoed (it may be a person's), but say
         // when it looks like data rather than a header.
         let first = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
@@ -82,6 +106,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
     })?;
     drop(bytes);
+    // One purpose per row: its own cell, else --purpose. It is the purpose
+    // of the row's lookup, queue item and audit entry alike.
+    for r in &mut parsed.rows {
+        if r.purpose.is_none() {
+            r.purpose.clone_from(&ctx.purpose);
+        }
+    }
+    if s.require_purpose.value {
+        require_purposes(&mut parsed, ctx, &args.file)?;
+    }
     for b in &parsed.bad {
         eprintln!(
             "{}: line {}: {}; skipped",
@@ -103,31 +137,32 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     } else {
         Some(Client::new(&s.client_config(), s.api_key(&ctx.env)?)?)
     };
+    // So is the outcome file: nothing is queued or paid for unless each
+    // row's outcome can be written.
+    let dest = args
+        .out
+        .clone()
+        .unwrap_or_else(|| report::default_path_named("batch", chrono::Local::now()));
+    let outcome_file = create_outcome_file(&dest)?;
 
     let queued = queue_rows(&parsed.rows, ctx, store)?;
     let to_send = queued
         .iter()
         .filter(|q| matches!(q, Queued::Item(_)))
         .count() as u64;
-    eprintln!(
-        "{} rows: {} good ({} to send, {} answered from the cache), {} bad.",
-        parsed.rows.len() + parsed.bad.len(),
-        parsed.rows.len(),
-        to_send,
-        queued
-            .iter()
-            .filter(|q| matches!(q, Queued::Cached(_)))
-            .count(),
-        parsed.bad.len()
-    );
+    eprintln!("{}", count_line(&parsed, &queued, args.no_sync));
 
     let mut ends: HashMap<String, ItemEnd> = HashMap::new();
     let mut stopped = None;
+    let mut network = None;
     if let Some(client) = &client
         && to_send > 0
     {
         super::sync::stop_on_ctrl_c();
         let mut opts = super::sync::options(ctx, args.jobs, false);
+        // Each call's audit entry takes its queue item's purpose: the row's,
+        // as its lookup does.
+        opts.audit.purpose = None;
         // The file's own rows only; the rest of the queue is `sync`'s.
         opts.only = Some(
             queued
@@ -141,11 +176,12 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         let progress = Progress::new("batch", to_send);
         let report = sync::run(store, client, &opts, &|end| {
             if end.last_in_run {
-                progress.item_done(super::sync::failed(end));
+                progress.item_ended(end);
             }
         })?;
         progress.finish();
         stopped = report.stopped.clone();
+        network = report.network.clone();
         ctx.note_records(report.calls.len() as u64);
         for end in report.calls {
             ends.insert(end.item.id.clone(), end);
@@ -165,14 +201,114 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         &waiting,
         args.full_iin,
     );
-    let dest = args
-        .out
-        .clone()
-        .unwrap_or_else(|| report::default_path_named("batch", chrono::Local::now()));
-    report::write_batch(&dest, &rows, parsed.delimiter)?;
+    report::write_batch_to(outcome_file, &rows, parsed.delimiter)?;
     out(&summary(&rows))?;
     eprintln!("Each row's outcome: {}", dest.display());
+    if let Some(why) = network {
+        return Err(Exit::new(
+            ExitCode::NetworkConfig,
+            super::sync::network_stop(&why, "run `gbdfl sync` to send the rows still queued"),
+        )
+        .into());
+    }
+    exit_for(&rows, &parsed, stopped, args.no_sync, &dest)
+}
 
+/// With `require_purpose = true`: rows with no purpose (no cell, no
+/// --purpose) are bad rows; a file none of whose rows has one is refused.
+fn require_purposes(parsed: &mut Parsed, ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<()> {
+    let origin = &ctx.settings.require_purpose.origin;
+    let (with, without): (Vec<Row>, Vec<Row>) = std::mem::take(&mut parsed.rows)
+        .into_iter()
+        .partition(|r| r.purpose.is_some());
+    if with.is_empty() && !without.is_empty() {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{}: no row has a purpose, and this installation requires one for every lookup (require_purpose = true, {origin}): fill the file's purpose column, or pass --purpose \"why you need it\" for the rows without one. Nothing was queued or sent.",
+                file.display()
+            ),
+        )
+        .into());
+    }
+    parsed.rows = with;
+    for r in without {
+        parsed.bad.push(BadRow {
+            line: r.line,
+            reason: format!(
+                "{}: no purpose, and this installation requires one (require_purpose = true, {origin}): fill its purpose cell, or pass --purpose",
+                r.iin.masked()
+            ),
+        });
+    }
+    parsed.bad.sort_by_key(|b| b.line);
+    Ok(())
+}
+
+/// The outcome file's temporary file, made before anything is queued; an
+/// error says what to do and that nothing was sent.
+fn create_outcome_file(dest: &std::path::Path) -> anyhow::Result<report::AtomicFile> {
+    let refuse = |why: String| {
+        Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "cannot write the outcome file {}: {why}. Nothing was queued or sent: run batch in a folder where reports/ can be written, or pass --out PATH.",
+                dest.display()
+            ),
+        )
+    };
+    if dest.is_dir() {
+        return Err(refuse("it is a folder".into()).into());
+    }
+    report::AtomicFile::create(dest).map_err(|e| match e {
+        report::ReportError::Io { path, source } => {
+            refuse(format!("{}: {source}", path.display())).into()
+        }
+        other => anyhow::Error::from(refuse(other.to_string())),
+    })
+}
+
+/// "15 rows: 6 bad, 2 answered from the cache, 5 to send, 1 expired, ...":
+/// every row in exactly one count, and the counts add up to the rows.
+fn count_line(parsed: &Parsed, queued: &[Queued], no_sync: bool) -> String {
+    let count = |f: &dyn Fn(&Queued) -> bool| queued.iter().filter(|q| f(q)).count();
+    let cached = count(&|q| matches!(q, Queued::Cached(_)));
+    let to_send = count(&|q| matches!(q, Queued::Item(_)));
+    let held = |o: &str| count(&|q| matches!(q, Queued::Held(h, _) if *h == o));
+    let mut parts = vec![
+        format!("{} bad", parsed.bad.len()),
+        format!("{cached} answered from the cache"),
+        if no_sync {
+            format!("{to_send} to queue for `gbdfl sync`")
+        } else {
+            format!("{to_send} to send")
+        },
+    ];
+    for (outcome, what) in [
+        ("EXPIRED", "expired (not sent)"),
+        ("IN_DOUBT", "in doubt from an earlier call (not sent)"),
+        ("SENDING", "being sent by another gbdfl process"),
+    ] {
+        let n = held(outcome);
+        if n > 0 {
+            parts.push(format!("{n} {what}"));
+        }
+    }
+    format!(
+        "{} rows: {}.",
+        parsed.rows.len() + parsed.bad.len(),
+        parts.join(", ")
+    )
+}
+
+/// The exit code and message once the outcome file is written.
+fn exit_for(
+    rows: &[BatchRow],
+    parsed: &Parsed,
+    stopped: Option<String>,
+    no_sync: bool,
+    dest: &std::path::Path,
+) -> anyhow::Result<()> {
     if let Some(why) = stopped {
         return Err(Exit::new(
             ExitCode::Refused,
@@ -182,8 +318,20 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     }
-    let still_queued = rows.iter().filter(|r| r.outcome == "QUEUED").count();
-    if still_queued > 0 {
+    let count = |f: &dyn Fn(&BatchRow) -> bool| rows.iter().filter(|r| f(r)).count();
+    let in_doubt = count(&|r| r.outcome == "IN_DOUBT");
+    if in_doubt > 0 {
+        return Err(Exit::new(
+            ExitCode::InDoubt,
+            format!(
+                "{in_doubt} row(s) are in doubt: a call for them may have reached the service and been billed, but no answer was recorded. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop HANDLE` (see {}).",
+                dest.display()
+            ),
+        )
+        .into());
+    }
+    let still_queued = count(&|r| matches!(r.outcome.as_str(), "QUEUED" | "SENDING"));
+    if still_queued > 0 && !no_sync {
         return Err(Exit::new(
             ExitCode::Queued,
             format!(
@@ -191,6 +339,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             ),
         )
         .into());
+    }
+    if still_queued > 0 {
+        eprintln!(
+            "{still_queued} row(s) queued, as --no-sync asks: `gbdfl sync` sends them (each only within its session's 3-hour window)."
+        );
     }
     if !parsed.bad.is_empty() {
         return Err(Exit::new(
@@ -203,7 +356,6 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     }
-    let count = |f: &dyn Fn(&BatchRow) -> bool| rows.iter().filter(|r| f(r)).count();
     let expired = count(&|r| r.outcome == "EXPIRED");
     if expired > 0 {
         return Err(Exit::new(
@@ -215,7 +367,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     }
-    let not_valid = count(&|r| !r.outcome.starts_with("VALID"));
+    let not_valid = count(&|r| {
+        !r.outcome.starts_with("VALID") && !matches!(r.outcome.as_str(), "QUEUED" | "SENDING")
+    });
     if not_valid > 0 {
         return Err(Exit::new(
             ExitCode::NotValid,
@@ -295,17 +449,21 @@ fn queue_rows(rows: &[Row], ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<Queu
         let reqs: Vec<(FetchRequest<'_>, _)> = chunk
             .iter()
             .map(|r| {
+                // The row's purpose (its cell, else --purpose) in both
+                // the lookup and its audit entry.
+                let mut audit = ctx.audit_entry();
+                audit.purpose.clone_from(&r.purpose);
                 let req = FetchRequest {
                     iin: &r.iin,
                     session: &r.session,
                     asker: Asker {
                         operator: &s.operator.value,
                         host: &s.host,
-                        purpose: r.purpose.as_deref().or(ctx.purpose.as_deref()),
+                        purpose: r.purpose.as_deref(),
                     },
                     max_age: s.max_age.value,
                     force: false,
-                    audit: Some(ctx.audit_entry()),
+                    audit: Some(audit),
                 };
                 (req, r.session_created_at)
             })
@@ -364,7 +522,7 @@ fn outcomes(
                     "IN_DOUBT",
                     "paid call",
                     String::new(),
-                    format!("interrupted while being sent; see `gbdfl queue`, item {item}"),
+                    format!("a call may have reached the service and been billed, but no answer was recorded; see `gbdfl queue`, item {item}"),
                 ),
                 (end, Some(_)) => row(
                     "QUEUED",

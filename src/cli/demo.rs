@@ -114,6 +114,7 @@ fn line(iin: &str, fetched: &Fetched) -> String {
         } => (format!("HTTP {http_status}"), message.clone()),
         Fetched::Unavailable { message, .. } => ("UNREACHABLE".to_owned(), message.clone()),
         Fetched::Garbled { reason, .. } => ("GARBLED".to_owned(), reason.clone()),
+        Fetched::NetworkConfig { message, .. } => (fetched.label(), message.clone()),
         Fetched::Busy { .. } | Fetched::InDoubt { .. } | Fetched::Expired { .. } => {
             (fetched.label(), String::new())
         }
@@ -261,6 +262,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            network: Default::default(),
         },
         ApiKey::new(DEMO_API_KEY.into()),
     )?;

@@ -6,8 +6,8 @@ use anyhow::Context as _;
 
 use super::report::invalid;
 use super::{Ctx, out};
-use crate::config::parse_duration;
 use crate::expiry::Rules;
+use crate::limits;
 use crate::store::Store;
 use crate::{render, report};
 
@@ -16,27 +16,29 @@ use crate::{render, report};
 /// VALID record of each person, sorted by expiry date (never calls the service).
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// List documents expiring within this window (e.g. 90d, 30)
+    /// List documents expiring within this window (e.g. 90d; a bare number is days; 0s to 36500d)
     #[arg(long, value_name = "DUR", default_value = "90d")]
     pub within: String,
-    /// Count days from this date instead of today (YYYY-MM-DD)
+    /// Count days from this date instead of today (YYYY-MM-DD, four-digit year)
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
     /// Instead, list persons whose latest VALID record is older than DUR
+    /// (e.g. 30d; a bare number is days; 0s to 36500d)
     #[arg(long, value_name = "DUR")]
     pub stale: Option<String>,
     /// Show full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
-    /// Worker threads for the scan; the output does not depend on it
-    /// [default: one per core]
-    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    /// Worker threads for the scan, 1 to 64; the output does not depend on it
+    /// [env: GBDFL_THREADS] [default: one per core, at most 64]
+    #[arg(long, value_name = "N", value_parser = limits::threads_flag)]
     pub threads: Option<usize>,
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     if let Some(stale) = &args.stale {
-        let max_age = parse_duration("--stale", stale).map_err(invalid)?;
+        let max_age = limits::parse_duration("--stale", stale, limits::STALE)?;
+        // At most 36500 days by the range.
         let max_age = chrono::Duration::from_std(max_age).map_err(invalid)?;
         let rows = report::stale_rows(store, chrono::Utc::now(), max_age, args.full_iin)?;
         ctx.release(store, rows.len() as u64)?;
@@ -47,7 +49,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     }
     let today = chrono::Local::now().date_naive();
     let rules = Rules::parse(&args.within, args.as_of.as_deref(), today).map_err(invalid)?;
-    let threads = args.threads.unwrap_or_else(report::default_threads);
+    let threads = limits::threads(args.threads, &ctx.env)?;
     let rows = report::expiring_set(store, &rules, args.full_iin, threads)?;
     let pool = report::thread_pool(threads)?;
     ctx.release(store, rows.len() as u64)?;

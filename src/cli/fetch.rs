@@ -6,9 +6,9 @@ use chrono::Utc;
 
 use super::{Ctx, out};
 use crate::client::{Client, Delivery};
-use crate::config::parse_duration;
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
+use crate::limits;
 use crate::lookup::{self, Asker, Attempt, FetchRequest, Fetched, Next, SessionId};
 use crate::render;
 use crate::store::Store;
@@ -18,11 +18,13 @@ use crate::store::Store;
 /// The API key comes from GBDFL_API_KEY or `api_key_file` in the config.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The subject's IIN (12 digits)
+    /// The subject's IIN (12 digits), or `-` to read the IIN and the session
+    /// id from standard input (one line: IIN, a space, session id), so that
+    /// other users cannot see them in the process list
     pub iin: String,
-    /// The face2face backend session id (a UUID)
+    /// The face2face backend session id (a UUID); not needed with `-`
     #[arg(long, value_name = "UUID")]
-    pub session: String,
+    pub session: Option<String>,
     /// Use a cached VALID record younger than this instead of calling [config: max_age] [default: 30d]
     #[arg(long, value_name = "DUR")]
     pub max_age: Option<String>,
@@ -40,13 +42,69 @@ pub struct Args {
     pub session_created_at: Option<String>,
 }
 
+/// The most read from standard input for `fetch -`: an IIN and a session id
+/// are some 50 bytes.
+const STDIN_LIMIT: u64 = 4096;
+
+/// The IIN and session id: from the arguments, or with `-` from standard
+/// input (the session id there unless `--session` gives it).
+fn subject(args: &Args) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> {
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
+    let invalid = |m: String| anyhow::Error::from(Exit::new(ExitCode::InvalidInput, m));
+    if args.iin != "-" {
+        let session = args.session.clone().ok_or_else(|| {
+            invalid("--session UUID is required (or pass `-` instead of the IIN and give both on standard input)".into())
+        })?;
+        return Ok((zeroize::Zeroizing::new(args.iin.clone()), session));
+    }
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    if terminal {
+        eprint!(
+            "{}: ",
+            if args.session.is_some() {
+                "IIN"
+            } else {
+                "IIN and session id, a space between"
+            }
+        );
+    }
+    // On a terminal the line typed is the answer; from a pipe, all of it.
+    let mut text = zeroize::Zeroizing::new(String::new());
+    let mut input = stdin.lock().take(STDIN_LIMIT);
+    match terminal {
+        true => input.read_line(&mut text).map(drop),
+        false => input.read_to_string(&mut text).map(drop),
+    }
+    .map_err(|e| invalid(format!("reading the IIN from standard input: {e}")))?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match (words.as_slice(), &args.session) {
+        ([iin], Some(session)) => Ok((zeroize::Zeroizing::new((*iin).to_owned()), session.clone())),
+        ([iin, session], None) => Ok((
+            zeroize::Zeroizing::new((*iin).to_owned()),
+            (*session).to_owned(),
+        )),
+        (_, session) => Err(invalid(format!(
+            "fetch -: standard input holds {} word{}; give {}",
+            words.len(),
+            if words.len() == 1 { "" } else { "s" },
+            if session.is_some() {
+                "the IIN alone (the session id is given with --session)"
+            } else {
+                "the IIN and the session id on one line, e.g. `950215300016 0f8e...`"
+            }
+        ))),
+    }
+}
+
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
-    let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
-    let session = SessionId::parse(&args.session)
+    let (iin_text, session_text) = subject(&args)?;
+    let iin = super::parse_iin(&iin_text, args.skip_iin_check)?;
+    let session = SessionId::parse(&session_text)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, e.to_string()))?;
     let max_age: Duration = match &args.max_age {
-        Some(m) => parse_duration("--max-age", m)?,
+        Some(m) => limits::parse_duration("--max-age", m, limits::MAX_AGE)?,
         None => s.max_age.value,
     };
     let session_created_at = args
@@ -69,7 +127,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     ctx.note_subject(store, &iin);
     let attempt = lookup::fetch(store, &client, &req, &s.backoff(), session_created_at)?;
-    if attempt.fetched.id().is_some() {
+    if attempt.fetched.id().is_some() || matches!(attempt.fetched, Fetched::NetworkConfig { .. }) {
         ctx.mark_audited();
     }
     report(&attempt, &iin, ctx, store)
@@ -183,6 +241,18 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 item.id,
                 item.id
             ),
+        )
+        .into()),
+        Fetched::NetworkConfig { message, .. } => Err(Exit::new(
+            ExitCode::NetworkConfig,
+            match &attempt.next {
+                Next::Done => format!(
+                    "{message}. Nothing was sent and nothing queued: fix the setting, check it with `gbdfl doctor`, then run this fetch again."
+                ),
+                _ => format!(
+                    "{message}. Nothing was sent; the request stays queued as it was: fix the setting, check it with `gbdfl doctor`, then run `gbdfl sync`."
+                ),
+            },
         )
         .into()),
         Fetched::Expired { item } => Err(Exit::new(

@@ -27,8 +27,9 @@ pub struct Args {
     /// 2025-10-15T10:25:00Z)
     #[arg(long, value_name = "TIME")]
     pub fetched_at: Option<String>,
-    /// Worker threads for parsing, compressing and sealing [default: one per core]
-    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    /// Worker threads for parsing, compressing and sealing, 1 to 64
+    /// [env: GBDFL_THREADS] [default: one per core, at most 64]
+    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
 }
 
@@ -42,15 +43,24 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 .map_err(|_| {
                     Exit::new(
                         ExitCode::InvalidInput,
-                        format!("--fetched-at {s:?} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z"),
+                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", crate::limits::shown(s)),
                     )
                 })
         })
         .transpose()?;
-    let threads = args
-        .threads
-        .unwrap_or_else(crate::report::default_threads)
-        .max(1);
+    if let Some(t) = default_time
+        && t > chrono::Utc::now() + crate::store::FUTURE_TOLERANCE
+    {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "--fetched-at {} is in the future: give the time the answers were fetched",
+                crate::store::time_text(t)
+            ),
+        )
+        .into());
+    }
+    let threads = crate::limits::threads(args.threads, &ctx.env)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("gbdfl-worker-{i}"))

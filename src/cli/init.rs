@@ -4,7 +4,6 @@ use anyhow::Context as _;
 
 use super::Ctx;
 use crate::crypto::MasterKey;
-use crate::exit::{Exit, ExitCode};
 use crate::keyfile;
 use crate::store::{InitState, Store};
 
@@ -23,14 +22,10 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         keyfile::load(key_path)?
     } else {
         if db.exists() && std::fs::metadata(db).map(|m| m.len() > 0).unwrap_or(false) {
-            return Err(Exit::new(
-                ExitCode::KeyOrIntegrity,
-                format!(
-                    "database {} exists but its key file {} does not; a new key could not open it. Pass the key file it was created with, --key-file PATH",
-                    db.display(),
-                    key_path.display()
-                ),
-            )
+            return Err(keyfile::KeyFileError::MissingForDatabase {
+                key: key_path.clone(),
+                db: db.clone(),
+            }
             .into());
         }
         let key = MasterKey::generate()?;

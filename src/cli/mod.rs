@@ -13,6 +13,7 @@ mod bench;
 mod check;
 mod config;
 mod demo;
+mod doctor;
 mod expiring;
 mod export;
 mod fetch;
@@ -104,6 +105,7 @@ pub enum Command {
     Import(import::Args),
     Export(export::Args),
     Config(config::Args),
+    Doctor(doctor::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
     #[command(hide = true)]
@@ -133,7 +135,11 @@ impl Command {
             Command::Import(_) => "import",
             Command::Export(_) => "export",
             Command::Bench(b) => return b.name(),
-            Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+            Command::Init(_)
+            | Command::Config(_)
+            | Command::Doctor(_)
+            | Command::MockServer(_)
+            | Command::Demo(_) => {
                 return None;
             }
         })
@@ -174,7 +180,16 @@ impl Ctx {
     /// Loads the key and opens the database, refusing a wrong key first.
     pub fn open_store(&self) -> anyhow::Result<Store> {
         let key_path = &self.settings.key_file.value;
-        let key = keyfile::load(key_path)?;
+        let db = &self.settings.db.value;
+        let key = keyfile::load(key_path).map_err(|e| match e {
+            keyfile::KeyFileError::Missing(key) if db.exists() => {
+                keyfile::KeyFileError::MissingForDatabase {
+                    key,
+                    db: db.clone(),
+                }
+            }
+            e => e,
+        })?;
         let store = Store::open_waiting(
             &self.settings.db.value,
             &key,
@@ -242,24 +257,39 @@ impl Ctx {
     }
 }
 
+/// The longest `--purpose`: it is kept with every lookup and audit entry.
+pub const MAX_PURPOSE_CHARS: usize = 500;
+
 /// Parses an IIN argument; the error names the (masked) number and the rule.
 /// Every caller takes `--skip-iin-check`, so a failed check digit names it
 /// (the batch file and the archive import have their own rules).
 pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
-    let masked = crate::iin::mask(s.trim());
-    Iin::parse_with(s, skip_check).map_err(|e| {
-        let flag = match e {
-            crate::iin::IinError::CheckDigit { .. } => {
-                ", or pass --skip-iin-check if the document really bears it"
-            }
-            _ => "",
-        };
-        Exit::new(
-            ExitCode::InvalidInput,
-            format!("IIN {masked} is not valid: {e}{flag}"),
-        )
-        .into()
-    })
+    parse_iin_on(s, skip_check, chrono::Local::now().date_naive())
+}
+
+/// [`parse_iin`] with "today" passed in: a birth date after it is refused.
+pub fn parse_iin_on(s: &str, skip_check: bool, today: chrono::NaiveDate) -> anyhow::Result<Iin> {
+    // A long input is cut: the message (and the audit entry that keeps it)
+    // stays short whatever was typed or pasted.
+    let masked = crate::limits::cut(&crate::iin::mask(s.trim()), 20);
+    Iin::parse_with(s, skip_check)
+        .and_then(|iin| match skip_check {
+            true => Ok(iin),
+            false => iin.check_born_by(today).map(|()| iin),
+        })
+        .map_err(|e| {
+            let flag = match e {
+                crate::iin::IinError::CheckDigit { .. } | crate::iin::IinError::BornInFuture(_) => {
+                    ", or pass --skip-iin-check if the document really bears it"
+                }
+                _ => "",
+            };
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!("IIN {masked} is not valid: {e}{flag}"),
+            )
+            .into()
+        })
 }
 
 /// Parses a session's creation time; one in the future is a mistake.
@@ -269,6 +299,18 @@ pub fn parse_session_created_at(
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let t = crate::lookup::parse_session_time(s)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, format!("{name}: {e}")))?;
+    // `26-11-28 09:15` parses as the year 26: a year has four digits.
+    if chrono::Datelike::year(&t) < 2000 {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{name} {}: the year {} is not a face2face session's; write the year with four digits, e.g. 2026-11-28 09:15",
+                crate::limits::shown(s),
+                chrono::Datelike::year(&t)
+            ),
+        )
+        .into());
+    }
     if t > chrono::Utc::now() + chrono::TimeDelta::minutes(5) {
         return Err(Exit::new(
             ExitCode::InvalidInput,
@@ -309,6 +351,18 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::resolve(&flags, &real_env)?;
+    if let Some(p) = &g.purpose
+        && p.chars().count() > MAX_PURPOSE_CHARS
+    {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "--purpose {} is too long: at most {MAX_PURPOSE_CHARS} characters",
+                crate::limits::shown(p)
+            ),
+        )
+        .into());
+    }
     let Some(command) = cli.command.audited_name() else {
         let ctx = Ctx {
             settings,
@@ -320,6 +374,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         return match cli.command {
             Command::Init(args) => init::run(args, &ctx),
             Command::Config(args) => config::run(args, &ctx),
+            Command::Doctor(args) => doctor::run(args, &ctx),
             Command::Bench(args) => bench::run(args, &ctx, None),
             _ => unreachable!("only unaudited commands here"),
         };
@@ -332,7 +387,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         note: RefCell::default(),
     };
     let store = ctx.open_store()?;
-    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() {
+    // A batch file may give each row its purpose: batch checks its rows itself.
+    let batch = matches!(cli.command, Command::Batch(_));
+    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() && !batch {
         Err(Exit::new(
             ExitCode::InvalidInput,
             format!(
@@ -403,7 +460,11 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args, ctx, store),
         Command::Export(args) => export::run(args, ctx, store),
         Command::Bench(args) => bench::run(args, ctx, Some(store)),
-        Command::Init(_) | Command::Config(_) | Command::MockServer(_) | Command::Demo(_) => {
+        Command::Init(_)
+        | Command::Config(_)
+        | Command::Doctor(_)
+        | Command::MockServer(_)
+        | Command::Demo(_) => {
             unreachable!("not audited commands")
         }
     }

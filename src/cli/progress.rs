@@ -19,6 +19,9 @@ pub struct Progress {
     total: u64,
     done: AtomicU64,
     failed: AtomicU64,
+    /// Items whose run ended with the request still in the queue: neither
+    /// answered nor failed, so not counted as either.
+    queued: AtomicU64,
     started: Instant,
     last_line: Mutex<Instant>,
 }
@@ -31,7 +34,7 @@ impl Progress {
                 total,
                 "{prefix} [{bar:30}] {pos}/{len}  {per_sec}  ETA {eta}  {msg}",
             );
-            bar.set_message("0 failed");
+            bar.set_message("0 VALID, 0 not VALID, 0 left queued");
             bar
         });
         Progress {
@@ -40,32 +43,50 @@ impl Progress {
             total,
             done: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
             started: Instant::now(),
             last_line: Mutex::new(Instant::now()),
         }
     }
 
-    /// One item reached its end for this run; `failed` when not VALID.
-    pub fn item_done(&self, failed: bool) {
-        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
-        let failed = if failed {
-            self.failed.fetch_add(1, Ordering::SeqCst) + 1
-        } else {
-            self.failed.load(Ordering::SeqCst)
+    /// One item's run ended with this call: it got a VALID record, another
+    /// final answer ("not VALID"), or it is still queued (to be sent again,
+    /// in doubt, or held back), which is neither.
+    pub fn item_ended(&self, end: &crate::sync::ItemEnd) {
+        let counter = match (&end.next, &end.fetched) {
+            (crate::lookup::Next::Done, crate::lookup::Fetched::Answered { response, .. })
+                if response.status == Some(crate::api::Status::Valid) =>
+            {
+                None
+            }
+            (crate::lookup::Next::Done, _) => Some(&self.failed),
+            _ => Some(&self.queued),
         };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-            bar.set_message(format!("{failed} failed"));
+            bar.set_message(self.counts(done));
             return;
         }
         let mut last = self.last_line.lock().unwrap_or_else(|p| p.into_inner());
         if last.elapsed() >= LINE_EVERY && done < self.total {
             *last = Instant::now();
-            eprintln!("{}", self.line(done, failed));
+            eprintln!("{}", self.line(done));
         }
     }
 
-    fn line(&self, done: u64, failed: u64) -> String {
+    /// "2 VALID, 1 not VALID, 1 left queued" of `done` items.
+    fn counts(&self, done: u64) -> String {
+        let failed = self.failed.load(Ordering::SeqCst);
+        let queued = self.queued.load(Ordering::SeqCst);
+        let valid = done.saturating_sub(failed).saturating_sub(queued);
+        format!("{valid} VALID, {failed} not VALID, {queued} left queued")
+    }
+
+    fn line(&self, done: u64) -> String {
         let secs = self.started.elapsed().as_secs_f64().max(0.001);
         let rate = done as f64 / secs;
         let eta = if rate > 0.0 && done < self.total {
@@ -77,8 +98,10 @@ impl Progress {
             String::new()
         };
         format!(
-            "{}: {done}/{} done, {failed} failed, {rate:.1}/s{eta}",
-            self.what, self.total
+            "{}: {done}/{} tried: {}, {rate:.1}/s{eta}",
+            self.what,
+            self.total,
+            self.counts(done)
         )
     }
 
@@ -87,12 +110,9 @@ impl Progress {
         match &self.bar {
             Some(bar) => bar.finish_and_clear(),
             None => {
-                let (done, failed) = (
-                    self.done.load(Ordering::SeqCst),
-                    self.failed.load(Ordering::SeqCst),
-                );
+                let done = self.done.load(Ordering::SeqCst);
                 if done > 0 {
-                    eprintln!("{}", self.line(done, failed));
+                    eprintln!("{}", self.line(done));
                 }
             }
         }

@@ -3,8 +3,8 @@
 use chrono::Utc;
 
 use super::{Ctx, out, progress};
-use crate::config::parse_duration;
 use crate::exit::{Exit, ExitCode};
+use crate::limits;
 use crate::store::{PURGE_BATCH, PurgeCounts, Store};
 
 /// Delete lookups older than the retention period, and expired queue
@@ -17,7 +17,8 @@ use crate::store::{PURGE_BATCH, PurgeCounts, Store};
 /// Audit entries stay: they hold no personal data in plaintext.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Delete lookups requested longer ago than this (e.g. 365d) [config: retention]
+    /// Delete lookups requested longer ago than this (e.g. 365d; a bare number is days;
+    /// 0s to 36500d) [config: retention]
     #[arg(long, value_name = "DUR")]
     pub older_than: Option<String>,
     /// Only count what would be deleted
@@ -54,7 +55,7 @@ fn what(c: &PurgeCounts) -> String {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let age = match (&args.older_than, &ctx.settings.retention) {
-        (Some(s), _) => parse_duration("--older-than", s)?,
+        (Some(s), _) => limits::parse_duration("--older-than", s, limits::RETENTION)?,
         (None, Some(r)) => r.value,
         (None, None) => {
             return Err(Exit::new(
@@ -64,16 +65,16 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .into());
         }
     };
-    let age = chrono::Duration::from_std(age)
+    // At most 36500 days by the range; checked all the same.
+    let cutoff = chrono::Duration::from_std(age)
         .ok()
-        .and_then(|age| Utc::now().checked_sub_signed(age).map(|t| (age, t)));
-    let Some((_, cutoff)) = age else {
-        return Err(Exit::new(
-            ExitCode::InvalidInput,
-            "--older-than is longer than the calendar goes back: give a shorter period, e.g. 365d",
-        )
-        .into());
-    };
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .ok_or_else(|| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                "the retention period reaches before the earliest time gbdfl can count from: give at most 36500d",
+            )
+        })?;
     let before = cutoff.format("%Y-%m-%d %H:%M UTC");
     let counts = store.purge_counts(cutoff)?;
     let waiting = |n: u64| {

@@ -23,9 +23,10 @@ pub struct Args {
 pub enum Action {
     /// Remove one request from the queue (it will not be sent)
     Drop {
-        /// The item's ID as `gbdfl queue` lists it, enough of its start to
-        /// tell it from the others, or the person's IIN when only one of
-        /// their requests is queued
+        /// The item's HANDLE as `gbdfl queue` lists it (the end of its ID:
+        /// any end of 4 characters or more that is its alone), its ID or a
+        /// start of it (8 characters or more), or the person's IIN when
+        /// only one of their requests is queued
         id: String,
     },
 }
@@ -39,9 +40,10 @@ impl Args {
     }
 }
 
-/// The id of the one queue item `given` names: its id, the start of its id
-/// (at least [`SHORTEST_PREFIX`] characters), or its person's IIN. An id
-/// that names nothing is returned as it is, for the caller to report.
+/// The id of the one queue item `given` names: its id, its handle or any
+/// end of its id (at least [`SHORTEST_HANDLE`] characters), the start of
+/// its id (at least [`SHORTEST_PREFIX`] characters), or its person's IIN.
+/// An id that names nothing is returned as it is, for the caller to report.
 fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<String> {
     let given = given.trim().to_lowercase();
     let items = store.queue_items()?;
@@ -54,7 +56,10 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
         .iter()
         .filter(|q| match by_iin {
             true => q.iin.as_str() == given,
-            false => given.len() >= SHORTEST_PREFIX && q.id.starts_with(&given),
+            false => {
+                (given.len() >= SHORTEST_PREFIX && q.id.starts_with(&given))
+                    || (given.len() >= SHORTEST_HANDLE && q.id.ends_with(&given))
+            }
         })
         .collect();
     match matching.as_slice() {
@@ -64,20 +69,22 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
             "no queued request for that IIN: `gbdfl queue` lists them".to_owned(),
         )
         .into()),
-        [] if items.iter().any(|q| q.id.starts_with(&given)) => Err(Exit::new(
-            ExitCode::InvalidInput,
-            format!(
-                "{given:?} is too short a start of an ID: give at least {SHORTEST_PREFIX} characters of it, as `gbdfl queue` lists it"
-            ),
-        )
-        .into()),
+        [] if items.iter().any(|q| q.id.starts_with(&given) || q.id.ends_with(&given)) => {
+            Err(Exit::new(
+                ExitCode::InvalidInput,
+                format!(
+                    "{given:?} is too short: give the item's HANDLE as `gbdfl queue` lists it (at least {SHORTEST_HANDLE} characters), or at least {SHORTEST_PREFIX} characters of the start of its ID"
+                ),
+            )
+            .into())
+        }
         // Digits that start no ID: an IIN with a typo, most likely.
         [] if given.bytes().all(|b| b.is_ascii_digit()) => {
             let why = iin.err().map_or_else(String::new, |e| format!(": {e}"));
             Err(Exit::new(
                 ExitCode::InvalidInput,
                 format!(
-                    "{} starts no queue item's ID and is not a valid IIN{why}; `gbdfl queue` lists the queued requests",
+                    "{} is no queue item's handle or ID and is not a valid IIN{why}; `gbdfl queue` lists the queued requests",
                     crate::iin::mask(&given)
                 ),
             )
@@ -88,13 +95,21 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
             let what = if by_iin {
                 "that IIN has several queued requests"
             } else {
-                "that is the start of several queue items' IDs"
+                "that is the start or end of several queue items' IDs"
             };
-            let several: Vec<_> = several.iter().map(|&q| q.clone()).collect();
-            let list = crate::render::queue(&several, full_iin);
+            // Handles made among the whole queue, as `gbdfl queue` shows them.
+            let ids: Vec<&str> = items.iter().map(|q| q.id.as_str()).collect();
+            let all = render::queue_handles(&ids);
+            let (several, handles): (Vec<_>, Vec<_>) = items
+                .iter()
+                .zip(all)
+                .filter(|(q, _)| several.iter().any(|s| s.id == q.id))
+                .map(|(q, h)| (q.clone(), h))
+                .unzip();
+            let list = render::queue_with_handles(&several, &handles, full_iin);
             Err(Exit::new(
                 ExitCode::InvalidInput,
-                format!("{what}; drop one by its ID:\n{}", list.trim_end()),
+                format!("{what}; drop one by its HANDLE or ID:\n{}", list.trim_end()),
             )
             .into())
         }
@@ -106,6 +121,8 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
 /// first 8 to 13 characters and the start that tells them apart is often
 /// longer; a start shorter than this is too easily a typo.
 const SHORTEST_PREFIX: usize = 8;
+
+use render::SHORTEST_HANDLE;
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match args.action {
@@ -123,7 +140,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 }
                 None => Err(Exit::new(
                     ExitCode::InvalidInput,
-                    format!("no queue item {id:?}: `gbdfl queue` lists the IDs"),
+                    format!("no queue item {id:?}: `gbdfl queue` lists each item's HANDLE and ID"),
                 )
                 .into()),
             }
@@ -134,10 +151,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let items = store.queue_items()?;
             ctx.release(store, items.len() as u64)?;
             if ctx.settings.json {
+                let ids: Vec<&str> = items.iter().map(|q| q.id.as_str()).collect();
                 let rows: Vec<serde_json::Value> = items
                     .iter()
-                    .map(|q| {
+                    .zip(render::queue_handles(&ids))
+                    .map(|(q, handle)| {
                         serde_json::json!({
+                            "handle": handle,
                             "id": q.id,
                             "iin": if args.full { q.iin.as_str().to_owned() } else { q.iin.masked() },
                             "state": q.state.as_str(),

@@ -34,15 +34,16 @@ pub struct Args {
     /// Write full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
-    /// expiring: list documents expiring within this window
+    /// expiring: list documents expiring within this window (a bare number
+    /// is days; 0s to 36500d)
     #[arg(long, value_name = "DUR", default_value = "90d")]
     pub within: String,
     /// expiring: count days from this date instead of today (YYYY-MM-DD)
     #[arg(long, value_name = "DATE")]
     pub as_of: Option<String>,
-    /// expiring: worker threads for the scan; the report does not depend
-    /// on it [default: one per core]
-    #[arg(long, value_name = "N", env = "GBDFL_THREADS")]
+    /// expiring: worker threads for the scan, 1 to 64; the report does not
+    /// depend on it [env: GBDFL_THREADS] [default: one per core, at most 64]
+    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
 }
 
@@ -86,9 +87,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let now = chrono::Local::now();
     let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
-    if let Some(n) = args.threads {
-        opts.threads = n;
-    }
+    opts.threads = crate::limits::threads(args.threads, &ctx.env)?;
     let dest = args.out.unwrap_or_else(|| report::default_path(kind, now));
     let rows = report::produce(kind, store, &opts, &dest, |n| ctx.release(store, n))
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;

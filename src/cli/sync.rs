@@ -66,12 +66,6 @@ pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
     }
 }
 
-/// Whether the call ended the item's run badly (for the progress count).
-pub fn failed(end: &ItemEnd) -> bool {
-    !matches!(&end.fetched, Fetched::Answered { response, .. }
-        if response.status == Some(crate::api::Status::Valid))
-}
-
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
     // Claims of processes that were killed mid-call are in doubt now.
@@ -99,7 +93,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let progress = Progress::new("sync", to_send);
     let report = sync::run(store, &client, &opts, &|end| {
         if end.last_in_run {
-            progress.item_done(failed(end));
+            progress.item_ended(end);
         }
     })?;
     progress.finish();
@@ -167,14 +161,28 @@ fn describe_rest(items: &[crate::store::QueueItem]) -> String {
     )
 }
 
+/// The message of a run stopped because the network is set up wrongly.
+pub fn network_stop(why: &str, then: &str) -> String {
+    format!(
+        "stopped: {why}. Nothing was sent; the queue was left as it was (no attempt counted). Fix the setting, check it with `gbdfl doctor`, then {then}."
+    )
+}
+
 fn in_doubt_advice(n: usize) -> String {
     format!(
-        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop ID`."
+        "{n} request(s) are IN_DOUBT: each was sent, but no usable answer was recorded (the answer did not come in time, the connection dropped, the answer could not be read, or gbdfl stopped mid-call), so the service may have answered and billed it. They stay in doubt and are not sent again on their own. Check with `gbdfl queue`; send them again with `gbdfl sync --resend-in-doubt` (they may be billed twice), or give them up with `gbdfl queue drop HANDLE` (the first column of `gbdfl queue`)."
     )
 }
 
 /// The exit code and message after a run.
 pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyhow::Result<()> {
+    if let Some(why) = &report.network {
+        return Err(Exit::new(
+            ExitCode::NetworkConfig,
+            network_stop(why, "run `gbdfl sync` again"),
+        )
+        .into());
+    }
     if let Some(why) = &report.stopped {
         return Err(Exit::new(
             ExitCode::Refused,

@@ -100,7 +100,7 @@ impl Shared {
         let mut delay = f.latency_ms;
         if f.slow_first > 0 {
             f.slow_first -= 1;
-            delay += f.slow_ms;
+            delay = delay.saturating_add(f.slow_ms);
         }
         (fault, delay)
     }

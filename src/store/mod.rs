@@ -189,6 +189,20 @@ fn wrap_aad(version: i64) -> Vec<u8> {
     crypto::associated_data("keys", "wrapped_keys", &version.to_string(), version as u32)
 }
 
+/// How far past this machine's clock a stored time may lie and still be
+/// believed: an import refuses fetch times later than now plus this, and a
+/// record answered later than that is never "the latest" for `show` and
+/// the cache (a clock set wrong, or a record from before the import refused
+/// such times).
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The latest answer time a record may have to count as the latest: now
+/// plus [`FUTURE_TOLERANCE`], as stored text (times as text sort in time
+/// order).
+pub(crate) fn latest_believed() -> String {
+    time_text(Utc::now() + FUTURE_TOLERANCE)
+}
+
 /// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
 pub fn now_text() -> String {
     time_text(Utc::now())

@@ -859,16 +859,18 @@ fn insert_with(st: &mut rusqlite::CachedStatement<'_>, r: &LookupRow) -> Result<
     Ok(n == 1)
 }
 
-/// The newest answered VALID lookup of a subject, if any.
+/// The newest answered VALID lookup of a subject, if any; one answered
+/// further in the future than [`super::FUTURE_TOLERANCE`] is not believed.
 pub fn latest_valid(conn: &Connection, subject: &[u8]) -> Result<Option<LookupRow>, StoreError> {
     let row = conn
         .query_row(
             &format!(
                 "SELECT {LOOKUP_COLUMNS} FROM lookups \
                  WHERE subject = ?1 AND source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+                 AND answered_at <= ?2 \
                  ORDER BY answered_at DESC, id DESC LIMIT 1"
             ),
-            params![subject],
+            params![subject, super::latest_believed()],
             lookup_from_row,
         )
         .optional()?;
@@ -1535,7 +1537,9 @@ impl HeldRow {
 }
 
 /// Calls `f` with the latest VALID lookup of every subject, in subject
-/// order, reading only the covering partial index `lookups_latest`.
+/// order, reading only the covering partial index `lookups_latest`. Unlike
+/// [`latest_valid`], it believes every answer time: reports are made as of
+/// a day (`--as-of`), which may lie ahead of this machine's clock.
 pub fn each_latest_summary<E: From<StoreError>>(
     conn: &Connection,
     f: &mut dyn FnMut(LatestRow<'_>) -> Result<(), E>,

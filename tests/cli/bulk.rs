@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::harness::{Env, synthetic_iin};
 
-const TODAY: &str = "2030-07-01";
+const TODAY: &str = "2025-07-01";
 
 fn today() -> NaiveDate {
     NaiveDate::parse_from_str(TODAY, "%Y-%m-%d").unwrap()
@@ -35,7 +35,7 @@ fn archive(n: u32) -> Vec<Value> {
                 _ => {}
             }
             v["fetched_at"] = format!(
-                "2030-06-{:02}T{:02}:{:02}:00.000Z",
+                "2025-06-{:02}T{:02}:{:02}:00.000Z",
                 1 + i / 600,
                 (i / 60) % 10,
                 i % 60
@@ -62,14 +62,14 @@ fn issue_6_import_then_export_gives_back_the_same_answers() {
     let last = good.as_bytes()[11] - b'0';
     let bad_iin = format!("{}{}", &good[..11], (last + 1) % 10);
     let mut odd = synthetic_response(&bad_iin, "s", today());
-    odd["fetched_at"] = "2030-05-01T08:00:00Z".into();
+    odd["fetched_at"] = "2025-05-01T08:00:00Z".into();
     lines.insert(10, odd.to_string());
     lines.insert(5, "this is not json".into());
     lines.insert(7, String::new());
     lines.insert(20, "[1, 2]".into());
     lines.insert(
         21,
-        r#"{"status": "VALID", "fetched_at": "2030-06-01T00:00:00Z"}"#.into(),
+        r#"{"status": "VALID", "fetched_at": "2025-06-01T00:00:00Z"}"#.into(),
     );
     let file = write_lines(&env, "archive.jsonl", &lines);
 
@@ -223,8 +223,8 @@ fn issue_6_a_version_2_database_migrates_and_reports_its_old_lookups() {
         .iter()
         .map(|v| {
             let line = v.to_string();
-            assert!(line.contains(r#""fetched_at":"2030-06-"#));
-            line.replace(r#""fetched_at":"2030-06-"#, r#""fetched_at":"2020-06-"#)
+            assert!(line.contains(r#""fetched_at":"2025-06-"#));
+            line.replace(r#""fetched_at":"2025-06-"#, r#""fetched_at":"2020-06-"#)
         })
         .collect();
     let file = write_lines(&env, "archive.jsonl", &lines);
@@ -322,9 +322,9 @@ fn issue_6_the_expiry_scan_reads_each_persons_newest_answer_whatever_the_order()
     };
     let answer = |expiry: &str, at: &str| answer_of(&iin, expiry, at);
     let lines = [
-        answer("2030-08-01", "2030-06-10T09:00:00.000Z"), // middle: expires in 31 days
-        answer("2040-01-01", "2030-06-20T09:00:00.000Z"), // newest: far
-        answer("2029-01-01", "2030-06-01T09:00:00.000Z"), // oldest: expired
+        answer("2025-08-01", "2025-06-10T09:00:00.000Z"), // middle: expires in 31 days
+        answer("2035-01-01", "2025-06-20T09:00:00.000Z"), // newest: far
+        answer("2024-01-01", "2025-06-01T09:00:00.000Z"), // oldest: expired
     ];
     let file = write_lines(&env, "archive.jsonl", &lines);
     env.ok(&["import", &file]);
@@ -339,27 +339,27 @@ fn issue_6_the_expiry_scan_reads_each_persons_newest_answer_whatever_the_order()
     let file = write_lines(
         &env,
         "newer.jsonl",
-        &[answer("2030-08-01", "2030-06-25T09:00:00.000Z")],
+        &[answer("2025-08-01", "2025-06-25T09:00:00.000Z")],
     );
     env.ok(&["import", &file]);
     let out = env.ok(&["expiring", "--as-of", TODAY, "--json"]).stdout;
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(rows.len(), 1, "{out}");
-    assert_eq!(rows[0]["expiry_date"], "2030-08-01");
-    assert_eq!(rows[0]["fetched_at"], "2030-06-25T09:00:00Z");
+    assert_eq!(rows[0]["expiry_date"], "2025-08-01");
+    assert_eq!(rows[0]["fetched_at"], "2025-06-25T09:00:00Z");
     let show = env.ok(&["show", &iin, "--json"]).stdout;
-    assert!(show.contains("2030-08-01"), "show agrees: {show}");
+    assert!(show.contains("2025-08-01"), "show agrees: {show}");
 
     // Two answers of another person at the same time: `expiring` takes
     // the one `show` takes (the greater lookup id), whichever that is.
     let other = synthetic_iin(2);
-    let same = "2030-06-26T09:00:00.000Z";
+    let same = "2025-06-26T09:00:00.000Z";
     let file = write_lines(
         &env,
         "tie.jsonl",
         &[
-            answer_of(&other, "2030-07-20", same),
-            answer_of(&other, "2041-01-01", same),
+            answer_of(&other, "2025-07-20", same),
+            answer_of(&other, "2036-01-01", same),
         ],
     );
     env.ok(&["import", &file]);
@@ -370,8 +370,8 @@ fn issue_6_the_expiry_scan_reads_each_persons_newest_answer_whatever_the_order()
     let listed = out.contains(&other);
     assert_eq!(
         listed,
-        show.contains("2030-07-20"),
+        show.contains("2025-07-20"),
         "expiring and show read the same answer:\n{out}\n{show}"
     );
-    assert_ne!(listed, show.contains("2041-01-01"));
+    assert_ne!(listed, show.contains("2036-01-01"));
 }

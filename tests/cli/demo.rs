@@ -18,10 +18,21 @@ fn mask(text: &str, dir: &Path) -> String {
     let text = text.replace(&format!(" on {host} "), " on <HOST> ");
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
-        out.push_str(&mask_line(line));
+        out.push_str(&mask_handle(&mask_line(line)));
         out.push('\n');
     }
     out
+}
+
+/// A queue row starts with the item's short handle, made from its random id.
+fn mask_handle(line: &str) -> String {
+    let mut words = line.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some(h), Some("<UUID>")) if h.len() == 4 && hex_run(h.as_bytes()) == 4 => {
+            line.replacen(h, "<HANDLE>", 1)
+        }
+        _ => line.to_owned(),
+    }
 }
 
 fn mask_line(line: &str) -> String {
@@ -208,4 +219,11 @@ fn the_mask_keeps_fixed_dates_and_hides_what_changes() {
         "fetch  <SUBJECT> ok  950215300016"
     );
     assert_eq!(mask("see /tmp/x/a.csv\n", dir), "see <DIR>/a.csv\n");
+    assert_eq!(
+        mask(
+            "  7e7d    01a23df5-3adb-7775-90bb-fe51c0fa49b4  881104*****9\n",
+            dir
+        ),
+        "  <HANDLE>    <UUID>  881104*****9\n"
+    );
 }

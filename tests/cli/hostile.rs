@@ -122,7 +122,8 @@ fn a_key_file_others_can_read_is_refused_before_it_is_read() {
         std::fs::set_permissions(&env.key, std::fs::Permissions::from_mode(mode)).unwrap();
         let r = env.fails(&["fetch", &iin, "--session", &session(), "--force"], 8);
         assert!(
-            r.stderr.contains("can be read by other users") && r.stderr.contains("chmod 600"),
+            r.stderr.contains("only its owner may read or write it")
+                && r.stderr.contains("chmod 600"),
             "{}",
             r.stderr
         );

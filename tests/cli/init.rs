@@ -38,7 +38,7 @@ fn a_key_file_others_can_read_is_refused() {
     assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
     let r = env.fails(&["init"], 8);
     assert!(
-        r.stderr.contains("can be read by other users"),
+        r.stderr.contains("the group and others can read it"),
         "{}",
         r.stderr
     );
