@@ -64,9 +64,10 @@ pub fn parse() -> Cli {
 
 /// The environment variables the binary reads through its clap
 /// definitions (`env = ...` of any argument of any command) and through
-/// [`Settings`](crate::config::Settings) (found by resolving the settings
-/// with an environment that records each name asked for). Variables a
-/// command reads on its own (`NO_COLOR`) are not in this list.
+/// [`Settings`](crate::config::Settings) and the worker-thread count (found
+/// by resolving them with an environment that records each name asked
+/// for). Variables a command reads on its own (`NO_COLOR`) are not in this
+/// list.
 pub fn env_vars() -> BTreeSet<String> {
     fn walk(cmd: &clap::Command, names: &mut BTreeSet<String>) {
         for arg in cmd.get_arguments() {
@@ -90,6 +91,7 @@ pub fn env_vars() -> BTreeSet<String> {
     if let Ok(settings) = crate::config::Settings::resolve(&crate::config::Flags::default(), &env) {
         let _ = settings.api_key(&env);
     }
+    let _ = crate::limits::threads(None, &env);
     names.extend(asked.into_inner());
     names
 }
