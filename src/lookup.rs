@@ -547,7 +547,12 @@ fn finish_call(
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = Utc::now();
     let id = LookupId::new();
-    let purpose = item.purpose.as_deref();
+    // One purpose for the lookup and its audit entry: the request's own,
+    // else the one the sending command was given.
+    let purpose = item
+        .purpose
+        .as_deref()
+        .or_else(|| audit.and_then(|a| a.purpose.as_deref()));
     let base = NewLookup {
         id,
         iin: &item.iin,
@@ -577,7 +582,7 @@ fn finish_call(
             error: Some(format!("{}: {message}", problem.label())),
             paid_call: false,
             records: 0,
-            purpose: a.purpose.clone().or_else(|| item.purpose.clone()),
+            purpose: item.purpose.clone().or_else(|| a.purpose.clone()),
             ..a.clone()
         });
         let after = if queued_now {
@@ -816,7 +821,7 @@ fn finish_call(
         // A request that never reached the service was not billed.
         paid_call: reached.paid(),
         records,
-        purpose: a.purpose.clone().or_else(|| item.purpose.clone()),
+        purpose: item.purpose.clone().or_else(|| a.purpose.clone()),
         ..a.clone()
     });
     let last_status = status

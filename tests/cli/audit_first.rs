@@ -49,7 +49,7 @@ fn readers(env: &Env) -> Vec<(Vec<String>, Option<PathBuf>)> {
         ),
         (vec!["history".into(), iins::VALID.into()], None),
         (
-            vec!["expiring".into(), "--within".into(), "100000d".into()],
+            vec!["expiring".into(), "--within".into(), "36500d".into()],
             None,
         ),
         (vec!["expiring".into(), "--stale".into(), "0s".into()], None),
@@ -59,7 +59,7 @@ fn readers(env: &Env) -> Vec<(Vec<String>, Option<PathBuf>)> {
     ];
     for (args, file) in [
         (
-            vec!["report", "expiring", "--within", "100000d", "--full-iin"],
+            vec!["report", "expiring", "--within", "36500d", "--full-iin"],
             "expiring.csv",
         ),
         (vec!["report", "lookups", "--full-iin"], "lookups.csv"),

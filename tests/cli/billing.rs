@@ -166,7 +166,7 @@ fn sync_leaves_each_faulted_request_in_doubt_and_sends_the_rest() {
     lines.extend(rows.iter().map(|(i, s)| format!("{i},{s}")));
     let file = env.path().join("rows.csv");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    env.fails(&["batch", file.to_str().unwrap(), "--no-sync"], 11);
+    env.ok(&["batch", file.to_str().unwrap(), "--no-sync"]);
     // One call each: dropped mid-answer, deep JSON, closed, HTML; then fine.
     env.emu().set_faults(Faults {
         drop_first: 1,
@@ -343,7 +343,7 @@ fn a_paid_answer_the_full_database_cannot_take_is_kept_and_stored_later() {
     lines.extend(rows.iter().map(|(i, s)| format!("{i},{s}")));
     let file = env.path().join("rows.csv");
     std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    env.fails(&["batch", file.to_str().unwrap(), "--no-sync"], 11);
+    env.ok(&["batch", file.to_str().unwrap(), "--no-sync"]);
     // 256 KiB per file: room for one answer's reservation, but the
     // database's write-ahead log outgrows it after a few answers.
     let r = run_limited(&env, 512, &["sync", "--jobs", "1"], &[SMALL_ANSWERS]);
