@@ -1004,7 +1004,7 @@ pub fn error_message(body: &[u8]) -> String {
         s
     };
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return fallback();
+        return clause(fallback());
     };
     let pick = |v: &Value| -> Option<String> {
         match v {
@@ -1025,11 +1025,28 @@ pub fn error_message(body: &[u8]) -> String {
             other => Some(other.to_string()),
         }
     };
-    v.get("detail")
+    let message = v
+        .get("detail")
         .and_then(pick)
         .or_else(|| v.get("message").and_then(pick))
         .or_else(|| v.get("error").and_then(pick))
-        .unwrap_or_else(fallback)
+        .unwrap_or_else(fallback);
+    clause(message)
+}
+
+/// The service's message as a clause: gbdfl quotes it inside its own
+/// sentences ("no answer from the service: HTTP 429: Request was
+/// throttled. ..."), which end in their own full stop, so the message's
+/// final full stops and spaces are dropped ("throttled.." otherwise).
+fn clause(mut message: String) -> String {
+    let kept = message
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .len();
+    // A message of nothing but full stops is kept as it came.
+    if kept > 0 {
+        message.truncate(kept);
+    }
+    message
 }
 
 #[cfg(test)]
@@ -1103,5 +1120,18 @@ mod tests {
             "field required"
         );
         assert_eq!(error_message(b"Bad Gateway"), "Bad Gateway");
+        // Quoted inside gbdfl's own sentences, which end in their own stop.
+        assert_eq!(
+            error_message(
+                br#"{"detail":"Request was throttled. Expected available in 5 seconds. "}"#
+            ),
+            "Request was throttled. Expected available in 5 seconds"
+        );
+        assert_eq!(
+            error_message(br#"{"detail":"Request was throttled."}"#),
+            "Request was throttled"
+        );
+        assert_eq!(error_message(b"Bad Gateway.\n"), "Bad Gateway");
+        assert_eq!(error_message(b"..."), "...");
     }
 }

@@ -435,16 +435,34 @@ pub fn export(store: &Store, mut out: impl Write) -> Result<u64, ArchiveError> {
     Ok(n)
 }
 
+/// One line of the export: the answer's bytes as the service sent them
+/// (keys in their order, numbers and escapes as written), with two changes
+/// a JSON-lines file needs: line breaks, which valid JSON holds only
+/// between its tokens, become spaces, and a `fetched_at` field is put
+/// first when the answer has none. Surrounding whitespace is trimmed.
 fn export_line(body: &[u8], at: DateTime<Utc>) -> Zeroizing<Vec<u8>> {
-    let one_line = !body.contains(&b'\n') && !body.contains(&b'\r');
+    let flat = |b: &u8| if matches!(b, b'\n' | b'\r') { b' ' } else { *b };
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) if map.contains_key(FETCHED_AT) && one_line => {
-            Zeroizing::new(body.to_vec())
-        }
-        Ok(Value::Object(mut map)) => {
-            map.entry(FETCHED_AT)
-                .or_insert_with(|| Value::String(crate::store::time_text(at)));
-            Zeroizing::new(serde_json::to_vec(&Value::Object(map)).unwrap_or_default())
+        Ok(Value::Object(map)) => {
+            let body = body.trim_ascii();
+            let mut line = Zeroizing::new(Vec::with_capacity(body.len() + 48));
+            if map.contains_key(FETCHED_AT) {
+                line.extend(body.iter().map(flat));
+            } else {
+                // An object: its first byte is the `{`.
+                line.push(b'{');
+                line.extend_from_slice(
+                    serde_json::json!({ FETCHED_AT: crate::store::time_text(at) })
+                        .to_string()
+                        .trim_matches(['{', '}'])
+                        .as_bytes(),
+                );
+                if !map.is_empty() {
+                    line.push(b',');
+                }
+                line.extend(body[1..].iter().map(flat));
+            }
+            line
         }
         // Not an object: only answers are exported, so this is a body
         // stored by an older gbdfl; keep it whole, as a JSON string.
@@ -464,6 +482,27 @@ pub(crate) mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+
+    #[test]
+    fn an_exported_line_is_the_answer_as_sent_with_fetched_at_first() {
+        let at = DateTime::parse_from_rfc3339("2030-06-01T09:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let body = b"{\"status\": \"VALID\",\r\n  \"result\": 1.50, \"a\": \"\\u0041\"}\n";
+        let line = export_line(body, at);
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            r#"{"fetched_at":"2030-06-01T09:00:00.000Z","status": "VALID",    "result": 1.50, "a": "\u0041"}"#
+        );
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["a"], "A");
+        assert_eq!(
+            &*export_line(b"{}", at),
+            br#"{"fetched_at":"2030-06-01T09:00:00.000Z"}"#
+        );
+        let with = br#"{"z": 1, "fetched_at": "2020-01-01T00:00:00Z"}"#;
+        assert_eq!(&*export_line(with, at), with);
+    }
     use crate::api::Response;
     use crate::fuzzing::tests::answer_like;
 

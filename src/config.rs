@@ -92,6 +92,9 @@ pub struct FileConfig {
     pub retry_base: Option<String>,
     pub retry_cap: Option<String>,
     pub retry_attempts: Option<i64>,
+    /// The price of one paid call, for the HTML summary: `35.50` or "35.50".
+    pub price_per_call: Option<PriceText>,
+    pub currency: Option<String>,
     pub busy_timeout: Option<String>,
     pub proxy: Option<String>,
     pub proxy_password_file: Option<PathBuf>,
@@ -124,6 +127,8 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ),
     ("proxy_password_file", "a path string"),
     ("ca_file", "a path string"),
+    ("price_per_call", "a price like \"35.50\" or 35.5"),
+    ("currency", "a string like \"KZT\""),
 ];
 
 /// The first key of `text` whose value has the wrong type, as a message:
@@ -135,6 +140,7 @@ fn wrong_type(text: &str) -> Option<String> {
         let fits = match key {
             "max_response_bytes" | "retry_attempts" => v.is_integer(),
             "require_purpose" => v.is_bool(),
+            "price_per_call" => v.is_str() || v.is_integer() || v.is_float(),
             _ => v.is_str(),
         };
         (!fits).then(|| {
@@ -145,6 +151,15 @@ fn wrong_type(text: &str) -> Option<String> {
             )
         })
     })
+}
+
+/// `price_per_call` as written: a TOML number or a string.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PriceText {
+    Text(String),
+    Integer(i64),
+    Float(f64),
 }
 
 /// Values given on the command line (None when not given).
@@ -178,6 +193,8 @@ pub struct Settings {
     pub retry_base: Setting<Duration>,
     pub retry_cap: Setting<Duration>,
     pub retry_attempts: Setting<u32>,
+    /// `price_per_call` with `currency`, when both are set.
+    pub price: Option<Setting<crate::html::Price>>,
     pub busy_timeout: Setting<Duration>,
     /// gbdfl's own proxy (GBDFL_PROXY or `proxy`), password held apart.
     pub proxy: Option<Setting<ProxyUrl>>,
@@ -507,6 +524,31 @@ impl Settings {
             &fp,
             (5, limits::RETRY_ATTEMPTS),
         )?;
+        let price = match (&file.price_per_call, &file.currency) {
+            (None, None) => None,
+            (Some(p), Some(c)) => {
+                let text = match p {
+                    PriceText::Text(s) => s.clone(),
+                    PriceText::Integer(n) => n.to_string(),
+                    PriceText::Float(f) => f.to_string(),
+                };
+                let value =
+                    crate::html::Price::parse(&text, c).map_err(|message| ConfigError::File {
+                        path: fp.clone(),
+                        message,
+                    })?;
+                Some(Setting {
+                    value,
+                    origin: Origin::ConfigFile(fp.clone()),
+                })
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(ConfigError::File {
+                    path: fp.clone(),
+                    message: "price_per_call and currency go together: set both (e.g. price_per_call = \"35.50\" and currency = \"KZT\") or neither".into(),
+                });
+            }
+        };
         let retry_attempts = Setting {
             // At most 100 by the range.
             value: u32::try_from(retry_attempts.value).unwrap_or(u32::MAX),
@@ -523,6 +565,7 @@ impl Settings {
         let (proxy, proxy_password_file, ca_file) = network_settings(&env_nonempty, &file, &fp)?;
         let host = gethostname::gethostname().to_string_lossy().into_owned();
         Ok(Settings {
+            price,
             config_file,
             config_file_found: found,
             db,
@@ -752,6 +795,18 @@ impl Settings {
             self.max_response_bytes.value.to_string(),
             self.max_response_bytes.origin.to_string(),
         ));
+        rows.push(match &self.price {
+            Some(p) => (
+                "price_per_call",
+                format!(
+                    "{} {}",
+                    crate::html::money(p.value.hundredths, crate::html::Lang::En),
+                    p.value.currency
+                ),
+                p.origin.to_string(),
+            ),
+            None => ("price_per_call", "(not set)".to_owned(), "-".to_owned()),
+        });
         rows
     }
 

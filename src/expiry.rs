@@ -101,6 +101,12 @@ impl Reasons {
         self.0 == 0
     }
 
+    /// One bit per reason, bit `i` for the `i`-th of [`Reason`]'s variants
+    /// in declaration order (the HTML report's data keeps this form).
+    pub fn bits(self) -> u8 {
+        self.0
+    }
+
     pub fn iter(self) -> impl Iterator<Item = Reason> {
         Reason::ALL.into_iter().filter(move |r| self.has(*r))
     }

@@ -22,6 +22,7 @@ pub mod exit;
 pub mod expiry;
 pub mod fsutil;
 pub mod fuzzing;
+pub mod html;
 pub mod iin;
 pub mod keyfile;
 pub mod limits;

@@ -15,13 +15,20 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let code = gbdfl::exit::code_for(&err);
-            eprintln!("gbdfl: error: {}", chain_text(&err));
+            // Messages quote text from outside (the service, files, flags):
+            // shown safe, so it cannot rewrite the operator's screen.
+            eprintln!(
+                "gbdfl: error: {}",
+                gbdfl::render::safe_lines(&chain_text(&err))
+            );
             ExitCode::from(code.code())
         }
     }
 }
 
-/// "context: cause: cause", without repeating a message its cause already says.
+/// "context: cause: cause.", without repeating a message its cause already
+/// says, ending in exactly one full stop: each part is a clause (its own
+/// final full stops dropped), and the whole gets one.
 fn chain_text(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in err.chain() {
@@ -30,5 +37,14 @@ fn chain_text(err: &anyhow::Error) -> String {
             parts.push(s);
         }
     }
-    parts.join(": ")
+    let clauses: Vec<&str> = parts
+        .iter()
+        .map(|p| p.trim_end_matches(|c: char| c == '.' || c.is_whitespace()))
+        .collect();
+    let mut text = clauses.join(": ");
+    // A message that ends in a list or a question stays as it is.
+    if !text.contains('\n') && !text.ends_with(['?', '!']) {
+        text.push('.');
+    }
+    text
 }

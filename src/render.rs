@@ -12,6 +12,119 @@ use chrono::{DateTime, NaiveDate, Utc};
 use crate::api::{self, Document, Person, Response};
 use crate::store::{Lookup, Source};
 
+/// Whether `c` must not reach a terminal as it is: C0 and C1 controls,
+/// DEL, line and paragraph separators, and the Unicode format characters
+/// (general category Cf: bidi embeddings, overrides, isolates and marks,
+/// zero-width characters, invisible operators, tags). Any of them can move
+/// the cursor, recolour, hide or reorder what the operator reads.
+pub fn is_unsafe_char(c: char) -> bool {
+    let u = c as u32;
+    if (0x20..0x7f).contains(&u) {
+        return false; // printable ASCII, the common case
+    }
+    c.is_control() // C0, DEL, C1
+        || matches!(
+            u,
+            0x00AD
+                | 0x0600..=0x0605
+                | 0x061C
+                | 0x06DD
+                | 0x070F
+                | 0x0890..=0x0891
+                | 0x08E2
+                | 0x180E
+                | 0x200B..=0x200F
+                | 0x2028..=0x202E
+                | 0x2060..=0x2064
+                | 0x2066..=0x206F
+                | 0xFEFF
+                | 0xFFF9..=0xFFFB
+                | 0x110BD
+                | 0x110CD
+                | 0x13430..=0x1343F
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0001
+                | 0xE0020..=0xE007F
+        )
+}
+
+/// Text from outside (record fields, purposes, operator names, the
+/// service's messages), made safe for a terminal: every character of
+/// [`is_unsafe_char`] is shown as a visible escape, `\u{202e}`, `\u{1b}`.
+/// Every renderer passes outside text through this one function (or
+/// [`safe_lines`]); the text itself is unchanged in the database, JSON and CSV.
+pub fn safe(s: &str) -> Cow<'_, str> {
+    escape_unless(s, |_| false)
+}
+
+/// [`safe`] keeping line feeds: for a message of several lines.
+pub fn safe_lines(s: &str) -> Cow<'_, str> {
+    escape_unless(s, |c| c == '\n')
+}
+
+fn escape_unless(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !s.chars().any(|c| is_unsafe_char(c) && !keep(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        push_safe(&mut out, c, &keep);
+    }
+    Cow::Owned(out)
+}
+
+fn push_safe(out: &mut String, c: char, keep: &impl Fn(char) -> bool) {
+    if is_unsafe_char(c) && !keep(c) {
+        let _ = write!(out, "\\u{{{:x}}}", c as u32);
+    } else {
+        out.push(c);
+    }
+}
+
+/// How many characters `s` takes on a terminal once made [`safe`].
+pub fn safe_width(s: &str) -> usize {
+    s.chars()
+        .map(|c| {
+            if is_unsafe_char(c) {
+                // "\u{" + hex digits + "}"
+                4 + format!("{:x}", c as u32).len()
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// JSON text made safe for a terminal without changing what it means: each
+/// character of [`is_unsafe_char`] that serde_json leaves raw (DEL, C1,
+/// format characters) becomes a `\uXXXX` escape. Such characters can only
+/// stand inside JSON strings, where the escape is the same character, so
+/// any JSON reader gets the data back unchanged.
+pub fn json_safe(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(is_unsafe_char_outside_json_escapes) {
+        return Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if is_unsafe_char_outside_json_escapes(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                let _ = write!(out, "\\u{u:04x}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Unsafe characters, except JSON's whitespace (tab, line feed, carriage
+/// return), which valid JSON never holds raw inside a string.
+fn is_unsafe_char_outside_json_escapes(c: char) -> bool {
+    is_unsafe_char(c) && !matches!(c, '\t' | '\n' | '\r')
+}
+
 /// Days from `today` to a document's expiry, if its date can be read.
 pub fn days_left(doc: &Document, today: NaiveDate) -> Option<i64> {
     doc.expiry_date
@@ -20,11 +133,14 @@ pub fn days_left(doc: &Document, today: NaiveDate) -> Option<i64> {
         .map(|d| (d - today).num_days())
 }
 
-fn or_dash(v: &Option<String>) -> &str {
-    v.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .unwrap_or("—")
+/// A field of the record, made [`safe`], or a dash when it is empty.
+fn or_dash(v: &Option<String>) -> Cow<'_, str> {
+    safe(
+        v.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("—"),
+    )
 }
 
 fn when(t: DateTime<Utc>) -> String {
@@ -35,7 +151,7 @@ fn when(t: DateTime<Utc>) -> String {
 pub fn expiry_text(doc: &Document, today: NaiveDate) -> String {
     match (&doc.expiry_date, days_left(doc, today)) {
         (None, _) => "no expiry date given".to_owned(),
-        (Some(raw), None) => format!("{raw:?} (not a date gbdfl can read)"),
+        (Some(raw), None) => format!("{:?} (not a date gbdfl can read)", safe(raw)),
         (Some(_), Some(d)) => {
             let date = doc
                 .expiry_date
@@ -61,9 +177,9 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
         out,
         "{}",
         if name.is_empty() {
-            "(no name in the record)"
+            Cow::Borrowed("(no name in the record)")
         } else {
-            &name
+            safe(&name)
         }
     );
     let _ = writeln!(out, "  IIN           {iin}");
@@ -76,13 +192,15 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
         out,
         "  Born          {}{}",
         or_dash(&p.birth_date),
-        birth_place.map(|b| format!(", {b}")).unwrap_or_default()
+        birth_place
+            .map(|b| format!(", {}", safe(&b)))
+            .unwrap_or_default()
     );
     let _ = writeln!(
         out,
         "  Gender        {}",
         p.gender()
-            .map(|g| g.to_string())
+            .map(|g| safe(&g.to_string()).into_owned())
             .unwrap_or_else(|| "—".into())
     );
     let _ = writeln!(out, "  Nationality   {}", or_dash(&p.nationality));
@@ -128,12 +246,16 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
             let since = a
                 .begin_date
                 .as_deref()
-                .map(|b| format!(" (since {b})"))
+                .map(|b| format!(" (since {})", safe(b)))
                 .unwrap_or_default();
             let _ = writeln!(
                 out,
                 "  {}{since}",
-                if line.is_empty() { "—" } else { &line }
+                if line.is_empty() {
+                    Cow::Borrowed("—")
+                } else {
+                    safe(&line)
+                }
             );
         }
         None => {
@@ -144,8 +266,8 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
         out,
         "\nFetched {} by {} on {} (lookup {})",
         when(lookup.answered_at.unwrap_or(lookup.requested_at)),
-        lookup.operator,
-        lookup.host,
+        safe(&lookup.operator),
+        safe(&lookup.host),
         lookup.id
     );
     out
@@ -208,7 +330,7 @@ pub fn history(rows: &[Lookup]) -> String {
     table(&header, &cells)
 }
 
-/// Lays out rows as columns, control characters blanked; a row's colour
+/// Lays out rows as columns, outside text made [`safe`]; a row's colour
 /// (an ANSI SGR code) wraps its whole line.
 fn table(header: &[&str], rows: &[(Vec<String>, Option<&str>)]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -225,7 +347,7 @@ fn table(header: &[&str], rows: &[(Vec<String>, Option<&str>)]) -> String {
 
 fn widen(widths: &mut [usize], cells: &[String]) {
     for (w, c) in widths.iter_mut().zip(cells) {
-        *w = (*w).max(c.chars().count().min(40));
+        *w = (*w).max(safe_width(c).min(40));
     }
 }
 
@@ -246,13 +368,27 @@ fn table_line_into(s: &mut String, widths: &[usize], cells: &[&str], colour: Opt
     for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
         let last = i + 1 == cells.len();
         let mut shown = 0;
+        // Text from outside must not move the cursor, change colours or
+        // reorder the line: it is made safe a character at a time, and an
+        // escape that does not fit the column is left out whole.
+        let mut buf = String::new();
         for ch in c.chars() {
-            if !last && shown == *w {
+            if !is_unsafe_char(ch) {
+                if !last && shown == *w {
+                    break;
+                }
+                s.push(ch);
+                shown += 1;
+                continue;
+            }
+            buf.clear();
+            push_safe(&mut buf, ch, &|_| false);
+            let n = buf.chars().count();
+            if !last && shown + n > *w {
                 break;
             }
-            // Text from outside must not move the cursor or change colours.
-            s.push(if ch.is_control() { ' ' } else { ch });
-            shown += 1;
+            s.push_str(&buf);
+            shown += n;
         }
         if !last {
             s.extend(std::iter::repeat_n(' ', w - shown + 2));
@@ -367,17 +503,17 @@ pub fn expiring_to(
         let why = if r.note.is_empty() {
             r.reasons.to_string().chars().count()
         } else {
-            r.reasons.to_string().chars().count() + 2 + r.note.chars().count()
+            r.reasons.to_string().chars().count() + 2 + safe_width(r.note)
         };
         let counts = [
             expires,
             days,
-            r.iin.chars().count(),
-            r.full_name.chars().count(),
-            r.document_type.chars().count(),
-            r.document_number.chars().count(),
-            r.document_status.chars().count(),
-            r.life_status.chars().count(),
+            safe_width(r.iin),
+            safe_width(r.full_name),
+            safe_width(r.document_type),
+            safe_width(r.document_number),
+            safe_width(r.document_status),
+            safe_width(r.life_status),
             match chrono::Datelike::year(&r.fetched_at) {
                 1000..=9999 => 16,
                 _ => r
@@ -439,7 +575,7 @@ pub fn local_time(t: chrono::DateTime<chrono::Utc>) -> String {
         .to_string()
 }
 
-/// A plain table with a header row (control characters blanked).
+/// A plain table with a header row (outside text made [`safe`]).
 pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     let rows: Vec<(Vec<String>, Option<&str>)> = rows.iter().map(|r| (r.clone(), None)).collect();
     table(header, &rows)
@@ -592,7 +728,41 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_from_the_record_are_blanked() {
+    fn controls_and_format_characters_are_shown_as_escapes() {
+        use super::{safe, safe_lines, safe_width};
+        assert_eq!(safe("Иван"), "Иван");
+        assert_eq!(
+            safe("a\x1b[2K\rb\u{8}\0\u{7f}\u{9b}"),
+            "a\\u{1b}[2K\\u{d}b\\u{8}\\u{0}\\u{7f}\\u{9b}"
+        );
+        assert_eq!(
+            safe("x\u{202e}y\u{2066}\u{200f}\u{61c}\u{feff}\u{e0041}"),
+            "x\\u{202e}y\\u{2066}\\u{200f}\\u{61c}\\u{feff}\\u{e0041}"
+        );
+        assert_eq!(safe("a\nb"), "a\\u{a}b");
+        assert_eq!(safe_lines("a\nb\r"), "a\nb\\u{d}");
+        assert_eq!(safe_width("a\u{202e}"), safe("a\u{202e}").chars().count());
+    }
+
+    #[test]
+    fn json_made_safe_reads_back_the_same() {
+        let v = serde_json::json!({ "s": "a\u{202e}b\u{7f}\u{85}\x1b\r\n\u{e0041}", "n": 1 });
+        let text = serde_json::to_string_pretty(&v).unwrap();
+        let safe = super::json_safe(&text);
+        assert!(
+            !safe.chars().any(|c| super::is_unsafe_char(c) && c != '\n'),
+            "{safe}"
+        );
+        assert!(
+            safe.contains("\\u202e") && safe.contains("\\udb40\\udc41"),
+            "{safe}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn control_characters_from_the_record_do_not_reach_the_terminal() {
         let text = super::expiring(&[row(None, "Иван\x1b[2J\nов")], false);
         assert!(!text.contains('\x1b'), "{text:?}");
         assert_eq!(text.lines().count(), 2, "{text:?}");

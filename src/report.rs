@@ -1,4 +1,4 @@
-//! CSV reports of the cache (`expiring`, `lookups`, `summary`) and the rows
+//! CSV reports of the cache (`expiring`, `lookups`, `summary`, `audit`) and the rows
 //! behind `gbdfl expiring`.
 //!
 //! Rules this module keeps:
@@ -24,9 +24,12 @@ use rayon::prelude::*;
 
 use crate::expiry::{self, RowRun, RowSet, Rules, StaleRow};
 use crate::fsutil;
+use crate::html::{self, Lang, expiring::ScanStats};
 use crate::iin;
 use crate::render;
-use crate::store::{Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError};
+use crate::store::{
+    AuditFilter, AuditView, Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError,
+};
 use crate::summary::Summary;
 
 /// What can go wrong while making a report.
@@ -64,6 +67,9 @@ pub struct Format {
     pub delimiter: u8,
     /// UTF-8 byte order mark and CRLF line ends, so Excel reads Cyrillic.
     pub excel: bool,
+    /// The language of the header row: English keeps the stable column
+    /// keys (`--headers ru` translates them).
+    pub headers: Lang,
 }
 
 impl Default for Format {
@@ -71,6 +77,7 @@ impl Default for Format {
         Format {
             delimiter: b',',
             excel: false,
+            headers: Lang::En,
         }
     }
 }
@@ -93,10 +100,21 @@ impl Period {
     }
 }
 
+/// An HTML report instead of CSV: its language, the price of a call
+/// (summary) and the time it says it was made.
+#[derive(Debug, Clone)]
+pub struct HtmlOptions {
+    pub lang: Lang,
+    pub price: Option<html::Price>,
+    pub generated_at: DateTime<Utc>,
+}
+
 /// Everything a report needs besides the store.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     pub format: Format,
+    /// Set for `--html`.
+    pub html: Option<HtmlOptions>,
     pub full_iin: bool,
     pub period: Period,
     pub rules: Rules,
@@ -136,7 +154,9 @@ impl Options {
             format: Format {
                 delimiter: parse_delimiter(t.delimiter)?,
                 excel: t.excel,
+                headers: Lang::En,
             },
+            html: None,
             full_iin: t.full_iin,
             period,
             rules: Rules::parse(t.within, t.as_of, today)?,
@@ -169,12 +189,26 @@ pub fn parse_delimiter(s: &str) -> Result<u8, String> {
 
 /// Prefixes a single quote to text that a spreadsheet would run as a
 /// formula: text starting with `=`, `+`, `-`, `@`, a tab or a carriage
-/// return (OWASP, "CSV Injection").
+/// return (OWASP, "CSV Injection"); and, by the same rule, to text holding
+/// a bidirectional control ([`is_bidi_control`]), which could otherwise
+/// hide such a start or reorder the text beside it. The rest of the text
+/// is kept as it is, so removing the one `'` gives the original back.
 pub fn neutralise(s: &str) -> Cow<'_, str> {
     match s.as_bytes().first() {
         Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r') => Cow::Owned(format!("'{s}")),
+        _ if s.chars().any(is_bidi_control) => Cow::Owned(format!("'{s}")),
         _ => Cow::Borrowed(s),
     }
+}
+
+/// The characters that set or change text direction: the marks (U+200E,
+/// U+200F, U+061C), embeddings and overrides (U+202A-U+202E) and
+/// isolates (U+2066-U+2069).
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 fn shown_iin(iin: &str, full: bool) -> String {
@@ -196,7 +230,28 @@ pub fn expiring_set(
     full_iin: bool,
     threads: usize,
 ) -> Result<RowSet, ReportError> {
+    Ok(expiring_set_by(store, rules, full_iin, threads, SCAN_BATCH)?.0)
+}
+
+/// [`expiring_set`] and what the scan saw: people read, people listed,
+/// the oldest fetch time (the HTML report's header).
+pub fn expiring_scan(
+    store: &Store,
+    rules: &Rules,
+    full_iin: bool,
+    threads: usize,
+) -> Result<(RowSet, ScanStats), ReportError> {
     expiring_set_by(store, rules, full_iin, threads, SCAN_BATCH)
+}
+
+/// Adds a part's counts to the whole.
+fn add_stats(to: &mut ScanStats, part: &ScanStats) {
+    to.people += part.people;
+    to.people_listed += part.people_listed;
+    to.oldest_fetch = match (to.oldest_fetch, part.oldest_fetch) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
 }
 
 /// Persons per batch of the scans of every person's summary: large enough
@@ -210,11 +265,12 @@ fn expiring_set_by(
     full_iin: bool,
     threads: usize,
     batch_size: usize,
-) -> Result<RowSet, ReportError> {
+) -> Result<(RowSet, ScanStats), ReportError> {
     let pool = thread_pool(threads)?;
     let opener = store.opener();
     let reader = store.reopen()?;
     let mut set = RowSet::new();
+    let mut stats = ScanStats::default();
     std::thread::scope(|s| -> Result<(), ReportError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
         // Batches go back to the walk once packed, to be filled again.
@@ -233,42 +289,55 @@ fn expiring_set_by(
         // set of its own; the shares are joined in walk order.
         let pack = |batch: &SealedSummaries, share: std::ops::Range<usize>| {
             let mut part = RowSet::new();
+            let mut seen = ScanStats::default();
             let mut summary = Summary::default();
             let mut scratch = Scratch::default();
             for i in share {
                 let fetched_at = opener.open_summary_into(batch, i, &mut summary, &mut scratch)?;
                 let iin = shown_iin(&summary.iin, full_iin);
+                let before = part.len();
                 expiry::check_each(&iin, summary.person.as_ref(), fetched_at, rules, |r| {
                     part.push_row(&r);
                 });
+                add_stats(
+                    &mut seen,
+                    &ScanStats {
+                        people: 1,
+                        people_listed: u64::from(part.len() > before),
+                        oldest_fetch: Some(fetched_at),
+                    },
+                );
             }
-            Ok::<_, StoreError>(part)
+            Ok::<_, StoreError>((part, seen))
         };
         // Joining a batch's shares into the set overlaps with packing the
         // next batch (it was a tenth of the scan, with the workers idle).
+        type Packed = Result<(RowSet, ScanStats), StoreError>;
         fn join_all(
-            set: &mut RowSet,
-            parts: Vec<Result<RowSet, StoreError>>,
+            (set, stats): (&mut RowSet, &mut ScanStats),
+            parts: Vec<Packed>,
         ) -> Result<(), StoreError> {
             for part in parts {
-                set.append(part?);
+                let (part, seen) = part?;
+                set.append(part);
+                add_stats(stats, &seen);
             }
             Ok(())
         }
         let mut failed = None;
-        let mut packed: Vec<Result<RowSet, StoreError>> = Vec::new();
+        let mut packed: Vec<Packed> = Vec::new();
         for batch in rx {
             let share = batch.len().div_ceil(threads.max(1)).max(1);
             let previous = std::mem::take(&mut packed);
             let (joined, parts) = if threads <= 1 {
                 (
-                    join_all(&mut set, previous),
+                    join_all((&mut set, &mut stats), previous),
                     vec![pack(&batch, 0..batch.len())],
                 )
             } else {
                 pool.install(|| {
                     rayon::join(
-                        || join_all(&mut set, previous),
+                        || join_all((&mut set, &mut stats), previous),
                         || {
                             (0..batch.len())
                                 .step_by(share)
@@ -289,7 +358,7 @@ fn expiring_set_by(
             }
         }
         if failed.is_none()
-            && let Err(e) = join_all(&mut set, packed)
+            && let Err(e) = join_all((&mut set, &mut stats), packed)
         {
             failed = Some(e);
         }
@@ -302,7 +371,7 @@ fn expiring_set_by(
         Ok(())
     })?;
     pool.install(|| set.sort());
-    Ok(set)
+    Ok((set, stats))
 }
 
 /// One worker per core unless told otherwise.
@@ -432,12 +501,12 @@ struct Sheet<W: Write> {
 }
 
 impl<W: Write> Sheet<W> {
-    fn new(mut w: W, format: Format, header: &[&str]) -> Result<Sheet<W>, ReportError> {
+    fn new(mut w: W, format: Format, header: &[&'static str]) -> Result<Sheet<W>, ReportError> {
         if format.excel {
             w.write_all(b"\xEF\xBB\xBF").map_err(csv::Error::from)?;
         }
         let mut csv = csv_builder(format).from_writer(w);
-        csv.write_record(header)?;
+        csv.write_record(header.iter().map(|k| format.headers.header(k)))?;
         Ok(Sheet { csv, rows: 0 })
     }
 
@@ -610,22 +679,21 @@ impl Day {
     }
 }
 
-/// Streams one row per UTC day that has lookups, oldest first; only the
-/// current day's counts are in memory.
-pub fn write_summary<W: Write>(
-    w: W,
-    format: Format,
+/// Hands `f` the counts of each UTC day that has lookups, oldest first;
+/// only the current day's counts are in memory. The one definition of the
+/// summary's counting, for the CSV and the HTML report alike.
+fn each_day(
     store: &Store,
     period: Period,
-) -> Result<(W, u64), ReportError> {
-    let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
+    mut f: impl FnMut(&Day) -> Result<(), ReportError>,
+) -> Result<(), ReportError> {
     let (from, to) = period.bounds();
     let mut day = Day::default();
     store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
         let d = l.requested_at.date_naive();
         if day.day != Some(d) {
             if day.day.is_some() {
-                sheet.row(&day.cells())?;
+                f(&day)?;
             }
             day = Day {
                 day: Some(d),
@@ -636,9 +704,132 @@ pub fn write_summary<W: Write>(
         Ok(())
     })?;
     if day.day.is_some() {
-        sheet.row(&day.cells())?;
+        f(&day)?;
     }
+    Ok(())
+}
+
+/// Streams one row per UTC day that has lookups, oldest first.
+pub fn write_summary<W: Write>(
+    w: W,
+    format: Format,
+    store: &Store,
+    period: Period,
+) -> Result<(W, u64), ReportError> {
+    let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
+    each_day(store, period, |day| sheet.row(&day.cells()))?;
     sheet.finish()
+}
+
+/// The columns of the audit report: the fields of `gbdfl audit log --json`.
+pub const AUDIT_COLUMNS: [&str; 13] = [
+    "seq",
+    "id",
+    "at",
+    "operator",
+    "host",
+    "command",
+    "subject",
+    "purpose",
+    "outcome",
+    "exit_code",
+    "error",
+    "paid_call",
+    "records",
+];
+
+/// An audit entry's fields in [`AUDIT_COLUMNS`] order: the one definition
+/// behind `gbdfl audit log --json` and the audit report, so the two
+/// cannot differ. The entry holds no IIN (only the start of its blind
+/// index); messages in it were masked when written.
+pub fn audit_fields(v: &AuditView) -> [serde_json::Value; 13] {
+    use serde_json::json;
+    [
+        json!(v.seq),
+        json!(v.id),
+        json!(crate::store::time_text(v.at)),
+        json!(v.operator),
+        json!(v.host),
+        json!(v.command),
+        json!(v.subject),
+        json!(v.purpose),
+        json!(if v.ok { "ok" } else { "error" }),
+        json!(v.exit_code),
+        json!(v.error),
+        json!(v.paid_call),
+        json!(v.records),
+    ]
+}
+
+/// Streams the audit entries `filter` keeps, oldest first, one row each;
+/// text cells neutralised like every report's.
+pub fn write_audit<W: Write>(
+    w: W,
+    format: Format,
+    store: &Store,
+    filter: &AuditFilter,
+) -> Result<(W, u64), ReportError> {
+    use serde_json::Value;
+    let mut sheet = Sheet::new(w, format, &AUDIT_COLUMNS)?;
+    store.each_audit(filter, |v| -> Result<(), ReportError> {
+        let cells = audit_fields(&v).map(|f| match f {
+            Value::Null => own(""),
+            Value::String(s) => Cow::Owned(text(&s).into_owned()),
+            other => own(other.to_string()),
+        });
+        sheet.row(&cells)
+    })?;
+    sheet.finish()
+}
+
+/// The counts of each UTC day with lookups in the period, oldest first.
+pub fn summary_days(
+    store: &Store,
+    period: Period,
+) -> Result<Vec<html::summary::DayCounts>, ReportError> {
+    let mut days = Vec::new();
+    each_day(store, period, |day| {
+        if let Some(d) = day.day {
+            days.push((d, day.counts));
+        }
+        Ok(())
+    })?;
+    Ok(days)
+}
+
+/// The summary of these days as an HTML page; returns the days written.
+pub fn write_summary_html<W: Write>(
+    w: W,
+    days: &[html::summary::DayCounts],
+    period: Period,
+    opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = html::summary::Page {
+        lang: opts.lang,
+        period,
+        price: opts.price.as_ref(),
+        generated_at: opts.generated_at,
+    };
+    let w = html::summary::write(w, days, &page).map_err(csv::Error::from)?;
+    Ok((w, days.len() as u64))
+}
+
+/// The expiring report as an HTML page; returns the rows written.
+pub fn write_expiring_html<W: Write>(
+    w: W,
+    rows: &RowSet,
+    stats: &ScanStats,
+    opts: &Options,
+    html_opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = html::expiring::Page {
+        lang: html_opts.lang,
+        rules: &opts.rules,
+        full_iin: opts.full_iin,
+        generated_at: html_opts.generated_at,
+    };
+    let w = html::expiring::write(w, rows, stats, &page).map_err(csv::Error::from)?;
+    Ok((w, rows.len() as u64))
 }
 
 /// One row of a batch's outcome file.
@@ -674,6 +865,7 @@ pub fn write_batch_to(
     let format = Format {
         delimiter,
         excel: true,
+        headers: Lang::En,
     };
     let mut sheet = Sheet::new(
         file,
@@ -695,9 +887,15 @@ pub fn write_batch_to(
     Ok(n)
 }
 
-/// `reports/KIND-YYYYMMDD-HHMMSS.csv`, relative to the current folder, in local time.
-pub fn default_path(kind: Kind, now: DateTime<chrono::Local>) -> PathBuf {
-    default_path_named(kind.name(), now)
+/// `reports/KIND-YYYYMMDD-HHMMSS.csv` (`.html` for an HTML report),
+/// relative to the current folder, in local time.
+pub fn default_path(kind: Kind, now: DateTime<chrono::Local>, html: bool) -> PathBuf {
+    let csv = default_path_named(kind.name(), now);
+    if html {
+        csv.with_extension("html")
+    } else {
+        csv
+    }
 }
 
 /// `reports/NAME-YYYYMMDD-HHMMSS.csv`, for reports that are not a [`Kind`] (batch outcomes).
@@ -724,13 +922,30 @@ pub fn produce<E: From<ReportError>>(
     release: impl FnOnce(u64) -> Result<(), E>,
 ) -> Result<u64, E> {
     let file = AtomicFile::create(dest)?;
-    let (file, rows) = match kind {
-        Kind::Expiring => {
+    let (file, rows) = match (kind, &opts.html) {
+        (Kind::Expiring, Some(h)) => {
+            let (rows, stats) = expiring_scan(store, &opts.rules, opts.full_iin, opts.threads)?;
+            release(rows.len() as u64)?;
+            write_expiring_html(file, &rows, &stats, opts, h)?
+        }
+        (Kind::Summary, Some(h)) => {
+            let days = summary_days(store, opts.period)?;
+            release(days.len() as u64)?;
+            write_summary_html(file, &days, opts.period, h)?
+        }
+        (Kind::Lookups, Some(_)) => {
+            return Err(ReportError::Io {
+                path: dest.to_owned(),
+                source: io::Error::other("--html is for the expiring and summary reports"),
+            }
+            .into());
+        }
+        (Kind::Expiring, None) => {
             let rows = expiring_set(store, &opts.rules, opts.full_iin, opts.threads)?;
             release(rows.len() as u64)?;
             write_expiring_set(file, opts.format, &rows, opts.threads)?
         }
-        Kind::Lookups => {
+        (Kind::Lookups, None) => {
             let snapshot = store.snapshot().map_err(ReportError::from)?;
             let (from, to) = opts.period.bounds();
             let n = snapshot
@@ -739,7 +954,7 @@ pub fn produce<E: From<ReportError>>(
             release(n)?;
             write_lookups(file, opts.format, &snapshot, opts.period, opts.full_iin)?
         }
-        Kind::Summary => {
+        (Kind::Summary, None) => {
             let (sheet, n) = write_summary(Vec::new(), opts.format, store, opts.period)?;
             release(n)?;
             let mut file = file;
@@ -893,7 +1108,7 @@ mod tests {
         );
         let rules = Rules::parse("90d", None, today).unwrap();
         let rows = |threads, batch| {
-            let set = expiring_set_by(&store, &rules, true, threads, batch).unwrap();
+            let (set, _) = expiring_set_by(&store, &rules, true, threads, batch).unwrap();
             set.iter().collect::<Vec<_>>()
         };
         let whole = rows(1, 4096);
@@ -915,6 +1130,20 @@ mod tests {
         for s in ["Нурланов", "", "1-2", "a=b", " =x", "'quoted"] {
             assert_eq!(neutralise(s), s, "{s:?}");
         }
+    }
+
+    #[test]
+    fn text_with_a_bidi_control_anywhere_is_neutralised_like_a_formula() {
+        for s in [
+            "Асхат\u{202E}вонлуН",
+            "\u{200F}x",
+            "a\u{2066}b\u{2069}",
+            "x\u{061C}",
+        ] {
+            assert_eq!(neutralise(s), format!("'{s}"), "{s:?}");
+        }
+        // Other format characters do not change direction.
+        assert_eq!(neutralise("a\u{200B}b"), "a\u{200B}b");
     }
 
     #[test]
@@ -960,6 +1189,7 @@ mod tests {
             Format {
                 delimiter: b';',
                 excel: true,
+                headers: Lang::En,
             },
             row("=Иванов, \"Ваня\"\nвторая", Some(-5)),
         );

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
-use crate::store::{AuditFilter, AuditView, Store, time_text};
+use crate::render;
+use crate::store::{AuditFilter, AuditView, Store};
 
 /// Read and verify the audit trail of who looked up whom, when and why.
 #[derive(Debug, clap::Args)]
@@ -99,24 +100,26 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
     Ok((n, mac))
 }
 
+/// One entry for the terminal; text from outside (operator, purpose,
+/// error) made [`safe`](render::safe).
 fn line(v: &AuditView) -> String {
     format!(
         "{:>6}  {}  {:<12} {:<14} {:<16} {:<5} paid={} records={}  {}{}\n",
         v.seq,
         v.at.format("%Y-%m-%d %H:%M:%S"),
-        v.operator,
-        v.command,
-        v.subject.as_deref().unwrap_or("-"),
+        render::safe(&v.operator),
+        render::safe(&v.command),
+        render::safe(v.subject.as_deref().unwrap_or("-")),
         if v.ok { "ok" } else { "ERROR" },
         if v.paid_call { "yes" } else { "no" },
         v.records,
         v.purpose
             .as_deref()
-            .map(|p| format!("purpose: {p}"))
+            .map(|p| format!("purpose: {}", render::safe(p)))
             .unwrap_or_default(),
         v.error
             .as_deref()
-            .map(|e| format!("  error: {}", e.replace('\n', " ")))
+            .map(|e| format!("  error: {}", render::safe(&e.replace('\n', " "))))
             .unwrap_or_default(),
     )
 }
@@ -127,6 +130,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let head = head.as_deref().map(parse_head).transpose()?;
             let check = store.verify_audit(head.as_ref().map(|(n, m)| (*n, m.as_slice())))?;
             ctx.note_records(check.entries);
+            if ctx.settings.json {
+                super::json::print(&serde_json::json!({
+                    "entries": check.entries,
+                    "intact": check.problem.is_none(),
+                    "problem": check.problem,
+                    "head_checked": head.is_some(),
+                }))?;
+            }
             match check.problem {
                 None => {
                     eprintln!(
@@ -154,6 +165,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             }
             // The head is the trail before this command's own entry: later
             // entries only extend it, so `verify --head` stays valid.
+            if ctx.settings.json {
+                let mac = hex::encode(&check.last_mac);
+                return super::json::print(&serde_json::json!({
+                    "entries": check.entries,
+                    "mac": mac,
+                    "head": format!("{}:{mac}", check.entries),
+                }));
+            }
             out(&format!(
                 "{}:{}\n",
                 check.entries,
@@ -198,16 +217,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             store.each_audit(&filter, |v| -> anyhow::Result<()> {
                 n += 1;
                 if json {
-                    text.push_str(&format!(
-                        "{}\n",
-                        serde_json::json!({
-                            "seq": v.seq, "id": v.id, "at": time_text(v.at), "operator": v.operator,
-                            "host": v.host, "command": v.command, "subject": v.subject,
-                            "purpose": v.purpose, "outcome": if v.ok { "ok" } else { "error" },
-                            "exit_code": v.exit_code, "error": v.error, "paid_call": v.paid_call,
-                            "records": v.records,
-                        })
-                    ));
+                    let entry: serde_json::Map<String, serde_json::Value> =
+                        crate::report::AUDIT_COLUMNS
+                            .iter()
+                            .map(|k| k.to_string())
+                            .zip(crate::report::audit_fields(&v))
+                            .collect();
+                    text.push_str(&super::json::line(&serde_json::Value::Object(entry))?);
                 } else {
                     text.push_str(&line(&v));
                 }

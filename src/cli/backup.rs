@@ -32,6 +32,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     ctx.note_records(n as u64);
     store.backup(&args.out, &ctx.audit_entry())?;
     ctx.mark_audited();
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({ "lookups": n, "path": args.out }));
+    }
     out(&format!(
         "Backed up {n} lookups to {}. Restore by copying it back in place of the database; it opens with the same key file.\n",
         args.out.display()

@@ -121,7 +121,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             "{}: line {}: {}; skipped",
             args.file.display(),
             b.line,
-            b.reason
+            crate::render::safe(&b.reason)
         );
     }
     if parsed.rows.is_empty() && parsed.bad.is_empty() {
@@ -202,7 +202,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         args.full_iin,
     );
     report::write_batch_to(outcome_file, &rows, parsed.delimiter)?;
-    out(&summary(&rows))?;
+    if ctx.settings.json {
+        super::json::print(&summary_json(&rows, &dest))?;
+    } else {
+        out(&summary(&rows))?;
+    }
     eprintln!("Each row's outcome: {}", dest.display());
     if let Some(why) = network {
         return Err(Exit::new(
@@ -581,6 +585,19 @@ fn describe(f: &Fetched) -> String {
 }
 
 /// Rows per outcome, as a table.
+/// [`summary`] for `--json`: `{"rows", "outcome_file", "outcomes": [{"outcome", "source", "rows"}]}`.
+fn summary_json(rows: &[BatchRow], dest: &std::path::Path) -> serde_json::Value {
+    let mut by: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
+    for r in rows {
+        *by.entry((r.outcome.as_str(), r.source)).or_default() += 1;
+    }
+    let outcomes: Vec<serde_json::Value> = by
+        .into_iter()
+        .map(|((o, s), n)| serde_json::json!({ "outcome": o, "source": s, "rows": n }))
+        .collect();
+    serde_json::json!({ "rows": rows.len(), "outcome_file": dest, "outcomes": outcomes })
+}
+
 fn summary(rows: &[BatchRow]) -> String {
     let mut by: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for r in rows {

@@ -27,7 +27,19 @@ pub fn run(_args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     for u in r.undecryptable.iter().take(20) {
         text.push_str(&format!("  {u}\n"));
     }
-    out(&text)?;
+    if ctx.settings.json {
+        super::json::print(&serde_json::json!({
+            "ok": r.ok(),
+            "key": { "id": store.key_id().to_string(), "version": store.key_version() },
+            "integrity": r.integrity,
+            "lookups": r.lookups,
+            "queued": r.queued,
+            "undecryptable": r.undecryptable.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
+            "audit": { "entries": r.audit.entries, "problem": r.audit.problem },
+        }))?;
+    } else {
+        out(&text)?;
+    }
     if r.ok() {
         Ok(())
     } else {

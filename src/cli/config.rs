@@ -14,12 +14,14 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
             .into_iter()
             .map(|(k, v, o)| (k.to_owned(), serde_json::json!({ "value": v, "source": o })))
             .collect();
-        return out(&format!("{}\n", serde_json::to_string_pretty(&map)?));
+        return super::json::print(&map);
     }
     let rows = s.describe();
     let w = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let mut text = String::new();
     for (k, v, o) in rows {
+        // Values come from files and the environment: shown safe.
+        let (v, o) = (crate::render::safe(&v), crate::render::safe(&o));
         text.push_str(&format!("{k:<w$}  {v}  [{o}]\n"));
     }
     out(&text)

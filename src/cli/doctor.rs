@@ -38,11 +38,12 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
                 "advice": advice,
             })),
         });
-        out(&format!("{}\n", serde_json::to_string_pretty(&json)?))?;
+        super::json::print(&json)?;
     } else {
         let mut text = format!("checking the way to {url} (no request is sent)\n");
         text.push_str(&report.render());
-        out(&text)?;
+        // Certificate names and proxy answers come from outside.
+        out(&crate::render::safe_lines(&text))?;
     }
     if report.ok() {
         return Ok(());

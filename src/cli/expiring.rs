@@ -56,7 +56,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut w = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     if ctx.settings.json {
-        serde_json::to_writer_pretty(&mut w, &rows)?;
+        serde_json::to_writer_pretty(super::json::SafeWriter::new(&mut w), &rows)?;
         return w
             .write_all(b"\n")
             .and_then(|_| w.flush())
@@ -68,5 +68,5 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 }
 
 fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {
-    out(&format!("{}\n", serde_json::to_string_pretty(v)?))
+    super::json::print(v)
 }

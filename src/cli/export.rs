@@ -11,9 +11,10 @@ use crate::report::AtomicFile;
 use crate::store::Store;
 
 /// Write every stored answer of the service (any GBDFL status), oldest
-/// first, one JSON object per line: the answer as received, with a
-/// `fetched_at` field added when it has none. The output holds personal
-/// data in plaintext: keep it as safe as the database.
+/// first, one JSON object per line: the answer's bytes as received (keys
+/// in their order, values as written), its line breaks turned into spaces,
+/// and a `fetched_at` field put first when it has none. The output holds
+/// personal data in plaintext: keep it as safe as the database.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The output format

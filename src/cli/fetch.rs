@@ -163,7 +163,7 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             eprintln!(
                 "Answered from the cache: VALID record fetched {} ago by {}; no paid call was made (use --force to call anyway).",
                 humantime::format_duration(Duration::from_secs(age.num_seconds().max(0) as u64)),
-                from.operator
+                render::safe(&from.operator)
             );
             print_record(iin, body, from, json, today)
         }
@@ -177,7 +177,7 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 return print_record(iin, body, &lookup, json, today);
             }
             if json {
-                out(&format!("{}\n", String::from_utf8_lossy(body)))?;
+                out(&super::json::raw(body))?;
             }
             let reason = response.failure_reason.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
             let code = fetched.exit_code();
@@ -275,7 +275,7 @@ fn print_record(
     today: chrono::NaiveDate,
 ) -> anyhow::Result<()> {
     if json {
-        return out(&format!("{}\n", String::from_utf8_lossy(body)));
+        return out(&super::json::raw(body));
     }
     match lookup::parse_stored(body) {
         Some(resp) => out(&render::person(iin.as_str(), &resp, lookup, today)),

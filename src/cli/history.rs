@@ -54,7 +54,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        let text = format!("{}\n", serde_json::to_string_pretty(&items)?);
+        let text = super::json::pretty(&items)?;
         ctx.release(store, rows.len() as u64)?;
         return out(&text);
     }

@@ -138,6 +138,15 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         "imported {} lines: {} stored, {} already in the cache, {} skipped, {} with warnings",
         report.lines, report.stored.inserted, report.stored.already, report.bad, report.warnings
     );
+    if ctx.settings.json {
+        super::json::print(&serde_json::json!({
+            "lines": report.lines,
+            "stored": report.stored.inserted,
+            "already": report.stored.already,
+            "skipped": report.bad,
+            "warnings": report.warnings,
+        }))?;
+    }
     if report.bad > 0 {
         return Err(Exit::new(
             ExitCode::InvalidInput,

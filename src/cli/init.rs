@@ -34,6 +34,15 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     };
     let (store, state) =
         Store::init(db, &key).with_context(|| format!("initialising database {}", db.display()))?;
+    if s.json {
+        super::json::print(&serde_json::json!({
+            "database": db,
+            "key_file": key_path,
+            "key_id": store.key_id().to_string(),
+            "created": matches!(state, InitState::Created),
+            "key_created": !key_existed,
+        }))?;
+    }
     match (state, key_existed) {
         (InitState::AlreadyInitialised, _) => eprintln!(
             "Already initialised: database {} opens with key file {} (key id {}). Nothing was changed.",

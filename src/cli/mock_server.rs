@@ -61,7 +61,20 @@ pub struct Args {
     pub fixtures: bool,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+pub fn run(args: Args, json: bool) -> anyhow::Result<()> {
+    if args.fixtures && json {
+        let rows: Vec<serde_json::Value> = emulator::fixtures()
+            .iter()
+            .map(|f| serde_json::json!({ "iin": f.iin, "outcome": f.outcome, "description": f.description }))
+            .collect();
+        return super::json::print(&rows);
+    }
+    if json {
+        return Err(super::json::refuse(
+            "mock-server",
+            "it serves the emulator until stopped (`mock-server --fixtures --json` lists the fixtures)",
+        ));
+    }
     if args.fixtures {
         let mut text =
             String::from("IIN           OUTCOME                             DESCRIPTION\n");

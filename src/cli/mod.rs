@@ -11,6 +11,7 @@ mod backup;
 mod batch;
 mod bench;
 mod check;
+mod completions;
 mod config;
 mod demo;
 mod doctor;
@@ -21,6 +22,8 @@ mod help;
 mod history;
 mod import;
 mod init;
+mod json;
+mod man;
 mod mock_server;
 mod progress;
 mod purge;
@@ -60,6 +63,7 @@ pub struct Cli {
 
 /// Options every subcommand takes, before or after its name.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// The database file [env: GBDFL_DB] [default: <data dir>/gbdfl/gbdfl.db]
     #[arg(long, global = true, value_name = "PATH")]
@@ -108,6 +112,8 @@ pub enum Command {
     Doctor(doctor::Args),
     MockServer(mock_server::Args),
     Demo(demo::Args),
+    Completions(completions::Args),
+    Man(man::Args),
     #[command(hide = true)]
     Bench(bench::Args),
 }
@@ -139,7 +145,9 @@ impl Command {
             | Command::Config(_)
             | Command::Doctor(_)
             | Command::MockServer(_)
-            | Command::Demo(_) => {
+            | Command::Demo(_)
+            | Command::Completions(_)
+            | Command::Man(_) => {
                 return None;
             }
         })
@@ -344,10 +352,23 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         base_url: g.base_url,
         json: g.json,
     };
+    // These print no data to give as JSON.
+    let prints_no_data = match &cli.command {
+        Command::Demo(_) => Some(("demo", "it shows a walk-through for people")),
+        Command::Completions(_) => Some(("completions", "it prints a shell script")),
+        Command::Man(_) => Some(("man", "it prints a manual page")),
+        Command::Bench(_) => Some(("bench", "it prints timings for people")),
+        _ => None,
+    };
+    if let (true, Some((name, why))) = (g.json, prints_no_data) {
+        return Err(json::refuse(name, why));
+    }
     // The emulator and the demo need no settings of the user's.
     match cli.command {
-        Command::MockServer(args) => return mock_server::run(args),
+        Command::MockServer(args) => return mock_server::run(args, g.json),
         Command::Demo(args) => return demo::run(args),
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
         _ => {}
     }
     let settings = Settings::resolve(&flags, &real_env)?;
@@ -464,7 +485,9 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         | Command::Config(_)
         | Command::Doctor(_)
         | Command::MockServer(_)
-        | Command::Demo(_) => {
+        | Command::Demo(_)
+        | Command::Completions(_)
+        | Command::Man(_) => {
             unreachable!("not audited commands")
         }
     }

@@ -156,8 +156,10 @@ pub fn to_spinner(bar: &ProgressBar, what: &'static str) {
     bar.reset_elapsed();
 }
 
-/// Prints a line to standard error above `bar`, if one shows.
+/// Prints a line to standard error above `bar`, if one shows; text from
+/// outside in it is shown [`safe`](crate::render::safe).
 pub fn say(bar: Option<&ProgressBar>, line: &str) {
+    let line = crate::render::safe(line);
     match bar {
         Some(bar) => bar.suspend(|| eprintln!("{line}")),
         None => eprintln!("{line}"),

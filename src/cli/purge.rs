@@ -53,6 +53,26 @@ fn what(c: &PurgeCounts) -> String {
     )
 }
 
+/// `purge --json`: what was (or, dry, would be) deleted, and the queued
+/// requests still waiting: kept, or with --include-waiting dropped.
+fn purge_json(
+    dry_run: bool,
+    before: chrono::DateTime<Utc>,
+    c: &PurgeCounts,
+    include_waiting: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "dry_run": dry_run,
+        "before": crate::store::time_text(before),
+        "lookups": c.lookups(),
+        "paid_calls": c.paid,
+        "cache_answers": c.cached,
+        "expired_queue_items": c.expired_queue,
+        "waiting_queue_items": c.waiting_queue,
+        "waiting_dropped": include_waiting,
+    })
+}
+
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let age = match (&args.older_than, &ctx.settings.retention) {
         (Some(s), _) => limits::parse_duration("--older-than", s, limits::RETENTION)?,
@@ -91,6 +111,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             (true, _) => String::new(),
             (false, n) => waiting(n),
         };
+        if ctx.settings.json {
+            return super::json::print(&purge_json(true, cutoff, &counts, args.include_waiting));
+        }
         return out(&format!(
             "{} requested before {before} would be deleted (dry run: nothing changed).{dropped}\n",
             what(&counts)
@@ -130,6 +153,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         (true, n) => format!(" Dropped {n} waiting queued requests."),
         (false, n) => waiting(n),
     };
+    if ctx.settings.json {
+        return super::json::print(&purge_json(false, cutoff, &done, args.include_waiting));
+    }
     out(&format!(
         "Deleted {} requested before {before}; freed space was zeroed, so no old ciphertext remains.{dropped}\n",
         what(&done)

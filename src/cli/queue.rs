@@ -131,6 +131,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             match store.drop_item(&id, &ctx.audit_entry())? {
                 Some(item) => {
                     ctx.mark_audited();
+                    if ctx.settings.json {
+                        super::json::print(&serde_json::json!({
+                            "dropped": id,
+                            "iin": item.iin.masked(),
+                            "state": item.state.as_str(),
+                        }))?;
+                    }
                     eprintln!(
                         "Dropped queue item {id} ({}, {}): it will not be sent.",
                         item.iin.masked(),
@@ -171,7 +178,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                         })
                     })
                     .collect();
-                return out(&format!("{}\n", serde_json::Value::Array(rows)));
+                return super::json::print(&rows);
             }
             if items.is_empty() {
                 eprintln!("The queue is empty: nothing waits to be sent.");

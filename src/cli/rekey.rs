@@ -53,6 +53,17 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     })?;
     let (n, queued) = store.rekey(&old, &new, &ctx.audit_entry())?;
     ctx.mark_audited();
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "lookups": n,
+            "queued_requests": queued,
+            "key_file": new_path,
+            "key_id": crypto::key_id(&new.check_value()).to_string(),
+            "key_version": version,
+            "old_key_file": old_path,
+            "old_key_id": crypto::key_id(&old.check_value()).to_string(),
+        }));
+    }
     let queued = match queued {
         0 => String::new(),
         1 => ", 1 queued request".to_owned(),

@@ -1,4 +1,4 @@
-//! `gbdfl report KIND`: a CSV report of the cache, written atomically.
+//! `gbdfl report KIND`: a CSV or HTML report of the cache, written atomically.
 
 use std::path::PathBuf;
 
@@ -6,23 +6,25 @@ use anyhow::Context as _;
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::report::{self, Kind, OptionText, Options};
+use crate::html::Lang;
+use crate::report::{self, HtmlOptions, Kind, OptionText, Options};
 use crate::store::Store;
 
-/// Write a CSV report of the cache (never calls the service) and print its path.
+/// Write a CSV or HTML report of the cache (never calls the service) and print its path.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// expiring: documents needing attention (as `gbdfl expiring`);
-    /// lookups: every lookup in the period; summary: counts per day
+    /// lookups: every lookup in the period; summary: counts per day;
+    /// audit: the audit trail, the columns of `gbdfl audit log --json`
     #[arg(value_enum)]
     pub kind: KindArg,
-    /// Where to write [default: reports/KIND-YYYYMMDD-HHMMSS.csv]
+    /// Where to write [default: reports/KIND-YYYYMMDD-HHMMSS.csv, or .html]
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// First UTC day of the period, YYYY-MM-DD (lookups, summary)
+    /// First UTC day of the period, YYYY-MM-DD (lookups, summary, audit)
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
-    /// Last UTC day of the period, included (lookups, summary)
+    /// Last UTC day of the period, included (lookups, summary, audit)
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
     /// Add a UTF-8 byte order mark and CRLF line ends, for Excel
@@ -31,6 +33,17 @@ pub struct Args {
     /// Field separator: one character (';' suits Russian and Kazakh Excel) or `tab`
     #[arg(long, value_name = "C", default_value = ",")]
     pub delimiter: String,
+    /// expiring, summary: one self-contained HTML page with charts instead
+    /// of CSV (opens offline; loads nothing)
+    #[arg(long)]
+    pub html: bool,
+    /// --html: language of the page's words, ru or en [default: from
+    /// LC_ALL, LC_MESSAGES or LANG]; data is shown as stored
+    #[arg(long, value_name = "LANG")]
+    pub lang: Option<String>,
+    /// CSV header row: `keys` (the stable column names) or `ru` (Russian)
+    #[arg(long, value_name = "H", default_value = "keys")]
+    pub headers: String,
     /// Write full IINs (masked by default: 950215*****6)
     #[arg(long)]
     pub full_iin: bool,
@@ -45,6 +58,15 @@ pub struct Args {
     /// depend on it [env: GBDFL_THREADS] [default: one per core, at most 64]
     #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
     pub threads: Option<usize>,
+    /// audit: only entries of this operator
+    #[arg(long = "by", value_name = "OPERATOR")]
+    pub by: Option<String>,
+    /// audit: only entries about this IIN (matched through its blind index)
+    #[arg(long, value_name = "IIN")]
+    pub iin: Option<String>,
+    /// audit: only this command (fetch, show, "report expiring", ...)
+    #[arg(long, value_name = "COMMAND")]
+    pub action: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -52,6 +74,7 @@ pub enum KindArg {
     Expiring,
     Lookups,
     Summary,
+    Audit,
 }
 
 impl Args {
@@ -61,6 +84,7 @@ impl Args {
             KindArg::Expiring => "report expiring",
             KindArg::Lookups => "report lookups",
             KindArg::Summary => "report summary",
+            KindArg::Audit => "report audit",
         }
     }
 }
@@ -75,7 +99,25 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         KindArg::Expiring => Kind::Expiring,
         KindArg::Lookups => Kind::Lookups,
         KindArg::Summary => Kind::Summary,
+        KindArg::Audit if args.html || args.lang.is_some() || args.headers.trim() != "keys" => {
+            return Err(invalid(
+                "the audit report is CSV with the column keys of `gbdfl audit log --json`: --html, --lang and --headers ru make the expiring and summary reports",
+            ));
+        }
+        KindArg::Audit => return audit_report(args, ctx, store),
     };
+    if let Some(flag) = [
+        ("--by", args.by.is_some()),
+        ("--iin", args.iin.is_some()),
+        ("--action", args.action.is_some()),
+    ]
+    .iter()
+    .find_map(|(f, given)| given.then_some(*f))
+    {
+        return Err(invalid(format!(
+            "{flag} applies to `gbdfl report audit` only"
+        )));
+    }
     let text = OptionText {
         delimiter: &args.delimiter,
         excel: args.excel,
@@ -88,7 +130,34 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let now = chrono::Local::now();
     let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
     opts.threads = crate::limits::threads(args.threads, &ctx.env)?;
-    let dest = args.out.unwrap_or_else(|| report::default_path(kind, now));
+    opts.format.headers = match args.headers.trim() {
+        "keys" => Lang::En,
+        "ru" => Lang::Ru,
+        h => return Err(invalid(format!("--headers {h:?}: give keys or ru"))),
+    };
+    if args.html {
+        if kind == Kind::Lookups {
+            return Err(invalid(
+                "--html makes the expiring and summary reports; lookups is CSV only",
+            ));
+        }
+        let lang = match &args.lang {
+            Some(l) => Lang::parse(l).map_err(invalid)?,
+            None => Lang::from_locale(&|k| (ctx.env)(k)),
+        };
+        opts.html = Some(HtmlOptions {
+            lang,
+            price: ctx.settings.price.as_ref().map(|p| p.value.clone()),
+            generated_at: chrono::Utc::now(),
+        });
+    } else if args.lang.is_some() {
+        return Err(invalid(
+            "--lang is for --html; the CSV header takes --headers ru",
+        ));
+    }
+    let dest = args
+        .out
+        .unwrap_or_else(|| report::default_path(kind, now, args.html));
     let rows = report::produce(kind, store, &opts, &dest, |n| ctx.release(store, n))
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;
     let iins = if opts.full_iin {
@@ -98,5 +167,70 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let noun = if rows == 1 { "row" } else { "rows" };
     eprintln!("{} report: {rows} {noun}, {iins}", kind.name());
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "report": kind.name(), "path": dest, "rows": rows, "full_iin": opts.full_iin,
+        }));
+    }
+    out(&format!("{}\n", dest.display()))
+}
+
+/// `gbdfl report audit`: the audit trail as CSV. Its own entry is written
+/// before the file appears under its name, so an auditor's copy of the
+/// trail is itself on the trail.
+fn audit_report(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    if args.full_iin {
+        return Err(invalid(
+            "--full-iin: the audit trail holds no IINs (only the start of each one's blind index)",
+        ));
+    }
+    let text = OptionText {
+        delimiter: &args.delimiter,
+        excel: args.excel,
+        full_iin: false,
+        from: args.from.as_deref(),
+        to: args.to.as_deref(),
+        within: &args.within,
+        as_of: args.as_of.as_deref(),
+    };
+    let now = chrono::Local::now();
+    // The period and format rules of the lookups report.
+    let opts = Options::parse(Kind::Lookups, &text, now.date_naive()).map_err(invalid)?;
+    let subject = match args.iin.as_deref() {
+        Some(s) => {
+            let iin = crate::iin::Iin::parse_unchecked(s)?;
+            ctx.note_subject(store, &iin);
+            Some(store.subject_of(&iin))
+        }
+        None => None,
+    };
+    let (from, to) = opts.period.bounds();
+    let filter = crate::store::AuditFilter {
+        from,
+        to,
+        operator: args.by,
+        subject,
+        command: args.action,
+    };
+    let dest = args
+        .out
+        .unwrap_or_else(|| report::default_path_named("audit", now));
+    let made = || -> Result<(report::AtomicFile, u64), report::ReportError> {
+        let file = report::AtomicFile::create(&dest)?;
+        report::write_audit(file, opts.format, store, &filter)
+    };
+    let (file, rows) = made().with_context(|| format!("audit report to {}", dest.display()))?;
+    // The entry is written before the file appears under its name; if it
+    // cannot be, the file is dropped unreleased.
+    ctx.release(store, rows)?;
+    file.commit()
+        .with_context(|| format!("audit report to {}", dest.display()))?;
+    let noun = if rows == 1 { "entry" } else { "entries" };
+    eprintln!("audit report: {rows} {noun}");
+    if ctx.settings.json {
+        return super::json::print(&serde_json::json!({
+            "report": "audit", "path": dest, "rows": rows,
+        }));
+    }
     out(&format!("{}\n", dest.display()))
 }

@@ -31,7 +31,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .into());
     };
     if ctx.settings.json {
-        let text = format!("{}\n", String::from_utf8_lossy(&body));
+        let text = super::json::raw(&body);
         ctx.release(store, 1)?;
         return out(&text);
     }

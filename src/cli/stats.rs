@@ -71,7 +71,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        return out(&format!("{}\n", serde_json::Value::Array(rows)));
+        return super::json::print(&rows);
     }
     if days.is_empty() {
         eprintln!("No lookups in this period.");

@@ -81,6 +81,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .filter(|q| q.state == QueueState::InDoubt)
             .count();
         eprintln!("Nothing to send: {}", describe_rest(&before));
+        if ctx.settings.json {
+            super::json::print(&summary_json(&[], 0))?;
+        }
         return if in_doubt > 0 {
             Err(Exit::new(ExitCode::InDoubt, in_doubt_advice(in_doubt)).into())
         } else {
@@ -108,7 +111,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .iter()
         .filter(|q| q.state == QueueState::Expired && before_ids.contains(q.id.as_str()))
         .count();
-    out(&summary(&report.calls, newly_expired))?;
+    if ctx.settings.json {
+        super::json::print(&summary_json(&report.calls, newly_expired))?;
+    } else {
+        out(&summary(&report.calls, newly_expired))?;
+    }
     finish(&report, &after)
 }
 
@@ -119,6 +126,27 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 /// `calls` are in the order they ended, so each request's last is its
 /// last in the list.
 pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
+    let rows: Vec<Vec<String>> = summary_rows(calls, expired)
+        .into_iter()
+        .map(|(k, calls, ended)| vec![k, calls.to_string(), ended.to_string()])
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    render::columns(&["OUTCOME", "CALLS", "REQUESTS (LAST CALL)"], &rows)
+}
+
+/// [`summary`] for `--json`: `{"outcomes": [{"outcome", "calls", "requests"}]}`.
+fn summary_json(calls: &[ItemEnd], expired: usize) -> serde_json::Value {
+    let rows: Vec<serde_json::Value> = summary_rows(calls, expired)
+        .into_iter()
+        .map(|(k, calls, ended)| serde_json::json!({ "outcome": k, "calls": calls, "requests": ended }))
+        .collect();
+    serde_json::json!({ "outcomes": rows })
+}
+
+/// (outcome, calls, requests whose last call ended so), by outcome.
+fn summary_rows(calls: &[ItemEnd], expired: usize) -> Vec<(String, u64, u64)> {
     let mut by: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut last: HashMap<&str, &ItemEnd> = HashMap::new();
     for c in calls {
@@ -128,21 +156,14 @@ pub fn summary(calls: &[ItemEnd], expired: usize) -> String {
     for c in last.values() {
         by.entry(c.fetched.label()).or_default().1 += 1;
     }
-    let mut rows: Vec<Vec<String>> = by
+    let mut rows: Vec<(String, u64, u64)> = by
         .into_iter()
-        .map(|(k, (calls, ended))| vec![k, calls.to_string(), ended.to_string()])
+        .map(|(k, (calls, ended))| (k, calls, ended))
         .collect();
     if expired > 0 {
-        rows.push(vec![
-            "EXPIRED (not sent)".into(),
-            "0".into(),
-            expired.to_string(),
-        ]);
+        rows.push(("EXPIRED (not sent)".into(), 0, expired as u64));
     }
-    if rows.is_empty() {
-        return String::new();
-    }
-    render::columns(&["OUTCOME", "CALLS", "REQUESTS (LAST CALL)"], &rows)
+    rows
 }
 
 fn describe_rest(items: &[crate::store::QueueItem]) -> String {

@@ -20,13 +20,13 @@ use uuid::Uuid;
 use crate::harness::{API_KEY, Env, contains, session, synthetic_iin};
 
 /// "Today" of the emulator and `--as-of` of the golden reports.
-const TODAY: &str = "2030-07-01";
-const SESSION: &str = "3e9b7d42-6c1a-4f8e-a2d5-9b4c8e1f7a3d";
+pub(crate) const TODAY: &str = "2030-07-01";
+pub(crate) const SESSION: &str = "3e9b7d42-6c1a-4f8e-a2d5-9b4c8e1f7a3d";
 /// A purpose with everything CSV must carry: Cyrillic, a comma, quotes, line breaks.
 const AWKWARD_PURPOSE: &str = "кредит, \"срочно\"\nвторая строка\r\nтретья";
 const HOSTILE_NAME: &str = "=HYPERLINK(\"http://x\") Асхат, \"Аса\" +Ерланович";
 
-fn today() -> NaiveDate {
+pub(crate) fn today() -> NaiveDate {
     NaiveDate::parse_from_str(TODAY, "%Y-%m-%d").unwrap()
 }
 
@@ -42,7 +42,7 @@ fn new_store(env: &Env) -> Store {
 }
 
 /// A paid VALID lookup answered two seconds after `time`; callers change the rest.
-fn paid<'a>(n: u128, iin: &'a Iin, time: &str, body: &'a [u8]) -> NewLookup<'a> {
+pub(crate) fn paid<'a>(n: u128, iin: &'a Iin, time: &str, body: &'a [u8]) -> NewLookup<'a> {
     let t = at(time);
     NewLookup {
         id: LookupId(Uuid::from_u128(n)),
@@ -100,7 +100,7 @@ fn answers(iins: &[&str]) -> Vec<Vec<u8>> {
 /// The golden database: fixtures with every expiry case, synthetic people,
 /// a cache hit, negative answers, a refusal, an outage, a garbled answer,
 /// over three days.
-fn seed_golden(env: &Env) {
+pub(crate) fn seed_golden(env: &Env) {
     // Answered VALID on day 1, in this order; then the negative answers.
     let valid_fixtures = [
         iins::VALID,
@@ -258,7 +258,7 @@ pub fn golden(name: &str, actual: &[u8]) {
 }
 
 /// Runs `report ARGS --out FILE` and returns the file's bytes.
-fn report(env: &Env, file: &str, args: &[&str]) -> Vec<u8> {
+pub(crate) fn report(env: &Env, file: &str, args: &[&str]) -> Vec<u8> {
     let out = env.path().join(file);
     let out_s = out.to_str().unwrap();
     let mut all = vec!["report"];
@@ -603,4 +603,21 @@ fn expiring_has_no_colour_when_piped_and_lists_stale_people() {
     let r = env.ok(&["expiring", "--stale", "30d", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 0, "{}", r.stdout);
+}
+
+#[test]
+fn the_audit_report_refuses_html_and_translated_headers_and_writes_nothing() {
+    let env = Env::new();
+    for extra in [&["--html"][..], &["--lang", "ru"], &["--headers", "ru"]] {
+        let mut args = vec!["report", "audit"];
+        args.extend_from_slice(extra);
+        let r = env.fails(&args, 2);
+        assert!(r.stderr.contains("the audit report is CSV"), "{}", r.stderr);
+        assert!(r.stdout.is_empty());
+    }
+    let reports = env.dir.path().join("reports");
+    let written = std::fs::read_dir(&reports)
+        .map(|d| d.filter(|e| e.is_ok()).count())
+        .unwrap_or(0);
+    assert_eq!(written, 0, "no report file may be written");
 }
