@@ -445,6 +445,21 @@ fn the_job(dir: &Path, first: &str) -> anyhow::Result<()> {
     )?;
     show_head(&expiring_csv)?;
 
+    say!(
+        "\nThe same as one HTML page with charts, for a browser (self-contained: it loads nothing):"
+    );
+    let html = dir.join("expiring.html");
+    let out = html.display().to_string();
+    show_run(
+        dir,
+        &[
+            &["report", "expiring", "--html", "--lang", "en"][..],
+            &as_of,
+            &["--out", &out],
+        ]
+        .concat(),
+    )?;
+
     say!("\nLookups and paid calls per day, for the monthly bill and the compliance file:");
     let summary_csv = dir.join("summary.csv");
     let out = summary_csv.display().to_string();

@@ -136,6 +136,11 @@ fn demo_shows_the_whole_job_and_reads_the_same_every_day() {
     );
     assert!(String::from_utf8_lossy(&excel).contains("\r\n"));
     assert!(dir.join("summary.csv").is_file());
+    let html = std::fs::read_to_string(dir.join("expiring.html")).unwrap();
+    assert!(
+        html.contains("<html") && html.contains("Иванова"),
+        "an HTML page of the rows"
+    );
 
     // The user's own settings (GBDFL_DB here) stay untouched: the demo's
     // steps ran on the demo's database only.
