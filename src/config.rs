@@ -304,7 +304,7 @@ pub fn read_file_config(path: &Path) -> Result<Option<FileConfig>, ConfigError> 
         if message.contains("unknown field `api_key`") {
             message.push_str(". The API key is never kept in config.toml: put it in a file readable by you only and set api_key_file, or set GBDFL_API_KEY");
         } else if message.contains("unknown field") {
-            message.push_str(". See README.md, section Configuration, for the keys gbdfl knows");
+            message.push_str(". See docs/reference.md, \"Configuration and environment\", for the keys gbdfl knows");
         } else if let Some(m) = wrong_type(&text) {
             message = m;
         }

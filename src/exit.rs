@@ -1,4 +1,4 @@
-//! The exit codes of gbdfl: one documented enum (README.md, "Exit codes"),
+//! The exit codes of gbdfl: one documented enum (docs/reference.md, "Exit codes"),
 //! and the mapping from every library error to one of them.
 //!
 //! Rule this module keeps: a code, once documented, keeps its meaning; scripts

@@ -2,10 +2,11 @@
 //! (a flag, the environment, the config file), and the one parser of each.
 //!
 //! Rules this module keeps: a value is checked against its documented range
-//! where it is parsed (README.md, "Ranges"), so nothing downstream can
-//! overflow on it; a bare number is a number of days for every duration; a
-//! date has a four-digit year; the error names the source, the value (cut
-//! when long) and the range, and maps to exit code 2.
+//! where it is parsed (docs/reference.md, "Configuration and environment"),
+//! so nothing downstream can overflow on it; a bare number is a number of
+//! days for every duration; a date has a four-digit year; the error names
+//! the source, the value (cut when long) and the range, and maps to exit
+//! code 2.
 
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ pub const RETRY_ATTEMPTS: CountRange = CountRange { min: 1, max: 100 };
 /// `--threads`, `GBDFL_THREADS`: 1 to 64 (as `--jobs` of batch and sync).
 pub const THREADS: CountRange = CountRange { min: 1, max: 64 };
 
-/// A duration bound as written in the README: `36500d`, `1h`, `100ms`.
+/// A duration bound as written in docs/reference.md: `36500d`, `1h`, `100ms`.
 pub fn format_bound(d: Duration) -> String {
     let s = d.as_secs();
     if d.subsec_nanos() != 0 || s == 0 {

@@ -163,7 +163,7 @@ impl Fetched {
         }
     }
 
-    /// The exit code this outcome maps to (README, "Exit codes").
+    /// The exit code this outcome maps to (docs/reference.md, "Exit codes").
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Fetched::Cached { .. } => ExitCode::Ok,

@@ -3,13 +3,11 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     gbdfl::process::harden();
     gbdfl::process::install_panic_hook();
     gbdfl::process::test_panic_if_asked();
-    let cli = gbdfl::cli::Cli::parse();
+    let cli = gbdfl::cli::parse();
     match gbdfl::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -436,7 +436,7 @@ pub fn stale_rows(
     Ok(rows)
 }
 
-/// The columns of each report, in order. README.md documents each one.
+/// The columns of each report, in order. docs/reports.md documents each one.
 pub const EXPIRING_COLUMNS: &[&str] = &[
     "iin",
     "full_name",

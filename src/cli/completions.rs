@@ -4,7 +4,7 @@
 
 use clap::CommandFactory as _;
 
-/// Print a tab-completion script for your shell (see README, "Shell completions")
+/// Print a tab-completion script for your shell (see docs/administration.md, "gbdfl completions")
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The shell to complete for

@@ -3,9 +3,18 @@
 //! It starts the emulator in-process on a loopback port, makes a fresh
 //! database and key in a folder it names, fetches a dozen subjects with
 //! varied outcomes, shows one, fetches it again to show the cache answering
-//! with no paid call, and prints what to try next.
+//! with no paid call, queues two requests while the line is down and syncs
+//! them, then runs the real binary for what compliance staff and auditors
+//! use: the expiring table, two CSV reports, and the audit trail's check.
+//! It ends with what to try next.
+//!
+//! Rules it keeps: every lookup and display is audited as the commands
+//! themselves audit it (the later steps *are* those commands, run on the
+//! demo's database); the emulator's calendar and the `--as-of` date are
+//! fixed ([`DEMO_TODAY`]), so the output reads the same every day apart from
+//! times, ids and paths (a golden test holds it).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -33,6 +42,16 @@ pub struct Args {
 }
 
 const DEMO_API_KEY: &str = "demo-organisation-api-key-not-a-real-one-0000000000";
+
+/// The emulator's "today" and the reports' `--as-of` date: fixed, so the
+/// expiry dates and days left read the same on every run.
+pub const DEMO_TODAY: &str = "2026-06-01";
+
+/// Who the demo's audit entries name.
+const OPERATOR: &str = "demo-user";
+
+/// The purpose the demo's lookups record.
+const PURPOSE: &str = "gbdfl demo";
 
 /// The fixture subjects the demo looks up: varied outcomes.
 const SUBJECTS: &[&str] = &[
@@ -108,6 +127,16 @@ fn line(iin: &str, fetched: &Fetched) -> String {
     format!("  {iin}  {what:<15} {source:<10} {note}\n")
 }
 
+/// Retries in the demo come after a tenth of a second, not seconds, so a
+/// request queued while the line was down is due again when the line is back.
+fn backoff() -> crate::sync::Backoff {
+    crate::sync::Backoff {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(1),
+        max_attempts: 5,
+    }
+}
+
 /// The line drops (the emulator answers 503): two fetches are queued; the
 /// line comes back and `sync` sends them, each once.
 fn offline(
@@ -160,17 +189,17 @@ fn offline(
     super::out(&text)?;
     let waiting = store.queue_items()?;
     say!("  Both wait in the encrypted queue ($ gbdfl queue):");
-    super::out(&render::queue(&waiting, false))?;
+    let table: String = render::queue(&waiting, false)
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    super::out(&table)?;
 
     emu.set_faults(Faults::default());
     say!("\nThe line is back: $ gbdfl sync");
     let opts = crate::sync::Options {
         jobs: 4,
-        backoff: crate::sync::Backoff {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(1),
-            max_attempts: 5,
-        },
+        backoff: backoff(),
         resend_in_doubt: false,
         max_wait: Duration::from_secs(30),
         only: None,
@@ -184,8 +213,11 @@ fn offline(
         },
     };
     let report = crate::sync::run(store, client, &opts, &|_| {})?;
+    // By IIN, not in the order the parallel calls ended: the same every run.
+    let mut ends: Vec<_> = report.calls.iter().collect();
+    ends.sort_by(|a, b| a.item.iin.as_str().cmp(b.item.iin.as_str()));
     let mut text = String::new();
-    for end in &report.calls {
+    for end in ends {
         text.push_str(&line(end.item.iin.as_str(), &end.fetched));
     }
     super::out(&text)?;
@@ -200,12 +232,14 @@ fn offline(
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let dir = fresh_dir(args.dir)?;
+    let today =
+        chrono::NaiveDate::parse_from_str(DEMO_TODAY, "%Y-%m-%d").expect("DEMO_TODAY is a date");
     let (db_path, key_path) = (dir.join("gbdfl.db"), dir.join("master.key"));
     let emu = Emulator::start(
         "127.0.0.1:0",
         EmulatorConfig {
             api_key: Some(DEMO_API_KEY.into()),
-            today: None,
+            today: Some(today),
             faults: Faults::default(),
         },
     )
@@ -234,10 +268,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         ApiKey::new(DEMO_API_KEY.into()),
     )?;
-    let operator = "demo-operator";
+    let operator = OPERATOR;
     let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let audit_entry = |command: &str, iin: &Iin| crate::store::AuditEntry {
+        command: command.into(),
+        operator: operator.into(),
+        host: host.clone(),
+        subject: Some(store.subject_of(iin)),
+        purpose: Some(PURPOSE.into()),
+        ..Default::default()
+    };
+    // Each fetch is audited as `gbdfl fetch` audits it: with its lookup, in
+    // the same transaction, or on its own when no lookup was recorded.
     let fetch = |iin: &Iin, session: &SessionId, force: bool| {
-        lookup::fetch(
+        let entry = audit_entry("fetch", iin);
+        let attempt = lookup::fetch(
             &store,
             &client,
             &FetchRequest {
@@ -246,16 +291,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 asker: Asker {
                     operator,
                     host: &host,
-                    purpose: Some("gbdfl demo"),
+                    purpose: Some(PURPOSE),
                 },
                 max_age: Duration::from_secs(30 * 86_400),
                 force,
-                audit: None,
+                audit: Some(entry.clone()),
             },
-            &crate::sync::Backoff::default(),
+            &backoff(),
             None,
-        )
-        .map(|a| a.fetched)
+        )?;
+        if attempt.fetched.id().is_none() {
+            store.append_audit(&entry)?;
+        }
+        Ok::<Fetched, crate::store::StoreError>(attempt.fetched)
     };
 
     let mut subjects: Vec<String> = SUBJECTS.iter().map(|s| s.to_string()).collect();
@@ -302,7 +350,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(rec) = store.latest_valid(&first)?
         && let Some(resp) = lookup::parse_stored(&rec.body)
     {
-        let today = chrono::Local::now().date_naive();
+        // Audited before it is shown, as `gbdfl show` does.
+        store.append_audit(&crate::store::AuditEntry {
+            records: 1,
+            ..audit_entry("show", &first)
+        })?;
         super::out(&render::person(first.as_str(), &resp, &rec.lookup, today))?;
     }
 
@@ -328,19 +380,166 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     say!("  invalid IINs caught before any call  1");
     offline(&store, &client, &emu, &fetch, operator, &host)?;
 
+    drop(store);
+    the_job(&dir, first.as_str())?;
+
     let d = dir.display();
     say!("\nTry next (the emulator stops with the demo; start your own with `gbdfl mock-server`;");
     say!("use `cargo run --release --` in place of `gbdfl` if it is not installed):");
-    say!("  export GBDFL_DB={d}/gbdfl.db GBDFL_KEY_FILE={d}/master.key");
-    say!("  gbdfl show {}", first.as_str());
-    say!("  gbdfl history {}", first.as_str());
-    say!("  gbdfl show {} --json", first.as_str());
+    say!(
+        "  export GBDFL_DB={d}/gbdfl.db GBDFL_KEY_FILE={d}/master.key GBDFL_CONFIG={d}/config.toml"
+    );
+    say!("  gbdfl show {0}; gbdfl history {0}", first.as_str());
+    say!("  gbdfl expiring --within 30d --as-of {DEMO_TODAY} --full-iin");
+    say!(
+        "  gbdfl report lookups --out {d}/lookups.csv     (every lookup: who, when, why, outcome)"
+    );
+    say!(
+        "  gbdfl audit log --iin {}     (who looked this person up, and why)",
+        first.as_str()
+    );
+    say!(
+        "  gbdfl audit head     (write COUNT:MAC down elsewhere; later `gbdfl audit verify --head COUNT:MAC`)"
+    );
     say!("  gbdfl queue; gbdfl stats");
-    say!("  gbdfl mock-server --fixtures");
+    say!("  gbdfl --help     (every command, grouped by task)");
     say!(
         "  gbdfl mock-server &   then   GBDFL_BASE_URL=http://127.0.0.1:8089/api/v1/backend/gbdfl/ GBDFL_API_KEY=any gbdfl fetch {} --session $(uuidgen)",
         subjects.last().map(String::as_str).unwrap_or_default()
     );
     emu.stop();
     Ok(())
+}
+
+/// How many lines of a report the demo shows.
+const HEAD_LINES: usize = 4;
+
+/// The rest of the job, run as the user would run it: this very binary, on
+/// the demo's database, with the user's own settings left out (only the
+/// demo's folder, key and an empty config file), so each command audits
+/// itself exactly as it does in real use.
+fn the_job(dir: &Path, first: &str) -> anyhow::Result<()> {
+    let config = dir.join("config.toml");
+    std::fs::write(&config, "# the demo's settings: all defaults\n")
+        .with_context(|| format!("writing {}", config.display()))?;
+    let d = dir.display();
+    say!(
+        "\nThe rest of the job runs the gbdfl commands themselves on the demo's database:\n$ export GBDFL_DB={d}/gbdfl.db GBDFL_KEY_FILE={d}/master.key GBDFL_CONFIG={d}/config.toml"
+    );
+
+    say!(
+        "\nDocuments that need attention, from the cache only, no paid call (the demo's calendar stands at {DEMO_TODAY}; in real use leave --as-of out):"
+    );
+    let as_of = ["--as-of", DEMO_TODAY];
+    show_run(dir, &[&["expiring"][..], &as_of].concat())?;
+
+    say!("\nThe same as a CSV report for Excel (UTF-8 with a byte order mark, CRLF line ends):");
+    let expiring_csv = dir.join("expiring.csv");
+    let out = expiring_csv.display().to_string();
+    show_run(
+        dir,
+        &[
+            &["report", "expiring", "--excel"][..],
+            &as_of,
+            &["--out", &out],
+        ]
+        .concat(),
+    )?;
+    show_head(&expiring_csv)?;
+
+    say!(
+        "\nThe same as one HTML page with charts, for a browser (self-contained: it loads nothing):"
+    );
+    let html = dir.join("expiring.html");
+    let out = html.display().to_string();
+    show_run(
+        dir,
+        &[
+            &["report", "expiring", "--html", "--lang", "en"][..],
+            &as_of,
+            &["--out", &out],
+        ]
+        .concat(),
+    )?;
+
+    say!("\nLookups and paid calls per day, for the monthly bill and the compliance file:");
+    let summary_csv = dir.join("summary.csv");
+    let out = summary_csv.display().to_string();
+    show_run(dir, &["report", "summary", "--out", &out])?;
+    show_head(&summary_csv)?;
+
+    say!(
+        "\nThe audit trail: every lookup, display and report above left an entry, chained by MACs, so a changed, deleted or reordered entry is found:"
+    );
+    show_run(dir, &["audit", "verify"])?;
+    show_run(dir, &["audit", "head"])?;
+    say!("$ gbdfl audit log --iin {first}   (first lines)");
+    let log = run_self(dir, &["audit", "log", "--iin", first])?;
+    let mut text = String::new();
+    for l in log.lines().take(HEAD_LINES + 1) {
+        text.push_str(&format!("  {l}\n"));
+    }
+    super::out(&text)
+}
+
+/// Runs one gbdfl command on the demo's folder, printing it first and then
+/// what it printed (its messages, then its output), indented.
+fn show_run(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    say!("$ gbdfl {}", args.join(" "));
+    let text = run_self(dir, args)?;
+    super::out(&text)
+}
+
+/// Runs this binary with `args` on the demo's database; its standard error
+/// and output, indented. A failure stops the demo with the command's message.
+fn run_self(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
+    let exe = std::env::current_exe().context("finding the gbdfl binary to run")?;
+    let mut cmd = std::process::Command::new(&exe);
+    // The user's own settings stay out of the demo's database and trail.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GBDFL_") {
+            cmd.env_remove(&k);
+        }
+    }
+    let output = cmd
+        .args(args)
+        .env("GBDFL_DB", dir.join("gbdfl.db"))
+        .env("GBDFL_KEY_FILE", dir.join("master.key"))
+        .env("GBDFL_CONFIG", dir.join("config.toml"))
+        .env("GBDFL_OPERATOR", OPERATOR)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {} {}", exe.display(), args.join(" ")))?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    if !output.status.success() {
+        anyhow::bail!(
+            "the demo's step `gbdfl {}` failed ({}): {}",
+            args.join(" "),
+            output.status,
+            stderr.trim()
+        );
+    }
+    let mut text = String::new();
+    for l in stderr.lines().chain(stdout.lines()) {
+        text.push_str(&format!("  {l}\n"));
+    }
+    Ok(text)
+}
+
+/// Prints a report's first lines as a spreadsheet would read them.
+fn show_head(path: &Path) -> anyhow::Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = String::from_utf8_lossy(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes));
+    let total = text.lines().count();
+    let mut shown = format!("  $ head -{HEAD_LINES} {}\n", path.display());
+    for l in text.lines().take(HEAD_LINES) {
+        shown.push_str(&format!("  {}\n", l.trim_end_matches('\r')));
+    }
+    if total > HEAD_LINES {
+        shown.push_str(&format!("  ... {} lines in all\n", total));
+    }
+    super::out(&shown)
 }

@@ -7,7 +7,7 @@ use clap::CommandFactory as _;
 
 use crate::exit::{Exit, ExitCode};
 
-/// Print the manual page in roff, or write a page per command (see README, "gbdfl man")
+/// Print the manual page in roff, or write a page per command (see docs/administration.md, "gbdfl man")
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Write gbdfl.1 and a page per command (gbdfl-show.1, gbdfl-audit-log.1, ...) into this folder

@@ -18,6 +18,7 @@ mod doctor;
 mod expiring;
 mod export;
 mod fetch;
+mod help;
 mod history;
 mod import;
 mod init;
@@ -45,6 +46,8 @@ use crate::exit::{Exit, ExitCode};
 use crate::iin::Iin;
 use crate::keyfile;
 use crate::store::{AuditEntry, Store};
+
+pub use help::{GROUPS, command, env_vars, parse};
 
 /// gbdfl: look people up in GBDFL (the State Database of Individuals, via
 /// biometric.kz), keep every lookup encrypted in a local SQLite cache, and

@@ -127,7 +127,7 @@ const RU_SHORT: [&str; 12] = [
     "янв", "фев", "мар", "апр", "мая", "июн", "июл", "авг", "сен", "окт", "ноя", "дек",
 ];
 
-/// Russian CSV headers of every report column (README lists the keys).
+/// Russian CSV headers of every report column (docs/reports.md lists the keys).
 pub(crate) fn ru_header(key: &str) -> Option<&'static str> {
     Some(match key {
         "iin" => "ИИН",

@@ -10,6 +10,7 @@ mod billing;
 mod bulk;
 mod concurrent;
 mod conventions;
+mod demo;
 mod docs;
 mod fetch;
 mod format;
