@@ -13,7 +13,7 @@ use crate::harness::{Env, session, synthetic_iin};
 
 /// This test process's user as gbdfl writes it: `NAME (uid N)`, asked of
 /// `id`, not of gbdfl.
-fn me() -> String {
+pub(crate) fn me() -> String {
     let id = |flag: &str| {
         let out = Command::new("id").arg(flag).output().expect("run id");
         out.status
