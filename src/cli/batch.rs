@@ -201,6 +201,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         &waiting,
         args.full_iin,
     );
+    // The outcome file names the rows' people: its entry comes first.
+    ctx.release(store, rows.len() as u64)?;
     report::write_batch_to(outcome_file, &rows, parsed.delimiter)?;
     if ctx.settings.json {
         super::json::print(&summary_json(&rows, &dest))?;

@@ -357,3 +357,36 @@ fn a_request_left_queued_is_not_counted_as_done_or_failed() {
         r.stderr
     );
 }
+
+/// The outcome file names every row's person: batch's own entry, counting
+/// those rows, is written before the file appears.
+#[test]
+fn the_outcome_file_is_audited_with_its_row_count() {
+    let env = Env::new();
+    let (a, b) = (synthetic_iin(11), synthetic_iin(12));
+    let file = write(
+        &env,
+        "rows.csv",
+        &format!(
+            "iin,session_id\n{a},{}\n{b},{}\nnot-an-iin,{}\n",
+            session(),
+            session(),
+            session()
+        ),
+    );
+    env.fails(&["batch", &file], 2);
+    let r = env.ok(&["audit", "log", "--json", "--action", "batch"]);
+    let counts: Vec<u64> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["subject"].is_null())
+        .map(|e| e["records"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        counts.first(),
+        Some(&3),
+        "the entry before the outcome file counts its 3 rows: {}",
+        r.stdout
+    );
+}
