@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS lookups (
     detail_enc   BLOB,                     -- sealed failure detail, HTTP error message or transport error
     response_enc BLOB,                     -- sealed codec byte + the response body (raw or zstd, docs/FORMAT.md)
     summary_enc  BLOB,                     -- sealed document summary of a VALID answer (version 3; NULL before)
-    reached      TEXT CHECK (reached IN ('no', 'maybe', 'yes')) -- did the request reach the service (version 4; NULL for cache answers and before)
+    reached      TEXT CHECK (reached IN ('no', 'maybe', 'yes')), -- did the request reach the service (version 4; NULL for cache answers and before)
+    os_user      TEXT                      -- OS user of the recording process, `NAME (uid N)` (version 5; NULL before)
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
@@ -88,7 +89,8 @@ CREATE TABLE IF NOT EXISTS audit (
     key_version INTEGER NOT NULL REFERENCES keys (version),
     purpose_enc BLOB,                      -- sealed purpose
     error_enc   BLOB,                      -- sealed error message
-    mac         BLOB NOT NULL              -- 32 bytes
+    mac         BLOB NOT NULL,             -- 32 bytes
+    os_user     TEXT                       -- OS user that ran the command, `NAME (uid N)`; in the mac when present (version 5; NULL before)
 ) STRICT;
 
 -- Requests waiting to be sent (schema version 2): `fetch` and `batch` put a

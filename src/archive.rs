@@ -323,7 +323,13 @@ fn seal_line(
         Ok((item, warning)) => (
             n,
             opener
-                .seal_import(&item, who.operator, who.host, who.purpose)
+                .seal_import(
+                    &item,
+                    who.operator,
+                    who.host,
+                    who.purpose,
+                    Some(crate::config::os_user()),
+                )
                 .map_err(|e| e.to_string()),
             warning,
         ),

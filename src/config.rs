@@ -823,6 +823,31 @@ impl Settings {
 /// names none (a cron job, `env -i`): its login name from the user
 /// database, else `uid N`; never a made-up "unknown" on Unix.
 fn os_user_name() -> String {
+    let (uid, name) = os_user_ids();
+    match (name, uid) {
+        (Some(name), _) => name,
+        (None, Some(uid)) => format!("uid {uid}"),
+        (None, None) => "unknown".to_owned(),
+    }
+}
+
+/// The OS user running gbdfl as the machine says, for the audit trail and
+/// the lookups beside the declared operator: `NAME (uid N)`, or `uid N`
+/// when the user database has no name for the uid. Asked of the OS once per
+/// process, never of the environment (`$USER` is whatever the caller set).
+pub fn os_user() -> &'static str {
+    static OS_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OS_USER.get_or_init(|| match os_user_ids() {
+        (Some(uid), Some(name)) => format!("{name} (uid {uid})"),
+        (Some(uid), None) => format!("uid {uid}"),
+        (None, Some(name)) => name,
+        (None, None) => "unknown".to_owned(),
+    })
+}
+
+/// The real uid of the process and its login name from the user database
+/// (`None` when it has none usable); no uid off Unix.
+fn os_user_ids() -> (Option<u32>, Option<String>) {
     #[cfg(unix)]
     {
         // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
@@ -836,15 +861,15 @@ fn os_user_name() -> String {
             if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
                 let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy();
                 if !name.trim().is_empty() && !name.chars().any(char::is_control) {
-                    return name.into_owned();
+                    return (Some(uid), Some(name.into_owned()));
                 }
             }
-            format!("uid {uid}")
+            (Some(uid), None)
         }
     }
     #[cfg(not(unix))]
     {
-        "unknown".to_owned()
+        (None, None)
     }
 }
 

@@ -54,6 +54,7 @@ fn sample_lookup() -> Lookup {
         purpose: None,
         detail: None,
         reached: Some(crate::store::Reached::Yes),
+        os_user: None,
     }
 }
 

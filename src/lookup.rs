@@ -453,6 +453,7 @@ fn record_cached(
                 Uuid::parse_str(&from.lookup.id).unwrap_or_default(),
             )),
             reached: None,
+            os_user: Some(crate::config::os_user()),
         },
         audit.as_ref(),
     )?;
@@ -572,6 +573,8 @@ fn finish_call(
         response: None,
         cached_from: None,
         reached: None,
+        // The sender's: a queued request is recorded by whoever sends it.
+        os_user: Some(crate::config::os_user()),
     };
     let answer = client.lookup(&item.iin, &item.session_id);
     if let Answer::Misconfigured { problem, message } = answer {

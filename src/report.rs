@@ -722,7 +722,7 @@ pub fn write_summary<W: Write>(
 }
 
 /// The columns of the audit report: the fields of `gbdfl audit log --json`.
-pub const AUDIT_COLUMNS: [&str; 13] = [
+pub const AUDIT_COLUMNS: [&str; 14] = [
     "seq",
     "id",
     "at",
@@ -736,13 +736,14 @@ pub const AUDIT_COLUMNS: [&str; 13] = [
     "error",
     "paid_call",
     "records",
+    "os_user",
 ];
 
 /// An audit entry's fields in [`AUDIT_COLUMNS`] order: the one definition
 /// behind `gbdfl audit log --json` and the audit report, so the two
 /// cannot differ. The entry holds no IIN (only the start of its blind
 /// index); messages in it were masked when written.
-pub fn audit_fields(v: &AuditView) -> [serde_json::Value; 13] {
+pub fn audit_fields(v: &AuditView) -> [serde_json::Value; 14] {
     use serde_json::json;
     [
         json!(v.seq),
@@ -758,6 +759,7 @@ pub fn audit_fields(v: &AuditView) -> [serde_json::Value; 13] {
         json!(v.error),
         json!(v.paid_call),
         json!(v.records),
+        json!(v.os_user),
     ]
 }
 

@@ -104,10 +104,11 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
 /// error) made [`safe`](render::safe).
 fn line(v: &AuditView) -> String {
     format!(
-        "{:>6}  {}  {:<12} {:<14} {:<16} {:<5} paid={} records={}  {}{}\n",
+        "{:>6}  {}  {:<12} {:<20} {:<14} {:<16} {:<5} paid={} records={}  {}{}\n",
         v.seq,
         v.at.format("%Y-%m-%d %H:%M:%S"),
         render::safe(&v.operator),
+        render::safe(v.os_user.as_deref().unwrap_or("-")),
         render::safe(&v.command),
         render::safe(v.subject.as_deref().unwrap_or("-")),
         if v.ok { "ok" } else { "ERROR" },
@@ -211,7 +212,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let mut text = String::new();
             if !json {
                 text.push_str(
-                    "   SEQ  TIME (UTC)           OPERATOR     COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
+                    "   SEQ  TIME (UTC)           OPERATOR     OS USER              COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
                 );
             }
             store.each_audit(&filter, |v| -> anyhow::Result<()> {

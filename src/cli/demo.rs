@@ -151,6 +151,7 @@ fn offline(
         command: "queue drop".into(),
         operator: operator.into(),
         host: host.into(),
+        os_user: Some(crate::config::os_user().to_owned()),
         ..Default::default()
     };
     let leftovers = store.queue_items()?;
@@ -207,6 +208,7 @@ fn offline(
             command: "sync".into(),
             operator: operator.into(),
             host: host.into(),
+            os_user: Some(crate::config::os_user().to_owned()),
             ..Default::default()
         },
     };
@@ -274,6 +276,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         host: host.clone(),
         subject: Some(store.subject_of(iin)),
         purpose: Some(PURPOSE.into()),
+        os_user: Some(crate::config::os_user().to_owned()),
         ..Default::default()
     };
     // Each fetch is audited as `gbdfl fetch` audits it: with its lookup, in

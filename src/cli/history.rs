@@ -51,6 +51,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                     "reason": l.detail,
                     "iin_checked": l.iin_checked,
                     "cached_from": l.cached_from,
+                    "os_user": l.os_user,
                 })
             })
             .collect();

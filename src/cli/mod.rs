@@ -228,6 +228,7 @@ impl Ctx {
             subject: note.subject,
             purpose: self.purpose.clone(),
             records: note.records,
+            os_user: Some(crate::config::os_user().to_owned()),
             ..AuditEntry::default()
         }
     }

@@ -27,6 +27,9 @@ pub struct AuditEntry {
     pub error: Option<String>,
     pub paid_call: bool,
     pub records: u64,
+    /// The OS user that ran the command (`NAME (uid N)`), beside the
+    /// declared `operator`; `None` for entries written before it was kept.
+    pub os_user: Option<String>,
 }
 
 /// An entry as read back, opened.
@@ -47,6 +50,7 @@ pub struct AuditView {
     pub error: Option<String>,
     pub paid_call: bool,
     pub records: u64,
+    pub os_user: Option<String>,
 }
 
 /// What `audit verify` found.
@@ -94,7 +98,10 @@ impl Store {
         let purpose = opt_part(purpose);
         let error = opt_part(error);
         let subject = row.subject.clone().unwrap_or_default();
-        self.keys.audit_mac(&[
+        // The OS user joins the MAC input only when the entry has one, so
+        // entries written before it was kept still verify.
+        let os_user = opt_part(row.os_user.as_deref());
+        let parts: [&[u8]; 15] = [
             prev,
             seq.as_bytes(),
             row.id.as_bytes(),
@@ -109,7 +116,10 @@ impl Store {
             records.as_bytes(),
             &purpose,
             &error,
-        ])
+            &os_user,
+        ];
+        let n = if row.os_user.is_some() { 15 } else { 14 };
+        self.keys.audit_mac(&parts[..n])
     }
 
     fn seal_audit(
@@ -177,6 +187,7 @@ impl Store {
             key_version: i64::from(self.key_version),
             purpose_enc: self.seal_audit(&id, "purpose_enc", e.purpose.as_deref())?,
             error_enc: self.seal_audit(&id, "error_enc", e.error.as_deref())?,
+            os_user: e.os_user.clone(),
             mac: Vec::new(),
             id,
         };
@@ -209,6 +220,7 @@ impl Store {
             error: self.open_audit_text(row, "error_enc", row.error_enc.as_deref())?,
             paid_call: row.paid_call,
             records: row.records.max(0) as u64,
+            os_user: row.os_user.clone(),
         })
     }
 
@@ -296,5 +308,82 @@ impl Store {
             last_mac: prev,
             problem,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::MasterKey;
+
+    fn entry(command: &str, os_user: Option<&str>) -> AuditEntry {
+        AuditEntry {
+            command: command.into(),
+            operator: "anna".into(),
+            host: "host".into(),
+            os_user: os_user.map(str::to_owned),
+            ..AuditEntry::default()
+        }
+    }
+
+    /// A trail of schema version 4 (no `os_user`) goes on in version 5: the
+    /// old entries verify as written (the MAC takes the OS user only when
+    /// present), the new ones carry it, and changing it breaks the chain.
+    #[test]
+    fn entries_before_and_after_os_user_verify_and_it_is_covered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gbdfl.db");
+        let key = MasterKey::from_bytes([7; crate::crypto::KEY_LEN]);
+        let (store, _) = Store::init(&path, &key).unwrap();
+        store.append_audit(&entry("fetch", None)).unwrap();
+        store.append_audit(&entry("show", None)).unwrap();
+        drop(store);
+        // Back to version 4: the columns go, as a database of that time.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "ALTER TABLE audit DROP COLUMN os_user; ALTER TABLE lookups DROP COLUMN os_user; \
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        drop(c);
+        let store = Store::open(&path, &key).unwrap();
+        store
+            .append_audit(&entry("fetch", Some("anna (uid 1000)")))
+            .unwrap();
+        let check = store.verify_audit(None).unwrap();
+        assert_eq!((check.entries, check.problem), (3, None));
+        let mut seen = Vec::new();
+        store
+            .each_audit(&AuditFilter::default(), |v| -> Result<(), StoreError> {
+                seen.push(v.os_user);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, [None, None, Some("anna (uid 1000)".to_owned())]);
+        for (seq, value) in [(3, Some("root (uid 0)")), (3, None), (1, Some("x"))] {
+            let before: Option<String> = store
+                .conn
+                .query_row("SELECT os_user FROM audit WHERE seq = ?1", [seq], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            store
+                .conn
+                .execute(
+                    "UPDATE audit SET os_user = ?2 WHERE seq = ?1",
+                    rusqlite::params![seq, value],
+                )
+                .unwrap();
+            let problem = store.verify_audit(None).unwrap().problem.unwrap();
+            assert!(problem.starts_with(&format!("entry {seq} ")), "{problem}");
+            store
+                .conn
+                .execute(
+                    "UPDATE audit SET os_user = ?2 WHERE seq = ?1",
+                    rusqlite::params![seq, before],
+                )
+                .unwrap();
+        }
+        assert_eq!(store.verify_audit(None).unwrap().problem, None);
     }
 }

@@ -250,6 +250,7 @@ impl Opener {
         operator: &str,
         host: &str,
         purpose: Option<&str>,
+        os_user: Option<&str>,
     ) -> Result<SealedLookup, StoreError> {
         let id = LookupId(Uuid::new_v8(self.keys.content_id(item.body)));
         let summary = item.summary.as_ref().map(|s| Zeroizing::new(s.encode()));
@@ -274,6 +275,7 @@ impl Opener {
             cached_from: None,
             // An imported answer came back from the service.
             reached: Some(super::Reached::Yes),
+            os_user,
         };
         let row = sealed_row(
             &self.keys,
@@ -587,7 +589,7 @@ mod tests {
             .collect();
         let seal = |n: usize| {
             opener
-                .seal_import(&item(n as u32, &bodies[n]), "op", "host", None)
+                .seal_import(&item(n as u32, &bodies[n]), "op", "host", None, None)
                 .unwrap()
         };
         let other = Store::open(&path, &key).unwrap();
@@ -687,7 +689,7 @@ mod tests {
                     if n == 12 {
                         item.fetched_at = Utc::now();
                     }
-                    opener.seal_import(&item, "op", "host", None).unwrap()
+                    opener.seal_import(&item, "op", "host", None, None).unwrap()
                 })
                 .collect();
             let mut rows = Some(rows);

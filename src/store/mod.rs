@@ -385,6 +385,8 @@ pub struct NewLookup<'a> {
     /// Whether the call reached the service; `None` when no call was made
     /// (an answer from the cache).
     pub reached: Option<Reached>,
+    /// The OS user of the process recording the lookup, beside `operator`.
+    pub os_user: Option<&'a str>,
 }
 
 /// A stored lookup, opened. The raw response is fetched separately.
@@ -410,6 +412,8 @@ pub struct Lookup {
     pub detail: Option<String>,
     /// Whether the call reached the service; `None` for cache answers.
     pub reached: Option<Reached>,
+    /// The OS user of the process that recorded it; `None` before kept.
+    pub os_user: Option<String>,
 }
 
 /// The message prefix with which gbdfl before schema version 4 recorded a
@@ -514,6 +518,7 @@ fn sealed_row(
         response_enc,
         summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
         reached: l.reached.map(|r| r.as_str().to_owned()),
+        os_user: l.os_user.map(str::to_owned),
         id,
     })
 }
@@ -824,6 +829,7 @@ impl Store {
             purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
             detail,
             reached,
+            os_user: row.os_user.clone(),
         })
     }
 

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use super::StoreError;
 
 /// The schema version this binary writes (schema.sql).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 const SCHEMA: &str = include_str!("../../schema.sql");
@@ -48,6 +48,9 @@ pub struct LookupRow {
     /// Whether the request reached the service: `no`, `maybe`, `yes`
     /// (schema version 4; NULL for cache answers and older rows).
     pub reached: Option<String>,
+    /// The OS user of the process that recorded the lookup (schema
+    /// version 5; NULL before).
+    pub os_user: Option<String>,
 }
 
 /// The columns of `lookups` in [`LookupRow`]'s order, as a literal so that
@@ -56,7 +59,7 @@ macro_rules! lookup_columns {
     () => {
         "id, subject, requested_at, answered_at, operator, host, source, outcome, \
          status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, reached"
+         iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, reached, os_user"
     };
 }
 
@@ -67,7 +70,7 @@ const LOOKUP_COLUMNS: &str = lookup_columns!();
 const INSERT_LOOKUP: &str = concat!(
     "INSERT OR IGNORE INTO lookups (",
     lookup_columns!(),
-    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
 );
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
@@ -94,6 +97,7 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         response_enc: r.get(19)?,
         summary_enc: r.get(20)?,
         reached: r.get(21)?,
+        os_user: r.get(22)?,
     })
 }
 
@@ -381,6 +385,19 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
             "ALTER TABLE lookups ADD COLUMN reached TEXT CHECK (reached IN ('no', 'maybe', 'yes'));",
         )?;
     }
+    // Version 5 adds `os_user` to `lookups` and `audit`: the OS user of the
+    // process beside the declared operator. Older rows keep NULL; the audit
+    // MAC covers it only when present, so older entries still verify.
+    for table in ["lookups", "audit"] {
+        let has_os_user: bool = tx.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'os_user'",
+            [table],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?;
+        if !has_os_user {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN os_user TEXT;"))?;
+        }
+    }
     tx.execute_batch("DROP INDEX IF EXISTS lookups_valid;")?;
     tx.execute_batch(SCHEMA)?;
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
@@ -568,10 +585,12 @@ pub struct AuditRow {
     pub purpose_enc: Option<Vec<u8>>,
     pub error_enc: Option<Vec<u8>>,
     pub mac: Vec<u8>,
+    /// The OS user that ran the command (schema version 5; NULL before).
+    pub os_user: Option<String>,
 }
 
 const AUDIT_COLUMNS: &str = "seq, id, at, operator, host, command, subject, outcome, exit_code, \
-     paid_call, records, key_version, purpose_enc, error_enc, mac";
+     paid_call, records, key_version, purpose_enc, error_enc, mac, os_user";
 
 fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     Ok(AuditRow {
@@ -590,6 +609,7 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
         purpose_enc: r.get(12)?,
         error_enc: r.get(13)?,
         mac: r.get(14)?,
+        os_user: r.get(15)?,
     })
 }
 
@@ -608,7 +628,7 @@ pub fn insert_audit(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
     exec(
         conn,
         &format!(
-            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
         ),
         params![
             a.seq,
@@ -625,7 +645,8 @@ pub fn insert_audit(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
             a.key_version,
             a.purpose_enc,
             a.error_enc,
-            a.mac
+            a.mac,
+            a.os_user
         ],
     )?;
     Ok(())
@@ -855,6 +876,7 @@ fn insert_with(st: &mut rusqlite::CachedStatement<'_>, r: &LookupRow) -> Result<
         r.response_enc,
         r.summary_enc,
         r.reached,
+        r.os_user,
     ])?;
     Ok(n == 1)
 }

@@ -428,6 +428,7 @@ fn report_audit_matches_its_golden_file_and_audits_itself() {
             purpose: Some("кредит, \"срочно\"\nвторая строка".into()),
             paid_call: true,
             records: 1,
+            os_user: Some("kassir1 (uid 1001)".into()),
             ..entry("fetch", "kassir-1")
         })
         .unwrap();

@@ -11,11 +11,16 @@ use crate::report::golden;
 
 /// Replaces what differs between runs: the demo folder, the emulator's
 /// port, the host name, UUIDs, date-times, the day in the summary report,
-/// audit MACs and blind-index prefixes. Fixed dates (birth, expiry) stay.
+/// audit MACs, blind-index prefixes and the OS user in `audit log`. Fixed
+/// dates (birth, expiry) stay.
 fn mask(text: &str, dir: &Path) -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let text = text.replace(dir.to_str().unwrap(), "<DIR>");
     let text = text.replace(&format!(" on {host} "), " on <HOST> ");
+    let text = text.replace(
+        &format!(" {:<20} ", crate::os_user::me()),
+        &format!(" {:<20} ", "<OS USER>"),
+    );
     let mut out = String::with_capacity(text.len());
     for line in text.lines() {
         out.push_str(&mask_handle(&mask_line(line)));

@@ -19,6 +19,7 @@ mod html;
 mod import;
 mod init;
 mod network;
+mod os_user;
 mod privacy;
 mod ranges;
 mod report;

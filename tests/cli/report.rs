@@ -63,6 +63,7 @@ pub(crate) fn paid<'a>(n: u128, iin: &'a Iin, time: &str, body: &'a [u8]) -> New
         response: Some(body),
         cached_from: None,
         reached: Some(Reached::Yes),
+        os_user: None,
     }
 }
 
