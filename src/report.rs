@@ -462,8 +462,11 @@ pub const LOOKUPS_COLUMNS: &[&str] = &[
     "http_status",
     "failure_reason",
 ];
-/// Every lookup is a paid call or a cache hit; every paid call is counted
-/// once under its GBDFL status, or as refused, unavailable or garbled.
+/// Every lookup is a paid call, a cache hit, or an attempt that provably
+/// never reached the service (`not_sent`, nothing billed); every paid call
+/// is counted once under its GBDFL status, or as refused, unavailable or
+/// garbled. Paid is decided by [`Lookup::never_sent`], as `stats` and the
+/// audit trail decide it.
 pub const SUMMARY_COLUMNS: &[&str] = &[
     "day",
     "lookups",
@@ -481,7 +484,11 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "refused",
     "unavailable",
     "garbled",
+    "not_sent",
 ];
+
+/// The counts of a summary day: every column of [`SUMMARY_COLUMNS`] but `day`.
+pub const SUMMARY_COUNTS: usize = 16;
 
 /// The CSV writer settings of a report's format.
 fn csv_builder(format: Format) -> csv::WriterBuilder {
@@ -644,7 +651,7 @@ pub fn write_lookups<W: Write>(
 #[derive(Debug, Default)]
 struct Day {
     day: Option<NaiveDate>,
-    counts: [u64; 15],
+    counts: [u64; SUMMARY_COUNTS],
 }
 
 impl Day {
@@ -652,6 +659,10 @@ impl Day {
         self.counts[0] += 1;
         if l.source == Source::Cache {
             self.counts[2] += 1;
+            return;
+        }
+        if l.never_sent() {
+            self.counts[15] += 1;
             return;
         }
         self.counts[1] += 1;

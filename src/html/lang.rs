@@ -166,6 +166,7 @@ pub(crate) fn ru_header(key: &str) -> Option<&'static str> {
         "refused" => "Отказано",
         "unavailable" => "Сервис недоступен",
         "garbled" => "Нечитаемый ответ",
+        "not_sent" => "Не дошло до сервиса",
         _ => return None,
     })
 }

@@ -13,7 +13,7 @@ use super::{Lang, Price, esc, money, number};
 use crate::report::{Period, SUMMARY_COLUMNS};
 
 /// One day's counts, in the order of [`SUMMARY_COLUMNS`] after `day`.
-pub type DayCounts = (NaiveDate, [u64; 15]);
+pub type DayCounts = (NaiveDate, [u64; crate::report::SUMMARY_COUNTS]);
 
 /// Where the counts of the chart sit in a day's counts.
 const LOOKUPS: usize = 0;
@@ -23,7 +23,7 @@ const CACHE: usize = 2;
 const FAILURES: [usize; 3] = [12, 13, 14];
 
 /// A day's failed paid calls.
-pub fn failures(c: &[u64; 15]) -> u64 {
+pub fn failures(c: &[u64; crate::report::SUMMARY_COUNTS]) -> u64 {
     FAILURES.iter().map(|&i| c[i]).sum()
 }
 
@@ -42,7 +42,7 @@ const SCRIPT: &str = include_str!("summary.js");
 pub fn write<W: Write>(mut w: W, days: &[DayCounts], page: &Page<'_>) -> io::Result<W> {
     let lang = page.lang;
     let l = lang.labels();
-    let mut total = [0u64; 15];
+    let mut total = [0u64; crate::report::SUMMARY_COUNTS];
     for (_, c) in days {
         for (t, n) in total.iter_mut().zip(c) {
             *t = t.saturating_add(*n);

@@ -622,3 +622,50 @@ fn the_audit_report_refuses_html_and_translated_headers_and_writes_nothing() {
         .unwrap_or(0);
     assert_eq!(written, 0, "no report file may be written");
 }
+
+/// `stats`, `report summary` and the emulator agree on paid calls: an
+/// attempt that never connected is counted as `not_sent` by both, never as
+/// paid (the summary counted it as a paid call before).
+#[test]
+fn stats_and_the_summary_report_count_the_same_paid_calls() {
+    let env = Env::new();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dead = format!("http://127.0.0.1:{closed}/api/v1/backend/gbdfl/");
+    let (a, b) = (
+        crate::harness::synthetic_iin(21),
+        crate::harness::synthetic_iin(22),
+    );
+    let s = crate::harness::session();
+    env.fails(&["fetch", &a, "--session", &s, "--base-url", &dead], 11);
+    env.ok(&["queue", "drop", &a]);
+    env.ok(&["fetch", &b, "--session", &crate::harness::session()]);
+    env.ok(&["fetch", &b, "--session", &crate::harness::session()]);
+    let paid_by_service = env.emu().calls() as u64;
+    assert_eq!(paid_by_service, 1);
+
+    let stats: Vec<serde_json::Value> =
+        serde_json::from_str(&env.ok(&["stats", "--json"]).stdout).unwrap();
+    let sum = |k: &str| stats.iter().map(|d| d[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(sum("paid_calls"), paid_by_service);
+    assert_eq!(sum("not_sent"), 1);
+    assert_eq!(sum("from_cache"), 1);
+
+    env.ok(&["report", "summary", "--out", "s.csv"]);
+    let mut csv = csv::Reader::from_path(env.path().join("s.csv")).unwrap();
+    let headers = csv.headers().unwrap().clone();
+    let col = |k: &str| headers.iter().position(|h| h == k).unwrap();
+    let (mut paid, mut not_sent, mut cache, mut lookups) = (0u64, 0u64, 0u64, 0u64);
+    for r in csv.records() {
+        let r = r.unwrap();
+        let n = |i: usize| r[i].parse::<u64>().unwrap();
+        paid += n(col("paid_calls"));
+        not_sent += n(col("not_sent"));
+        cache += n(col("cache_hits"));
+        lookups += n(col("lookups"));
+    }
+    assert_eq!(paid, paid_by_service);
+    assert_eq!((not_sent, cache, lookups), (1, 1, 3));
+}
