@@ -643,7 +643,7 @@ fn stats_and_the_summary_report_count_the_same_paid_calls() {
     env.ok(&["queue", "drop", &a]);
     env.ok(&["fetch", &b, "--session", &crate::harness::session()]);
     env.ok(&["fetch", &b, "--session", &crate::harness::session()]);
-    let paid_by_service = env.emu().calls() as u64;
+    let paid_by_service = env.emu().calls();
     assert_eq!(paid_by_service, 1);
 
     let stats: Vec<serde_json::Value> =
