@@ -157,7 +157,7 @@ fn offline(
     let leftovers = store.queue_items()?;
     if !leftovers.is_empty() {
         say!(
-            "\n{} fixture requests above stay queued for `gbdfl sync` (SERVICE_ERROR, the garbled answer, the subscription error); the demo drops them ($ gbdfl queue drop ID).",
+            "\n{} fixture requests above stay in the queue (SERVICE_ERROR and the subscription error wait for `gbdfl sync`; the garbled answer is IN_DOUBT: it may have been billed, so only the operator sends it again); the demo drops them ($ gbdfl queue drop HANDLE).",
             leftovers.len()
         );
         for q in &leftovers {
