@@ -399,12 +399,7 @@ pub fn fetch(
     // off again, so the queue is as it was before the fetch.
     let queued_now =
         item.attempts == 1 && store::time_text(item.queued_at) == store::time_text(now);
-    let commit = |f: store::SealedFinish| {
-        store
-            .commit_finishes(&[(&f, None)])
-            .map(|mut v| v.pop().flatten())
-    };
-    finish_call(
+    send(
         store,
         client,
         &item,
@@ -412,10 +407,8 @@ pub fn fetch(
         req.audit.as_ref(),
         backoff,
         &mut room,
-        &commit,
         queued_now,
     )
-    .map(|(a, _)| a)
 }
 
 /// Records an answer from the cache (no call) with the request's audit entry.
@@ -492,7 +485,9 @@ pub fn enqueue_many(
 
 /// Makes the paid call of a claimed queue item, records it with its audit
 /// entry, and takes the item off the queue, reschedules it (with backoff
-/// and Retry-After) or restores it, all in one transaction.
+/// and Retry-After) or restores it, all in one transaction. `queued_now`:
+/// see [`send_then`].
+#[allow(clippy::too_many_arguments)]
 pub fn send(
     store: &Store,
     client: &Client,
@@ -501,41 +496,28 @@ pub fn send(
     audit: Option<&AuditEntry>,
     backoff: &Backoff,
     room: &mut Reservation,
+    queued_now: bool,
 ) -> Result<Attempt, StoreError> {
     let commit = |f: store::SealedFinish| {
         store
             .commit_finishes(&[(&f, None)])
             .map(|mut v| v.pop().flatten())
     };
-    send_then(store, client, item, owner, audit, backoff, room, &commit).map(|(a, _)| a)
+    send_then(
+        store, client, item, owner, audit, backoff, room, &commit, queued_now,
+    )
+    .map(|(a, _)| a)
 }
 
 /// [`send`], with the commit of the sealed answer left to `commit` (a
 /// `sync` worker hands it to the thread that commits for all workers, and
 /// gets back the next item it claimed in the same transaction). `room` is
 /// the space reserved for the answer (`Store::reserve_spill`): if the
-/// commit fails, the answer is kept there, and the error says so.
+/// commit fails, the answer is kept there, and the error says so. With
+/// `queued_now`, a stop for the network's set-up takes the item off the
+/// queue (it was queued by the same fetch) instead of putting it back.
 #[allow(clippy::too_many_arguments)]
 pub fn send_then(
-    store: &Store,
-    client: &Client,
-    item: &QueueItem,
-    owner: &str,
-    audit: Option<&AuditEntry>,
-    backoff: &Backoff,
-    room: &mut Reservation,
-    commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
-) -> Result<(Attempt, Option<QueueItem>), StoreError> {
-    finish_call(
-        store, client, item, owner, audit, backoff, room, commit, false,
-    )
-}
-
-/// [`send_then`]; with `queued_now`, a stop for the network's set-up takes
-/// the item off the queue (it was queued by the same fetch) instead of
-/// putting it back.
-#[allow(clippy::too_many_arguments)]
-fn finish_call(
     store: &Store,
     client: &Client,
     item: &QueueItem,

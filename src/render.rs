@@ -98,7 +98,7 @@ pub fn safe_width(s: &str) -> usize {
 
 /// JSON text made safe for a terminal without changing what it means: each
 /// character of [`is_unsafe_char`] that serde_json leaves raw (DEL, C1,
-/// format characters) becomes a `\uXXXX` escape. Such characters can only
+/// format characters) becomes a `\u` escape of four hex digits. Such characters can only
 /// stand inside JSON strings, where the escape is the same character, so
 /// any JSON reader gets the data back unchanged.
 pub fn json_safe(json: &str) -> Cow<'_, str> {

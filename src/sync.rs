@@ -359,6 +359,7 @@ fn worker(
             &opts.backoff,
             room,
             &commit,
+            false,
         )?;
         pending = claimed;
         let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;

@@ -3,7 +3,7 @@
 //!
 //! Rules this module keeps: what is printed parses as JSON (one document,
 //! or one per line for streams) and holds the data unchanged; characters
-//! that could act on a terminal are written as `\uXXXX` escapes
+//! that could act on a terminal are written as `\u` escapes of four hex digits
 //! ([`render::json_safe`]), which every JSON reader turns back into the
 //! same text.
 

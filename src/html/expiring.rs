@@ -15,7 +15,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, Utc};
 
 use super::chart::{self, Series};
-use super::{Lang, esc, json_in_script, json_value};
+use super::{Lang, esc, fact, generated_fact, json_in_script, json_value};
 use crate::expiry::{Reason, RowRef, RowSet, Rules};
 
 /// What the scan saw besides the rows: for the header.
@@ -130,9 +130,6 @@ pub fn write<W: Write>(
         "<header>\n<h1>{}</h1>\n<dl class=\"facts\">",
         esc(l.expiring_title)
     );
-    let fact = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), v);
-    };
     let lang = page.lang;
     fact(&mut out, l.as_of, &esc(&lang.date(rules.as_of)));
     fact(&mut out, l.window, &esc(&lang.days(rules.within_days)));
@@ -167,17 +164,7 @@ pub fn write<W: Write>(
         l.iins_masked
     };
     fact(&mut out, "IIN", &esc(iins));
-    let g = page.generated_at;
-    fact(
-        &mut out,
-        l.generated,
-        &format!(
-            "<time id=\"generated\" datetime=\"{}\">{} {} UTC</time>",
-            crate::expiry::iso(g),
-            esc(&lang.date(g.date_naive())),
-            g.format("%H:%M")
-        ),
-    );
+    generated_fact(&mut out, l.generated, lang, page.generated_at);
     out.push_str("</dl>\n</header>\n<section class=\"charts\">\n");
 
     let step = step_days(rules.within_days);

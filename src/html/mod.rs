@@ -227,6 +227,25 @@ pub fn money(hundredths: u64, lang: Lang) -> String {
     )
 }
 
+/// One fact of a page's header: `k` escaped here, `v` already markup.
+fn fact(out: &mut String, k: &str, v: &str) {
+    let _ = writeln!(out, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), v);
+}
+
+/// The header fact saying when the page was made, as both pages write it.
+fn generated_fact(out: &mut String, label: &str, lang: Lang, g: chrono::DateTime<chrono::Utc>) {
+    fact(
+        out,
+        label,
+        &format!(
+            "<time id=\"generated\" datetime=\"{}\">{} {} UTC</time>",
+            crate::expiry::iso(g),
+            esc(&lang.date(g.date_naive())),
+            g.format("%H:%M")
+        ),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

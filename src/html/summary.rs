@@ -9,7 +9,7 @@ use std::io::{self, Write};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::chart::{self, Series};
-use super::{Lang, Price, esc, money, number};
+use super::{Lang, Price, esc, fact, generated_fact, money, number};
 use crate::report::{Period, SUMMARY_COLUMNS};
 
 /// One day's counts, in the order of [`SUMMARY_COLUMNS`] after `day`.
@@ -55,9 +55,6 @@ pub fn write<W: Write>(mut w: W, days: &[DayCounts], page: &Page<'_>) -> io::Res
         "<header>\n<h1>{}</h1>\n<dl class=\"facts\">",
         esc(l.summary_title)
     );
-    let fact = |out: &mut String, k: &str, v: &str| {
-        let _ = writeln!(out, "<div><dt>{}</dt><dd>{}</dd></div>", esc(k), v);
-    };
     let period = match (page.period.from, page.period.to) {
         (None, None) => l.all_time.to_owned(),
         (f, t) => format!(
@@ -91,17 +88,7 @@ pub fn write<W: Write>(mut w: W, days: &[DayCounts], page: &Page<'_>) -> io::Res
             fact(&mut out, l.saved, &esc(l.price_not_set));
         }
     }
-    let g = page.generated_at;
-    fact(
-        &mut out,
-        l.generated,
-        &format!(
-            "<time id=\"generated\" datetime=\"{}\">{} {} UTC</time>",
-            crate::expiry::iso(g),
-            esc(&lang.date(g.date_naive())),
-            g.format("%H:%M")
-        ),
-    );
+    generated_fact(&mut out, l.generated, lang, page.generated_at);
     out.push_str("</dl>\n</header>\n");
 
     if days.is_empty() {
