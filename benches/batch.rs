@@ -10,7 +10,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use gbdfl::emulator::{Emulator, EmulatorConfig, Faults};
+use gbdfl_emulator::{Emulator, EmulatorConfig, Faults};
 
 const LATENCY_MS: u64 = 50;
 const API_KEY: &str = "bench-organisation-api-key";
@@ -39,7 +39,7 @@ fn main() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(dir.path().join("config.toml"), "").unwrap();
         let mut csv = String::from("iin,session_id\n");
-        for iin in gbdfl::emulator::synthetic_iins(n) {
+        for iin in gbdfl_emulator::synthetic_iins(n) {
             csv.push_str(&format!("{iin},{}\n", uuid::Uuid::new_v4()));
         }
         let file = dir.path().join("batch.csv");

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::client::{ApiKey, ClientConfig};
-use crate::limits::{self, CountRange, DurationRange};
-use crate::network::{NetworkConfig, ProxyEnv, ProxyUrl};
+use gbdfl_client::network::{NetworkConfig, ProxyEnv, ProxyUrl};
+use gbdfl_client::{ApiKey, ClientConfig};
+use gbdfl_core::limits::{self, CountRange, DurationRange};
 
 /// The production endpoint of the GBDFL API.
 pub const DEFAULT_BASE_URL: &str = "https://kyc.biometric.kz/api/v1/backend/gbdfl/";
@@ -69,9 +69,9 @@ pub enum ConfigError {
     ApiKeyFile { path: PathBuf, message: String },
     /// A duration, count or size out of its range (the message names the source).
     #[error(transparent)]
-    Range(#[from] crate::limits::InputError),
+    Range(#[from] gbdfl_core::limits::InputError),
     #[error(transparent)]
-    Network(#[from] crate::network::SetupError),
+    Network(#[from] gbdfl_client::network::SetupError),
 }
 
 /// The config file, `config.toml`. Every key is optional.
@@ -147,7 +147,7 @@ fn wrong_type(text: &str) -> Option<String> {
             format!(
                 "{key}: expected {expected}, got {} {}",
                 v.type_str(),
-                crate::limits::cut(&v.to_string(), 40)
+                gbdfl_core::limits::cut(&v.to_string(), 40)
             )
         })
     })
@@ -194,13 +194,13 @@ pub struct Settings {
     pub retry_cap: Setting<Duration>,
     pub retry_attempts: Setting<u32>,
     /// `price_per_call` with `currency`, when both are set.
-    pub price: Option<Setting<crate::html::Price>>,
+    pub price: Option<Setting<gbdfl_report::html::Price>>,
     pub busy_timeout: Setting<Duration>,
     /// gbdfl's own proxy (GBDFL_PROXY or `proxy`), password held apart.
     pub proxy: Option<Setting<ProxyUrl>>,
     pub proxy_password_file: Option<Setting<PathBuf>>,
     /// GBDFL_PROXY_PASSWORD.
-    pub proxy_password: crate::network::Secret,
+    pub proxy_password: gbdfl_client::network::Secret,
     /// The environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY.
     pub proxy_env: ProxyEnv,
     pub ca_file: Option<Setting<PathBuf>>,
@@ -411,7 +411,7 @@ impl Settings {
                 Ok(["USER", "USERNAME", "LOGNAME"]
                     .iter()
                     .find_map(|k| env_nonempty(k))
-                    .unwrap_or_else(os_user_name))
+                    .unwrap_or_else(gbdfl_core::os_user::name))
             },
         )?;
         validate_operator(&operator.value)?;
@@ -474,7 +474,10 @@ impl Settings {
                         "0" | "false" | "no" => Ok(false),
                         _ => Err(ConfigError::Value {
                             name: "GBDFL_REQUIRE_PURPOSE".into(),
-                            message: format!("{} is not true or false", crate::limits::shown(&v)),
+                            message: format!(
+                                "{} is not true or false",
+                                gbdfl_core::limits::shown(&v)
+                            ),
                         }),
                     })
                     .transpose()?,
@@ -532,11 +535,12 @@ impl Settings {
                     PriceText::Integer(n) => n.to_string(),
                     PriceText::Float(f) => f.to_string(),
                 };
-                let value =
-                    crate::html::Price::parse(&text, c).map_err(|message| ConfigError::File {
+                let value = gbdfl_report::html::Price::parse(&text, c).map_err(|message| {
+                    ConfigError::File {
                         path: fp.clone(),
                         message,
-                    })?;
+                    }
+                })?;
                 Some(Setting {
                     value,
                     origin: Origin::ConfigFile(fp.clone()),
@@ -586,7 +590,7 @@ impl Settings {
             busy_timeout,
             proxy,
             proxy_password_file,
-            proxy_password: crate::network::Secret(
+            proxy_password: gbdfl_client::network::Secret(
                 env_nonempty("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new),
             ),
             proxy_env: ProxyEnv::read(env),
@@ -626,8 +630,8 @@ impl Settings {
     }
 
     /// How `sync` spaces the attempts of one request.
-    pub fn backoff(&self) -> crate::sync::Backoff {
-        crate::sync::Backoff {
+    pub fn backoff(&self) -> gbdfl_service::sync::Backoff {
+        gbdfl_service::sync::Backoff {
             base: self.retry_base.value,
             cap: self.retry_cap.value.max(self.retry_base.value),
             max_attempts: self.retry_attempts.value,
@@ -643,10 +647,10 @@ impl Settings {
             return Err(ConfigError::NoApiKey);
         };
         let path = &file.value;
-        crate::keyfile::check_private(path).map_err(|e| ConfigError::ApiKeyFile {
+        gbdfl_store::keyfile::check_private(path).map_err(|e| ConfigError::ApiKeyFile {
             path: path.clone(),
             message: match e {
-                crate::keyfile::KeyFileError::Missing(_) => format!(
+                gbdfl_store::keyfile::KeyFileError::Missing(_) => format!(
                     "no such file (named by {}): put the organisation's API key in it, readable by you only, or fix the path",
                     file.origin
                 ),
@@ -755,7 +759,7 @@ impl Settings {
             (None, e) => match e.https.as_ref().or(e.all.as_ref()) {
                 Some((name, v)) => (
                     "proxy",
-                    crate::network::redact_proxy(v),
+                    gbdfl_client::network::redact_proxy(v),
                     format!("env {name}"),
                 ),
                 None => ("proxy", "(none: direct)".to_owned(), "-".to_owned()),
@@ -800,7 +804,7 @@ impl Settings {
                 "price_per_call",
                 format!(
                     "{} {}",
-                    crate::html::money(p.value.hundredths, crate::html::Lang::En),
+                    gbdfl_report::html::money(p.value.hundredths, gbdfl_report::html::Lang::En),
                     p.value.currency
                 ),
                 p.origin.to_string(),
@@ -816,60 +820,6 @@ impl Settings {
             .into_iter()
             .map(|(k, v, o)| (k, (v, o)))
             .collect()
-    }
-}
-
-/// The OS user running gbdfl, for a default operator when the environment
-/// names none (a cron job, `env -i`): its login name from the user
-/// database, else `uid N`; never a made-up "unknown" on Unix.
-fn os_user_name() -> String {
-    let (uid, name) = os_user_ids();
-    match (name, uid) {
-        (Some(name), _) => name,
-        (None, Some(uid)) => format!("uid {uid}"),
-        (None, None) => "unknown".to_owned(),
-    }
-}
-
-/// The OS user running gbdfl as the machine says, for the audit trail and
-/// the lookups beside the declared operator: `NAME (uid N)`, or `uid N`
-/// when the user database has no name for the uid. Asked of the OS once per
-/// process, never of the environment (`$USER` is whatever the caller set).
-pub fn os_user() -> &'static str {
-    static OS_USER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    OS_USER.get_or_init(|| match os_user_ids() {
-        (Some(uid), Some(name)) => format!("{name} (uid {uid})"),
-        (Some(uid), None) => format!("uid {uid}"),
-        (None, Some(name)) => name,
-        (None, None) => "unknown".to_owned(),
-    })
-}
-
-/// The real uid of the process and its login name from the user database
-/// (`None` when it has none usable); no uid off Unix.
-fn os_user_ids() -> (Option<u32>, Option<String>) {
-    #[cfg(unix)]
-    {
-        // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
-        // `buf`, which outlive the call, and `result` points into them.
-        unsafe {
-            let uid = libc::getuid();
-            let mut pwd: libc::passwd = std::mem::zeroed();
-            let mut buf = vec![0 as libc::c_char; 16 * 1024];
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-            if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-                let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy();
-                if !name.trim().is_empty() && !name.chars().any(char::is_control) {
-                    return (Some(uid), Some(name.into_owned()));
-                }
-            }
-            (Some(uid), None)
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        (None, None)
     }
 }
 
@@ -926,7 +876,7 @@ fn network_settings(
                     name: "proxy".into(),
                     message: format!(
                         "a proxy password is set ({}) but the proxy URL {} names no user: write it as http://USER@host:port",
-                        crate::network::PROXY_PASSWORD_SETTINGS,
+                        gbdfl_client::network::PROXY_PASSWORD_SETTINGS,
                         p.value
                     ),
                 });
@@ -953,7 +903,7 @@ fn validate_operator(op: &str) -> Result<(), ConfigError> {
             name: "operator".into(),
             message: format!(
                 "{} is not a usable operator name: 1 to 64 printable characters",
-                crate::limits::shown(op)
+                gbdfl_core::limits::shown(op)
             ),
         });
     }

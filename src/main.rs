@@ -6,6 +6,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     gbdfl::process::harden();
     gbdfl::process::install_panic_hook();
+    #[cfg(feature = "dev")]
     gbdfl::process::test_panic_if_asked();
     let cli = gbdfl::cli::parse();
     match gbdfl::cli::run(cli) {
@@ -19,7 +20,7 @@ fn main() -> ExitCode {
             // shown safe, so it cannot rewrite the operator's screen.
             eprintln!(
                 "gbdfl: error: {}",
-                gbdfl::render::safe_lines(&chain_text(&err))
+                gbdfl_report::render::safe_lines(&chain_text(&err))
             );
             ExitCode::from(code.code())
         }

@@ -83,7 +83,9 @@ pub fn install_panic_hook() {
 
 /// For the test of the panic hook only: `GBDFL_TEST_PANIC=TEXT` makes the
 /// binary panic at once with TEXT as the payload, so a test can prove TEXT
-/// is not printed. It changes nothing else and reads no data.
+/// is not printed. It changes nothing else and reads no data. Only in a
+/// build with the `dev` feature: a production binary has no such hook.
+#[cfg(feature = "dev")]
 pub fn test_panic_if_asked() {
     if let Some(payload) = std::env::var_os("GBDFL_TEST_PANIC") {
         panic!("{}", payload.to_string_lossy());

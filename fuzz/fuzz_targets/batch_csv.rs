@@ -1,8 +1,8 @@
 //! Fuzz target: the CSV reader of `gbdfl batch`.
-//! The checks are in `gbdfl::fuzzing::batch_csv`.
+//! The checks are in `gbdfl_fuzzing::batch_csv`.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| gbdfl::fuzzing::batch_csv(data));
+fuzz_target!(|data: &[u8]| gbdfl_fuzzing::batch_csv(data));

@@ -4,9 +4,9 @@ use chrono::{DateTime, Utc};
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::iin::Iin;
-use crate::render;
-use crate::store::{AuditFilter, AuditView, Store};
+use gbdfl_core::iin::Iin;
+use gbdfl_report::render;
+use gbdfl_store::{AuditFilter, AuditView, Store};
 
 /// Read and verify the audit trail of who looked up whom, when and why.
 #[derive(Debug, clap::Args)]
@@ -59,7 +59,7 @@ impl Args {
 pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
     // A day alone has a four-digit year: `26-12-03` is refused, not the year 26.
     if !s.trim().contains(['T', 't', ' ']) {
-        let d = crate::limits::parse_date(name, s).map_err(|e| {
+        let d = gbdfl_core::limits::parse_date(name, s).map_err(|e| {
             Exit::new(
                 ExitCode::InvalidInput,
                 format!("{e} or 2026-11-28T09:00:00Z"),
@@ -74,7 +74,7 @@ pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
                 ExitCode::InvalidInput,
                 format!(
                     "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
-                    crate::limits::shown(s)
+                    gbdfl_core::limits::shown(s)
                 ),
             )
             .into()
@@ -87,7 +87,7 @@ fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {
             ExitCode::InvalidInput,
             format!(
                 "--head {} is not COUNT:MAC as printed by `gbdfl audit head`",
-                crate::limits::shown(s)
+                gbdfl_core::limits::shown(s)
             ),
         )
     };
@@ -219,10 +219,10 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 n += 1;
                 if json {
                     let entry: serde_json::Map<String, serde_json::Value> =
-                        crate::report::AUDIT_COLUMNS
+                        gbdfl_report::AUDIT_COLUMNS
                             .iter()
                             .map(|k| k.to_string())
-                            .zip(crate::report::audit_fields(&v))
+                            .zip(gbdfl_report::audit_fields(&v))
                             .collect();
                     text.push_str(&super::json::line(&serde_json::Value::Object(entry))?);
                 } else {

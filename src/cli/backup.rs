@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::store::Store;
+use gbdfl_store::Store;
 
 /// Copy the database consistently (SQLite's online backup API), even while others write.
 ///

@@ -8,16 +8,17 @@ use chrono::{DateTime, Utc};
 
 use super::progress::Progress;
 use super::{Ctx, out};
-use crate::batch_csv::{self, BadRow, Encoding};
-use crate::client::Client;
 use crate::exit::{Exit, ExitCode};
-use crate::iin::Iin;
-use crate::lookup::SessionId;
-use crate::lookup::{self, Asker, FetchRequest, Fetched};
-use crate::render;
-use crate::report::{self, BatchRow};
-use crate::store::{Begin, QueueState, Store};
-use crate::sync::{self, ItemEnd};
+use gbdfl_client::Client;
+use gbdfl_core::iin::Iin;
+use gbdfl_report as report;
+use gbdfl_report::BatchRow;
+use gbdfl_report::render;
+use gbdfl_service::batch_csv::{self, BadRow, Encoding};
+use gbdfl_service::lookup::SessionId;
+use gbdfl_service::lookup::{self, Asker, FetchRequest, Fetched};
+use gbdfl_service::sync::{self, ItemEnd};
+use gbdfl_store::{Begin, QueueState, Store};
 
 /// Look up many people from a CSV file: queue every good row, send them N
 /// at a time, and write each row's outcome to reports/batch-*.csv.
@@ -121,7 +122,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             "{}: line {}: {}; skipped",
             args.file.display(),
             b.line,
-            crate::render::safe(&b.reason)
+            gbdfl_report::render::safe(&b.reason)
         );
     }
     if parsed.rows.is_empty() && parsed.bad.is_empty() {
@@ -566,7 +567,7 @@ fn outcomes(
 fn describe(f: &Fetched) -> String {
     match f {
         Fetched::Answered { response, .. } => {
-            if response.status == Some(crate::api::Status::Valid) {
+            if response.status == Some(gbdfl_core::api::Status::Valid) {
                 "stored".into()
             } else {
                 lookup::status_advice(response).to_owned()
@@ -614,7 +615,7 @@ fn summary(rows: &[BatchRow]) -> String {
 }
 
 /// Where a row stands once queued.
-fn held(begun: Begin, cached: Option<crate::store::LookupId>) -> Queued {
+fn held(begun: Begin, cached: Option<gbdfl_store::LookupId>) -> Queued {
     match begun {
         Begin::Fresh(_) => Queued::Cached(cached.map(|id| id.to_string()).unwrap_or_default()),
         Begin::Queued(item) | Begin::Claimed(item) => Queued::Item(item.id),

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use rayon::prelude::*;
 
 use super::{Ctx, out};
-use crate::store::Store;
+use gbdfl_store::Store;
 
 /// Benchmark helpers (see BENCHMARKS.md).
 #[derive(Debug, clap::Args)]
@@ -32,7 +32,7 @@ pub enum What {
     /// Read and open every stored answer, then every person's summary, once,
     /// on one thread, and print the time each took
     Floor,
-    /// Write the v2 zstd dictionary (src/store/zstd-dict-v2.bin): the v1
+    /// Write the v2 zstd dictionary (crates/store/src/zstd-dict-v2.bin): the v1
     /// content with entropy tables from 1,000 synthetic answers
     Dict {
         /// Where to write it
@@ -66,13 +66,13 @@ pub fn generate(n: u64, path: &PathBuf) -> anyhow::Result<()> {
         let lines: Vec<String> = keys
             .par_iter()
             .filter_map(|&k| {
-                let iin = crate::emulator::synthetic_iin(k)?;
+                let iin = gbdfl_emulator::synthetic_iin(k)?;
                 let session = uuid::Uuid::from_u128(
                     0x5e55_0000_0000_4000_8000_0000_0000_0000 | u128::from(k),
                 );
-                let mut v = crate::emulator::synthetic_response(&iin, &session.to_string(), today);
+                let mut v = gbdfl_emulator::synthetic_response(&iin, &session.to_string(), today);
                 let at = now - chrono::TimeDelta::minutes((k % (365 * 24 * 60)) as i64);
-                v["fetched_at"] = crate::store::time_text(at).into();
+                v["fetched_at"] = gbdfl_store::time_text(at).into();
                 Some(v.to_string())
             })
             .collect();
@@ -93,8 +93,13 @@ pub fn run(args: Args, ctx: &Ctx, store: Option<&Store>) -> anyhow::Result<()> {
     match (args.what, store) {
         (What::Gen { n, out: path }, _) => generate(n, &path),
         (What::Dict { out: path }, _) => {
-            let dict = crate::store::dictionary_v2(&crate::emulator::dictionary_samples())
-                .map_err(|why| anyhow::anyhow!("making the dictionary: {why}"))?;
+            let dict = gbdfl_emulator::dictionary::dictionary(
+                gbdfl_store::codec::DICT_V1,
+                gbdfl_store::codec::LEVEL,
+                gbdfl_store::codec::DICT_V2_ID,
+                &gbdfl_emulator::dictionary_samples(),
+            )
+            .map_err(|why| anyhow::anyhow!("making the dictionary: {why}"))?;
             std::fs::write(&path, dict).with_context(|| format!("writing {}", path.display()))
         }
         (What::Floor, Some(store)) => {

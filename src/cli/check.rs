@@ -2,7 +2,7 @@
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::store::Store;
+use gbdfl_store::Store;
 
 /// Check the database: SQLite integrity, the key, every record decrypts, the audit chain verifies.
 ///

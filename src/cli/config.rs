@@ -21,7 +21,10 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     let mut text = String::new();
     for (k, v, o) in rows {
         // Values come from files and the environment: shown safe.
-        let (v, o) = (crate::render::safe(&v), crate::render::safe(&o));
+        let (v, o) = (
+            gbdfl_report::render::safe(&v),
+            gbdfl_report::render::safe(&o),
+        );
         text.push_str(&format!("{k:<w$}  {v}  [{o}]\n"));
     }
     out(&text)

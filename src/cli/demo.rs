@@ -19,14 +19,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::client::{ApiKey, Client, ClientConfig};
-use crate::crypto::MasterKey;
-use crate::emulator::{Emulator, EmulatorConfig, Faults, iins};
-use crate::iin::Iin;
-use crate::keyfile;
-use crate::lookup::{self, Asker, FetchRequest, Fetched, SessionId};
-use crate::render;
-use crate::store::Store;
+use gbdfl_client::{ApiKey, Client, ClientConfig};
+use gbdfl_core::iin::Iin;
+use gbdfl_emulator::{Emulator, EmulatorConfig, Faults, iins};
+use gbdfl_report::render;
+use gbdfl_service::lookup::{self, Asker, FetchRequest, Fetched, SessionId};
+use gbdfl_store::Store;
+use gbdfl_store::crypto::MasterKey;
+use gbdfl_store::keyfile;
 
 /// Prints a line; a closed pipe ends the demo quietly (see `cli::out`).
 macro_rules! say {
@@ -81,7 +81,7 @@ fn fresh_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
             dir.display()
         );
     }
-    crate::fsutil::create_private_dir(&dir)
+    gbdfl_core::fsutil::create_private_dir(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }
@@ -129,8 +129,8 @@ fn line(iin: &str, fetched: &Fetched) -> String {
 
 /// Retries in the demo come after a tenth of a second, not seconds, so a
 /// request queued while the line was down is due again when the line is back.
-fn backoff() -> crate::sync::Backoff {
-    crate::sync::Backoff {
+fn backoff() -> gbdfl_service::sync::Backoff {
+    gbdfl_service::sync::Backoff {
         base: Duration::from_millis(100),
         cap: Duration::from_secs(1),
         max_attempts: 5,
@@ -143,15 +143,15 @@ fn offline(
     store: &Store,
     client: &Client,
     emu: &Emulator,
-    fetch: &dyn Fn(&Iin, &SessionId, bool) -> Result<Fetched, crate::store::StoreError>,
+    fetch: &dyn Fn(&Iin, &SessionId, bool) -> Result<Fetched, gbdfl_store::StoreError>,
     operator: &str,
     host: &str,
 ) -> anyhow::Result<()> {
-    let audit = crate::store::AuditEntry {
+    let audit = gbdfl_store::AuditEntry {
         command: "queue drop".into(),
         operator: operator.into(),
         host: host.into(),
-        os_user: Some(crate::config::os_user().to_owned()),
+        os_user: Some(gbdfl_core::os_user::described().to_owned()),
         ..Default::default()
     };
     let leftovers = store.queue_items()?;
@@ -173,7 +173,8 @@ fn offline(
     let mut text = String::new();
     let mut queued = Vec::new();
     for p in ["7703214", "8811046"] {
-        let Some(iin_text) = (0..1000).find_map(|n| crate::iin::complete(&format!("{p}{n:04}")))
+        let Some(iin_text) =
+            (0..1000).find_map(|n| gbdfl_core::iin::complete(&format!("{p}{n:04}")))
         else {
             continue;
         };
@@ -197,22 +198,22 @@ fn offline(
 
     emu.set_faults(Faults::default());
     say!("\nThe line is back: $ gbdfl sync");
-    let opts = crate::sync::Options {
+    let opts = gbdfl_service::sync::Options {
         jobs: 4,
         backoff: backoff(),
         resend_in_doubt: false,
         max_wait: Duration::from_secs(30),
         only: None,
         on_wait: None,
-        audit: crate::store::AuditEntry {
+        audit: gbdfl_store::AuditEntry {
             command: "sync".into(),
             operator: operator.into(),
             host: host.into(),
-            os_user: Some(crate::config::os_user().to_owned()),
+            os_user: Some(gbdfl_core::os_user::described().to_owned()),
             ..Default::default()
         },
     };
-    let report = crate::sync::run(store, client, &opts, &|_| {})?;
+    let report = gbdfl_service::sync::run(store, client, &opts, &|_| {})?;
     // By IIN, not in the order the parallel calls ended: the same every run.
     let mut ends: Vec<_> = report.calls.iter().collect();
     ends.sort_by(|a, b| a.item.iin.as_str().cmp(b.item.iin.as_str()));
@@ -270,13 +271,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let operator = OPERATOR;
     let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let audit_entry = |command: &str, iin: &Iin| crate::store::AuditEntry {
+    let audit_entry = |command: &str, iin: &Iin| gbdfl_store::AuditEntry {
         command: command.into(),
         operator: operator.into(),
         host: host.clone(),
         subject: Some(store.subject_of(iin)),
         purpose: Some(PURPOSE.into()),
-        os_user: Some(crate::config::os_user().to_owned()),
+        os_user: Some(gbdfl_core::os_user::described().to_owned()),
         ..Default::default()
     };
     // Each fetch is audited as `gbdfl fetch` audits it: with its lookup, in
@@ -304,14 +305,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         if attempt.fetched.id().is_none() {
             store.append_audit(&entry)?;
         }
-        Ok::<Fetched, crate::store::StoreError>(attempt.fetched)
+        Ok::<Fetched, gbdfl_store::StoreError>(attempt.fetched)
     };
 
     let mut subjects: Vec<String> = SUBJECTS.iter().map(|s| s.to_string()).collect();
     subjects.extend(
-        ["8805124", "9107236", "0203155"]
-            .iter()
-            .filter_map(|p| (0..1000).find_map(|n| crate::iin::complete(&format!("{p}{n:04}")))),
+        ["8805124", "9107236", "0203155"].iter().filter_map(|p| {
+            (0..1000).find_map(|n| gbdfl_core::iin::complete(&format!("{p}{n:04}")))
+        }),
     );
 
     say!(
@@ -324,7 +325,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let iin = Iin::parse(iin_text)?;
         let session = SessionId::parse(&uuid::Uuid::new_v4().to_string())?;
         let fetched = fetch(&iin, &session, false)?;
-        if matches!(&fetched, Fetched::Answered { response, .. } if response.status == Some(crate::api::Status::Pending))
+        if matches!(&fetched, Fetched::Answered { response, .. } if response.status == Some(gbdfl_core::api::Status::Pending))
         {
             pending.push((iin_text.clone(), session));
         }
@@ -352,7 +353,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         && let Some(resp) = lookup::parse_stored(&rec.body)
     {
         // Audited before it is shown, as `gbdfl show` does.
-        store.append_audit(&crate::store::AuditEntry {
+        store.append_audit(&gbdfl_store::AuditEntry {
             records: 1,
             ..audit_entry("show", &first)
         })?;

@@ -2,8 +2,8 @@
 //! when a branch says "it doesn't work".
 
 use super::{Ctx, out};
-use crate::client::validate_base_url;
 use crate::exit::{Exit, ExitCode};
+use gbdfl_client::validate_base_url;
 
 /// Check the way to the service: proxy, name, connection, TLS handshake.
 ///
@@ -17,7 +17,7 @@ pub struct Args {}
 pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
     let s = &ctx.settings;
     let url = validate_base_url(&s.base_url.value)?;
-    let report = crate::network::doctor::run(&s.network(), &url, s.connect_timeout.value);
+    let report = gbdfl_client::network::doctor::run(&s.network(), &url, s.connect_timeout.value);
     if s.json {
         let json = serde_json::json!({
             "url": url.as_str(),
@@ -43,7 +43,7 @@ pub fn run(_args: Args, ctx: &Ctx) -> anyhow::Result<()> {
         let mut text = format!("checking the way to {url} (no request is sent)\n");
         text.push_str(&report.render());
         // Certificate names and proxy answers come from outside.
-        out(&crate::render::safe_lines(&text))?;
+        out(&gbdfl_report::render::safe_lines(&text))?;
     }
     if report.ok() {
         return Ok(());

@@ -6,10 +6,11 @@ use anyhow::Context as _;
 
 use super::report::invalid;
 use super::{Ctx, out};
-use crate::expiry::Rules;
-use crate::limits;
-use crate::store::Store;
-use crate::{render, report};
+use gbdfl_core::expiry::Rules;
+use gbdfl_core::limits;
+use gbdfl_report as report;
+use gbdfl_report::render;
+use gbdfl_store::Store;
 
 /// List expired documents, those expiring within the window, invalid
 /// documents and persons whose life status is not normal, from the latest

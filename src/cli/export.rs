@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::Ctx;
-use crate::archive;
-use crate::report::AtomicFile;
-use crate::store::Store;
+use gbdfl_report::AtomicFile;
+use gbdfl_store::Store;
+use gbdfl_store::archive;
 
 /// Write every stored answer of the service (any GBDFL status), oldest
 /// first, one JSON object per line: the answer's bytes as received (keys

@@ -5,13 +5,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::{Ctx, out};
-use crate::client::{Client, Delivery};
 use crate::exit::{Exit, ExitCode};
-use crate::iin::Iin;
-use crate::limits;
-use crate::lookup::{self, Asker, Attempt, FetchRequest, Fetched, Next, SessionId};
-use crate::render;
-use crate::store::Store;
+use gbdfl_client::{Client, Delivery};
+use gbdfl_core::iin::Iin;
+use gbdfl_core::limits;
+use gbdfl_report::render;
+use gbdfl_service::lookup::{self, Asker, Attempt, FetchRequest, Fetched, Next, SessionId};
+use gbdfl_store::Store;
 
 /// Fetch a person's GBDFL record (a paid call), unless a fresh VALID record is cached.
 ///
@@ -270,7 +270,7 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
 fn print_record(
     iin: &Iin,
     body: &[u8],
-    lookup: &crate::store::Lookup,
+    lookup: &gbdfl_store::Lookup,
     json: bool,
     today: chrono::NaiveDate,
 ) -> anyhow::Result<()> {

@@ -91,7 +91,7 @@ pub fn env_vars() -> BTreeSet<String> {
     if let Ok(settings) = crate::config::Settings::resolve(&crate::config::Flags::default(), &env) {
         let _ = settings.api_key(&env);
     }
-    let _ = crate::limits::threads(None, &env);
+    let _ = gbdfl_core::limits::threads(None, &env);
     names.extend(asked.into_inner());
     names
 }

@@ -2,8 +2,8 @@
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::render;
-use crate::store::{Source, Store};
+use gbdfl_report::render;
+use gbdfl_store::{Source, Store};
 
 /// List every lookup of a person, newest first: paid calls and cache answers.
 #[derive(Debug, clap::Args)]
@@ -36,8 +36,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .map(|l| {
                 serde_json::json!({
                     "id": l.id,
-                    "requested_at": crate::store::time_text(l.requested_at),
-                    "answered_at": l.answered_at.map(crate::store::time_text),
+                    "requested_at": gbdfl_store::time_text(l.requested_at),
+                    "answered_at": l.answered_at.map(gbdfl_store::time_text),
                     "operator": l.operator,
                     "host": l.host,
                     "purpose": l.purpose,

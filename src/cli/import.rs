@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 
 use super::{Ctx, progress};
-use crate::archive::{self, Importer, Note};
 use crate::exit::{Exit, ExitCode};
-use crate::store::Store;
+use gbdfl_store::Store;
+use gbdfl_store::archive::{self, Importer, Note};
 
 /// At most this many bad lines and warnings are printed; the rest are counted.
 const SHOWN: u64 = 100;
@@ -29,7 +29,7 @@ pub struct Args {
     pub fetched_at: Option<String>,
     /// Worker threads for parsing, compressing and sealing, 1 to 64
     /// [env: GBDFL_THREADS] [default: one per core, at most 64]
-    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
+    #[arg(long, value_name = "N", value_parser = gbdfl_core::limits::threads_flag)]
     pub threads: Option<usize>,
 }
 
@@ -43,24 +43,24 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 .map_err(|_| {
                     Exit::new(
                         ExitCode::InvalidInput,
-                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", crate::limits::shown(s)),
+                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", gbdfl_core::limits::shown(s)),
                     )
                 })
         })
         .transpose()?;
     if let Some(t) = default_time
-        && t > chrono::Utc::now() + crate::store::FUTURE_TOLERANCE
+        && t > chrono::Utc::now() + gbdfl_store::FUTURE_TOLERANCE
     {
         return Err(Exit::new(
             ExitCode::InvalidInput,
             format!(
                 "--fetched-at {} is in the future: give the time the answers were fetched",
-                crate::store::time_text(t)
+                gbdfl_store::time_text(t)
             ),
         )
         .into());
     }
-    let threads = crate::limits::threads(args.threads, &ctx.env)?;
+    let threads = gbdfl_core::limits::threads(args.threads, &ctx.env)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("gbdfl-worker-{i}"))

@@ -3,9 +3,9 @@
 use anyhow::Context as _;
 
 use super::Ctx;
-use crate::crypto::MasterKey;
-use crate::keyfile;
-use crate::store::{InitState, Store};
+use gbdfl_store::crypto::MasterKey;
+use gbdfl_store::keyfile;
+use gbdfl_store::{InitState, Store};
 
 /// Create a new master key and database, or check existing ones.
 ///

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::exit::{Exit, ExitCode};
-use crate::render;
+use gbdfl_report::render;
 
 /// Prints `v` as one pretty-printed JSON document.
 pub fn print(v: &impl Serialize) -> anyhow::Result<()> {

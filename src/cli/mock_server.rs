@@ -1,6 +1,7 @@
 //! `gbdfl mock-server`: the built-in emulator of the GBDFL API, in the foreground.
 
-use crate::emulator::{self, EmulatorConfig, Faults, Hostile};
+use gbdfl_emulator as emulator;
+use gbdfl_emulator::{EmulatorConfig, Faults, Hostile};
 
 /// Run the built-in emulator of the GBDFL API (for tests, training and the demo).
 ///

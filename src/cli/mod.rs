@@ -9,10 +9,12 @@
 mod audit;
 mod backup;
 mod batch;
+#[cfg(feature = "dev")]
 mod bench;
 mod check;
 mod completions;
 mod config;
+#[cfg(feature = "dev")]
 mod demo;
 mod doctor;
 mod expiring;
@@ -24,6 +26,7 @@ mod import;
 mod init;
 mod json;
 mod man;
+#[cfg(feature = "dev")]
 mod mock_server;
 mod progress;
 mod purge;
@@ -43,9 +46,9 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Flags, Settings};
 use crate::exit::{Exit, ExitCode};
-use crate::iin::Iin;
-use crate::keyfile;
-use crate::store::{AuditEntry, Store};
+use gbdfl_core::iin::Iin;
+use gbdfl_store::keyfile;
+use gbdfl_store::{AuditEntry, Store};
 
 pub use help::{GROUPS, command, env_vars, parse};
 
@@ -110,10 +113,13 @@ pub enum Command {
     Export(export::Args),
     Config(config::Args),
     Doctor(doctor::Args),
+    #[cfg(feature = "dev")]
     MockServer(mock_server::Args),
+    #[cfg(feature = "dev")]
     Demo(demo::Args),
     Completions(completions::Args),
     Man(man::Args),
+    #[cfg(feature = "dev")]
     #[command(hide = true)]
     Bench(bench::Args),
 }
@@ -140,12 +146,13 @@ impl Command {
             Command::Check(_) => "check",
             Command::Import(_) => "import",
             Command::Export(_) => "export",
+            #[cfg(feature = "dev")]
             Command::Bench(b) => return b.name(),
+            #[cfg(feature = "dev")]
+            Command::MockServer(_) | Command::Demo(_) => return None,
             Command::Init(_)
             | Command::Config(_)
             | Command::Doctor(_)
-            | Command::MockServer(_)
-            | Command::Demo(_)
             | Command::Completions(_)
             | Command::Man(_) => {
                 return None;
@@ -208,11 +215,11 @@ impl Ctx {
             Ok(0) => {}
             Ok(n) => eprintln!(
                 "Stored {n} paid answer(s) that an earlier run kept in {} when the database could not take them.",
-                crate::store::spill_dir(store.path()).display()
+                gbdfl_store::spill_dir(store.path()).display()
             ),
             Err(e) => eprintln!(
                 "gbdfl: warning: paid answers kept in {} could not be stored yet ({e}); they stay there and are tried again next time.",
-                crate::store::spill_dir(store.path()).display()
+                gbdfl_store::spill_dir(store.path()).display()
             ),
         }
         Ok(store)
@@ -228,7 +235,7 @@ impl Ctx {
             subject: note.subject,
             purpose: self.purpose.clone(),
             records: note.records,
-            os_user: Some(crate::config::os_user().to_owned()),
+            os_user: Some(gbdfl_core::os_user::described().to_owned()),
             ..AuditEntry::default()
         }
     }
@@ -280,7 +287,7 @@ pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
 pub fn parse_iin_on(s: &str, skip_check: bool, today: chrono::NaiveDate) -> anyhow::Result<Iin> {
     // A long input is cut: the message (and the audit entry that keeps it)
     // stays short whatever was typed or pasted.
-    let masked = crate::limits::cut(&crate::iin::mask(s.trim()), 20);
+    let masked = gbdfl_core::limits::cut(&gbdfl_core::iin::mask(s.trim()), 20);
     Iin::parse_with(s, skip_check)
         .and_then(|iin| match skip_check {
             true => Ok(iin),
@@ -288,7 +295,8 @@ pub fn parse_iin_on(s: &str, skip_check: bool, today: chrono::NaiveDate) -> anyh
         })
         .map_err(|e| {
             let flag = match e {
-                crate::iin::IinError::CheckDigit { .. } | crate::iin::IinError::BornInFuture(_) => {
+                gbdfl_core::iin::IinError::CheckDigit { .. }
+                | gbdfl_core::iin::IinError::BornInFuture(_) => {
                     ", or pass --skip-iin-check if the document really bears it"
                 }
                 _ => "",
@@ -306,7 +314,7 @@ pub fn parse_session_created_at(
     name: &str,
     s: &str,
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
-    let t = crate::lookup::parse_session_time(s)
+    let t = gbdfl_service::lookup::parse_session_time(s)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, format!("{name}: {e}")))?;
     // `26-11-28 09:15` parses as the year 26: a year has four digits.
     if chrono::Datelike::year(&t) < 2000 {
@@ -314,7 +322,7 @@ pub fn parse_session_created_at(
             ExitCode::InvalidInput,
             format!(
                 "{name} {}: the year {} is not a face2face session's; write the year with four digits, e.g. 2026-11-28 09:15",
-                crate::limits::shown(s),
+                gbdfl_core::limits::shown(s),
                 chrono::Datelike::year(&t)
             ),
         )
@@ -325,7 +333,7 @@ pub fn parse_session_created_at(
             ExitCode::InvalidInput,
             format!(
                 "{name}: {} is in the future; give the time the face2face session was created",
-                crate::render::local_time(t)
+                gbdfl_report::render::local_time(t)
             ),
         )
         .into());
@@ -355,9 +363,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     };
     // These print no data to give as JSON.
     let prints_no_data = match &cli.command {
+        #[cfg(feature = "dev")]
         Command::Demo(_) => Some(("demo", "it shows a walk-through for people")),
         Command::Completions(_) => Some(("completions", "it prints a shell script")),
         Command::Man(_) => Some(("man", "it prints a manual page")),
+        #[cfg(feature = "dev")]
         Command::Bench(_) => Some(("bench", "it prints timings for people")),
         _ => None,
     };
@@ -366,7 +376,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
     // The emulator and the demo need no settings of the user's.
     match cli.command {
+        #[cfg(feature = "dev")]
         Command::MockServer(args) => return mock_server::run(args, g.json),
+        #[cfg(feature = "dev")]
         Command::Demo(args) => return demo::run(args),
         Command::Completions(args) => return completions::run(args),
         Command::Man(args) => return man::run(args),
@@ -380,7 +392,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ExitCode::InvalidInput,
             format!(
                 "--purpose {} is too long: at most {MAX_PURPOSE_CHARS} characters",
-                crate::limits::shown(p)
+                gbdfl_core::limits::shown(p)
             ),
         )
         .into());
@@ -397,6 +409,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Init(args) => init::run(args, &ctx),
             Command::Config(args) => config::run(args, &ctx),
             Command::Doctor(args) => doctor::run(args, &ctx),
+            #[cfg(feature = "dev")]
             Command::Bench(args) => bench::run(args, &ctx, None),
             _ => unreachable!("only unaudited commands here"),
         };
@@ -481,12 +494,13 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args, ctx, store),
         Command::Import(args) => import::run(args, ctx, store),
         Command::Export(args) => export::run(args, ctx, store),
+        #[cfg(feature = "dev")]
         Command::Bench(args) => bench::run(args, ctx, Some(store)),
+        #[cfg(feature = "dev")]
+        Command::MockServer(_) | Command::Demo(_) => unreachable!("not audited commands"),
         Command::Init(_)
         | Command::Config(_)
         | Command::Doctor(_)
-        | Command::MockServer(_)
-        | Command::Demo(_)
         | Command::Completions(_)
         | Command::Man(_) => {
             unreachable!("not audited commands")

@@ -52,14 +52,13 @@ impl Progress {
     /// One item's run ended with this call: it got a VALID record, another
     /// final answer ("not VALID"), or it is still queued (to be sent again,
     /// in doubt, or held back), which is neither.
-    pub fn item_ended(&self, end: &crate::sync::ItemEnd) {
+    pub fn item_ended(&self, end: &gbdfl_service::sync::ItemEnd) {
         let counter = match (&end.next, &end.fetched) {
-            (crate::lookup::Next::Done, crate::lookup::Fetched::Answered { response, .. })
-                if response.status == Some(crate::api::Status::Valid) =>
-            {
-                None
-            }
-            (crate::lookup::Next::Done, _) => Some(&self.failed),
+            (
+                gbdfl_service::lookup::Next::Done,
+                gbdfl_service::lookup::Fetched::Answered { response, .. },
+            ) if response.status == Some(gbdfl_core::api::Status::Valid) => None,
+            (gbdfl_service::lookup::Next::Done, _) => Some(&self.failed),
             _ => Some(&self.queued),
         };
         if let Some(c) = counter {
@@ -157,9 +156,9 @@ pub fn to_spinner(bar: &ProgressBar, what: &'static str) {
 }
 
 /// Prints a line to standard error above `bar`, if one shows; text from
-/// outside in it is shown [`safe`](crate::render::safe).
+/// outside in it is shown [`safe`](gbdfl_report::render::safe).
 pub fn say(bar: Option<&ProgressBar>, line: &str) {
-    let line = crate::render::safe(line);
+    let line = gbdfl_report::render::safe(line);
     match bar {
         Some(bar) => bar.suspend(|| eprintln!("{line}")),
         None => eprintln!("{line}"),

@@ -4,8 +4,8 @@ use chrono::Utc;
 
 use super::{Ctx, out, progress};
 use crate::exit::{Exit, ExitCode};
-use crate::limits;
-use crate::store::{PURGE_BATCH, PurgeCounts, Store};
+use gbdfl_core::limits;
+use gbdfl_store::{PURGE_BATCH, PurgeCounts, Store};
 
 /// Delete lookups older than the retention period, and expired queue
 /// items queued before it, leaving no trace of their ciphertext.
@@ -63,7 +63,7 @@ fn purge_json(
 ) -> serde_json::Value {
     serde_json::json!({
         "dry_run": dry_run,
-        "before": crate::store::time_text(before),
+        "before": gbdfl_store::time_text(before),
         "lookups": c.lookups(),
         "paid_calls": c.paid,
         "cache_answers": c.cached,

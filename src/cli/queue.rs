@@ -2,8 +2,8 @@
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::render;
-use crate::store::Store;
+use gbdfl_report::render;
+use gbdfl_store::Store;
 
 /// List the requests waiting to be sent (IINs masked unless --full), or drop one.
 ///
@@ -50,7 +50,7 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
     if items.iter().any(|q| q.id == given) {
         return Ok(given);
     }
-    let iin = crate::iin::Iin::parse(&given);
+    let iin = gbdfl_core::iin::Iin::parse(&given);
     let by_iin = iin.is_ok();
     let matching: Vec<_> = items
         .iter()
@@ -85,7 +85,7 @@ fn which_item(store: &Store, given: &str, full_iin: bool) -> anyhow::Result<Stri
                 ExitCode::InvalidInput,
                 format!(
                     "{} is no queue item's handle or ID and is not a valid IIN{why}; `gbdfl queue` lists the queued requests",
-                    crate::iin::mask(&given)
+                    gbdfl_core::iin::mask(&given)
                 ),
             )
             .into())
@@ -154,7 +154,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         }
         None => {
             // A process that was killed mid-call is not SENDING any more.
-            crate::lookup::release_orphaned_claims(store)?;
+            gbdfl_service::lookup::release_orphaned_claims(store)?;
             let items = store.queue_items()?;
             ctx.release(store, items.len() as u64)?;
             if ctx.settings.json {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use super::{Ctx, out};
-use crate::crypto::{self, MasterKey};
-use crate::keyfile;
-use crate::store::Store;
+use gbdfl_store::Store;
+use gbdfl_store::crypto::{self, MasterKey};
+use gbdfl_store::keyfile;
 
 /// Make a new master key in a new key file and re-encrypt every record under it.
 ///
@@ -26,7 +26,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             crate::exit::ExitCode::Database,
             format!(
                 "{spills} paid answer(s) wait in {} to be stored (the disk was full when they came); free disk space and run `gbdfl queue` to store them, then rekey",
-                crate::store::spill_dir(store.path()).display()
+                gbdfl_store::spill_dir(store.path()).display()
             ),
         )
         .into());

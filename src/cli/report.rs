@@ -6,9 +6,10 @@ use anyhow::Context as _;
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::html::Lang;
-use crate::report::{self, HtmlOptions, Kind, OptionText, Options};
-use crate::store::Store;
+use gbdfl_report as report;
+use gbdfl_report::html::Lang;
+use gbdfl_report::{HtmlOptions, Kind, OptionText, Options};
+use gbdfl_store::Store;
 
 /// Write a CSV or HTML report of the cache (never calls the service) and print its path.
 #[derive(Debug, clap::Args)]
@@ -56,7 +57,7 @@ pub struct Args {
     pub as_of: Option<String>,
     /// expiring: worker threads for the scan, 1 to 64; the report does not
     /// depend on it [env: GBDFL_THREADS] [default: one per core, at most 64]
-    #[arg(long, value_name = "N", value_parser = crate::limits::threads_flag)]
+    #[arg(long, value_name = "N", value_parser = gbdfl_core::limits::threads_flag)]
     pub threads: Option<usize>,
     /// audit: only entries of this operator
     #[arg(long = "by", value_name = "OPERATOR")]
@@ -129,7 +130,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let now = chrono::Local::now();
     let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
-    opts.threads = crate::limits::threads(args.threads, &ctx.env)?;
+    opts.threads = gbdfl_core::limits::threads(args.threads, &ctx.env)?;
     opts.format.headers = match args.headers.trim() {
         "keys" => Lang::En,
         "ru" => Lang::Ru,
@@ -198,14 +199,14 @@ fn audit_report(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let opts = Options::parse(Kind::Lookups, &text, now.date_naive()).map_err(invalid)?;
     let subject = match args.iin.as_deref() {
         Some(s) => {
-            let iin = crate::iin::Iin::parse_unchecked(s)?;
+            let iin = gbdfl_core::iin::Iin::parse_unchecked(s)?;
             ctx.note_subject(store, &iin);
             Some(store.subject_of(&iin))
         }
         None => None,
     };
     let (from, to) = opts.period.bounds();
-    let filter = crate::store::AuditFilter {
+    let filter = gbdfl_store::AuditFilter {
         from,
         to,
         operator: args.by,

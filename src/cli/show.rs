@@ -2,9 +2,9 @@
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::lookup;
-use crate::render;
-use crate::store::Store;
+use gbdfl_report::render;
+use gbdfl_service::lookup;
+use gbdfl_store::Store;
 
 /// Show the latest VALID record of a person from the cache (never calls the service).
 #[derive(Debug, clap::Args)]
@@ -19,7 +19,7 @@ pub struct Args {
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
     ctx.note_subject(store, &iin);
-    let Some(crate::store::Record { lookup, body }) = store.latest_valid(&iin)? else {
+    let Some(gbdfl_store::Record { lookup, body }) = store.latest_valid(&iin)? else {
         return Err(Exit::new(
             ExitCode::NotCached,
             format!(

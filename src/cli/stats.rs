@@ -7,8 +7,8 @@ use chrono::{DateTime, Local, NaiveDate, TimeZone, Utc};
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
-use crate::render;
-use crate::store::{DayStats, Store};
+use gbdfl_report::render;
+use gbdfl_store::{DayStats, Store};
 
 /// Paid calls made, calls avoided by the cache, and outcomes by status, per
 /// day (local time). Counts only; no personal data.
@@ -27,7 +27,7 @@ pub struct Args {
 }
 
 fn day(flag: &str, s: Option<&str>) -> anyhow::Result<Option<NaiveDate>> {
-    s.map(|s| crate::expiry::parse_day(flag, s))
+    s.map(|s| gbdfl_core::expiry::parse_day(flag, s))
         .transpose()
         .map_err(|e| Exit::new(ExitCode::InvalidInput, e).into())
 }

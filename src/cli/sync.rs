@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use super::progress::Progress;
 use super::{Ctx, out};
-use crate::client::Client;
 use crate::exit::{Exit, ExitCode};
-use crate::lookup::{Fetched, Next};
-use crate::render;
-use crate::store::{QueueState, Store};
-use crate::sync::{self, ItemEnd, Options};
+use gbdfl_client::Client;
+use gbdfl_report::render;
+use gbdfl_service::lookup::{Fetched, Next};
+use gbdfl_service::sync::{self, ItemEnd, Options};
+use gbdfl_store::{QueueState, Store};
 
 /// Send the queued requests (those `fetch` or `batch` could not send, or
 /// that got PENDING), N at a time, soonest deadline first.
@@ -69,9 +69,9 @@ pub fn options(ctx: &Ctx, jobs: u16, resend_in_doubt: bool) -> Options {
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
     // Claims of processes that were killed mid-call are in doubt now.
-    crate::lookup::release_orphaned_claims(store)?;
+    gbdfl_service::lookup::release_orphaned_claims(store)?;
     let before = store.queue_items()?;
-    let sendable = |q: &&crate::store::QueueItem| {
+    let sendable = |q: &&gbdfl_store::QueueItem| {
         q.state == QueueState::Waiting || (args.resend_in_doubt && q.state == QueueState::InDoubt)
     };
     let to_send = before.iter().filter(sendable).count() as u64;
@@ -166,7 +166,7 @@ fn summary_rows(calls: &[ItemEnd], expired: usize) -> Vec<(String, u64, u64)> {
     rows
 }
 
-fn describe_rest(items: &[crate::store::QueueItem]) -> String {
+fn describe_rest(items: &[gbdfl_store::QueueItem]) -> String {
     let count = |st| items.iter().filter(|q| q.state == st).count();
     let (w, d, x, e) = (
         count(QueueState::Waiting),
@@ -196,7 +196,7 @@ fn in_doubt_advice(n: usize) -> String {
 }
 
 /// The exit code and message after a run.
-pub fn finish(report: &sync::Report, after: &[crate::store::QueueItem]) -> anyhow::Result<()> {
+pub fn finish(report: &sync::Report, after: &[gbdfl_store::QueueItem]) -> anyhow::Result<()> {
     if let Some(why) = &report.network {
         return Err(Exit::new(
             ExitCode::NetworkConfig,

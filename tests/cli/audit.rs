@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use gbdfl::emulator::iins;
+use gbdfl_emulator::iins;
 
 use crate::harness::{Env, contains, session, synthetic_iin};
 

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gbdfl::emulator::{iins, synthetic_response};
+use gbdfl_emulator::{iins, synthetic_response};
 use rusqlite::Connection;
 
 use crate::harness::{Env, Run, session, synthetic_iin};

@@ -5,7 +5,7 @@
 
 use std::process::Stdio;
 
-use gbdfl::emulator::Faults;
+use gbdfl_emulator::Faults;
 use serde_json::Value;
 
 use crate::harness::{Env, session, synthetic_iin};

@@ -6,7 +6,7 @@
 //! `sync` runs never call for it again, `sync --resend-in-doubt` sends it
 //! exactly once more. An absurd Retry-After is recorded, not a crash.
 
-use gbdfl::emulator::{Faults, Hostile};
+use gbdfl_emulator::{Faults, Hostile};
 use serde_json::Value;
 
 use crate::harness::{Env, Run, session, synthetic_iin};
@@ -305,7 +305,7 @@ fn run_limited(env: &Env, blocks: u32, args: &[&str], vars: &[(&str, &str)]) -> 
 const SMALL_ANSWERS: (&str, &str) = ("GBDFL_MAX_RESPONSE_BYTES", "16384");
 
 fn spill_files(env: &Env, ext: &str) -> Vec<std::path::PathBuf> {
-    let dir = gbdfl::store::spill_dir(&env.db);
+    let dir = gbdfl_store::spill_dir(&env.db);
     std::fs::read_dir(&dir)
         .map(|d| {
             d.filter_map(|e| e.ok().map(|e| e.path()))

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 
 use chrono::NaiveDate;
-use gbdfl::emulator::synthetic_response;
+use gbdfl_emulator::synthetic_response;
 use serde_json::Value;
 
 use crate::harness::{Env, synthetic_iin};
@@ -91,7 +91,7 @@ fn issue_6_import_then_export_gives_back_the_same_answers() {
     );
     let warning = format!(
         "line 13: warning: IIN {} fails the check",
-        gbdfl::iin::mask(&bad_iin)
+        gbdfl_core::iin::mask(&bad_iin)
     );
     assert!(r.stderr.contains(&warning), "{}", r.stderr);
     assert!(
@@ -268,7 +268,7 @@ fn issue_6_a_version_2_database_migrates_and_reports_its_old_lookups() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, gbdfl::store::SCHEMA_VERSION);
+    assert_eq!(version, gbdfl_store::SCHEMA_VERSION);
     let nulls: i64 = conn
         .query_row(
             "SELECT count(*) FROM lookups WHERE summary_enc IS NULL",

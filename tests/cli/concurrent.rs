@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gbdfl::emulator::Faults;
+use gbdfl_emulator::Faults;
 
 use crate::harness::{Env, Run, session, synthetic_iin};
 

@@ -4,10 +4,10 @@
 //! command; the audit report; one full stop per message.
 
 use chrono::NaiveDate;
-use gbdfl::crypto::MasterKey;
-use gbdfl::emulator::{Faults, synthetic_response};
-use gbdfl::iin::Iin;
-use gbdfl::store::{AuditEntry, Store};
+use gbdfl_core::iin::Iin;
+use gbdfl_emulator::{Faults, synthetic_response};
+use gbdfl_store::crypto::MasterKey;
+use gbdfl_store::{AuditEntry, Store};
 use serde_json::Value;
 
 use crate::harness::{Env, fixture, session, synthetic_iin};
@@ -379,7 +379,7 @@ fn the_man_page_renders_without_warnings() {
 /// index of an IIN (the audit `subject`) is the same on every run.
 fn fixed_store(env: &Env) -> Store {
     let key = MasterKey::from_bytes([9u8; 32]);
-    gbdfl::keyfile::create(&env.key, &key).unwrap();
+    gbdfl_store::keyfile::create(&env.key, &key).unwrap();
     Store::init(&env.db, &key).unwrap().0
 }
 

@@ -21,7 +21,7 @@ fn reference() -> String {
 #[test]
 fn emulator_guide_documents_every_fixture_iin() {
     let guide = doc("docs/emulator.md");
-    for f in gbdfl::emulator::fixtures() {
+    for f in gbdfl_emulator::fixtures() {
         assert!(
             guide.contains(&format!("`{}` | {} |", f.iin, f.outcome)),
             "docs/emulator.md lacks fixture {} {}",

@@ -1,9 +1,9 @@
 //! `gbdfl fetch` against the emulator over loopback: every status, every
 //! documented HTTP error, bad input, the cache and faults.
 
-use gbdfl::emulator::{Faults, fixtures};
+use gbdfl_emulator::{Faults, fixtures};
 
-use gbdfl::emulator::iins;
+use gbdfl_emulator::iins;
 
 use crate::harness::{Env, fixture, session, synthetic_iin};
 

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use gbdfl::emulator::{Emulator, EmulatorConfig, Faults};
+use gbdfl_emulator::{Emulator, EmulatorConfig, Faults};
 
 pub const API_KEY: &str = "test-organisation-api-key-0123456789abcdef0123456789";
 
@@ -151,7 +151,7 @@ impl Env {
 
 /// A fixture IIN of the emulator by its outcome label.
 pub fn fixture(outcome: &str) -> &'static str {
-    gbdfl::emulator::fixtures()
+    gbdfl_emulator::fixtures()
         .iter()
         .find(|f| f.outcome == outcome)
         .unwrap_or_else(|| panic!("no emulator fixture with outcome {outcome:?}"))
@@ -167,13 +167,13 @@ pub fn session() -> String {
 pub fn synthetic_iin(n: u32) -> String {
     (0..)
         .filter_map(|i| {
-            gbdfl::iin::complete(&format!(
+            gbdfl_core::iin::complete(&format!(
                 "8805{:02}4{:04}",
                 10 + n % 18,
                 (n * 100 + i) % 10_000
             ))
         })
-        .find(|iin| !gbdfl::emulator::fixtures().iter().any(|f| f.iin == iin))
+        .find(|iin| !gbdfl_emulator::fixtures().iter().any(|f| f.iin == iin))
         .expect("some prefix has a check digit")
 }
 

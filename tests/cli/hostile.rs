@@ -8,7 +8,7 @@
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 
-use gbdfl::emulator::{Faults, Hostile, iins};
+use gbdfl_emulator::{Faults, Hostile, iins};
 
 use crate::harness::{Env, Run, session, synthetic_iin};
 use crate::secrets::{NOBODY, as_nobody, chown_tree, is_root};
@@ -88,7 +88,7 @@ fn a_database_from_a_newer_schema_is_refused_and_left_alone() {
         let c = rusqlite::Connection::open(&env.db).unwrap();
         c.execute_batch(&format!(
             "PRAGMA user_version = {};",
-            gbdfl::store::SCHEMA_VERSION
+            gbdfl_store::SCHEMA_VERSION
         ))
         .unwrap();
     }

@@ -19,10 +19,10 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use gbdfl::crypto::MasterKey;
-use gbdfl::emulator::synthetic_response;
-use gbdfl::iin::Iin;
-use gbdfl::store::Store;
+use gbdfl_core::iin::Iin;
+use gbdfl_emulator::synthetic_response;
+use gbdfl_store::Store;
+use gbdfl_store::crypto::MasterKey;
 
 use crate::harness::{Env, synthetic_iin};
 use crate::report::{SESSION, TODAY, golden, paid, report, seed_golden, today};
@@ -537,7 +537,7 @@ fn pages_open_offline_in_chromium_run_nothing_from_data_and_chart_the_csv_counts
         for hostile in [IMG, SCRIPT] {
             let shown = format!(
                 "<td>{}</td>",
-                gbdfl::html::esc(hostile)
+                gbdfl_report::html::esc(hostile)
                     .replace("&#39;", "'")
                     .replace("&quot;", "\"")
             );
@@ -585,12 +585,12 @@ fn pages_open_offline_in_chromium_run_nothing_from_data_and_chart_the_csv_counts
         }
         assert_eq!(drawn, want, "{name}: days chart = CSV summary");
         let paid: u64 = days.iter().map(|d| d[2].parse::<u64>().unwrap()).sum();
-        let spent = gbdfl::html::money(
+        let spent = gbdfl_report::html::money(
             3550 * paid,
             if lang == "ru" {
-                gbdfl::html::Lang::Ru
+                gbdfl_report::html::Lang::Ru
             } else {
-                gbdfl::html::Lang::En
+                gbdfl_report::html::Lang::En
             },
         );
         // Chromium writes the no-break space of Russian digit groups as &nbsp;.

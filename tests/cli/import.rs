@@ -3,7 +3,7 @@
 //! whose two IINs disagree (one person's data under another's IIN).
 
 use chrono::{TimeDelta, Utc};
-use gbdfl::emulator::synthetic_response;
+use gbdfl_emulator::synthetic_response;
 use serde_json::Value;
 
 use crate::harness::{Env, synthetic_iin};
@@ -96,8 +96,8 @@ fn an_answer_whose_two_iins_disagree_is_a_bad_line() {
     assert!(
         r.stderr.contains(&format!(
             "line 2: skipped: the top-level iin ({}) and result_json.iin ({}) differ",
-            gbdfl::iin::mask(&a),
-            gbdfl::iin::mask(&b)
+            gbdfl_core::iin::mask(&a),
+            gbdfl_core::iin::mask(&b)
         )),
         "{}",
         r.stderr

@@ -1,6 +1,6 @@
 //! `gbdfl init`, keys and databases that do not fit.
 
-use gbdfl::emulator::iins;
+use gbdfl_emulator::iins;
 
 use crate::harness::Env;
 

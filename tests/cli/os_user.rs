@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use chrono::Utc;
-use gbdfl::emulator::{iins, synthetic_response};
+use gbdfl_emulator::{iins, synthetic_response};
 use serde_json::Value;
 
 use crate::harness::{Env, session, synthetic_iin};

@@ -1,7 +1,7 @@
 //! Nothing personal in plaintext on disk: the database file and its WAL are
 //! scanned byte by byte after real fetches.
 
-use gbdfl::emulator::iins;
+use gbdfl_emulator::iins;
 
 use crate::harness::{Env, contains, session, synthetic_iin};
 

@@ -7,7 +7,7 @@
 use std::io::Write as _;
 use std::process::Stdio;
 
-use gbdfl::emulator::iins;
+use gbdfl_emulator::iins;
 use proptest::prelude::*;
 
 use crate::harness::{Env, Run, session};
@@ -163,7 +163,7 @@ fn dates_need_a_four_digit_year() {
 /// A checked IIN born in 2099.
 fn born_in_2099() -> String {
     (0..1000)
-        .find_map(|n| gbdfl::iin::complete(&format!("9901015{n:04}")))
+        .find_map(|n| gbdfl_core::iin::complete(&format!("9901015{n:04}")))
         .expect("some serial has a check digit")
 }
 

@@ -11,10 +11,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use gbdfl::crypto::MasterKey;
-use gbdfl::emulator::{Emulator, EmulatorConfig, iins, synthetic_response};
-use gbdfl::iin::Iin;
-use gbdfl::store::{LookupId, NewLookup, Outcome, Reached, Source, Store};
+use gbdfl_core::iin::Iin;
+use gbdfl_emulator::{Emulator, EmulatorConfig, iins, synthetic_response};
+use gbdfl_store::crypto::MasterKey;
+use gbdfl_store::{LookupId, NewLookup, Outcome, Reached, Source, Store};
 use uuid::Uuid;
 
 use crate::harness::{API_KEY, Env, contains, session, synthetic_iin};
@@ -37,7 +37,7 @@ fn at(s: &str) -> DateTime<Utc> {
 /// A new database and key file at the Env's paths, made through the library.
 fn new_store(env: &Env) -> Store {
     let key = MasterKey::from_bytes([7u8; 32]);
-    gbdfl::keyfile::create(&env.key, &key).unwrap();
+    gbdfl_store::keyfile::create(&env.key, &key).unwrap();
     Store::init(&env.db, &key).unwrap().0
 }
 

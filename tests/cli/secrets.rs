@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use gbdfl::emulator::{Faults, iins};
+use gbdfl_emulator::{Faults, iins};
 
 use crate::harness::{API_KEY, Env, session};
 

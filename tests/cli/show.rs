@@ -1,6 +1,6 @@
 //! `gbdfl show` and `gbdfl history`: answers from the cache only.
 
-use gbdfl::emulator::iins;
+use gbdfl_emulator::iins;
 
 use crate::harness::{Env, session};
 

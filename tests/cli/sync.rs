@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use gbdfl::emulator::Faults;
+use gbdfl_emulator::Faults;
 use serde_json::Value;
 
 use crate::harness::{Env, session};
@@ -32,7 +32,7 @@ fn write_batch(env: &Env, name: &str, rows: &[(String, String)], bad: &[(usize, 
 }
 
 fn pairs(n: usize) -> Vec<(String, String)> {
-    gbdfl::emulator::synthetic_iins(n)
+    gbdfl_emulator::synthetic_iins(n)
         .into_iter()
         .map(|i| (i, session()))
         .collect()
@@ -111,7 +111,7 @@ fn service_down_then_up() {
     let live = env.base_url.clone();
     // Nothing listens on the old port once the emulator is stopped.
     let dead = {
-        let emu = gbdfl::emulator::Emulator::start("127.0.0.1:0", Default::default()).unwrap();
+        let emu = gbdfl_emulator::Emulator::start("127.0.0.1:0", Default::default()).unwrap();
         emu.url()
     };
     env.base_url = dead;
@@ -722,7 +722,7 @@ fn queue_masks_iins_unless_full_and_stats_counts_paid_and_cached() {
     let q = env.ok(&["queue"]);
     assert!(!q.stdout.contains(&rows[1].0), "{}", q.stdout);
     assert!(
-        q.stdout.contains(&gbdfl::iin::mask(&rows[1].0)),
+        q.stdout.contains(&gbdfl_core::iin::mask(&rows[1].0)),
         "{}",
         q.stdout
     );

@@ -1,0 +1,145 @@
+//! The summary report as one HTML page: lookups, paid calls, cache answers
+//! and failures per day as a chart and a table, and what the paid calls
+//! cost and the cache saved, from `price_per_call` and `currency` (never
+//! an invented price).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::chart::{self, Series};
+use super::{Lang, Price, esc, fact, generated_fact, money, number};
+use crate::{Period, SUMMARY_COLUMNS};
+
+/// One day's counts, in the order of [`SUMMARY_COLUMNS`] after `day`.
+pub type DayCounts = (NaiveDate, [u64; crate::SUMMARY_COUNTS]);
+
+/// Where the counts of the chart sit in a day's counts.
+const LOOKUPS: usize = 0;
+const PAID: usize = 1;
+const CACHE: usize = 2;
+/// Refused, unavailable, garbled: calls that gave no usable answer.
+const FAILURES: [usize; 3] = [12, 13, 14];
+
+/// A day's failed paid calls.
+pub fn failures(c: &[u64; crate::SUMMARY_COUNTS]) -> u64 {
+    FAILURES.iter().map(|&i| c[i]).sum()
+}
+
+/// What the page says about itself.
+#[derive(Debug, Clone)]
+pub struct Page<'a> {
+    pub lang: Lang,
+    pub period: Period,
+    pub price: Option<&'a Price>,
+    pub generated_at: DateTime<Utc>,
+}
+
+const SCRIPT: &str = include_str!("summary.js");
+
+/// Writes the page for these days (oldest first).
+pub fn write<W: Write>(mut w: W, days: &[DayCounts], page: &Page<'_>) -> io::Result<W> {
+    let lang = page.lang;
+    let l = lang.labels();
+    let mut total = [0u64; crate::SUMMARY_COUNTS];
+    for (_, c) in days {
+        for (t, n) in total.iter_mut().zip(c) {
+            *t = t.saturating_add(*n);
+        }
+    }
+    let mut out = String::with_capacity(16 * 1024);
+    super::head(&mut out, lang, l.summary_title, &[SCRIPT]);
+    let _ = writeln!(
+        out,
+        "<header>\n<h1>{}</h1>\n<dl class=\"facts\">",
+        esc(l.summary_title)
+    );
+    let period = match (page.period.from, page.period.to) {
+        (None, None) => l.all_time.to_owned(),
+        (f, t) => format!(
+            "{} – {}",
+            f.map(|d| lang.date(d)).unwrap_or_else(|| "…".into()),
+            t.map(|d| lang.date(d)).unwrap_or_else(|| "…".into())
+        ),
+    };
+    fact(&mut out, l.period, &esc(&period));
+    fact(&mut out, l.lookups, &number(total[LOOKUPS], lang));
+    fact(&mut out, l.paid_calls, &number(total[PAID], lang));
+    fact(&mut out, l.cache_hits, &number(total[CACHE], lang));
+    fact(&mut out, l.failures, &number(failures(&total), lang));
+    match page.price {
+        Some(p) => {
+            let cur = esc(&p.currency);
+            let amount = |n: Option<u64>| match n {
+                Some(h) => format!("<span class=\"money\">{} {cur}</span>", money(h, lang)),
+                None => "—".into(),
+            };
+            fact(
+                &mut out,
+                l.price,
+                &format!("{} {cur}", money(p.hundredths, lang)),
+            );
+            fact(&mut out, l.spent, &amount(p.times(total[PAID])));
+            fact(&mut out, l.saved, &amount(p.times(total[CACHE])));
+        }
+        None => {
+            fact(&mut out, l.spent, &esc(l.price_not_set));
+            fact(&mut out, l.saved, &esc(l.price_not_set));
+        }
+    }
+    generated_fact(&mut out, l.generated, lang, page.generated_at);
+    out.push_str("</dl>\n</header>\n");
+
+    if days.is_empty() {
+        let _ = writeln!(out, "<p>{}</p>", esc(l.no_lookups));
+    } else {
+        out.push_str("<section class=\"charts\">\n");
+        let cats: Vec<String> = days.iter().map(|(d, _)| lang.short_date(*d)).collect();
+        let values: Vec<Vec<u64>> = days
+            .iter()
+            .map(|(_, c)| {
+                let failed = failures(c);
+                vec![c[PAID].saturating_sub(failed), failed, c[CACHE]]
+            })
+            .collect();
+        let series = [
+            Series {
+                label: l.paid_answered,
+                key: "paid",
+            },
+            Series {
+                label: l.failures,
+                key: "failed",
+            },
+            Series {
+                label: l.cache_hits,
+                key: "cache",
+            },
+        ];
+        chart::stacked(&mut out, "days", l.chart_days, &cats, &series, &values);
+        let _ = writeln!(
+            out,
+            "</section>\n<p class=\"note\">{}</p>",
+            esc(l.failures_are)
+        );
+        // Every column of the CSV summary, headed in the page's language.
+        out.push_str("<section class=\"wide\">\n<table id=\"days-table\"><thead><tr>");
+        for key in SUMMARY_COLUMNS {
+            let class = if *key == "day" { "" } else { " class=\"num\"" };
+            let _ = write!(out, "<th{class}>{}</th>", esc(lang.header(key)));
+        }
+        out.push_str("</tr></thead><tbody>\n");
+        for (d, c) in days {
+            let _ = write!(out, "<tr data-day=\"{d}\"><td class=\"day\">{d}</td>");
+            for n in c {
+                let _ = write!(out, "<td class=\"num\">{n}</td>");
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table>\n</section>\n");
+    }
+    super::tail(&mut out, SCRIPT);
+    w.write_all(out.as_bytes())?;
+    Ok(w)
+}

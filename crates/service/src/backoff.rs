@@ -1,0 +1,47 @@
+//! How long to wait before the next attempt of a queued request.
+
+use std::time::Duration;
+
+/// Exponential backoff with full jitter: the n-th retry waits a random time
+/// between zero and `min(cap, base * 2^(n-1))`, and at least what the
+/// service asked for in Retry-After.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub cap: Duration,
+    /// Calls per item in one `sync` run.
+    pub max_attempts: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+            max_attempts: 5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The wait after the `attempts`-th call of an item failed.
+    pub fn delay(&self, attempts: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = attempts.saturating_sub(1).min(30);
+        let ceiling = self
+            .base
+            .saturating_mul(1u32 << exp)
+            .min(self.cap)
+            .max(Duration::from_millis(1));
+        let jitter = ceiling.mul_f64(random_fraction());
+        jitter.max(retry_after.unwrap_or(Duration::ZERO))
+    }
+}
+
+/// A uniformly random number in [0, 1), from the operating system.
+fn random_fraction() -> f64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}

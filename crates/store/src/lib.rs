@@ -1,0 +1,1087 @@
+//! The encrypted store of lookups: the one boundary behind which the
+//! database lives.
+//!
+//! Rules this module keeps: nothing leaves this module for the disk
+//! unencrypted, and nothing personal comes back out without being opened
+//! here. Callers hand in and get back plaintext domain types; this file seals
+//! and opens them (binding each ciphertext to its table, column, row id and
+//! key version); the backend below (`sqlite`, and one day PostgreSQL beside
+//! it) sees only sealed rows. Ids are made by the client (UUIDv7), so
+//! retrying or merging never duplicates a lookup.
+
+pub mod archive;
+mod audit;
+mod bulk;
+pub mod codec;
+pub mod crypto;
+pub mod keyfile;
+mod maintenance;
+mod queue;
+mod spill;
+mod sqlite;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::Connection;
+use uuid::Uuid;
+use zeroize::Zeroizing;
+
+use crate::crypto::{CryptoError, Keys, MasterKey, StableKeys};
+use gbdfl_core::iin::Iin;
+
+pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
+pub use bulk::{
+    Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
+};
+pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
+pub use queue::{
+    After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
+};
+pub use spill::{Reservation, reserve_size, spill_dir};
+pub use sqlite::SCHEMA_VERSION;
+
+/// What can go wrong in the store. Messages say what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "no gbdfl database at {0}: run `gbdfl init` first, or pass the right file with --db PATH"
+    )]
+    NotInitialised(PathBuf),
+    #[error(
+        "{0} is not a gbdfl database (it is not SQLite, or belongs to another program): check --db PATH; the file was not changed"
+    )]
+    NotADatabase(PathBuf),
+    #[error(
+        "database {path} has schema version {found}, newer than this gbdfl understands ({supported}): upgrade gbdfl; the file was not changed"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error(
+        "wrong key for this database (database key id {db_key_id}, key file key id {file_key_id}): pass the key file it was created with, --key-file PATH"
+    )]
+    WrongKey {
+        db_key_id: String,
+        file_key_id: String,
+    },
+    #[error(
+        "key file key id {file_key_id} is key version {version} of this database, retired by `gbdfl rekey` at {retired_at}; the database now opens only with key id {db_key_id}: pass the newer key file, --key-file PATH"
+    )]
+    RetiredKey {
+        file_key_id: String,
+        version: i64,
+        retired_at: String,
+        db_key_id: String,
+    },
+    #[error(
+        "the database has no key record; it was not initialised completely: run `gbdfl init` again with the same --db and --key-file"
+    )]
+    NoKey,
+    #[error(
+        "record {id}: its {column} does not decrypt ({reason}); it may have been altered. Nothing was shown from it; run `gbdfl check`"
+    )]
+    Corrupt {
+        id: String,
+        column: &'static str,
+        reason: String,
+    },
+    #[error(
+        "database {0} is read-only for this user (file mode, owner, or a read-only disk): gbdfl records every lookup and audit entry, so it needs to write; nothing was sent to the service. Check who owns the file and its mode, or pass a writable copy with --db PATH"
+    )]
+    ReadOnly(PathBuf),
+    #[error(
+        "could not write to the database (the disk is full, a file size limit was reached, or the disk failed: {0}); this command's change was rolled back and everything stored before it is intact: free disk space or fix the disk, then run the command again"
+    )]
+    WriteFailed(#[source] rusqlite::Error),
+    /// Another connection held the write lock for longer than the busy
+    /// timeout. SQLite's own words ("database is locked") are not shown.
+    #[error(
+        "the database is busy: {holder} holds its write lock and did not free it within the time gbdfl waits for it (busy_timeout in config.toml or GBDFL_BUSY_TIMEOUT; 10s unless set). Wait until it has finished (or stop it), then run this command again"
+    )]
+    Busy { holder: String },
+    #[error(
+        "no room to keep the answer of a paid call ({bytes} bytes in {dir}: {source}); no call was made. Free disk space (or raise the file size limit), or lower max_response_bytes, then run the command again"
+    )]
+    NoRoom {
+        dir: PathBuf,
+        bytes: u64,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the paid call was made and answered (it is billed), but the database could not store the answer ({cause}). The answer is kept, sealed, in {path}, and is stored the next time gbdfl opens this database: free disk space (or fix the database), then run any gbdfl command, e.g. `gbdfl queue`"
+    )]
+    Spilled { path: PathBuf, cause: String },
+    #[error("database error: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    /// A failed write (disk full, RLIMIT_FSIZE, an I/O error on write or
+    /// sync) gets its own variant and message; SQLite has rolled it back.
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi;
+        if let rusqlite::Error::SqliteFailure(f, _) = &e {
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) {
+                return StoreError::Busy {
+                    holder: sqlite::SOME_OTHER_WRITER.to_owned(),
+                };
+            }
+            let write_failed = f.code == rusqlite::ErrorCode::DiskFull
+                || matches!(
+                    f.extended_code,
+                    ffi::SQLITE_IOERR_WRITE
+                        | ffi::SQLITE_IOERR_FSYNC
+                        | ffi::SQLITE_IOERR_DIR_FSYNC
+                        | ffi::SQLITE_IOERR_TRUNCATE
+                        | ffi::SQLITE_IOERR_SHMSIZE
+                );
+            if write_failed {
+                return StoreError::WriteFailed(e);
+            }
+        }
+        StoreError::Sqlite(e)
+    }
+}
+
+impl StoreError {
+    /// What failed, without the advice of the whole message (for an error
+    /// quoted inside another).
+    pub fn cause_text(&self) -> String {
+        match self {
+            StoreError::WriteFailed(e) => {
+                format!("the disk is full, a file size limit was reached, or the disk failed: {e}")
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// Whether the error means the key does not fit or data was tampered with.
+    pub fn is_key_or_integrity(&self) -> bool {
+        matches!(
+            self,
+            StoreError::WrongKey { .. }
+                | StoreError::RetiredKey { .. }
+                | StoreError::Corrupt { .. }
+                | StoreError::NoKey
+        )
+    }
+}
+
+fn crypto_err(what: &'static str) -> impl Fn(CryptoError) -> StoreError {
+    move |e| StoreError::Corrupt {
+        id: what.to_owned(),
+        column: "wrapped_keys",
+        reason: e.to_string(),
+    }
+}
+
+/// Associated data of the wrapped long-lived keys of a key version.
+fn wrap_aad(version: i64) -> Vec<u8> {
+    crypto::associated_data("keys", "wrapped_keys", &version.to_string(), version as u32)
+}
+
+/// How far past this machine's clock a stored time may lie and still be
+/// believed: an import refuses fetch times later than now plus this, and a
+/// record answered later than that is never "the latest" for `show` and
+/// the cache (a clock set wrong, or a record from before the import refused
+/// such times).
+pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
+/// The latest answer time a record may have to count as the latest: now
+/// plus [`FUTURE_TOLERANCE`], as stored text (times as text sort in time
+/// order).
+pub(crate) fn latest_believed() -> String {
+    time_text(Utc::now() + FUTURE_TOLERANCE)
+}
+
+/// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
+pub fn now_text() -> String {
+    time_text(Utc::now())
+}
+
+pub fn time_text(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub(crate) fn parse_time(s: &str) -> DateTime<Utc> {
+    stored_time(s)
+        .or_else(|| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.with_timezone(&Utc))
+        })
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The one form [`time_text`] writes, `YYYY-MM-DDTHH:MM:SS.mmmZ`, read
+/// without chrono's RFC 3339 parser (the expiry scan reads a million);
+/// `None` for anything else, which [`parse_time`] leaves to chrono.
+fn stored_time(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    if b.len() != 24
+        || [
+            (4, b'-'),
+            (7, b'-'),
+            (10, b'T'),
+            (13, b':'),
+            (16, b':'),
+            (19, b'.'),
+            (23, b'Z'),
+        ]
+        .iter()
+        .any(|&(i, c)| b[i] != c)
+    {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| gbdfl_core::api::ascii_number(&b[r]);
+    let day = chrono::NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)?;
+    // A leap second (:60) is not taken here: chrono reads it its own way.
+    let t = day.and_hms_milli_opt(n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?)?;
+    Some(t.and_utc())
+}
+
+/// A client-made lookup id (UUIDv7: unique everywhere, ordered by time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LookupId(pub Uuid);
+
+impl LookupId {
+    pub fn new() -> LookupId {
+        LookupId(Uuid::now_v7())
+    }
+}
+
+impl Default for LookupId {
+    fn default() -> Self {
+        LookupId::new()
+    }
+}
+
+impl fmt::Display for LookupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A call to the paid service was made.
+    Service,
+    /// Answered from a stored lookup; no call was made.
+    Cache,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Service => "service",
+            Source::Cache => "cache",
+        }
+    }
+}
+
+/// How a lookup attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A GBDFL answer came back (any status).
+    Answered,
+    /// HTTP 2xx but the body is not a GBDFL answer; the body is kept.
+    Garbled,
+    /// The service refused the request (HTTP 4xx).
+    Refused,
+    /// No usable answer (connection, timeout, 5xx, 429).
+    Unavailable,
+    /// Answered from the cache.
+    Cached,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Answered => "answered",
+            Outcome::Garbled => "garbled",
+            Outcome::Refused => "refused",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Cached => "cached",
+        }
+    }
+    fn parse(s: &str) -> Outcome {
+        match s {
+            "answered" => Outcome::Answered,
+            "garbled" => Outcome::Garbled,
+            "refused" => Outcome::Refused,
+            "cached" => Outcome::Cached,
+            _ => Outcome::Unavailable,
+        }
+    }
+}
+
+/// Whether a call's request reached the paid service, as the caller
+/// classified the call (the store records it and never guesses it): what
+/// decides whether the call counts as paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// Provably never reached the service: nothing can have been billed.
+    No,
+    /// Sent, but no answer came back (timeout, dropped connection): the
+    /// service may have answered and billed it.
+    Maybe,
+    /// The service (or something in front of it) answered.
+    Yes,
+}
+
+impl Reached {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reached::No => "no",
+            Reached::Maybe => "maybe",
+            Reached::Yes => "yes",
+        }
+    }
+    fn parse(s: &str) -> Option<Reached> {
+        match s {
+            "no" => Some(Reached::No),
+            "maybe" => Some(Reached::Maybe),
+            "yes" => Some(Reached::Yes),
+            _ => None,
+        }
+    }
+    /// Whether a call that ended so counts as paid: anything that may have
+    /// reached the service.
+    pub fn paid(self) -> bool {
+        self != Reached::No
+    }
+}
+
+/// A lookup to record. Personal fields are plaintext here and sealed by the store.
+#[derive(Debug)]
+pub struct NewLookup<'a> {
+    pub id: LookupId,
+    pub iin: &'a Iin,
+    pub session_id: &'a str,
+    pub purpose: Option<&'a str>,
+    pub operator: &'a str,
+    pub host: &'a str,
+    pub requested_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub source: Source,
+    pub outcome: Outcome,
+    pub status: Option<&'a str>,
+    pub result: Option<bool>,
+    pub http_status: Option<u16>,
+    pub failure_type: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub response: Option<&'a [u8]>,
+    pub cached_from: Option<LookupId>,
+    /// Whether the call reached the service; `None` when no call was made
+    /// (an answer from the cache).
+    pub reached: Option<Reached>,
+    /// The OS user of the process recording the lookup, beside `operator`.
+    pub os_user: Option<&'a str>,
+}
+
+/// A stored lookup, opened. The raw response is fetched separately.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub id: String,
+    pub requested_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub operator: String,
+    pub host: String,
+    pub source: Source,
+    pub outcome: Outcome,
+    pub status: Option<String>,
+    pub result: Option<bool>,
+    pub http_status: Option<u16>,
+    pub failure_type: Option<String>,
+    pub iin_checked: bool,
+    pub cached_from: Option<String>,
+    pub key_version: u32,
+    /// The IIN, opened from `iin_enc`. Personal data: mask it for display.
+    pub iin: String,
+    pub purpose: Option<String>,
+    pub detail: Option<String>,
+    /// Whether the call reached the service; `None` for cache answers.
+    pub reached: Option<Reached>,
+    /// The OS user of the process that recorded it; `None` before kept.
+    pub os_user: Option<String>,
+}
+
+/// The message prefix with which gbdfl before schema version 4 recorded a
+/// call that could not connect. Read only for rows of that time, whose
+/// `reached` is NULL: they hold no other record of it.
+const LEGACY_NOT_CONNECTED: &str = "could not connect to the service";
+
+/// What a row from before schema version 4 (no `reached`) says: a call that
+/// could not connect was recorded as unavailable, with no HTTP status and a
+/// message with the prefix of that time; every other call reached the
+/// service or may have.
+fn legacy_reached(
+    source: Source,
+    outcome: Outcome,
+    http_status: Option<u16>,
+    detail: Option<&str>,
+) -> Option<Reached> {
+    match source {
+        Source::Cache => None,
+        Source::Service
+            if outcome == Outcome::Unavailable
+                && http_status.is_none()
+                && detail.is_some_and(|d| d.starts_with(LEGACY_NOT_CONNECTED)) =>
+        {
+            Some(Reached::No)
+        }
+        Source::Service if outcome == Outcome::Unavailable && http_status.is_none() => {
+            Some(Reached::Maybe)
+        }
+        Source::Service => Some(Reached::Yes),
+    }
+}
+
+impl Lookup {
+    /// Whether the call provably never reached the service (nothing billed).
+    pub fn never_sent(&self) -> bool {
+        self.reached == Some(Reached::No)
+    }
+}
+
+/// A stored VALID record: the lookup and the response body as received.
+#[derive(Debug)]
+pub struct Record {
+    pub lookup: Lookup,
+    pub body: Zeroizing<Vec<u8>>,
+}
+
+/// First plaintext byte of `response_enc`: how the body is encoded.
+/// Keeps only `[A-Z0-9_]` values of at most 40 characters for plaintext
+/// enumerated columns: a hostile answer cannot smuggle text into them.
+fn enumerated(v: Option<&str>) -> Option<String> {
+    v.map(|s| {
+        let ok = !s.is_empty()
+            && s.len() <= 40
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if ok { s.to_owned() } else { "OTHER".to_owned() }
+    })
+}
+
+/// The sealed row of a lookup, its summary (if any) already encoded: every
+/// personal field sealed under `keys`, bound to its column and row.
+fn sealed_row(
+    keys: &Keys,
+    key_version: u32,
+    l: &NewLookup<'_>,
+    summary: Option<&[u8]>,
+) -> Result<sqlite::LookupRow, StoreError> {
+    let id = l.id.to_string();
+    let seal = |column: &str, plaintext: &[u8]| seal_col(keys, key_version, &id, column, plaintext);
+    let response_enc = match l.response {
+        Some(body) => Some(codec::with_packed(body, |packed| {
+            seal("response_enc", packed)
+        })?),
+        None => None,
+    };
+    Ok(sqlite::LookupRow {
+        subject: keys.blind_index(l.iin.as_str()).to_vec(),
+        requested_at: time_text(l.requested_at),
+        answered_at: l.answered_at.map(time_text),
+        operator: l.operator.to_owned(),
+        host: l.host.to_owned(),
+        source: l.source.as_str().to_owned(),
+        outcome: l.outcome.as_str().to_owned(),
+        status: enumerated(l.status),
+        result: l.result,
+        http_status: l.http_status.map(i64::from),
+        failure_type: enumerated(l.failure_type),
+        iin_checked: l.iin.is_checked(),
+        cached_from: l.cached_from.map(|c| c.to_string()),
+        key_version: i64::from(key_version),
+        iin_enc: seal("iin_enc", l.iin.as_str().as_bytes())?,
+        session_enc: seal("session_enc", l.session_id.as_bytes())?,
+        purpose_enc: l
+            .purpose
+            .map(|p| seal("purpose_enc", p.as_bytes()))
+            .transpose()?,
+        detail_enc: l
+            .detail
+            .map(|d| seal("detail_enc", d.as_bytes()))
+            .transpose()?,
+        response_enc,
+        summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
+        reached: l.reached.map(|r| r.as_str().to_owned()),
+        os_user: l.os_user.map(str::to_owned),
+        id,
+    })
+}
+
+/// Seals one value of `lookups` bound to its column, row id and key version.
+fn seal_col(
+    keys: &Keys,
+    key_version: u32,
+    id: &str,
+    column: &str,
+    plaintext: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let aad = crypto::associated_data("lookups", column, id, key_version);
+    keys.seal(plaintext, &aad).map_err(|e| seal_failed(id, e))
+}
+
+fn seal_failed(id: &str, e: CryptoError) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_owned(),
+        column: "seal",
+        reason: e.to_string(),
+    }
+}
+
+/// The open store: a connection, the current subkeys and their version.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    /// How long a write waits for another connection's lock.
+    busy: Duration,
+    keys: Keys,
+    key_version: u32,
+    key_id: String,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("key_version", &self.key_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `Store::init` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitState {
+    /// The database was created now.
+    Created,
+    /// The database already existed and the key fits it.
+    AlreadyInitialised,
+}
+
+impl Store {
+    /// Default time to wait on a lock held by another gbdfl process.
+    pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Creates the database (or checks an existing one) for `key`.
+    pub fn init(path: &Path, key: &MasterKey) -> Result<(Store, InitState), StoreError> {
+        let (conn, created) = sqlite::create(path, Self::BUSY_TIMEOUT)?;
+        let rows = sqlite::key_rows(&conn)?;
+        if rows.is_empty() {
+            let stable = StableKeys::generate().map_err(crypto_err("keys"))?;
+            let wrapped = key
+                .wrap(&stable, &wrap_aad(1))
+                .map_err(crypto_err("keys"))?;
+            sqlite::insert_key(
+                &conn,
+                &sqlite::KeyRow {
+                    version: 1,
+                    check_value: key.check_value().to_vec(),
+                    wrapped_keys: wrapped,
+                    created_at: now_text(),
+                    retired_at: None,
+                },
+            )?;
+            let store = Store::with_key(conn, path, key, 1, &stable);
+            return Ok((store, InitState::Created));
+        }
+        let store = Store::verify_key(conn, path, key, &rows)?;
+        let state = if created {
+            InitState::Created
+        } else {
+            InitState::AlreadyInitialised
+        };
+        Ok((store, state))
+    }
+
+    /// Opens an initialised database; refuses a key that does not fit it
+    /// before anything is read or written.
+    pub fn open(path: &Path, key: &MasterKey) -> Result<Store, StoreError> {
+        Store::open_waiting(path, key, Self::BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`], waiting up to `busy` for another connection's
+    /// write lock before a write fails with [`StoreError::Busy`].
+    pub fn open_waiting(path: &Path, key: &MasterKey, busy: Duration) -> Result<Store, StoreError> {
+        let conn = sqlite::open(path, busy)?;
+        let rows = sqlite::key_rows(&conn)?;
+        if rows.is_empty() {
+            return Err(StoreError::NoKey);
+        }
+        let mut store = Store::verify_key(conn, path, key, &rows)?;
+        store.busy = busy;
+        Ok(store)
+    }
+
+    fn verify_key(
+        conn: Connection,
+        path: &Path,
+        key: &MasterKey,
+        rows: &[sqlite::KeyRow],
+    ) -> Result<Store, StoreError> {
+        let current = &rows[0];
+        let mine = key.check_value();
+        if current.check_value.as_slice() != mine.as_slice() {
+            if let Some(old) = rows
+                .iter()
+                .find(|r| r.check_value.as_slice() == mine.as_slice())
+            {
+                return Err(StoreError::RetiredKey {
+                    file_key_id: crypto::key_id(&mine),
+                    version: old.version,
+                    retired_at: old.retired_at.clone().unwrap_or_default(),
+                    db_key_id: crypto::key_id(&current.check_value),
+                });
+            }
+            return Err(StoreError::WrongKey {
+                db_key_id: crypto::key_id(&current.check_value),
+                file_key_id: crypto::key_id(&mine),
+            });
+        }
+        let stable = key
+            .unwrap_keys(&current.wrapped_keys, &wrap_aad(current.version))
+            .map_err(crypto_err("keys"))?;
+        Ok(Store::with_key(
+            conn,
+            path,
+            key,
+            current.version as u32,
+            &stable,
+        ))
+    }
+
+    fn with_key(
+        conn: Connection,
+        path: &Path,
+        key: &MasterKey,
+        version: u32,
+        stable: &StableKeys,
+    ) -> Store {
+        Store {
+            conn,
+            path: path.to_owned(),
+            busy: Self::BUSY_TIMEOUT,
+            keys: key.keys(stable),
+            key_version: version,
+            key_id: crypto::key_id(&key.check_value()),
+        }
+    }
+
+    /// A second handle on the same database and keys, with its own
+    /// connection (for worker threads).
+    pub fn reopen(&self) -> Result<Store, StoreError> {
+        Ok(Store {
+            conn: sqlite::open(&self.path, self.busy)?,
+            path: self.path.clone(),
+            busy: self.busy,
+            keys: self.keys.clone(),
+            key_version: self.key_version,
+            key_id: self.key_id.clone(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Short id of the key in use, safe to print.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    pub fn key_version(&self) -> u32 {
+        self.key_version
+    }
+
+    /// The blind index of an IIN under this database's key.
+    pub fn subject_of(&self, iin: &Iin) -> [u8; 32] {
+        self.keys.blind_index(iin.as_str())
+    }
+
+    fn open_col(
+        &self,
+        row: &sqlite::LookupRow,
+        column: &'static str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.open_sealed("lookups", column, &row.id, row.key_version, sealed)
+    }
+
+    /// Opens one sealed value of `table`, refusing one sealed under another
+    /// key version than the current (rekey re-seals everything).
+    fn open_sealed(
+        &self,
+        table: &str,
+        column: &'static str,
+        id: &str,
+        key_version: i64,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let place = bulk::Place {
+            table,
+            column,
+            id,
+            key_version,
+        };
+        let mut scratch = Scratch::default();
+        bulk::open_sealed_into(&self.keys, self.key_version, &place, sealed, &mut scratch)?;
+        Ok(scratch.into_plain())
+    }
+
+    fn open_text(
+        &self,
+        row: &sqlite::LookupRow,
+        column: &'static str,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let bytes = self.open_col(row, column, sealed)?;
+        Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// The sealed row of a lookup to record. A VALID answer also gets its
+    /// document summary, sealed on its own, for the expiry scan.
+    fn lookup_row(&self, l: &NewLookup<'_>) -> Result<sqlite::LookupRow, StoreError> {
+        let summary = match l.response {
+            Some(body) if l.outcome == Outcome::Answered && l.status == Some("VALID") => {
+                Some(Zeroizing::new(
+                    gbdfl_core::summary::Summary::of_body(l.iin.as_str(), body).encode(),
+                ))
+            }
+            _ => None,
+        };
+        sealed_row(
+            &self.keys,
+            self.key_version,
+            l,
+            summary.as_deref().map(Vec::as_slice),
+        )
+    }
+
+    /// Inserts a lookup and its audit entry (subject filled in) on `c`,
+    /// inside the caller's transaction.
+    fn record_in(
+        &self,
+        c: &Connection,
+        l: &NewLookup<'_>,
+        audit: Option<&AuditEntry>,
+    ) -> Result<(), StoreError> {
+        let row = self.lookup_row(l)?;
+        sqlite::insert_lookup(c, &row)?;
+        if let Some(a) = audit {
+            let mut a = a.clone();
+            a.subject = Some(self.subject_of(l.iin));
+            self.append_audit_in(c, &a)?;
+        }
+        Ok(())
+    }
+
+    /// Records one lookup attempt, and its audit entry in the same
+    /// transaction. Recording the same id twice keeps the first.
+    pub fn record(&self, l: &NewLookup<'_>, audit: Option<&AuditEntry>) -> Result<(), StoreError> {
+        sqlite::immediate(&self.conn, |c| self.record_in(c, l, audit))
+    }
+
+    fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
+        let source = if row.source == "cache" {
+            Source::Cache
+        } else {
+            Source::Service
+        };
+        let outcome = Outcome::parse(&row.outcome);
+        let http_status = row.http_status.and_then(|s| u16::try_from(s).ok());
+        let detail = self.open_text(row, "detail_enc", row.detail_enc.as_deref())?;
+        let reached = match row.reached.as_deref().and_then(Reached::parse) {
+            Some(r) => Some(r),
+            None => legacy_reached(source, outcome, http_status, detail.as_deref()),
+        };
+        Ok(Lookup {
+            id: row.id.clone(),
+            requested_at: parse_time(&row.requested_at),
+            answered_at: row.answered_at.as_deref().map(parse_time),
+            operator: row.operator.clone(),
+            host: row.host.clone(),
+            source,
+            outcome,
+            status: row.status.clone(),
+            result: row.result,
+            http_status,
+            failure_type: row.failure_type.clone(),
+            iin_checked: row.iin_checked,
+            cached_from: row.cached_from.clone(),
+            key_version: row.key_version as u32,
+            iin: self
+                .open_text(row, "iin_enc", Some(&row.iin_enc))?
+                .unwrap_or_default(),
+            purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
+            detail,
+            reached,
+            os_user: row.os_user.clone(),
+        })
+    }
+
+    fn open_response(
+        &self,
+        row: &sqlite::LookupRow,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let Some(sealed) = row.response_enc.as_deref() else {
+            return Ok(None);
+        };
+        let plain = self.open_col(row, "response_enc", sealed)?;
+        match codec::unpack(&plain) {
+            Some(body) => Ok(Some(body)),
+            None => Err(StoreError::Corrupt {
+                id: row.id.clone(),
+                column: "response_enc",
+                reason: "unknown codec byte, or a body that does not decompress".into(),
+            }),
+        }
+    }
+
+    /// The newest VALID answer for this IIN, with its raw response body.
+    pub fn latest_valid(&self, iin: &Iin) -> Result<Option<Record>, StoreError> {
+        let Some(row) = sqlite::latest_valid(&self.conn, &self.subject_of(iin))? else {
+            return Ok(None);
+        };
+        let lookup = self.to_lookup(&row)?;
+        let body = self.open_response(&row)?.unwrap_or_default();
+        Ok(Some(Record { lookup, body }))
+    }
+
+    /// Every lookup of this IIN, newest first (responses not opened).
+    pub fn history(&self, iin: &Iin) -> Result<Vec<Lookup>, StoreError> {
+        sqlite::history(&self.conn, &self.subject_of(iin))?
+            .iter()
+            .map(|r| self.to_lookup(r))
+            .collect()
+    }
+
+    /// One lookup by id (its response not opened).
+    pub fn lookup(&self, id: &str) -> Result<Option<Lookup>, StoreError> {
+        sqlite::lookup_by_id(&self.conn, id)?
+            .map(|row| self.to_lookup(&row))
+            .transpose()
+    }
+
+    /// Calls `f` with every lookup requested in `[from, to)`, oldest first,
+    /// streaming (responses not opened).
+    pub fn each_lookup<E: From<StoreError>>(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        mut f: impl FnMut(Lookup) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let (from, to) = (from.map(time_text), to.map(time_text));
+        sqlite::each_lookup(&self.conn, from.as_deref(), to.as_deref(), &mut |row| {
+            f(self.to_lookup(&row)?)
+        })
+    }
+
+    pub fn count_lookups(&self) -> Result<i64, StoreError> {
+        sqlite::count_lookups(&self.conn)
+    }
+
+    /// How many lookups were requested in `[from, to)`.
+    pub fn count_lookups_between(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let (from, to) = (from.map(time_text), to.map(time_text));
+        sqlite::count_lookups_between(&self.conn, from.as_deref(), to.as_deref())
+    }
+
+    /// How many answers [`Store::each_answer`] hands out.
+    pub fn count_answers(&self) -> Result<u64, StoreError> {
+        sqlite::count_answers(&self.conn)
+    }
+
+    /// Notes in the database that this process, running `what` (import,
+    /// purge), will hold the write lock for long, so that a process that
+    /// waits for it in vain can say who holds it. Removed by
+    /// [`Store::clear_long_writer`]; a note left by a process that died is
+    /// ignored.
+    pub fn note_long_writer(&self, what: &str) -> Result<(), StoreError> {
+        sqlite::note_writer(&self.conn, what)
+    }
+
+    /// Removes this process's note of [`Store::note_long_writer`].
+    pub fn clear_long_writer(&self) -> Result<(), StoreError> {
+        sqlite::clear_writer(&self.conn)
+    }
+
+    /// A read snapshot of the database as it is now: a second connection
+    /// inside a read transaction, so that what a command counts (and
+    /// writes in its audit entry before releasing anything) is exactly
+    /// what it then reads, whatever other processes write meanwhile.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let store = self.reopen()?;
+        store.conn.execute_batch("BEGIN")?;
+        // A deferred transaction takes its snapshot at its first read.
+        sqlite::key_rows(&store.conn)?;
+        Ok(Snapshot(store))
+    }
+}
+
+/// See [`Store::snapshot`]; read with it as with the store. Writes through
+/// it are not meant: it ends (rolled back) when dropped.
+pub struct Snapshot(Store);
+
+impl std::ops::Deref for Snapshot {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.0
+    }
+}
+
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        let _ = self.0.conn.execute_batch("ROLLBACK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What chrono alone reads, the way `parse_time` read before its fast path.
+    fn by_chrono(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Indexes a large import dropped: another process leaves them to the
+    /// import while it runs (its queries are slow, not refused), the import
+    /// builds them at its end, and an import that died leaves them to the
+    /// next process that opens the database.
+    #[test]
+    fn dropped_indexes_wait_for_their_import_unless_it_died() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gbdfl.db");
+        let key = MasterKey::from_bytes([4; crate::crypto::KEY_LEN]);
+        let (import, _) = Store::init(&path, &key).unwrap();
+        let indexes = |s: &Store| -> i64 {
+            s.conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name IN \
+                     ('lookups_by_subject', 'lookups_by_time', 'lookups_latest', \
+                      'lookups_by_cached_from')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        import.drop_indexes().unwrap();
+        let other = Store::open(&path, &key).unwrap();
+        assert_eq!(
+            indexes(&other),
+            1,
+            "left to the running import (the small one on cached_from stays)"
+        );
+        assert_eq!(other.count_lookups().unwrap(), 0, "and queries still work");
+        import.rebuild_indexes().unwrap();
+        assert_eq!(indexes(&other), 4, "built by the import at its end");
+
+        import.drop_indexes().unwrap();
+        import
+            .conn
+            .execute(
+                "UPDATE meta SET value = '2147483646 a-host-that-is-not-this-one' \
+                 WHERE key = 'indexes_dropped_by'",
+                [],
+            )
+            .unwrap();
+        let next = Store::open(&path, &key).unwrap();
+        assert_eq!(indexes(&next), 4, "an import that died: built on open");
+        let marks: i64 = next
+            .conn
+            .query_row(
+                "SELECT count(*) FROM meta WHERE key = 'indexes_dropped_by'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(marks, 0);
+    }
+
+    #[test]
+    fn stored_times_read_as_chrono_reads_them() {
+        let start = DateTime::parse_from_rfc3339("1999-12-31T23:59:59.999Z").unwrap();
+        let mut t = start.with_timezone(&Utc);
+        for step in 0..20_000i64 {
+            let text = time_text(t);
+            assert!(stored_time(&text).is_some(), "{text} takes the fast path");
+            assert_eq!(parse_time(&text), by_chrono(&text), "{text}");
+            assert_eq!(parse_time(&text), t, "{text}");
+            t += chrono::Duration::milliseconds((step % 97) * 3_600_007 + 1);
+        }
+        for other in [
+            "2025-10-15T10:25:00Z",
+            "2025-10-15T10:25:00.123+05:00",
+            "2025-10-15t10:25:00.123z",
+            "2016-12-31T23:59:60.500Z",
+            "2025-02-29T10:25:00.000Z",
+            "2025-13-01T00:00:00.000Z",
+            "2025-10-15T24:00:00.000Z",
+            "2025-10-15T10:25:00.1234Z",
+            "2025-1a-15T10:25:00.000Z",
+            "+025-10-15T10:25:00.000Z",
+            "",
+            "not a time",
+        ] {
+            assert_eq!(parse_time(other), by_chrono(other), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn rows_from_before_reached_are_read_as_they_were_counted() {
+        use super::{LEGACY_NOT_CONNECTED, Outcome, Reached, Source, legacy_reached};
+        let refused = format!("{LEGACY_NOT_CONNECTED} (connection refused)");
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, None, Some(&refused)),
+            Some(Reached::No)
+        );
+        assert_eq!(
+            legacy_reached(
+                Source::Service,
+                Outcome::Unavailable,
+                None,
+                Some("timed out")
+            ),
+            Some(Reached::Maybe)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Unavailable, Some(503), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Service, Outcome::Garbled, Some(200), None),
+            Some(Reached::Yes)
+        );
+        assert_eq!(
+            legacy_reached(Source::Cache, Outcome::Cached, None, None),
+            None
+        );
+        assert!(!Reached::No.paid() && Reached::Maybe.paid() && Reached::Yes.paid());
+    }
+}

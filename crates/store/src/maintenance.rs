@@ -1,0 +1,385 @@
+//! Whole-database work: purge, rekey, backup and check.
+//!
+//! Rules this module keeps: every multi-row change runs in transactions
+//! together with their audit entries, so a crash leaves what is committed
+//! accounted for (rekey: one transaction, the old state or the new one;
+//! purge: bounded batches, each with the entry of what it deleted, so that
+//! other processes are served between them); purge leaves no old
+//! ciphertext in the file or its WAL; rekey leaves a database that opens
+//! with exactly one key.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::audit::{AuditCheck, AuditEntry};
+use super::sqlite::{self, LookupRow};
+use super::{Store, StoreError, now_text, time_text, wrap_aad};
+use crate::crypto::{self, Keys, MasterKey};
+
+/// What `check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub integrity: Vec<String>,
+    pub lookups: u64,
+    /// Items in the request queue.
+    pub queued: u64,
+    pub undecryptable: Vec<String>,
+    pub audit: AuditCheck,
+}
+
+impl CheckReport {
+    pub fn ok(&self) -> bool {
+        self.integrity == ["ok"] && self.undecryptable.is_empty() && self.audit.problem.is_none()
+    }
+}
+
+/// What a purge deletes (or, in a dry run, would delete), per kind.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeCounts {
+    /// Lookups that were calls to the service (any outcome, including
+    /// attempts that never reached it).
+    pub paid: u64,
+    /// Lookups answered from the cache.
+    pub cached: u64,
+    /// Queue items whose 3-hour window passed (never sent).
+    pub expired_queue: u64,
+    /// Queue items still waiting to be sent (WAITING, IN_DOUBT): kept
+    /// unless the purge is asked to drop them; then, how many it dropped.
+    pub waiting_queue: u64,
+}
+
+impl PurgeCounts {
+    /// Lookups of either kind.
+    pub fn lookups(&self) -> u64 {
+        self.paid + self.cached
+    }
+}
+
+/// Lookups a purge deletes per transaction unless told otherwise (or
+/// fewer, when one has held the lock for [`PURGE_HOLD`]). Every
+/// transaction rewrites most pages of the index on `id` it touches (ids of
+/// imported lookups are in no order), so fewer, larger ones are faster.
+pub const PURGE_BATCH: u64 = 50_000;
+/// Lookups deleted between two looks at the clock within a transaction.
+const PURGE_STEP: usize = 1_000;
+/// The longest a purge holds the write lock before it commits: as long as
+/// an import ([`super::bulk::IMPORT_HOLD`]), so another writer waits at
+/// most about this long, far inside its busy timeout.
+const PURGE_HOLD: Duration = Duration::from_secs(2);
+/// How long a purge leaves the write lock free between transactions: four
+/// tries of another process waiting for it (its busy handler tries every
+/// [`sqlite::BUSY_POLL`]), as an import does ([`super::bulk::IMPORT_GAP`]).
+const PURGE_GAP: Duration = Duration::from_millis(20);
+
+const SEALED: [&str; 6] = [
+    "iin_enc",
+    "session_enc",
+    "purpose_enc",
+    "detail_enc",
+    "response_enc",
+    "summary_enc",
+];
+
+fn sealed_of(r: &LookupRow) -> [Option<&Vec<u8>>; 6] {
+    [
+        Some(&r.iin_enc),
+        Some(&r.session_enc),
+        r.purpose_enc.as_ref(),
+        r.detail_enc.as_ref(),
+        r.response_enc.as_ref(),
+        r.summary_enc.as_ref(),
+    ]
+}
+
+impl Store {
+    /// What a purge with `cutoff` would delete now, per kind, and the
+    /// queue items it keeps unless asked.
+    pub fn purge_counts(&self, cutoff: DateTime<Utc>) -> Result<PurgeCounts, StoreError> {
+        let (cutoff, now) = (time_text(cutoff), now_text());
+        let (paid, cached) = sqlite::count_lookups_before(&self.conn, &cutoff)?;
+        let (expired, waiting) = sqlite::count_queue_before(&self.conn, &cutoff, &now)?;
+        Ok(PurgeCounts {
+            paid,
+            cached,
+            expired_queue: expired,
+            waiting_queue: waiting,
+        })
+    }
+
+    /// Deletes lookups requested before `cutoff`, and expired queue items
+    /// queued before it, in transactions of at most `batch` lookups (or
+    /// [`PURGE_HOLD`] of work), each with its own audit entry saying how
+    /// many it deleted: other processes get the write lock between them
+    /// ([`PURGE_GAP`]), and a purge stopped midway has entries for exactly
+    /// what it deleted. With `waiting`, queue items still waiting to be
+    /// sent (not those a live process is sending) go too, each with a
+    /// `queue drop` entry. `progress` hears the lookups deleted so far.
+    /// Then the WAL is emptied: secure_delete has zeroed every freed page,
+    /// so no old ciphertext is left in the file or its WAL.
+    ///
+    /// Lookups are deleted in the table's own order, so that its pages are
+    /// each rewritten once rather than once per batch; with
+    /// `drop_indexes` (for a purge of much of the database), the secondary
+    /// indexes are dropped first and built again at the end, as a large
+    /// import does: deleting a row from each of them is a write to a
+    /// random page, several times the cost of the delete itself
+    /// (BENCHMARKS.md). Meanwhile other processes' queries are slow, not
+    /// refused.
+    pub fn purge(
+        &self,
+        cutoff: DateTime<Utc>,
+        batch: u64,
+        waiting: bool,
+        drop_indexes: bool,
+        audit: &AuditEntry,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<PurgeCounts, StoreError> {
+        let cutoff = time_text(cutoff);
+        let batch = usize::try_from(batch.max(1)).unwrap_or(usize::MAX);
+        // As an import: a larger page cache keeps the index pages each
+        // transaction touches; `synchronous = NORMAL` never corrupts a WAL
+        // database, and a power cut can lose only whole last batches, each
+        // with its audit entry (they are purged again by the next run).
+        sqlite::bulk_pragmas(&self.conn)?;
+        let mut done = PurgeCounts::default();
+        let rowids = sqlite::lookup_rowids_before(&self.conn, &cutoff)?;
+        let dropped = drop_indexes && !rowids.is_empty();
+        if dropped {
+            sqlite::drop_lookup_indexes(&self.conn)?;
+        }
+        let deleted = self.purge_rowids(&rowids, &cutoff, batch, audit, &mut done, progress);
+        // Whatever happened, the indexes come back before the command ends.
+        if dropped {
+            sqlite::rebuild_lookup_indexes(&self.conn)?;
+        }
+        deleted?;
+        let now = now_text();
+        done.expired_queue = sqlite::immediate(&self.conn, |c| {
+            let n = sqlite::delete_expired_queue_before(c, &cutoff)?;
+            if n > 0 {
+                let mut entry = audit.clone();
+                entry.records = n;
+                self.append_audit_in(c, &entry)?;
+            }
+            Ok::<_, StoreError>(n)
+        })?;
+        let left = sqlite::waiting_queue_before(&self.conn, &cutoff, &now)?;
+        if waiting {
+            let mut entry = audit.clone();
+            entry.command = "queue drop".to_owned();
+            for id in &left {
+                if self.drop_item(id, &entry)?.is_some() {
+                    done.waiting_queue += 1;
+                }
+            }
+        } else {
+            done.waiting_queue = left.len() as u64;
+        }
+        sqlite::checkpoint(&self.conn)?;
+        Ok(done)
+    }
+
+    /// Deletes the lookups of `rowids` in transactions of `batch` (fewer if
+    /// one holds the lock for [`PURGE_HOLD`]), each with its audit entry.
+    fn purge_rowids(
+        &self,
+        rowids: &[i64],
+        cutoff: &str,
+        batch: usize,
+        audit: &AuditEntry,
+        done: &mut PurgeCounts,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), StoreError> {
+        let mut left = rowids;
+        while !left.is_empty() {
+            let (paid, cached, taken) = sqlite::immediate(&self.conn, |c| {
+                let begun = std::time::Instant::now();
+                let (mut paid, mut cached, mut taken) = (0u64, 0u64, 0usize);
+                while taken < batch.min(left.len()) && begun.elapsed() < PURGE_HOLD {
+                    let step = (batch - taken).min(PURGE_STEP).min(left.len() - taken);
+                    let (p, k) =
+                        sqlite::delete_lookups_by_rowid(c, &left[taken..taken + step], cutoff)?;
+                    paid += p;
+                    cached += k;
+                    taken += step;
+                }
+                if paid + cached > 0 {
+                    let mut entry = audit.clone();
+                    entry.records = paid + cached;
+                    self.append_audit_in(c, &entry)?;
+                }
+                Ok::<_, StoreError>((paid, cached, taken))
+            })?;
+            done.paid += paid;
+            done.cached += cached;
+            progress(done.paid + done.cached);
+            left = &left[taken..];
+            if !left.is_empty() {
+                std::thread::sleep(PURGE_GAP);
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-encrypts every sealed value under `new` in one transaction, re-wraps
+    /// the index and audit keys, retires the current key and appends the
+    /// audit entry. `old` must be the key this store was opened with.
+    pub fn rekey(
+        &self,
+        old: &MasterKey,
+        new: &MasterKey,
+        audit: &AuditEntry,
+    ) -> Result<(u64, u64), StoreError> {
+        sqlite::immediate(&self.conn, |c| {
+            let rows = sqlite::key_rows(c)?;
+            let current = rows.first().ok_or(StoreError::NoKey)?;
+            let stable = old
+                .unwrap_keys(&current.wrapped_keys, &wrap_aad(current.version))
+                .map_err(|e| StoreError::Corrupt {
+                    id: "keys".into(),
+                    column: "wrapped_keys",
+                    reason: e.to_string(),
+                })?;
+            let version = current.version + 1;
+            let new_keys: Keys = new.keys(&stable);
+            let reseal = |table: &str, column: &str, id: &str, sealed: &[u8], from: i64| {
+                let plain = self
+                    .keys
+                    .open(
+                        sealed,
+                        &crypto::associated_data(table, column, id, from as u32),
+                    )
+                    .map_err(|e| StoreError::Corrupt {
+                        id: id.to_owned(),
+                        column: "rekey",
+                        reason: format!("{column}: {e}"),
+                    })?;
+                new_keys
+                    .seal(
+                        &plain,
+                        &crypto::associated_data(table, column, id, version as u32),
+                    )
+                    .map_err(|e| StoreError::Corrupt {
+                        id: id.to_owned(),
+                        column: "rekey",
+                        reason: e.to_string(),
+                    })
+            };
+            let at = now_text();
+            sqlite::retire_key(c, current.version, &at)?;
+            sqlite::insert_key(
+                c,
+                &sqlite::KeyRow {
+                    version,
+                    check_value: new.check_value().to_vec(),
+                    wrapped_keys: new.wrap(&stable, &wrap_aad(version)).map_err(|e| {
+                        StoreError::Corrupt {
+                            id: "keys".into(),
+                            column: "wrapped_keys",
+                            reason: e.to_string(),
+                        }
+                    })?,
+                    created_at: at,
+                    retired_at: None,
+                },
+            )?;
+            // Collect ids first: updating rows while a scan runs over them
+            // on the same connection is not something to rely on.
+            let mut ids = Vec::new();
+            sqlite::all_lookups(c, &mut |r: LookupRow| {
+                ids.push(r.id);
+                Ok::<_, StoreError>(())
+            })?;
+            for id in &ids {
+                let Some(mut r) = sqlite::lookup_by_id(c, id)? else {
+                    continue;
+                };
+                let from = r.key_version;
+                r.iin_enc = reseal("lookups", "iin_enc", id, &r.iin_enc, from)?;
+                r.session_enc = reseal("lookups", "session_enc", id, &r.session_enc, from)?;
+                for (col, v) in [
+                    ("purpose_enc", &mut r.purpose_enc),
+                    ("detail_enc", &mut r.detail_enc),
+                    ("response_enc", &mut r.response_enc),
+                    ("summary_enc", &mut r.summary_enc),
+                ] {
+                    if let Some(s) = v.as_ref() {
+                        *v = Some(reseal("lookups", col, id, s, from)?);
+                    }
+                }
+                r.key_version = version;
+                sqlite::update_lookup_sealed(c, &r)?;
+            }
+            let queued = self.reseal_queue(c, &reseal, version)?;
+            let mut audits = Vec::new();
+            sqlite::each_audit(c, &mut |a| {
+                audits.push(a);
+                Ok::<_, StoreError>(())
+            })?;
+            for mut a in audits {
+                let (id, from) = (a.id.clone(), a.key_version);
+                for (col, v) in [
+                    ("purpose_enc", &mut a.purpose_enc),
+                    ("error_enc", &mut a.error_enc),
+                ] {
+                    if let Some(s) = v.as_ref() {
+                        *v = Some(reseal("audit", col, &id, s, from)?);
+                    }
+                }
+                a.key_version = version;
+                sqlite::update_audit_sealed(c, &a)?;
+            }
+            // The entry is sealed under the new key, like everything else now.
+            let after = Store {
+                conn: rusqlite::Connection::open_in_memory()?,
+                path: self.path.clone(),
+                busy: self.busy,
+                keys: new_keys,
+                key_version: version as u32,
+                key_id: crypto::key_id(&new.check_value()),
+            };
+            let mut entry = audit.clone();
+            entry.records = ids.len() as u64 + queued;
+            after.append_audit_in(c, &entry)?;
+            Ok((ids.len() as u64, queued))
+        })
+    }
+
+    /// A consistent copy through SQLite's online backup API, owner-only.
+    pub fn backup(&self, dest: &Path, audit: &AuditEntry) -> Result<(), StoreError> {
+        // Append first so the copy carries the entry of its own making.
+        self.append_audit(audit)?;
+        gbdfl_core::fsutil::create_private_file(dest)?;
+        sqlite::backup(&self.conn, dest)
+    }
+
+    /// integrity_check, every sealed value opens, the audit chain verifies.
+    pub fn check(&self) -> Result<CheckReport, StoreError> {
+        let integrity = sqlite::integrity_check(&self.conn)?;
+        let mut lookups = 0u64;
+        let mut undecryptable = Vec::new();
+        sqlite::all_lookups(&self.conn, &mut |r: LookupRow| {
+            lookups += 1;
+            for (col, v) in SEALED.iter().zip(sealed_of(&r)) {
+                if let Some(sealed) = v
+                    && let Err(e) = self.open_col(&r, col, sealed)
+                {
+                    undecryptable.push(e.to_string());
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        let (queued, problems) = self.check_queue()?;
+        undecryptable.extend(problems);
+        let audit = self.verify_audit(None)?;
+        Ok(CheckReport {
+            queued,
+            integrity,
+            lookups,
+            undecryptable,
+            audit,
+        })
+    }
+}

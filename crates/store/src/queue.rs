@@ -1,0 +1,729 @@
+//! The queue of requests waiting to be sent, and paid-call statistics.
+//!
+//! Rules this module keeps: one item per IIN and session (a keyed index,
+//! `request`, is unique); an item is claimed in a committed transaction
+//! before its call is made, and the call's lookup is recorded in the same
+//! transaction that takes the item off the queue or reschedules it; an item
+//! whose claim ran out (its process died mid-call) is *in doubt* and is only
+//! claimed again when the caller says so, because the service may already
+//! have answered and billed it. Personal fields are sealed like lookups',
+//! with the table name `queue` in their associated data.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Local, NaiveDate, Utc};
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+use super::sqlite::{self, QueueRow};
+use super::{
+    AuditEntry, LookupId, NewLookup, Reached, Record, Store, StoreError, enumerated, parse_time,
+    time_text,
+};
+use crate::crypto;
+use gbdfl_core::iin::Iin;
+
+/// A request to queue. Personal fields are plaintext here and sealed by the store.
+#[derive(Debug)]
+pub struct NewRequest<'a> {
+    pub iin: &'a Iin,
+    pub session_id: &'a str,
+    pub purpose: Option<&'a str>,
+    pub operator: &'a str,
+    pub host: &'a str,
+    pub queued_at: DateTime<Utc>,
+    /// Never sent after this: the end of the 3-hour window.
+    pub deadline: DateTime<Utc>,
+}
+
+/// Where a queue item stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueState {
+    /// Waiting to be sent (now, or after its next try time).
+    Waiting,
+    /// A process is sending it now.
+    Sending,
+    /// Its process died while sending it: the service may have answered and
+    /// billed the call. Sent again only on request (`sync --resend-in-doubt`).
+    InDoubt,
+    /// Its deadline passed before it could be sent; it will not be sent.
+    Expired,
+}
+
+/// Re-seals one value: (table, column, row id, sealed, key version) to sealed.
+pub(super) type Reseal<'a> =
+    dyn Fn(&str, &str, &str, &[u8], i64) -> Result<Vec<u8>, StoreError> + 'a;
+
+impl QueueState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Waiting => "WAITING",
+            QueueState::Sending => "SENDING",
+            QueueState::InDoubt => "IN_DOUBT",
+            QueueState::Expired => "EXPIRED",
+        }
+    }
+}
+
+/// A queue item, opened.
+#[derive(Debug, Clone)]
+pub struct QueueItem {
+    pub id: String,
+    /// The IIN. Personal data: mask it for display.
+    pub iin: Iin,
+    pub session_id: String,
+    pub purpose: Option<String>,
+    pub operator: String,
+    pub host: String,
+    pub queued_at: DateTime<Utc>,
+    pub deadline: DateTime<Utc>,
+    pub state: QueueState,
+    pub attempts: u32,
+    pub next_try_at: DateTime<Utc>,
+    pub last_status: Option<String>,
+    pub last_error: Option<String>,
+    /// The process id of the claim, when claimed.
+    pub claimed_by: Option<String>,
+}
+
+/// A call's end, sealed by [`Store::seal_finish`], to be committed by
+/// [`Store::commit_finishes`] (possibly by another thread, with others), or
+/// kept in a spill file when that fails.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct SealedFinish {
+    item_id: String,
+    owner: String,
+    lookup_row: Option<sqlite::LookupRow>,
+    audit: Option<AuditEntry>,
+    after: SealedAfter,
+}
+
+impl SealedFinish {
+    /// Whether committing it leaves the item in doubt.
+    pub fn leaves_in_doubt(&self) -> bool {
+        matches!(self.after, SealedAfter::InDoubt { .. })
+    }
+}
+
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum SealedAfter {
+    Done,
+    Retry {
+        next_try: String,
+        status: Option<String>,
+        error_enc: Vec<u8>,
+    },
+    InDoubt {
+        at: String,
+        status: Option<String>,
+        error_enc: Vec<u8>,
+    },
+    Restore,
+}
+
+/// Who claims the next due item, and which to pass over.
+#[derive(Clone, Copy)]
+pub struct NextClaim<'a> {
+    pub owner: &'a str,
+    pub until: DateTime<Utc>,
+    /// Claim items whose earlier call was interrupted, too.
+    pub in_doubt: bool,
+    pub skip: &'a (dyn Fn(&str) -> bool + Sync),
+}
+
+/// What becomes of a claimed item once its call has ended.
+#[derive(Debug)]
+pub enum After<'a> {
+    /// It got its final answer: off the queue.
+    Done,
+    /// Try again, not before `next_try`.
+    Retry {
+        next_try: DateTime<Utc>,
+        status: Option<&'a str>,
+        error: &'a str,
+    },
+    /// Put back exactly as it was before the claim (the call did not count:
+    /// an answer that fails for every item, such as an unknown API key).
+    Restore,
+    /// The call may have reached the service and been billed, but left no
+    /// usable answer: the item is in doubt from now on, and is sent again
+    /// only when the operator says so (`sync --resend-in-doubt`).
+    InDoubt {
+        status: Option<&'a str>,
+        error: &'a str,
+    },
+}
+
+/// How `begin_fetch` found a request.
+#[derive(Debug)]
+pub enum Begin {
+    /// A VALID record younger than max-age is stored: no call is needed.
+    Fresh(Box<Record>),
+    /// The item is claimed by this caller: make the call, then `finish` it.
+    Claimed(QueueItem),
+    /// The item is queued (now or earlier) and was not claimed: asked
+    /// without a claim, or waiting.
+    Queued(QueueItem),
+    /// Another process is sending this very request now.
+    Busy(QueueItem),
+    /// An earlier call of this request was interrupted; it may have been billed.
+    InDoubt(QueueItem),
+    /// The request's deadline has passed.
+    Expired(QueueItem),
+}
+
+/// Paid calls and their outcomes on one day (local time).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DayStats {
+    pub day: Option<NaiveDate>,
+    /// Calls that reached the service (whatever came back).
+    pub paid_calls: u64,
+    /// Calls that never reached the service (no connection, or its own
+    /// 429/503 refusal): nothing billed.
+    pub not_sent: u64,
+    /// Answers from the cache: paid calls avoided.
+    pub from_cache: u64,
+    /// Requests whose deadline passed before they could be sent.
+    pub expired: u64,
+    /// Paid calls by GBDFL status, or by outcome when there was no status
+    /// (`refused`, `unavailable`, `garbled`).
+    pub by_status: BTreeMap<String, u64>,
+}
+
+fn aad(column: &str, id: &str, key_version: u32) -> Vec<u8> {
+    crypto::associated_data("queue", column, id, key_version)
+}
+
+impl Store {
+    fn seal_queue(&self, id: &str, column: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.keys
+            .seal(plain, &aad(column, id, self.key_version))
+            .map_err(|e| StoreError::Corrupt {
+                id: id.to_owned(),
+                column: "seal",
+                reason: e.to_string(),
+            })
+    }
+
+    fn open_queue(
+        &self,
+        row: &QueueRow,
+        column: &'static str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.open_sealed("queue", column, &row.id, row.key_version, sealed)
+    }
+
+    fn open_queue_text(
+        &self,
+        row: &QueueRow,
+        column: &'static str,
+        sealed: Option<&[u8]>,
+    ) -> Result<Option<String>, StoreError> {
+        sealed
+            .map(|s| {
+                self.open_queue(row, column, s)
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            })
+            .transpose()
+    }
+
+    fn to_item(&self, row: &QueueRow, now: &str) -> Result<QueueItem, StoreError> {
+        let iin_text = self
+            .open_queue_text(row, "iin_enc", Some(&row.iin_enc))?
+            .unwrap_or_default();
+        let iin =
+            Iin::parse_with(&iin_text, !row.iin_checked).map_err(|e| StoreError::Corrupt {
+                id: row.id.clone(),
+                column: "iin_enc",
+                reason: e.to_string(),
+            })?;
+        let state = match (row.state.as_str(), &row.claimed_until) {
+            ("expired", _) => QueueState::Expired,
+            (_, Some(until)) if until.as_str() <= now => QueueState::InDoubt,
+            (_, Some(_)) => QueueState::Sending,
+            _ => QueueState::Waiting,
+        };
+        Ok(QueueItem {
+            id: row.id.clone(),
+            iin,
+            session_id: self
+                .open_queue_text(row, "session_enc", Some(&row.session_enc))?
+                .unwrap_or_default(),
+            purpose: self.open_queue_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
+            operator: row.operator.clone(),
+            host: row.host.clone(),
+            queued_at: parse_time(&row.queued_at),
+            deadline: parse_time(&row.deadline),
+            state,
+            attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+            next_try_at: parse_time(&row.next_try_at),
+            last_status: row.last_status.clone(),
+            last_error: self.open_queue_text(row, "error_enc", row.error_enc.as_deref())?,
+            claimed_by: row.claimed_by.clone(),
+        })
+    }
+
+    fn new_queue_row(&self, r: &NewRequest<'_>) -> Result<QueueRow, StoreError> {
+        let id = LookupId::new().to_string();
+        let at = time_text(r.queued_at);
+        Ok(QueueRow {
+            subject: self.subject_of(r.iin).to_vec(),
+            request: self
+                .keys
+                .request_index(r.iin.as_str(), r.session_id)
+                .to_vec(),
+            queued_at: at.clone(),
+            deadline: time_text(r.deadline),
+            state: if r.deadline > r.queued_at {
+                "waiting"
+            } else {
+                "expired"
+            }
+            .to_owned(),
+            attempts: 0,
+            next_try_at: at,
+            claimed_by: None,
+            claimed_until: None,
+            last_status: None,
+            operator: r.operator.to_owned(),
+            host: r.host.to_owned(),
+            iin_checked: r.iin.is_checked(),
+            key_version: i64::from(self.key_version),
+            iin_enc: self.seal_queue(&id, "iin_enc", r.iin.as_str().as_bytes())?,
+            session_enc: self.seal_queue(&id, "session_enc", r.session_id.as_bytes())?,
+            purpose_enc: r
+                .purpose
+                .map(|p| self.seal_queue(&id, "purpose_enc", p.as_bytes()))
+                .transpose()?,
+            error_enc: None,
+            id,
+        })
+    }
+
+    /// Queues a request unless the same IIN and session is already queued.
+    /// Returns the item, and whether it was queued now.
+    pub fn enqueue(&self, r: &NewRequest<'_>) -> Result<(QueueItem, bool), StoreError> {
+        let row = self.new_queue_row(r)?;
+        let now = super::now_text();
+        sqlite::immediate(&self.conn, |c| {
+            let added = sqlite::insert_queue(c, &row)?;
+            let stored =
+                sqlite::queue_by_request(c, &row.request)?.ok_or_else(|| StoreError::Corrupt {
+                    id: row.id.clone(),
+                    column: "request",
+                    reason: "queued item vanished".into(),
+                })?;
+            Ok((self.to_item(&stored, &now)?, added))
+        })
+    }
+
+    /// Starts a fetch, in one transaction so that no other process can pay
+    /// for the same request in between: answers from a fresh cached record
+    /// (unless `max_age` is `None`), else queues the request if it is not
+    /// yet and, with `claim = Some((owner, until))`, claims it. With
+    /// `in_doubt`, an interrupted earlier call does not stop the claim.
+    pub fn begin_fetch(
+        &self,
+        r: &NewRequest<'_>,
+        max_age: Option<Duration>,
+        claim: Option<(&str, DateTime<Utc>)>,
+        in_doubt: bool,
+    ) -> Result<Begin, StoreError> {
+        let row = self.new_queue_row(r)?;
+        sqlite::immediate(&self.conn, |c| {
+            self.begin_in(c, r, &row, max_age, claim, in_doubt)
+        })
+    }
+
+    /// [`begin_fetch`](Self::begin_fetch) without a claim for many requests
+    /// (a batch file) in one transaction: one write to disk for all.
+    pub fn queue_many(
+        &self,
+        requests: &[NewRequest<'_>],
+        max_age: Option<Duration>,
+    ) -> Result<Vec<Begin>, StoreError> {
+        let rows = requests
+            .iter()
+            .map(|r| self.new_queue_row(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        sqlite::immediate(&self.conn, |c| {
+            requests
+                .iter()
+                .zip(&rows)
+                .map(|(r, row)| self.begin_in(c, r, row, max_age, None, false))
+                .collect()
+        })
+    }
+
+    fn begin_in(
+        &self,
+        c: &Connection,
+        r: &NewRequest<'_>,
+        row: &QueueRow,
+        max_age: Option<Duration>,
+        claim: Option<(&str, DateTime<Utc>)>,
+        in_doubt: bool,
+    ) -> Result<Begin, StoreError> {
+        let now = time_text(r.queued_at);
+        if let Some(max_age) = max_age
+            && let Some(found) = sqlite::latest_valid(c, &row.subject)?
+        {
+            let at = parse_time(found.answered_at.as_deref().unwrap_or(&found.requested_at));
+            let age = r
+                .queued_at
+                .signed_duration_since(at)
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+            if age <= max_age {
+                let lookup = self.to_lookup(&found)?;
+                let body = self.open_response(&found)?.unwrap_or_default();
+                return Ok(Begin::Fresh(Box::new(Record { lookup, body })));
+            }
+        }
+        let existing = sqlite::queue_by_request(c, &row.request)?;
+        if existing.is_none() {
+            sqlite::insert_queue(c, row)?;
+        }
+        // A request already past its deadline (the session was too long
+        // ago) is expired from the start.
+        sqlite::expire_queue(c, &now)?;
+        let stored = sqlite::queue_by_request(c, &row.request)?.unwrap_or_else(|| row.clone());
+        let item = self.to_item(&stored, &now)?;
+        match item.state {
+            QueueState::Expired => return Ok(Begin::Expired(item)),
+            QueueState::Sending => return Ok(Begin::Busy(item)),
+            QueueState::InDoubt if !in_doubt => return Ok(Begin::InDoubt(item)),
+            QueueState::InDoubt | QueueState::Waiting => {}
+        }
+        let Some((owner, until)) = claim else {
+            return Ok(Begin::Queued(item));
+        };
+        sqlite::claim_queue(c, &item.id, owner, &time_text(until))?;
+        let claimed = sqlite::queue_by_id(c, &item.id)?.unwrap_or(stored);
+        Ok(Begin::Claimed(self.to_item(&claimed, &now)?))
+    }
+
+    /// Marks waiting items past their deadline as expired, then claims the
+    /// item with the soonest deadline that is due now, skipping the ids in
+    /// `skip`. With `in_doubt`, items whose earlier call was interrupted are
+    /// claimed too.
+    pub fn claim_next(
+        &self,
+        owner: &str,
+        until: DateTime<Utc>,
+        in_doubt: bool,
+        skip: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Option<QueueItem>, StoreError> {
+        let next = NextClaim {
+            owner,
+            until,
+            in_doubt,
+            skip,
+        };
+        sqlite::immediate(&self.conn, |c| self.claim_in(c, &next))
+    }
+
+    /// `claim_next` inside the caller's transaction.
+    fn claim_in(
+        &self,
+        c: &Connection,
+        next: &NextClaim<'_>,
+    ) -> Result<Option<QueueItem>, StoreError> {
+        let now = super::now_text();
+        sqlite::expire_queue(c, &now)?;
+        let mut limit = 16;
+        loop {
+            let due = sqlite::queue_due(c, &now, next.in_doubt, limit)?;
+            let n = due.len() as i64;
+            if let Some(row) = due.into_iter().find(|r| !(next.skip)(&r.id)) {
+                sqlite::claim_queue(c, &row.id, next.owner, &time_text(next.until))?;
+                let claimed = sqlite::queue_by_id(c, &row.id)?.unwrap_or(row);
+                return Ok(Some(self.to_item(&claimed, &now)?));
+            }
+            if n < limit {
+                return Ok(None);
+            }
+            limit *= 4;
+        }
+    }
+
+    /// The next try of every unclaimed waiting item that can still be sent
+    /// before its deadline: (item id, time).
+    pub fn next_due(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        Ok(sqlite::queue_next_tries(&self.conn, &super::now_text())?
+            .into_iter()
+            .map(|(id, t)| (id, parse_time(&t)))
+            .collect())
+    }
+
+    /// Ends a claimed item's call: records its lookup (if a call was made)
+    /// with its audit entry, and applies `after`, in one transaction. If the
+    /// claim is no longer `owner`'s, the lookup is still recorded (the
+    /// answer was received) but the item is left alone.
+    pub fn finish(
+        &self,
+        item: &QueueItem,
+        owner: &str,
+        lookup: Option<&NewLookup<'_>>,
+        audit: Option<&AuditEntry>,
+        after: After<'_>,
+    ) -> Result<(), StoreError> {
+        let sealed = self.seal_finish(item, owner, lookup, audit, after)?;
+        self.commit_finishes(&[(&sealed, None)]).map(|_| ())
+    }
+
+    /// The encryption half of [`finish`](Self::finish), done outside any
+    /// transaction (so a `sync` worker seals while another commits).
+    pub fn seal_finish(
+        &self,
+        item: &QueueItem,
+        owner: &str,
+        lookup: Option<&NewLookup<'_>>,
+        audit: Option<&AuditEntry>,
+        after: After<'_>,
+    ) -> Result<SealedFinish, StoreError> {
+        let lookup_row = lookup.map(|l| self.lookup_row(l)).transpose()?;
+        let after = match after {
+            After::Done => SealedAfter::Done,
+            After::Retry {
+                next_try,
+                status,
+                error,
+            } => SealedAfter::Retry {
+                next_try: time_text(next_try),
+                status: enumerated(status),
+                error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
+            },
+            After::Restore => SealedAfter::Restore,
+            After::InDoubt { status, error } => SealedAfter::InDoubt {
+                at: super::now_text(),
+                status: enumerated(status),
+                error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
+            },
+        };
+        let audit = audit.map(|a| AuditEntry {
+            subject: Some(self.subject_of(&item.iin)),
+            ..a.clone()
+        });
+        Ok(SealedFinish {
+            item_id: item.id.clone(),
+            owner: owner.to_owned(),
+            lookup_row,
+            audit,
+            after,
+        })
+    }
+
+    /// Commits the ends of several calls in one transaction (one write to
+    /// disk for all of them), each followed by its claim of a next item
+    /// when one is asked for. Returns the claimed items, in order.
+    pub fn commit_finishes(
+        &self,
+        batch: &[(&SealedFinish, Option<NextClaim<'_>>)],
+    ) -> Result<Vec<Option<QueueItem>>, StoreError> {
+        sqlite::immediate(&self.conn, |c| {
+            batch
+                .iter()
+                .map(|(f, next)| {
+                    self.apply_finish(c, f)?;
+                    match next {
+                        Some(n) => {
+                            let skip = |id: &str| id == f.item_id || (n.skip)(id);
+                            self.claim_in(c, &NextClaim { skip: &skip, ..*n })
+                        }
+                        None => Ok(None),
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Commits a call's end kept in a spill file, unless its lookup is
+    /// already stored (the spill was taken in before, and its file not yet
+    /// removed).
+    pub(super) fn take_in_finish(
+        &self,
+        c: &Connection,
+        f: &SealedFinish,
+    ) -> Result<(), StoreError> {
+        if let Some(row) = &f.lookup_row
+            && sqlite::lookup_by_id(c, &row.id)?.is_some()
+        {
+            return Ok(());
+        }
+        self.apply_finish(c, f)
+    }
+
+    fn apply_finish(&self, c: &Connection, f: &SealedFinish) -> Result<(), StoreError> {
+        if let Some(row) = &f.lookup_row {
+            sqlite::insert_lookup(c, row)?;
+        }
+        if let Some(a) = &f.audit {
+            self.append_audit_in(c, a)?;
+        }
+        let Some(mut row) = sqlite::queue_by_id(c, &f.item_id)? else {
+            return Ok(());
+        };
+        if row.claimed_by.as_deref() != Some(f.owner.as_str()) {
+            return Ok(());
+        }
+        match &f.after {
+            SealedAfter::Done => {
+                sqlite::delete_queue(c, &f.item_id)?;
+            }
+            SealedAfter::Retry {
+                next_try,
+                status,
+                error_enc,
+            } => {
+                row.next_try_at = next_try.clone();
+                row.last_status = status.clone();
+                row.error_enc = Some(error_enc.clone());
+                row.key_version = i64::from(self.key_version);
+                sqlite::release_queue(c, &row)?;
+            }
+            SealedAfter::InDoubt {
+                at,
+                status,
+                error_enc,
+            } => {
+                row.last_status = status.clone();
+                row.error_enc = Some(error_enc.clone());
+                row.key_version = i64::from(self.key_version);
+                sqlite::queue_in_doubt(c, &row, at)?;
+            }
+            SealedAfter::Restore => {
+                // The claim counted an attempt; this one did not happen.
+                row.attempts = (row.attempts - 1).max(0);
+                // Keep the last error sealed as it was, under its own key version.
+                sqlite::release_queue(c, &row)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every queue item, soonest deadline first.
+    pub fn queue_items(&self) -> Result<Vec<QueueItem>, StoreError> {
+        let now = super::now_text();
+        sqlite::queue_all(&self.conn)?
+            .iter()
+            .map(|r| self.to_item(r, &now))
+            .collect()
+    }
+
+    /// Ends the claim `owner` holds on item `id` now, because the claiming
+    /// process is known to be gone: the item shows as in doubt at once
+    /// instead of when its lease runs out. Returns whether a claim ended.
+    pub fn end_claim(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
+        let now = super::now_text();
+        sqlite::immediate(&self.conn, |c| sqlite::queue_end_claim(c, id, owner, &now))
+    }
+
+    /// Removes one queue item with its audit entry; returns whether it was there.
+    pub fn drop_item(&self, id: &str, audit: &AuditEntry) -> Result<Option<QueueItem>, StoreError> {
+        let now = super::now_text();
+        sqlite::immediate(&self.conn, |c| {
+            let Some(row) = sqlite::queue_by_id(c, id)? else {
+                return Ok(None);
+            };
+            let item = self.to_item(&row, &now)?;
+            sqlite::delete_queue(c, id)?;
+            let mut a = audit.clone();
+            a.subject = Some(self.subject_of(&item.iin));
+            a.records = 1;
+            self.append_audit_in(c, &a)?;
+            Ok(Some(item))
+        })
+    }
+
+    /// Lookups in `[from, to)` counted per local day: paid calls, calls
+    /// avoided by the cache, outcomes by status; and expired queue items.
+    pub fn stats(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Vec<DayStats>, StoreError> {
+        let (from, to) = (from.map(time_text), to.map(time_text));
+        let mut days: BTreeMap<NaiveDate, DayStats> = BTreeMap::new();
+        let day_of = |t: &str| parse_time(t).with_timezone(&Local).date_naive();
+        sqlite::each_lookup_stat(&self.conn, from.as_deref(), to.as_deref(), &mut |(
+            at,
+            source,
+            outcome,
+            status,
+            reached,
+            full,
+        )| {
+            let d = days.entry(day_of(&at)).or_default();
+            if source == "cache" {
+                d.from_cache += 1;
+                return Ok::<_, StoreError>(());
+            }
+            let never_sent = match (reached.as_deref(), full) {
+                (Some(r), _) => r == Reached::No.as_str(),
+                // Recorded before `reached` existed: its detail tells.
+                (None, Some(row)) => self.to_lookup(&row)?.never_sent(),
+                (None, None) => false,
+            };
+            if never_sent {
+                d.not_sent += 1;
+                return Ok(());
+            }
+            d.paid_calls += 1;
+            *d.by_status
+                .entry(status.unwrap_or_else(|| outcome.to_uppercase()))
+                .or_default() += 1;
+            Ok(())
+        })?;
+        let now = super::now_text();
+        for t in sqlite::expired_queue_times(&self.conn, from.as_deref(), to.as_deref(), &now)? {
+            days.entry(day_of(&t)).or_default().expired += 1;
+        }
+        Ok(days
+            .into_iter()
+            .map(|(day, mut s)| {
+                s.day = Some(day);
+                s
+            })
+            .collect())
+    }
+
+    /// Re-seals every queue item under `keys` (rekey), in the caller's transaction.
+    pub(super) fn reseal_queue(
+        &self,
+        c: &Connection,
+        reseal: &Reseal<'_>,
+        version: i64,
+    ) -> Result<u64, StoreError> {
+        let rows = sqlite::queue_all(c)?;
+        for mut q in rows.iter().cloned() {
+            let (id, from) = (q.id.clone(), q.key_version);
+            q.iin_enc = reseal("queue", "iin_enc", &id, &q.iin_enc, from)?;
+            q.session_enc = reseal("queue", "session_enc", &id, &q.session_enc, from)?;
+            for (col, v) in [
+                ("purpose_enc", &mut q.purpose_enc),
+                ("error_enc", &mut q.error_enc),
+            ] {
+                if let Some(s) = v.as_ref() {
+                    *v = Some(reseal("queue", col, &id, s, from)?);
+                }
+            }
+            q.key_version = version;
+            sqlite::update_queue_sealed(c, &q)?;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    /// Opens every sealed value of the queue (check); returns (items, problems).
+    pub(super) fn check_queue(&self) -> Result<(u64, Vec<String>), StoreError> {
+        let now = super::now_text();
+        let rows = sqlite::queue_all(&self.conn)?;
+        let problems = rows
+            .iter()
+            .filter_map(|r| self.to_item(r, &now).err().map(|e| e.to_string()))
+            .collect();
+        Ok((rows.len() as u64, problems))
+    }
+}
