@@ -649,8 +649,8 @@ fn secret_row(
     }
 }
 
-fn shown_path(p: &PathBuf) -> String {
-    p.display().to_string()
+fn shown_path(p: &impl AsRef<Path>) -> String {
+    p.as_ref().display().to_string()
 }
 
 fn shown_duration(d: &Duration) -> String {
