@@ -20,6 +20,7 @@ mod import;
 mod init;
 mod network;
 mod os_user;
+mod paid_calls;
 mod privacy;
 mod ranges;
 mod report;
