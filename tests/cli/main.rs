@@ -18,6 +18,7 @@ mod hostile;
 mod html;
 mod import;
 mod init;
+mod layers;
 mod network;
 mod os_user;
 mod paid_calls;

@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::backoff::Backoff;
 use gbdfl_client::{Answer, Client, Delivery};
-use gbdfl_core::api::{self, Response, Status};
+use gbdfl_core::api::{Response, Status};
 use gbdfl_core::exit_code::ExitCode;
 use gbdfl_core::iin::Iin;
 pub use gbdfl_core::session::{SessionId, SessionIdError, parse_session_time};
@@ -879,9 +879,4 @@ pub fn status_advice(response: &Response) -> &'static str {
         }
         _ => "no record was received; see the status and reason above",
     }
-}
-
-/// Parses a stored body back into a response (for `show`).
-pub fn parse_stored(body: &[u8]) -> Option<Response> {
-    api::parse_response(body).ok()
 }
