@@ -21,6 +21,7 @@ mod init;
 mod layers;
 mod network;
 mod os_user;
+mod paid_calls;
 mod privacy;
 mod ranges;
 mod report;

@@ -777,8 +777,9 @@ pub fn send_then(
     let audit = audit.map(|a| AuditEntry {
         exit_code: code.code(),
         error: error.clone(),
-        // A request that never reached the service was not billed.
-        paid_call: reached.paid(),
+        // Paid as the lookup it records counts (a request that never
+        // reached the service was not billed).
+        paid_call: row.is_paid_call(),
         records,
         purpose: item.purpose.clone().or_else(|| a.purpose.clone()),
         ..a.clone()
