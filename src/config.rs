@@ -212,6 +212,17 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
     directories::ProjectDirs::from("", "", "gbdfl")
 }
 
+/// A default path in the user's folders; without a home folder, an error
+/// naming the flag and the variable that set it instead.
+fn home_path(
+    dirs: Option<&directories::ProjectDirs>,
+    path: impl FnOnce(&directories::ProjectDirs) -> PathBuf,
+    (what, flag, env): (&'static str, &'static str, &'static str),
+) -> Result<PathBuf, ConfigError> {
+    dirs.map(path)
+        .ok_or(ConfigError::NoHome { what, flag, env })
+}
+
 /// Where a config file value is named in messages: `FILE: key`.
 fn file_source(file_path: &Path, key: &str) -> String {
     format!("config file {}: {key}", file_path.display())
@@ -249,43 +260,81 @@ fn pick<T>(
     })
 }
 
-fn duration_setting(
-    name: &'static str,
-    env_name: &'static str,
-    env: &dyn Fn(&str) -> Option<String>,
-    file: Option<&String>,
+/// Picks env, then file, for a setting with no default and no flag.
+fn pick_optional<T>(
+    env: (Option<T>, &'static str),
+    file: Option<T>,
     file_path: &Path,
-    (default, range): (Duration, DurationRange),
-) -> Result<Setting<Duration>, ConfigError> {
-    let env_v = env(env_name)
-        .map(|s| limits::parse_duration(env_name, &s, range))
-        .transpose()?;
-    let file_v = file
-        .map(|s| limits::parse_duration(&file_source(file_path, name), s, range))
-        .transpose()?;
-    pick((None, ""), (env_v, env_name), file_v, file_path, || {
-        Ok(default)
+) -> Option<Setting<T>> {
+    if let Some(v) = env.0 {
+        return Some(Setting {
+            value: v,
+            origin: Origin::Env(env.1),
+        });
+    }
+    file.map(|v| Setting {
+        value: v,
+        origin: Origin::ConfigFile(file_path.to_owned()),
     })
 }
 
-fn count_setting(
-    name: &'static str,
-    env_name: &'static str,
-    env: &dyn Fn(&str) -> Option<String>,
-    file: Option<i64>,
-    file_path: &Path,
-    (default, range): (u64, CountRange),
-) -> Result<Setting<u64>, ConfigError> {
-    let env_v = env(env_name)
-        .map(|s| limits::parse_count(env_name, &s, range))
-        .transpose()?;
-    let file_v = file
-        .map(|n| limits::check_count(&file_source(file_path, name), i128::from(n), range))
-        .transpose()?;
-    pick((None, ""), (env_v, env_name), file_v, file_path, || {
-        Ok(default)
-    })
+/// A duration or count setting with a default: its config key, its
+/// variable, the default and the range a given value must fall in.
+struct Ranged<T, R> {
+    key: &'static str,
+    env: &'static str,
+    default: T,
+    range: R,
 }
+
+const MAX_AGE: Ranged<Duration, DurationRange> = Ranged {
+    key: "max_age",
+    env: "GBDFL_MAX_AGE",
+    default: Duration::from_secs(30 * 86_400),
+    range: limits::MAX_AGE,
+};
+const CONNECT_TIMEOUT: Ranged<Duration, DurationRange> = Ranged {
+    key: "connect_timeout",
+    env: "GBDFL_CONNECT_TIMEOUT",
+    default: Duration::from_secs(10),
+    range: limits::TIMEOUT,
+};
+const TIMEOUT: Ranged<Duration, DurationRange> = Ranged {
+    key: "timeout",
+    env: "GBDFL_TIMEOUT",
+    default: Duration::from_secs(60),
+    range: limits::TIMEOUT,
+};
+const MAX_RESPONSE_BYTES: Ranged<u64, CountRange> = Ranged {
+    key: "max_response_bytes",
+    env: "GBDFL_MAX_RESPONSE_BYTES",
+    default: 10 * 1024 * 1024,
+    range: limits::MAX_RESPONSE_BYTES,
+};
+const RETRY_BASE: Ranged<Duration, DurationRange> = Ranged {
+    key: "retry_base",
+    env: "GBDFL_RETRY_BASE",
+    default: Duration::from_secs(2),
+    range: limits::RETRY,
+};
+const RETRY_CAP: Ranged<Duration, DurationRange> = Ranged {
+    key: "retry_cap",
+    env: "GBDFL_RETRY_CAP",
+    default: Duration::from_secs(60),
+    range: limits::RETRY,
+};
+const RETRY_ATTEMPTS: Ranged<u64, CountRange> = Ranged {
+    key: "retry_attempts",
+    env: "GBDFL_RETRY_ATTEMPTS",
+    default: 5,
+    range: limits::RETRY_ATTEMPTS,
+};
+const BUSY_TIMEOUT: Ranged<Duration, DurationRange> = Ranged {
+    key: "busy_timeout",
+    env: "GBDFL_BUSY_TIMEOUT",
+    default: Duration::from_secs(10),
+    range: limits::BUSY_TIMEOUT,
+};
 
 /// Reads and parses a config file; a missing file is an empty config.
 pub fn read_file_config(path: &Path) -> Result<Option<FileConfig>, ConfigError> {
@@ -315,259 +364,336 @@ pub fn read_file_config(path: &Path) -> Result<Option<FileConfig>, ConfigError> 
     })
 }
 
+/// The config file and what it holds: `--config`, else GBDFL_CONFIG, else
+/// config.toml in the user's config folder. A file named on purpose must
+/// exist; only the default may be absent, and without a home folder there
+/// is simply no default config file.
+fn locate_config_file(
+    flags: &Flags,
+    env: &dyn Fn(&str) -> Option<String>,
+    dirs: Option<&directories::ProjectDirs>,
+) -> Result<(Setting<PathBuf>, Option<FileConfig>), ConfigError> {
+    let config_file = pick(
+        (flags.config.clone(), "--config"),
+        (env("GBDFL_CONFIG").map(PathBuf::from), "GBDFL_CONFIG"),
+        None,
+        Path::new(""),
+        || {
+            home_path(
+                dirs,
+                |d| d.config_dir().join("config.toml"),
+                ("config file", "--config", "GBDFL_CONFIG"),
+            )
+        },
+    );
+    let Ok(s) = config_file else {
+        let none = Setting {
+            value: PathBuf::new(),
+            origin: Origin::Default,
+        };
+        return Ok((none, None));
+    };
+    let f = read_file_config(&s.value)?;
+    if f.is_none() && s.origin != Origin::Default {
+        return Err(ConfigError::File {
+            path: s.value.clone(),
+            message: format!(
+                "no such file (named by {}): create it or fix the path",
+                s.origin
+            ),
+        });
+    }
+    Ok((s, f))
+}
+
+/// Where the settings other than the config file's own path come from:
+/// the environment (blank values count as unset), the config file, and
+/// the user's folders for default paths.
+struct Sources<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file: &'a FileConfig,
+    /// The config file's path, for origins and messages.
+    path: &'a Path,
+    dirs: Option<&'a directories::ProjectDirs>,
+}
+
+impl Sources<'_> {
+    fn env_path(&self, name: &str) -> Option<PathBuf> {
+        (self.env)(name).map(PathBuf::from)
+    }
+
+    /// `db`: flag, env, file, else gbdfl.db in the user's data folder.
+    fn db(&self, flags: &Flags) -> Result<Setting<PathBuf>, ConfigError> {
+        pick(
+            (flags.db.clone(), "--db"),
+            (self.env_path("GBDFL_DB"), "GBDFL_DB"),
+            self.file.db.clone(),
+            self.path,
+            || {
+                home_path(
+                    self.dirs,
+                    |d| d.data_dir().join("gbdfl.db"),
+                    ("database", "--db", "GBDFL_DB"),
+                )
+            },
+        )
+    }
+
+    /// `key_file`: flag, env, file, else master.key in the user's data folder.
+    fn key_file(&self, flags: &Flags) -> Result<Setting<PathBuf>, ConfigError> {
+        pick(
+            (flags.key_file.clone(), "--key-file"),
+            (self.env_path("GBDFL_KEY_FILE"), "GBDFL_KEY_FILE"),
+            self.file.key_file.clone(),
+            self.path,
+            || {
+                home_path(
+                    self.dirs,
+                    |d| d.data_dir().join("master.key"),
+                    ("key file", "--key-file", "GBDFL_KEY_FILE"),
+                )
+            },
+        )
+    }
+
+    /// `operator`: flag, env, file, else the login name; checked.
+    fn operator(&self, flags: &Flags) -> Result<Setting<String>, ConfigError> {
+        let operator = pick(
+            (flags.operator.clone(), "--operator"),
+            ((self.env)("GBDFL_OPERATOR"), "GBDFL_OPERATOR"),
+            self.file.operator.clone(),
+            self.path,
+            || {
+                Ok(["USER", "USERNAME", "LOGNAME"]
+                    .iter()
+                    .find_map(|k| (self.env)(k))
+                    .unwrap_or_else(gbdfl_core::os_user::name))
+            },
+        )?;
+        validate_operator(&operator.value)?;
+        Ok(operator)
+    }
+
+    /// `base_url`: flag, env, file, else the production endpoint.
+    fn base_url(&self, flags: &Flags) -> Result<Setting<String>, ConfigError> {
+        pick(
+            (flags.base_url.clone(), "--base-url"),
+            ((self.env)("GBDFL_BASE_URL"), "GBDFL_BASE_URL"),
+            self.file.base_url.clone(),
+            self.path,
+            || Ok(DEFAULT_BASE_URL.to_owned()),
+        )
+    }
+
+    /// `api_key_file`: env or file; never a flag, no default.
+    fn api_key_file(&self) -> Option<Setting<PathBuf>> {
+        pick_optional(
+            (self.env_path("GBDFL_API_KEY_FILE"), "GBDFL_API_KEY_FILE"),
+            self.file.api_key_file.clone(),
+            self.path,
+        )
+    }
+
+    /// A duration: env, file, else its default; a value given must be in range.
+    fn duration(
+        &self,
+        setting: Ranged<Duration, DurationRange>,
+        file: Option<&String>,
+    ) -> Result<Setting<Duration>, ConfigError> {
+        let Ranged {
+            key,
+            env,
+            default,
+            range,
+        } = setting;
+        let env_v = (self.env)(env)
+            .map(|s| limits::parse_duration(env, &s, range))
+            .transpose()?;
+        let file_v = file
+            .map(|s| limits::parse_duration(&file_source(self.path, key), s, range))
+            .transpose()?;
+        pick((None, ""), (env_v, env), file_v, self.path, || Ok(default))
+    }
+
+    /// A count: env, file, else its default; a value given must be in range.
+    fn count(
+        &self,
+        setting: Ranged<u64, CountRange>,
+        file: Option<i64>,
+    ) -> Result<Setting<u64>, ConfigError> {
+        let Ranged {
+            key,
+            env,
+            default,
+            range,
+        } = setting;
+        let env_v = (self.env)(env)
+            .map(|s| limits::parse_count(env, &s, range))
+            .transpose()?;
+        let file_v = file
+            .map(|n| limits::check_count(&file_source(self.path, key), i128::from(n), range))
+            .transpose()?;
+        pick((None, ""), (env_v, env), file_v, self.path, || Ok(default))
+    }
+
+    /// `require_purpose`: env (true/false, 1/0, yes/no), file, else false.
+    fn require_purpose(&self) -> Result<Setting<bool>, ConfigError> {
+        let name = "GBDFL_REQUIRE_PURPOSE";
+        let env_v = (self.env)(name)
+            .map(|v| match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => Ok(true),
+                "0" | "false" | "no" => Ok(false),
+                _ => Err(ConfigError::Value {
+                    name: name.into(),
+                    message: format!("{} is not true or false", gbdfl_core::limits::shown(&v)),
+                }),
+            })
+            .transpose()?;
+        pick(
+            (None, ""),
+            (env_v, name),
+            self.file.require_purpose,
+            self.path,
+            || Ok(false),
+        )
+    }
+
+    /// `retention`: env or file, in range; unset unless given.
+    fn retention(&self) -> Result<Option<Setting<Duration>>, ConfigError> {
+        let env_v = (self.env)("GBDFL_RETENTION")
+            .map(|s| limits::parse_duration("GBDFL_RETENTION", &s, limits::RETENTION))
+            .transpose()?;
+        let file_v = self
+            .file
+            .retention
+            .as_ref()
+            .map(|s| {
+                limits::parse_duration(&file_source(self.path, "retention"), s, limits::RETENTION)
+            })
+            .transpose()?;
+        Ok(pick_optional((env_v, "GBDFL_RETENTION"), file_v, self.path))
+    }
+
+    /// `price_per_call` with `currency`, from the file only: both or neither.
+    fn price(&self) -> Result<Option<Setting<gbdfl_report::html::Price>>, ConfigError> {
+        let file_error = |message: String| ConfigError::File {
+            path: self.path.to_owned(),
+            message,
+        };
+        let (price, currency) = match (&self.file.price_per_call, &self.file.currency) {
+            (None, None) => return Ok(None),
+            (Some(p), Some(c)) => (p, c),
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(file_error("price_per_call and currency go together: set both (e.g. price_per_call = \"35.50\" and currency = \"KZT\") or neither".into()));
+            }
+        };
+        let text = match price {
+            PriceText::Text(s) => s.clone(),
+            PriceText::Integer(n) => n.to_string(),
+            PriceText::Float(f) => f.to_string(),
+        };
+        let value = gbdfl_report::html::Price::parse(&text, currency).map_err(file_error)?;
+        Ok(Some(Setting {
+            value,
+            origin: Origin::ConfigFile(self.path.to_owned()),
+        }))
+    }
+}
+
+/// This machine's name, or "unknown".
+fn host_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    if host.is_empty() {
+        "unknown".into()
+    } else {
+        host
+    }
+}
+
+/// A row of [`Settings::describe`]: (name, shown value, origin).
+type Row = (&'static str, String, String);
+
+/// The row of a setting, its value shown by `show`.
+fn row<T>(name: &'static str, s: &Setting<T>, show: impl Fn(&T) -> String) -> Row {
+    (name, show(&s.value), s.origin.to_string())
+}
+
+/// The row of a setting that may be unset: then `unset` is shown.
+fn row_or<T>(
+    name: &'static str,
+    s: Option<&Setting<T>>,
+    show: impl Fn(&T) -> String,
+    unset: &str,
+) -> Row {
+    match s {
+        Some(s) => row(name, s, show),
+        None => (name, unset.to_owned(), "-".to_owned()),
+    }
+}
+
+/// The row of a secret, never its value: set in the variable `in_env`,
+/// read from `file`, or not set.
+fn secret_row(
+    name: &'static str,
+    in_env: Option<&'static str>,
+    file: Option<&Setting<PathBuf>>,
+) -> Row {
+    match (in_env, file) {
+        (Some(var), _) => (name, "(set, redacted)".to_owned(), format!("env {var}")),
+        (None, Some(f)) => (
+            name,
+            format!("(from file {}, redacted)", f.value.display()),
+            f.origin.to_string(),
+        ),
+        (None, None) => (name, "(not set)".to_owned(), "-".to_owned()),
+    }
+}
+
+fn shown_path(p: &impl AsRef<Path>) -> String {
+    p.as_ref().display().to_string()
+}
+
+fn shown_duration(d: &Duration) -> String {
+    humantime::format_duration(*d).to_string()
+}
+
 impl Settings {
-    /// Resolves settings from flags, an environment lookup and the config file.
+    /// Resolves settings from flags, an environment lookup and the config
+    /// file. The settings are read in this order, so the first bad value
+    /// is the one reported.
     pub fn resolve(
         flags: &Flags,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, ConfigError> {
         let env_nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let dirs = project_dirs();
-        let config_file = pick(
-            (flags.config.clone(), "--config"),
-            (
-                env_nonempty("GBDFL_CONFIG").map(PathBuf::from),
-                "GBDFL_CONFIG",
-            ),
-            None,
-            Path::new(""),
-            || {
-                dirs.as_ref()
-                    .map(|d| d.config_dir().join("config.toml"))
-                    .ok_or(ConfigError::NoHome {
-                        what: "config file",
-                        flag: "--config",
-                        env: "GBDFL_CONFIG",
-                    })
-            },
-        );
-        // Without a home folder there is simply no default config file.
-        let (config_file, file) = match config_file {
-            Ok(s) => {
-                let f = read_file_config(&s.value)?;
-                // A file named on purpose must exist; only the default may be absent.
-                if f.is_none() && s.origin != Origin::Default {
-                    return Err(ConfigError::File {
-                        path: s.value.clone(),
-                        message: format!(
-                            "no such file (named by {}): create it or fix the path",
-                            s.origin
-                        ),
-                    });
-                }
-                (s, f)
-            }
-            Err(_) => (
-                Setting {
-                    value: PathBuf::new(),
-                    origin: Origin::Default,
-                },
-                None,
-            ),
-        };
+        let (config_file, file) = locate_config_file(flags, &env_nonempty, dirs.as_ref())?;
         let found = file.is_some();
         let file = file.unwrap_or_default();
-        let fp = config_file.value.clone();
-
-        let db = pick(
-            (flags.db.clone(), "--db"),
-            (env_nonempty("GBDFL_DB").map(PathBuf::from), "GBDFL_DB"),
-            file.db.clone(),
-            &fp,
-            || {
-                dirs.as_ref()
-                    .map(|d| d.data_dir().join("gbdfl.db"))
-                    .ok_or(ConfigError::NoHome {
-                        what: "database",
-                        flag: "--db",
-                        env: "GBDFL_DB",
-                    })
-            },
-        )?;
-        let key_file = pick(
-            (flags.key_file.clone(), "--key-file"),
-            (
-                env_nonempty("GBDFL_KEY_FILE").map(PathBuf::from),
-                "GBDFL_KEY_FILE",
-            ),
-            file.key_file.clone(),
-            &fp,
-            || {
-                dirs.as_ref()
-                    .map(|d| d.data_dir().join("master.key"))
-                    .ok_or(ConfigError::NoHome {
-                        what: "key file",
-                        flag: "--key-file",
-                        env: "GBDFL_KEY_FILE",
-                    })
-            },
-        )?;
-        let operator = pick(
-            (flags.operator.clone(), "--operator"),
-            (env_nonempty("GBDFL_OPERATOR"), "GBDFL_OPERATOR"),
-            file.operator.clone(),
-            &fp,
-            || {
-                Ok(["USER", "USERNAME", "LOGNAME"]
-                    .iter()
-                    .find_map(|k| env_nonempty(k))
-                    .unwrap_or_else(gbdfl_core::os_user::name))
-            },
-        )?;
-        validate_operator(&operator.value)?;
-        let base_url = pick(
-            (flags.base_url.clone(), "--base-url"),
-            (env_nonempty("GBDFL_BASE_URL"), "GBDFL_BASE_URL"),
-            file.base_url.clone(),
-            &fp,
-            || Ok(DEFAULT_BASE_URL.to_owned()),
-        )?;
-        let api_key_file = pick(
-            (None, ""),
-            (
-                env_nonempty("GBDFL_API_KEY_FILE").map(PathBuf::from),
-                "GBDFL_API_KEY_FILE",
-            ),
-            file.api_key_file.clone(),
-            &fp,
-            || Err(ConfigError::NoApiKey),
-        )
-        .ok();
-        let max_age = duration_setting(
-            "max_age",
-            "GBDFL_MAX_AGE",
-            &env_nonempty,
-            file.max_age.as_ref(),
-            &fp,
-            (Duration::from_secs(30 * 86_400), limits::MAX_AGE),
-        )?;
-        let connect_timeout = duration_setting(
-            "connect_timeout",
-            "GBDFL_CONNECT_TIMEOUT",
-            &env_nonempty,
-            file.connect_timeout.as_ref(),
-            &fp,
-            (Duration::from_secs(10), limits::TIMEOUT),
-        )?;
-        let timeout = duration_setting(
-            "timeout",
-            "GBDFL_TIMEOUT",
-            &env_nonempty,
-            file.timeout.as_ref(),
-            &fp,
-            (Duration::from_secs(60), limits::TIMEOUT),
-        )?;
-        let max_response_bytes = count_setting(
-            "max_response_bytes",
-            "GBDFL_MAX_RESPONSE_BYTES",
-            &env_nonempty,
-            file.max_response_bytes,
-            &fp,
-            (10 * 1024 * 1024, limits::MAX_RESPONSE_BYTES),
-        )?;
-        let require_purpose = pick(
-            (None, ""),
-            (
-                env_nonempty("GBDFL_REQUIRE_PURPOSE")
-                    .map(|v| match v.trim().to_ascii_lowercase().as_str() {
-                        "1" | "true" | "yes" => Ok(true),
-                        "0" | "false" | "no" => Ok(false),
-                        _ => Err(ConfigError::Value {
-                            name: "GBDFL_REQUIRE_PURPOSE".into(),
-                            message: format!(
-                                "{} is not true or false",
-                                gbdfl_core::limits::shown(&v)
-                            ),
-                        }),
-                    })
-                    .transpose()?,
-                "GBDFL_REQUIRE_PURPOSE",
-            ),
-            file.require_purpose,
-            &fp,
-            || Ok(false),
-        )?;
-        let retention = {
-            let env_v = env_nonempty("GBDFL_RETENTION")
-                .map(|s| limits::parse_duration("GBDFL_RETENTION", &s, limits::RETENTION))
-                .transpose()?;
-            let file_v = file
-                .retention
-                .as_ref()
-                .map(|s| {
-                    limits::parse_duration(&file_source(&fp, "retention"), s, limits::RETENTION)
-                })
-                .transpose()?;
-            pick((None, ""), (env_v, "GBDFL_RETENTION"), file_v, &fp, || {
-                Err(ConfigError::NoApiKey)
-            })
-            .ok()
+        let from = Sources {
+            env: &env_nonempty,
+            file: &file,
+            path: &config_file.value,
+            dirs: dirs.as_ref(),
         };
-        let retry_base = duration_setting(
-            "retry_base",
-            "GBDFL_RETRY_BASE",
-            &env_nonempty,
-            file.retry_base.as_ref(),
-            &fp,
-            (Duration::from_secs(2), limits::RETRY),
-        )?;
-        let retry_cap = duration_setting(
-            "retry_cap",
-            "GBDFL_RETRY_CAP",
-            &env_nonempty,
-            file.retry_cap.as_ref(),
-            &fp,
-            (Duration::from_secs(60), limits::RETRY),
-        )?;
-        let retry_attempts = count_setting(
-            "retry_attempts",
-            "GBDFL_RETRY_ATTEMPTS",
-            &env_nonempty,
-            file.retry_attempts,
-            &fp,
-            (5, limits::RETRY_ATTEMPTS),
-        )?;
-        let price = match (&file.price_per_call, &file.currency) {
-            (None, None) => None,
-            (Some(p), Some(c)) => {
-                let text = match p {
-                    PriceText::Text(s) => s.clone(),
-                    PriceText::Integer(n) => n.to_string(),
-                    PriceText::Float(f) => f.to_string(),
-                };
-                let value = gbdfl_report::html::Price::parse(&text, c).map_err(|message| {
-                    ConfigError::File {
-                        path: fp.clone(),
-                        message,
-                    }
-                })?;
-                Some(Setting {
-                    value,
-                    origin: Origin::ConfigFile(fp.clone()),
-                })
-            }
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(ConfigError::File {
-                    path: fp.clone(),
-                    message: "price_per_call and currency go together: set both (e.g. price_per_call = \"35.50\" and currency = \"KZT\") or neither".into(),
-                });
-            }
-        };
-        let retry_attempts = Setting {
-            // At most 100 by the range.
-            value: u32::try_from(retry_attempts.value).unwrap_or(u32::MAX),
-            origin: retry_attempts.origin,
-        };
-        let busy_timeout = duration_setting(
-            "busy_timeout",
-            "GBDFL_BUSY_TIMEOUT",
-            &env_nonempty,
-            file.busy_timeout.as_ref(),
-            &fp,
-            (Duration::from_secs(10), limits::BUSY_TIMEOUT),
-        )?;
-        let (proxy, proxy_password_file, ca_file) = network_settings(&env_nonempty, &file, &fp)?;
-        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        let db = from.db(flags)?;
+        let key_file = from.key_file(flags)?;
+        let operator = from.operator(flags)?;
+        let base_url = from.base_url(flags)?;
+        let api_key_file = from.api_key_file();
+        let max_age = from.duration(MAX_AGE, file.max_age.as_ref())?;
+        let connect_timeout = from.duration(CONNECT_TIMEOUT, file.connect_timeout.as_ref())?;
+        let timeout = from.duration(TIMEOUT, file.timeout.as_ref())?;
+        let max_response_bytes = from.count(MAX_RESPONSE_BYTES, file.max_response_bytes)?;
+        let require_purpose = from.require_purpose()?;
+        let retention = from.retention()?;
+        let retry_base = from.duration(RETRY_BASE, file.retry_base.as_ref())?;
+        let retry_cap = from.duration(RETRY_CAP, file.retry_cap.as_ref())?;
+        let retry_attempts = from.count(RETRY_ATTEMPTS, file.retry_attempts)?;
+        let price = from.price()?;
+        let busy_timeout = from.duration(BUSY_TIMEOUT, file.busy_timeout.as_ref())?;
+        let (proxy, proxy_password_file, ca_file) =
+            network_settings(&env_nonempty, &file, &config_file.value)?;
         Ok(Settings {
             price,
             config_file,
@@ -586,7 +712,11 @@ impl Settings {
             retention,
             retry_base,
             retry_cap,
-            retry_attempts,
+            retry_attempts: Setting {
+                // At most 100 by the range.
+                value: u32::try_from(retry_attempts.value).unwrap_or(u32::MAX),
+                origin: retry_attempts.origin,
+            },
             busy_timeout,
             proxy,
             proxy_password_file,
@@ -596,11 +726,7 @@ impl Settings {
             proxy_env: ProxyEnv::read(env),
             ca_file,
             json: flags.json,
-            host: if host.is_empty() {
-                "unknown".into()
-            } else {
-                host
-            },
+            host: host_name(),
         })
     }
 
@@ -673,55 +799,23 @@ impl Settings {
         Ok(key)
     }
 
-    /// Every setting as (name, shown value, origin), secrets redacted.
+    /// Every setting as (name, shown value, origin), secrets redacted, in
+    /// the order `gbdfl config` lists them.
     pub fn describe(&self) -> Vec<(&'static str, String, String)> {
+        let text = |s: &String| s.clone();
         let mut rows = vec![
-            (
-                "config_file",
-                format!(
-                    "{}{}",
-                    self.config_file.value.display(),
-                    if self.config_file_found {
-                        ""
-                    } else {
-                        " (not present)"
-                    }
-                ),
-                self.config_file.origin.to_string(),
-            ),
-            (
-                "db",
-                self.db.value.display().to_string(),
-                self.db.origin.to_string(),
-            ),
-            (
-                "key_file",
-                self.key_file.value.display().to_string(),
-                self.key_file.origin.to_string(),
-            ),
-            (
-                "operator",
-                self.operator.value.clone(),
-                self.operator.origin.to_string(),
-            ),
+            self.config_file_row(),
+            row("db", &self.db, shown_path),
+            row("key_file", &self.key_file, shown_path),
+            row("operator", &self.operator, text),
             ("host", self.host.clone(), "system".into()),
-            (
-                "base_url",
-                self.base_url.value.clone(),
-                self.base_url.origin.to_string(),
+            row("base_url", &self.base_url, text),
+            secret_row(
+                "api_key",
+                self.api_key_in_env.then_some("GBDFL_API_KEY"),
+                self.api_key_file.as_ref(),
             ),
         ];
-        let api_key = if self.api_key_in_env {
-            ("(set, redacted)".to_owned(), "env GBDFL_API_KEY".to_owned())
-        } else if let Some(f) = &self.api_key_file {
-            (
-                format!("(from file {}, redacted)", f.value.display()),
-                f.origin.to_string(),
-            )
-        } else {
-            ("(not set)".to_owned(), "-".to_owned())
-        };
-        rows.push(("api_key", api_key.0, api_key.1));
         for (name, s) in [
             ("max_age", &self.max_age),
             ("connect_timeout", &self.connect_timeout),
@@ -730,32 +824,50 @@ impl Settings {
             ("retry_cap", &self.retry_cap),
             ("busy_timeout", &self.busy_timeout),
         ] {
-            rows.push((
-                name,
-                humantime::format_duration(s.value).to_string(),
-                s.origin.to_string(),
-            ));
+            rows.push(row(name, s, shown_duration));
         }
-        rows.push((
-            "require_purpose",
-            self.require_purpose.value.to_string(),
-            self.require_purpose.origin.to_string(),
+        rows.push(row("require_purpose", &self.require_purpose, |b| {
+            b.to_string()
+        }));
+        let retention = self.retention.as_ref();
+        rows.push(row_or("retention", retention, shown_duration, "(not set)"));
+        rows.push(row("retry_attempts", &self.retry_attempts, |n| {
+            n.to_string()
+        }));
+        rows.extend(self.network_rows());
+        rows.push(row("max_response_bytes", &self.max_response_bytes, |n| {
+            n.to_string()
+        }));
+        let price = |p: &gbdfl_report::html::Price| {
+            let amount = gbdfl_report::html::money(p.hundredths, gbdfl_report::html::Lang::En);
+            format!("{amount} {}", p.currency)
+        };
+        rows.push(row_or(
+            "price_per_call",
+            self.price.as_ref(),
+            price,
+            "(not set)",
         ));
-        rows.push(match &self.retention {
-            Some(r) => (
-                "retention",
-                humantime::format_duration(r.value).to_string(),
-                r.origin.to_string(),
-            ),
-            None => ("retention", "(not set)".to_owned(), "-".to_owned()),
-        });
-        rows.push((
-            "retry_attempts",
-            self.retry_attempts.value.to_string(),
-            self.retry_attempts.origin.to_string(),
-        ));
-        rows.push(match (&self.proxy, &self.proxy_env) {
-            (Some(p), _) => ("proxy", p.value.to_string(), p.origin.to_string()),
+        rows
+    }
+
+    /// The config file's row: its path, and whether it is there.
+    fn config_file_row(&self) -> Row {
+        let absent = if self.config_file_found {
+            ""
+        } else {
+            " (not present)"
+        };
+        row("config_file", &self.config_file, |p| {
+            format!("{}{absent}", p.display())
+        })
+    }
+
+    /// The rows of the path to the service: proxy, its password, NO_PROXY,
+    /// the extra trust roots.
+    fn network_rows(&self) -> [Row; 4] {
+        let proxy = match (&self.proxy, &self.proxy_env) {
+            (Some(p), _) => row("proxy", p, |u| u.to_string()),
             (None, e) => match e.https.as_ref().or(e.all.as_ref()) {
                 Some((name, v)) => (
                     "proxy",
@@ -764,54 +876,29 @@ impl Settings {
                 ),
                 None => ("proxy", "(none: direct)".to_owned(), "-".to_owned()),
             },
-        });
-        rows.push(match (&self.proxy_password.0, &self.proxy_password_file) {
-            (Some(_), _) => (
-                "proxy_password",
-                "(set, redacted)".to_owned(),
-                "env GBDFL_PROXY_PASSWORD".to_owned(),
-            ),
-            (None, Some(f)) => (
-                "proxy_password",
-                format!("(from file {}, redacted)", f.value.display()),
-                f.origin.to_string(),
-            ),
-            (None, None) => ("proxy_password", "(not set)".to_owned(), "-".to_owned()),
-        });
-        rows.push(match &self.proxy_env.no {
+        };
+        let no_proxy = match &self.proxy_env.no {
             Some((name, v)) => ("no_proxy", v.clone(), format!("env {name}")),
             None => ("no_proxy", "(not set)".to_owned(), "-".to_owned()),
-        });
-        rows.push(match &self.ca_file {
-            Some(f) => (
+        };
+        [
+            proxy,
+            secret_row(
+                "proxy_password",
+                self.proxy_password
+                    .0
+                    .is_some()
+                    .then_some("GBDFL_PROXY_PASSWORD"),
+                self.proxy_password_file.as_ref(),
+            ),
+            no_proxy,
+            row_or(
                 "ca_file",
-                f.value.display().to_string(),
-                f.origin.to_string(),
+                self.ca_file.as_ref(),
+                shown_path,
+                "(not set: the system's trust store only)",
             ),
-            None => (
-                "ca_file",
-                "(not set: the system's trust store only)".to_owned(),
-                "-".to_owned(),
-            ),
-        });
-        rows.push((
-            "max_response_bytes",
-            self.max_response_bytes.value.to_string(),
-            self.max_response_bytes.origin.to_string(),
-        ));
-        rows.push(match &self.price {
-            Some(p) => (
-                "price_per_call",
-                format!(
-                    "{} {}",
-                    gbdfl_report::html::money(p.value.hundredths, gbdfl_report::html::Lang::En),
-                    p.value.currency
-                ),
-                p.origin.to_string(),
-            ),
-            None => ("price_per_call", "(not set)".to_owned(), "-".to_owned()),
-        });
-        rows
+        ]
     }
 
     /// The settings as a JSON-friendly map (for `config --json`).
@@ -849,25 +936,15 @@ fn network_settings(
         .map(|v| ProxyUrl::parse("proxy", v, false))
         .transpose()
         .map_err(value_err)?;
-    let proxy = pick(
-        (None, ""),
-        (env_proxy, "GBDFL_PROXY"),
-        file_proxy,
-        fp,
-        || Err(ConfigError::NoApiKey),
-    )
-    .ok();
-    let password_file = pick(
-        (None, ""),
+    let proxy = pick_optional((env_proxy, "GBDFL_PROXY"), file_proxy, fp);
+    let password_file = pick_optional(
         (
             env("GBDFL_PROXY_PASSWORD_FILE").map(PathBuf::from),
             "GBDFL_PROXY_PASSWORD_FILE",
         ),
         file.proxy_password_file.clone(),
         fp,
-        || Err(ConfigError::NoApiKey),
-    )
-    .ok();
+    );
     let env_password = env("GBDFL_PROXY_PASSWORD").map(zeroize::Zeroizing::new);
     let proxy = match proxy {
         Some(p) => {
@@ -885,14 +962,11 @@ fn network_settings(
         }
         None => None,
     };
-    let ca_file = pick(
-        (None, ""),
+    let ca_file = pick_optional(
         (env("GBDFL_CA_FILE").map(PathBuf::from), "GBDFL_CA_FILE"),
         file.ca_file.clone(),
         fp,
-        || Err(ConfigError::NoApiKey),
-    )
-    .ok();
+    );
     Ok((proxy, password_file, ca_file))
 }
 

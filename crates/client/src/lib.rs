@@ -1,11 +1,20 @@
 //! The HTTP client of the paid GBDFL service: one POST, one classified answer.
 //!
-//! Rules this module keeps: it knows nothing of SQLite; the API key goes only
-//! into the request body and never into a message, log or `Debug` output;
-//! plain http is refused except to loopback; redirects are not followed (the
-//! key is in the body); a body larger than the configured limit is not read
-//! past it. The raw body is returned with every answer so the caller can keep
-//! it exactly as received.
+//! Rules this crate keeps, and what holds each:
+//! - it knows nothing of SQLite: it has no path to the store or rusqlite
+//!   (`tests/cli/layers.rs`);
+//! - the API key goes into the request body only, and a redirect is not
+//!   followed, since it would carry the body elsewhere (the test
+//!   `the_key_goes_in_the_body_only_and_a_redirect_is_not_followed`);
+//! - the key is never in a message, on disk or in `Debug` output
+//!   (`api_key_is_never_debug_printed`, `tests/cli/privacy.rs`);
+//! - plain http is refused except to loopback (`plain_http_only_to_loopback`);
+//! - a body larger than `max_response_bytes` is not read past it
+//!   (`tests/cli/hostile.rs`);
+//! - every [`Answer`] that came over HTTP carries the body as received, so
+//!   the caller can keep it exactly (the compiler: a field of each variant).
+
+#![deny(missing_docs)]
 
 pub mod network;
 
@@ -26,9 +35,12 @@ use gbdfl_core::iin::Iin;
 pub struct ApiKey(Zeroizing<String>);
 
 impl ApiKey {
+    /// Holds `key`, without the whitespace around it.
     pub fn new(key: String) -> ApiKey {
         ApiKey(Zeroizing::new(key.trim().to_owned()))
     }
+
+    /// Whether no key was given (an empty file, a blank variable).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -43,16 +55,21 @@ impl fmt::Debug for ApiKey {
 /// Problems with the client's own settings.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// `base_url` does not parse as a URL (the URL, the parser's reason).
     #[error("base URL {0:?} is not a valid URL: {1}")]
     BadUrl(String, String),
     #[error(
         "base URL {0} uses plain http to a host that is not this machine; the API key and personal data would cross the network unencrypted. Use https, or http only to 127.0.0.1/localhost"
     )]
+    /// `base_url` is plain http to another machine.
     PlainHttp(String),
+    /// `base_url` is neither https nor http.
     #[error("base URL {0} must use https (or http to loopback)")]
     Scheme(String),
+    /// The HTTP client could not be built (no trust roots, a proxy it rejects).
     #[error("could not set up the HTTP client: {0}")]
     Build(String),
+    /// The proxy or trust-root settings are wrong.
     #[error(transparent)]
     Network(#[from] SetupError),
 }
@@ -60,9 +77,13 @@ pub enum ClientError {
 /// Settings of the client.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// The service's endpoint (`base_url`): https, or http to loopback.
     pub base_url: String,
+    /// The longest wait for a connection (`connect_timeout`).
     pub connect_timeout: Duration,
+    /// The longest wait for a whole call once connected (`timeout`).
     pub timeout: Duration,
+    /// The largest answer body read (`max_response_bytes`).
     pub max_body_bytes: u64,
     /// The proxy and the trust roots.
     pub network: NetworkConfig,
@@ -97,31 +118,46 @@ pub enum Answer {
     /// HTTP 2xx. `parsed` is `Err` with a reason when the body is not a GBDFL
     /// answer (then the call may have been billed: [`Delivery::MaybeBilled`]).
     Answered {
+        /// The HTTP status.
         http_status: u16,
+        /// The body as received (cut at `max_body_bytes`).
         body: Vec<u8>,
+        /// The GBDFL answer, or why the body is not one.
         parsed: Result<Box<Response>, String>,
     },
     /// HTTP 4xx other than 429: the service refused the request.
     Refused {
+        /// The HTTP status.
         http_status: u16,
+        /// The body as received.
         body: Vec<u8>,
+        /// The service's reason, fit to show.
         message: String,
     },
     /// No usable answer: connect error, timeout, dropped connection, 5xx,
     /// 429. `delivery` says whether the request may have reached the service.
     Unavailable {
+        /// The HTTP status, when an HTTP answer came.
         http_status: Option<u16>,
+        /// The body as received (empty when no answer came).
         body: Vec<u8>,
+        /// What went wrong, fit to show.
         message: String,
         /// At most [`MAX_RETRY_AFTER`].
         retry_after: Option<Duration>,
+        /// Whether the request may have reached the service.
         delivery: Delivery,
     },
     /// The network between here and the service is set up wrongly (the
     /// certificate is not trusted, the proxy refuses): found before the
     /// request was written, so nothing was sent, and every call fails the
     /// same way until a setting changes. `message` says which.
-    Misconfigured { problem: Problem, message: String },
+    Misconfigured {
+        /// Which set-up problem.
+        problem: Problem,
+        /// What is wrong and which setting fixes it.
+        message: String,
+    },
 }
 
 /// Checks a base URL: https anywhere, http only to loopback.
@@ -170,6 +206,7 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
+    /// A client for `config`'s service, calling with `api_key`.
     pub fn new(config: &ClientConfig, api_key: ApiKey) -> Result<Client, ClientError> {
         let url = validate_base_url(&config.base_url)?;
         let build = |e: reqwest::Error| {
@@ -239,6 +276,7 @@ impl Client {
         now.checked_add_signed(lease).unwrap_or(now)
     }
 
+    /// The service's endpoint, for messages and the audit trail.
     pub fn url(&self) -> &str {
         self.url.as_str()
     }
@@ -250,6 +288,14 @@ impl Client {
 
     /// Makes the paid call for `iin` and `session_id`.
     pub fn lookup(&self, iin: &Iin, session_id: &str) -> Answer {
+        match self.send(iin, session_id) {
+            Ok(resp) => self.receive(resp),
+            Err(e) => self.not_answered(&e),
+        }
+    }
+
+    /// Writes the request. The API key goes into the body, nowhere else.
+    fn send(&self, iin: &Iin, session_id: &str) -> reqwest::Result<blocking::Response> {
         let body = Zeroizing::new(
             serde_json::json!({
                 "api_key": self.api_key.0.as_str(),
@@ -258,32 +304,34 @@ impl Client {
             })
             .to_string(),
         );
-        let sent = self
-            .http
+        self.http
             .post(self.url.clone())
             .header(reqwest::header::ACCEPT, "application/json")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.as_bytes().to_vec())
-            .send();
-        let resp = match sent {
-            Ok(r) => r,
-            Err(e) => {
-                if let Some(problem) = crate::network::classify(&e).and_then(|p| self.confirm(p)) {
-                    let message = problem.explain(
-                        self.url.host_str().unwrap_or_default(),
-                        self.proxy_shown.as_deref(),
-                    );
-                    return Answer::Misconfigured { problem, message };
-                }
-                return Answer::Unavailable {
-                    http_status: None,
-                    body: Vec::new(),
-                    message: transport_message(&e),
-                    retry_after: None,
-                    delivery: transport_delivery(&e),
-                };
-            }
-        };
+            .send()
+    }
+
+    /// A call that got no HTTP answer: a set-up problem, or the line.
+    fn not_answered(&self, e: &reqwest::Error) -> Answer {
+        if let Some(problem) = crate::network::classify(e).and_then(|p| self.confirm(p)) {
+            let message = problem.explain(
+                self.url.host_str().unwrap_or_default(),
+                self.proxy_shown.as_deref(),
+            );
+            return Answer::Misconfigured { problem, message };
+        }
+        Answer::Unavailable {
+            http_status: None,
+            body: Vec::new(),
+            message: transport_message(e),
+            retry_after: None,
+            delivery: transport_delivery(e),
+        }
+    }
+
+    /// Reads the answer's body, at most `max_body_bytes` of it.
+    fn receive(&self, resp: blocking::Response) -> Answer {
         let status = resp.status();
         let retry_after = resp
             .headers()
@@ -310,6 +358,17 @@ impl Client {
         if too_large {
             body.truncate(usize::try_from(self.max_body_bytes).unwrap_or(usize::MAX));
         }
+        self.outcome(status, body, too_large, retry_after)
+    }
+
+    /// What an HTTP answer read whole (or cut at the limit) means.
+    fn outcome(
+        &self,
+        status: reqwest::StatusCode,
+        body: Vec<u8>,
+        too_large: bool,
+        retry_after: Option<Duration>,
+    ) -> Answer {
         let code = status.as_u16();
         if status.is_success() {
             let parsed = if too_large {
@@ -481,6 +540,72 @@ mod tests {
             validate_base_url("not a url"),
             Err(ClientError::BadUrl(..))
         ));
+    }
+
+    /// Answers one request on loopback with `answer`, then stops
+    /// listening; the handle gives the request as it arrived.
+    fn serve_once(answer: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/api/", listener.local_addr().unwrap());
+        let served = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut buf).unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let whole = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                    let length = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("content-length")
+                            .then(|| value.trim().parse::<usize>().unwrap())
+                    });
+                    body.len() >= length.unwrap_or(0)
+                });
+                if whole || n == 0 {
+                    break;
+                }
+            }
+            conn.write_all(answer.as_bytes()).unwrap();
+            String::from_utf8(request).unwrap()
+        });
+        (url, served)
+    }
+
+    #[test]
+    fn the_key_goes_in_the_body_only_and_a_redirect_is_not_followed() {
+        // A 307 keeps the method and the body: followed, it would send the
+        // key to wherever Location points.
+        let (base_url, served) = serve_once(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: /elsewhere\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        );
+        let config = ClientConfig {
+            base_url,
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(10),
+            max_body_bytes: 1024,
+            network: NetworkConfig::default(),
+        };
+        let client = Client::new(&config, ApiKey::new("super-secret-key".into())).unwrap();
+        let iin = Iin::parse("950215300016").unwrap();
+        let answer = client.lookup(&iin, "session-1");
+        let request = served.join().unwrap();
+        let (head, body) = request.split_once("\r\n\r\n").unwrap();
+        assert!(!head.contains("super-secret-key"), "{head}");
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["api_key"], "super-secret-key");
+        assert!(
+            matches!(
+                answer,
+                Answer::Refused {
+                    http_status: 307,
+                    ..
+                }
+            ),
+            "{answer:?}"
+        );
     }
 
     #[test]

@@ -23,16 +23,20 @@ use super::{ChosenProxy, NetworkConfig, Problem};
 /// One step's result.
 #[derive(Debug, Clone)]
 pub struct Step {
+    /// What was checked: `proxy`, `trust`, `resolve`, `connect`, `CONNECT`, `TLS`.
     pub name: &'static str,
+    /// Whether it succeeded.
     pub ok: bool,
     /// How long it took; `None` for a step that is a decision, not a wait.
     pub took: Option<Duration>,
+    /// What was found, or why it failed.
     pub detail: String,
 }
 
 /// Everything `doctor` found.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// The steps run, in order; the first to fail is the last.
     pub steps: Vec<Step>,
     /// The certificates presented, leaf first: (subject, issuer, valid until).
     pub chain: Vec<(String, String, String)>,
@@ -150,93 +154,162 @@ pub fn run(net: &NetworkConfig, base_url: &Url, timeout: Duration) -> Report {
     {
         Ok(rt) => rt,
         Err(e) => {
-            report.steps.push(Step {
-                name: "start",
-                ok: false,
-                took: None,
-                detail: format!("could not start the network runtime: {e}"),
-            });
+            report.fail(
+                "start",
+                None,
+                format!("could not start the network runtime: {e}"),
+            );
             return report;
         }
     };
-    rt.block_on(checks(net, base_url, timeout, &mut report));
+    let target = Target::of(base_url, timeout);
+    // A step that fails is in the report already; the checks stop there.
+    let _stopped = rt.block_on(checks(net, &target, &mut report));
     report
 }
 
-async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: &mut Report) {
-    let host = base_url.host_str().unwrap_or_default().to_owned();
-    let host_bare = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = base_url.port_or_known_default().unwrap_or(443);
-    let fail = |report: &mut Report, name, took, detail: String| {
-        report.steps.push(Step {
+/// A step failed: it is in the report, and the steps after it are not run.
+struct Stopped;
+
+impl Report {
+    fn pass(&mut self, name: &'static str, took: Option<Duration>, detail: String) {
+        self.steps.push(Step {
+            name,
+            ok: true,
+            took,
+            detail,
+        });
+    }
+
+    fn fail(&mut self, name: &'static str, took: Option<Duration>, detail: String) -> Stopped {
+        self.steps.push(Step {
             name,
             ok: false,
             took,
             detail,
         });
-    };
-    let proxy = match net.proxy_for(base_url) {
-        Ok(p) => p,
-        Err(e) => {
-            fail(report, "proxy", None, e.to_string());
-            return;
-        }
-    };
-    report.steps.push(Step {
-        name: "proxy",
-        ok: true,
-        took: None,
-        detail: match &proxy {
-            Some(p) => format!("{} (from {})", p.shown, p.source),
-            None if super::is_loopback(base_url) => {
-                "none: the service is on this machine (loopback is never proxied)".into()
-            }
-            None if net.proxy.is_some()
-                || match base_url.scheme() {
-                    "https" => net.env.https.is_some() || net.env.all.is_some(),
-                    _ => net.env.http.is_some() || net.env.all.is_some(),
-                } =>
-            {
-                format!(
-                    "none: {host_bare} is in {}",
-                    net.env.no.as_ref().map(|(n, _)| *n).unwrap_or("NO_PROXY")
-                )
-            }
-            None => "none: direct connection (no proxy setting applies)".into(),
-        },
-    });
-    match net.extra_roots() {
-        Ok(roots) if roots.is_empty() => report.steps.push(Step {
-            name: "trust",
-            ok: true,
-            took: None,
-            detail: "the system's trust store (no ca_file)".into(),
-        }),
-        Ok(roots) => report.steps.push(Step {
-            name: "trust",
-            ok: true,
-            took: None,
-            detail: format!(
-                "the system's trust store and ca_file: {}",
-                roots
-                    .iter()
-                    .map(|c| describe_cert(c).0)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        }),
-        Err(e) => {
-            fail(report, "trust", None, e.to_string());
-            return;
+        Stopped
+    }
+}
+
+/// The service the checks go to, and how long each step may wait.
+struct Target<'a> {
+    url: &'a Url,
+    /// The host as the URL writes it (an IPv6 address in brackets).
+    host: String,
+    /// The host without brackets: the name resolved and the TLS name.
+    host_bare: String,
+    port: u16,
+    timeout: Duration,
+}
+
+impl Target<'_> {
+    fn of(url: &Url, timeout: Duration) -> Target<'_> {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let host_bare = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Target {
+            url,
+            host,
+            host_bare,
+            port: url.port_or_known_default().unwrap_or(443),
+            timeout,
         }
     }
-    // Where the TCP connection goes: the proxy, or the service.
-    let (dial_host, dial_port) = match &proxy {
+
+    /// "no answer in 5s": how a step that timed out ends its message.
+    fn waited(&self) -> humantime::FormattedDuration {
+        humantime::format_duration(self.timeout)
+    }
+}
+
+/// The steps in order, each recording itself in `report`.
+async fn checks(net: &NetworkConfig, to: &Target<'_>, report: &mut Report) -> Result<(), Stopped> {
+    let proxy = check_proxy(net, to, report)?;
+    check_trust(net, report)?;
+    let addrs = resolve(proxy.as_ref(), to, report).await?;
+    let tcp = connect(&addrs, proxy.is_some(), to, report).await?;
+    let io: Box<dyn Io> = match &proxy {
+        None => Box::new(tcp),
+        Some(p) => open_tunnel(tcp, p, to, report).await?,
+    };
+    if to.url.scheme() != "https" {
+        report.pass("TLS", None, "not used: plain http to this machine".into());
+        return Ok(());
+    }
+    handshake(net, io, proxy.as_ref(), to, report).await
+}
+
+/// Step "proxy": which proxy a call goes through, and where it was set.
+fn check_proxy(
+    net: &NetworkConfig,
+    to: &Target<'_>,
+    report: &mut Report,
+) -> Result<Option<ChosenProxy>, Stopped> {
+    let proxy = net
+        .proxy_for(to.url)
+        .map_err(|e| report.fail("proxy", None, e.to_string()))?;
+    let detail = match &proxy {
+        Some(p) => format!("{} (from {})", p.shown, p.source),
+        None => why_direct(net, to),
+    };
+    report.pass("proxy", None, detail);
+    Ok(proxy)
+}
+
+/// Why a call goes to the service with no proxy.
+fn why_direct(net: &NetworkConfig, to: &Target<'_>) -> String {
+    let env = &net.env;
+    let proxy_set = net.proxy.is_some()
+        || match to.url.scheme() {
+            "https" => env.https.is_some() || env.all.is_some(),
+            _ => env.http.is_some() || env.all.is_some(),
+        };
+    if super::is_loopback(to.url) {
+        "none: the service is on this machine (loopback is never proxied)".into()
+    } else if proxy_set {
+        format!(
+            "none: {} is in {}",
+            to.host_bare,
+            env.no.as_ref().map(|(n, _)| *n).unwrap_or("NO_PROXY")
+        )
+    } else {
+        "none: direct connection (no proxy setting applies)".into()
+    }
+}
+
+/// Step "trust": the trust roots, with those `ca_file` adds.
+fn check_trust(net: &NetworkConfig, report: &mut Report) -> Result<(), Stopped> {
+    let roots = net
+        .extra_roots()
+        .map_err(|e| report.fail("trust", None, e.to_string()))?;
+    let detail = if roots.is_empty() {
+        "the system's trust store (no ca_file)".into()
+    } else {
+        format!(
+            "the system's trust store and ca_file: {}",
+            roots
+                .iter()
+                .map(|c| describe_cert(c).0)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    report.pass("trust", None, detail);
+    Ok(())
+}
+
+/// Step "resolve": the addresses of the first hop, the proxy or the service.
+async fn resolve(
+    proxy: Option<&ChosenProxy>,
+    to: &Target<'_>,
+    report: &mut Report,
+) -> Result<Vec<SocketAddr>, Stopped> {
+    let (dial_host, dial_port) = match proxy {
         Some(p) => (
-            p.uri.host().unwrap_or_default().to_owned(),
+            p.uri.host().unwrap_or_default(),
             p.uri
                 .port_u16()
                 .unwrap_or(if p.uri.scheme_str() == Some("https") {
@@ -245,244 +318,205 @@ async fn checks(net: &NetworkConfig, base_url: &Url, timeout: Duration, report: 
                     80
                 }),
         ),
-        None => (host_bare.clone(), port),
+        None => (to.host_bare.as_str(), to.port),
     };
-    let dial_host = dial_host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let dial_host = dial_host.trim_start_matches('[').trim_end_matches(']');
     let started = Instant::now();
-    let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-        timeout,
-        tokio::net::lookup_host((dial_host.as_str(), dial_port)),
-    )
-    .await
-    {
+    let found =
+        tokio::time::timeout(to.timeout, tokio::net::lookup_host((dial_host, dial_port))).await;
+    let addrs: Vec<SocketAddr> = match found {
         Ok(Ok(a)) => a.collect(),
         Ok(Err(e)) => {
-            fail(
-                report,
-                "resolve",
-                Some(started.elapsed()),
-                format!("{dial_host}: {e}"),
-            );
-            return;
+            let detail = format!("{dial_host}: {e}");
+            return Err(report.fail("resolve", Some(started.elapsed()), detail));
         }
         Err(_) => {
-            fail(
-                report,
-                "resolve",
-                Some(started.elapsed()),
-                format!(
-                    "{dial_host}: no answer in {}",
-                    humantime::format_duration(timeout)
-                ),
-            );
-            return;
+            let detail = format!("{dial_host}: no answer in {}", to.waited());
+            return Err(report.fail("resolve", Some(started.elapsed()), detail));
         }
     };
-    report.steps.push(Step {
-        name: "resolve",
-        ok: true,
-        took: Some(started.elapsed()),
-        detail: format!(
-            "{dial_host} -> {}",
-            addrs
-                .iter()
-                .map(|a| a.ip().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    });
+    let shown = addrs
+        .iter()
+        .map(|a| a.ip().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    report.pass(
+        "resolve",
+        Some(started.elapsed()),
+        format!("{dial_host} -> {shown}"),
+    );
+    Ok(addrs)
+}
+
+/// Step "connect": TCP to the first of `addrs` that answers.
+async fn connect(
+    addrs: &[SocketAddr],
+    via_proxy: bool,
+    to: &Target<'_>,
+    report: &mut Report,
+) -> Result<tokio::net::TcpStream, Stopped> {
     let started = Instant::now();
-    let mut tcp = None;
     let mut last_err = String::from("no address");
-    for a in &addrs {
-        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
-            Ok(Ok(s)) => {
-                tcp = Some((s, *a));
-                break;
+    for a in addrs {
+        match tokio::time::timeout(to.timeout, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(tcp)) => {
+                let took = Some(started.elapsed());
+                let whose = if via_proxy { " (the proxy)" } else { "" };
+                report.pass("connect", took, format!("TCP to {a}{whose}"));
+                return Ok(tcp);
             }
             Ok(Err(e)) => last_err = format!("{a}: {e}"),
-            Err(_) => {
-                last_err = format!("{a}: no answer in {}", humantime::format_duration(timeout))
-            }
+            Err(_) => last_err = format!("{a}: no answer in {}", to.waited()),
         }
     }
-    let Some((tcp, addr)) = tcp else {
-        let what = if proxy.is_some() {
-            "the proxy"
-        } else {
-            "the service"
-        };
-        fail(
-            report,
-            "connect",
-            Some(started.elapsed()),
-            format!("could not connect to {what} ({last_err})"),
-        );
-        return;
+    let what = if via_proxy {
+        "the proxy"
+    } else {
+        "the service"
     };
-    report.steps.push(Step {
-        name: "connect",
-        ok: true,
-        took: Some(started.elapsed()),
-        detail: format!(
-            "TCP to {addr}{}",
-            if proxy.is_some() { " (the proxy)" } else { "" }
-        ),
-    });
-    let io: Box<dyn Io> = match &proxy {
-        None => Box::new(tcp),
-        Some(p) => {
-            if p.uri.scheme_str() == Some("https") {
-                fail(
-                    report,
-                    "CONNECT",
-                    None,
-                    "doctor tests http:// proxies only; this one is reached over TLS".into(),
-                );
-                return;
-            }
-            let started = Instant::now();
-            let proxy_shown = p.shown.clone();
-            match tokio::time::timeout(timeout, tunnel(tcp, p, &host, port)).await {
-                Ok(Ok(io)) => {
-                    report.steps.push(Step {
-                        name: "CONNECT",
-                        ok: true,
-                        took: Some(started.elapsed()),
-                        detail: format!("the proxy opened a tunnel to {host}:{port}"),
-                    });
-                    io
-                }
-                Ok(Err(TunnelFail::Status(code))) => {
-                    let problem = if code == 407 {
-                        Some(Problem::ProxyAuth)
-                    } else if super::refuses_for_good(code) {
-                        Some(Problem::ProxyRefused { status: Some(code) })
-                    } else {
-                        None
-                    };
-                    let why = if problem.is_none() && code >= 500 {
-                        " (it could not reach the service: the line or the service is down)"
-                    } else {
-                        ""
-                    };
-                    fail(
-                        report,
-                        "CONNECT",
-                        Some(started.elapsed()),
-                        format!("the proxy answered HTTP {code}{why}"),
-                    );
-                    report.problem = problem.map(|p| {
-                        let advice = p.explain(&host, Some(&proxy_shown));
-                        (p, advice)
-                    });
-                    return;
-                }
-                Ok(Err(TunnelFail::Other(e))) => {
-                    fail(report, "CONNECT", Some(started.elapsed()), e);
-                    return;
-                }
-                Err(_) => {
-                    fail(
-                        report,
-                        "CONNECT",
-                        Some(started.elapsed()),
-                        format!(
-                            "the proxy did not answer in {}",
-                            humantime::format_duration(timeout)
-                        ),
-                    );
-                    return;
-                }
-            }
-        }
-    };
-    if base_url.scheme() != "https" {
-        report.steps.push(Step {
-            name: "TLS",
-            ok: true,
-            took: None,
-            detail: "not used: plain http to this machine".into(),
-        });
-        return;
+    let detail = format!("could not connect to {what} ({last_err})");
+    Err(report.fail("connect", Some(started.elapsed()), detail))
+}
+
+/// Step "CONNECT": the proxy on `tcp` opens a tunnel to the service.
+async fn open_tunnel(
+    tcp: tokio::net::TcpStream,
+    proxy: &ChosenProxy,
+    to: &Target<'_>,
+    report: &mut Report,
+) -> Result<Box<dyn Io>, Stopped> {
+    if proxy.uri.scheme_str() == Some("https") {
+        let detail = "doctor tests http:// proxies only; this one is reached over TLS";
+        return Err(report.fail("CONNECT", None, detail.into()));
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = match net.verifier(provider.clone()) {
-        Ok(v) => Arc::new(Recording {
-            inner: v,
-            seen: Mutex::new(Vec::new()),
-        }),
-        Err(e) => {
-            fail(report, "TLS", None, format!("cannot set up TLS: {e}"));
-            return;
-        }
-    };
-    let config = match rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-    {
-        Ok(b) => b
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth(),
-        Err(e) => {
-            fail(report, "TLS", None, format!("cannot set up TLS: {e}"));
-            return;
-        }
-    };
-    let name = match ServerName::try_from(host_bare.clone()) {
-        Ok(n) => n,
-        Err(e) => {
-            fail(report, "TLS", None, format!("{host_bare}: {e}"));
-            return;
-        }
-    };
     let started = Instant::now();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let done = tokio::time::timeout(timeout, connector.connect(name, io)).await;
+    let (host, port) = (to.host.as_str(), to.port);
+    match tokio::time::timeout(to.timeout, tunnel(tcp, proxy, host, port)).await {
+        Ok(Ok(io)) => {
+            let detail = format!("the proxy opened a tunnel to {host}:{port}");
+            report.pass("CONNECT", Some(started.elapsed()), detail);
+            Ok(io)
+        }
+        Ok(Err(TunnelFail::Status(code))) => {
+            Err(tunnel_refused(code, started.elapsed(), proxy, to, report))
+        }
+        Ok(Err(TunnelFail::Other(e))) => Err(report.fail("CONNECT", Some(started.elapsed()), e)),
+        Err(_) => {
+            let detail = format!("the proxy did not answer in {}", to.waited());
+            Err(report.fail("CONNECT", Some(started.elapsed()), detail))
+        }
+    }
+}
+
+/// The proxy answered CONNECT with `code`: a set-up problem when it refuses
+/// for good (with advice), else the line beyond it is down.
+fn tunnel_refused(
+    code: u16,
+    took: Duration,
+    proxy: &ChosenProxy,
+    to: &Target<'_>,
+    report: &mut Report,
+) -> Stopped {
+    let problem = if code == 407 {
+        Some(Problem::ProxyAuth)
+    } else if super::refuses_for_good(code) {
+        Some(Problem::ProxyRefused { status: Some(code) })
+    } else {
+        None
+    };
+    let why = if problem.is_none() && code >= 500 {
+        " (it could not reach the service: the line or the service is down)"
+    } else {
+        ""
+    };
+    let stopped = report.fail(
+        "CONNECT",
+        Some(took),
+        format!("the proxy answered HTTP {code}{why}"),
+    );
+    report.problem = problem.map(|p| {
+        let advice = p.explain(&to.host, Some(&proxy.shown));
+        (p, advice)
+    });
+    stopped
+}
+
+/// Step "TLS": the handshake with the service over `io`; the chain
+/// presented is kept in the report, trusted or not.
+async fn handshake(
+    net: &NetworkConfig,
+    io: Box<dyn Io>,
+    proxy: Option<&ChosenProxy>,
+    to: &Target<'_>,
+    report: &mut Report,
+) -> Result<(), Stopped> {
+    let (connector, verifier, name) =
+        tls_setup(net, &to.host_bare).map_err(|detail| report.fail("TLS", None, detail))?;
+    let started = Instant::now();
+    let done = tokio::time::timeout(to.timeout, connector.connect(name, io)).await;
     let took = Some(started.elapsed());
     if let Ok(seen) = verifier.seen.lock() {
         report.chain = seen.iter().map(describe_cert).collect();
     }
-    match done {
-        Ok(Ok(tls)) => {
-            let (_, conn) = tls.get_ref();
-            report.steps.push(Step {
-                name: "TLS",
-                ok: true,
-                took,
-                detail: format!(
-                    "{} with {host_bare}, certificate trusted",
-                    conn.protocol_version()
-                        .map(|v| format!("{v:?}"))
-                        .unwrap_or_else(|| "TLS".into())
-                        .replace('_', ".")
-                ),
-            });
-        }
+    let tls = match done {
+        Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            let shown = proxy.as_ref().map(|p| p.shown.as_str());
-            let problem = super::classify(&e);
-            fail(
-                report,
-                "TLS",
-                took,
-                super::printable(&format!("handshake failed: {e}")),
-            );
-            if let Some(p) = problem {
-                let advice = p.explain(&host_bare, shown);
+            let detail = super::printable(&format!("handshake failed: {e}"));
+            let stopped = report.fail("TLS", took, detail);
+            if let Some(p) = super::classify(&e) {
+                let advice = p.explain(&to.host_bare, proxy.map(|p| p.shown.as_str()));
                 report.problem = Some((p, advice));
             }
+            return Err(stopped);
         }
-        Err(_) => fail(
-            report,
-            "TLS",
-            took,
-            format!("no handshake in {}", humantime::format_duration(timeout)),
-        ),
-    }
+        Err(_) => {
+            let detail = format!("no handshake in {}", to.waited());
+            return Err(report.fail("TLS", took, detail));
+        }
+    };
+    let (_, conn) = tls.get_ref();
+    let version = conn
+        .protocol_version()
+        .map(|v| format!("{v:?}"))
+        .unwrap_or_else(|| "TLS".into())
+        .replace('_', ".");
+    let detail = format!("{version} with {}, certificate trusted", to.host_bare);
+    report.pass("TLS", took, detail);
+    Ok(())
+}
+
+/// What the handshake needs: the connector, its verifier (which records
+/// the chain) and the name the certificate must carry. `Err` is the
+/// "TLS" step's message.
+fn tls_setup(
+    net: &NetworkConfig,
+    host_bare: &str,
+) -> Result<
+    (
+        tokio_rustls::TlsConnector,
+        Arc<Recording>,
+        ServerName<'static>,
+    ),
+    String,
+> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner = net
+        .verifier(provider.clone())
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let verifier = Arc::new(Recording {
+        inner,
+        seen: Mutex::new(Vec::new()),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let name =
+        ServerName::try_from(host_bare.to_owned()).map_err(|e| format!("{host_bare}: {e}"))?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    Ok((connector, verifier, name))
 }
 
 /// The proxy's answer to CONNECT `host:port` (200 when it opens the

@@ -3,14 +3,24 @@
 //! network set up wrongly (an untrusted certificate, a proxy that refuses)
 //! rather than a line that dropped.
 //!
-//! Rules this module keeps: loopback is never proxied; certificate
-//! verification cannot be turned off (there is no setting for it), only
-//! roots can be added; a proxy password is never printed (it shows as
-//! `***`) and never leaves this module but in the proxy's header, marked
-//! sensitive; a failure is recognised by its type (a `rustls::Error` in the
-//! error chain), except the proxy's CONNECT answer, whose error type
-//! hyper-util keeps private (see [`classify`]). The client and `doctor`
-//! both decide the proxy here, so they never disagree.
+//! Rules this module keeps, and what holds each:
+//! - loopback is never proxied, and NO_PROXY is honoured
+//!   (`loopback_is_never_proxied_and_no_proxy_is_honoured`,
+//!   `tests/cli/network.rs`);
+//! - certificates are always verified: [`NetworkConfig`] has no setting to
+//!   turn that off, only `ca_file` to add roots (the compiler; an untrusted
+//!   certificate stops every command: `tests/cli/network.rs`);
+//! - a proxy password prints as `***` (`proxy_passwords_are_never_shown`);
+//!   it is a private field, read outside this module only as the proxy's
+//!   header, which is marked sensitive
+//!   (`the_proxy_password_leaves_only_in_a_sensitive_header`);
+//! - a certificate failure is recognised by its type (a `rustls::Error` in
+//!   the error chain), the proxy's CONNECT answer by the two texts of
+//!   hyper-util's private error type (see [`classify`];
+//!   `certificate_errors_are_known_by_type_inside_io_errors`);
+//! - the client and `doctor` both take the proxy from
+//!   [`NetworkConfig::proxy_for`], so they never disagree (`tests/cli/network.rs`
+//!   runs both through one proxy).
 
 pub mod doctor;
 
@@ -61,17 +71,39 @@ pub enum SetupError {
     #[error(
         "{name}: {shown} is not a proxy URL; write it like http://proxy.example.kz:3128 (http or https, a host and a port)"
     )]
-    BadProxy { name: String, shown: String },
+    /// A proxy setting is not a proxy URL.
+    BadProxy {
+        /// The setting.
+        name: String,
+        /// Its value as it may be shown.
+        shown: String,
+    },
     #[error(
         "{name}: the proxy password is written in the URL; in config.toml it is not allowed (the file is read by many): put the password in a file readable by you only and set proxy_password_file, or set GBDFL_PROXY_PASSWORD"
     )]
-    PasswordInConfig { name: String },
+    /// A proxy URL in config.toml holds a password.
+    PasswordInConfig {
+        /// The setting.
+        name: String,
+    },
+    /// The proxy password file cannot be used.
     #[error("proxy password file {path}: {message}")]
-    PasswordFile { path: PathBuf, message: String },
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        message: String,
+    },
     #[error(
         "ca_file {path}: {message}; ca_file must name a PEM file with one or more certificates (-----BEGIN CERTIFICATE-----), such as your organisation's root certificate"
     )]
-    CaFile { path: PathBuf, message: String },
+    /// `ca_file` cannot be used.
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        message: String,
+    },
 }
 
 impl ProxyUrl {
@@ -388,19 +420,34 @@ pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, SetupEr
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
     /// The certificate chain leads to no trusted root.
-    Untrusted { detail: String },
+    Untrusted {
+        /// What was found, fit to show.
+        detail: String,
+    },
     /// The certificate is for another host.
-    WrongHost { detail: String },
+    WrongHost {
+        /// The hosts it names, fit to show.
+        detail: String,
+    },
     /// The certificate has expired, or is not valid yet.
-    OutOfDate { detail: String },
+    OutOfDate {
+        /// Which of the two.
+        detail: String,
+    },
     /// Another reason the certificate was rejected (revoked, bad signature,
     /// a CA certificate used as the server's, ...).
-    BadCertificate { detail: String },
+    BadCertificate {
+        /// The reason, fit to show.
+        detail: String,
+    },
     /// The proxy asks for a user name and password (HTTP 407).
     ProxyAuth,
     /// The proxy refused to open a tunnel to the service, with its answer
     /// to CONNECT when known (a 4xx: see [`refuses_for_good`]).
-    ProxyRefused { status: Option<u16> },
+    ProxyRefused {
+        /// The HTTP status of the refusal, when known.
+        status: Option<u16>,
+    },
 }
 
 /// Whether a proxy's answer to CONNECT refuses for good (403 Forbidden,
@@ -613,6 +660,27 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn the_proxy_password_leaves_only_in_a_sensitive_header() {
+        let cfg = NetworkConfig {
+            proxy: Some((
+                "config proxy".into(),
+                ProxyUrl::parse("proxy", "http://anna@proxy.bank.kz:3128", false).unwrap(),
+            )),
+            proxy_password: Secret(Some(Zeroizing::new("hunter2".into()))),
+            ..NetworkConfig::default()
+        };
+        let p = cfg
+            .proxy_for(&Url::parse("https://kyc.biometric.kz/").unwrap())
+            .unwrap()
+            .expect("proxied");
+        let auth = p.auth.as_ref().expect("a Proxy-Authorization header");
+        assert!(auth.is_sensitive());
+        assert!(!p.uri.to_string().contains("hunter2"), "{}", p.uri);
+        assert!(!p.shown.contains("hunter2"), "{}", p.shown);
+        assert!(!format!("{p:?}").contains("hunter2"));
     }
 
     #[test]
