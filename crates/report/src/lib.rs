@@ -31,7 +31,7 @@ use gbdfl_core::fsutil;
 use gbdfl_core::iin;
 use gbdfl_core::summary::Summary;
 use gbdfl_store::{
-    AuditFilter, AuditView, Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError,
+    AuditFilter, AuditView, DayStats, Lookup, Scratch, SealedSummaries, Source, Store, StoreError,
 };
 
 /// What can go wrong while making a report.
@@ -467,8 +467,8 @@ pub const LOOKUPS_COLUMNS: &[&str] = &[
 /// Every lookup is a paid call, a cache hit, or an attempt that provably
 /// never reached the service (`not_sent`, nothing billed); every paid call
 /// is counted once under its GBDFL status, or as refused, unavailable or
-/// garbled. Paid is decided by [`Lookup::never_sent`], as `stats` and the
-/// audit trail decide it.
+/// garbled. Paid is decided by [`gbdfl_store::is_paid_call`], as `stats`
+/// and the audit trail decide it.
 pub const SUMMARY_COLUMNS: &[&str] = &[
     "day",
     "lookups",
@@ -636,8 +636,8 @@ pub fn write_lookups<W: Write>(
             text(l.purpose.as_deref().unwrap_or("")),
             own(shown_iin(&l.iin, full_iin)),
             own(match l.source {
-                Source::Service if l.never_sent() => "not sent",
-                Source::Service => "paid",
+                _ if l.is_paid_call() => "paid",
+                Source::Service => "not sent",
                 Source::Cache => "cache",
             }),
             own(l.outcome.as_str()),
@@ -649,80 +649,61 @@ pub fn write_lookups<W: Write>(
     sheet.finish()
 }
 
-/// Counts of one UTC day; the fields follow [`SUMMARY_COLUMNS`].
-#[derive(Debug, Default)]
-struct Day {
-    day: Option<NaiveDate>,
-    counts: [u64; SUMMARY_COUNTS],
+/// The summary's counts of a day, in [`SUMMARY_COLUMNS`] order after
+/// `day`: read off the store's one per-day count ([`Store::stats`], UTC
+/// days, paid calls by [`gbdfl_store::is_paid_call`]), as `gbdfl stats`
+/// reads it.
+fn summary_counts(d: &DayStats) -> [u64; SUMMARY_COUNTS] {
+    let status = |s: &str| d.statuses.get(s).copied().unwrap_or(0);
+    const KNOWN: [&str; 8] = [
+        "VALID",
+        "PENDING",
+        "INVALID",
+        "TIMEOUT",
+        "NOT_FOUND",
+        "FAILED",
+        "UNAPPROVED",
+        "ERROR_ACCEPTED",
+    ];
+    let known: u64 = KNOWN.iter().map(|s| status(s)).sum();
+    let other = d.statuses.values().sum::<u64>() - known;
+    [
+        d.lookups(),
+        d.paid_calls,
+        d.from_cache,
+        status(KNOWN[0]),
+        status(KNOWN[1]),
+        status(KNOWN[2]),
+        status(KNOWN[3]),
+        status(KNOWN[4]),
+        status(KNOWN[5]),
+        status(KNOWN[6]),
+        status(KNOWN[7]),
+        other,
+        d.refused,
+        d.unavailable,
+        d.garbled,
+        d.not_sent,
+    ]
 }
 
-impl Day {
-    fn add(&mut self, l: &Lookup) {
-        self.counts[0] += 1;
-        if l.source == Source::Cache {
-            self.counts[2] += 1;
-            return;
-        }
-        if l.never_sent() {
-            self.counts[15] += 1;
-            return;
-        }
-        self.counts[1] += 1;
-        let i = match (l.outcome, l.status.as_deref()) {
-            (Outcome::Refused, _) => 12,
-            (Outcome::Unavailable, _) => 13,
-            (Outcome::Garbled, _) => 14,
-            (_, Some("VALID")) => 3,
-            (_, Some("PENDING")) => 4,
-            (_, Some("INVALID")) => 5,
-            (_, Some("TIMEOUT")) => 6,
-            (_, Some("NOT_FOUND")) => 7,
-            (_, Some("FAILED")) => 8,
-            (_, Some("UNAPPROVED")) => 9,
-            (_, Some("ERROR_ACCEPTED")) => 10,
-            _ => 11,
-        };
-        self.counts[i] += 1;
-    }
-
-    fn cells(&self) -> Vec<Cow<'static, str>> {
-        let mut cells = vec![opt(self.day)];
-        cells.extend(self.counts.iter().map(|n| own(n.to_string())));
-        cells
-    }
-}
-
-/// Hands `f` the counts of each UTC day that has lookups, oldest first;
-/// only the current day's counts are in memory. The one definition of the
-/// summary's counting, for the CSV and the HTML report alike.
-fn each_day(
+/// The counts of each UTC day with lookups in the period, oldest first:
+/// the one definition of the summary's counting, for the CSV and the HTML
+/// report alike.
+pub fn summary_days(
     store: &Store,
     period: Period,
-    mut f: impl FnMut(&Day) -> Result<(), ReportError>,
-) -> Result<(), ReportError> {
+) -> Result<Vec<html::summary::DayCounts>, ReportError> {
     let (from, to) = period.bounds();
-    let mut day = Day::default();
-    store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
-        let d = l.requested_at.date_naive();
-        if day.day != Some(d) {
-            if day.day.is_some() {
-                f(&day)?;
-            }
-            day = Day {
-                day: Some(d),
-                ..Day::default()
-            };
-        }
-        day.add(&l);
-        Ok(())
-    })?;
-    if day.day.is_some() {
-        f(&day)?;
-    }
-    Ok(())
+    Ok(store
+        .stats(from, to)?
+        .iter()
+        .filter(|d| d.lookups() > 0)
+        .filter_map(|d| d.day.map(|day| (day, summary_counts(d))))
+        .collect())
 }
 
-/// Streams one row per UTC day that has lookups, oldest first.
+/// Writes one row per UTC day that has lookups, oldest first.
 pub fn write_summary<W: Write>(
     w: W,
     format: Format,
@@ -730,7 +711,11 @@ pub fn write_summary<W: Write>(
     period: Period,
 ) -> Result<(W, u64), ReportError> {
     let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
-    each_day(store, period, |day| sheet.row(&day.cells()))?;
+    for (day, counts) in summary_days(store, period)? {
+        let mut cells = vec![own(day.to_string())];
+        cells.extend(counts.iter().map(|n| own(n.to_string())));
+        sheet.row(&cells)?;
+    }
     sheet.finish()
 }
 
@@ -797,21 +782,6 @@ pub fn write_audit<W: Write>(
     sheet.finish()
 }
 
-/// The counts of each UTC day with lookups in the period, oldest first.
-pub fn summary_days(
-    store: &Store,
-    period: Period,
-) -> Result<Vec<html::summary::DayCounts>, ReportError> {
-    let mut days = Vec::new();
-    each_day(store, period, |day| {
-        if let Some(d) = day.day {
-            days.push((d, day.counts));
-        }
-        Ok(())
-    })?;
-    Ok(days)
-}
-
 /// The summary of these days as an HTML page; returns the days written.
 pub fn write_summary_html<W: Write>(
     w: W,
@@ -847,6 +817,17 @@ pub fn write_expiring_html<W: Write>(
     Ok((w, rows.len() as u64))
 }
 
+/// The columns of a batch's outcome file, in order.
+pub const BATCH_COLUMNS: [&str; 7] = [
+    "line",
+    "iin",
+    "outcome",
+    "source",
+    "lookup_id",
+    "message",
+    "paid_calls",
+];
+
 /// One row of a batch's outcome file.
 #[derive(Debug, Clone)]
 pub struct BatchRow {
@@ -856,10 +837,15 @@ pub struct BatchRow {
     pub iin: String,
     /// VALID, NOT_FOUND, ..., or BAD_ROW, QUEUED, EXPIRED, IN_DOUBT.
     pub outcome: String,
-    /// `paid call`, `cache`, `no answer` (sent, nothing usable came back) or `no call`.
+    /// `paid call` (a call made for it counts as paid), `cache`, `no answer`
+    /// (tried, but it never reached the service: nothing billed) or `no call`.
     pub source: &'static str,
     pub lookup_id: String,
     pub message: String,
+    /// The calls made for it that count as paid
+    /// ([`gbdfl_store::is_paid_call`]): the column sums to the paid calls
+    /// of the run.
+    pub paid_calls: u64,
 }
 
 /// Writes a batch's outcome file atomically (Excel-friendly UTF-8 with BOM).
@@ -882,11 +868,7 @@ pub fn write_batch_to(
         excel: true,
         headers: Lang::En,
     };
-    let mut sheet = Sheet::new(
-        file,
-        format,
-        &["line", "iin", "outcome", "source", "lookup_id", "message"],
-    )?;
+    let mut sheet = Sheet::new(file, format, &BATCH_COLUMNS)?;
     for r in rows {
         sheet.row(&[
             Cow::Owned(r.line.to_string()),
@@ -895,6 +877,7 @@ pub fn write_batch_to(
             Cow::Borrowed(r.source),
             Cow::Borrowed(&r.lookup_id),
             text(&r.message),
+            own(r.paid_calls.to_string()),
         ])?;
     }
     let (file, n) = sheet.finish()?;
