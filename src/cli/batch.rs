@@ -114,7 +114,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             batch_csv::SAVE_AS_UTF8
         ),
     }
-    let mut parsed = read(&bytes).map_err(|e| {
+    let mut parsed = read(&bytes, ctx.clock.now()).map_err(|e| {
         // The first row is never echoed (it may be a person's), but say
         // when it looks like data rather than a header.
         let first = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
@@ -159,14 +159,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let client = if args.no_sync {
         None
     } else {
-        Some(Client::new(&s.client_config(), s.api_key(&ctx.env)?)?)
+        Some(Client::new(&s.client_config(), s.api_key(&ctx.env)?)?.with_clock(ctx.clock.clone()))
     };
     // So is the outcome file: nothing is queued or paid for unless each
     // row's outcome can be written.
     let dest = args
         .out
         .clone()
-        .unwrap_or_else(|| report::default_path_named("batch", chrono::Local::now()));
+        .unwrap_or_else(|| report::default_path_named("batch", ctx.clock.local_now()));
     let outcome_file = create_outcome_file(&dest)?;
 
     let queued = queue_rows(&parsed.rows, ctx, store)?;
@@ -445,9 +445,8 @@ struct Parsed {
 
 /// Reads the file with [`batch_csv::parse`] and turns its rows into typed
 /// requests; a session time in the future is a bad row too.
-fn read(bytes: &[u8]) -> Result<Parsed, batch_csv::BatchCsvError> {
+fn read(bytes: &[u8], now: DateTime<Utc>) -> Result<Parsed, batch_csv::BatchCsvError> {
     let (good, mut bad) = batch_csv::parse(bytes)?;
-    let now = Utc::now();
     let mut rows = Vec::with_capacity(good.len());
     for r in good {
         let (Ok(iin), Ok(session)) = (Iin::parse(&r.iin), SessionId::parse(&r.session_id)) else {

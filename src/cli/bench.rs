@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use rayon::prelude::*;
 
 use super::{Ctx, out};
+use gbdfl_core::clock::Clock;
 use gbdfl_store::Store;
 
 /// Benchmark helpers (see BENCHMARKS.md).
@@ -53,9 +54,8 @@ impl Args {
 }
 
 /// Writes `n` synthetic answers to `path`.
-pub fn generate(n: u64, path: &PathBuf) -> anyhow::Result<()> {
-    let today = chrono::Local::now().date_naive();
-    let now = chrono::Utc::now();
+pub fn generate(n: u64, path: &PathBuf, clock: &dyn Clock) -> anyhow::Result<()> {
+    let (now, today) = (clock.now(), clock.today());
     let file =
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -91,7 +91,7 @@ pub fn generate(n: u64, path: &PathBuf) -> anyhow::Result<()> {
 
 pub fn run(args: Args, ctx: &Ctx, store: Option<&Store>) -> anyhow::Result<()> {
     match (args.what, store) {
-        (What::Gen { n, out: path }, _) => generate(n, &path),
+        (What::Gen { n, out: path }, _) => generate(n, &path, ctx.clock.as_ref()),
         (What::Dict { out: path }, _) => {
             let dict = gbdfl_emulator::dictionary::dictionary(
                 gbdfl_store::codec::DICT_V1,

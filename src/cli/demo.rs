@@ -15,11 +15,13 @@
 //! times, ids and paths (a golden test holds it).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use gbdfl_client::{ApiKey, Client, ClientConfig};
+use gbdfl_core::clock::Clock;
 use gbdfl_core::iin::Iin;
 use gbdfl_emulator::{Emulator, EmulatorConfig, Faults, iins};
 use gbdfl_report::render;
@@ -67,12 +69,12 @@ const SUBJECTS: &[&str] = &[
     iins::GARBAGE_HTML,
 ];
 
-fn fresh_dir(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+fn fresh_dir(arg: Option<PathBuf>, clock: &dyn Clock) -> anyhow::Result<PathBuf> {
     let dir = match arg {
         Some(d) => d,
         None => std::env::temp_dir().join(format!(
             "gbdfl-demo-{}",
-            chrono::Local::now().format("%Y%m%d-%H%M%S-%3f")
+            clock.local_now().format("%Y%m%d-%H%M%S-%3f")
         )),
     };
     if dir.join("gbdfl.db").exists() || dir.join("master.key").exists() {
@@ -231,8 +233,8 @@ fn offline(
     Ok(())
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let dir = fresh_dir(args.dir)?;
+pub fn run(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let dir = fresh_dir(args.dir, clock.as_ref())?;
     let today =
         chrono::NaiveDate::parse_from_str(DEMO_TODAY, "%Y-%m-%d").expect("DEMO_TODAY is a date");
     let (db_path, key_path) = (dir.join("gbdfl.db"), dir.join("master.key"));
@@ -252,7 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let key = MasterKey::generate()?;
     keyfile::create(&key_path, &key)?;
-    let (store, _) = Store::init(&db_path, &key)?;
+    let (store, _) = Store::init_with(&db_path, &key, Arc::clone(&clock))?;
     say!(
         "Created an encrypted database {} and its key {}\n",
         db_path.display(),
@@ -268,7 +270,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             network: Default::default(),
         },
         ApiKey::new(DEMO_API_KEY.into()),
-    )?;
+    )?
+    .with_clock(clock);
     let operator = OPERATOR;
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let audit_entry = |command: &str, iin: &Iin| gbdfl_store::AuditEntry {

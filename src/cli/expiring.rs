@@ -41,14 +41,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         let max_age = limits::parse_duration("--stale", stale, limits::STALE)?;
         // At most 36500 days by the range.
         let max_age = chrono::Duration::from_std(max_age).map_err(invalid)?;
-        let rows = report::stale_rows(store, chrono::Utc::now(), max_age, args.full_iin)?;
+        let rows = report::stale_rows(store, ctx.clock.now(), max_age, args.full_iin)?;
         ctx.release(store, rows.len() as u64)?;
         return match ctx.settings.json {
             true => json(&rows),
             false => out(&render::stale(&rows)),
         };
     }
-    let today = chrono::Local::now().date_naive();
+    let today = ctx.clock.today();
     let rules = Rules::parse(&args.within, args.as_of.as_deref(), today).map_err(invalid)?;
     let threads = limits::threads(args.threads, &ctx.env)?;
     let rows = report::expiring_set(store, &rules, args.full_iin, threads)?;

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
 use gbdfl_client::{Client, Delivery};
@@ -100,7 +98,7 @@ fn subject(args: &Args) -> anyhow::Result<(zeroize::Zeroizing<String>, String)> 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
     let (iin_text, session_text) = subject(&args)?;
-    let iin = super::parse_iin(&iin_text, args.skip_iin_check)?;
+    let iin = super::parse_iin(&iin_text, args.skip_iin_check, ctx.clock.today())?;
     let session = SessionId::parse(&session_text)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, e.to_string()))?;
     let max_age: Duration = match &args.max_age {
@@ -110,9 +108,10 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let session_created_at = args
         .session_created_at
         .as_deref()
-        .map(|t| super::parse_session_created_at("--session-created-at", t))
+        .map(|t| super::parse_session_created_at("--session-created-at", t, ctx.clock.now()))
         .transpose()?;
-    let client = Client::new(&s.client_config(), s.api_key(&ctx.env)?)?;
+    let client =
+        Client::new(&s.client_config(), s.api_key(&ctx.env)?)?.with_clock(ctx.clock.clone());
     let req = FetchRequest {
         iin: &iin,
         session: &session,
@@ -155,11 +154,11 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
     let json = ctx.settings.json;
     let fetched = &attempt.fetched;
     let queued = queued_note(&attempt.next);
-    let today = chrono::Local::now().date_naive();
+    let today = ctx.clock.today();
     match fetched {
         Fetched::Cached { from, .. } => {
             let (from, body) = (&from.lookup, &from.body);
-            let age = Utc::now().signed_duration_since(from.answered_at.unwrap_or(from.requested_at));
+            let age = ctx.clock.now().signed_duration_since(from.answered_at.unwrap_or(from.requested_at));
             eprintln!(
                 "Answered from the cache: VALID record fetched {} ago by {}; no paid call was made (use --force to call anyway).",
                 humantime::format_duration(Duration::from_secs(age.num_seconds().max(0) as u64)),

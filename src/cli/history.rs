@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
-    let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
+    let iin = super::parse_iin(&args.iin, args.skip_iin_check, ctx.clock.today())?;
     ctx.note_subject(store, &iin);
     let rows = store.history(&iin)?;
     if rows.is_empty() {

@@ -49,7 +49,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         })
         .transpose()?;
     if let Some(t) = default_time
-        && t > chrono::Utc::now() + gbdfl_store::FUTURE_TOLERANCE
+        && t > store.now() + gbdfl_store::FUTURE_TOLERANCE
     {
         return Err(Exit::new(
             ExitCode::InvalidInput,

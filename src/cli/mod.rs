@@ -40,12 +40,14 @@ mod sync;
 use std::cell::RefCell;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Flags, Settings};
 use crate::exit::{Exit, ExitCode};
+use gbdfl_core::clock::{Clock, SystemClock};
 use gbdfl_core::iin::Iin;
 use gbdfl_store::keyfile;
 use gbdfl_store::{AuditEntry, Store};
@@ -185,6 +187,9 @@ pub struct Ctx {
     pub purpose: Option<String>,
     pub command: &'static str,
     pub note: RefCell<AuditNote>,
+    /// The one clock of this run: the store, the client and the reports
+    /// read it.
+    pub clock: Arc<dyn Clock>,
 }
 
 fn real_env(k: &str) -> Option<String> {
@@ -209,6 +214,7 @@ impl Ctx {
             &self.settings.db.value,
             &key,
             self.settings.busy_timeout.value,
+            Arc::clone(&self.clock),
         )?;
         // Paid answers a full disk kept out of the database go in first.
         match store.take_in_spills() {
@@ -279,8 +285,8 @@ pub const MAX_PURPOSE_CHARS: usize = 500;
 /// Parses an IIN argument; the error names the (masked) number and the rule.
 /// Every caller takes `--skip-iin-check`, so a failed check digit names it
 /// (the batch file and the archive import have their own rules).
-pub fn parse_iin(s: &str, skip_check: bool) -> anyhow::Result<Iin> {
-    parse_iin_on(s, skip_check, chrono::Local::now().date_naive())
+pub fn parse_iin(s: &str, skip_check: bool, today: chrono::NaiveDate) -> anyhow::Result<Iin> {
+    parse_iin_on(s, skip_check, today)
 }
 
 /// [`parse_iin`] with "today" passed in: a birth date after it is refused.
@@ -313,6 +319,7 @@ pub fn parse_iin_on(s: &str, skip_check: bool, today: chrono::NaiveDate) -> anyh
 pub fn parse_session_created_at(
     name: &str,
     s: &str,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     let t = gbdfl_service::lookup::parse_session_time(s)
         .map_err(|e| Exit::new(ExitCode::InvalidInput, format!("{name}: {e}")))?;
@@ -328,7 +335,7 @@ pub fn parse_session_created_at(
         )
         .into());
     }
-    if t > chrono::Utc::now() + chrono::TimeDelta::minutes(5) {
+    if t > now + chrono::TimeDelta::minutes(5) {
         return Err(Exit::new(
             ExitCode::InvalidInput,
             format!(
@@ -350,8 +357,31 @@ pub fn out(text: &str) -> anyhow::Result<()> {
         .context("writing to standard output")
 }
 
+/// The clock of this run: the system's. A build with the `dev` feature
+/// takes `GBDFL_TEST_NOW=TIME` (RFC 3339), for the tests of the binary
+/// only: the run starts at TIME and its clock then runs at the real pace,
+/// so waits (backoff, Retry-After) still end.
+fn the_clock() -> anyhow::Result<Arc<dyn Clock>> {
+    #[cfg(feature = "dev")]
+    if let Some(at) = std::env::var_os("GBDFL_TEST_NOW") {
+        let at = at.to_string_lossy();
+        let at = chrono::DateTime::parse_from_rfc3339(&at).map_err(|e| {
+            Exit::new(
+                ExitCode::InvalidInput,
+                format!(
+                    "GBDFL_TEST_NOW {}: {e}: write e.g. 2030-06-01T10:00:00Z",
+                    gbdfl_core::limits::shown(&at)
+                ),
+            )
+        })?;
+        return Ok(Arc::new(gbdfl_core::clock::StartedClock::at(at.to_utc())));
+    }
+    Ok(SystemClock::shared())
+}
+
 /// Parses arguments, resolves settings and runs the command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let clock = the_clock()?;
     let g = cli.global;
     let flags = Flags {
         config: g.config,
@@ -379,7 +409,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "dev")]
         Command::MockServer(args) => return mock_server::run(args, g.json),
         #[cfg(feature = "dev")]
-        Command::Demo(args) => return demo::run(args),
+        Command::Demo(args) => return demo::run(args, clock),
         Command::Completions(args) => return completions::run(args),
         Command::Man(args) => return man::run(args),
         _ => {}
@@ -404,6 +434,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             purpose: g.purpose,
             command: "",
             note: RefCell::default(),
+            clock,
         };
         return match cli.command {
             Command::Init(args) => init::run(args, &ctx),
@@ -420,6 +451,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         purpose: g.purpose.filter(|p| !p.trim().is_empty()),
         command,
         note: RefCell::default(),
+        clock,
     };
     let store = ctx.open_store()?;
     // A batch file may give each row its purpose: batch checks its rows itself.

@@ -88,7 +88,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     // At most 36500 days by the range; checked all the same.
     let cutoff = chrono::Duration::from_std(age)
         .ok()
-        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .and_then(|age| ctx.clock.now().checked_sub_signed(age))
         .ok_or_else(|| {
             Exit::new(
                 ExitCode::InvalidInput,

@@ -128,7 +128,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         within: &args.within,
         as_of: args.as_of.as_deref(),
     };
-    let now = chrono::Local::now();
+    let now = ctx.clock.local_now();
     let mut opts = Options::parse(kind, &text, now.date_naive()).map_err(invalid)?;
     opts.threads = gbdfl_core::limits::threads(args.threads, &ctx.env)?;
     opts.format.headers = match args.headers.trim() {
@@ -149,7 +149,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         opts.html = Some(HtmlOptions {
             lang,
             price: ctx.settings.price.as_ref().map(|p| p.value.clone()),
-            generated_at: chrono::Utc::now(),
+            generated_at: ctx.clock.now(),
         });
     } else if args.lang.is_some() {
         return Err(invalid(
@@ -194,7 +194,7 @@ fn audit_report(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         within: &args.within,
         as_of: args.as_of.as_deref(),
     };
-    let now = chrono::Local::now();
+    let now = ctx.clock.local_now();
     // The period and format rules of the lookups report.
     let opts = Options::parse(Kind::Lookups, &text, now.date_naive()).map_err(invalid)?;
     let subject = match args.iin.as_deref() {

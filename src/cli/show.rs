@@ -16,7 +16,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
-    let iin = super::parse_iin(&args.iin, args.skip_iin_check)?;
+    let iin = super::parse_iin(&args.iin, args.skip_iin_check, ctx.clock.today())?;
     ctx.note_subject(store, &iin);
     let Some(gbdfl_store::Record { lookup, body }) = store.latest_valid(&iin)? else {
         return Err(Exit::new(
@@ -44,12 +44,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     };
-    let text = render::person(
-        iin.as_str(),
-        &resp,
-        &lookup,
-        chrono::Local::now().date_naive(),
-    );
+    let text = render::person(iin.as_str(), &resp, &lookup, ctx.clock.today());
     ctx.release(store, 1)?;
     out(&text)
 }

@@ -90,7 +90,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             Ok(())
         };
     }
-    let client = Client::new(&s.client_config(), s.api_key(&ctx.env)?)?;
+    let client =
+        Client::new(&s.client_config(), s.api_key(&ctx.env)?)?.with_clock(ctx.clock.clone());
     stop_on_ctrl_c();
     let opts = options(ctx, args.jobs, args.resend_in_doubt);
     let progress = Progress::new("sync", to_send);

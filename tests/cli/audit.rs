@@ -307,10 +307,14 @@ fn purge_leaves_no_purged_ciphertext_in_the_file_or_wal() {
         blobs.iter().all(|b| contains(&env.db_bytes(), &b[20..60])),
         "the scan can find them before"
     );
-    std::thread::sleep(Duration::from_millis(5));
-    let r = env.ok(&["purge", "--older-than", "1ms", "--dry-run"]);
+    // A day later by the binary's clock, every lookup is older than 1 ms.
+    let day_later = (chrono::Utc::now() + chrono::TimeDelta::days(1)).to_rfc3339();
+    let later = [("GBDFL_TEST_NOW", day_later.as_str())];
+    let r = env.run_with(&["purge", "--older-than", "1ms", "--dry-run"], &later);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("6 lookups"), "{}", r.stdout);
-    let r = env.ok(&["purge", "--older-than", "1ms"]);
+    let r = env.run_with(&["purge", "--older-than", "1ms"], &later);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("Deleted 6 lookups"), "{}", r.stdout);
     let bytes = env.db_bytes();
     for b in &blobs {

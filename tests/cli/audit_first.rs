@@ -100,7 +100,8 @@ fn issue_17_a_held_write_lock_releases_nothing_until_the_entry_is_written() {
     env.ok(&["fetch", iins::VALID, "--session", &session()]);
     env.ok(&["fetch", &synthetic_iin(1), "--session", &session()]);
     // A request in the queue, for `queue --full`: the service unreachable.
-    let down = [("GBDFL_BASE_URL", "http://127.0.0.1:9/api/v1/backend/gbdfl/")];
+    let dead = crate::harness::closed_url();
+    let down = [("GBDFL_BASE_URL", dead.as_str())];
     let r = env.run_with(
         &["fetch", &synthetic_iin(2), "--session", &session()],
         &down,
@@ -274,7 +275,8 @@ fn issue_17_purge_counts_each_kind_exactly_and_keeps_queued_requests() {
     env.ok(&["fetch", iins::VALID, "--session", &session()]);
     // Answered from the cache: a lookup that names the first as its source.
     env.ok(&["fetch", iins::VALID, "--session", &session()]);
-    let down = [("GBDFL_BASE_URL", "http://127.0.0.1:9/api/v1/backend/gbdfl/")];
+    let dead = crate::harness::closed_url();
+    let down = [("GBDFL_BASE_URL", dead.as_str())];
     for n in 0..3 {
         let r = env.run_with(
             &["fetch", &synthetic_iin(n), "--session", &session()],

@@ -37,8 +37,13 @@ fn max_age_zero_means_the_cache_is_too_old() {
     let env = Env::new();
     let iin = iins::VALID;
     env.ok(&["fetch", iin, "--session", &session()]);
-    std::thread::sleep(std::time::Duration::from_millis(20));
-    env.ok(&["fetch", iin, "--session", &session(), "--max-age", "1ms"]);
+    // A minute later by the binary's clock, the record is older than 1 ms.
+    let later = (chrono::Utc::now() + chrono::TimeDelta::minutes(1)).to_rfc3339();
+    let r = env.run_with(
+        &["fetch", iin, "--session", &session(), "--max-age", "1ms"],
+        &[("GBDFL_TEST_NOW", later.as_str())],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(env.emu().calls(), 2);
     let r = env.fails(
         &["fetch", iin, "--session", &session(), "--max-age", "soon"],

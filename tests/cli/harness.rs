@@ -10,6 +10,16 @@ use gbdfl_emulator::{Emulator, EmulatorConfig, Faults};
 
 pub const API_KEY: &str = "test-organisation-api-key-0123456789abcdef0123456789";
 
+/// A service URL on a loopback port nothing listens on: one this test
+/// was given by the system and closed again, not a port assumed closed.
+pub fn closed_url() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+        .port();
+    format!("http://127.0.0.1:{port}/api/v1/backend/gbdfl/")
+}
+
 /// What a run of the binary gave.
 pub struct Run {
     pub cmdline: String,
@@ -50,7 +60,7 @@ impl Env {
             db,
             key,
             emulator: None,
-            base_url: "http://127.0.0.1:9/api/v1/backend/gbdfl/".into(),
+            base_url: closed_url(),
             extra_env: Vec::new(),
         }
     }

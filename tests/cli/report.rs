@@ -420,30 +420,23 @@ fn is_temp_name(name: &str) -> bool {
 #[test]
 fn killing_a_report_midway_leaves_no_file_under_the_final_name() {
     let env = Env::bare();
-    let store = new_store(&env);
+    env.ok(&["init"]);
     // Enough lookups that writing them takes far longer than the polling
-    // below; seeded through the library like any other lookups.
-    const N: u128 = 10_000;
-    let iin = Iin::parse(iins::VALID).unwrap();
-    for n in 0..N {
-        let time = format!(
-            "2030-06-01T{:02}:{:02}:{:02}Z",
-            n / 3600 % 24,
-            n / 60 % 60,
-            n % 60
-        );
-        store
-            .record(
-                &NewLookup {
-                    response: None,
-                    purpose: Some(AWKWARD_PURPOSE),
-                    ..paid(n + 1, &iin, &time, b"")
-                },
-                None,
-            )
-            .unwrap();
-    }
-    drop(store);
+    // below; seeded through the bulk import (a transaction per block, not
+    // a synced transaction per lookup), with a purpose that CSV must quote.
+    let lines = gbdfl_emulator::synthetic_archive(10_000, "8501");
+    let n = lines.lines().count() as u128;
+    let archive = env.path().join("seed.jsonl");
+    std::fs::write(&archive, &lines).unwrap();
+    let r = env.ok(&[
+        "import",
+        archive.to_str().unwrap(),
+        "--fetched-at",
+        "2025-06-01T10:00:00Z",
+        "--purpose",
+        AWKWARD_PURPOSE,
+    ]);
+    assert!(r.stderr.contains(&format!("{n} stored")), "{}", r.stderr);
 
     let reports = env.path().join("reports");
     let mut child = env
@@ -491,7 +484,7 @@ fn killing_a_report_midway_leaves_no_file_under_the_final_name() {
     let r = env.ok(&["report", "lookups"]);
     let path = env.path().join(r.stdout.trim_end());
     let rows = read_back(&std::fs::read(path).unwrap(), b',');
-    assert_eq!(rows.len() as u128, N);
+    assert_eq!(rows.len() as u128, n);
 }
 
 #[test]

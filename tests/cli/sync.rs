@@ -168,17 +168,20 @@ fn answers_slower_than_the_timeout() {
     let env = Env::new();
     let rows = pairs(3);
     queue(&env, &rows);
+    // The slow answers never come (the emulator holds them until it stops),
+    // and the others come at once: however loaded the machine, only the
+    // slow ones time out.
     env.emu().set_faults(Faults {
         slow_first: 2,
-        slow_ms: 1500,
+        slow_ms: 3_600_000,
         ..Faults::default()
     });
     // A timeout after the request was sent may have been billed: in doubt,
     // not sent again until the operator says so.
-    let r = sync_with(&env, &[("GBDFL_TIMEOUT", "300ms")]);
+    let r = sync_with(&env, &[("GBDFL_TIMEOUT", "3s")]);
     assert_eq!(r.code, 14, "{}", r.stderr);
     assert_eq!(env.emu().calls(), 3);
-    let r = sync_with(&env, &[("GBDFL_TIMEOUT", "300ms")]);
+    let r = sync_with(&env, &[("GBDFL_TIMEOUT", "3s")]);
     assert_eq!(r.code, 14, "{}", r.stderr);
     assert_eq!(env.emu().calls(), 3);
     let r = env.run_with(&["sync", "--resend-in-doubt"], &FAST);
@@ -309,18 +312,23 @@ fn past_the_deadline_is_never_sent_and_shows_expired() {
 fn a_queued_item_expires_while_waiting() {
     let env = Env::new();
     let (iin, s) = pairs(1).remove(0);
-    // Created 2 h 59 min 58 s ago: the window ends in 2 seconds.
-    let created = (chrono::Utc::now() - chrono::TimeDelta::seconds(3 * 3600 - 2)).to_rfc3339();
+    // The binary's clock is set: the batch runs 2 seconds before the
+    // session's 3-hour window ends, the sync 3 seconds later.
+    let now: chrono::DateTime<chrono::Utc> = "2030-06-01T10:00:00Z".parse().unwrap();
+    let created = (now - chrono::TimeDelta::seconds(3 * 3600 - 2)).to_rfc3339();
     let file = env.path().join("soon.csv");
     std::fs::write(
         &file,
         format!("iin;session_id;session_created_at\n{iin};{s};{created}\n"),
     )
     .unwrap();
-    let r = env.run(&["batch", file.to_str().unwrap(), "--no-sync"]);
+    let r = env.run_with(
+        &["batch", file.to_str().unwrap(), "--no-sync"],
+        &[("GBDFL_TEST_NOW", "2030-06-01T10:00:00Z")],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    std::thread::sleep(Duration::from_secs(3));
-    let r = env.run(&["sync"]);
+    assert_eq!(queue_json(&env)[0]["state"], "WAITING");
+    let r = env.run_with(&["sync"], &[("GBDFL_TEST_NOW", "2030-06-01T10:00:03Z")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(env.emu().calls(), 0);
     assert_eq!(queue_json(&env)[0]["state"], "EXPIRED");
@@ -717,7 +725,7 @@ fn queue_masks_iins_unless_full_and_stats_counts_paid_and_cached() {
     env.ok(&["fetch", &rows[0].0, "--session", &rows[0].1]);
     env.ok(&["fetch", &rows[0].0, "--session", &session()]);
     // One request queued while the service is down.
-    env.base_url = "http://127.0.0.1:9/api/v1/backend/gbdfl/".into();
+    env.base_url = crate::harness::closed_url();
     env.fails(&["fetch", &rows[1].0, "--session", &rows[1].1], 11);
     let q = env.ok(&["queue"]);
     assert!(!q.stdout.contains(&rows[1].0), "{}", q.stdout);
@@ -731,13 +739,21 @@ fn queue_masks_iins_unless_full_and_stats_counts_paid_and_cached() {
     assert!(q.stdout.contains(&rows[1].0), "{}", q.stdout);
     env.base_url = live;
     env.ok(&["sync"]);
+    // Summed over the days: a run across local midnight spreads the calls
+    // over two.
     let r = env.ok(&["stats", "--json"]);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let today = &v.as_array().unwrap()[0];
-    assert_eq!(today["paid_calls"], 2, "{today}");
-    assert_eq!(today["from_cache"], 1, "{today}");
-    assert_eq!(today["not_sent"], 1, "{today}");
-    assert_eq!(today["by_status"]["VALID"], 2, "{today}");
+    let sum = |f: &dyn Fn(&Value) -> &Value| -> u64 {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| f(d).as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(sum(&|d| &d["paid_calls"]), 2, "{v}");
+    assert_eq!(sum(&|d| &d["from_cache"]), 1, "{v}");
+    assert_eq!(sum(&|d| &d["not_sent"]), 1, "{v}");
+    assert_eq!(sum(&|d| &d["by_status"]["VALID"]), 2, "{v}");
     let r = env.ok(&["stats"]);
     assert!(r.stdout.contains("PAID CALLS"), "{}", r.stdout);
     // A period with nothing in it.

@@ -21,6 +21,7 @@ pub mod network;
 use std::fmt;
 use std::io::Read;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -29,6 +30,7 @@ use zeroize::Zeroizing;
 
 use crate::network::{NetworkConfig, Problem, SetupError};
 use gbdfl_core::api::{self, Response};
+use gbdfl_core::clock::{Clock, SystemClock};
 use gbdfl_core::iin::Iin;
 
 /// The organisation's API key. Never printed.
@@ -195,6 +197,8 @@ pub struct Client {
     /// The proxy, asked again after a refused CONNECT; and how long to wait.
     proxy: Option<crate::network::ChosenProxy>,
     connect_timeout: Duration,
+    /// Turns a Retry-After date into a wait.
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Client {
@@ -206,6 +210,12 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
+    /// This client, reading the time from `clock` (the binary's one clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Client {
+        self.clock = clock;
+        self
+    }
+
     /// A client for `config`'s service, calling with `api_key`.
     pub fn new(config: &ClientConfig, api_key: ApiKey) -> Result<Client, ClientError> {
         let url = validate_base_url(&config.base_url)?;
@@ -258,6 +268,7 @@ impl Client {
             proxy_shown,
             proxy,
             connect_timeout: config.connect_timeout,
+            clock: SystemClock::shared(),
         })
     }
 
@@ -337,7 +348,7 @@ impl Client {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, self.clock.now()));
         let mut body = Vec::new();
         let read = resp
             .take(self.max_body_bytes.saturating_add(1))
@@ -470,7 +481,7 @@ fn transport_message(e: &reqwest::Error) -> String {
 /// Retry-After (RFC 9110): delay-seconds, or an HTTP date (a date in the
 /// past means now), cut to [`MAX_RETRY_AFTER`]. A number too large for any
 /// type is the maximum too: the server asked for a long wait.
-fn parse_retry_after(v: &str) -> Option<Duration> {
+fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let v = v.trim();
     if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
         let secs = v.parse::<u64>().unwrap_or(u64::MAX);
@@ -479,7 +490,7 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     let wait = at
         .with_timezone(&chrono::Utc)
-        .signed_duration_since(chrono::Utc::now())
+        .signed_duration_since(now)
         .to_std()
         .unwrap_or(Duration::ZERO);
     Some(wait.min(MAX_RETRY_AFTER))
@@ -489,20 +500,26 @@ fn parse_retry_after(v: &str) -> Option<Duration> {
 mod tests {
     use super::*;
 
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        "2030-06-01T10:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn retry_after_as_seconds_or_an_http_date() {
-        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
-        let later = (chrono::Utc::now() + chrono::TimeDelta::seconds(90)).to_rfc2822();
-        let d = parse_retry_after(&later).expect("a date");
-        assert!(
-            d > Duration::from_secs(80) && d <= Duration::from_secs(90),
-            "{d:?}"
+        assert_eq!(
+            parse_retry_after(" 7 ", now()),
+            Some(Duration::from_secs(7))
+        );
+        let later = (now() + chrono::TimeDelta::seconds(90)).to_rfc2822();
+        assert_eq!(
+            parse_retry_after(&later, now()),
+            Some(Duration::from_secs(90))
         );
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now()),
             Some(Duration::ZERO)
         );
-        assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("soon", now()), None);
     }
 
     #[test]
@@ -513,9 +530,9 @@ mod tests {
             "99999999999999999999999999",
             "Fri, 31 Dec 9999 23:59:59 GMT",
         ] {
-            assert_eq!(parse_retry_after(v), Some(MAX_RETRY_AFTER), "{v}");
+            assert_eq!(parse_retry_after(v, now()), Some(MAX_RETRY_AFTER), "{v}");
         }
-        assert_eq!(parse_retry_after("-5"), None);
+        assert_eq!(parse_retry_after("-5", now()), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! naming any of them.
 
 pub mod api;
+pub mod clock;
 pub mod exit_code;
 pub mod expiry;
 pub mod fsutil;

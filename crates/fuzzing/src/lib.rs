@@ -78,7 +78,7 @@ pub fn response_parser(data: &[u8]) {
     let _ = gbdfl_core::expiry::check(
         "950215300001",
         resp.result_json.as_ref(),
-        Utc::now(),
+        today.and_hms_opt(12, 0, 0).unwrap().and_utc(),
         &rules,
     );
     let again = serde_json::to_vec(&resp).expect("a parsed answer serialises");

@@ -1093,7 +1093,7 @@ mod tests {
         use gbdfl_store::testing::{test_importer, test_store};
         let dir = tempfile::tempdir().unwrap();
         let store = test_store(dir.path());
-        let today = chrono::Local::now().date_naive();
+        let today = store.clock().today();
         let lines = synthetic_archive(300, "8501");
         let who = test_importer();
         let pool = thread_pool(2).unwrap();

@@ -317,7 +317,7 @@ pub fn fetch(
     backoff: &Backoff,
     session_created_at: Option<DateTime<Utc>>,
 ) -> Result<Attempt, StoreError> {
-    let now = Utc::now();
+    let now = store.now();
     let owner = claim_owner(0);
     let request = new_request(req, now, session_created_at);
     let max_age = (!req.force).then_some(req.max_age);
@@ -407,7 +407,7 @@ fn record_cached(
             operator: req.asker.operator,
             host: req.asker.host,
             requested_at,
-            answered_at: Some(Utc::now()),
+            answered_at: Some(store.now()),
             source: Source::Cache,
             outcome: Outcome::Cached,
             status: Some(Status::Valid.as_str()),
@@ -434,7 +434,7 @@ pub fn enqueue_many(
     store: &Store,
     reqs: &[(FetchRequest<'_>, Option<DateTime<Utc>>)],
 ) -> Result<Vec<(Begin, Option<LookupId>)>, StoreError> {
-    let now = Utc::now();
+    let now = store.now();
     let requests: Vec<NewRequest<'_>> = reqs
         .iter()
         .map(|(req, created)| new_request(req, now, *created))
@@ -502,7 +502,7 @@ pub fn send_then(
     commit: &dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
     queued_now: bool,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
-    let requested_at = Utc::now();
+    let requested_at = store.now();
     let id = LookupId::new();
     // One purpose for the lookup and its audit entry: the request's own,
     // else the one the sending command was given.
@@ -569,12 +569,12 @@ pub fn send_then(
     // From here until the answer is committed nothing may panic or fail
     // before the store has it: times are checked sums, and a wait past the
     // request's deadline is the deadline (the item is then never sent).
-    let answered_at = Some(Utc::now());
+    let answered_at = Some(store.now());
     let retry_at = |retry_after: Option<Duration>| {
         let wait = backoff.delay(item.attempts, retry_after);
         chrono::TimeDelta::from_std(wait)
             .ok()
-            .and_then(|d| Utc::now().checked_add_signed(d))
+            .and_then(|d| store.now().checked_add_signed(d))
             .map_or(item.deadline, |t| t.min(item.deadline))
     };
     let queued = |next_try| Next::Queued {

@@ -250,7 +250,7 @@ fn worker(
             Some(item) => Some(item),
             None => store.claim_next(
                 &owner,
-                client.claim_until(Utc::now()),
+                client.claim_until(store.now()),
                 opts.resend_in_doubt,
                 gave_up,
             )?,
@@ -266,7 +266,7 @@ fn worker(
             let Some(next) = next else {
                 return Ok(());
             };
-            let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            let wait = (next - store.now()).to_std().unwrap_or(Duration::ZERO);
             if wait > opts.max_wait {
                 return Ok(());
             }
@@ -276,7 +276,7 @@ fn worker(
             {
                 tell(wait);
             }
-            std::thread::sleep(wait.min(Duration::from_millis(200)));
+            store.clock().sleep(wait.min(Duration::from_millis(200)));
             continue;
         };
         let tries = {
@@ -301,7 +301,7 @@ fn worker(
                 .send(Commit {
                     finish,
                     owner: owner.clone(),
-                    until: client.claim_until(Utc::now()),
+                    until: client.claim_until(store.now()),
                     reply,
                 })
                 .map_err(|_| gone())?;
@@ -410,5 +410,79 @@ mod tests {
         for _ in 0..50 {
             assert!(b.delay(1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
         }
+    }
+
+    /// A run waiting for a request's next try (Retry-After) waits on the
+    /// store's clock: on a test clock it moves the clock on and returns at
+    /// once, and the run ends with the answer instead of spinning.
+    #[test]
+    fn a_wait_for_the_next_try_moves_a_test_clock_instead_of_sleeping() {
+        use gbdfl_core::clock::{Clock, TestClock};
+        let emu = gbdfl_emulator::Emulator::start(
+            "127.0.0.1:0",
+            gbdfl_emulator::EmulatorConfig {
+                api_key: None,
+                today: None,
+                faults: gbdfl_emulator::Faults {
+                    rate_limit_first: 1,
+                    retry_after_secs: 60,
+                    ..Default::default()
+                },
+            },
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let start: DateTime<Utc> = "2030-06-01T10:00:00Z".parse().unwrap();
+        let clock = TestClock::shared(start);
+        let key = gbdfl_store::crypto::MasterKey::from_bytes([5; gbdfl_store::crypto::KEY_LEN]);
+        let (store, _) =
+            Store::init_with(&dir.path().join("gbdfl.db"), &key, clock.clone()).unwrap();
+        let client = Client::new(
+            &gbdfl_client::ClientConfig {
+                base_url: emu.url(),
+                connect_timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(30),
+                max_body_bytes: 1 << 20,
+                network: Default::default(),
+            },
+            gbdfl_client::ApiKey::new("any-key".into()),
+        )
+        .unwrap()
+        .with_clock(clock.clone());
+        let iin = gbdfl_core::iin::Iin::parse(gbdfl_emulator::iins::VALID).unwrap();
+        let session = lookup::SessionId::parse("3e9b7d42-6c1a-4f8e-a2d5-9b4c8e1f7a3d").unwrap();
+        let req = lookup::FetchRequest {
+            iin: &iin,
+            session: &session,
+            asker: lookup::Asker {
+                operator: "op",
+                host: "host",
+                purpose: None,
+            },
+            max_age: Duration::from_secs(86_400),
+            force: false,
+            audit: None,
+        };
+        let backoff = Backoff {
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(10),
+            max_attempts: 3,
+        };
+        let first = lookup::fetch(&store, &client, &req, &backoff, None).unwrap();
+        assert!(matches!(first.next, Next::Queued { .. }));
+        let opts = Options {
+            jobs: 1,
+            backoff,
+            resend_in_doubt: false,
+            max_wait: Duration::from_secs(3600),
+            audit: AuditEntry::default(),
+            only: None,
+            on_wait: None,
+        };
+        let report = run(&store, &client, &opts, &|_| {}).unwrap();
+        assert_eq!(report.calls.len(), 1);
+        assert!(matches!(report.calls[0].fetched, Fetched::Answered { .. }));
+        assert_eq!(emu.calls(), 2);
+        assert!(clock.now() >= start + chrono::TimeDelta::seconds(60));
     }
 }

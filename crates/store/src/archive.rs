@@ -226,7 +226,7 @@ fn import_in_blocks(
     block: usize,
 ) -> Result<ImportReport, ArchiveError> {
     // One clock reading for the whole import: every line meets the same bound.
-    let not_after = Utc::now() + FUTURE_TOLERANCE;
+    let not_after = store.now() + FUTURE_TOLERANCE;
     store.bulk_mode()?;
     if who.rebuild_indexes {
         store.drop_indexes()?;

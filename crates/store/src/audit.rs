@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use uuid::Uuid;
 
 use super::sqlite::{self, AuditRow};
-use super::{Store, StoreError, now_text, parse_time};
+use super::{Store, StoreError, parse_time};
 use crate::crypto;
 
 /// An entry to append. The store fills in sequence, time, id and MAC.
@@ -175,7 +175,7 @@ impl Store {
         let id = Uuid::now_v7().hyphenated().to_string();
         let mut row = AuditRow {
             seq,
-            at: now_text(),
+            at: self.now_text(),
             operator: e.operator.clone(),
             host: e.host.clone(),
             command: e.command.clone(),

@@ -687,7 +687,7 @@ mod tests {
                 .map(|n| {
                     let mut item = item(n as u32, &bodies[n]);
                     if n == 12 {
-                        item.fetched_at = Utc::now();
+                        item.fetched_at = store.now();
                     }
                     opener.seal_import(&item, "op", "host", None, None).unwrap()
                 })
@@ -702,7 +702,7 @@ mod tests {
                 command: "purge".into(),
                 ..AuditEntry::default()
             };
-            let cutoff = Utc::now() - chrono::Duration::days(1);
+            let cutoff = store.now() - chrono::Duration::days(1);
             let mut seen = Vec::new();
             let done = store
                 .purge(cutoff, 5, false, drop_indexes, &audit, &mut |n| {

@@ -24,6 +24,7 @@ pub mod testing;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -32,6 +33,7 @@ use uuid::Uuid;
 use zeroize::Zeroizing;
 
 use crate::crypto::{CryptoError, Keys, MasterKey, StableKeys};
+use gbdfl_core::clock::{Clock, SystemClock};
 use gbdfl_core::iin::Iin;
 
 pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
@@ -199,18 +201,6 @@ fn wrap_aad(version: i64) -> Vec<u8> {
 /// the cache (a clock set wrong, or a record from before the import refused
 /// such times).
 pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
-
-/// The latest answer time a record may have to count as the latest: now
-/// plus [`FUTURE_TOLERANCE`], as stored text (times as text sort in time
-/// order).
-pub(crate) fn latest_believed() -> String {
-    time_text(Utc::now() + FUTURE_TOLERANCE)
-}
-
-/// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
-pub fn now_text() -> String {
-    time_text(Utc::now())
-}
 
 pub fn time_text(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
@@ -588,6 +578,8 @@ pub struct Store {
     keys: Keys,
     key_version: u32,
     key_id: String,
+    /// Where every time the store writes or compares with "now" comes from.
+    clock: Arc<dyn Clock>,
 }
 
 impl fmt::Debug for Store {
@@ -614,7 +606,16 @@ impl Store {
 
     /// Creates the database (or checks an existing one) for `key`.
     pub fn init(path: &Path, key: &MasterKey) -> Result<(Store, InitState), StoreError> {
-        let (conn, created) = sqlite::create(path, Self::BUSY_TIMEOUT)?;
+        Store::init_with(path, key, SystemClock::shared())
+    }
+
+    /// [`Store::init`] with the clock the store is to read.
+    pub fn init_with(
+        path: &Path,
+        key: &MasterKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<(Store, InitState), StoreError> {
+        let (conn, created) = sqlite::create(path, Self::BUSY_TIMEOUT, &time_text(clock.now()))?;
         let rows = sqlite::key_rows(&conn)?;
         if rows.is_empty() {
             let stable = StableKeys::generate().map_err(crypto_err("keys"))?;
@@ -627,14 +628,14 @@ impl Store {
                     version: 1,
                     check_value: key.check_value().to_vec(),
                     wrapped_keys: wrapped,
-                    created_at: now_text(),
+                    created_at: time_text(clock.now()),
                     retired_at: None,
                 },
             )?;
-            let store = Store::with_key(conn, path, key, 1, &stable);
+            let store = Store::with_key(conn, path, key, 1, &stable).with_clock(clock);
             return Ok((store, InitState::Created));
         }
-        let store = Store::verify_key(conn, path, key, &rows)?;
+        let store = Store::verify_key(conn, path, key, &rows)?.with_clock(clock);
         let state = if created {
             InitState::Created
         } else {
@@ -646,18 +647,24 @@ impl Store {
     /// Opens an initialised database; refuses a key that does not fit it
     /// before anything is read or written.
     pub fn open(path: &Path, key: &MasterKey) -> Result<Store, StoreError> {
-        Store::open_waiting(path, key, Self::BUSY_TIMEOUT)
+        Store::open_waiting(path, key, Self::BUSY_TIMEOUT, SystemClock::shared())
     }
 
     /// [`Store::open`], waiting up to `busy` for another connection's
-    /// write lock before a write fails with [`StoreError::Busy`].
-    pub fn open_waiting(path: &Path, key: &MasterKey, busy: Duration) -> Result<Store, StoreError> {
+    /// write lock before a write fails with [`StoreError::Busy`], and
+    /// reading the time from `clock`.
+    pub fn open_waiting(
+        path: &Path,
+        key: &MasterKey,
+        busy: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
         let conn = sqlite::open(path, busy)?;
         let rows = sqlite::key_rows(&conn)?;
         if rows.is_empty() {
             return Err(StoreError::NoKey);
         }
-        let mut store = Store::verify_key(conn, path, key, &rows)?;
+        let mut store = Store::verify_key(conn, path, key, &rows)?.with_clock(clock);
         store.busy = busy;
         Ok(store)
     }
@@ -713,7 +720,38 @@ impl Store {
             keys: key.keys(stable),
             key_version: version,
             key_id: crypto::key_id(&key.check_value()),
+            clock: SystemClock::shared(),
         }
+    }
+
+    /// This store, reading the time from `clock` from now on (a test's
+    /// [`gbdfl_core::clock::TestClock`], or the binary's one clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock this store reads: the service and the reports read the
+    /// same one.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The current time, by this store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The current time as stored: UTC, RFC 3339, milliseconds, `Z`.
+    pub fn now_text(&self) -> String {
+        time_text(self.now())
+    }
+
+    /// The latest answer time a record may have to count as the latest:
+    /// now plus [`FUTURE_TOLERANCE`], as stored text (times as text sort in
+    /// time order).
+    pub(crate) fn latest_believed(&self) -> String {
+        time_text(self.now() + FUTURE_TOLERANCE)
     }
 
     /// A second handle on the same database and keys, with its own
@@ -726,6 +764,7 @@ impl Store {
             keys: self.keys.clone(),
             key_version: self.key_version,
             key_id: self.key_id.clone(),
+            clock: Arc::clone(&self.clock),
         })
     }
 
@@ -887,7 +926,9 @@ impl Store {
 
     /// The newest VALID answer for this IIN, with its raw response body.
     pub fn latest_valid(&self, iin: &Iin) -> Result<Option<Record>, StoreError> {
-        let Some(row) = sqlite::latest_valid(&self.conn, &self.subject_of(iin))? else {
+        let Some(row) =
+            sqlite::latest_valid(&self.conn, &self.subject_of(iin), &self.latest_believed())?
+        else {
             return Ok(None);
         };
         let lookup = self.to_lookup(&row)?;
@@ -949,7 +990,7 @@ impl Store {
     /// [`Store::clear_long_writer`]; a note left by a process that died is
     /// ignored.
     pub fn note_long_writer(&self, what: &str) -> Result<(), StoreError> {
-        sqlite::note_writer(&self.conn, what)
+        sqlite::note_writer(&self.conn, what, &self.now_text())
     }
 
     /// Removes this process's note of [`Store::note_long_writer`].

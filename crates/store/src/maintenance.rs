@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::audit::{AuditCheck, AuditEntry};
 use super::sqlite::{self, LookupRow};
-use super::{Store, StoreError, now_text, time_text, wrap_aad};
+use super::{Store, StoreError, time_text, wrap_aad};
 use crate::crypto::{self, Keys, MasterKey};
 
 /// What `check` found.
@@ -97,7 +97,7 @@ impl Store {
     /// What a purge with `cutoff` would delete now, per kind, and the
     /// queue items it keeps unless asked.
     pub fn purge_counts(&self, cutoff: DateTime<Utc>) -> Result<PurgeCounts, StoreError> {
-        let (cutoff, now) = (time_text(cutoff), now_text());
+        let (cutoff, now) = (time_text(cutoff), self.now_text());
         let (paid, cached) = sqlite::count_lookups_before(&self.conn, &cutoff)?;
         let (expired, waiting) = sqlite::count_queue_before(&self.conn, &cutoff, &now)?;
         Ok(PurgeCounts {
@@ -155,7 +155,7 @@ impl Store {
             sqlite::rebuild_lookup_indexes(&self.conn)?;
         }
         deleted?;
-        let now = now_text();
+        let now = self.now_text();
         done.expired_queue = sqlite::immediate(&self.conn, |c| {
             let n = sqlite::delete_expired_queue_before(c, &cutoff)?;
             if n > 0 {
@@ -267,7 +267,7 @@ impl Store {
                         reason: e.to_string(),
                     })
             };
-            let at = now_text();
+            let at = self.now_text();
             sqlite::retire_key(c, current.version, &at)?;
             sqlite::insert_key(
                 c,
@@ -339,6 +339,7 @@ impl Store {
                 keys: new_keys,
                 key_version: version as u32,
                 key_id: crypto::key_id(&new.check_value()),
+                clock: std::sync::Arc::clone(&self.clock),
             };
             let mut entry = audit.clone();
             entry.records = ids.len() as u64 + queued;

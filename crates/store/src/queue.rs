@@ -395,7 +395,7 @@ impl Store {
     /// Returns the item, and whether it was queued now.
     pub fn enqueue(&self, r: &NewRequest<'_>) -> Result<(QueueItem, bool), StoreError> {
         let row = self.new_queue_row(r)?;
-        let now = super::now_text();
+        let now = self.now_text();
         sqlite::immediate(&self.conn, |c| {
             let added = sqlite::insert_queue(c, &row)?;
             let stored =
@@ -457,7 +457,7 @@ impl Store {
     ) -> Result<Begin, StoreError> {
         let now = time_text(r.queued_at);
         if let Some(max_age) = max_age
-            && let Some(found) = sqlite::latest_valid(c, &row.subject)?
+            && let Some(found) = sqlite::latest_valid(c, &row.subject, &self.latest_believed())?
         {
             let at = parse_time(found.answered_at.as_deref().unwrap_or(&found.requested_at));
             let age = r
@@ -520,7 +520,7 @@ impl Store {
         c: &Connection,
         next: &NextClaim<'_>,
     ) -> Result<Option<QueueItem>, StoreError> {
-        let now = super::now_text();
+        let now = self.now_text();
         sqlite::expire_queue(c, &now)?;
         let mut limit = 16;
         loop {
@@ -541,7 +541,7 @@ impl Store {
     /// The next try of every unclaimed waiting item that can still be sent
     /// before its deadline: (item id, time).
     pub fn next_due(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
-        Ok(sqlite::queue_next_tries(&self.conn, &super::now_text())?
+        Ok(sqlite::queue_next_tries(&self.conn, &self.now_text())?
             .into_iter()
             .map(|(id, t)| (id, parse_time(&t)))
             .collect())
@@ -587,7 +587,7 @@ impl Store {
             },
             After::Restore => SealedAfter::Restore,
             After::InDoubt { status, error } => SealedAfter::InDoubt {
-                at: super::now_text(),
+                at: self.now_text(),
                 status: enumerated(status),
                 error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
             },
@@ -695,7 +695,7 @@ impl Store {
 
     /// Every queue item, soonest deadline first.
     pub fn queue_items(&self) -> Result<Vec<QueueItem>, StoreError> {
-        let now = super::now_text();
+        let now = self.now_text();
         sqlite::queue_all(&self.conn)?
             .iter()
             .map(|r| self.to_item(r, &now))
@@ -706,13 +706,13 @@ impl Store {
     /// process is known to be gone: the item shows as in doubt at once
     /// instead of when its lease runs out. Returns whether a claim ended.
     pub fn end_claim(&self, id: &str, owner: &str) -> Result<bool, StoreError> {
-        let now = super::now_text();
+        let now = self.now_text();
         sqlite::immediate(&self.conn, |c| sqlite::queue_end_claim(c, id, owner, &now))
     }
 
     /// Removes one queue item with its audit entry; returns whether it was there.
     pub fn drop_item(&self, id: &str, audit: &AuditEntry) -> Result<Option<QueueItem>, StoreError> {
-        let now = super::now_text();
+        let now = self.now_text();
         sqlite::immediate(&self.conn, |c| {
             let Some(row) = sqlite::queue_by_id(c, id)? else {
                 return Ok(None);
@@ -761,7 +761,7 @@ impl Store {
             );
             Ok::<_, StoreError>(())
         })?;
-        let now = super::now_text();
+        let now = self.now_text();
         for t in sqlite::expired_queue_times(&self.conn, from.as_deref(), to.as_deref(), &now)? {
             days.entry(utc_day(&t)).or_default().expired += 1;
         }
@@ -802,7 +802,7 @@ impl Store {
 
     /// Opens every sealed value of the queue (check); returns (items, problems).
     pub(super) fn check_queue(&self) -> Result<(u64, Vec<String>), StoreError> {
-        let now = super::now_text();
+        let now = self.now_text();
         let rows = sqlite::queue_all(&self.conn)?;
         let problems = rows
             .iter()

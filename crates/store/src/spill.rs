@@ -275,6 +275,8 @@ fn reservation_is_stale(path: &Path) -> bool {
         return false;
     };
     let (secs, _) = ts.to_unix();
+    // Compared with the UUIDv7's own time, which the system clock gave: an
+    // age between processes, not a time any test sets.
     let now = chrono::Utc::now().timestamp();
     u64::try_from(now)
         .ok()

@@ -294,7 +294,7 @@ const PAGE_SIZE: u32 = 16384;
 
 /// Creates (or opens) the database file and applies the schema. Returns the
 /// connection and whether the schema was newly applied.
-pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreError> {
+pub fn create(path: &Path, busy: Duration, now: &str) -> Result<(Connection, bool), StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         gbdfl_core::fsutil::create_private_dir(dir)?;
     }
@@ -349,7 +349,7 @@ pub fn create(path: &Path, busy: Duration) -> Result<(Connection, bool), StoreEr
     ))?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('format', 'gbdfl'), ('created_at', ?1)",
-        params![super::now_text()],
+        params![now],
     )?;
     tx.commit()?;
     Ok((conn, true))
@@ -503,14 +503,14 @@ const WRITING: &str = "writing:";
 /// Notes in `meta`, in a transaction of its own (so that others can read
 /// it while the writer holds the lock), that this process is about to
 /// write for long: `what` is the command.
-pub fn note_writer(conn: &Connection, what: &str) -> Result<(), StoreError> {
+pub fn note_writer(conn: &Connection, what: &str, now: &str) -> Result<(), StoreError> {
     immediate(conn, |c| {
         exec(
             c,
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
             params![
                 format!("{WRITING}{}", this_process()),
-                format!("{what} {}", super::now_text())
+                format!("{what} {now}")
             ],
         )?;
         Ok::<_, StoreError>(())
@@ -877,8 +877,12 @@ fn insert_with(st: &mut rusqlite::CachedStatement<'_>, r: &LookupRow) -> Result<
 }
 
 /// The newest answered VALID lookup of a subject, if any; one answered
-/// further in the future than [`super::FUTURE_TOLERANCE`] is not believed.
-pub fn latest_valid(conn: &Connection, subject: &[u8]) -> Result<Option<LookupRow>, StoreError> {
+/// after `believed` (now plus [`super::FUTURE_TOLERANCE`]) is not believed.
+pub fn latest_valid(
+    conn: &Connection,
+    subject: &[u8],
+    believed: &str,
+) -> Result<Option<LookupRow>, StoreError> {
     let row = conn
         .query_row(
             &format!(
@@ -887,7 +891,7 @@ pub fn latest_valid(conn: &Connection, subject: &[u8]) -> Result<Option<LookupRo
                  AND answered_at <= ?2 \
                  ORDER BY answered_at DESC, id DESC LIMIT 1"
             ),
-            params![subject, super::latest_believed()],
+            params![subject, believed],
             lookup_from_row,
         )
         .optional()?;
