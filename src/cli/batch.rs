@@ -60,6 +60,29 @@ pub struct Args {
     pub no_sync: bool,
 }
 
+/// The calls this run made for one queue item.
+#[derive(Debug, Default, Clone, Copy)]
+struct Calls {
+    made: u64,
+    /// Those that count as paid calls ([`gbdfl_store::is_paid_call`]).
+    paid: u64,
+}
+
+impl Calls {
+    /// The outcome file's `source` of a row sent this run: `paid call`
+    /// when a call for it counts as paid, `no answer` when it was tried
+    /// but never reached the service (nothing billed), else `no call`.
+    fn source(self) -> &'static str {
+        if self.paid > 0 {
+            "paid call"
+        } else if self.made > 0 {
+            "no answer"
+        } else {
+            "no call"
+        }
+    }
+}
+
 /// Where each good row stands after queueing.
 enum Queued {
     /// Answered from the cache (lookup id).
@@ -154,6 +177,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     eprintln!("{}", count_line(&parsed, &queued, args.no_sync));
 
     let mut ends: HashMap<String, ItemEnd> = HashMap::new();
+    let mut calls: HashMap<String, Calls> = HashMap::new();
     let mut stopped = None;
     let mut network = None;
     if let Some(client) = &client
@@ -185,6 +209,18 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         network = report.network.clone();
         ctx.note_records(report.calls.len() as u64);
         for end in report.calls {
+            let c = calls.entry(end.item.id.clone()).or_default();
+            if let Some(id) = end.fetched.id().filter(|_| end.fetched.called_service()) {
+                c.made += 1;
+                // Paid as the stored lookup counts, like `stats` and the
+                // reports; a record no longer there counts as paid.
+                if store
+                    .lookup(&id.to_string())?
+                    .is_none_or(|l| l.is_paid_call())
+                {
+                    c.paid += 1;
+                }
+            }
             ends.insert(end.item.id.clone(), end);
         }
     }
@@ -199,6 +235,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         &parsed.bad,
         &queued,
         &ends,
+        &calls,
         &waiting,
         args.full_iin,
     );
@@ -487,6 +524,7 @@ fn outcomes(
     bad: &[BadRow],
     queued: &[Queued],
     ends: &HashMap<String, ItemEnd>,
+    calls: &HashMap<String, Calls>,
     waiting: &HashMap<String, QueueState>,
     full_iin: bool,
 ) -> Vec<BatchRow> {
@@ -499,6 +537,7 @@ fn outcomes(
             source: "no call",
             lookup_id: String::new(),
             message: b.reason.clone(),
+            paid_calls: 0,
         })
         .collect();
     for (r, q) in rows.iter().zip(queued) {
@@ -514,30 +553,33 @@ fn outcomes(
             source,
             lookup_id,
             message,
+            paid_calls: 0,
         };
         out.push(match q {
             Queued::Cached(id) => row("VALID", "cache", id.clone(), "answered from the cache; no call".into()),
             Queued::Held(outcome, why) => row(outcome, "no call", String::new(), why.clone()),
-            Queued::Item(item) => match (ends.get(item), waiting.get(item)) {
-                (_, Some(QueueState::Expired)) => row(
+            Queued::Item(item) => {
+                // Every row sent this run: its source and paid calls from
+                // the calls made for it, by the one rule of paid calls.
+                let made = calls.get(item).copied().unwrap_or_default();
+                let source = made.source();
+                let sent = |outcome: &str, lookup_id: String, message: String| BatchRow {
+                    paid_calls: made.paid,
+                    ..row(outcome, source, lookup_id, message)
+                };
+                match (ends.get(item), waiting.get(item)) {
+                (_, Some(QueueState::Expired)) => sent(
                     "EXPIRED",
-                    "no call",
                     String::new(),
                     "the 3-hour window of the session ended before it could be sent: the subject must go through the checks again".into(),
                 ),
-                (_, Some(QueueState::InDoubt)) => row(
+                (_, Some(QueueState::InDoubt)) => sent(
                     "IN_DOUBT",
-                    "paid call",
                     String::new(),
                     format!("a call may have reached the service and been billed, but no answer was recorded; see `gbdfl queue`, item {item}"),
                 ),
-                (end, Some(_)) => row(
+                (end, Some(_)) => sent(
                     "QUEUED",
-                    match end.map(|e| &e.fetched) {
-                        Some(Fetched::Unavailable { .. }) => "no answer",
-                        Some(f) if f.called_service() => "paid call",
-                        _ => "no call",
-                    },
                     end.and_then(|e| e.fetched.id()).map(|i| i.to_string()).unwrap_or_default(),
                     match end.map(|e| &e.fetched) {
                         Some(Fetched::Unavailable { message, .. }) => format!("queued for `gbdfl sync` (queue item {item}); last error: {message}"),
@@ -545,19 +587,18 @@ fn outcomes(
                         None => format!("queued for `gbdfl sync` (queue item {item})"),
                     },
                 ),
-                (Some(end), None) => row(
+                (Some(end), None) => sent(
                     &end.fetched.label(),
-                    if end.fetched.called_service() { "paid call" } else { "no call" },
                     end.fetched.id().map(|i| i.to_string()).unwrap_or_default(),
                     describe(&end.fetched),
                 ),
-                (None, None) => row(
+                (None, None) => sent(
                     "DONE_ELSEWHERE",
-                    "no call",
                     String::new(),
                     "answered by another gbdfl process; `gbdfl history` shows it".into(),
                 ),
-            },
+                }
+            }
         });
     }
     out.sort_by_key(|r| r.line);
@@ -588,7 +629,7 @@ fn describe(f: &Fetched) -> String {
 }
 
 /// Rows per outcome, as a table.
-/// [`summary`] for `--json`: `{"rows", "outcome_file", "outcomes": [{"outcome", "source", "rows"}]}`.
+/// [`summary`] for `--json`: `{"rows", "outcome_file", "paid_calls", "outcomes": [{"outcome", "source", "rows"}]}`.
 fn summary_json(rows: &[BatchRow], dest: &std::path::Path) -> serde_json::Value {
     let mut by: std::collections::BTreeMap<(&str, &str), u64> = Default::default();
     for r in rows {
@@ -598,7 +639,8 @@ fn summary_json(rows: &[BatchRow], dest: &std::path::Path) -> serde_json::Value 
         .into_iter()
         .map(|((o, s), n)| serde_json::json!({ "outcome": o, "source": s, "rows": n }))
         .collect();
-    serde_json::json!({ "rows": rows.len(), "outcome_file": dest, "outcomes": outcomes })
+    let paid_calls: u64 = rows.iter().map(|r| r.paid_calls).sum();
+    serde_json::json!({ "rows": rows.len(), "outcome_file": dest, "paid_calls": paid_calls, "outcomes": outcomes })
 }
 
 fn summary(rows: &[BatchRow]) -> String {

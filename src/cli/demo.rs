@@ -350,7 +350,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let first = Iin::parse(&subjects[0])?;
     say!("\n$ gbdfl show {}", first.as_str());
     if let Some(rec) = store.latest_valid(&first)?
-        && let Some(resp) = lookup::parse_stored(&rec.body)
+        && let Some(resp) = gbdfl_core::api::parse_response(&rec.body).ok()
     {
         // Audited before it is shown, as `gbdfl show` does.
         store.append_audit(&gbdfl_store::AuditEntry {

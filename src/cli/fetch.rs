@@ -277,7 +277,7 @@ fn print_record(
     if json {
         return out(&super::json::raw(body));
     }
-    match lookup::parse_stored(body) {
+    match gbdfl_core::api::parse_response(body).ok() {
         Some(resp) => out(&render::person(iin.as_str(), &resp, lookup, today)),
         None => Err(Exit::new(
             ExitCode::KeyOrIntegrity,

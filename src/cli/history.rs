@@ -3,7 +3,7 @@
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
 use gbdfl_report::render;
-use gbdfl_store::{Source, Store};
+use gbdfl_store::Store;
 
 /// List every lookup of a person, newest first: paid calls and cache answers.
 #[derive(Debug, clap::Args)]
@@ -41,7 +41,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                     "operator": l.operator,
                     "host": l.host,
                     "purpose": l.purpose,
-                    "paid_call": l.source == Source::Service && !l.never_sent(),
+                    "paid_call": l.is_paid_call(),
                     "reached": l.reached.map(|r| r.as_str()),
                     "outcome": l.outcome.as_str(),
                     "status": l.status,

@@ -3,7 +3,6 @@
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
 use gbdfl_report::render;
-use gbdfl_service::lookup;
 use gbdfl_store::Store;
 
 /// Show the latest VALID record of a person from the cache (never calls the service).
@@ -35,7 +34,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         ctx.release(store, 1)?;
         return out(&text);
     }
-    let Some(resp) = lookup::parse_stored(&body) else {
+    let Some(resp) = gbdfl_core::api::parse_response(&body).ok() else {
         return Err(Exit::new(
             ExitCode::KeyOrIntegrity,
             format!(

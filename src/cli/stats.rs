@@ -1,9 +1,9 @@
 //! `gbdfl stats`: paid calls, calls avoided by the cache, and outcomes by
-//! status, per day.
+//! status, per UTC day (the days of the summary report).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Local, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
 
 use super::{Ctx, out};
 use crate::exit::{Exit, ExitCode};
@@ -11,17 +11,17 @@ use gbdfl_report::render;
 use gbdfl_store::{DayStats, Store};
 
 /// Paid calls made, calls avoided by the cache, and outcomes by status, per
-/// day (local time). Counts only; no personal data.
+/// UTC day (as in `report summary`). Counts only; no personal data.
 ///
 /// PAID CALLS are calls that reached the service, whatever came back; NOT
 /// SENT are attempts that never connected (nothing to bill); EXPIRED are
 /// queued requests whose 3-hour window passed before they could be sent.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// First day, YYYY-MM-DD (local time)
+    /// First UTC day, YYYY-MM-DD
     #[arg(long, value_name = "DATE")]
     pub from: Option<String>,
-    /// Last day, YYYY-MM-DD, included
+    /// Last UTC day, YYYY-MM-DD, included
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
 }
@@ -30,14 +30,6 @@ fn day(flag: &str, s: Option<&str>) -> anyhow::Result<Option<NaiveDate>> {
     s.map(|s| gbdfl_core::expiry::parse_day(flag, s))
         .transpose()
         .map_err(|e| Exit::new(ExitCode::InvalidInput, e).into())
-}
-
-fn local_midnight(d: NaiveDate) -> Option<DateTime<Utc>> {
-    let naive = d.and_hms_opt(0, 0, 0)?;
-    Local
-        .from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
@@ -52,10 +44,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     }
-    let days = store.stats(
-        from.and_then(local_midnight),
-        to.and_then(|d| d.succ_opt()).and_then(local_midnight),
-    )?;
+    // The summary report's days: the same bounds, the same count.
+    let (start, end) = gbdfl_report::Period { from, to }.bounds();
+    let days = store.stats(start, end)?;
     ctx.release(store, days.len() as u64)?;
     if ctx.settings.json {
         let rows: Vec<serde_json::Value> = days
@@ -67,7 +58,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                     "from_cache": d.from_cache,
                     "not_sent": d.not_sent,
                     "expired": d.expired,
-                    "by_status": d.by_status,
+                    "by_status": d.by_status(),
                 })
             })
             .collect();
@@ -82,35 +73,36 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
 
 /// The per-day table with a TOTAL row; one column per status seen.
 pub fn table(days: &[DayStats]) -> String {
-    let statuses: BTreeSet<&str> = days
+    let by_status: Vec<_> = days.iter().map(DayStats::by_status).collect();
+    let statuses: BTreeSet<&str> = by_status
         .iter()
-        .flat_map(|d| d.by_status.keys().map(String::as_str))
+        .flat_map(|b| b.keys().map(String::as_str))
         .collect();
     let mut header = vec!["DAY", "PAID CALLS", "FROM CACHE", "NOT SENT", "EXPIRED"];
     header.extend(statuses.iter().copied());
     let mut total = DayStats::default();
     let mut rows = Vec::new();
-    for d in days {
-        total.paid_calls += d.paid_calls;
-        total.from_cache += d.from_cache;
-        total.not_sent += d.not_sent;
-        total.expired += d.expired;
-        for (k, v) in &d.by_status {
-            *total.by_status.entry(k.clone()).or_default() += v;
-        }
+    for (d, by) in days.iter().zip(&by_status) {
+        total.add(d);
         rows.push(cells(
             d.day.map(|x| x.to_string()).unwrap_or_default(),
             d,
+            by,
             &statuses,
         ));
     }
     if days.len() > 1 {
-        rows.push(cells("TOTAL".into(), &total, &statuses));
+        rows.push(cells("TOTAL".into(), &total, &total.by_status(), &statuses));
     }
     render::columns(&header, &rows)
 }
 
-fn cells(label: String, d: &DayStats, statuses: &BTreeSet<&str>) -> Vec<String> {
+fn cells(
+    label: String,
+    d: &DayStats,
+    by_status: &BTreeMap<String, u64>,
+    statuses: &BTreeSet<&str>,
+) -> Vec<String> {
     let mut c = vec![
         label,
         d.paid_calls.to_string(),
@@ -121,7 +113,7 @@ fn cells(label: String, d: &DayStats, statuses: &BTreeSet<&str>) -> Vec<String> 
     c.extend(
         statuses
             .iter()
-            .map(|s| d.by_status.get(*s).copied().unwrap_or(0).to_string()),
+            .map(|s| by_status.get(*s).copied().unwrap_or(0).to_string()),
     );
     c
 }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use rayon::prelude::*;
+use tempfile::NamedTempFile;
 
 use crate::html::{Lang, expiring::ScanStats};
 use gbdfl_core::expiry::{self, RowRun, RowSet, Rules, StaleRow};
@@ -31,7 +32,7 @@ use gbdfl_core::fsutil;
 use gbdfl_core::iin;
 use gbdfl_core::summary::Summary;
 use gbdfl_store::{
-    AuditFilter, AuditView, Lookup, Outcome, Scratch, SealedSummaries, Source, Store, StoreError,
+    AuditFilter, AuditView, DayStats, Lookup, Scratch, SealedSummaries, Source, Store, StoreError,
 };
 
 /// What can go wrong while making a report.
@@ -467,8 +468,8 @@ pub const LOOKUPS_COLUMNS: &[&str] = &[
 /// Every lookup is a paid call, a cache hit, or an attempt that provably
 /// never reached the service (`not_sent`, nothing billed); every paid call
 /// is counted once under its GBDFL status, or as refused, unavailable or
-/// garbled. Paid is decided by [`Lookup::never_sent`], as `stats` and the
-/// audit trail decide it.
+/// garbled. Paid is decided by [`gbdfl_store::is_paid_call`], as `stats`
+/// and the audit trail decide it.
 pub const SUMMARY_COLUMNS: &[&str] = &[
     "day",
     "lookups",
@@ -636,8 +637,8 @@ pub fn write_lookups<W: Write>(
             text(l.purpose.as_deref().unwrap_or("")),
             own(shown_iin(&l.iin, full_iin)),
             own(match l.source {
-                Source::Service if l.never_sent() => "not sent",
-                Source::Service => "paid",
+                _ if l.is_paid_call() => "paid",
+                Source::Service => "not sent",
                 Source::Cache => "cache",
             }),
             own(l.outcome.as_str()),
@@ -649,80 +650,61 @@ pub fn write_lookups<W: Write>(
     sheet.finish()
 }
 
-/// Counts of one UTC day; the fields follow [`SUMMARY_COLUMNS`].
-#[derive(Debug, Default)]
-struct Day {
-    day: Option<NaiveDate>,
-    counts: [u64; SUMMARY_COUNTS],
+/// The summary's counts of a day, in [`SUMMARY_COLUMNS`] order after
+/// `day`: read off the store's one per-day count ([`Store::stats`], UTC
+/// days, paid calls by [`gbdfl_store::is_paid_call`]), as `gbdfl stats`
+/// reads it.
+fn summary_counts(d: &DayStats) -> [u64; SUMMARY_COUNTS] {
+    let status = |s: &str| d.statuses.get(s).copied().unwrap_or(0);
+    const KNOWN: [&str; 8] = [
+        "VALID",
+        "PENDING",
+        "INVALID",
+        "TIMEOUT",
+        "NOT_FOUND",
+        "FAILED",
+        "UNAPPROVED",
+        "ERROR_ACCEPTED",
+    ];
+    let known: u64 = KNOWN.iter().map(|s| status(s)).sum();
+    let other = d.statuses.values().sum::<u64>() - known;
+    [
+        d.lookups(),
+        d.paid_calls,
+        d.from_cache,
+        status(KNOWN[0]),
+        status(KNOWN[1]),
+        status(KNOWN[2]),
+        status(KNOWN[3]),
+        status(KNOWN[4]),
+        status(KNOWN[5]),
+        status(KNOWN[6]),
+        status(KNOWN[7]),
+        other,
+        d.refused,
+        d.unavailable,
+        d.garbled,
+        d.not_sent,
+    ]
 }
 
-impl Day {
-    fn add(&mut self, l: &Lookup) {
-        self.counts[0] += 1;
-        if l.source == Source::Cache {
-            self.counts[2] += 1;
-            return;
-        }
-        if l.never_sent() {
-            self.counts[15] += 1;
-            return;
-        }
-        self.counts[1] += 1;
-        let i = match (l.outcome, l.status.as_deref()) {
-            (Outcome::Refused, _) => 12,
-            (Outcome::Unavailable, _) => 13,
-            (Outcome::Garbled, _) => 14,
-            (_, Some("VALID")) => 3,
-            (_, Some("PENDING")) => 4,
-            (_, Some("INVALID")) => 5,
-            (_, Some("TIMEOUT")) => 6,
-            (_, Some("NOT_FOUND")) => 7,
-            (_, Some("FAILED")) => 8,
-            (_, Some("UNAPPROVED")) => 9,
-            (_, Some("ERROR_ACCEPTED")) => 10,
-            _ => 11,
-        };
-        self.counts[i] += 1;
-    }
-
-    fn cells(&self) -> Vec<Cow<'static, str>> {
-        let mut cells = vec![opt(self.day)];
-        cells.extend(self.counts.iter().map(|n| own(n.to_string())));
-        cells
-    }
-}
-
-/// Hands `f` the counts of each UTC day that has lookups, oldest first;
-/// only the current day's counts are in memory. The one definition of the
-/// summary's counting, for the CSV and the HTML report alike.
-fn each_day(
+/// The counts of each UTC day with lookups in the period, oldest first:
+/// the one definition of the summary's counting, for the CSV and the HTML
+/// report alike.
+pub fn summary_days(
     store: &Store,
     period: Period,
-    mut f: impl FnMut(&Day) -> Result<(), ReportError>,
-) -> Result<(), ReportError> {
+) -> Result<Vec<html::summary::DayCounts>, ReportError> {
     let (from, to) = period.bounds();
-    let mut day = Day::default();
-    store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
-        let d = l.requested_at.date_naive();
-        if day.day != Some(d) {
-            if day.day.is_some() {
-                f(&day)?;
-            }
-            day = Day {
-                day: Some(d),
-                ..Day::default()
-            };
-        }
-        day.add(&l);
-        Ok(())
-    })?;
-    if day.day.is_some() {
-        f(&day)?;
-    }
-    Ok(())
+    Ok(store
+        .stats(from, to)?
+        .iter()
+        .filter(|d| d.lookups() > 0)
+        .filter_map(|d| d.day.map(|day| (day, summary_counts(d))))
+        .collect())
 }
 
-/// Streams one row per UTC day that has lookups, oldest first.
+/// Writes one row per UTC day that has lookups, oldest first.
 pub fn write_summary<W: Write>(
     w: W,
     format: Format,
@@ -730,7 +712,11 @@ pub fn write_summary<W: Write>(
     period: Period,
 ) -> Result<(W, u64), ReportError> {
     let mut sheet = Sheet::new(w, format, SUMMARY_COLUMNS)?;
-    each_day(store, period, |day| sheet.row(&day.cells()))?;
+    for (day, counts) in summary_days(store, period)? {
+        let mut cells = vec![own(day.to_string())];
+        cells.extend(counts.iter().map(|n| own(n.to_string())));
+        sheet.row(&cells)?;
+    }
     sheet.finish()
 }
 
@@ -797,21 +783,6 @@ pub fn write_audit<W: Write>(
     sheet.finish()
 }
 
-/// The counts of each UTC day with lookups in the period, oldest first.
-pub fn summary_days(
-    store: &Store,
-    period: Period,
-) -> Result<Vec<html::summary::DayCounts>, ReportError> {
-    let mut days = Vec::new();
-    each_day(store, period, |day| {
-        if let Some(d) = day.day {
-            days.push((d, day.counts));
-        }
-        Ok(())
-    })?;
-    Ok(days)
-}
-
 /// The summary of these days as an HTML page; returns the days written.
 pub fn write_summary_html<W: Write>(
     w: W,
@@ -847,6 +818,17 @@ pub fn write_expiring_html<W: Write>(
     Ok((w, rows.len() as u64))
 }
 
+/// The columns of a batch's outcome file, in order.
+pub const BATCH_COLUMNS: [&str; 7] = [
+    "line",
+    "iin",
+    "outcome",
+    "source",
+    "lookup_id",
+    "message",
+    "paid_calls",
+];
+
 /// One row of a batch's outcome file.
 #[derive(Debug, Clone)]
 pub struct BatchRow {
@@ -856,10 +838,15 @@ pub struct BatchRow {
     pub iin: String,
     /// VALID, NOT_FOUND, ..., or BAD_ROW, QUEUED, EXPIRED, IN_DOUBT.
     pub outcome: String,
-    /// `paid call`, `cache`, `no answer` (sent, nothing usable came back) or `no call`.
+    /// `paid call` (a call made for it counts as paid), `cache`, `no answer`
+    /// (tried, but it never reached the service: nothing billed) or `no call`.
     pub source: &'static str,
     pub lookup_id: String,
     pub message: String,
+    /// The calls made for it that count as paid
+    /// ([`gbdfl_store::is_paid_call`]): the column sums to the paid calls
+    /// of the run.
+    pub paid_calls: u64,
 }
 
 /// Writes a batch's outcome file atomically (Excel-friendly UTF-8 with BOM).
@@ -882,11 +869,7 @@ pub fn write_batch_to(
         excel: true,
         headers: Lang::En,
     };
-    let mut sheet = Sheet::new(
-        file,
-        format,
-        &["line", "iin", "outcome", "source", "lookup_id", "message"],
-    )?;
+    let mut sheet = Sheet::new(file, format, &BATCH_COLUMNS)?;
     for r in rows {
         sheet.row(&[
             Cow::Owned(r.line.to_string()),
@@ -895,6 +878,7 @@ pub fn write_batch_to(
             Cow::Borrowed(r.source),
             Cow::Borrowed(&r.lookup_id),
             text(&r.message),
+            own(r.paid_calls.to_string()),
         ])?;
     }
     let (file, n) = sheet.finish()?;
@@ -985,13 +969,13 @@ pub fn produce<E: From<ReportError>>(
 }
 
 /// A file written under a temporary name beside its destination and
-/// renamed over it when complete. Dropped without [`commit`](Self::commit),
-/// it removes the temporary file; killed, it leaves only that hidden
+/// renamed over it when complete (a [`tempfile::NamedTempFile`] made in the
+/// destination's folder). Dropped without [`commit`](Self::commit), it
+/// removes the temporary file; killed, it leaves only that hidden
 /// `.<name>.<random>.tmp` file, never a partial file under the final name.
 pub struct AtomicFile {
-    tmp: PathBuf,
     dest: PathBuf,
-    file: Option<io::BufWriter<File>>,
+    file: Option<io::BufWriter<NamedTempFile>>,
     /// Bytes written since the disk was last asked to start writing.
     unflushed: usize,
 }
@@ -1002,7 +986,8 @@ pub struct AtomicFile {
 const WRITEBACK: usize = 16 << 20;
 
 impl AtomicFile {
-    /// Creates the folder (0700) if missing and the temp file (0600).
+    /// Creates the folder (0700) if missing and the temp file (0600 from
+    /// its first byte) beside `dest`.
     pub fn create(dest: &Path) -> Result<AtomicFile, ReportError> {
         let io_err = |source| ReportError::Io {
             path: dest.to_owned(),
@@ -1015,18 +1000,22 @@ impl AtomicFile {
         let name = dest
             .file_name()
             .ok_or_else(|| io_err(io::Error::other("the output path names no file")))?;
-        let random = uuid::Uuid::new_v4().simple().to_string();
-        let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), &random[..8]);
-        let tmp = match dir {
-            Some(d) => d.join(tmp_name),
-            None => PathBuf::from(tmp_name),
-        };
-        let file = fsutil::create_private_file(&tmp).map_err(|source| ReportError::Io {
-            path: tmp.clone(),
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(name);
+        prefix.push(".");
+        let mut temp = tempfile::Builder::new();
+        temp.prefix(&prefix).suffix(".tmp").rand_bytes(8);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            temp.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let dir = dir.unwrap_or(Path::new("."));
+        let file = temp.tempfile_in(dir).map_err(|source| ReportError::Io {
+            path: dir.join(&prefix),
             source,
         })?;
         Ok(AtomicFile {
-            tmp,
             dest: dest.to_owned(),
             file: Some(io::BufWriter::with_capacity(64 * 1024, file)),
             unflushed: 0,
@@ -1035,7 +1024,7 @@ impl AtomicFile {
 
     /// The temporary file's path (for tests and messages).
     pub fn temp_path(&self) -> &Path {
-        &self.tmp
+        self.file.as_ref().expect("not committed").get_ref().path()
     }
 
     /// Flushes, syncs and renames the file to its destination.
@@ -1046,9 +1035,8 @@ impl AtomicFile {
         };
         let file = self.file.take().expect("committed once");
         let file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(io_err)?;
+        file.as_file().sync_all().map_err(io_err)?;
+        file.persist(&self.dest).map_err(|e| io_err(e.error))?;
         // Make the rename itself durable; a failure here loses nothing.
         #[cfg(unix)]
         if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -1066,7 +1054,7 @@ impl Write for AtomicFile {
         if self.unflushed >= WRITEBACK {
             self.unflushed = 0;
             file.flush()?;
-            start_writeback(file.get_ref());
+            start_writeback(file.get_ref().as_file());
         }
         Ok(n)
     }
@@ -1090,14 +1078,6 @@ fn start_writeback(file: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -298,8 +298,8 @@ pub fn history(rows: &[Lookup]) -> String {
         .iter()
         .map(|l| {
             let source = match l.source {
-                Source::Service if l.never_sent() => "not sent",
-                Source::Service => "paid call",
+                _ if l.is_paid_call() => "paid call",
+                Source::Service => "not sent",
                 Source::Cache => "cache",
             };
             let cells = vec![

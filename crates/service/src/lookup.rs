@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::backoff::Backoff;
 use gbdfl_client::{Answer, Client, Delivery};
-use gbdfl_core::api::{self, Response, Status};
+use gbdfl_core::api::{Response, Status};
 use gbdfl_core::exit_code::ExitCode;
 use gbdfl_core::iin::Iin;
 pub use gbdfl_core::session::{SessionId, SessionIdError, parse_session_time};
@@ -763,8 +763,9 @@ pub fn send_then(
     let audit = audit.map(|a| AuditEntry {
         exit_code: code.code(),
         error: error.clone(),
-        // A request that never reached the service was not billed.
-        paid_call: reached.paid(),
+        // Paid as the lookup it records counts (a request that never
+        // reached the service was not billed).
+        paid_call: row.is_paid_call(),
         records,
         purpose: item.purpose.clone().or_else(|| a.purpose.clone()),
         ..a.clone()
@@ -864,9 +865,4 @@ pub fn status_advice(response: &Response) -> &'static str {
         }
         _ => "no record was received; see the status and reason above",
     }
-}
-
-/// Parses a stored body back into a response (for `show`).
-pub fn parse_stored(body: &[u8]) -> Option<Response> {
-    api::parse_response(body).ok()
 }

@@ -258,6 +258,24 @@ impl Source {
             Source::Cache => "cache",
         }
     }
+    fn parse(s: &str) -> Source {
+        if s == "cache" {
+            Source::Cache
+        } else {
+            Source::Service
+        }
+    }
+}
+
+/// Whether a lookup counts as a paid call: a call to the service that may
+/// have reached it ([`Reached::paid`]), whatever came back. A cache answer
+/// is none, nor is an attempt that provably never reached the service. The
+/// one rule behind every count of paid calls: `stats`, the summary and
+/// lookups reports, `history`, the audit trail and batch's outcome file.
+pub fn is_paid_call(source: Source, reached: Option<Reached>) -> bool {
+    // A call recorded without `reached` is counted as one that may have
+    // reached the service (never under-counted).
+    source == Source::Service && reached.is_none_or(Reached::paid)
 }
 
 /// How a lookup attempt ended.
@@ -285,7 +303,7 @@ impl Outcome {
             Outcome::Cached => "cached",
         }
     }
-    fn parse(s: &str) -> Outcome {
+    pub(crate) fn parse(s: &str) -> Outcome {
         match s {
             "answered" => Outcome::Answered,
             "garbled" => Outcome::Garbled,
@@ -318,7 +336,7 @@ impl Reached {
             Reached::Yes => "yes",
         }
     }
-    fn parse(s: &str) -> Option<Reached> {
+    pub(crate) fn parse(s: &str) -> Option<Reached> {
         match s {
             "no" => Some(Reached::No),
             "maybe" => Some(Reached::Maybe),
@@ -419,9 +437,23 @@ fn legacy_reached(
 }
 
 impl Lookup {
-    /// Whether the call provably never reached the service (nothing billed).
+    /// Whether it counts as a paid call: [`is_paid_call`].
+    pub fn is_paid_call(&self) -> bool {
+        is_paid_call(self.source, self.reached)
+    }
+
+    /// Whether it is an attempt to call the service that provably never
+    /// reached it (nothing billed): neither a paid call nor a cache answer.
     pub fn never_sent(&self) -> bool {
-        self.reached == Some(Reached::No)
+        self.source == Source::Service && !self.is_paid_call()
+    }
+}
+
+impl NewLookup<'_> {
+    /// Whether it counts as a paid call: [`is_paid_call`], as the stored
+    /// lookup will.
+    pub fn is_paid_call(&self) -> bool {
+        is_paid_call(self.source, self.reached)
     }
 }
 
@@ -769,11 +801,7 @@ impl Store {
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
-        let source = if row.source == "cache" {
-            Source::Cache
-        } else {
-            Source::Service
-        };
+        let source = Source::parse(&row.source);
         let outcome = Outcome::parse(&row.outcome);
         let http_status = row.http_status.and_then(|s| u16::try_from(s).ok());
         let detail = self.open_text(row, "detail_enc", row.detail_enc.as_deref())?;

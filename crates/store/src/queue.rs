@@ -12,14 +12,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Local, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use super::sqlite::{self, QueueRow};
 use super::{
-    AuditEntry, LookupId, NewLookup, Reached, Record, Store, StoreError, enumerated, parse_time,
-    time_text,
+    AuditEntry, LookupId, NewLookup, Outcome, Reached, Record, Source, Store, StoreError,
+    enumerated, is_paid_call, parse_time, time_text,
 };
 use crate::crypto;
 use gbdfl_core::iin::Iin;
@@ -173,22 +173,111 @@ pub enum Begin {
     Expired(QueueItem),
 }
 
-/// Paid calls and their outcomes on one day (local time).
+/// The counts of one UTC day: lookups (paid calls, cache answers, attempts
+/// never sent) and expired requests. The one per-day count behind `gbdfl
+/// stats` and the summary report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DayStats {
+    /// The UTC day.
     pub day: Option<NaiveDate>,
-    /// Calls that reached the service (whatever came back).
+    /// Paid calls ([`is_paid_call`](crate::is_paid_call)): calls that
+    /// reached or may have reached the service, whatever came back.
     pub paid_calls: u64,
-    /// Calls that never reached the service (no connection, or its own
-    /// 429/503 refusal): nothing billed.
+    /// Attempts that provably never reached the service (no connection, or
+    /// its own 429/503 refusal): nothing billed.
     pub not_sent: u64,
     /// Answers from the cache: paid calls avoided.
     pub from_cache: u64,
-    /// Requests whose deadline passed before they could be sent.
+    /// Requests whose deadline passed (that day) before they could be sent.
     pub expired: u64,
-    /// Paid calls by GBDFL status, or by outcome when there was no status
-    /// (`refused`, `unavailable`, `garbled`).
-    pub by_status: BTreeMap<String, u64>,
+    /// Paid calls that got a GBDFL answer, by its status (`""` for an
+    /// answer without one).
+    pub statuses: BTreeMap<String, u64>,
+    /// Paid calls the service refused (HTTP 4xx).
+    pub refused: u64,
+    /// Paid calls with no usable answer (timeout, dropped connection, 5xx).
+    pub unavailable: u64,
+    /// Paid calls answered with something that is not a GBDFL answer.
+    pub garbled: u64,
+}
+
+impl DayStats {
+    /// Every lookup of the day: paid calls, cache answers, attempts never sent.
+    pub fn lookups(&self) -> u64 {
+        self.paid_calls + self.from_cache + self.not_sent
+    }
+
+    /// Paid calls by GBDFL status, or by how they ended when there was no
+    /// status (`REFUSED`, `UNAVAILABLE`, `GARBLED`, `ANSWERED`): each paid
+    /// call once.
+    pub fn by_status(&self) -> BTreeMap<String, u64> {
+        let mut by = BTreeMap::new();
+        for (status, n) in &self.statuses {
+            let key = if status.is_empty() {
+                "ANSWERED"
+            } else {
+                status
+            };
+            *by.entry(key.to_owned()).or_default() += n;
+        }
+        for (key, n) in [
+            ("REFUSED", self.refused),
+            ("UNAVAILABLE", self.unavailable),
+            ("GARBLED", self.garbled),
+        ] {
+            if n > 0 {
+                *by.entry(key.to_owned()).or_default() += n;
+            }
+        }
+        by
+    }
+
+    /// Adds the counts of `other` (a total over days).
+    pub fn add(&mut self, other: &DayStats) {
+        self.paid_calls += other.paid_calls;
+        self.not_sent += other.not_sent;
+        self.from_cache += other.from_cache;
+        self.expired += other.expired;
+        self.refused += other.refused;
+        self.unavailable += other.unavailable;
+        self.garbled += other.garbled;
+        for (k, v) in &other.statuses {
+            *self.statuses.entry(k.clone()).or_default() += v;
+        }
+    }
+
+    /// Counts one lookup: a cache answer, an attempt never sent, or a paid
+    /// call under how it ended (its outcome, then its status).
+    fn count(
+        &mut self,
+        source: Source,
+        outcome: Outcome,
+        status: Option<String>,
+        reached: Option<Reached>,
+    ) {
+        if source == Source::Cache {
+            self.from_cache += 1;
+            return;
+        }
+        if !is_paid_call(source, reached) {
+            self.not_sent += 1;
+            return;
+        }
+        self.paid_calls += 1;
+        match outcome {
+            Outcome::Refused => self.refused += 1,
+            Outcome::Unavailable => self.unavailable += 1,
+            Outcome::Garbled => self.garbled += 1,
+            Outcome::Answered | Outcome::Cached => {
+                *self.statuses.entry(status.unwrap_or_default()).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// The UTC day of a stored time: the one day convention of per-day counts.
+fn utc_day(t: &str) -> NaiveDate {
+    parse_time(t).date_naive()
 }
 
 fn aad(column: &str, id: &str, key_version: u32) -> Vec<u8> {
@@ -638,8 +727,11 @@ impl Store {
         })
     }
 
-    /// Lookups in `[from, to)` counted per local day: paid calls, calls
-    /// avoided by the cache, outcomes by status; and expired queue items.
+    /// Lookups in `[from, to)` counted per UTC day (see [`DayStats`]), and
+    /// expired queue items by the UTC day of their deadline; oldest day
+    /// first, only days with something in them. Reads only the plaintext
+    /// columns (the detail of a call recorded before `reached` existed is
+    /// opened to tell whether it was sent).
     pub fn stats(
         &self,
         from: Option<DateTime<Utc>>,
@@ -647,7 +739,6 @@ impl Store {
     ) -> Result<Vec<DayStats>, StoreError> {
         let (from, to) = (from.map(time_text), to.map(time_text));
         let mut days: BTreeMap<NaiveDate, DayStats> = BTreeMap::new();
-        let day_of = |t: &str| parse_time(t).with_timezone(&Local).date_naive();
         sqlite::each_lookup_stat(&self.conn, from.as_deref(), to.as_deref(), &mut |(
             at,
             source,
@@ -656,30 +747,23 @@ impl Store {
             reached,
             full,
         )| {
-            let d = days.entry(day_of(&at)).or_default();
-            if source == "cache" {
-                d.from_cache += 1;
-                return Ok::<_, StoreError>(());
-            }
-            let never_sent = match (reached.as_deref(), full) {
-                (Some(r), _) => r == Reached::No.as_str(),
-                // Recorded before `reached` existed: its detail tells.
-                (None, Some(row)) => self.to_lookup(&row)?.never_sent(),
-                (None, None) => false,
+            let reached = match (reached.as_deref().and_then(Reached::parse), full) {
+                (Some(r), _) => Some(r),
+                // Recorded before `reached` existed: read as `to_lookup` reads it.
+                (None, Some(row)) => self.to_lookup(&row)?.reached,
+                (None, None) => None,
             };
-            if never_sent {
-                d.not_sent += 1;
-                return Ok(());
-            }
-            d.paid_calls += 1;
-            *d.by_status
-                .entry(status.unwrap_or_else(|| outcome.to_uppercase()))
-                .or_default() += 1;
-            Ok(())
+            days.entry(utc_day(&at)).or_default().count(
+                Source::parse(&source),
+                Outcome::parse(&outcome),
+                status,
+                reached,
+            );
+            Ok::<_, StoreError>(())
         })?;
         let now = super::now_text();
         for t in sqlite::expired_queue_times(&self.conn, from.as_deref(), to.as_deref(), &now)? {
-            days.entry(day_of(&t)).or_default().expired += 1;
+            days.entry(utc_day(&t)).or_default().expired += 1;
         }
         Ok(days
             .into_iter()
