@@ -67,18 +67,16 @@ pub fn parse_when(name: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
         })?;
         return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
     }
-    DateTime::parse_from_rfc3339(s.trim())
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| {
-            Exit::new(
-                ExitCode::InvalidInput,
-                format!(
-                    "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
-                    gbdfl_core::limits::shown(s)
-                ),
-            )
-            .into()
-        })
+    gbdfl_core::time::parse_iso(s).ok_or_else(|| {
+        Exit::new(
+            ExitCode::InvalidInput,
+            format!(
+                "{name} {} is not a date: write YYYY-MM-DD or 2026-11-28T09:00:00Z",
+                gbdfl_core::limits::shown(s)
+            ),
+        )
+        .into()
+    })
 }
 
 fn parse_head(s: &str) -> anyhow::Result<(u64, Vec<u8>)> {

@@ -72,7 +72,7 @@ pub fn generate(n: u64, path: &PathBuf, clock: &dyn Clock) -> anyhow::Result<()>
                 );
                 let mut v = gbdfl_emulator::synthetic_response(&iin, &session.to_string(), today);
                 let at = now - chrono::TimeDelta::minutes((k % (365 * 24 * 60)) as i64);
-                v["fetched_at"] = gbdfl_store::time_text(at).into();
+                v["fetched_at"] = gbdfl_core::time::iso_millis(at).into();
                 Some(v.to_string())
             })
             .collect();

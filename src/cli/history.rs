@@ -36,8 +36,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .map(|l| {
                 serde_json::json!({
                     "id": l.id,
-                    "requested_at": gbdfl_store::time_text(l.requested_at),
-                    "answered_at": l.answered_at.map(gbdfl_store::time_text),
+                    "requested_at": gbdfl_core::time::iso_millis(l.requested_at),
+                    "answered_at": l.answered_at.map(gbdfl_core::time::iso_millis),
                     "operator": l.operator,
                     "host": l.host,
                     "purpose": l.purpose,

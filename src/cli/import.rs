@@ -38,14 +38,15 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .fetched_at
         .as_deref()
         .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s.trim())
-                .map(|t| t.with_timezone(&chrono::Utc))
-                .map_err(|_| {
-                    Exit::new(
-                        ExitCode::InvalidInput,
-                        format!("--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z", gbdfl_core::limits::shown(s)),
-                    )
-                })
+            gbdfl_core::time::parse_iso(s).ok_or_else(|| {
+                Exit::new(
+                    ExitCode::InvalidInput,
+                    format!(
+                        "--fetched-at {} is not an RFC 3339 time: write e.g. 2025-10-15T10:25:00Z",
+                        gbdfl_core::limits::shown(s)
+                    ),
+                )
+            })
         })
         .transpose()?;
     if let Some(t) = default_time
@@ -55,7 +56,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             ExitCode::InvalidInput,
             format!(
                 "--fetched-at {} is in the future: give the time the answers were fetched",
-                gbdfl_store::time_text(t)
+                gbdfl_core::time::iso_millis(t)
             ),
         )
         .into());

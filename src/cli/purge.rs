@@ -63,7 +63,7 @@ fn purge_json(
 ) -> serde_json::Value {
     serde_json::json!({
         "dry_run": dry_run,
-        "before": gbdfl_store::time_text(before),
+        "before": gbdfl_core::time::iso_millis(before),
         "lookups": c.lookups(),
         "paid_calls": c.paid,
         "cache_answers": c.cached,

@@ -10,7 +10,6 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use chrono::{DateTime, NaiveDate};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
@@ -413,48 +412,6 @@ impl fmt::Display for Gender {
             Gender::Other(s) => f.write_str(s),
         }
     }
-}
-
-/// The number written by ASCII digits only (none: `None`), for the fast
-/// paths that read dates and times gbdfl itself or the API wrote.
-pub fn ascii_number(b: &[u8]) -> Option<u32> {
-    if b.is_empty() || b.len() > 9 {
-        return None;
-    }
-    b.iter().try_fold(0u32, |n, c| {
-        c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-    })
-}
-
-/// Parses a date in any shape seen in GBDFL traffic: `YYYY-MM-DD`, an ISO
-/// date-time with an offset or `Z` (the date as written in that offset), a
-/// date with an offset (`2017-10-16+06:00`), a naive date-time, or
-/// `DD.MM.YYYY`.
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        return Some(d);
-    }
-    if let Ok(dt) = DateTime::parse_from_rfc3339(s) {
-        return Some(dt.date_naive());
-    }
-    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Some(dt.date());
-    }
-    if let Ok(dt) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f") {
-        return Some(dt.date());
-    }
-    // A date followed by an offset or Z: the date part is the date.
-    if s.len() > 10 && s.is_char_boundary(10) {
-        let (date, rest) = s.split_at(10);
-        let offset_like = rest == "Z"
-            || ((rest.starts_with('+') || rest.starts_with('-'))
-                && rest[1..].chars().all(|c| c.is_ascii_digit() || c == ':'));
-        if let (true, Ok(d)) = (offset_like, NaiveDate::parse_from_str(date, "%Y-%m-%d")) {
-            return Some(d);
-        }
-    }
-    NaiveDate::parse_from_str(s, "%d.%m.%Y").ok()
 }
 
 /// Parses a 200 body. `Err` means it is not a JSON object at all.
@@ -1052,27 +1009,6 @@ fn clause(mut message: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_in_every_shape() {
-        let d = NaiveDate::from_ymd_opt(2017, 10, 16);
-        for s in [
-            "2017-10-16",
-            "2017-10-16+06:00",
-            "2017-10-16-03:00",
-            "2017-10-16Z",
-            "2017-10-16T00:00:00+06:00",
-            "2017-10-16T23:10:00.123Z",
-            "2017-10-16T10:00:00",
-            "16.10.2017",
-            " 2017-10-16 ",
-        ] {
-            assert_eq!(parse_date(s), d, "{s}");
-        }
-        assert_eq!(parse_date("бессрочно"), None);
-        assert_eq!(parse_date("2017-13-01"), None);
-        assert_eq!(parse_date(""), None);
-    }
 
     #[test]
     fn tolerant_of_nulls_wrong_types_and_unknown_fields() {

@@ -16,3 +16,4 @@ pub mod os_user;
 pub mod private_file;
 pub mod session;
 pub mod summary;
+pub mod time;

@@ -36,8 +36,8 @@ impl SessionId {
 /// (`2026-11-28 09:15`, `2026-11-28T09:15:30`, `28.11.2026 09:15`).
 pub fn parse_session_time(s: &str) -> Result<DateTime<Utc>, String> {
     let t = s.trim();
-    if let Ok(d) = DateTime::parse_from_rfc3339(t) {
-        return Ok(d.with_timezone(&Utc));
+    if let Some(d) = crate::time::parse_iso(t) {
+        return Ok(d);
     }
     const LOCAL: [&str; 6] = [
         "%Y-%m-%d %H:%M:%S",

@@ -38,27 +38,64 @@ pub struct Summary {
     pub person: Option<Person>,
 }
 
+/// The fields of a person a summary is made of, borrowed from whichever
+/// parse of the answer has them.
+#[derive(Debug, Clone, Copy)]
+pub struct PersonFields<'a, D> {
+    /// Surname, name and patronymic.
+    pub name: [Option<&'a str>; 3],
+    pub life_status: Option<&'a str>,
+    /// Each document's type, number, expiry date and status.
+    pub documents: D,
+}
+
 impl Summary {
     /// The summary of an answer to a lookup of `iin`.
     pub fn of(iin: &str, response: Option<&Response>) -> Summary {
         let person = response
             .and_then(|r| r.result_json.as_ref())
-            .map(|p| Person {
-                surname: Some(p.full_name()),
-                life_status: p.life_status.clone(),
-                documents: p
-                    .documents
-                    .iter()
-                    .map(|d| Document {
-                        kind: d.kind.clone(),
-                        number: d.number.clone(),
-                        expiry_date: d.expiry_date.clone(),
-                        status: d.status.clone(),
-                        ..Document::default()
-                    })
-                    .collect(),
-                ..Person::default()
+            .map(|p| PersonFields {
+                name: [
+                    p.surname.as_deref(),
+                    p.name.as_deref(),
+                    p.patronymic.as_deref(),
+                ],
+                life_status: p.life_status.as_deref(),
+                documents: p.documents.iter().map(|d| {
+                    [
+                        d.kind.as_deref(),
+                        d.number.as_deref(),
+                        d.expiry_date.as_deref(),
+                        d.status.as_deref(),
+                    ]
+                }),
             });
+        Summary::build(iin, person)
+    }
+
+    /// The one builder of a summary: [`Summary::of`] and import's fast
+    /// reading of an answer both hand it the fields they read.
+    pub fn build<'a, D>(iin: &str, person: Option<PersonFields<'a, D>>) -> Summary
+    where
+        D: IntoIterator<Item = [Option<&'a str>; 4]>,
+    {
+        let text = |t: Option<&str>| t.map(str::to_owned);
+        let person = person.map(|p| Person {
+            surname: Some(crate::api::full_name(p.name)),
+            life_status: text(p.life_status),
+            documents: p
+                .documents
+                .into_iter()
+                .map(|[kind, number, expiry_date, status]| Document {
+                    kind: text(kind),
+                    number: text(number),
+                    expiry_date: text(expiry_date),
+                    status: text(status),
+                    ..Document::default()
+                })
+                .collect(),
+            ..Person::default()
+        });
         Summary {
             iin: iin.to_owned(),
             person,
@@ -129,36 +166,8 @@ impl Summary {
 
     /// Reads what [`Summary::encode`] wrote; `None` if it is not that.
     pub fn decode(bytes: &[u8]) -> Option<Summary> {
-        let mut r = Reader(bytes);
-        if r.byte()? != VERSION {
-            return None;
-        }
-        let has_person = r.byte()? == 1;
-        let iin = r.text()?.unwrap_or_default();
-        let person = if has_person {
-            let surname = r.text()?;
-            let life_status = r.text()?;
-            let n = u16::from_le_bytes([r.byte()?, r.byte()?]) as usize;
-            let mut documents = Vec::with_capacity(n);
-            for _ in 0..n {
-                documents.push(Document {
-                    kind: r.text()?,
-                    number: r.text()?,
-                    expiry_date: r.text()?,
-                    status: r.text()?,
-                    ..Document::default()
-                });
-            }
-            Some(Person {
-                surname,
-                life_status,
-                documents,
-                ..Person::default()
-            })
-        } else {
-            None
-        };
-        r.0.is_empty().then_some(Summary { iin, person })
+        let mut s = Summary::default();
+        s.decode_into(bytes).map(|()| s)
     }
 }
 
@@ -197,7 +206,7 @@ impl Reader<'_> {
         Some(a)
     }
 
-    /// [`Reader::text`] into `out`, reusing its room.
+    /// Reads one text (tag, then its bytes) into `out`, reusing its room.
     fn text_into(&mut self, out: &mut Option<String>) -> Option<()> {
         let tag = self.byte()?;
         let len = match tag {
@@ -223,24 +232,5 @@ impl Reader<'_> {
         s.clear();
         s.push_str(text);
         Some(())
-    }
-
-    fn text(&mut self) -> Option<Option<String>> {
-        let tag = self.byte()?;
-        let len = match tag {
-            TAG_NONE => return Some(None),
-            TAG_LONG => {
-                let b = self.bytes(4)?;
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
-            }
-            0x80..0xFD => {
-                return COMMON
-                    .get((tag - 0x80) as usize)
-                    .map(|s| Some((*s).to_owned()));
-            }
-            n => n as usize,
-        };
-        let b = self.bytes(len)?;
-        Some(Some(String::from_utf8(b.to_vec()).ok()?))
     }
 }

@@ -133,7 +133,7 @@ pub fn iin(data: &[u8]) {
     }
 }
 
-/// The date parsers: document dates (`api::parse_date`, which the expiry
+/// The date parsers: document dates (`gbdfl_core::time::parse_date`, which the expiry
 /// report uses) and session creation times. A parsed date printed as
 /// `YYYY-MM-DD` parses back to itself; errors quote at most 40 characters
 /// of the input.
@@ -141,12 +141,12 @@ pub fn date(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(d) = api::parse_date(s) {
+    if let Some(d) = gbdfl_core::time::parse_date(s) {
         let printed = d.format("%Y-%m-%d").to_string();
         // Years past 9999 print with a sign and do not read back; the API
         // never sends them, and they only need not to panic.
         if (0..=9999).contains(&chrono::Datelike::year(&d)) {
-            assert_eq!(api::parse_date(&printed), Some(d));
+            assert_eq!(gbdfl_core::time::parse_date(&printed), Some(d));
         }
         let doc = api::Document {
             expiry_date: Some(s.to_owned()),

@@ -104,7 +104,7 @@ proptest! {
             format!("{y}-{m:02}-{d:02}T10:20:30.123"),
             format!("{d:02}.{m:02}.{y}"),
         ] {
-            prop_assert_eq!(api::parse_date(&text), Some(day), "{}", text);
+            prop_assert_eq!(gbdfl_core::time::parse_date(&text), Some(day), "{}", text);
             date(text.as_bytes());
         }
         let local = format!("{y}-{m:02}-{d:02} 09:15");

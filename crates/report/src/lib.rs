@@ -585,7 +585,7 @@ fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportErr
     let (mut date, mut days, mut why) = (String::new(), String::new(), String::new());
     for r in run.iter() {
         if last.as_ref().is_none_or(|(t, _)| *t != r.fetched_at) {
-            last = Some((r.fetched_at, expiry::iso(r.fetched_at)));
+            last = Some((r.fetched_at, gbdfl_core::time::iso_seconds(r.fetched_at)));
         }
         let at = last.as_ref().map(|(_, s)| s.as_str()).unwrap_or_default();
         date.clear();
@@ -631,7 +631,7 @@ pub fn write_lookups<W: Write>(
     let (from, to) = period.bounds();
     store.each_lookup(from, to, |l: Lookup| -> Result<(), ReportError> {
         sheet.row(&[
-            own(expiry::iso(l.requested_at)),
+            own(gbdfl_core::time::iso_seconds(l.requested_at)),
             own(l.id.as_str()),
             text(&l.operator),
             text(l.purpose.as_deref().unwrap_or("")),
@@ -747,7 +747,7 @@ pub fn audit_fields(v: &AuditView) -> [serde_json::Value; 14] {
     [
         json!(v.seq),
         json!(v.id),
-        json!(gbdfl_store::time_text(v.at)),
+        json!(gbdfl_core::time::iso_millis(v.at)),
         json!(v.operator),
         json!(v.host),
         json!(v.command),
@@ -1216,8 +1216,14 @@ mod tests {
             to: d("2030-06-02"),
         }
         .bounds();
-        assert_eq!(expiry::iso(from.unwrap()), "2030-06-01T00:00:00Z");
-        assert_eq!(expiry::iso(to.unwrap()), "2030-06-03T00:00:00Z");
+        assert_eq!(
+            gbdfl_core::time::iso_seconds(from.unwrap()),
+            "2030-06-01T00:00:00Z"
+        );
+        assert_eq!(
+            gbdfl_core::time::iso_seconds(to.unwrap()),
+            "2030-06-03T00:00:00Z"
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use gbdfl_core::api::{self, Document, Person, Response};
+use gbdfl_core::api::{Document, Person, Response};
+use gbdfl_core::expiry;
 use gbdfl_store::{Lookup, Source};
 
 /// Whether `c` must not reach a terminal as it is: C0 and C1 controls,
@@ -125,14 +126,6 @@ fn is_unsafe_char_outside_json_escapes(c: char) -> bool {
     is_unsafe_char(c) && !matches!(c, '\t' | '\n' | '\r')
 }
 
-/// Days from `today` to a document's expiry, if its date can be read.
-pub fn days_left(doc: &Document, today: NaiveDate) -> Option<i64> {
-    doc.expiry_date
-        .as_deref()
-        .and_then(api::parse_date)
-        .map(|d| (d - today).num_days())
-}
-
 /// A field of the record, made [`safe`], or a dash when it is empty.
 fn or_dash(v: &Option<String>) -> Cow<'_, str> {
     safe(
@@ -149,21 +142,14 @@ fn when(t: DateTime<Utc>) -> String {
 
 /// Expiry as shown: "2030-08-15 (1356 days left)", "2024-01-01 (EXPIRED 12 days ago)".
 pub fn expiry_text(doc: &Document, today: NaiveDate) -> String {
-    match (&doc.expiry_date, days_left(doc, today)) {
+    match (&doc.expiry_date, expiry::expiry_date(doc)) {
         (None, _) => "no expiry date given".to_owned(),
         (Some(raw), None) => format!("{:?} (not a date gbdfl can read)", safe(raw)),
-        (Some(_), Some(d)) => {
-            let date = doc
-                .expiry_date
-                .as_deref()
-                .and_then(api::parse_date)
-                .expect("parsed above");
-            match d {
-                d if d < 0 => format!("{date} (EXPIRED {} days ago)", -d),
-                0 => format!("{date} (EXPIRES TODAY)"),
-                d => format!("{date} ({d} days left)"),
-            }
-        }
+        (Some(_), Some(date)) => match expiry::days_until(date, today) {
+            d if d < 0 => format!("{date} (EXPIRED {} days ago)", -d),
+            0 => format!("{date} (EXPIRES TODAY)"),
+            d => format!("{date} ({d} days left)"),
+        },
     }
 }
 

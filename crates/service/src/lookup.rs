@@ -265,28 +265,14 @@ fn new_request<'a>(
 
 /// A unique id of this process's claims, one per worker.
 pub fn claim_owner(worker: usize) -> String {
-    static PROCESS: std::sync::OnceLock<Uuid> = std::sync::OnceLock::new();
-    let p = PROCESS.get_or_init(Uuid::new_v4);
-    format!("{}-{}-{worker}", std::process::id(), p.simple())
+    store::owner::worker(worker)
 }
 
-/// Whether the process that made claim `owner` is known to be gone: it ran
-/// on this machine (SQLite databases are local) and no process has its id,
-/// or its id is now ours. Unknown (another OS) counts as alive: the claim
-/// then ends with its lease.
+/// Whether the process that made claim `owner` is known to be gone
+/// ([`store::owner::liveness`]). Unknown (another host, an older gbdfl's
+/// claim, another OS) counts as alive: the claim then ends with its lease.
 pub fn claim_is_orphaned(owner: &str) -> bool {
-    let mut parts = owner.splitn(3, '-');
-    let (Some(pid), Some(process)) = (parts.next(), parts.next()) else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    if pid == std::process::id() {
-        let ours = claim_owner(0);
-        return ours.split('-').nth(1) != Some(process);
-    }
-    cfg!(target_os = "linux") && !std::path::Path::new("/proc").join(pid.to_string()).exists()
+    store::owner::liveness(owner) == store::owner::Liveness::Gone
 }
 
 /// Ends the claims of processes that are gone (killed mid-call): their

@@ -21,9 +21,9 @@ use zeroize::Zeroizing;
 use crate::{
     FUTURE_TOLERANCE, Handed, ImportItem, ImportOutcome, Opener, SealedLookup, Store, StoreError,
 };
-use gbdfl_core::api::{self, Document, Person, Scalar, Status};
+use gbdfl_core::api::{self, Scalar, Status};
 use gbdfl_core::iin::Iin;
-use gbdfl_core::summary::Summary;
+use gbdfl_core::summary::{PersonFields, Summary};
 
 /// The field of an exported line that holds the time it was fetched.
 pub const FETCHED_AT: &str = "fetched_at";
@@ -76,9 +76,8 @@ pub fn parse_line(
         _ => format!("not JSON ({e})"),
     })?;
     let fetched_at = match &answer.fetched_at {
-        Scalar::Text(s) => DateTime::parse_from_rfc3339(s.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| format!("{FETCHED_AT} {s:?} is not an RFC 3339 time"))?,
+        Scalar::Text(s) => gbdfl_core::time::parse_iso(s)
+            .ok_or_else(|| format!("{FETCHED_AT} {s:?} is not an RFC 3339 time"))?,
         Scalar::Null => default_time
             .ok_or_else(|| format!("no {FETCHED_AT} field: give the time with --fetched-at"))?,
         Scalar::Other => return Err(format!("{FETCHED_AT} is not a text")),
@@ -131,34 +130,26 @@ pub fn parse_line(
     ))
 }
 
-/// The summary [`Summary::of`] makes of the whole [`gbdfl_core::api::Response`],
-/// made of the fields import read.
+/// The summary of the fields import read: what [`Summary::of`] makes of the
+/// whole [`gbdfl_core::api::Response`].
 fn summary_of(iin: &Iin, answer: &api::Answer<'_>) -> Summary {
-    let text = |t: &Option<std::borrow::Cow<'_, str>>| t.as_deref().map(str::to_owned);
-    let person = answer.result_json.as_ref().map(|p| Person {
-        surname: Some(api::full_name([
+    let person = answer.result_json.as_ref().map(|p| PersonFields {
+        name: [
             p.surname.as_deref(),
             p.name.as_deref(),
             p.patronymic.as_deref(),
-        ])),
-        life_status: text(&p.life_status),
-        documents: p
-            .documents
-            .iter()
-            .map(|d| Document {
-                kind: text(&d.kind),
-                number: text(&d.number),
-                expiry_date: text(&d.expiry_date),
-                status: text(&d.status),
-                ..Document::default()
-            })
-            .collect(),
-        ..Person::default()
+        ],
+        life_status: p.life_status.as_deref(),
+        documents: p.documents.iter().map(|d| {
+            [
+                d.kind.as_deref(),
+                d.number.as_deref(),
+                d.expiry_date.as_deref(),
+                d.status.as_deref(),
+            ]
+        }),
     });
-    Summary {
-        iin: iin.as_str().to_owned(),
-        person,
-    }
+    Summary::build(iin.as_str(), person)
 }
 
 /// Who imports, and why: recorded with every imported lookup.

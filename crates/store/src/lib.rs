@@ -16,6 +16,7 @@ pub mod codec;
 pub mod crypto;
 pub mod keyfile;
 mod maintenance;
+pub mod owner;
 mod queue;
 mod spill;
 mod sqlite;
@@ -27,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::Connection;
 use uuid::Uuid;
 use zeroize::Zeroizing;
@@ -202,45 +203,12 @@ fn wrap_aad(version: i64) -> Vec<u8> {
 /// such times).
 pub const FUTURE_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
-pub fn time_text(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
+/// A time as stored: UTC, RFC 3339, milliseconds, `Z`.
+pub use gbdfl_core::time::iso_millis as time_text;
 
+/// A stored time; one gbdfl cannot read is the earliest time there is.
 pub(crate) fn parse_time(s: &str) -> DateTime<Utc> {
-    stored_time(s)
-        .or_else(|| {
-            DateTime::parse_from_rfc3339(s)
-                .ok()
-                .map(|t| t.with_timezone(&Utc))
-        })
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
-/// The one form [`time_text`] writes, `YYYY-MM-DDTHH:MM:SS.mmmZ`, read
-/// without chrono's RFC 3339 parser (the expiry scan reads a million);
-/// `None` for anything else, which [`parse_time`] leaves to chrono.
-fn stored_time(s: &str) -> Option<DateTime<Utc>> {
-    let b = s.as_bytes();
-    if b.len() != 24
-        || [
-            (4, b'-'),
-            (7, b'-'),
-            (10, b'T'),
-            (13, b':'),
-            (16, b':'),
-            (19, b'.'),
-            (23, b'Z'),
-        ]
-        .iter()
-        .any(|&(i, c)| b[i] != c)
-    {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| gbdfl_core::api::ascii_number(&b[r]);
-    let day = chrono::NaiveDate::from_ymd_opt(n(0..4)? as i32, n(5..7)?, n(8..10)?)?;
-    // A leap second (:60) is not taken here: chrono reads it its own way.
-    let t = day.and_hms_milli_opt(n(11..13)?, n(14..16)?, n(17..19)?, n(20..23)?)?;
-    Some(t.and_utc())
+    gbdfl_core::time::parse_iso(s).unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// A client-made lookup id (UUIDv7: unique everywhere, ordered by time).
@@ -1032,13 +1000,6 @@ impl Drop for Snapshot {
 mod tests {
     use super::*;
 
-    /// What chrono alone reads, the way `parse_time` read before its fast path.
-    fn by_chrono(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC)
-    }
-
     /// Indexes a large import dropped: another process leaves them to the
     /// import while it runs (its queries are slow, not refused), the import
     /// builds them at its end, and an import that died leaves them to the
@@ -1091,35 +1052,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!(marks, 0);
-    }
-
-    #[test]
-    fn stored_times_read_as_chrono_reads_them() {
-        let start = DateTime::parse_from_rfc3339("1999-12-31T23:59:59.999Z").unwrap();
-        let mut t = start.with_timezone(&Utc);
-        for step in 0..20_000i64 {
-            let text = time_text(t);
-            assert!(stored_time(&text).is_some(), "{text} takes the fast path");
-            assert_eq!(parse_time(&text), by_chrono(&text), "{text}");
-            assert_eq!(parse_time(&text), t, "{text}");
-            t += chrono::Duration::milliseconds((step % 97) * 3_600_007 + 1);
-        }
-        for other in [
-            "2025-10-15T10:25:00Z",
-            "2025-10-15T10:25:00.123+05:00",
-            "2025-10-15t10:25:00.123z",
-            "2016-12-31T23:59:60.500Z",
-            "2025-02-29T10:25:00.000Z",
-            "2025-13-01T00:00:00.000Z",
-            "2025-10-15T24:00:00.000Z",
-            "2025-10-15T10:25:00.1234Z",
-            "2025-1a-15T10:25:00.000Z",
-            "+025-10-15T10:25:00.000Z",
-            "",
-            "not a time",
-        ] {
-            assert_eq!(parse_time(other), by_chrono(other), "{other:?}");
-        }
     }
 
     #[test]

@@ -15,6 +15,7 @@ use rusqlite::{
 };
 
 use super::StoreError;
+use super::owner;
 
 /// The schema version this binary writes (schema.sql).
 pub const SCHEMA_VERSION: i64 = 5;
@@ -497,7 +498,7 @@ pub fn immediate<T, E: From<StoreError>>(
 pub const SOME_OTHER_WRITER: &str = "another gbdfl process or another program";
 
 /// The start of the `meta` keys by which a long writer (an import, a
-/// purge) names itself while it runs: `writing:PID HOST`.
+/// purge) names itself while it runs: `writing:` and [`owner::this_process`].
 const WRITING: &str = "writing:";
 
 /// Notes in `meta`, in a transaction of its own (so that others can read
@@ -509,7 +510,7 @@ pub fn note_writer(conn: &Connection, what: &str, now: &str) -> Result<(), Store
             c,
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
             params![
-                format!("{WRITING}{}", this_process()),
+                format!("{WRITING}{}", owner::this_process()),
                 format!("{what} {now}")
             ],
         )?;
@@ -523,7 +524,7 @@ pub fn clear_writer(conn: &Connection) -> Result<(), StoreError> {
         exec(
             c,
             "DELETE FROM meta WHERE key = ?1",
-            params![format!("{WRITING}{}", this_process())],
+            params![format!("{WRITING}{}", owner::this_process())],
         )?;
         Ok::<_, StoreError>(())
     })
@@ -546,18 +547,18 @@ fn lock_holder(conn: &Connection) -> String {
     let Ok(notes) = notes() else {
         return SOME_OTHER_WRITER.to_owned();
     };
-    let me = this_process();
+    let me = owner::this_process();
     for (by, what) in notes {
         if by == me || !running(&by) {
             continue;
         }
-        let (pid, host) = by.split_once(' ').unwrap_or((&by, ""));
+        let who = owner::Owner::parse(&by).map_or(by.clone(), |o| o.describe());
         let (command, since) = what.split_once(' ').unwrap_or((&what, ""));
         let since = match since {
             "" => String::new(),
             t => format!(", started {t}"),
         };
-        return format!("a running `gbdfl {command}` (PID {pid} on {host}{since})");
+        return format!("a running `gbdfl {command}` ({who}{since})");
     }
     SOME_OTHER_WRITER.to_owned()
 }
@@ -1316,17 +1317,8 @@ const LOOKUP_INDEXES: [&str; 4] = [
 const KEPT_INDEX: &str = "lookups_by_cached_from";
 
 /// The `meta` key naming the import that dropped the indexes and will
-/// build them again: `PID HOST`.
+/// build them again ([`owner::this_process`]).
 const INDEXES_WITH: &str = "indexes_dropped_by";
-
-/// This process as [`INDEXES_WITH`] names it.
-fn this_process() -> String {
-    format!(
-        "{} {}",
-        std::process::id(),
-        gethostname::gethostname().to_string_lossy()
-    )
-}
 
 /// Drops the secondary indexes and notes that this process will build
 /// them again, in one transaction.
@@ -1340,31 +1332,17 @@ pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
         exec(
             c,
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
-            params![INDEXES_WITH, this_process()],
+            params![INDEXES_WITH, owner::this_process()],
         )?;
         Ok::<_, StoreError>(())
     })
 }
 
-/// Whether the process named `by` (`PID HOST`) runs now on this host.
+/// Whether the process named `by` ([`owner::this_process`]) is known to
+/// run now. One of another host, or one gbdfl cannot read, is taken as
+/// gone: its note is stale or not gbdfl's.
 fn running(by: &str) -> bool {
-    let Some((pid, host)) = by.split_once(' ') else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<i32>() else {
-        return false;
-    };
-    if host != gethostname::gethostname().to_string_lossy() || pid <= 0 {
-        return false;
-    }
-    #[cfg(unix)]
-    {
-        // SAFETY: signal 0 only asks whether the process exists.
-        let r = unsafe { libc::kill(pid, 0) };
-        r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
-    }
-    #[cfg(not(unix))]
-    true
+    owner::liveness(by) == owner::Liveness::Alive
 }
 
 /// Creates whatever the schema has and the database lacks; cheap when

@@ -151,7 +151,7 @@ pub fn write<W: Write>(
     let oldest = match stats.oldest_fetch {
         Some(t) => format!(
             "<time datetime=\"{}\">{} {} UTC</time>",
-            gbdfl_core::expiry::iso(t),
+            gbdfl_core::time::iso_seconds(t),
             esc(&lang.date(t.date_naive())),
             t.format("%H:%M")
         ),

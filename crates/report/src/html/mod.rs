@@ -239,7 +239,7 @@ fn generated_fact(out: &mut String, label: &str, lang: Lang, g: chrono::DateTime
         label,
         &format!(
             "<time id=\"generated\" datetime=\"{}\">{} {} UTC</time>",
-            gbdfl_core::expiry::iso(g),
+            gbdfl_core::time::iso_seconds(g),
             esc(&lang.date(g.date_naive())),
             g.format("%H:%M")
         ),
