@@ -14,31 +14,33 @@
 /// `keyfile`.
 pub fn harden() {
     #[cfg(unix)]
-    // SAFETY: umask, setrlimit and signal are async-signal-safe libc calls
-    // with no pointers kept; this runs single-threaded at the start of main.
-    unsafe {
+    {
+        use rustix::fs::Mode;
+        use rustix::process::{Resource, Rlimit, setrlimit, umask};
         // Every file and folder created from here on is owner-only: the
         // database, its -wal/-shm, key files, reports and any temp file.
-        libc::umask(0o077);
+        umask(Mode::from_raw_mode(0o077));
         // A core file would hold the master key and decrypted records.
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
+        let none = Rlimit {
+            current: Some(0),
+            maximum: Some(0),
         };
-        libc::setrlimit(libc::RLIMIT_CORE, &none);
+        let _ = setrlimit(Resource::Core, none);
+    }
+    #[cfg(unix)]
+    // SAFETY: SIG_IGN is a valid disposition for SIGXFSZ and no handler
+    // code runs; this is at the start of main, before any other thread.
+    unsafe {
         // Past RLIMIT_FSIZE the kernel sends SIGXFSZ, which kills the
         // process mid-write; ignored, the write fails with EFBIG and SQLite
         // rolls the transaction back with a clear error.
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
+    // Not dumpable: no core dump even if the limit is raised again, no
+    // ptrace by other processes of the same user, and /proc/PID/environ
+    // and /proc/PID/mem (which hold the API key) readable by root only.
     #[cfg(target_os = "linux")]
-    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers.
-    unsafe {
-        // Not dumpable: no core dump even if the limit is raised again, no
-        // ptrace by other processes of the same user, and /proc/PID/environ
-        // and /proc/PID/mem (which hold the API key) readable by root only.
-        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt takes plain integers and runs before other threads.
     unsafe {

@@ -404,16 +404,16 @@ fn every_report_is_made_with_the_emulator_stopped() {
     assert_eq!(v.as_array().unwrap().len(), 4, "{}", r.stdout);
 }
 
-/// The name of a report's temp file: `.<final name>.<8 hex>.tmp`.
+/// The name of a report's temp file: `.<final name>.<8 letters or digits>.tmp`.
 fn is_temp_name(name: &str) -> bool {
     name.starts_with('.')
         && name
             .strip_suffix(".tmp")
             .and_then(|s| s.rsplit_once('.'))
-            .is_some_and(|(stem, hex)| {
+            .is_some_and(|(stem, random)| {
                 stem.ends_with(".csv")
-                    && hex.len() == 8
-                    && hex.bytes().all(|b| b.is_ascii_hexdigit())
+                    && random.len() == 8
+                    && random.bytes().all(|b| b.is_ascii_alphanumeric())
             })
 }
 

@@ -16,8 +16,7 @@ use crate::harness::{API_KEY, Env, session};
 pub const NOBODY: u32 = 65534;
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// Gives `dir` and the files in it to `uid`.

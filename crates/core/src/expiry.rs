@@ -434,28 +434,40 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
-/// A row's inline text at `at`: (text or long id, the offset after it).
-fn inline_at(b: &[u8], at: usize) -> (Result<&str, u32>, usize) {
+/// A row's inline text at `at`, as bytes: (bytes or long id, the offset
+/// after it).
+fn inline_bytes_at(b: &[u8], at: usize) -> (Result<&[u8], u32>, usize) {
     let len = u16::from_le_bytes([b[at], b[at + 1]]);
     if len == LONG {
         return (Err(u32_at(b, at + 2)), at + 6);
     }
     let end = at + 2 + len as usize;
-    let text = &b[at + 2..end];
-    debug_assert!(std::str::from_utf8(text).is_ok());
-    // SAFETY: `push_row` wrote these bytes from a &str, with its length in
-    // front, and `append` copies rows whole; checking them again on every
-    // read was a twentieth of the report's time.
-    (Ok(unsafe { std::str::from_utf8_unchecked(text) }), end)
+    (Ok(&b[at + 2..end]), end)
 }
 
-/// What orders the rows of one day: IIN, document type and number.
-fn sort_fields<'a>(texts: &'a Texts, b: &'a [u8], at: usize) -> (&'a str, &'a str, &'a str) {
-    let text = |t: Result<&'a str, u32>| t.unwrap_or_else(|id| texts.get(id));
-    let (iin, o) = inline_at(b, at + HEAD);
-    let (_, o) = inline_at(b, o);
-    let (number, _) = inline_at(b, o);
-    (text(iin), texts.get(u32_at(b, at + 13)), text(number))
+/// A row's inline text at `at`: (text or long id, the offset after it).
+fn inline_at(b: &[u8], at: usize) -> (Result<&str, u32>, usize) {
+    let (bytes, end) = inline_bytes_at(b, at);
+    // `push_row` wrote these bytes from a &str, with its length in front,
+    // and `append` copies rows whole: they are checked, not trusted.
+    let text = bytes.map(|t| std::str::from_utf8(t).expect("a row's text is UTF-8"));
+    (text, end)
+}
+
+/// What orders the rows of one day: IIN, document type and number. As
+/// bytes, which order as their `str` does (UTF-8 keeps the order of code
+/// points), so sorting checks no text: the rows' texts are checked once,
+/// when read out ([`RowSet::row_at`]).
+fn sort_fields<'a>(texts: &'a Texts, b: &'a [u8], at: usize) -> (&'a [u8], &'a [u8], &'a [u8]) {
+    let text = |t: Result<&'a [u8], u32>| t.unwrap_or_else(|id| texts.get(id).as_bytes());
+    let (iin, o) = inline_bytes_at(b, at + HEAD);
+    let (_, o) = inline_bytes_at(b, o);
+    let (number, _) = inline_bytes_at(b, o);
+    (
+        text(iin),
+        texts.get(u32_at(b, at + 13)).as_bytes(),
+        text(number),
+    )
 }
 
 /// A row of a [`RowSet`], borrowed: the texts stay in the set.
@@ -658,7 +670,7 @@ impl RowSet {
                     .iter()
                     .map(|&at| {
                         let mut k = [0u8; 12];
-                        let iin = fields(at).0.as_bytes();
+                        let iin = fields(at).0;
                         k[..iin.len().min(12)].copy_from_slice(&iin[..iin.len().min(12)]);
                         (k, at)
                     })

@@ -31,22 +31,15 @@ pub fn described() -> &'static str {
 fn ids() -> (Option<u32>, Option<String>) {
     #[cfg(unix)]
     {
-        // SAFETY: getuid cannot fail; getpwuid_r writes only into `pwd` and
-        // `buf`, which outlive the call, and `result` points into them.
-        unsafe {
-            let uid = libc::getuid();
-            let mut pwd: libc::passwd = std::mem::zeroed();
-            let mut buf = vec![0 as libc::c_char; 16 * 1024];
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
-            if rc == 0 && !result.is_null() && !pwd.pw_name.is_null() {
-                let name = std::ffi::CStr::from_ptr(pwd.pw_name).to_string_lossy();
-                if !name.trim().is_empty() && !name.chars().any(char::is_control) {
-                    return (Some(uid), Some(name.into_owned()));
-                }
-            }
-            (Some(uid), None)
-        }
+        let uid = nix::unistd::getuid();
+        // The user database's entry (getpwuid_r); an error or no entry is
+        // "no name", as is a name that is blank or holds control characters.
+        let name = nix::unistd::User::from_uid(uid)
+            .ok()
+            .flatten()
+            .map(|user| user.name)
+            .filter(|name| !name.trim().is_empty() && !name.chars().any(char::is_control));
+        (Some(uid.as_raw()), name)
     }
     #[cfg(not(unix))]
     {

@@ -39,9 +39,10 @@ pub fn dictionary(
             params,
         )
     };
-    // SAFETY: ZDICT_isError and ZDICT_getErrorName take any value and
-    // return a static C string.
+    // SAFETY: ZDICT_isError takes any value and only compares it.
     if unsafe { sys::ZDICT_isError(n) } != 0 {
+        // SAFETY: ZDICT_getErrorName takes any value and returns a static,
+        // NUL-terminated C string.
         let why = unsafe { std::ffi::CStr::from_ptr(sys::ZDICT_getErrorName(n)) };
         return Err(why.to_string_lossy().into_owned());
     }

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 
 use rayon::prelude::*;
+use tempfile::NamedTempFile;
 
 use crate::html::{Lang, expiring::ScanStats};
 use gbdfl_core::expiry::{self, RowRun, RowSet, Rules, StaleRow};
@@ -968,13 +969,13 @@ pub fn produce<E: From<ReportError>>(
 }
 
 /// A file written under a temporary name beside its destination and
-/// renamed over it when complete. Dropped without [`commit`](Self::commit),
-/// it removes the temporary file; killed, it leaves only that hidden
+/// renamed over it when complete (a [`tempfile::NamedTempFile`] made in the
+/// destination's folder). Dropped without [`commit`](Self::commit), it
+/// removes the temporary file; killed, it leaves only that hidden
 /// `.<name>.<random>.tmp` file, never a partial file under the final name.
 pub struct AtomicFile {
-    tmp: PathBuf,
     dest: PathBuf,
-    file: Option<io::BufWriter<File>>,
+    file: Option<io::BufWriter<NamedTempFile>>,
     /// Bytes written since the disk was last asked to start writing.
     unflushed: usize,
 }
@@ -985,7 +986,8 @@ pub struct AtomicFile {
 const WRITEBACK: usize = 16 << 20;
 
 impl AtomicFile {
-    /// Creates the folder (0700) if missing and the temp file (0600).
+    /// Creates the folder (0700) if missing and the temp file (0600 from
+    /// its first byte) beside `dest`.
     pub fn create(dest: &Path) -> Result<AtomicFile, ReportError> {
         let io_err = |source| ReportError::Io {
             path: dest.to_owned(),
@@ -998,18 +1000,22 @@ impl AtomicFile {
         let name = dest
             .file_name()
             .ok_or_else(|| io_err(io::Error::other("the output path names no file")))?;
-        let random = uuid::Uuid::new_v4().simple().to_string();
-        let tmp_name = format!(".{}.{}.tmp", name.to_string_lossy(), &random[..8]);
-        let tmp = match dir {
-            Some(d) => d.join(tmp_name),
-            None => PathBuf::from(tmp_name),
-        };
-        let file = fsutil::create_private_file(&tmp).map_err(|source| ReportError::Io {
-            path: tmp.clone(),
+        let mut prefix = std::ffi::OsString::from(".");
+        prefix.push(name);
+        prefix.push(".");
+        let mut temp = tempfile::Builder::new();
+        temp.prefix(&prefix).suffix(".tmp").rand_bytes(8);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            temp.permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        let dir = dir.unwrap_or(Path::new("."));
+        let file = temp.tempfile_in(dir).map_err(|source| ReportError::Io {
+            path: dir.join(&prefix),
             source,
         })?;
         Ok(AtomicFile {
-            tmp,
             dest: dest.to_owned(),
             file: Some(io::BufWriter::with_capacity(64 * 1024, file)),
             unflushed: 0,
@@ -1018,7 +1024,7 @@ impl AtomicFile {
 
     /// The temporary file's path (for tests and messages).
     pub fn temp_path(&self) -> &Path {
-        &self.tmp
+        self.file.as_ref().expect("not committed").get_ref().path()
     }
 
     /// Flushes, syncs and renames the file to its destination.
@@ -1029,9 +1035,8 @@ impl AtomicFile {
         };
         let file = self.file.take().expect("committed once");
         let file = file.into_inner().map_err(|e| io_err(e.into_error()))?;
-        file.sync_all().map_err(io_err)?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(io_err)?;
+        file.as_file().sync_all().map_err(io_err)?;
+        file.persist(&self.dest).map_err(|e| io_err(e.error))?;
         // Make the rename itself durable; a failure here loses nothing.
         #[cfg(unix)]
         if let Some(dir) = self.dest.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -1049,7 +1054,7 @@ impl Write for AtomicFile {
         if self.unflushed >= WRITEBACK {
             self.unflushed = 0;
             file.flush()?;
-            start_writeback(file.get_ref());
+            start_writeback(file.get_ref().as_file());
         }
         Ok(n)
     }
@@ -1073,14 +1078,6 @@ fn start_writeback(file: &File) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = file;
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
 }
 
 #[cfg(test)]

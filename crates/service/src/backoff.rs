@@ -32,16 +32,7 @@ impl Backoff {
             .saturating_mul(1u32 << exp)
             .min(self.cap)
             .max(Duration::from_millis(1));
-        let jitter = ceiling.mul_f64(random_fraction());
+        let jitter = ceiling.mul_f64(rand::random::<f64>());
         jitter.max(retry_after.unwrap_or(Duration::ZERO))
     }
-}
-
-/// A uniformly random number in [0, 1), from the operating system.
-fn random_fraction() -> f64 {
-    let mut b = [0u8; 8];
-    if getrandom::fill(&mut b).is_err() {
-        return 0.5;
-    }
-    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
 }

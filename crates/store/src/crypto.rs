@@ -16,15 +16,14 @@
 //! The byte layouts here are specified in docs/FORMAT.md; change one only
 //! together with that document and its test.
 
-use std::cell::RefCell;
 use std::fmt;
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use chacha20::ChaCha20Rng;
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use rand_core::{Rng, SeedableRng};
+use rand::TryRng as _;
+use rand::rngs::SysRng;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -63,7 +62,7 @@ impl MasterKey {
     /// A fresh random key from the operating system's generator.
     pub fn generate() -> Result<MasterKey, CryptoError> {
         let mut k = [0u8; KEY_LEN];
-        getrandom::fill(&mut k).map_err(|e| CryptoError::Random(e.to_string()))?;
+        os_random(&mut k)?;
         Ok(MasterKey(k))
     }
 
@@ -144,8 +143,8 @@ impl StableKeys {
     pub fn generate() -> Result<StableKeys, CryptoError> {
         let mut index = Zeroizing::new([0u8; KEY_LEN]);
         let mut audit = Zeroizing::new([0u8; KEY_LEN]);
-        getrandom::fill(index.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
-        getrandom::fill(audit.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
+        os_random(index.as_mut())?;
+        os_random(audit.as_mut())?;
         Ok(StableKeys { index, audit })
     }
 }
@@ -156,42 +155,33 @@ impl fmt::Debug for StableKeys {
     }
 }
 
-/// Nonces drawn from one generator before it is seeded again from the OS.
-const NONCES_PER_SEED: u32 = 1 << 16;
-
-thread_local! {
-    /// This thread's nonce generator and how many nonces it has given.
-    static NONCES: RefCell<Option<(ChaCha20Rng, u32)>> = const { RefCell::new(None) };
+/// Fills `buf` straight from the operating system's generator (keys).
+fn os_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    SysRng
+        .try_fill_bytes(buf)
+        .map_err(|e| CryptoError::Random(e.to_string()))
 }
 
-/// A fresh random 96-bit nonce from this thread's ChaCha20 generator,
-/// seeded from the operating system and seeded again every
-/// [`NONCES_PER_SEED`] nonces.
+/// A fresh random 96-bit nonce from `rand`'s thread-local generator
+/// ([`rand::rngs::ThreadRng`]: ChaCha12, seeded from the operating system
+/// and seeded again after every 64 KiB it gives, about 5,000 nonces).
 ///
-/// Why not one `getrandom` call per seal: an import seals six values per
-/// answer, and a system call for each was a tenth of its time. What AES-GCM
-/// needs of a nonce is that it never repeats under one key, not that it is
+/// Why not one OS call per seal: an import seals six values per answer,
+/// and a system call for each was a tenth of its time. What AES-GCM needs
+/// of a nonce is that it never repeats under one key, not that it is
 /// secret (it is stored in the clear beside the ciphertext). Random 96-bit
 /// nonces from a cryptographic generator repeat with negligible probability
 /// far beyond any number of seals one database sees (NIST SP 800-38D allows
 /// 2^32 per key), and each thread has its own OS seed, so threads never
 /// share a stream. gbdfl never forks without exec, so no generator state
 /// is ever duplicated into a second process.
-fn fresh_nonce() -> Result<[u8; NONCE_LEN], CryptoError> {
-    NONCES.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        let reseed = !matches!(&*cell, Some((_, used)) if *used < NONCES_PER_SEED);
-        if reseed {
-            let mut seed = Zeroizing::new([0u8; KEY_LEN]);
-            getrandom::fill(seed.as_mut()).map_err(|e| CryptoError::Random(e.to_string()))?;
-            *cell = Some((ChaCha20Rng::from_seed(*seed), 0));
-        }
-        let (rng, used) = cell.as_mut().expect("seeded above");
-        *used += 1;
-        let mut nonce = [0u8; NONCE_LEN];
-        rng.fill_bytes(&mut nonce);
-        Ok(nonce)
-    })
+///
+/// Panics (`rand`'s contract) only if the operating system cannot give a
+/// seed at all.
+fn fresh_nonce() -> [u8; NONCE_LEN] {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce);
+    nonce
 }
 
 /// Bytes before the ciphertext of a sealed value: the version and the nonce.
@@ -200,7 +190,7 @@ const HEADER_LEN: usize = 1 + NONCE_LEN;
 /// Seals into one buffer, encrypting the plaintext where it lies (no
 /// second buffer for the ciphertext).
 fn seal_with(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let nonce = fresh_nonce()?;
+    let nonce = fresh_nonce();
     let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
     out.push(SEAL_VERSION);
     out.extend_from_slice(&nonce);
@@ -443,7 +433,7 @@ mod tests {
         assert_eq!(sealed.len(), 1 + NONCE_LEN + 5 + TAG_LEN);
         assert_eq!(&k.open(&sealed, &aad).unwrap()[..], b"hello");
         let nonces = |n: usize| {
-            std::thread::spawn(move || (0..n).map(|_| fresh_nonce().unwrap()).collect::<Vec<_>>())
+            std::thread::spawn(move || (0..n).map(|_| fresh_nonce()).collect::<Vec<_>>())
         };
         let (a, b) = (nonces(1000), nonces(1000));
         let mut all: Vec<_> = a.join().unwrap();

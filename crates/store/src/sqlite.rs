@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 use super::StoreError;
 
@@ -476,26 +478,19 @@ pub fn immediate<T, E: From<StoreError>>(
     let _turn = WRITE_TURN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| match StoreError::from(e) {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate).map_err(|e| {
+        match StoreError::from(e) {
             StoreError::Busy { .. } => StoreError::Busy {
                 holder: lock_holder(conn),
             },
             other => other,
-        })?;
-    match f(conn) {
-        Ok(v) => {
-            if let Err(e) = conn.execute_batch("COMMIT") {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(StoreError::from(e).into());
-            }
-            Ok(v)
         }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })?;
+    // Dropped without `commit` (an error of `f`, a failed COMMIT, a panic),
+    // the transaction rolls back.
+    let v = f(&tx)?;
+    tx.commit().map_err(StoreError::from)?;
+    Ok(v)
 }
 
 /// Who holds the write lock, when gbdfl cannot tell.
