@@ -125,59 +125,8 @@ fn line(v: &AuditView) -> String {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match args.action {
-        Action::Verify { head } => {
-            let head = head.as_deref().map(parse_head).transpose()?;
-            let check = store.verify_audit(head.as_ref().map(|(n, m)| (*n, m.as_slice())))?;
-            ctx.note_records(check.entries);
-            if ctx.settings.json {
-                super::json::print(&serde_json::json!({
-                    "entries": check.entries,
-                    "intact": check.problem.is_none(),
-                    "problem": check.problem,
-                    "head_checked": head.is_some(),
-                }))?;
-            }
-            match check.problem {
-                None => {
-                    eprintln!(
-                        "The audit trail verifies: {} entries, chain intact{}.",
-                        check.entries,
-                        if head.is_some() { ", head matches" } else { "" }
-                    );
-                    Ok(())
-                }
-                Some(p) => Err(Exit::new(
-                    ExitCode::KeyOrIntegrity,
-                    format!("the audit trail does not verify: {p}"),
-                )
-                .into()),
-            }
-        }
-        Action::Head => {
-            let check = store.verify_audit(None)?;
-            if let Some(p) = check.problem {
-                return Err(Exit::new(
-                    ExitCode::KeyOrIntegrity,
-                    format!("the audit trail does not verify, so it has no trustworthy head: {p}"),
-                )
-                .into());
-            }
-            // The head is the trail before this command's own entry: later
-            // entries only extend it, so `verify --head` stays valid.
-            if ctx.settings.json {
-                let mac = hex::encode(&check.last_mac);
-                return super::json::print(&serde_json::json!({
-                    "entries": check.entries,
-                    "mac": mac,
-                    "head": format!("{}:{mac}", check.entries),
-                }));
-            }
-            out(&format!(
-                "{}:{}\n",
-                check.entries,
-                hex::encode(&check.last_mac)
-            ))
-        }
+        Action::Verify { head } => verify(head.as_deref(), ctx, store),
+        Action::Head => head(ctx, store),
         Action::Log {
             from,
             to,
@@ -203,33 +152,95 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 subject,
                 command: action,
             };
-            // Gathered first: the purposes are personal data, released
-            // only after this command's own entry is written.
-            let mut n = 0u64;
-            let json = ctx.settings.json;
-            let mut text = String::new();
-            if !json {
-                text.push_str(
-                    "   SEQ  TIME (UTC)           OPERATOR     OS USER              COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
-                );
-            }
-            store.each_audit(&filter, |v| -> anyhow::Result<()> {
-                n += 1;
-                if json {
-                    let entry: serde_json::Map<String, serde_json::Value> =
-                        gbdfl_report::AUDIT_COLUMNS
-                            .iter()
-                            .map(|k| k.to_string())
-                            .zip(gbdfl_report::audit_fields(&v))
-                            .collect();
-                    text.push_str(&super::json::line(&serde_json::Value::Object(entry))?);
-                } else {
-                    text.push_str(&line(&v));
-                }
-                Ok(())
-            })?;
-            ctx.release(store, n)?;
-            out(&text)
+            log(&filter, ctx, store)
         }
     }
+}
+
+/// `audit verify`: walks the chain (and checks an earlier head if given).
+fn verify(head: Option<&str>, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let head = head.map(parse_head).transpose()?;
+    let check = store.verify_audit(head.as_ref().map(|(n, m)| (*n, m.as_slice())))?;
+    ctx.note_records(check.entries);
+    if ctx.settings.json {
+        super::json::print(&serde_json::json!({
+            "entries": check.entries,
+            "intact": check.problem.is_none(),
+            "problem": check.problem,
+            "head_checked": head.is_some(),
+        }))?;
+    }
+    match check.problem {
+        None => {
+            eprintln!(
+                "The audit trail verifies: {} entries, chain intact{}.",
+                check.entries,
+                if head.is_some() { ", head matches" } else { "" }
+            );
+            Ok(())
+        }
+        Some(p) => Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            format!("the audit trail does not verify: {p}"),
+        )
+        .into()),
+    }
+}
+
+/// `audit head`: COUNT:MAC of a trail that verifies.
+fn head(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let check = store.verify_audit(None)?;
+    if let Some(p) = check.problem {
+        return Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            format!("the audit trail does not verify, so it has no trustworthy head: {p}"),
+        )
+        .into());
+    }
+    // The head is the trail before this command's own entry: later
+    // entries only extend it, so `verify --head` stays valid.
+    if ctx.settings.json {
+        let mac = hex::encode(&check.last_mac);
+        return super::json::print(&serde_json::json!({
+            "entries": check.entries,
+            "mac": mac,
+            "head": format!("{}:{mac}", check.entries),
+        }));
+    }
+    out(&format!(
+        "{}:{}\n",
+        check.entries,
+        hex::encode(&check.last_mac)
+    ))
+}
+
+/// `audit log`: the entries the filter picks, released after this
+/// command's own entry is written.
+fn log(filter: &AuditFilter, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    // Gathered first: the purposes are personal data, released
+    // only after this command's own entry is written.
+    let mut n = 0u64;
+    let json = ctx.settings.json;
+    let mut text = String::new();
+    if !json {
+        text.push_str(
+            "   SEQ  TIME (UTC)           OPERATOR     OS USER              COMMAND        SUBJECT          OUTCOME, PAID CALL, RECORDS, PURPOSE, ERROR\n",
+        );
+    }
+    store.each_audit(filter, |v| -> anyhow::Result<()> {
+        n += 1;
+        if json {
+            let entry: serde_json::Map<String, serde_json::Value> = gbdfl_report::AUDIT_COLUMNS
+                .iter()
+                .map(|k| k.to_string())
+                .zip(gbdfl_report::audit_fields(&v))
+                .collect();
+            text.push_str(&super::json::line(&serde_json::Value::Object(entry))?);
+        } else {
+            text.push_str(&line(&v));
+        }
+        Ok(())
+    })?;
+    ctx.release(store, n)?;
+    out(&text)
 }

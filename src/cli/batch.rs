@@ -95,66 +95,8 @@ enum Queued {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
-    let bytes = std::fs::read(&args.file).map_err(|e| {
-        Exit::new(
-            ExitCode::InvalidInput,
-            format!("cannot read {}: {e}", args.file.display()),
-        )
-    })?;
-    let (bytes, encoding) = batch_csv::decode(&bytes);
-    match encoding {
-        Encoding::Utf8 => {}
-        Encoding::Windows1251 => eprintln!(
-            "{}: not UTF-8; read as Windows-1251 (cp1251, what Excel saves as \"CSV\" in a Russian locale). The outcome file is UTF-8.",
-            args.file.display()
-        ),
-        Encoding::Unknown => eprintln!(
-            "{}: not UTF-8 text, nor Windows-1251; rows that are not UTF-8 are skipped: {}.",
-            args.file.display(),
-            batch_csv::SAVE_AS_UTF8
-        ),
-    }
-    let mut parsed = read(&bytes, ctx.clock.now()).map_err(|e| {
-        // The first row is never echoed (it may be a person's), but say
-        // when it looks like data rather than a header.
-        let first = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
-        let digits = first.iter().take_while(|b| b.is_ascii_digit()).count();
-        let hint = if matches!(e, batch_csv::BatchCsvError::MissingColumn(_)) && digits >= 6 {
-            " (the first row looks like data: add a header row above it)"
-        } else {
-            ""
-        };
-        Exit::new(
-            ExitCode::InvalidInput,
-            format!("{}: {e}{hint}", args.file.display()),
-        )
-    })?;
-    drop(bytes);
-    // One purpose per row: its own cell, else --purpose. It is the purpose
-    // of the row's lookup, queue item and audit entry alike.
-    for r in &mut parsed.rows {
-        if r.purpose.is_none() {
-            r.purpose.clone_from(&ctx.purpose);
-        }
-    }
-    if s.require_purpose.value {
-        require_purposes(&mut parsed, ctx, &args.file)?;
-    }
-    for b in &parsed.bad {
-        eprintln!(
-            "{}: line {}: {}; skipped",
-            args.file.display(),
-            b.line,
-            gbdfl_report::render::safe(&b.reason)
-        );
-    }
-    if parsed.rows.is_empty() && parsed.bad.is_empty() {
-        return Err(Exit::new(
-            ExitCode::InvalidInput,
-            format!("{}: no rows after the header", args.file.display()),
-        )
-        .into());
-    }
+    let mut parsed = read_file(&args.file, ctx.clock.now())?;
+    settle_rows(&mut parsed, ctx, &args.file)?;
     // The client is made first: a missing API key stops before anything is queued.
     let client = if args.no_sync {
         None
@@ -170,60 +112,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let outcome_file = create_outcome_file(&dest)?;
 
     let queued = queue_rows(&parsed.rows, ctx, store)?;
-    let to_send = queued
-        .iter()
-        .filter(|q| matches!(q, Queued::Item(_)))
-        .count() as u64;
     eprintln!("{}", count_line(&parsed, &queued, args.no_sync));
-
-    let mut ends: HashMap<String, ItemEnd> = HashMap::new();
-    let mut calls: HashMap<String, Calls> = HashMap::new();
-    let mut stopped = None;
-    let mut network = None;
-    if let Some(client) = &client
-        && to_send > 0
-    {
-        super::sync::stop_on_ctrl_c();
-        let mut opts = super::sync::options(ctx, args.jobs, false);
-        // Each call's audit entry takes its queue item's purpose: the row's,
-        // as its lookup does.
-        opts.audit.purpose = None;
-        // The file's own rows only; the rest of the queue is `sync`'s.
-        opts.only = Some(
-            queued
-                .iter()
-                .filter_map(|q| match q {
-                    Queued::Item(id) => Some(id.clone()),
-                    _ => None,
-                })
-                .collect(),
-        );
-        let progress = Progress::new("batch", to_send);
-        let report = sync::run(store, client, &opts, &|end| {
-            if end.last_in_run {
-                progress.item_ended(end);
-            }
-        })?;
-        progress.finish();
-        stopped = report.stopped.clone();
-        network = report.network.clone();
-        ctx.note_records(report.calls.len() as u64);
-        for end in report.calls {
-            let c = calls.entry(end.item.id.clone()).or_default();
-            if let Some(id) = end.fetched.id().filter(|_| end.fetched.called_service()) {
-                c.made += 1;
-                // Paid as the stored lookup counts, like `stats` and the
-                // reports; a record no longer there counts as paid.
-                if store
-                    .lookup(&id.to_string())?
-                    .is_none_or(|l| l.is_paid_call())
-                {
-                    c.paid += 1;
-                }
-            }
-            ends.insert(end.item.id.clone(), end);
-        }
-    }
+    let sent = match &client {
+        Some(client) => send(&queued, args.jobs, client, ctx, store)?,
+        None => Sent::default(),
+    };
     let waiting: HashMap<String, QueueState> = store
         .queue_items()?
         .into_iter()
@@ -234,8 +127,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         &parsed.rows,
         &parsed.bad,
         &queued,
-        &ends,
-        &calls,
+        &sent,
         &waiting,
         args.full_iin,
     );
@@ -248,14 +140,158 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         out(&summary(&rows))?;
     }
     eprintln!("Each row's outcome: {}", dest.display());
-    if let Some(why) = network {
+    if let Some(why) = sent.network {
         return Err(Exit::new(
             ExitCode::NetworkConfig,
             super::sync::network_stop(&why, "run `gbdfl sync` to send the rows still queued"),
         )
         .into());
     }
-    exit_for(&rows, &parsed, stopped, args.no_sync, &dest)
+    exit_for(&rows, &parsed, sent.stopped, args.no_sync, &dest)
+}
+
+/// Reads and parses the file, saying which encoding it was read in when
+/// not UTF-8; a file that cannot be read or parsed is refused.
+fn read_file(file: &std::path::Path, now: chrono::DateTime<chrono::Utc>) -> anyhow::Result<Parsed> {
+    let bytes = std::fs::read(file).map_err(|e| {
+        Exit::new(
+            ExitCode::InvalidInput,
+            format!("cannot read {}: {e}", file.display()),
+        )
+    })?;
+    let (bytes, encoding) = batch_csv::decode(&bytes);
+    match encoding {
+        Encoding::Utf8 => {}
+        Encoding::Windows1251 => eprintln!(
+            "{}: not UTF-8; read as Windows-1251 (cp1251, what Excel saves as \"CSV\" in a Russian locale). The outcome file is UTF-8.",
+            file.display()
+        ),
+        Encoding::Unknown => eprintln!(
+            "{}: not UTF-8 text, nor Windows-1251; rows that are not UTF-8 are skipped: {}.",
+            file.display(),
+            batch_csv::SAVE_AS_UTF8
+        ),
+    }
+    let parsed = read(&bytes, now).map_err(|e| {
+        // The first row is never echoed (it may be a person's), but say
+        // when it looks like data rather than a header.
+        let first = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let digits = first.iter().take_while(|b| b.is_ascii_digit()).count();
+        let hint = if matches!(e, batch_csv::BatchCsvError::MissingColumn(_)) && digits >= 6 {
+            " (the first row looks like data: add a header row above it)"
+        } else {
+            ""
+        };
+        Exit::new(
+            ExitCode::InvalidInput,
+            format!("{}: {e}{hint}", file.display()),
+        )
+    })?;
+    Ok(parsed)
+}
+
+/// Gives each row its purpose, applies `require_purpose`, tells the bad
+/// rows, and refuses a file with no rows at all.
+fn settle_rows(parsed: &mut Parsed, ctx: &Ctx, file: &std::path::Path) -> anyhow::Result<()> {
+    // One purpose per row: its own cell, else --purpose. It is the purpose
+    // of the row's lookup, queue item and audit entry alike.
+    for r in &mut parsed.rows {
+        if r.purpose.is_none() {
+            r.purpose.clone_from(&ctx.purpose);
+        }
+    }
+    if ctx.settings.require_purpose.value {
+        require_purposes(parsed, ctx, file)?;
+    }
+    for b in &parsed.bad {
+        eprintln!(
+            "{}: line {}: {}; skipped",
+            file.display(),
+            b.line,
+            gbdfl_report::render::safe(&b.reason)
+        );
+    }
+    if parsed.rows.is_empty() && parsed.bad.is_empty() {
+        return Err(Exit::new(
+            ExitCode::InvalidInput,
+            format!("{}: no rows after the header", file.display()),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// What sending the file's queued rows came to.
+#[derive(Default)]
+struct Sent {
+    /// The last end of each queue item sent, by item id.
+    ends: HashMap<String, ItemEnd>,
+    /// The calls made for each queue item, by item id.
+    calls: HashMap<String, Calls>,
+    /// Why the service refused every request, when it did.
+    stopped: Option<String>,
+    /// Why the network set-up stopped the run, when it did.
+    network: Option<String>,
+}
+
+/// Sends the file's own queued rows, `jobs` at a time, with a progress bar;
+/// nothing when none waits.
+fn send(
+    queued: &[Queued],
+    jobs: u16,
+    client: &Client,
+    ctx: &Ctx,
+    store: &Store,
+) -> anyhow::Result<Sent> {
+    let mut sent = Sent::default();
+    let to_send = queued
+        .iter()
+        .filter(|q| matches!(q, Queued::Item(_)))
+        .count() as u64;
+    if to_send == 0 {
+        return Ok(sent);
+    }
+    super::sync::stop_on_ctrl_c();
+    let mut opts = super::sync::options(ctx, jobs, false);
+    // Each call's audit entry takes its queue item's purpose: the row's,
+    // as its lookup does.
+    opts.audit.purpose = None;
+    // The file's own rows only; the rest of the queue is `sync`'s.
+    opts.only = Some(
+        queued
+            .iter()
+            .filter_map(|q| match q {
+                Queued::Item(id) => Some(id.clone()),
+                _ => None,
+            })
+            .collect(),
+    );
+    let progress = Progress::new("batch", to_send);
+    let report = sync::run(store, client, &opts, &|end| {
+        if end.last_in_run {
+            progress.item_ended(end);
+        }
+    })?;
+    progress.finish();
+    sent.stopped = report.stopped.clone();
+    sent.network = report.network.clone();
+    ctx.note_records(report.calls.len() as u64);
+    for end in report.calls {
+        let c = sent.calls.entry(end.item.id.clone()).or_default();
+        if let Some(id) = end.fetched.id().filter(|_| end.fetched.called_service()) {
+            c.made += 1;
+            // Paid as the stored lookup counts, like `stats` and the
+            // reports; a record no longer there counts as paid.
+            if store
+                .lookup(&id.to_string())?
+                .is_none_or(|l| l.is_paid_call())
+            {
+                c.paid += 1;
+            }
+        }
+        sent.ends.insert(end.item.id.clone(), end);
+    }
+    Ok(sent)
 }
 
 /// With `require_purpose = true`: rows with no purpose (no cell, no
@@ -518,12 +554,12 @@ fn queue_rows(rows: &[Row], ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<Queu
     Ok(queued)
 }
 
+/// Each row's line of the outcome file, bad rows included, in file order.
 fn outcomes(
     rows: &[Row],
     bad: &[BadRow],
     queued: &[Queued],
-    ends: &HashMap<String, ItemEnd>,
-    calls: &HashMap<String, Calls>,
+    sent: &Sent,
     waiting: &HashMap<String, QueueState>,
     full_iin: bool,
 ) -> Vec<BatchRow> {
@@ -555,53 +591,68 @@ fn outcomes(
             paid_calls: 0,
         };
         out.push(match q {
-            Queued::Cached(id) => row("VALID", "cache", id.clone(), "answered from the cache; no call".into()),
+            Queued::Cached(id) => row(
+                "VALID",
+                "cache",
+                id.clone(),
+                "answered from the cache; no call".into(),
+            ),
             Queued::Held(outcome, why) => row(outcome, "no call", String::new(), why.clone()),
             Queued::Item(item) => {
                 // Every row sent this run: its source and paid calls from
                 // the calls made for it, by the one rule of paid calls.
-                let made = calls.get(item).copied().unwrap_or_default();
-                let source = made.source();
-                let sent = |outcome: &str, lookup_id: String, message: String| BatchRow {
+                let made = sent.calls.get(item).copied().unwrap_or_default();
+                let (outcome, lookup_id, message) =
+                    item_outcome(item, sent.ends.get(item), waiting.get(item));
+                BatchRow {
                     paid_calls: made.paid,
-                    ..row(outcome, source, lookup_id, message)
-                };
-                match (ends.get(item), waiting.get(item)) {
-                (_, Some(QueueState::Expired)) => sent(
-                    "EXPIRED",
-                    String::new(),
-                    "the 3-hour window of the session ended before it could be sent: the subject must go through the checks again".into(),
-                ),
-                (_, Some(QueueState::InDoubt)) => sent(
-                    "IN_DOUBT",
-                    String::new(),
-                    format!("a call may have reached the service and been billed, but no answer was recorded; see `gbdfl queue`, item {item}"),
-                ),
-                (end, Some(_)) => sent(
-                    "QUEUED",
-                    end.and_then(|e| e.fetched.id()).map(|i| i.to_string()).unwrap_or_default(),
-                    match end.map(|e| &e.fetched) {
-                        Some(Fetched::Unavailable { message, .. }) => format!("queued for `gbdfl sync` (queue item {item}); last error: {message}"),
-                        Some(other) => format!("queued for `gbdfl sync` (queue item {item}); last answer: {}", other.label()),
-                        None => format!("queued for `gbdfl sync` (queue item {item})"),
-                    },
-                ),
-                (Some(end), None) => sent(
-                    &end.fetched.label(),
-                    end.fetched.id().map(|i| i.to_string()).unwrap_or_default(),
-                    describe(&end.fetched),
-                ),
-                (None, None) => sent(
-                    "DONE_ELSEWHERE",
-                    String::new(),
-                    "answered by another gbdfl process; `gbdfl history` shows it".into(),
-                ),
+                    ..row(&outcome, made.source(), lookup_id, message)
                 }
             }
         });
     }
     out.sort_by_key(|r| r.line);
     out
+}
+
+/// A queued row's outcome, lookup id and message: from how its queue item
+/// stands now, else from how its last call this run ended.
+fn item_outcome(
+    item: &str,
+    end: Option<&ItemEnd>,
+    state: Option<&QueueState>,
+) -> (String, String, String) {
+    match (end, state) {
+        (_, Some(QueueState::Expired)) => (
+            "EXPIRED".into(),
+            String::new(),
+            "the 3-hour window of the session ended before it could be sent: the subject must go through the checks again".into(),
+        ),
+        (_, Some(QueueState::InDoubt)) => (
+            "IN_DOUBT".into(),
+            String::new(),
+            format!("a call may have reached the service and been billed, but no answer was recorded; see `gbdfl queue`, item {item}"),
+        ),
+        (end, Some(_)) => (
+            "QUEUED".into(),
+            end.and_then(|e| e.fetched.id()).map(|i| i.to_string()).unwrap_or_default(),
+            match end.map(|e| &e.fetched) {
+                Some(Fetched::Unavailable { message, .. }) => format!("queued for `gbdfl sync` (queue item {item}); last error: {message}"),
+                Some(other) => format!("queued for `gbdfl sync` (queue item {item}); last answer: {}", other.label()),
+                None => format!("queued for `gbdfl sync` (queue item {item})"),
+            },
+        ),
+        (Some(end), None) => (
+            end.fetched.label(),
+            end.fetched.id().map(|i| i.to_string()).unwrap_or_default(),
+            describe(&end.fetched),
+        ),
+        (None, None) => (
+            "DONE_ELSEWHERE".into(),
+            String::new(),
+            "answered by another gbdfl process; `gbdfl history` shows it".into(),
+        ),
+    }
 }
 
 fn describe(f: &Fetched) -> String {

@@ -139,33 +139,112 @@ fn backoff() -> gbdfl_service::sync::Backoff {
     }
 }
 
-/// The line drops (the emulator answers 503): two fetches are queued; the
-/// line comes back and `sync` sends them, each once.
-fn offline(
-    store: &Store,
-    client: &Client,
-    emu: &Emulator,
-    fetch: &dyn Fn(&Iin, &SessionId, bool) -> Result<Fetched, gbdfl_store::StoreError>,
-    operator: &str,
-    host: &str,
-) -> anyhow::Result<()> {
-    let audit = gbdfl_store::AuditEntry {
-        command: "queue drop".into(),
-        operator: operator.into(),
-        host: host.into(),
-        os_user: Some(gbdfl_core::os_user::described().to_owned()),
-        ..Default::default()
-    };
-    let leftovers = store.queue_items()?;
-    if !leftovers.is_empty() {
+/// The demo's database and client, and how it fetches: as `gbdfl fetch`
+/// does, audited.
+struct Demo {
+    store: Store,
+    client: Client,
+    host: String,
+}
+
+impl Demo {
+    /// A fresh key and encrypted database in `dir`, and a client of the emulator.
+    fn create(dir: &Path, emu: &Emulator, clock: Arc<dyn Clock>) -> anyhow::Result<Demo> {
+        let (db_path, key_path) = (dir.join("gbdfl.db"), dir.join("master.key"));
+        let key = MasterKey::generate()?;
+        keyfile::create(&key_path, &key)?;
+        let (store, _) = Store::init_with(&db_path, &key, Arc::clone(&clock))?;
         say!(
-            "\n{} fixture requests above stay in the queue (SERVICE_ERROR and the subscription error wait for `gbdfl sync`; the garbled answer is IN_DOUBT: it may have been billed, so only the operator sends it again); the demo drops them ($ gbdfl queue drop HANDLE).",
-            leftovers.len()
+            "Created an encrypted database {} and its key {}\n",
+            db_path.display(),
+            key_path.display()
         );
-        for q in &leftovers {
-            store.drop_item(&q.id, &audit)?;
+
+        let client = Client::new(
+            &ClientConfig {
+                base_url: emu.url(),
+                connect_timeout: Duration::from_secs(5),
+                timeout: Duration::from_secs(30),
+                max_body_bytes: 10 * 1024 * 1024,
+                network: Default::default(),
+            },
+            ApiKey::new(DEMO_API_KEY.into()),
+        )?
+        .with_clock(clock);
+        let host = gethostname::gethostname().to_string_lossy().into_owned();
+        Ok(Demo {
+            store,
+            client,
+            host,
+        })
+    }
+
+    fn audit_entry(&self, command: &str, iin: &Iin) -> gbdfl_store::AuditEntry {
+        gbdfl_store::AuditEntry {
+            command: command.into(),
+            operator: OPERATOR.into(),
+            host: self.host.clone(),
+            subject: Some(self.store.subject_of(iin)),
+            purpose: Some(PURPOSE.into()),
+            os_user: Some(gbdfl_core::os_user::described().to_owned()),
+            ..Default::default()
         }
     }
+
+    /// An entry for a command about no one person (`queue drop`, `sync`).
+    fn command_entry(&self, command: &str) -> gbdfl_store::AuditEntry {
+        gbdfl_store::AuditEntry {
+            command: command.into(),
+            operator: OPERATOR.into(),
+            host: self.host.clone(),
+            os_user: Some(gbdfl_core::os_user::described().to_owned()),
+            ..Default::default()
+        }
+    }
+
+    /// Each fetch is audited as `gbdfl fetch` audits it: with its lookup, in
+    /// the same transaction, or on its own when no lookup was recorded.
+    fn fetch(&self, iin: &Iin, session: &SessionId) -> Result<Fetched, gbdfl_store::StoreError> {
+        let entry = self.audit_entry("fetch", iin);
+        let attempt = lookup::fetch(
+            &self.store,
+            &self.client,
+            &FetchRequest {
+                iin,
+                session,
+                asker: Asker {
+                    operator: OPERATOR,
+                    host: &self.host,
+                    purpose: Some(PURPOSE),
+                },
+                max_age: Duration::from_secs(30 * 86_400),
+                force: false,
+                audit: Some(entry.clone()),
+            },
+            &backoff(),
+            None,
+        )?;
+        if attempt.fetched.id().is_none() {
+            self.store.append_audit(&entry)?;
+        }
+        Ok(attempt.fetched)
+    }
+
+    /// [`Demo::fetch`] with a new session.
+    fn fetch_new(&self, iin: &Iin) -> anyhow::Result<Fetched> {
+        Ok(self.fetch(iin, &SessionId::parse(&uuid::Uuid::new_v4().to_string())?)?)
+    }
+}
+
+/// The first IIN with this prefix that passes the check digit.
+fn made_up(prefix: &str) -> Option<String> {
+    (0..1000).find_map(|n| gbdfl_core::iin::complete(&format!("{prefix}{n:04}")))
+}
+
+/// The line drops (the emulator answers 503): two fetches are queued; the
+/// line comes back and `sync` sends them, each once.
+fn offline(demo: &Demo, emu: &Emulator) -> anyhow::Result<()> {
+    drop_leftovers(demo)?;
     say!("\nThe line drops (the emulator answers HTTP 503 from now on):");
     emu.set_faults(Faults {
         fail_first: u32::MAX,
@@ -175,22 +254,16 @@ fn offline(
     let mut text = String::new();
     let mut queued = Vec::new();
     for p in ["7703214", "8811046"] {
-        let Some(iin_text) =
-            (0..1000).find_map(|n| gbdfl_core::iin::complete(&format!("{p}{n:04}")))
-        else {
+        let Some(iin_text) = made_up(p) else {
             continue;
         };
         let iin = Iin::parse(&iin_text)?;
-        let fetched = fetch(
-            &iin,
-            &SessionId::parse(&uuid::Uuid::new_v4().to_string())?,
-            false,
-        )?;
+        let fetched = demo.fetch_new(&iin)?;
         text.push_str(&line(&iin_text, &fetched));
         queued.push(iin);
     }
     super::out(&text)?;
-    let waiting = store.queue_items()?;
+    let waiting = demo.store.queue_items()?;
     say!("  Both wait in the encrypted queue ($ gbdfl queue):");
     let table: String = render::queue(&waiting, false)
         .lines()
@@ -199,6 +272,35 @@ fn offline(
     super::out(&table)?;
 
     emu.set_faults(Faults::default());
+    sync_back(demo)?;
+    say!(
+        "  {} requests left in the queue; the service got {} calls for {} requests: one each while the line was down (queued), then one each.",
+        demo.store.queue_items()?.len(),
+        emu.calls() - calls_before,
+        queued.len()
+    );
+    Ok(())
+}
+
+/// The fixture requests still queued from the first fetches are dropped,
+/// so the queue shows only the two the dropped line leaves.
+fn drop_leftovers(demo: &Demo) -> anyhow::Result<()> {
+    let audit = demo.command_entry("queue drop");
+    let leftovers = demo.store.queue_items()?;
+    if !leftovers.is_empty() {
+        say!(
+            "\n{} fixture requests above stay in the queue (SERVICE_ERROR and the subscription error wait for `gbdfl sync`; the garbled answer is IN_DOUBT: it may have been billed, so only the operator sends it again); the demo drops them ($ gbdfl queue drop HANDLE).",
+            leftovers.len()
+        );
+        for q in &leftovers {
+            demo.store.drop_item(&q.id, &audit)?;
+        }
+    }
+    Ok(())
+}
+
+/// `gbdfl sync` once the line is back: each queued request sent once.
+fn sync_back(demo: &Demo) -> anyhow::Result<()> {
     say!("\nThe line is back: $ gbdfl sync");
     let opts = gbdfl_service::sync::Options {
         jobs: 4,
@@ -207,15 +309,9 @@ fn offline(
         max_wait: Duration::from_secs(30),
         only: None,
         on_wait: None,
-        audit: gbdfl_store::AuditEntry {
-            command: "sync".into(),
-            operator: operator.into(),
-            host: host.into(),
-            os_user: Some(gbdfl_core::os_user::described().to_owned()),
-            ..Default::default()
-        },
+        audit: demo.command_entry("sync"),
     };
-    let report = gbdfl_service::sync::run(store, client, &opts, &|_| {})?;
+    let report = gbdfl_service::sync::run(&demo.store, &demo.client, &opts, &|_| {})?;
     // By IIN, not in the order the parallel calls ended: the same every run.
     let mut ends: Vec<_> = report.calls.iter().collect();
     ends.sort_by(|a, b| a.item.iin.as_str().cmp(b.item.iin.as_str()));
@@ -223,21 +319,13 @@ fn offline(
     for end in ends {
         text.push_str(&line(end.item.iin.as_str(), &end.fetched));
     }
-    super::out(&text)?;
-    say!(
-        "  {} requests left in the queue; the service got {} calls for {} requests: one each while the line was down (queued), then one each.",
-        store.queue_items()?.len(),
-        emu.calls() - calls_before,
-        queued.len()
-    );
-    Ok(())
+    super::out(&text)
 }
 
 pub fn run(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let dir = fresh_dir(args.dir, clock.as_ref())?;
     let today =
         chrono::NaiveDate::parse_from_str(DEMO_TODAY, "%Y-%m-%d").expect("DEMO_TODAY is a date");
-    let (db_path, key_path) = (dir.join("gbdfl.db"), dir.join("master.key"));
     let emu = Emulator::start(
         "127.0.0.1:0",
         EmulatorConfig {
@@ -251,83 +339,39 @@ pub fn run(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         "gbdfl demo: the GBDFL emulator is listening on {}",
         emu.url()
     );
-
-    let key = MasterKey::generate()?;
-    keyfile::create(&key_path, &key)?;
-    let (store, _) = Store::init_with(&db_path, &key, Arc::clone(&clock))?;
-    say!(
-        "Created an encrypted database {} and its key {}\n",
-        db_path.display(),
-        key_path.display()
-    );
-
-    let client = Client::new(
-        &ClientConfig {
-            base_url: emu.url(),
-            connect_timeout: Duration::from_secs(5),
-            timeout: Duration::from_secs(30),
-            max_body_bytes: 10 * 1024 * 1024,
-            network: Default::default(),
-        },
-        ApiKey::new(DEMO_API_KEY.into()),
-    )?
-    .with_clock(clock);
-    let operator = OPERATOR;
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    let audit_entry = |command: &str, iin: &Iin| gbdfl_store::AuditEntry {
-        command: command.into(),
-        operator: operator.into(),
-        host: host.clone(),
-        subject: Some(store.subject_of(iin)),
-        purpose: Some(PURPOSE.into()),
-        os_user: Some(gbdfl_core::os_user::described().to_owned()),
-        ..Default::default()
-    };
-    // Each fetch is audited as `gbdfl fetch` audits it: with its lookup, in
-    // the same transaction, or on its own when no lookup was recorded.
-    let fetch = |iin: &Iin, session: &SessionId, force: bool| {
-        let entry = audit_entry("fetch", iin);
-        let attempt = lookup::fetch(
-            &store,
-            &client,
-            &FetchRequest {
-                iin,
-                session,
-                asker: Asker {
-                    operator,
-                    host: &host,
-                    purpose: Some(PURPOSE),
-                },
-                max_age: Duration::from_secs(30 * 86_400),
-                force,
-                audit: Some(entry.clone()),
-            },
-            &backoff(),
-            None,
-        )?;
-        if attempt.fetched.id().is_none() {
-            store.append_audit(&entry)?;
-        }
-        Ok::<Fetched, gbdfl_store::StoreError>(attempt.fetched)
-    };
-
+    let demo = Demo::create(&dir, &emu, Arc::clone(&clock))?;
     let mut subjects: Vec<String> = SUBJECTS.iter().map(|s| s.to_string()).collect();
     subjects.extend(
-        ["8805124", "9107236", "0203155"].iter().filter_map(|p| {
-            (0..1000).find_map(|n| gbdfl_core::iin::complete(&format!("{p}{n:04}")))
-        }),
+        ["8805124", "9107236", "0203155"]
+            .iter()
+            .filter_map(|p| made_up(p)),
     );
+    fetch_subjects(&demo, &subjects)?;
+    let first = Iin::parse(&subjects[0])?;
+    show_and_fetch_again(&demo, &emu, &first, today)?;
+    summary(&demo, &emu)?;
+    offline(&demo, &emu)?;
+    // The steps that follow are gbdfl itself, opening the database on its own.
+    drop(demo);
+    the_job(&dir, first.as_str())?;
+    try_next(&dir, first.as_str(), &subjects)?;
+    emu.stop();
+    Ok(())
+}
 
+/// Fetches every subject, then a made-up IIN with a typo (caught before
+/// any call), then asks again for those the service said were PENDING.
+fn fetch_subjects(demo: &Demo, subjects: &[String]) -> anyhow::Result<()> {
     say!(
         "Fetching {} subjects (fixtures and made-up people):",
         subjects.len() + 1
     );
     let mut text = String::new();
     let mut pending = Vec::new();
-    for iin_text in &subjects {
+    for iin_text in subjects {
         let iin = Iin::parse(iin_text)?;
         let session = SessionId::parse(&uuid::Uuid::new_v4().to_string())?;
-        let fetched = fetch(&iin, &session, false)?;
+        let fetched = demo.fetch(&iin, &session)?;
         if matches!(&fetched, Fetched::Answered { response, .. } if response.status == Some(gbdfl_core::api::Status::Pending))
         {
             pending.push((iin_text.clone(), session));
@@ -343,32 +387,37 @@ pub fn run(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     super::out(&text)?;
 
     for (iin_text, session) in &pending {
-        let fetched = fetch(&Iin::parse(iin_text)?, session, false)?;
+        let fetched = demo.fetch(&Iin::parse(iin_text)?, session)?;
         super::out(&format!(
             "Asked again for the PENDING one:\n{}",
             line(iin_text, &fetched)
         ))?;
     }
+    Ok(())
+}
 
-    let first = Iin::parse(&subjects[0])?;
+/// `gbdfl show` of the first subject (audited before it is shown), then
+/// the same fetch again: the cache answers, the emulator's count stays.
+fn show_and_fetch_again(
+    demo: &Demo,
+    emu: &Emulator,
+    first: &Iin,
+    today: chrono::NaiveDate,
+) -> anyhow::Result<()> {
     say!("\n$ gbdfl show {}", first.as_str());
-    if let Some(rec) = store.latest_valid(&first)?
+    if let Some(rec) = demo.store.latest_valid(first)?
         && let Some(resp) = gbdfl_core::api::parse_response(&rec.body).ok()
     {
         // Audited before it is shown, as `gbdfl show` does.
-        store.append_audit(&gbdfl_store::AuditEntry {
+        demo.store.append_audit(&gbdfl_store::AuditEntry {
             records: 1,
-            ..audit_entry("show", &first)
+            ..demo.audit_entry("show", first)
         })?;
         super::out(&render::person(first.as_str(), &resp, &rec.lookup, today))?;
     }
 
     let calls_before = emu.calls();
-    let again = fetch(
-        &first,
-        &SessionId::parse(&uuid::Uuid::new_v4().to_string())?,
-        false,
-    )?;
+    let again = demo.fetch_new(first)?;
     say!("\n$ gbdfl fetch {} --session ... (again)", first.as_str());
     super::out(&line(first.as_str(), &again))?;
     say!(
@@ -376,32 +425,36 @@ pub fn run(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         calls_before,
         emu.calls()
     );
+    Ok(())
+}
 
-    let lookups = store.count_lookups()?;
+/// Lookups recorded against paid calls made.
+fn summary(demo: &Demo, emu: &Emulator) -> anyhow::Result<()> {
+    let lookups = demo.store.count_lookups()?;
     say!("\nSummary");
     say!("  lookups recorded    {lookups}");
     say!("  paid calls made     {}", emu.calls());
     say!("  answered by cache   {}", lookups as u64 - emu.calls());
     say!("  invalid IINs caught before any call  1");
-    offline(&store, &client, &emu, &fetch, operator, &host)?;
+    Ok(())
+}
 
-    drop(store);
-    the_job(&dir, first.as_str())?;
-
+/// What to try next, with the demo's folder filled in.
+fn try_next(dir: &Path, first: &str, subjects: &[String]) -> anyhow::Result<()> {
     let d = dir.display();
     say!("\nTry next (the emulator stops with the demo; start your own with `gbdfl mock-server`;");
     say!("use `cargo run --release --` in place of `gbdfl` if it is not installed):");
     say!(
         "  export GBDFL_DB={d}/gbdfl.db GBDFL_KEY_FILE={d}/master.key GBDFL_CONFIG={d}/config.toml"
     );
-    say!("  gbdfl show {0}; gbdfl history {0}", first.as_str());
+    say!("  gbdfl show {0}; gbdfl history {0}", first);
     say!("  gbdfl expiring --within 30d --as-of {DEMO_TODAY} --full-iin");
     say!(
         "  gbdfl report lookups --out {d}/lookups.csv     (every lookup: who, when, why, outcome)"
     );
     say!(
         "  gbdfl audit log --iin {}     (who looked this person up, and why)",
-        first.as_str()
+        first
     );
     say!(
         "  gbdfl audit head     (write COUNT:MAC down elsewhere; later `gbdfl audit verify --head COUNT:MAC`)"
@@ -412,7 +465,6 @@ pub fn run(args: Args, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         "  gbdfl mock-server &   then   GBDFL_BASE_URL=http://127.0.0.1:8089/api/v1/backend/gbdfl/ GBDFL_API_KEY=any gbdfl fetch {} --session $(uuidgen)",
         subjects.last().map(String::as_str).unwrap_or_default()
     );
-    emu.stop();
     Ok(())
 }
 

@@ -153,12 +153,14 @@ fn queued_note(next: &Next) -> String {
 pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let json = ctx.settings.json;
     let fetched = &attempt.fetched;
-    let queued = queued_note(&attempt.next);
     let today = ctx.clock.today();
     match fetched {
         Fetched::Cached { from, .. } => {
             let (from, body) = (&from.lookup, &from.body);
-            let age = ctx.clock.now().signed_duration_since(from.answered_at.unwrap_or(from.requested_at));
+            let age = ctx
+                .clock
+                .now()
+                .signed_duration_since(from.answered_at.unwrap_or(from.requested_at));
             eprintln!(
                 "Answered from the cache: VALID record fetched {} ago by {}; no paid call was made (use --force to call anyway).",
                 humantime::format_duration(Duration::from_secs(age.num_seconds().max(0) as u64)),
@@ -167,7 +169,11 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             print_record(iin, body, from, json, today)
         }
         Fetched::Answered { id, response, body } => {
-            let status = response.status.as_ref().map(|s| s.as_str()).unwrap_or("(none)");
+            let status = response
+                .status
+                .as_ref()
+                .map(|s| s.as_str())
+                .unwrap_or("(none)");
             if status == "VALID" {
                 eprintln!("Fetched a VALID record (paid call, lookup {id}).");
                 let Some(lookup) = store.lookup(&id.to_string())? else {
@@ -178,9 +184,35 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
             if json {
                 out(&super::json::raw(body))?;
             }
-            let reason = response.failure_reason.as_ref().map(|f| format!(" ({f})")).unwrap_or_default();
+            Err(failure(attempt, iin).into())
+        }
+        _ => Err(failure(attempt, iin).into()),
+    }
+}
+
+/// Why a fetch got no VALID record, what happens to the request, and what
+/// to do; its exit code with it.
+///
+/// Long on purpose: one arm per way a fetch ends, each with its message, a
+/// table that reads best whole.
+fn failure(attempt: &Attempt, iin: &Iin) -> Exit {
+    let fetched = &attempt.fetched;
+    let queued = queued_note(&attempt.next);
+    match fetched {
+        Fetched::Cached { .. } => unreachable!("a cached answer is shown, not refused"),
+        Fetched::Answered { id, response, .. } => {
+            let status = response
+                .status
+                .as_ref()
+                .map(|s| s.as_str())
+                .unwrap_or("(none)");
+            let reason = response
+                .failure_reason
+                .as_ref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default();
             let code = fetched.exit_code();
-            Err(Exit::new(
+            Exit::new(
                 code,
                 format!(
                     "the service answered {status}{reason} for {}: {}. Recorded as lookup {id}.{queued}",
@@ -188,24 +220,35 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                     lookup::status_advice(response)
                 ),
             )
-            .into())
         }
-        Fetched::Refused { id, http_status, message } => Err(Exit::new(
+        Fetched::Refused {
+            id,
+            http_status,
+            message,
+        } => Exit::new(
             ExitCode::Refused,
             format!(
                 "the service refused the request: HTTP {http_status} {message}: {}. Recorded as lookup {id}.{queued}",
                 lookup::refusal_advice(*http_status, message)
             ),
-        )
-        .into()),
-        Fetched::Unavailable { id, message, delivery: Delivery::MaybeBilled, .. } => Err(Exit::new(
+        ),
+        Fetched::Unavailable {
+            id,
+            message,
+            delivery: Delivery::MaybeBilled,
+            ..
+        } => Exit::new(
             ExitCode::InDoubt,
             format!(
                 "no usable answer from the service: {message}. The request was sent, so the service may have answered and billed the call; it is recorded as a paid call (lookup {id}).{queued}"
             ),
-        )
-        .into()),
-        Fetched::Unavailable { id, message, retry_after, .. } => Err(Exit::new(
+        ),
+        Fetched::Unavailable {
+            id,
+            message,
+            retry_after,
+            ..
+        } => Exit::new(
             ExitCode::Queued,
             format!(
                 "no answer from the service: {message}{}. No usable answer was received (recorded as lookup {id}).{queued}",
@@ -213,16 +256,14 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                     .map(|d| format!(" (it asks to retry after {}s)", d.as_secs()))
                     .unwrap_or_default()
             ),
-        )
-        .into()),
-        Fetched::Garbled { id, reason } => Err(Exit::new(
+        ),
+        Fetched::Garbled { id, reason } => Exit::new(
             ExitCode::InDoubt,
             format!(
                 "the service's answer could not be read: {reason}. The call was billed; the answer was stored as received (lookup {id}) for inspection; tell biometric.kz support if it persists.{queued}"
             ),
-        )
-        .into()),
-        Fetched::Busy { item } => Err(Exit::new(
+        ),
+        Fetched::Busy { item } => Exit::new(
             ExitCode::Queued,
             format!(
                 "another gbdfl process (a sync on {}) is sending this request for {} right now; no second call was made. Run `gbdfl show {}` in a minute.",
@@ -230,9 +271,8 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 iin.masked(),
                 iin.masked()
             ),
-        )
-        .into()),
-        Fetched::InDoubt { item } => Err(Exit::new(
+        ),
+        Fetched::InDoubt { item } => Exit::new(
             ExitCode::InDoubt,
             format!(
                 "an earlier call for {} with this session (queue item {}) left no usable answer (gbdfl stopped mid-call, the answer did not come in time, or it could not be read): the service may have answered and billed it, so no call was made now. To ask again anyway (it may be billed twice), add --force (or run `gbdfl sync --resend-in-doubt`); to give it up, run `gbdfl queue drop {}`.",
@@ -240,9 +280,8 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                 item.id,
                 item.id
             ),
-        )
-        .into()),
-        Fetched::NetworkConfig { message, .. } => Err(Exit::new(
+        ),
+        Fetched::NetworkConfig { message, .. } => Exit::new(
             ExitCode::NetworkConfig,
             match &attempt.next {
                 Next::Done => format!(
@@ -252,17 +291,15 @@ pub fn report(attempt: &Attempt, iin: &Iin, ctx: &Ctx, store: &Store) -> anyhow:
                     "{message}. Nothing was sent; the request stays queued as it was: fix the setting, check it with `gbdfl doctor`, then run `gbdfl sync`."
                 ),
             },
-        )
-        .into()),
-        Fetched::Expired { item } => Err(Exit::new(
+        ),
+        Fetched::Expired { item } => Exit::new(
             ExitCode::Expired,
             format!(
                 "the request for {} cannot be sent: the 3-hour window of its session ended at {}, and the service would refuse it (and bill the call). The subject must go through the verification checks again, with a new session.",
                 iin.masked(),
                 render::local_time(item.deadline)
             ),
-        )
-        .into()),
+        ),
     }
 }
 

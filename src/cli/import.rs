@@ -34,9 +34,29 @@ pub struct Args {
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
-    let default_time = args
-        .fetched_at
-        .as_deref()
+    let default_time = default_time(args.fetched_at.as_deref(), store.now())?;
+    let threads = gbdfl_core::limits::threads(args.threads, &ctx.env)?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gbdfl-worker-{i}"))
+        .build()
+        .context("starting worker threads")?;
+    let report = import(&args, ctx, store, default_time, &pool)?;
+    let source = if args.file.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        args.file.display().to_string()
+    };
+    let report = report.with_context(|| format!("importing {source}"))?;
+    tell(&report, &source, ctx)
+}
+
+/// --fetched-at, checked: an RFC 3339 time, not in the future.
+fn default_time(
+    fetched_at: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let default_time = fetched_at
         .map(|s| {
             gbdfl_core::time::parse_iso(s).ok_or_else(|| {
                 Exit::new(
@@ -50,7 +70,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         })
         .transpose()?;
     if let Some(t) = default_time
-        && t > store.now() + gbdfl_store::FUTURE_TOLERANCE
+        && t > now + gbdfl_store::FUTURE_TOLERANCE
     {
         return Err(Exit::new(
             ExitCode::InvalidInput,
@@ -61,12 +81,19 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     }
-    let threads = gbdfl_core::limits::threads(args.threads, &ctx.env)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("gbdfl-worker-{i}"))
-        .build()
-        .context("starting worker threads")?;
+    Ok(default_time)
+}
+
+/// Reads the archive into the store, telling bad lines and warnings as
+/// they come (the first [`SHOWN`] of each) over a progress bar. The outer
+/// error is one met before the archive is read; the inner, the import's.
+fn import(
+    args: &Args,
+    ctx: &Ctx,
+    store: &Store,
+    default_time: Option<chrono::DateTime<chrono::Utc>>,
+    pool: &rayon::ThreadPool,
+) -> anyhow::Result<Result<archive::ImportReport, archive::ArchiveError>> {
     // A file of more than 64 MiB (some 35,000 answers) and more than the
     // database holds: building the indexes once at the end beats inserting
     // into them answer by answer (BENCHMARKS.md).
@@ -111,7 +138,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     store.note_long_writer("import")?;
     let report = if args.file.as_os_str() == "-" {
-        archive::import(store, std::io::stdin(), who, &pool, &mut note)
+        archive::import(store, std::io::stdin(), who, pool, &mut note)
     } else {
         let file = std::fs::File::open(&args.file).map_err(|e| {
             Exit::new(
@@ -120,8 +147,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             )
         })?;
         match &bar {
-            Some(bar) => archive::import(store, bar.wrap_read(file), who, &pool, &mut note),
-            None => archive::import(store, file, who, &pool, &mut note),
+            Some(bar) => archive::import(store, bar.wrap_read(file), who, pool, &mut note),
+            None => archive::import(store, file, who, pool, &mut note),
         }
     };
     if let Some(bar) = &bar {
@@ -129,12 +156,12 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     }
     // A note left behind names a process that has ended: it is ignored.
     let _ = store.clear_long_writer();
-    let source = if args.file.as_os_str() == "-" {
-        "standard input".to_owned()
-    } else {
-        args.file.display().to_string()
-    };
-    let report = report.with_context(|| format!("importing {source}"))?;
+    Ok(report)
+}
+
+/// The counts, on standard error (and as JSON with --json); bad lines
+/// make the exit code 2.
+fn tell(report: &archive::ImportReport, source: &str, ctx: &Ctx) -> anyhow::Result<()> {
     eprintln!(
         "imported {} lines: {} stored, {} already in the cache, {} skipped, {} with warnings",
         report.lines, report.stored.inserted, report.stored.already, report.bad, report.warnings

@@ -391,19 +391,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         base_url: g.base_url,
         json: g.json,
     };
-    // These print no data to give as JSON.
-    let prints_no_data = match &cli.command {
-        #[cfg(feature = "dev")]
-        Command::Demo(_) => Some(("demo", "it shows a walk-through for people")),
-        Command::Completions(_) => Some(("completions", "it prints a shell script")),
-        Command::Man(_) => Some(("man", "it prints a manual page")),
-        #[cfg(feature = "dev")]
-        Command::Bench(_) => Some(("bench", "it prints timings for people")),
-        _ => None,
-    };
-    if let (true, Some((name, why))) = (g.json, prints_no_data) {
-        return Err(json::refuse(name, why));
-    }
+    refuse_json(&cli.command, g.json)?;
     // The emulator and the demo need no settings of the user's.
     match cli.command {
         #[cfg(feature = "dev")]
@@ -415,7 +403,44 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::resolve(&flags, &real_env)?;
-    if let Some(p) = &g.purpose
+    check_purpose_length(g.purpose.as_deref())?;
+    let Some(command) = cli.command.audited_name() else {
+        return run_unaudited(cli.command, settings, g.purpose, clock);
+    };
+    let ctx = Ctx {
+        settings,
+        env: real_env,
+        purpose: g.purpose.filter(|p| !p.trim().is_empty()),
+        command,
+        note: RefCell::default(),
+        clock,
+    };
+    let store = ctx.open_store()?;
+    let result = run_audited(cli.command, &ctx, &store);
+    audit_end(&ctx, &store, result)
+}
+
+/// `--json` with a command that prints no data to give as JSON: refused.
+fn refuse_json(command: &Command, json: bool) -> anyhow::Result<()> {
+    // These print no data to give as JSON.
+    let prints_no_data = match command {
+        #[cfg(feature = "dev")]
+        Command::Demo(_) => Some(("demo", "it shows a walk-through for people")),
+        Command::Completions(_) => Some(("completions", "it prints a shell script")),
+        Command::Man(_) => Some(("man", "it prints a manual page")),
+        #[cfg(feature = "dev")]
+        Command::Bench(_) => Some(("bench", "it prints timings for people")),
+        _ => None,
+    };
+    if let (true, Some((name, why))) = (json, prints_no_data) {
+        return Err(json::refuse(name, why));
+    }
+    Ok(())
+}
+
+/// A `--purpose` longer than [`MAX_PURPOSE_CHARS`] is refused.
+fn check_purpose_length(purpose: Option<&str>) -> anyhow::Result<()> {
+    if let Some(p) = purpose
         && p.chars().count() > MAX_PURPOSE_CHARS
     {
         return Err(Exit::new(
@@ -427,36 +452,40 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .into());
     }
-    let Some(command) = cli.command.audited_name() else {
-        let ctx = Ctx {
-            settings,
-            env: real_env,
-            purpose: g.purpose,
-            command: "",
-            note: RefCell::default(),
-            clock,
-        };
-        return match cli.command {
-            Command::Init(args) => init::run(args, &ctx),
-            Command::Config(args) => config::run(args, &ctx),
-            Command::Doctor(args) => doctor::run(args, &ctx),
-            #[cfg(feature = "dev")]
-            Command::Bench(args) => bench::run(args, &ctx, None),
-            _ => unreachable!("only unaudited commands here"),
-        };
-    };
+    Ok(())
+}
+
+/// The commands that touch no personal data: settings, no store, no entry.
+fn run_unaudited(
+    command: Command,
+    settings: Settings,
+    purpose: Option<String>,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<()> {
     let ctx = Ctx {
         settings,
         env: real_env,
-        purpose: g.purpose.filter(|p| !p.trim().is_empty()),
-        command,
+        purpose,
+        command: "",
         note: RefCell::default(),
         clock,
     };
-    let store = ctx.open_store()?;
+    match command {
+        Command::Init(args) => init::run(args, &ctx),
+        Command::Config(args) => config::run(args, &ctx),
+        Command::Doctor(args) => doctor::run(args, &ctx),
+        #[cfg(feature = "dev")]
+        Command::Bench(args) => bench::run(args, &ctx, None),
+        _ => unreachable!("only unaudited commands here"),
+    }
+}
+
+/// Runs a command that touches personal data, unless this installation
+/// requires a purpose and none was given.
+fn run_audited(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     // A batch file may give each row its purpose: batch checks its rows itself.
-    let batch = matches!(cli.command, Command::Batch(_));
-    let result = if ctx.settings.require_purpose.value && ctx.purpose.is_none() && !batch {
+    let batch = matches!(command, Command::Batch(_));
+    if ctx.settings.require_purpose.value && ctx.purpose.is_none() && !batch {
         Err(Exit::new(
             ExitCode::InvalidInput,
             format!(
@@ -466,8 +495,13 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         )
         .into())
     } else {
-        dispatch(cli.command, &ctx, &store)
-    };
+        dispatch(command, ctx, store)
+    }
+}
+
+/// The command's audit entry at its end, unless it wrote its own: the
+/// outcome, or after a release, the failure that came after it.
+fn audit_end(ctx: &Ctx, store: &Store, result: anyhow::Result<()>) -> anyhow::Result<()> {
     let note = ctx.note.borrow();
     if note.written || note.unwritable {
         return result;

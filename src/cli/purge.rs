@@ -35,10 +35,6 @@ pub struct Args {
     pub batch: u64,
 }
 
-/// Lookups to delete from which a purge of a quarter of the database or
-/// more drops the secondary indexes and builds them again at its end.
-const DROP_INDEXES_FROM: u64 = 100_000;
-
 /// "N lookups (S calls to the service, C cache answers) and Q expired
 /// queue items". Calls to the service include attempts that never reached
 /// it (`stats` tells those apart).
@@ -74,6 +70,17 @@ fn purge_json(
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let cutoff = cutoff(&args, ctx)?;
+    let counts = store.purge_counts(cutoff)?;
+    if args.dry_run {
+        return dry_run(&args, ctx, cutoff, &counts);
+    }
+    purge(&args, ctx, store, cutoff, &counts)
+}
+
+/// The time before which lookups go: now less --older-than, else less the
+/// configured retention.
+fn cutoff(args: &Args, ctx: &Ctx) -> anyhow::Result<chrono::DateTime<Utc>> {
     let age = match (&args.older_than, &ctx.settings.retention) {
         (Some(s), _) => limits::parse_duration("--older-than", s, limits::RETENTION)?,
         (None, Some(r)) => r.value,
@@ -95,37 +102,58 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 "the retention period reaches before the earliest time gbdfl can count from: give at most 36500d",
             )
         })?;
-    let before = cutoff.format("%Y-%m-%d %H:%M UTC");
-    let counts = store.purge_counts(cutoff)?;
-    let waiting = |n: u64| {
-        match n {
+    Ok(cutoff)
+}
+
+/// The end of the message about queued requests still waiting, kept.
+fn waiting(n: u64) -> String {
+    match n {
         0 => String::new(),
         1 => " 1 request queued before then still waits to be sent: kept (--include-waiting drops it).".to_owned(),
         n => format!(" {n} requests queued before then still wait to be sent: kept (--include-waiting drops them)."),
     }
+}
+
+/// `purge --dry-run`: says what would go; changes nothing.
+fn dry_run(
+    args: &Args,
+    ctx: &Ctx,
+    cutoff: chrono::DateTime<Utc>,
+    counts: &PurgeCounts,
+) -> anyhow::Result<()> {
+    let before = cutoff.format("%Y-%m-%d %H:%M UTC");
+    ctx.note_records(counts.lookups() + counts.expired_queue);
+    let dropped = match (args.include_waiting, counts.waiting_queue) {
+        (true, n) if n > 0 => format!(" {n} waiting queued requests would be dropped."),
+        (true, _) => String::new(),
+        (false, n) => waiting(n),
     };
-    if args.dry_run {
-        ctx.note_records(counts.lookups() + counts.expired_queue);
-        let dropped = match (args.include_waiting, counts.waiting_queue) {
-            (true, n) if n > 0 => format!(" {n} waiting queued requests would be dropped."),
-            (true, _) => String::new(),
-            (false, n) => waiting(n),
-        };
-        if ctx.settings.json {
-            return super::json::print(&purge_json(true, cutoff, &counts, args.include_waiting));
-        }
-        return out(&format!(
-            "{} requested before {before} would be deleted (dry run: nothing changed).{dropped}\n",
-            what(&counts)
-        ));
+    if ctx.settings.json {
+        return super::json::print(&purge_json(true, cutoff, counts, args.include_waiting));
     }
+    out(&format!(
+        "{} requested before {before} would be deleted (dry run: nothing changed).{dropped}\n",
+        what(counts)
+    ))
+}
+
+/// Deletes in batches, each with its audit entry, showing progress, then
+/// says what went.
+fn purge(
+    args: &Args,
+    ctx: &Ctx,
+    store: &Store,
+    cutoff: chrono::DateTime<Utc>,
+    counts: &PurgeCounts,
+) -> anyhow::Result<()> {
+    let before = cutoff.format("%Y-%m-%d %H:%M UTC");
     let bar = progress::count_bar("purge", counts.lookups());
     store.note_long_writer("purge")?;
     let entry = ctx.audit_entry();
     // Much of a large database: dropping the secondary indexes and
-    // building them again at the end is several times faster.
+    // building them again at the end is several times faster (the store's rule).
     let total = u64::try_from(store.count_lookups()?).unwrap_or(0);
-    let drop_indexes = counts.lookups() >= DROP_INDEXES_FROM && counts.lookups() >= total / 4;
+    let drop_indexes = counts.drops_indexes(total);
     let mut shown = |n: u64| {
         if let Some(bar) = &bar {
             bar.set_position(n);
