@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 
 use sha2::Digest as _;
 
-pub use lang::{Labels, Lang};
+pub use lang::Lang;
 
 /// The style sheet of both pages (screen and print).
 const STYLE: &str = include_str!("style.css");
@@ -41,7 +41,9 @@ const HEAD_SCRIPT: &str = include_str!("head.js");
 /// currency's name as configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Price {
+    /// The price of one paid call, in hundredths of the currency unit.
     pub hundredths: u64,
+    /// The currency's name as configured (shown, never converted).
     pub currency: String,
 }
 
