@@ -1,13 +1,12 @@
-//! The expiring report: CSV from a sorted [`RowSet`], or the HTML page.
+//! The expiring report as CSV, from a sorted [`RowSet`].
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 
 use crate::cells::{Sheet, csv_builder, text};
-use crate::html::{self, expiring::ScanStats};
-use crate::scan::thread_pool;
-use crate::{Format, HtmlOptions, Options, ReportError};
+use crate::workers::thread_pool;
+use crate::{Format, ReportError};
 use gbdfl_core::expiry::{self, RowRun, RowSet};
 
 /// The columns of the expiring report, in order. docs/reports.md documents
@@ -93,24 +92,6 @@ fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportErr
     }
     csv.into_inner()
         .map_err(|e| csv::Error::from(e.into_error()).into())
-}
-
-/// The expiring report as an HTML page; returns the rows written.
-pub fn write_expiring_html<W: Write>(
-    w: W,
-    rows: &RowSet,
-    stats: &ScanStats,
-    opts: &Options,
-    html_opts: &HtmlOptions,
-) -> Result<(W, u64), ReportError> {
-    let page = html::expiring::Page {
-        lang: html_opts.lang,
-        rules: &opts.rules,
-        full_iin: opts.full_iin,
-        generated_at: html_opts.generated_at,
-    };
-    let w = html::expiring::write(w, rows, stats, &page).map_err(csv::Error::from)?;
-    Ok((w, rows.len() as u64))
 }
 
 #[cfg(test)]

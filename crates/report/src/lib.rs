@@ -32,11 +32,13 @@ mod batch;
 mod cells;
 mod expiring;
 mod file;
+mod lang;
 mod lookups;
 mod options;
 mod produce;
 mod scan;
 mod summary;
+mod workers;
 
 use std::io;
 use std::path::PathBuf;
@@ -46,18 +48,19 @@ use gbdfl_store::StoreError;
 pub use audit::{AUDIT_COLUMNS, audit_fields, write_audit};
 pub use batch::{BATCH_COLUMNS, BatchRow, write_batch, write_batch_to};
 pub use cells::{is_bidi_control, neutralise};
-pub use expiring::{EXPIRING_COLUMNS, write_expiring_html, write_expiring_set};
+pub use expiring::{EXPIRING_COLUMNS, write_expiring_set};
 pub use file::AtomicFile;
+pub use html::expiring::write_expiring_html;
+pub use html::summary::write_summary_html;
 pub use lookups::{LOOKUPS_COLUMNS, write_lookups};
 pub use options::{
     Format, HtmlOptions, Kind, OptionText, Options, Period, default_path, default_path_named,
     parse_delimiter,
 };
 pub use produce::produce;
-pub use scan::{default_threads, expiring_scan, expiring_set, stale_rows, thread_pool};
-pub use summary::{
-    SUMMARY_COLUMNS, SUMMARY_COUNTS, summary_days, write_summary, write_summary_html,
-};
+pub use scan::{expiring_scan, expiring_set, stale_rows};
+pub use summary::{DayCounts, SUMMARY_COLUMNS, SUMMARY_COUNTS, summary_days, write_summary};
+pub use workers::{default_threads, thread_pool};
 
 /// What can go wrong while making a report.
 #[derive(Debug, thiserror::Error)]

@@ -2,18 +2,28 @@
 
 use std::io;
 use std::ops::Range;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
 
 use crate::ReportError;
 use crate::cells::shown_iin;
-use crate::html::expiring::ScanStats;
+use crate::workers::thread_pool;
 use gbdfl_core::expiry::{self, RowSet, Rules, StaleRow};
 use gbdfl_core::summary::Summary;
 use gbdfl_store::{Opener, Scratch, SealedSummaries, Store, StoreError};
 use std::sync::mpsc::{Receiver, Sender};
+
+/// What the scan saw besides the rows: the HTML report's header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// People whose latest VALID record was read.
+    pub people: u64,
+    /// People with at least one row.
+    pub people_listed: u64,
+    /// The oldest fetch time of those records.
+    pub oldest_fetch: Option<DateTime<Utc>>,
+}
 
 /// The rows of `gbdfl expiring` and the expiring report, sorted.
 ///
@@ -203,26 +213,6 @@ fn join_all(
         add_stats(stats, &seen);
     }
     Ok(())
-}
-
-/// One worker per core unless told otherwise.
-pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(gbdfl_core::limits::THREADS.max as usize)
-}
-
-/// The pool of `threads` workers (at least one) that a scan or a report
-/// shares its work out to.
-pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, ReportError> {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .thread_name(|i| format!("gbdfl-worker-{i}"))
-        .build()
-        .map_err(|e| ReportError::Io {
-            path: PathBuf::from("(threads)"),
-            source: io::Error::other(e.to_string()),
-        })
 }
 
 /// Persons whose latest VALID record is older than `max_age` at `now`,

@@ -3,9 +3,14 @@
 
 use std::io::Write;
 
+use chrono::NaiveDate;
+
 use crate::cells::{Sheet, own};
-use crate::{Format, HtmlOptions, Period, ReportError, html};
+use crate::{Format, Period, ReportError};
 use gbdfl_store::{DayStats, Store};
+
+/// One day's counts, in the order of [`SUMMARY_COLUMNS`] after `day`.
+pub type DayCounts = (NaiveDate, [u64; SUMMARY_COUNTS]);
 
 /// The columns of the summary report, in order. docs/reports.md documents
 /// each one.
@@ -79,10 +84,7 @@ fn summary_counts(d: &DayStats) -> [u64; SUMMARY_COUNTS] {
 /// The counts of each UTC day with lookups in the period, oldest first:
 /// the one definition of the summary's counting, for the CSV and the HTML
 /// report alike.
-pub fn summary_days(
-    store: &Store,
-    period: Period,
-) -> Result<Vec<html::summary::DayCounts>, ReportError> {
+pub fn summary_days(store: &Store, period: Period) -> Result<Vec<DayCounts>, ReportError> {
     let (from, to) = period.bounds();
     Ok(store
         .stats(from, to)?
@@ -106,21 +108,4 @@ pub fn write_summary<W: Write>(
         sheet.row(&cells)?;
     }
     sheet.finish()
-}
-
-/// The summary of these days as an HTML page; returns the days written.
-pub fn write_summary_html<W: Write>(
-    w: W,
-    days: &[html::summary::DayCounts],
-    period: Period,
-    opts: &HtmlOptions,
-) -> Result<(W, u64), ReportError> {
-    let page = html::summary::Page {
-        lang: opts.lang,
-        period,
-        price: opts.price.as_ref(),
-        generated_at: opts.generated_at,
-    };
-    let w = html::summary::write(w, days, &page).map_err(csv::Error::from)?;
-    Ok((w, days.len() as u64))
 }

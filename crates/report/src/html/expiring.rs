@@ -15,20 +15,12 @@ use std::io::{self, Write};
 use chrono::{DateTime, Utc};
 
 use super::chart::{self, Series};
-use super::lang::Labels;
 use super::{Lang, esc, fact, generated_fact, json_in_script, json_value};
+use crate::lang::Labels;
+use crate::{HtmlOptions, Options, ReportError};
 use gbdfl_core::expiry::{Reason, RowRef, RowSet, Rules};
 
-/// What the scan saw besides the rows: for the header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ScanStats {
-    /// People whose latest VALID record was read.
-    pub people: u64,
-    /// People with at least one row.
-    pub people_listed: u64,
-    /// The oldest fetch time of those records.
-    pub oldest_fetch: Option<DateTime<Utc>>,
-}
+pub use crate::scan::ScanStats;
 
 /// What the page says about itself.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +101,24 @@ impl<'a> Dict<'a> {
         self.index.insert(s, i);
         i
     }
+}
+
+/// The expiring report as an HTML page; returns the rows written.
+pub fn write_expiring_html<W: Write>(
+    w: W,
+    rows: &RowSet,
+    stats: &ScanStats,
+    opts: &Options,
+    html_opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = Page {
+        lang: html_opts.lang,
+        rules: &opts.rules,
+        full_iin: opts.full_iin,
+        generated_at: html_opts.generated_at,
+    };
+    let w = write(w, rows, stats, &page).map_err(csv::Error::from)?;
+    Ok((w, rows.len() as u64))
 }
 
 /// Writes the page; hands the writer back.

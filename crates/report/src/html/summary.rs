@@ -6,14 +6,13 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use super::chart::{self, Series};
 use super::{Lang, Price, esc, fact, generated_fact, money, number};
-use crate::{Period, SUMMARY_COLUMNS};
+use crate::{HtmlOptions, Period, ReportError, SUMMARY_COLUMNS};
 
-/// One day's counts, in the order of [`SUMMARY_COLUMNS`] after `day`.
-pub type DayCounts = (NaiveDate, [u64; crate::SUMMARY_COUNTS]);
+pub use crate::summary::DayCounts;
 
 /// Where the counts of the chart sit in a day's counts.
 const LOOKUPS: usize = 0;
@@ -41,6 +40,23 @@ pub struct Page<'a> {
 }
 
 const SCRIPT: &str = include_str!("summary.js");
+
+/// The summary of these days as an HTML page; returns the days written.
+pub fn write_summary_html<W: Write>(
+    w: W,
+    days: &[DayCounts],
+    period: Period,
+    opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = Page {
+        lang: opts.lang,
+        period,
+        price: opts.price.as_ref(),
+        generated_at: opts.generated_at,
+    };
+    let w = write(w, days, &page).map_err(csv::Error::from)?;
+    Ok((w, days.len() as u64))
+}
 
 /// Writes the page for these days (oldest first).
 pub fn write<W: Write>(mut w: W, days: &[DayCounts], page: &Page<'_>) -> io::Result<W> {
