@@ -2,11 +2,12 @@
 //! batch's outcome file) as CSV or HTML, the rows behind `gbdfl expiring`,
 //! and records laid out for the terminal ([`render`]).
 //!
-//! The modules follow the data: `options` is what a report is asked for;
-//! `scan` reads the store into rows; one module per report writes them
-//! (`expiring`, `lookups`, `summary`, `audit`, `batch`, and [`html`] for
-//! the pages), every CSV cell through `cells`; `file` is the report file;
-//! [`produce`] makes one report start to finish.
+//! The modules follow the data: `options` is what a report is asked for
+//! (`lang`, the words of the reports, below it); `scan` reads the store
+//! into rows, sharing the work out to `workers`; one module per report
+//! writes them (`expiring`, `lookups`, `summary`, `audit`, `batch`, and
+//! [`html`] for the pages), every CSV cell through `cells`; `file` is the
+//! report file; [`produce`] makes one report start to finish.
 //!
 //! Rules this crate keeps, and what keeps them:
 //! - it never reaches the HTTP client, so a report never pays for a lookup
@@ -20,7 +21,8 @@
 //!   purposes, reasons) is neutralised against formula injection
 //!   ([`neutralise`]; its tests, and tests/cli/report.rs reading reports
 //!   back);
-//! - full IINs only when the caller asks for them (tests/cli/report.rs).
+//! - full IINs only when the caller asks for them (tests/cli/report.rs);
+//! - no module imports one that imports it back (tests/cli/layers.rs).
 
 #![deny(missing_docs)]
 
