@@ -1,8 +1,11 @@
 //! Laying records out for people on a terminal: a person, a lookup history.
 //!
-//! Rule this module keeps: it only formats what it is given; it reads no
-//! database and calls no service, and it never prints garbage for a field
-//! it cannot read: it says the field is missing or unreadable.
+//! Rules this module keeps (tests below):
+//! - text from a record or from outside goes through [`safe`] before it
+//!   reaches the terminal, so no control or format character can move the
+//!   cursor, recolour, hide or reorder what the operator reads;
+//! - a field it cannot show says so: missing (`—`, `(none in the
+//!   record)`) or unreadable, never garbage.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -158,6 +161,30 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
     let mut out = String::new();
     let empty = Person::default();
     let p = response.result_json.as_ref().unwrap_or(&empty);
+    person_facts(&mut out, iin, p);
+    let _ = writeln!(out, "\nDocuments");
+    if p.documents.is_empty() {
+        let _ = writeln!(out, "  (none in the record)");
+    }
+    for d in &p.documents {
+        document(&mut out, d, today);
+    }
+    let _ = writeln!(out, "\nRegistration address");
+    registration_address(&mut out, p);
+    let _ = writeln!(
+        out,
+        "\nFetched {} by {} on {} (lookup {})",
+        when(lookup.answered_at.unwrap_or(lookup.requested_at)),
+        safe(&lookup.operator),
+        safe(&lookup.host),
+        lookup.id
+    );
+    out
+}
+
+/// The name, then who the person is: IIN, birth, gender, nationality,
+/// citizenship, life status.
+fn person_facts(out: &mut String, iin: &str, p: &Person) {
     let name = p.full_name();
     let _ = writeln!(
         out,
@@ -201,31 +228,32 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
             "  (NOT NORMAL)"
         }
     );
-    let _ = writeln!(out, "\nDocuments");
-    if p.documents.is_empty() {
-        let _ = writeln!(out, "  (none in the record)");
-    }
-    for d in &p.documents {
-        let _ = writeln!(out, "  {}  {}", or_dash(&d.kind), or_dash(&d.number));
-        let _ = writeln!(
-            out,
-            "    issued   {} by {}",
-            or_dash(&d.issue_date),
-            or_dash(&d.issuer)
-        );
-        let _ = writeln!(out, "    expires  {}", expiry_text(d, today));
-        let _ = writeln!(
-            out,
-            "    status   {}{}",
-            or_dash(&d.status),
-            if d.status_is_valid() {
-                ""
-            } else {
-                "  (NOT VALID)"
-            }
-        );
-    }
-    let _ = writeln!(out, "\nRegistration address");
+}
+
+/// One document: kind and number, issue, expiry, status.
+fn document(out: &mut String, d: &Document, today: NaiveDate) {
+    let _ = writeln!(out, "  {}  {}", or_dash(&d.kind), or_dash(&d.number));
+    let _ = writeln!(
+        out,
+        "    issued   {} by {}",
+        or_dash(&d.issue_date),
+        or_dash(&d.issuer)
+    );
+    let _ = writeln!(out, "    expires  {}", expiry_text(d, today));
+    let _ = writeln!(
+        out,
+        "    status   {}{}",
+        or_dash(&d.status),
+        if d.status_is_valid() {
+            ""
+        } else {
+            "  (NOT VALID)"
+        }
+    );
+}
+
+/// The registration address on one line, with the day it began.
+fn registration_address(out: &mut String, p: &Person) {
     match &p.registration_address {
         Some(a) => {
             let line = a.one_line();
@@ -248,15 +276,6 @@ pub fn person(iin: &str, response: &Response, lookup: &Lookup, today: NaiveDate)
             let _ = writeln!(out, "  (none in the record)");
         }
     }
-    let _ = writeln!(
-        out,
-        "\nFetched {} by {} on {} (lookup {})",
-        when(lookup.answered_at.unwrap_or(lookup.requested_at)),
-        safe(&lookup.operator),
-        safe(&lookup.host),
-        lookup.id
-    );
-    out
 }
 
 /// One history line's "result" column.
@@ -748,6 +767,32 @@ mod tests {
         );
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back, v);
+    }
+
+    #[test]
+    fn fields_missing_or_unreadable_say_so() {
+        use gbdfl_core::api::{Document, Person};
+        let empty = Person::default();
+        let mut out = String::new();
+        super::person_facts(&mut out, "950215*****6", &empty);
+        super::registration_address(&mut out, &empty);
+        assert!(out.starts_with("(no name in the record)\n"), "{out}");
+        assert!(out.contains("  Born          —\n"), "{out}");
+        assert!(out.contains("  Life status   —"), "{out}");
+        assert!(out.ends_with("  (none in the record)\n"), "{out}");
+        let today = chrono::NaiveDate::from_ymd_opt(2030, 7, 1).unwrap();
+        let doc = |expiry: Option<&str>| Document {
+            expiry_date: expiry.map(str::to_owned),
+            ..Document::default()
+        };
+        assert_eq!(
+            super::expiry_text(&doc(None), today),
+            "no expiry date given"
+        );
+        assert_eq!(
+            super::expiry_text(&doc(Some("soon\u{1b}")), today),
+            "\"soon\\\\u{1b}\" (not a date gbdfl can read)"
+        );
     }
 
     #[test]

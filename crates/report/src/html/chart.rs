@@ -57,8 +57,13 @@ pub fn stacked(
         .map(|v| v.iter().sum::<u64>())
         .max()
         .unwrap_or(0);
-    let top = nice_max(max);
-    let scale = |v: u64| -> f64 { v as f64 * f64::from(HEIGHT) / top as f64 };
+    let bars = Bars {
+        id,
+        n,
+        bar,
+        gap,
+        top: nice_max(max),
+    };
     let _ = write!(
         out,
         "<figure class=\"chart\" id=\"{id}\">\n<figcaption>{}</figcaption>\n\
@@ -67,8 +72,8 @@ pub fn stacked(
         esc(title)
     );
     // The y axis: 0, half, top.
-    for v in [0, top / 2, top] {
-        let y = f64::from(TOP + HEIGHT) - scale(v);
+    for v in [0, bars.top / 2, bars.top] {
+        let y = f64::from(TOP + HEIGHT) - bars.scale(v);
         let _ = writeln!(
             out,
             "<line class=\"grid\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\"/><text class=\"axis\" x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{v}</text>",
@@ -77,18 +82,56 @@ pub fn stacked(
             y + 4.0
         );
     }
-    let stride = (n as usize).div_ceil(40).max(1);
     for (c, label) in categories.iter().enumerate() {
-        let x = LEFT + 8 + c as u32 * (bar + gap);
+        let empty = Vec::new();
+        bars.bar(out, c, label, series, values.get(c).unwrap_or(&empty));
+    }
+    out.push_str("</svg>\n<ul class=\"legend\">");
+    for s in series {
+        let _ = write!(
+            out,
+            "<li><span class=\"swatch s-{}\"></span>{}</li>",
+            s.key,
+            esc(s.label)
+        );
+    }
+    out.push_str("</ul>\n</figure>\n");
+}
+
+/// How the bars of a stacked chart are laid out.
+struct Bars<'a> {
+    /// The chart's id, in each segment's `data-chart`.
+    id: &'a str,
+    /// Bars on the chart.
+    n: u32,
+    /// A bar's width.
+    bar: u32,
+    /// The space between bars.
+    gap: u32,
+    /// The count at the top of the y axis.
+    top: u64,
+}
+
+impl Bars<'_> {
+    /// The height of `v` on the chart.
+    fn scale(&self, v: u64) -> f64 {
+        v as f64 * f64::from(HEIGHT) / self.top as f64
+    }
+
+    /// Category `c`'s bar: its segments bottom up, its count on top and,
+    /// on every few bars, its label below.
+    fn bar(&self, out: &mut String, c: usize, label: &str, series: &[Series<'_>], values: &[u64]) {
+        let (id, n, bar) = (self.id, self.n, self.bar);
+        let x = LEFT + 8 + c as u32 * (bar + self.gap);
         let mut y = f64::from(TOP + HEIGHT);
-        let total: u64 = values.get(c).map_or(0, |v| v.iter().sum());
+        let total: u64 = values.iter().sum();
         let _ = writeln!(out, "<g class=\"bar\" data-c=\"{c}\" data-n=\"{total}\">");
         for (s, ser) in series.iter().enumerate() {
-            let v = values.get(c).and_then(|v| v.get(s)).copied().unwrap_or(0);
+            let v = values.get(s).copied().unwrap_or(0);
             if v == 0 {
                 continue;
             }
-            let h = scale(v);
+            let h = self.scale(v);
             y -= h;
             let _ = writeln!(
                 out,
@@ -107,7 +150,8 @@ pub fn stacked(
                 y - 3.0
             );
         }
-        if c % stride == 0 {
+        let stride = (n as usize).div_ceil(40).max(1);
+        if c.is_multiple_of(stride) {
             let lx = x + bar / 2;
             let ly = TOP + HEIGHT + 12;
             let _ = writeln!(
@@ -118,16 +162,6 @@ pub fn stacked(
         }
         out.push_str("</g>\n");
     }
-    out.push_str("</svg>\n<ul class=\"legend\">");
-    for s in series {
-        let _ = write!(
-            out,
-            "<li><span class=\"swatch s-{}\"></span>{}</li>",
-            s.key,
-            esc(s.label)
-        );
-    }
-    out.push_str("</ul>\n</figure>\n");
 }
 
 /// Labels longer than this are cut on the chart (whole in the tooltip).

@@ -16,25 +16,22 @@ use chrono::{DateTime, Utc};
 
 use super::chart::{self, Series};
 use super::{Lang, esc, fact, generated_fact, json_in_script, json_value};
+use crate::lang::Labels;
+use crate::{HtmlOptions, Options, ReportError};
 use gbdfl_core::expiry::{Reason, RowRef, RowSet, Rules};
 
-/// What the scan saw besides the rows: for the header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ScanStats {
-    /// People whose latest VALID record was read.
-    pub people: u64,
-    /// People with at least one row.
-    pub people_listed: u64,
-    /// The oldest fetch time of those records.
-    pub oldest_fetch: Option<DateTime<Utc>>,
-}
+pub use crate::scan::ScanStats;
 
 /// What the page says about itself.
 #[derive(Debug, Clone, Copy)]
 pub struct Page<'a> {
+    /// The language of the page's words.
     pub lang: Lang,
+    /// The as-of date and the window the rows were checked against.
     pub rules: &'a Rules,
+    /// Whether the IINs are shown whole (the header says which).
     pub full_iin: bool,
+    /// When the page says it was made.
     pub generated_at: DateTime<Utc>,
 }
 
@@ -106,6 +103,24 @@ impl<'a> Dict<'a> {
     }
 }
 
+/// The expiring report as an HTML page; returns the rows written.
+pub fn write_expiring_html<W: Write>(
+    w: W,
+    rows: &RowSet,
+    stats: &ScanStats,
+    opts: &Options,
+    html_opts: &HtmlOptions,
+) -> Result<(W, u64), ReportError> {
+    let page = Page {
+        lang: html_opts.lang,
+        rules: &opts.rules,
+        full_iin: opts.full_iin,
+        generated_at: html_opts.generated_at,
+    };
+    let w = write(w, rows, stats, &page).map_err(csv::Error::from)?;
+    Ok((w, rows.len() as u64))
+}
+
 /// Writes the page; hands the writer back.
 pub fn write<W: Write>(
     mut w: W,
@@ -114,37 +129,55 @@ pub fn write<W: Write>(
     page: &Page<'_>,
 ) -> io::Result<W> {
     let l = page.lang.labels();
-    let rules = page.rules;
-    // One pass over the rows: the charts' counts.
+    let (weeks, types) = chart_counts(rows, page.rules);
+    let mut out = String::with_capacity(64 * 1024);
+    super::head(&mut out, page.lang, l.expiring_title, &[SCRIPT]);
+    header(&mut out, rows, stats, page);
+    out.push_str("<section class=\"charts\">\n");
+    weeks_chart(&mut out, page, &weeks);
+    types_chart(&mut out, l, types);
+    out.push_str("</section>\n");
+    table(&mut out, l);
+    meta(&mut out, page);
+    w.write_all(out.as_bytes())?;
+    write_data(&mut w, rows)?;
+    let mut end = String::from("</script>\n");
+    super::tail(&mut end, SCRIPT);
+    w.write_all(end.as_bytes())?;
+    Ok(w)
+}
+
+/// One pass over the rows: the counts of the weeks chart (bar by series)
+/// and of the types chart.
+fn chart_counts<'r>(rows: &'r RowSet, rules: &Rules) -> (Vec<Vec<u64>>, HashMap<&'r str, u64>) {
     let mut weeks = vec![vec![0u64; SERIES.len()]; buckets(rules)];
     let mut types: HashMap<&str, u64> = HashMap::new();
     for r in rows.iter_ref() {
         weeks[bucket_of(r.days_left, rules)][series_of(&r)] += 1;
         *types.entry(r.document_type).or_default() += 1;
     }
+    (weeks, types)
+}
 
-    let mut out = String::with_capacity(64 * 1024);
-    super::head(&mut out, page.lang, l.expiring_title, &[SCRIPT]);
+/// The page's header: the title and what the report covers.
+fn header(out: &mut String, rows: &RowSet, stats: &ScanStats, page: &Page<'_>) {
+    let (lang, rules) = (page.lang, page.rules);
+    let l = lang.labels();
     let _ = writeln!(
         out,
         "<header>\n<h1>{}</h1>\n<dl class=\"facts\">",
         esc(l.expiring_title)
     );
-    let lang = page.lang;
-    fact(&mut out, l.as_of, &esc(&lang.date(rules.as_of)));
-    fact(&mut out, l.window, &esc(&lang.days(rules.within_days)));
+    fact(out, l.as_of, &esc(&lang.date(rules.as_of)));
+    fact(out, l.window, &esc(&lang.days(rules.within_days)));
+    fact(out, l.people_scanned, &super::number(stats.people, lang));
     fact(
-        &mut out,
-        l.people_scanned,
-        &super::number(stats.people, lang),
-    );
-    fact(
-        &mut out,
+        out,
         l.people_listed,
         &super::number(stats.people_listed, lang),
     );
     fact(
-        &mut out,
+        out,
         l.documents_listed,
         &super::number(rows.len() as u64, lang),
     );
@@ -157,16 +190,21 @@ pub fn write<W: Write>(
         ),
         None => esc(l.no_records),
     };
-    fact(&mut out, l.oldest_fetch, &oldest);
+    fact(out, l.oldest_fetch, &oldest);
     let iins = if page.full_iin {
         l.iins_full
     } else {
         l.iins_masked
     };
-    fact(&mut out, "IIN", &esc(iins));
-    generated_fact(&mut out, l.generated, lang, page.generated_at);
-    out.push_str("</dl>\n</header>\n<section class=\"charts\">\n");
+    fact(out, "IIN", &esc(iins));
+    generated_fact(out, l.generated, lang, page.generated_at);
+    out.push_str("</dl>\n</header>\n");
+}
 
+/// The weeks chart: a bar per step of the window, stacked by series.
+fn weeks_chart(out: &mut String, page: &Page<'_>, weeks: &[Vec<u64>]) {
+    let (lang, rules) = (page.lang, page.rules);
+    let l = lang.labels();
     let step = step_days(rules.within_days);
     let mut cats = vec![l.bucket_expired.to_owned()];
     for b in 0..buckets(rules) - 2 {
@@ -179,8 +217,11 @@ pub fn write<W: Write>(
         .zip(l.series)
         .map(|(&key, label)| Series { label, key })
         .collect();
-    chart::stacked(&mut out, "weeks", l.chart_weeks, &cats, &series, &weeks);
+    chart::stacked(out, "weeks", l.chart_weeks, &cats, &series, weeks);
+}
 
+/// The types chart: the most common document types, the rest in one bar.
+fn types_chart(out: &mut String, l: &Labels, types: HashMap<&str, u64>) {
     let mut by_type: Vec<(String, u64)> = types
         .into_iter()
         .map(|(t, n)| {
@@ -200,10 +241,11 @@ pub fn write<W: Write>(
         let n = rest.iter().map(|(_, n)| n).sum();
         by_type.push((format!("{} ({})", l.other_types, rest.len()), n));
     }
-    chart::horizontal(&mut out, "types", l.chart_types, &by_type);
-    out.push_str("</section>\n");
+    chart::horizontal(out, "types", l.chart_types, &by_type);
+}
 
-    // The table: controls, headings; the body is filled by the script.
+/// The table: controls, headings; the body is filled by the script.
+fn table(out: &mut String, l: &Labels) {
     let _ = write!(
         out,
         "<section>\n<div class=\"controls\" id=\"controls\" hidden>\
@@ -235,7 +277,12 @@ pub fn write<W: Write>(
         );
     }
     out.push_str("</tr></thead><tbody id=\"tbody\"></tbody></table>\n</section>\n");
+}
 
+/// The script's settings block, and the start of the data block.
+fn meta(out: &mut String, page: &Page<'_>) {
+    let (lang, rules) = (page.lang, page.rules);
+    let l = lang.labels();
     let meta = serde_json::json!({
         "lang": lang.code(),
         "labels": {
@@ -246,7 +293,7 @@ pub fn write<W: Write>(
         },
         "as_of": rules.as_of.to_string(),
         "within_days": rules.within_days,
-        "step_days": step,
+        "step_days": step_days(rules.within_days),
         "buckets": buckets(rules),
         "urgent_days": gbdfl_core::expiry::URGENT_DAYS,
     });
@@ -255,47 +302,30 @@ pub fn write<W: Write>(
         "<script type=\"application/json\" id=\"meta\">{}</script>\n<script type=\"application/json\" id=\"data\">",
         json_value(&meta)
     );
-    w.write_all(out.as_bytes())?;
-    write_data(&mut w, rows)?;
-    let mut end = String::from("</script>\n");
-    super::tail(&mut end, SCRIPT);
-    w.write_all(end.as_bytes())?;
-    Ok(w)
+}
+
+/// Bytes gathered before they go to the writer.
+const CHUNK: usize = 1 << 20;
+
+/// Writes `buf` out once it holds [`CHUNK`] bytes, or now if `force`.
+fn flush<W: Write>(buf: &mut Vec<u8>, w: &mut W, force: bool) -> io::Result<()> {
+    if force || buf.len() >= CHUNK {
+        w.write_all(buf)?;
+        buf.clear();
+    }
+    Ok(())
 }
 
 /// The rows as one JSON object of columns, escaped for the script block.
 fn write_data<W: Write>(w: &mut W, rows: &RowSet) -> io::Result<()> {
-    let (mut types, mut statuses, mut lifes, mut notes) = (
-        Dict::default(),
-        Dict::default(),
-        Dict::default(),
-        Dict::default(),
-    );
-    let mut ids: Vec<[u32; 4]> = Vec::with_capacity(rows.len());
-    for r in rows.iter_ref() {
-        ids.push([
-            types.id(r.document_type),
-            statuses.id(r.document_status),
-            lifes.id(r.life_status),
-            notes.id(r.note),
-        ]);
-    }
-    let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+    let (dicts, ids) = dicts(rows);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     let mut json: Vec<u8> = Vec::with_capacity(256);
-    let flush = |buf: &mut Vec<u8>, w: &mut W, force: bool| -> io::Result<()> {
-        if force || buf.len() >= 1 << 20 {
-            w.write_all(buf)?;
-            buf.clear();
-        }
-        Ok(())
-    };
     let _ = write!(buf, "{{\"n\":{}", rows.len());
-    for (name, dict) in [
-        ("types", &types),
-        ("statuses", &statuses),
-        ("lifes", &lifes),
-        ("notes", &notes),
-    ] {
+    for (name, dict) in ["types", "statuses", "lifes", "notes"]
+        .into_iter()
+        .zip(&dicts)
+    {
         let _ = write!(buf, ",\"{name}\":");
         json.clear();
         serde_json::to_writer(&mut json, &dict.list).map_err(io::Error::other)?;
@@ -309,59 +339,83 @@ fn write_data<W: Write>(w: &mut W, rows: &RowSet) -> io::Result<()> {
         ("number", |r| r.document_number),
     ];
     for (name, get) in texts {
-        let _ = write!(buf, ",\"{name}\":[");
-        for (i, r) in rows.iter_ref().enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            json.clear();
-            serde_json::to_writer(&mut json, get(&r)).map_err(io::Error::other)?;
-            json_in_script(&json, &mut buf);
-            flush(&mut buf, w, false)?;
-        }
-        buf.push(b']');
+        text_column(&mut buf, w, name, rows.iter_ref().map(|r| get(&r)))?;
     }
     // Number columns.
-    let mut number_column = |buf: &mut Vec<u8>,
-                             name: &str,
-                             v: &mut dyn Iterator<Item = Option<i64>>|
-     -> io::Result<()> {
-        let _ = write!(buf, ",\"{name}\":[");
-        for (i, n) in v.enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            match n {
-                Some(n) => {
-                    let _ = write!(buf, "{n}");
-                }
-                None => buf.extend_from_slice(b"null"),
-            }
-            flush(buf, w, false)?;
-        }
-        buf.push(b']');
-        Ok(())
-    };
-    number_column(&mut buf, "days", &mut rows.iter_ref().map(|r| r.days_left))?;
-    number_column(
-        &mut buf,
-        "fetched",
-        &mut rows.iter_ref().map(|r| Some(r.fetched_at.timestamp())),
-    )?;
-    number_column(
-        &mut buf,
-        "reasons",
-        &mut rows.iter_ref().map(|r| Some(i64::from(r.reasons.bits()))),
-    )?;
+    let days = rows.iter_ref().map(|r| r.days_left);
+    number_column(&mut buf, w, "days", days)?;
+    let fetched = rows.iter_ref().map(|r| Some(r.fetched_at.timestamp()));
+    number_column(&mut buf, w, "fetched", fetched)?;
+    let reasons = rows.iter_ref().map(|r| Some(i64::from(r.reasons.bits())));
+    number_column(&mut buf, w, "reasons", reasons)?;
     for (k, name) in ["type", "status", "life", "note"].into_iter().enumerate() {
-        number_column(
-            &mut buf,
-            name,
-            &mut ids.iter().map(|id| Some(i64::from(id[k]))),
-        )?;
+        let column = ids.iter().map(|id| Some(i64::from(id[k])));
+        number_column(&mut buf, w, name, column)?;
     }
     buf.push(b'}');
     flush(&mut buf, w, true)
+}
+
+/// The texts that repeat (document types, document statuses, life
+/// statuses, notes) as lists, and each row's numbers into them.
+fn dicts(rows: &RowSet) -> ([Dict<'_>; 4], Vec<[u32; 4]>) {
+    let mut dicts: [Dict<'_>; 4] = Default::default();
+    let mut ids: Vec<[u32; 4]> = Vec::with_capacity(rows.len());
+    for r in rows.iter_ref() {
+        let texts = [r.document_type, r.document_status, r.life_status, r.note];
+        let mut id = [0u32; 4];
+        for ((slot, dict), text) in id.iter_mut().zip(&mut dicts).zip(texts) {
+            *slot = dict.id(text);
+        }
+        ids.push(id);
+    }
+    (dicts, ids)
+}
+
+/// `,"name":[...]`: a column of texts as escaped JSON strings.
+fn text_column<'r, W: Write>(
+    buf: &mut Vec<u8>,
+    w: &mut W,
+    name: &str,
+    column: impl Iterator<Item = &'r str>,
+) -> io::Result<()> {
+    let mut json: Vec<u8> = Vec::with_capacity(256);
+    let _ = write!(buf, ",\"{name}\":[");
+    for (i, s) in column.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        json.clear();
+        serde_json::to_writer(&mut json, s).map_err(io::Error::other)?;
+        json_in_script(&json, buf);
+        flush(buf, w, false)?;
+    }
+    buf.push(b']');
+    Ok(())
+}
+
+/// `,"name":[...]`: a column of numbers, `null` where there is none.
+fn number_column<W: Write>(
+    buf: &mut Vec<u8>,
+    w: &mut W,
+    name: &str,
+    column: impl Iterator<Item = Option<i64>>,
+) -> io::Result<()> {
+    let _ = write!(buf, ",\"{name}\":[");
+    for (i, n) in column.enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        match n {
+            Some(n) => {
+                let _ = write!(buf, "{n}");
+            }
+            None => buf.extend_from_slice(b"null"),
+        }
+        flush(buf, w, false)?;
+    }
+    buf.push(b']');
+    Ok(())
 }
 
 #[cfg(test)]

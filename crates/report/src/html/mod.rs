@@ -22,73 +22,20 @@
 
 mod chart;
 pub mod expiring;
-mod lang;
 pub mod summary;
 
 use std::fmt::Write as _;
 
 use sha2::Digest as _;
 
-pub use lang::{Labels, Lang};
+pub use crate::lang::Lang;
+pub use crate::options::Price;
 
 /// The style sheet of both pages (screen and print).
 const STYLE: &str = include_str!("style.css");
 /// Runs first: records any Content-Security-Policy violation for the
 /// page's self-check.
 const HEAD_SCRIPT: &str = include_str!("head.js");
-
-/// Money per paid call, in hundredths of the currency unit, and the
-/// currency's name as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Price {
-    pub hundredths: u64,
-    pub currency: String,
-}
-
-impl Price {
-    /// Parses `price_per_call` (a decimal with at most two places: `35`,
-    /// `35.5`, `35.50`) with its `currency`.
-    pub fn parse(price: &str, currency: &str) -> Result<Price, String> {
-        let p = price.trim();
-        let bad = || {
-            format!(
-                "price_per_call {price:?} is not a price: write a number with at most two decimals, e.g. 35.50"
-            )
-        };
-        let (whole, frac) = p.split_once('.').unwrap_or((p, ""));
-        if whole.is_empty()
-            || !whole.bytes().all(|b| b.is_ascii_digit())
-            || frac.len() > 2
-            || !frac.bytes().all(|b| b.is_ascii_digit())
-        {
-            return Err(bad());
-        }
-        let whole: u64 = whole.parse().map_err(|_| bad())?;
-        let frac: u64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
-        let hundredths = whole
-            .checked_mul(100)
-            .and_then(|w| w.checked_add(frac))
-            .ok_or_else(bad)?;
-        let currency = currency.trim();
-        if currency.is_empty()
-            || currency.chars().count() > 16
-            || currency.chars().any(char::is_control)
-        {
-            return Err(format!(
-                "currency {currency:?}: give the currency's code or sign, e.g. KZT or ₸ (16 characters at most)"
-            ));
-        }
-        Ok(Price {
-            hundredths,
-            currency: currency.to_owned(),
-        })
-    }
-
-    /// `calls` times the price, or `None` if it does not fit.
-    pub fn times(&self, calls: u64) -> Option<u64> {
-        self.hundredths.checked_mul(calls)
-    }
-}
 
 /// Appends `s` escaped for HTML text and quoted attribute values.
 pub fn esc_into(out: &mut String, s: &str) {

@@ -7,7 +7,9 @@ use chrono::{Datelike as _, NaiveDate};
 /// The language of a report's words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lang {
+    /// Russian.
     Ru,
+    /// English.
     En,
 }
 
@@ -34,6 +36,7 @@ impl Lang {
         }
     }
 
+    /// The language's code: the page's `lang` attribute.
     pub fn code(self) -> &'static str {
         match self {
             Lang::Ru => "ru",
@@ -41,7 +44,8 @@ impl Lang {
         }
     }
 
-    pub fn labels(self) -> &'static Labels {
+    /// Every word of the pages in this language.
+    pub(crate) fn labels(self) -> &'static Labels {
         match self {
             Lang::Ru => &RU,
             Lang::En => &EN,
@@ -173,54 +177,54 @@ pub(crate) fn ru_header(key: &str) -> Option<&'static str> {
 
 /// Every word of the pages, in one language.
 #[derive(Debug, serde::Serialize)]
-pub struct Labels {
-    pub expiring_title: &'static str,
-    pub summary_title: &'static str,
-    pub as_of: &'static str,
-    pub window: &'static str,
-    pub people_scanned: &'static str,
-    pub people_listed: &'static str,
-    pub documents_listed: &'static str,
-    pub oldest_fetch: &'static str,
-    pub no_records: &'static str,
-    pub generated: &'static str,
-    pub iins_masked: &'static str,
-    pub iins_full: &'static str,
-    pub chart_weeks: &'static str,
-    pub chart_types: &'static str,
-    pub bucket_expired: &'static str,
-    pub bucket_week: &'static str,
-    pub bucket_later: &'static str,
+pub(crate) struct Labels {
+    pub(crate) expiring_title: &'static str,
+    pub(crate) summary_title: &'static str,
+    pub(crate) as_of: &'static str,
+    pub(crate) window: &'static str,
+    pub(crate) people_scanned: &'static str,
+    pub(crate) people_listed: &'static str,
+    pub(crate) documents_listed: &'static str,
+    pub(crate) oldest_fetch: &'static str,
+    pub(crate) no_records: &'static str,
+    pub(crate) generated: &'static str,
+    pub(crate) iins_masked: &'static str,
+    pub(crate) iins_full: &'static str,
+    pub(crate) chart_weeks: &'static str,
+    pub(crate) chart_types: &'static str,
+    pub(crate) bucket_expired: &'static str,
+    pub(crate) bucket_week: &'static str,
+    pub(crate) bucket_later: &'static str,
     /// In the order of `expiry::Reason::ALL`.
-    pub reasons: [&'static str; 7],
+    pub(crate) reasons: [&'static str; 7],
     /// The chart's series: expired, expires soon, not valid, not living, other.
-    pub series: [&'static str; 5],
-    pub other_types: &'static str,
-    pub no_document: &'static str,
-    pub columns: [&'static str; 11],
-    pub filter: &'static str,
-    pub all_reasons: &'static str,
-    pub per_page: &'static str,
-    pub previous: &'static str,
-    pub next: &'static str,
-    pub page_of: &'static str,
-    pub no_rows: &'static str,
-    pub needs_script: &'static str,
-    pub sort_hint: &'static str,
-    pub period: &'static str,
-    pub all_time: &'static str,
-    pub lookups: &'static str,
-    pub paid_calls: &'static str,
-    pub cache_hits: &'static str,
-    pub failures: &'static str,
-    pub paid_answered: &'static str,
-    pub spent: &'static str,
-    pub saved: &'static str,
-    pub price: &'static str,
-    pub price_not_set: &'static str,
-    pub chart_days: &'static str,
-    pub failures_are: &'static str,
-    pub no_lookups: &'static str,
+    pub(crate) series: [&'static str; 5],
+    pub(crate) other_types: &'static str,
+    pub(crate) no_document: &'static str,
+    pub(crate) columns: [&'static str; 11],
+    pub(crate) filter: &'static str,
+    pub(crate) all_reasons: &'static str,
+    pub(crate) per_page: &'static str,
+    pub(crate) previous: &'static str,
+    pub(crate) next: &'static str,
+    pub(crate) page_of: &'static str,
+    pub(crate) no_rows: &'static str,
+    pub(crate) needs_script: &'static str,
+    pub(crate) sort_hint: &'static str,
+    pub(crate) period: &'static str,
+    pub(crate) all_time: &'static str,
+    pub(crate) lookups: &'static str,
+    pub(crate) paid_calls: &'static str,
+    pub(crate) cache_hits: &'static str,
+    pub(crate) failures: &'static str,
+    pub(crate) paid_answered: &'static str,
+    pub(crate) spent: &'static str,
+    pub(crate) saved: &'static str,
+    pub(crate) price: &'static str,
+    pub(crate) price_not_set: &'static str,
+    pub(crate) chart_days: &'static str,
+    pub(crate) failures_are: &'static str,
+    pub(crate) no_lookups: &'static str,
 }
 
 static EN: Labels = Labels {
