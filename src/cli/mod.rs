@@ -357,12 +357,14 @@ pub fn out(text: &str) -> anyhow::Result<()> {
         .context("writing to standard output")
 }
 
-/// The clock of this run: the system's. A build with the `dev` feature
-/// takes `GBDFL_TEST_NOW=TIME` (RFC 3339), for the tests of the binary
-/// only: the run starts at TIME and its clock then runs at the real pace,
-/// so waits (backoff, Retry-After) still end.
+/// The clock of this run: the system's. The test build (debug, with the
+/// `dev` feature) takes `GBDFL_TEST_NOW=TIME` (RFC 3339), for the tests of
+/// the binary only: the run starts at TIME and its clock then runs at the
+/// real pace, so waits (backoff, Retry-After) still end. Never in a release
+/// build, even with `dev`: a clock set from the environment would let
+/// anyone date audit entries as they please.
 fn the_clock() -> anyhow::Result<Arc<dyn Clock>> {
-    #[cfg(feature = "dev")]
+    #[cfg(all(feature = "dev", debug_assertions))]
     if let Some(at) = std::env::var_os("GBDFL_TEST_NOW") {
         let at = at.to_string_lossy();
         let at = chrono::DateTime::parse_from_rfc3339(&at).map_err(|e| {
