@@ -8,7 +8,8 @@
 //! summary of a hundred bytes is not. Rule this module keeps: the person
 //! built back from a summary gives exactly the rows the whole answer gives
 //! ([`crate::expiry::check`] runs on either), so reports do not depend on
-//! which one they read. It is pure: no store, no clock, no I/O.
+//! which one they read (crates/emulator/tests/summary.rs, over the
+//! emulator's synthetic people).
 
 use crate::api::{Document, Person, Response};
 
@@ -44,6 +45,7 @@ pub struct Summary {
 pub struct PersonFields<'a, D> {
     /// Surname, name and patronymic.
     pub name: [Option<&'a str>; 3],
+    /// The person's life status (`Нормальный`, `Умерший`, ...).
     pub life_status: Option<&'a str>,
     /// Each document's type, number, expiry date and status.
     pub documents: D,
