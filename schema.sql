@@ -11,7 +11,8 @@
 -- operator and host, and enumerated values. Times are INTEGER milliseconds
 -- since 1970-01-01T00:00:00Z (UTC).
 
--- Facts about the database itself: 'format' = 'gbdfl', 'created_at'.
+-- Facts about the database itself: 'format' = 'gbdfl', 'created_at' (RFC 3339
+-- text), 'format6_since' (ms, when an older database became version 6).
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -134,7 +135,7 @@ CREATE TABLE IF NOT EXISTS queue (
     state         TEXT NOT NULL CHECK (state IN ('waiting', 'expired')),
     attempts      INTEGER NOT NULL DEFAULT 0,  -- calls started for this item
     next_try_at   INTEGER NOT NULL,           -- not sent before this (backoff, Retry-After)
-    claimed_by    TEXT,                    -- the process sending it now: PID-RANDOM-WORKER
+    claimed_by    TEXT,                    -- the process sending it now: PID HOST RUN WORKER
     claimed_until INTEGER,                 -- the claim's end; past it, the item is in doubt
     last_status   TEXT,                    -- last GBDFL status or HTTP status, enumerated
     operator      TEXT NOT NULL,           -- who asked

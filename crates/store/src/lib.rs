@@ -158,6 +158,17 @@ impl From<rusqlite::Error> for StoreError {
                 return StoreError::WriteFailed(e);
             }
         }
+        // A stored value outside what the format allows (an enumerated
+        // column, a time no calendar holds): the database was altered.
+        if let rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) = &e
+        {
+            return StoreError::Corrupt {
+                id: "a stored row".to_owned(),
+                column: "value",
+                reason: e.to_string(),
+            };
+        }
         StoreError::Sqlite(e)
     }
 }

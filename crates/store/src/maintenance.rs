@@ -393,6 +393,16 @@ impl Store {
                     break;
                 }
             }
+            if row.source == super::Source::Service
+                && row.outcome == super::Outcome::Answered
+                && row.status.as_deref() == Some("VALID")
+                && row.summary_enc.is_none()
+            {
+                undecryptable.push(format!(
+                    "lookup {}: a VALID answer without its document summary (removed?); the expiry scan refuses it",
+                    row.id
+                ));
+            }
             ids.insert(row.id, row.requested_at);
             Ok::<_, StoreError>(())
         })?;

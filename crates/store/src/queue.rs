@@ -101,9 +101,29 @@ pub struct SealedFinish {
     lookup_row: Option<sqlite::LookupRow>,
     audit: Option<AuditEntry>,
     after: SealedAfter,
+    /// The format version its sealed values follow (absent in a spill
+    /// file of an older gbdfl: version 5, sealed again when taken in).
+    #[serde(default = "format_before_6")]
+    format: i64,
+}
+
+fn format_before_6() -> i64 {
+    5
 }
 
 impl SealedFinish {
+    /// Seals again, under format version 6, the lookup of a spill file an
+    /// older gbdfl wrote.
+    pub(crate) fn up_to_date(&mut self, store: &Store) -> Result<(), StoreError> {
+        if self.format < sqlite::SCHEMA_VERSION
+            && let Some(row) = &mut self.lookup_row
+        {
+            store.reseal_v5_lookup(row)?;
+        }
+        self.format = sqlite::SCHEMA_VERSION;
+        Ok(())
+    }
+
     /// Whether committing it leaves the item in doubt.
     pub fn leaves_in_doubt(&self) -> bool {
         matches!(self.after, SealedAfter::InDoubt { .. })
@@ -652,6 +672,7 @@ impl Store {
             ..a.clone()
         });
         Ok(SealedFinish {
+            format: sqlite::SCHEMA_VERSION,
             item_id: item.id.clone(),
             owner: owner.to_owned(),
             lookup_row,

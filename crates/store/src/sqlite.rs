@@ -1743,7 +1743,7 @@ pub fn each_other_lookup(
 ) -> Result<(), StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT id, key_version, subject, requested_at, answered_at, source, outcome, status, \
-         reached, cached_from, iin_enc FROM lookups INDEXED BY lookups_other \
+         reached, cached_from, iin_enc FROM lookups \
          WHERE source IS NOT 'service' OR outcome IS NOT 'answered' OR status IS NOT 'VALID'",
     )?;
     let mut rows = st.query([])?;

@@ -124,7 +124,15 @@ impl Store {
     /// transaction, unless another process did it first. Returns how many
     /// lookups it carried over.
     pub(crate) fn migrate_to_v6(&self) -> Result<u64, StoreError> {
-        sqlite::immediate(&self.conn, |c| {
+        // A larger page cache for the one long transaction, as an import.
+        // Foreign keys off (a setting of the connection, outside any
+        // transaction): with them on, dropping the old `lookups`, which
+        // referred to itself (`cached_from`), deletes it row by row, each
+        // delete looking for the rows naming it.
+        let cache: i64 = self.conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        self.conn
+            .execute_batch("PRAGMA cache_size = -65536; PRAGMA foreign_keys = OFF;")?;
+        let done = sqlite::immediate(&self.conn, |c| {
             let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
             if version != 5 {
                 return Ok(0);
@@ -172,6 +180,16 @@ impl Store {
                 "DROP TABLE v5_lookups; DROP TABLE v5_queue; DROP TABLE v5_audit; DROP TABLE v5_keys;",
             )?;
             c.execute_batch(sqlite::SCHEMA)?;
+            // What foreign keys would have refused, had they been on.
+            let broken: i64 =
+                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+            if broken > 0 {
+                return Err(StoreError::Corrupt {
+                    id: format!("{broken} rows"),
+                    column: "key_version",
+                    reason: "they name a key version the database does not have; the database was left as it was".into(),
+                });
+            }
             c.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
                 params![FORMAT6_SINCE, now.timestamp_millis().to_string()],
@@ -187,7 +205,10 @@ impl Store {
             };
             self.append_audit_in(c, &entry)?;
             Ok::<_, StoreError>(lookups)
-        })
+        });
+        self.conn
+            .execute_batch(&format!("PRAGMA cache_size = {cache}; PRAGMA foreign_keys = ON;"))?;
+        done
     }
 
     /// Copies every lookup into the new table, each sealed value sealed
@@ -196,8 +217,11 @@ impl Store {
     fn carry_lookups(&self, c: &Connection) -> Result<u64, StoreError> {
         let total: i64 = c.query_row("SELECT count(*) FROM v5_lookups", [], |r| r.get(0))?;
         let total = total.max(0) as u64;
+        // In id order: the new table and its id index then grow at their
+        // ends, instead of a random page of the id index per row (ids of
+        // imported lookups are in no order), which thrashed the page cache.
         let mut st = c.prepare(&format!(
-            "SELECT {V5_LOOKUP_COLUMNS} FROM v5_lookups ORDER BY rowid"
+            "SELECT {V5_LOOKUP_COLUMNS} FROM v5_lookups ORDER BY id"
         ))?;
         let mut rows = st.query([])?;
         let mut done = 0u64;
@@ -211,7 +235,9 @@ impl Store {
                 progress(done, total);
             }
         }
-        progress(done, total);
+        if done % PROGRESS_EVERY != 0 {
+            progress(done, total);
+        }
         Ok(done)
     }
 
