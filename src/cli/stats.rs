@@ -27,9 +27,9 @@ pub struct Args {
 }
 
 fn day(flag: &str, s: Option<&str>) -> anyhow::Result<Option<NaiveDate>> {
-    s.map(|s| gbdfl_core::expiry::parse_day(flag, s))
+    s.map(|s| gbdfl_core::limits::parse_date(flag, s))
         .transpose()
-        .map_err(|e| Exit::new(ExitCode::InvalidInput, e).into())
+        .map_err(|e| Exit::new(ExitCode::InvalidInput, e.message).into())
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {

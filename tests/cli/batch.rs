@@ -348,6 +348,7 @@ fn a_request_left_queued_is_not_counted_as_done_or_failed() {
         "{}",
         r.stderr
     );
+    assert_eq!(env.emu().calls(), 2, "at most GBDFL_RETRY_ATTEMPTS per run");
     let r = env.run_with(&["sync"], &fast);
     assert_eq!(r.code, 11, "{}", r.stderr);
     assert!(
@@ -356,6 +357,7 @@ fn a_request_left_queued_is_not_counted_as_done_or_failed() {
         "{}",
         r.stderr
     );
+    assert_eq!(env.emu().calls(), 4, "at most GBDFL_RETRY_ATTEMPTS per run");
 }
 
 /// The outcome file names every row's person: batch's own entry, counting

@@ -105,6 +105,14 @@ fn core_names_no_other_crate_of_ours() {
 }
 
 #[test]
+fn core_reaches_no_database_no_http_no_clap_and_no_thread_pool() {
+    assert_unreachable(
+        &["-p", "gbdfl-core"],
+        &["rusqlite", "reqwest", "hyper", "clap", "rayon"],
+    );
+}
+
+#[test]
 fn store_reaches_no_http_and_no_layer_above_it() {
     assert_unreachable(
         &["-p", "gbdfl-store"],

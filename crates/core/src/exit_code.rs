@@ -2,9 +2,11 @@
 //! the CLI, because the audit trail records the code of every lookup.
 //!
 //! Rule: a code, once documented, keeps its meaning; scripts at the
-//! branches depend on it.
+//! branches depend on it. The integration tests (tests/cli) expect each
+//! code by its number, and a code no longer given stays here so its
+//! number is not given to another meaning.
 
-/// Process exit codes.
+/// How a gbdfl process ended, as its exit status and in the audit trail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ExitCode {

@@ -1,20 +1,19 @@
 //! The expiry rules: which documents of a person need attention and why, how
 //! many days they have left, and the order they are listed in.
 //!
-//! Rules this module keeps: it is pure (no store, no clock, no service; the
-//! day to count from is handed in), and it never drops a document silently:
-//! one whose expiry date is missing or unreadable is always listed, with
-//! `days_left` empty and a note saying why.
+//! Rule this module keeps (tests below): it never drops a document
+//! silently. One whose expiry date is missing or unreadable is always
+//! listed, with `days_left` empty and a note saying why.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use chrono::{DateTime, Datelike as _, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Serialize, Serializer};
 
 use crate::api::{Document, Person};
 
-/// What `expiring` looks for.
+/// What `expiring` looks for: the day to count from and the window of days
+/// after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rules {
     /// The day days are counted from ("today" unless `--as-of`).
@@ -24,7 +23,9 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// From `--within` and `--as-of` (default `today`).
+    /// The rules of `--within` (a duration such as `90d`, or a bare number
+    /// of days) and `--as-of` (`YYYY-MM-DD`; `today` when not given). The
+    /// error is the message for the user, naming the flag.
     pub fn parse(within: &str, as_of: Option<&str>, today: NaiveDate) -> Result<Rules, String> {
         Ok(Rules {
             as_of: as_of
@@ -89,14 +90,17 @@ impl Reason {
 pub struct Reasons(u8);
 
 impl Reasons {
+    /// Adds `r` to the set (a second time changes nothing).
     pub fn add(&mut self, r: Reason) {
         self.0 |= r.bit();
     }
 
+    /// Whether `r` is in the set.
     pub fn has(self, r: Reason) -> bool {
         self.0 & r.bit() != 0
     }
 
+    /// Whether no reason is in the set: a document that needs no attention.
     pub fn is_empty(self) -> bool {
         self.0 == 0
     }
@@ -107,6 +111,13 @@ impl Reasons {
         self.0
     }
 
+    /// The set whose [`Reasons::bits`] are `bits`; bits that stand for no
+    /// reason are dropped.
+    pub fn from_bits(bits: u8) -> Reasons {
+        Reasons(bits & ((1 << Reason::ALL.len()) - 1))
+    }
+
+    /// The reasons in the set, in [`Reason`]'s declaration order.
     pub fn iter(self) -> impl Iterator<Item = Reason> {
         Reason::ALL.into_iter().filter(move |r| self.has(*r))
     }
@@ -127,21 +138,36 @@ impl Serialize for Reasons {
 }
 
 /// One listed document (or person), compact: this is what `expiring` keeps
-/// in memory to sort, never the whole record.
+/// in memory to sort, never the whole record. Its fields are the columns
+/// of the expiring report, in order; texts are trimmed, empty when the
+/// record has none.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Row {
     /// The IIN as it may be shown: masked unless the caller chose otherwise.
     pub iin: String,
+    /// Surname, name and patronymic, as the record gives them.
     pub full_name: String,
+    /// The document's type (`ПАСПОРТ`, `УДОСТОВЕРЕНИЕ РК`, ...); empty on a
+    /// row for a person without documents.
     pub document_type: String,
+    /// The document's number.
     pub document_number: String,
+    /// The expiry date, when the record has one gbdfl can read.
     pub expiry_date: Option<NaiveDate>,
+    /// Days from [`Rules::as_of`] to the expiry date, negative once
+    /// expired ([`days_until`]); `None` without a readable date.
     pub days_left: Option<i64>,
+    /// The document's status as the service gives it.
     pub document_status: String,
+    /// The person's life status as the service gives it (`Нормальный`, ...).
     pub life_status: String,
+    /// When the GBDFL answer this row comes from was received.
     #[serde(serialize_with = "crate::time::serialize_iso_seconds")]
     pub fetched_at: DateTime<Utc>,
+    /// Why the row is listed; never empty.
     pub reasons: Reasons,
+    /// Why a date is missing or unreadable, or why the record could not be
+    /// read; empty otherwise.
     pub note: String,
 }
 
@@ -162,25 +188,78 @@ impl Row {
             note: &self.note,
         }
     }
+
+    /// How the row should stand out on a terminal.
+    pub fn urgency(&self) -> Urgency {
+        urgency(self.days_left)
+    }
+}
+
+/// A [`Row`] whose texts are borrowed: what [`check_each`] hands out, and
+/// what a report reads back from wherever it keeps its rows.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRef<'a> {
+    /// [`Row::iin`].
+    pub iin: &'a str,
+    /// [`Row::full_name`].
+    pub full_name: &'a str,
+    /// [`Row::document_type`].
+    pub document_type: &'a str,
+    /// [`Row::document_number`].
+    pub document_number: &'a str,
+    /// [`Row::expiry_date`].
+    pub expiry_date: Option<NaiveDate>,
+    /// [`Row::days_left`].
+    pub days_left: Option<i64>,
+    /// [`Row::document_status`].
+    pub document_status: &'a str,
+    /// [`Row::life_status`].
+    pub life_status: &'a str,
+    /// [`Row::fetched_at`].
+    pub fetched_at: DateTime<Utc>,
+    /// [`Row::reasons`].
+    pub reasons: Reasons,
+    /// [`Row::note`].
+    pub note: &'a str,
+}
+
+impl RowRef<'_> {
+    /// How the row should stand out on a terminal.
+    pub fn urgency(&self) -> Urgency {
+        urgency(self.days_left)
+    }
+
+    /// The row with its texts copied out.
+    pub fn to_row(&self) -> Row {
+        Row {
+            iin: self.iin.to_owned(),
+            full_name: self.full_name.to_owned(),
+            document_type: self.document_type.to_owned(),
+            document_number: self.document_number.to_owned(),
+            expiry_date: self.expiry_date,
+            days_left: self.days_left,
+            document_status: self.document_status.to_owned(),
+            life_status: self.life_status.to_owned(),
+            fetched_at: self.fetched_at,
+            reasons: self.reasons,
+            note: self.note.to_owned(),
+        }
+    }
 }
 
 /// How a row should stand out on a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Urgency {
+    /// The document expired before the day counted from.
     Expired,
     /// Expires within [`URGENT_DAYS`].
     Urgent,
+    /// Anything else: later, or no readable date.
     Normal,
 }
 
 /// Documents with this many days left or fewer stand out.
 pub const URGENT_DAYS: i64 = 30;
-
-impl Row {
-    pub fn urgency(&self) -> Urgency {
-        urgency(self.days_left)
-    }
-}
 
 /// How a row with `days_left` should stand out.
 fn urgency(days_left: Option<i64>) -> Urgency {
@@ -212,7 +291,7 @@ pub fn check(
 }
 
 /// [`check`], handing each row to `f` borrowed instead of collecting owned
-/// rows: the expiry scan packs them straight into a [`RowSet`].
+/// rows: the expiry scan packs them straight into its compact row set.
 pub fn check_each(
     iin: &str,
     person: Option<&Person>,
@@ -330,478 +409,19 @@ pub fn sort(rows: &mut [Row]) {
     });
 }
 
-/// Many [`Row`]s kept compactly and sorted: `expiring` over a million
-/// people lists most of a million documents, and a `Row` of owned strings
-/// each would take several hundred megabytes.
-///
-/// Rows are kept by expiry day, as they come: each day is one byte string
-/// of packed rows (IIN, name and document number inline; document type,
-/// statuses and notes, which repeat, as numbers into one table of texts).
-/// Sorting is then a small sort within each day, and reading the sorted
-/// rows walks memory in order. (Before, one arena in push order was read
-/// in sorted order: a cache and TLB miss per text, the report's largest
-/// cost at a million rows.)
-#[derive(Debug, Default)]
-pub struct RowSet {
-    texts: Texts,
-    /// Day key ([`day_key`]) to the rows expiring that day.
-    days: BTreeMap<u32, Day>,
-    len: usize,
-}
-
-/// The rows of one expiry day.
-#[derive(Debug, Default)]
-struct Day {
-    bytes: Vec<u8>,
-    /// Where each row starts in `bytes`: push order, then sorted order.
-    starts: Vec<u32>,
-}
-
-/// Texts that repeat, once each, by number.
-#[derive(Debug, Default)]
-struct Texts {
-    list: Vec<Box<str>>,
-    index: HashMap<Box<str>, u32>,
-    /// The id last given for each kind of text (type, status, ...): most
-    /// rows repeat the row before, and this spares hashing them.
-    last: [Option<u32>; 4],
-}
-
-impl Texts {
-    /// [`Texts::id`] for the `slot`-th kind of text.
-    fn id_in(&mut self, slot: usize, s: &str) -> u32 {
-        if let Some(i) = self.last[slot]
-            && *self.list[i as usize] == *s
-        {
-            return i;
-        }
-        let i = self.id(s);
-        self.last[slot] = Some(i);
-        i
-    }
-
-    fn id(&mut self, s: &str) -> u32 {
-        if let Some(&i) = self.index.get(s) {
-            return i;
-        }
-        let i = self.list.len() as u32;
-        self.list.push(s.into());
-        self.index.insert(s.into(), i);
-        i
-    }
-
-    fn get(&self, i: u32) -> &str {
-        &self.list[i as usize]
-    }
-}
-
-/// The sort key of an expiry day: days from the common era with the sign
-/// bit flipped (so it orders as a u32); no date is `u32::MAX`, last.
-fn day_key(d: Option<NaiveDate>) -> u32 {
-    d.map_or(u32::MAX, |d| (d.num_days_from_ce() as u32) ^ (1 << 31))
-}
-
-fn key_day(k: u32) -> Option<NaiveDate> {
-    (k != u32::MAX)
-        .then(|| NaiveDate::from_num_days_from_ce_opt((k ^ (1 << 31)) as i32))
-        .flatten()
-}
-
-/// A packed row: fetch time (i64 ms), days left (i32, `i32::MIN` for
-/// none), reasons (u8), the ids of document type, document status, life
-/// status and note (u32 each), then IIN, name and document number, each a
-/// u16 length and its bytes, or [`LONG`] and a u32 id for a text of 64 KiB
-/// or more.
-const HEAD: usize = 8 + 4 + 1 + 4 * 4;
-const LONG: u16 = u16::MAX;
-const NO_DAYS: i32 = i32::MIN;
-
-fn put_u32(out: &mut Vec<u8>, v: u32) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn u32_at(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
-}
-
-/// A row's inline text at `at`, as bytes: (bytes or long id, the offset
-/// after it).
-fn inline_bytes_at(b: &[u8], at: usize) -> (Result<&[u8], u32>, usize) {
-    let len = u16::from_le_bytes([b[at], b[at + 1]]);
-    if len == LONG {
-        return (Err(u32_at(b, at + 2)), at + 6);
-    }
-    let end = at + 2 + len as usize;
-    (Ok(&b[at + 2..end]), end)
-}
-
-/// A row's inline text at `at`: (text or long id, the offset after it).
-fn inline_at(b: &[u8], at: usize) -> (Result<&str, u32>, usize) {
-    let (bytes, end) = inline_bytes_at(b, at);
-    // `push_row` wrote these bytes from a &str, with its length in front,
-    // and `append` copies rows whole: they are checked, not trusted.
-    let text = bytes.map(|t| std::str::from_utf8(t).expect("a row's text is UTF-8"));
-    (text, end)
-}
-
-/// What orders the rows of one day: IIN, document type and number. As
-/// bytes, which order as their `str` does (UTF-8 keeps the order of code
-/// points), so sorting checks no text: the rows' texts are checked once,
-/// when read out ([`RowSet::row_at`]).
-fn sort_fields<'a>(texts: &'a Texts, b: &'a [u8], at: usize) -> (&'a [u8], &'a [u8], &'a [u8]) {
-    let text = |t: Result<&'a [u8], u32>| t.unwrap_or_else(|id| texts.get(id).as_bytes());
-    let (iin, o) = inline_bytes_at(b, at + HEAD);
-    let (_, o) = inline_bytes_at(b, o);
-    let (number, _) = inline_bytes_at(b, o);
-    (
-        text(iin),
-        texts.get(u32_at(b, at + 13)).as_bytes(),
-        text(number),
-    )
-}
-
-/// A row of a [`RowSet`], borrowed: the texts stay in the set.
-#[derive(Debug, Clone, Copy)]
-pub struct RowRef<'a> {
-    pub iin: &'a str,
-    pub full_name: &'a str,
-    pub document_type: &'a str,
-    pub document_number: &'a str,
-    pub expiry_date: Option<NaiveDate>,
-    pub days_left: Option<i64>,
-    pub document_status: &'a str,
-    pub life_status: &'a str,
-    pub fetched_at: DateTime<Utc>,
-    pub reasons: Reasons,
-    pub note: &'a str,
-}
-
-impl RowRef<'_> {
-    pub fn urgency(&self) -> Urgency {
-        urgency(self.days_left)
-    }
-
-    pub fn to_row(&self) -> Row {
-        Row {
-            iin: self.iin.to_owned(),
-            full_name: self.full_name.to_owned(),
-            document_type: self.document_type.to_owned(),
-            document_number: self.document_number.to_owned(),
-            expiry_date: self.expiry_date,
-            days_left: self.days_left,
-            document_status: self.document_status.to_owned(),
-            life_status: self.life_status.to_owned(),
-            fetched_at: self.fetched_at,
-            reasons: self.reasons,
-            note: self.note.to_owned(),
-        }
-    }
-}
-
-/// Rows of a sorted [`RowSet`] in order: a run of them, for one worker.
-#[derive(Debug, Clone)]
-pub struct RowRun<'a> {
-    set: &'a RowSet,
-    /// (day key, the day, which of its rows)
-    parts: Vec<(u32, &'a Day, std::ops::Range<usize>)>,
-}
-
-impl<'a> RowRun<'a> {
-    pub fn iter(&self) -> impl Iterator<Item = RowRef<'a>> + '_ {
-        self.parts.iter().flat_map(move |(key, day, range)| {
-            day.starts[range.clone()]
-                .iter()
-                .map(move |&at| self.set.row_at(*key, day, at as usize))
-        })
-    }
-}
-
-impl RowSet {
-    pub fn new() -> RowSet {
-        RowSet::default()
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Adds the rows of one person (as [`check`] made them), in order.
-    pub fn push_person(&mut self, rows: Vec<Row>) {
-        for r in &rows {
-            self.push_row(&r.as_ref());
-        }
-    }
-
-    /// Adds one row.
-    pub fn push_row(&mut self, r: &RowRef<'_>) {
-        let ids = [
-            self.texts.id_in(0, r.document_type),
-            self.texts.id_in(1, r.document_status),
-            self.texts.id_in(2, r.life_status),
-            self.texts.id_in(3, r.note),
-        ];
-        let long = [r.iin, r.full_name, r.document_number]
-            .map(|t| (t.len() >= LONG as usize).then(|| self.texts.id(t)));
-        let day = self.days.entry(day_key(r.expiry_date)).or_default();
-        let out = &mut day.bytes;
-        day.starts.push(out.len() as u32);
-        out.extend_from_slice(&r.fetched_at.timestamp_millis().to_le_bytes());
-        let days = r.days_left.map_or(NO_DAYS, |d| {
-            d.clamp(NO_DAYS as i64 + 1, i32::MAX as i64) as i32
-        });
-        out.extend_from_slice(&days.to_le_bytes());
-        out.push(r.reasons.0);
-        for id in ids {
-            put_u32(out, id);
-        }
-        for (t, long) in [r.iin, r.full_name, r.document_number]
-            .into_iter()
-            .zip(long)
-        {
-            match long {
-                Some(id) => {
-                    out.extend_from_slice(&LONG.to_le_bytes());
-                    put_u32(out, id);
-                }
-                None => {
-                    out.extend_from_slice(&(t.len() as u16).to_le_bytes());
-                    out.extend_from_slice(t.as_bytes());
-                }
-            }
-        }
-        self.len += 1;
-    }
-
-    /// Moves every row of `part` to the end of this set, in its order: the
-    /// workers of a scan each fill a set of their own, and the scan joins
-    /// them in walk order. Rows are copied once, day by day; their text
-    /// numbers are changed to this set's.
-    pub fn append(&mut self, part: RowSet) {
-        let ids: Vec<u32> = part.texts.list.iter().map(|t| self.texts.id(t)).collect();
-        for (key, from) in part.days {
-            let to = self.days.entry(key).or_default();
-            for (i, &at) in from.starts.iter().enumerate() {
-                let at = at as usize;
-                let end = from
-                    .starts
-                    .get(i + 1)
-                    .map_or(from.bytes.len(), |&e| e as usize);
-                let row = &from.bytes[at..end];
-                let start = to.bytes.len();
-                to.starts.push(start as u32);
-                to.bytes.extend_from_slice(row);
-                let b = &mut to.bytes[start..];
-                for f in 0..4 {
-                    let o = 13 + 4 * f;
-                    let id = ids[u32_at(b, o) as usize];
-                    b[o..o + 4].copy_from_slice(&id.to_le_bytes());
-                }
-                let mut o = HEAD;
-                for _ in 0..3 {
-                    let len = u16::from_le_bytes([b[o], b[o + 1]]);
-                    if len == LONG {
-                        let id = ids[u32_at(b, o + 2) as usize];
-                        b[o + 2..o + 6].copy_from_slice(&id.to_le_bytes());
-                        o += 6;
-                    } else {
-                        o += 2 + len as usize;
-                    }
-                }
-            }
-            self.len += from.starts.len();
-        }
-    }
-
-    /// The row of `day` starting at `at`.
-    fn row_at<'a>(&'a self, key: u32, day: &'a Day, at: usize) -> RowRef<'a> {
-        let b = &day.bytes;
-        let fetched_ms = i64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
-        let days = i32::from_le_bytes(b[at + 8..at + 12].try_into().expect("4 bytes"));
-        let text = |t: Result<&'a str, u32>| t.unwrap_or_else(|id| self.texts.get(id));
-        let (iin, o) = inline_at(b, at + HEAD);
-        let (name, o) = inline_at(b, o);
-        let (number, _) = inline_at(b, o);
-        RowRef {
-            iin: text(iin),
-            full_name: text(name),
-            document_type: self.texts.get(u32_at(b, at + 13)),
-            document_number: text(number),
-            expiry_date: key_day(key),
-            days_left: (days != NO_DAYS).then_some(i64::from(days)),
-            document_status: self.texts.get(u32_at(b, at + 17)),
-            life_status: self.texts.get(u32_at(b, at + 21)),
-            fetched_at: DateTime::from_timestamp_millis(fetched_ms)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-            reasons: Reasons(b[at + 12]),
-            note: self.texts.get(u32_at(b, at + 25)),
-        }
-    }
-
-    /// Sorts as [`sort`] does (equal rows keep the order they were pushed
-    /// in), each day on its own, on the current rayon pool.
-    pub fn sort(&mut self) {
-        use rayon::prelude::*;
-        let days: Vec<(u32, Day)> = std::mem::take(&mut self.days).into_iter().collect();
-        let days: Vec<(u32, Day)> = days
-            .into_par_iter()
-            .map(|(key, mut day)| {
-                // What orders rows within a day: the IIN, the document type
-                // and number; most comparisons are settled by the IIN's
-                // first 12 bytes, taken once per row.
-                let b = &day.bytes;
-                let texts = &self.texts;
-                let fields = |at: u32| sort_fields(texts, b, at as usize);
-                let mut keyed: Vec<([u8; 12], u32)> = day
-                    .starts
-                    .iter()
-                    .map(|&at| {
-                        let mut k = [0u8; 12];
-                        let iin = fields(at).0;
-                        k[..iin.len().min(12)].copy_from_slice(&iin[..iin.len().min(12)]);
-                        (k, at)
-                    })
-                    .collect();
-                // Stable: ties keep push order.
-                keyed.sort_by(|(ka, a), (kb, b)| {
-                    ka.cmp(kb).then_with(|| fields(*a).cmp(&fields(*b)))
-                });
-                day.starts = keyed.into_iter().map(|(_, at)| at).collect();
-                (key, day)
-            })
-            .collect();
-        self.days = days.into_iter().collect();
-    }
-
-    /// Every row, borrowed, in sorted order (after [`RowSet::sort`]).
-    pub fn iter_ref(&self) -> impl Iterator<Item = RowRef<'_>> + '_ {
-        self.days.iter().flat_map(move |(&key, day)| {
-            day.starts
-                .iter()
-                .map(move |&at| self.row_at(key, day, at as usize))
-        })
-    }
-
-    /// Every row, in sorted order, one `Row` at a time.
-    pub fn iter(&self) -> impl Iterator<Item = Row> + '_ {
-        self.iter_ref().map(|r| r.to_row())
-    }
-
-    /// The rows in order, as runs of about `rows` rows each.
-    pub fn runs(&self, rows: usize) -> Vec<RowRun<'_>> {
-        let rows = rows.max(1);
-        let mut runs = Vec::new();
-        let mut run = RowRun {
-            set: self,
-            parts: Vec::new(),
-        };
-        let mut filled = 0;
-        for (&key, day) in &self.days {
-            let mut from = 0;
-            while from < day.starts.len() {
-                let take = (rows - filled).min(day.starts.len() - from);
-                run.parts.push((key, day, from..from + take));
-                from += take;
-                filled += take;
-                if filled == rows {
-                    runs.push(std::mem::replace(
-                        &mut run,
-                        RowRun {
-                            set: self,
-                            parts: Vec::new(),
-                        },
-                    ));
-                    filled = 0;
-                }
-            }
-        }
-        if !run.parts.is_empty() {
-            runs.push(run);
-        }
-        runs
-    }
-}
-
-/// Rows per run that [`RowSet::lay_out_in_order`]'s callers lay out at a
-/// time: about 0.75 MB of report text, so the two windows of `2 * threads`
-/// runs held at once stay small.
-pub const RUN_ROWS: usize = 4096;
-
-impl RowSet {
-    /// Lays the sorted rows out on `pool`, in runs of about `rows` rows
-    /// (`make`), and hands each run's result to `put` in order, on the
-    /// calling thread. A window of two runs per worker is laid out while
-    /// the window before it is handed over: writing a report's text no
-    /// longer waits for its layout, nor its layout for the writing (the
-    /// workers stood idle for a third of the writing). At most two windows
-    /// are held at once.
-    pub fn lay_out_in_order<'s, T: Send, E>(
-        &'s self,
-        pool: &rayon::ThreadPool,
-        rows: usize,
-        make: impl Fn(&RowRun<'s>) -> T + Sync,
-        mut put: impl FnMut(T) -> Result<(), E>,
-    ) -> Result<(), E> {
-        use rayon::prelude::*;
-        let runs = self.runs(rows);
-        let mut laid_out: Vec<T> = Vec::new();
-        for window in runs.chunks(2 * pool.current_num_threads()) {
-            let mut next = Vec::new();
-            let mut handed = Ok(());
-            pool.in_place_scope(|s| {
-                s.spawn(|_| next = window.par_iter().map(&make).collect());
-                handed = laid_out.drain(..).try_for_each(&mut put);
-            });
-            handed?;
-            laid_out = next;
-        }
-        laid_out.into_iter().try_for_each(put)
-    }
-}
-
-/// Serialises as the JSON array of its rows, one row in memory at a time.
-impl Serialize for RowSet {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.iter())
-    }
-}
-
-/// A person whose latest VALID record is older than asked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StaleRow {
-    pub iin: String,
-    pub full_name: String,
-    #[serde(serialize_with = "crate::time::serialize_iso_seconds")]
-    pub fetched_at: DateTime<Utc>,
-    /// Whole days between the fetch and `now`.
-    pub age_days: i64,
-}
-
 /// Whether a record fetched at `fetched_at` is older than `max_age` at `now`.
 pub fn is_stale(fetched_at: DateTime<Utc>, now: DateTime<Utc>, max_age: chrono::Duration) -> bool {
     now - fetched_at > max_age
 }
 
-/// Oldest first; ties by IIN.
-pub fn sort_stale(rows: &mut [StaleRow]) {
-    rows.sort_by(|a, b| {
-        a.fetched_at
-            .cmp(&b.fetched_at)
-            .then_with(|| a.iin.cmp(&b.iin))
-    });
-}
-
 /// Parses `--within`: a duration (`90d`, `12weeks`) or a bare number of
 /// days; partial days are dropped.
-pub fn parse_window(s: &str) -> Result<i64, String> {
+fn parse_window(s: &str) -> Result<i64, String> {
     crate::limits::parse_days("--within", s, crate::limits::WITHIN).map_err(|e| e.message)
 }
 
 /// Parses a calendar day given as `YYYY-MM-DD`, with a four-digit year.
-pub fn parse_day(flag: &str, s: &str) -> Result<NaiveDate, String> {
+fn parse_day(flag: &str, s: &str) -> Result<NaiveDate, String> {
     crate::limits::parse_date(flag, s).map_err(|e| e.message)
 }
 
@@ -944,6 +564,16 @@ mod tests {
     }
 
     #[test]
+    fn reasons_keep_their_bits_and_drop_unknown_ones() {
+        let mut r = Reasons::default();
+        r.add(Reason::Expired);
+        r.add(Reason::RecordUnreadable);
+        assert_eq!(Reasons::from_bits(r.bits()), r);
+        assert_eq!(Reasons::from_bits(r.bits() | 0x80), r);
+        assert_eq!(r.to_string(), "expired record_unreadable");
+    }
+
+    #[test]
     fn a_record_without_a_person_is_listed() {
         let rows = check("x", None, at(), &RULES);
         assert_eq!(rows.len(), 1);
@@ -999,109 +629,5 @@ mod tests {
         assert!(parse_window("-3").is_err());
         assert_eq!(parse_day("--as-of", "2030-07-01"), Ok(day("2030-07-01")));
         assert!(parse_day("--as-of", "01.07.2030").is_err());
-    }
-
-    #[test]
-    fn a_row_set_gives_back_its_rows_and_sorts_like_sort() {
-        let long = "Ж".repeat(600_000);
-        let mut all = Vec::new();
-        let mut set = RowSet::new();
-        let mut parts = vec![RowSet::new()];
-        for n in 0..400u32 {
-            let mut docs = vec![
-                doc(
-                    "ID",
-                    Some(&format!("2030-{:02}-{:02}", 7 + n % 3, 1 + n % 28)),
-                    OK,
-                ),
-                doc(
-                    "PASSPORT",
-                    Some(if n % 5 == 0 {
-                        "бессрочно"
-                    } else {
-                        "2030-07-02"
-                    }),
-                    OK,
-                ),
-            ];
-            if n == 7 {
-                docs[0].number = Some(long.clone());
-            }
-            let rows = check(
-                &format!("{:012}", (n * 7919) % 1000),
-                Some(&person("Умерший", docs)),
-                at(),
-                &RULES,
-            );
-            all.extend(rows.clone());
-            // In parts, as the workers of a scan fill them.
-            parts.last_mut().unwrap().push_person(rows);
-            if n % 97 == 0 {
-                parts.push(RowSet::new());
-            }
-        }
-        for part in parts {
-            set.append(part);
-        }
-        assert_eq!(set.len(), all.len());
-        sort(&mut all);
-        set.sort();
-        assert_eq!(set.iter().collect::<Vec<_>>(), all, "sorted order");
-        assert!(all.iter().any(|r| r.document_number == long));
-        // Runs of any length give the same rows in the same order.
-        for len in [1, 7, 1000] {
-            let runs: Vec<Row> = set
-                .runs(len)
-                .iter()
-                .flat_map(|r| r.iter().map(|r| r.to_row()).collect::<Vec<_>>())
-                .collect();
-            assert_eq!(runs, all, "runs of {len}");
-        }
-        // Laid out on any number of workers, handed over in order; a
-        // failing hand-over stops there.
-        for threads in [1, 2, 3] {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            for len in [1, 7, 1000] {
-                let mut got = Vec::new();
-                set.lay_out_in_order(
-                    &pool,
-                    len,
-                    |run| run.iter().map(|r| r.to_row()).collect::<Vec<_>>(),
-                    |rows| {
-                        got.extend(rows);
-                        Ok::<_, ()>(())
-                    },
-                )
-                .unwrap();
-                assert_eq!(got, all, "{threads} workers, runs of {len}");
-                let mut handed = 0;
-                let stopped = set.lay_out_in_order(
-                    &pool,
-                    len,
-                    |run| run.iter().count(),
-                    |n| {
-                        handed += n;
-                        if handed >= 100 { Err(handed) } else { Ok(()) }
-                    },
-                );
-                assert_eq!(stopped, Err(handed), "{threads} workers, runs of {len}");
-                // The first run that brings the count to 100 is the last
-                // handed over.
-                let mut upto = 0;
-                let want = set
-                    .runs(len)
-                    .iter()
-                    .map(|r| r.iter().count())
-                    .find_map(|n| {
-                        upto += n;
-                        (upto >= 100).then_some(upto)
-                    })
-                    .unwrap();
-                assert_eq!(handed, want, "stopped at the first failure");
-            }
-        }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Rule this module keeps: everything gbdfl creates that may hold personal
 //! data or secrets (folders, the database, key files, reports, their temp
-//! files) is created readable by its owner only, from the first byte.
+//! files) is created readable by its owner only, from the first byte,
+//! whatever the umask (tests/cli/secrets.rs, tests/cli/init.rs).
 
 use std::fs;
 use std::io;

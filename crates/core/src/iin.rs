@@ -13,28 +13,47 @@ use zeroize::Zeroize;
 /// Why a string is not a valid IIN. Each variant names the rule that failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IinError {
+    /// Not 12 characters long: the number of characters given.
     #[error("an IIN has exactly 12 digits, this one has {0} characters")]
     Length(usize),
     #[error("an IIN has only digits 0-9, found {0:?} at position {1}")]
+    /// A character other than 0-9, and its position from 1.
     NotDigit(char, usize),
+    /// The 7th digit, which encodes the century of birth and the sex, is
+    /// not 1 to 6.
     #[error("the 7th digit (century and sex) must be 1 to 6, found {0}")]
     CenturyDigit(u8),
+    /// The first six digits (YYMMDD) are no calendar day in the century of
+    /// the 7th digit.
     #[error("the first six digits must be a real birth date YYMMDD, {0} is not")]
     BirthDate(String),
     #[error(
         "the check digit (12th) does not match the other 11 digits: check the number against the subject's ID document (a typo in any digit gives this)"
     )]
-    CheckDigit { expected: u8, found: u8 },
+    /// The 12th digit is not the one the published check-digit algorithm
+    /// gives for the first 11: a typo, most often.
+    CheckDigit {
+        /// The check digit the first 11 digits call for.
+        expected: u8,
+        /// The 12th digit given.
+        found: u8,
+    },
+    /// Both passes of the check-digit algorithm give 10: no IIN is issued
+    /// with these first 11 digits.
     #[error("no check digit can be computed for these 11 digits, so no such IIN is issued")]
     NoCheckDigit,
     #[error("its birth date {0} is in the future, so no such IIN is issued yet")]
+    /// The birth date it encodes is after the day it was checked on
+    /// ([`Iin::check_born_by`]).
     BornInFuture(NaiveDate),
 }
 
 /// Sex as encoded in the 7th digit (odd: male, even: female).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sex {
+    /// An odd 7th digit.
     Male,
+    /// An even 7th digit.
     Female,
 }
 

@@ -1,9 +1,15 @@
 //! The things every part of gbdfl shares and no part owns: the IIN, the
 //! GBDFL answer model, the document summary, the expiry rules, the ranges
-//! of every parsed value. No I/O beyond file-permission checks, no threads
-//! of its own, no SQLite, no HTTP, no clap: the store, the client, the
-//! service and the reports all build on it, and the compiler keeps it from
-//! naming any of them.
+//! of every parsed value, sessions, times and the clock.
+//!
+//! Rules this crate keeps, and what keeps them:
+//! - the store, the client, the service and the reports all build on it,
+//!   and it names none of them (tests/cli/layers.rs);
+//! - it reaches no SQLite, no HTTP, no clap and no thread pool: the
+//!   reports' row arena, which sorts and lays rows out on workers, lives
+//!   in `gbdfl-report` (tests/cli/layers.rs).
+
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod clock;

@@ -46,7 +46,9 @@ pub fn cut(s: &str, max: usize) -> String {
 /// The inclusive range of a duration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DurationRange {
+    /// The shortest duration accepted.
     pub min: Duration,
+    /// The longest duration accepted.
     pub max: Duration,
 }
 
@@ -91,7 +93,9 @@ pub const BUSY_TIMEOUT: DurationRange = DurationRange {
 /// The inclusive range of a whole number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CountRange {
+    /// The smallest number accepted.
     pub min: u64,
+    /// The largest number accepted.
     pub max: u64,
 }
 

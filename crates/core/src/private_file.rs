@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 /// Why a key file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
+    /// Nothing at the path, and no database needs this key yet.
     #[error(
         "no key file at {0}: run `gbdfl init` to create one, or pass the right file with --key-file PATH"
     )]
@@ -17,25 +18,55 @@ pub enum KeyFileError {
         open_bits(*mode),
         if mode & 0o044 != 0 { " and check who may have copied it" } else { " and check that it is the key you created" }
     )]
-    TooOpen { path: PathBuf, mode: u32 },
+    /// The group or others may read or write the file.
+    TooOpen {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
     #[error(
         "key file {path} is {what}, not a regular file: pass the key file itself (one line `gbdfl-key-v1:...`) with --key-file PATH"
     )]
-    NotAFile { path: PathBuf, what: &'static str },
+    /// The path is a directory, a device or something else that is not a
+    /// regular file.
+    NotAFile {
+        /// The path given.
+        path: PathBuf,
+        /// What it is instead, in words (`a directory`).
+        what: &'static str,
+    },
     #[error(
         "no key file at {key}, but the database {db} exists: it opens only with the key it was created with. Pass that key file with --key-file PATH, or restore it from your backup (a new key, and `gbdfl init`, cannot open this database)"
     )]
-    MissingForDatabase { key: PathBuf, db: PathBuf },
+    /// The key file is gone but the database it encrypts is there: a new
+    /// key would not open it.
+    MissingForDatabase {
+        /// Where the key file was looked for.
+        key: PathBuf,
+        /// The database that needs it.
+        db: PathBuf,
+    },
     #[error(
         "key file {0} is not a gbdfl key (expected one line `gbdfl-key-v1:` and 64 hex digits; it may be truncated or the wrong file): pass the key file this database was created with, --key-file PATH"
     )]
+    /// The file is not one line `gbdfl-key-v1:` and 64 hex digits.
     Malformed(PathBuf),
+    /// `init` found a key file where it would write one.
     #[error("a key file already exists at {0}; gbdfl never overwrites a key")]
     Exists(PathBuf),
     #[error("key file {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    /// Reading or checking the file failed otherwise.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
 }
 
+/// Turns an I/O error on the file at `path` into [`KeyFileError::Io`],
+/// for `map_err`.
 pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> KeyFileError + '_ {
     move |source| KeyFileError::Io {
         path: path.to_owned(),

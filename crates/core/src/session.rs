@@ -21,11 +21,15 @@ impl std::fmt::Debug for SessionId {
 pub struct SessionIdError(usize);
 
 impl SessionId {
+    /// The session id in `s` (spaces around it ignored), written in the
+    /// lower-case hyphenated form whatever form it was given in.
     pub fn parse(s: &str) -> Result<SessionId, SessionIdError> {
         Uuid::parse_str(s.trim())
             .map(|u| SessionId(u.hyphenated().to_string()))
             .map_err(|_| SessionIdError(s.chars().count()))
     }
+
+    /// The id in its hyphenated form, as lookups send and record it.
     pub fn as_str(&self) -> &str {
         &self.0
     }

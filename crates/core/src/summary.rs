@@ -8,7 +8,8 @@
 //! summary of a hundred bytes is not. Rule this module keeps: the person
 //! built back from a summary gives exactly the rows the whole answer gives
 //! ([`crate::expiry::check`] runs on either), so reports do not depend on
-//! which one they read. It is pure: no store, no clock, no I/O.
+//! which one they read (crates/emulator/tests/summary.rs, over the
+//! emulator's synthetic people).
 
 use std::ops::Deref;
 

@@ -5,7 +5,7 @@
 //!
 //! Rule this module keeps: each form has one writer and one reader, and the
 //! fast paths read exactly what the general parsers read (tests compare
-//! them). Pure: no clock, no I/O.
+//! them).
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 

@@ -12,82 +12,150 @@ use serde_json::{Value, json};
 
 use super::shape::{DOC_VALID, Face2Face, Reply, detail, document, envelope, failure};
 
-/// The fixture IINs by name, for tests that need one.
+/// The fixture IINs by name, for tests that need one; the row of
+/// [`fixtures`](super::fixtures) with the same IIN describes the answer in full.
 pub mod iins {
+    /// VALID: the API page's example person, with two documents.
     pub const VALID: &str = "950215300016";
+    /// PENDING on the first call per (IIN, session), VALID on the next.
     pub const PENDING_THEN_VALID: &str = "950215300026";
+    /// Status INVALID, failure reason CLIENT.
     pub const INVALID: &str = "950215300036";
+    /// Status TIMEOUT, failure reason CLIENT.
     pub const TIMEOUT: &str = "950215300046";
+    /// Status NOT_FOUND, failure reason CLIENT.
     pub const NOT_FOUND: &str = "950215300056";
+    /// Status FAILED, failure reason CLIENT.
     pub const FAILED: &str = "950215300066";
+    /// Status UNAPPROVED: the subject did not approve the request.
     pub const UNAPPROVED: &str = "950215300076";
+    /// Status ERROR_ACCEPTED: the government service took the request and
+    /// answered an error (failure reason SERVICE_ERROR).
     pub const ERROR_ACCEPTED: &str = "950215300086";
 
+    /// UNAPPROVED because the required verifications are expired.
     pub const VERIFICATIONS_EXPIRED: &str = "950215301014";
+    /// UNAPPROVED because the faces did not match.
     pub const FACE2FACE_FAILED: &str = "950215301024";
+    /// UNAPPROVED because the Liveness source session failed.
     pub const LIVENESS_FAILED: &str = "950215301034";
+    /// UNAPPROVED because the E-Document source session failed.
     pub const EDOCUMENT_ERROR: &str = "950215301044";
+    /// UNAPPROVED because the sources are a photo and a scan, not Liveness
+    /// and E-Document.
     pub const REQUIRED_TECH_MISSING: &str = "950215301054";
+    /// UNAPPROVED because Face2Face has no source sessions.
     pub const SOURCE_SESSIONS_MISSING: &str = "950215301064";
+    /// UNAPPROVED because there is no Face2Face result.
     pub const FACE2FACE_RESULT_MISSING: &str = "950215301074";
+    /// FAILED because biometric.kz could not reach GBDFL.
     pub const SERVICE_ERROR: &str = "950215301084";
 
+    /// HTTP 400: the subscription starts later.
     pub const SUBSCRIPTION_NOT_STARTED: &str = "950215302012";
+    /// HTTP 400: no current or future subscription to the technology.
     pub const NO_ACTIVE_SUBSCRIPTION: &str = "950215302022";
+    /// HTTP 400: the client has no subscription at all.
     pub const NO_SUBSCRIPTION: &str = "950215302032";
+    /// HTTP 400: the subscription does not include GBDFL.
     pub const NO_GBDFL_ACCESS: &str = "950215302042";
+    /// HTTP 404: the Face2Face session does not exist.
     pub const SESSION_NOT_FOUND: &str = "950215302052";
+    /// HTTP 404 `Organization not found`, whatever the API key.
     pub const ORGANIZATION_NOT_FOUND: &str = "950215302062";
+    /// HTTP 200 with an HTML maintenance page instead of JSON.
     pub const GARBAGE_HTML: &str = "950215302072";
 
+    /// VALID with nulls, missing objects and unknown fields the reader must
+    /// tolerate.
     pub const SPARSE: &str = "950215303010";
+    /// VALID, female, with dates carrying a time or a UTC offset.
     pub const OFFSET_DATES: &str = "950215403027";
+    /// VALID with gender `female` and documents without a fixed expiry date.
     pub const ENGLISH_GENDER_FEMALE: &str = "950215403037";
+    /// The male twin of [`ENGLISH_GENDER_FEMALE`].
     pub const ENGLISH_GENDER_MALE: &str = "950215303040";
+    /// VALID with text that spreadsheets, CSV readers and terminals
+    /// misread: a formula, quotes, tabs, line breaks.
     pub const HOSTILE_TEXT: &str = "950215303050";
+    /// VALID for a deceased person whose documents are no longer in force.
     pub const DECEASED: &str = "950215303060";
+    /// VALID with documents that expire 14 days, 29 days and 3 years after
+    /// the emulator's "today".
     pub const EXPIRING_SOON: &str = "950215303070";
 }
 
 /// What a fixture IIN makes the emulator do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FixtureKind {
+    /// VALID with the example person (female when the IIN says so).
     Valid,
+    /// PENDING on the first call per (IIN, session), then as `Valid`.
     PendingThenValid,
+    /// Status INVALID, failure reason CLIENT.
     Invalid,
+    /// Status TIMEOUT, failure reason CLIENT.
     Timeout,
+    /// Status NOT_FOUND, failure reason CLIENT.
     NotFound,
+    /// Status FAILED, failure reason CLIENT.
     Failed,
+    /// Status UNAPPROVED, failure reason CLIENT.
     Unapproved,
+    /// Status ERROR_ACCEPTED, failure reason SERVICE_ERROR.
     ErrorAccepted,
+    /// UNAPPROVED with the expired-verifications reason.
     VerificationsExpired,
+    /// UNAPPROVED, and `face2face_result.result` is false.
     Face2FaceFailed,
+    /// UNAPPROVED, and the Liveness source session is FAILED.
     LivenessFailed,
+    /// UNAPPROVED, and the E-Document source session is FAILED.
     EDocumentError,
+    /// UNAPPROVED, and the source sessions are PHOTO and DOCSCAN.
     RequiredTechMissing,
+    /// UNAPPROVED, and both source sessions are null.
     SourceSessionsMissing,
+    /// UNAPPROVED, and `face2face_result` is null.
     Face2FaceResultMissing,
+    /// FAILED, failure reason SERVICE_ERROR (GBDFL unreachable).
     ServiceError,
     /// An HTTP error: status code and `detail` text.
     Http(u16, &'static str),
+    /// HTTP 200 with an HTML page, as a gateway in front of the service
+    /// might send.
     GarbageHtml,
+    /// VALID with nulls, no address, no documents and unknown fields at
+    /// three levels.
     Sparse,
+    /// VALID with dates in the `T00:00:00+06:00` and `+06:00` forms.
     OffsetDates,
+    /// VALID with gender `female`/`male`, one document without an expiry
+    /// date and one that never expires (`бессрочно`).
     EnglishGender,
+    /// VALID with a formula surname, quotes, a comma, `+`/`@`/tab prefixes,
+    /// line breaks and a negative flat number.
     HostileText,
+    /// VALID, deceased, an invalid ID card and a passport expired in 2014.
     Deceased,
+    /// VALID with documents expiring 14 days, 29 days and 3 years after
+    /// "today", for the expiry report.
     ExpiringSoon,
 }
 
-/// One row of the fixture table. `outcome` is a unique, stable label
-/// (VALID, PENDING, the negative statuses, REASON_*, HTTP_<code>_*, GARBAGE,
-/// VALID_*): tests and the demo look fixtures up by it. For 200 answers the
-/// description starts with the status when the label does not.
+/// One row of the fixture table, as `gbdfl mock-server --fixtures` lists it.
 #[derive(Clone, Copy, Debug)]
 pub struct Fixture {
+    /// The IIN that gets this answer.
     pub iin: &'static str,
+    /// A unique, stable label (`VALID`, `PENDING`, the negative statuses,
+    /// `REASON_*`, `HTTP_<code>_*`, `GARBAGE`, `VALID_*`): tests and the demo
+    /// look fixtures up by it.
     pub outcome: &'static str,
+    /// What the answer holds, in words; for 200 answers it starts with the
+    /// status when the label does not.
     pub description: &'static str,
+    /// What the emulator answers.
     pub kind: FixtureKind,
 }
 
@@ -291,31 +359,33 @@ fn person(kind: FixtureKind, iin: &str, today: NaiveDate) -> Value {
             set(&mut p, "life_status", json!("Умерший"));
             set(&mut p, "documents", docs(DECEASED_DOCS));
         }
-        K::ExpiringSoon => {
-            let doc = |kind: &str, number: &str, days: i64| {
-                let exp = today
-                    .checked_add_signed(TimeDelta::days(days))
-                    .unwrap_or(today);
-                let issue = exp.checked_sub_months(Months::new(120)).unwrap_or(exp);
-                document(
-                    kind,
-                    number,
-                    &issue.to_string(),
-                    &exp.to_string(),
-                    DOC_VALID,
-                )
-            };
-            let licence = doc("ВОДИТЕЛЬСКОЕ УДОСТОВЕРЕНИЕ", "BN123456", 3 * 365);
-            let list = [
-                doc(ID, "N23456789", 14),
-                doc(PASSPORT, "N98765432", 29),
-                licence,
-            ];
-            set(&mut p, "documents", json!(list));
-        }
+        K::ExpiringSoon => set(&mut p, "documents", expiring_docs(today)),
         _ => {}
     }
     p
+}
+
+/// Documents that expire 14 days, 29 days and 3 years after `today`, each
+/// issued ten years before it expires.
+fn expiring_docs(today: NaiveDate) -> Value {
+    let doc = |kind: &str, number: &str, days: i64| {
+        let exp = today
+            .checked_add_signed(TimeDelta::days(days))
+            .unwrap_or(today);
+        let issue = exp.checked_sub_months(Months::new(120)).unwrap_or(exp);
+        document(
+            kind,
+            number,
+            &issue.to_string(),
+            &exp.to_string(),
+            DOC_VALID,
+        )
+    };
+    json!([
+        doc(ID, "N23456789", 14),
+        doc(PASSPORT, "N98765432", 29),
+        doc("ВОДИТЕЛЬСКОЕ УДОСТОВЕРЕНИЕ", "BN123456", 3 * 365),
+    ])
 }
 
 /// (status, failure_reason.type, failure_reason.detail) of a failing fixture.

@@ -13,6 +13,8 @@
 //! `synthetic` the deterministic person for every other valid IIN,
 //! `shape` the JSON shapes both share, `server` the HTTP side.
 
+#![deny(missing_docs)]
+
 pub mod dictionary;
 mod fixtures;
 mod server;

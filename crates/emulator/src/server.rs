@@ -164,6 +164,7 @@ impl Emulator {
         })
     }
 
+    /// The address it listens on; the real port when `start` was given port 0.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -1,9 +1,11 @@
 //! The JSON shapes of a GBDFL answer, shared by the fixtures and the synthetic
 //! people, and the deterministic picker both use.
 //!
-//! Rule this module keeps: every 200 answer is built by [`envelope`], so all
-//! outcomes carry the same top-level fields as the API page's example, and
-//! `result` is true exactly when `status` is VALID.
+//! Rule this module keeps: every answer object of a fixture or a synthetic
+//! person is built by [`envelope`], so all outcomes carry the same top-level
+//! fields as the API page's example, and `result` is true exactly when
+//! `status` is VALID. (The fault switches' broken answers are built apart,
+//! on purpose.)
 
 use chrono::{NaiveDate, NaiveTime, TimeDelta};
 use serde_json::{Value, json};

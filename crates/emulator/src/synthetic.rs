@@ -146,6 +146,44 @@ fn expiry(p: &mut Picks, today: NaiveDate) -> NaiveDate {
     days(today, offset)
 }
 
+/// (surname, name, patronymic) from `group`, in the form for the sex.
+fn names(p: &mut Picks, group: &Group, male: bool) -> (String, &'static str, &'static str) {
+    let surname = *p.pick(group.surnames);
+    let (name, surname) = if male {
+        (*p.pick(group.male), surname.to_owned())
+    } else {
+        (*p.pick(group.female), feminine(surname))
+    };
+    let &(pm, pf) = p.pick(group.patronymics);
+    (surname, name, if male { pm } else { pf })
+}
+
+/// An ID card; maybe a passport; for an adult, maybe a driving licence.
+fn documents(p: &mut Picks, birth: NaiveDate, adult: bool, today: NaiveDate) -> Vec<Value> {
+    let mut documents = Vec::with_capacity(3);
+    let mut add = |p: &mut Picks, kind: &str, number: String| {
+        let exp = expiry(p, today);
+        documents.push(document(
+            kind,
+            &number,
+            &issued(exp, birth).to_string(),
+            &exp.to_string(),
+            DOC_VALID,
+        ));
+    };
+    let id = format!("0{:08}", p.below(100_000_000));
+    add(p, "УДОСТОВЕРЕНИЕ РК", id);
+    if p.chance(60) {
+        let n = format!("N{:08}", p.below(100_000_000));
+        add(p, "ПАСПОРТ", n);
+    }
+    if adult && p.chance(35) {
+        let n = format!("BN{:06}", p.below(1_000_000));
+        add(p, "ВОДИТЕЛЬСКОЕ УДОСТОВЕРЕНИЕ", n);
+    }
+    documents
+}
+
 /// The `result_json` of a synthetic person, or `None` when the IIN fails
 /// validation (the real service would not find it either).
 pub fn synthetic_person(iin: &str, today: NaiveDate) -> Option<Value> {
@@ -155,14 +193,7 @@ pub fn synthetic_person(iin: &str, today: NaiveDate) -> Option<Value> {
     let mut p = Picks::new(&["person", parsed.as_str()]);
 
     let group = if p.chance(70) { &KAZAKH } else { &RUSSIAN };
-    let surname = *p.pick(group.surnames);
-    let (name, surname) = if male {
-        (*p.pick(group.male), surname.to_owned())
-    } else {
-        (*p.pick(group.female), feminine(surname))
-    };
-    let &(pm, pf) = p.pick(group.patronymics);
-    let patronymic = if male { pm } else { pf };
+    let (surname, name, patronymic) = names(&mut p, group, male);
 
     let (b_region, b_district, b_city) = place(&mut p);
     let (r_region, r_district, r_city) = place(&mut p);
@@ -177,28 +208,7 @@ pub fn synthetic_person(iin: &str, today: NaiveDate) -> Option<Value> {
     } else {
         Value::Null
     };
-
-    let mut documents = Vec::with_capacity(3);
-    let mut add = |p: &mut Picks, kind: &str, number: String| {
-        let exp = expiry(p, today);
-        documents.push(document(
-            kind,
-            &number,
-            &issued(exp, birth).to_string(),
-            &exp.to_string(),
-            DOC_VALID,
-        ));
-    };
-    let id = format!("0{:08}", p.below(100_000_000));
-    add(&mut p, "УДОСТОВЕРЕНИЕ РК", id);
-    if p.chance(60) {
-        let n = format!("N{:08}", p.below(100_000_000));
-        add(&mut p, "ПАСПОРТ", n);
-    }
-    if adult <= today && p.chance(35) {
-        let n = format!("BN{:06}", p.below(1_000_000));
-        add(&mut p, "ВОДИТЕЛЬСКОЕ УДОСТОВЕРЕНИЕ", n);
-    }
+    let documents = documents(&mut p, birth, adult <= today, today);
 
     Some(json!({
         "iin": parsed.as_str(),

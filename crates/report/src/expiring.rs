@@ -5,9 +5,9 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 
 use crate::cells::{Sheet, csv_builder, text};
+use crate::rows::{RUN_ROWS, RowRun, RowSet};
 use crate::workers::thread_pool;
 use crate::{Format, ReportError};
-use gbdfl_core::expiry::{self, RowRun, RowSet};
 
 /// The columns of the expiring report, in order. docs/reports.md documents
 /// each one.
@@ -49,7 +49,7 @@ pub fn write_expiring_set<W: Write>(
 }
 
 /// Rows per piece of the expiring report (one run of rows).
-const PIECE: usize = expiry::RUN_ROWS;
+const PIECE: usize = RUN_ROWS;
 
 /// The CSV lines of a run of rows, no header.
 fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportError> {

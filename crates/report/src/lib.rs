@@ -4,10 +4,12 @@
 //!
 //! The modules follow the data: `options` is what a report is asked for
 //! (`lang`, the words of the reports, below it); `scan` reads the store
-//! into rows, sharing the work out to `workers`; one module per report
-//! writes them (`expiring`, `lookups`, `summary`, `audit`, `batch`, and
-//! [`html`] for the pages), every CSV cell through `cells`; `file` is the
-//! report file; [`produce`] makes one report start to finish.
+//! into rows, sharing the work out to `workers`; `rows` keeps them (the
+//! expiring set packed by expiry day, sorted, read back in runs); one
+//! module per report writes them (`expiring`, `lookups`, `summary`,
+//! `audit`, `batch`, and [`html`] for the pages), every CSV cell through
+//! `cells`; `file` is the report file; [`produce`] makes one report start
+//! to finish.
 //!
 //! Rules this crate keeps, and what keeps them:
 //! - it never reaches the HTTP client, so a report never pays for a lookup
@@ -38,6 +40,7 @@ mod lang;
 mod lookups;
 mod options;
 mod produce;
+mod rows;
 mod scan;
 mod summary;
 mod workers;
@@ -60,6 +63,7 @@ pub use options::{
     parse_delimiter,
 };
 pub use produce::produce;
+pub use rows::{RowSet, StaleRow};
 pub use scan::{expiring_scan, expiring_set, stale_rows};
 pub use summary::{DayCounts, SUMMARY_COLUMNS, SUMMARY_COUNTS, summary_days, write_summary};
 pub use workers::{default_threads, thread_pool};

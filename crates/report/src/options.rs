@@ -7,7 +7,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::lang::Lang;
 use crate::workers::default_threads;
-use gbdfl_core::expiry::{self, Rules};
+use gbdfl_core::expiry::Rules;
+use gbdfl_core::limits;
 
 /// The kinds of report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +180,10 @@ pub struct OptionText<'a> {
 impl Options {
     /// Checks every option of `kind`; the message names the bad one.
     pub fn parse(kind: Kind, t: &OptionText<'_>, today: NaiveDate) -> Result<Options, String> {
-        let day = |flag, v: Option<&str>| v.map(|s| expiry::parse_day(flag, s)).transpose();
+        let day = |flag, v: Option<&str>| {
+            v.map(|s| limits::parse_date(flag, s).map_err(|e| e.message))
+                .transpose()
+        };
         let period = Period {
             from: day("--from", t.from)?,
             to: day("--to", t.to)?,

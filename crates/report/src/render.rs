@@ -496,7 +496,7 @@ pub fn expiring(rows: &[gbdfl_core::expiry::Row], colour: bool) -> String {
 /// hold as one text: one pass for the column widths, one to write.
 pub fn expiring_to(
     w: &mut impl std::io::Write,
-    rows: &gbdfl_core::expiry::RowSet,
+    rows: &crate::RowSet,
     colour: bool,
     pool: &rayon::ThreadPool,
 ) -> std::io::Result<()> {
@@ -541,7 +541,7 @@ pub fn expiring_to(
     // Runs of rows are laid out side by side on `pool`, written in order.
     rows.lay_out_in_order(
         pool,
-        gbdfl_core::expiry::RUN_ROWS,
+        crate::rows::RUN_ROWS,
         |run| {
             let mut s = String::new();
             for r in run.iter() {
@@ -557,7 +557,7 @@ pub fn expiring_to(
 }
 
 /// The `gbdfl expiring --stale` table.
-pub fn stale(rows: &[gbdfl_core::expiry::StaleRow]) -> String {
+pub fn stale(rows: &[crate::StaleRow]) -> String {
     if rows.is_empty() {
         return "No person's latest VALID record is that old.\n".to_owned();
     }

@@ -8,8 +8,9 @@ use rayon::prelude::*;
 
 use crate::ReportError;
 use crate::cells::shown_iin;
+use crate::rows::{RowSet, StaleRow, sort_stale};
 use crate::workers::thread_pool;
-use gbdfl_core::expiry::{self, RowSet, Rules, StaleRow};
+use gbdfl_core::expiry::{self, Rules};
 use gbdfl_core::summary::Summary;
 use gbdfl_store::{Opener, Scratch, SealedSummaries, Store, StoreError};
 use std::sync::mpsc::{Receiver, Sender};
@@ -255,7 +256,7 @@ pub fn stale_rows(
             Ok(())
         },
     )?;
-    expiry::sort_stale(&mut rows);
+    sort_stale(&mut rows);
     Ok(rows)
 }
 

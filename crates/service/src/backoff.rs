@@ -7,7 +7,9 @@ use std::time::Duration;
 /// service asked for in Retry-After.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The longest wait after an item's first failed call.
     pub base: Duration,
+    /// The longest wait after any call, however many failed before.
     pub cap: Duration,
     /// Calls per item in one `sync` run.
     pub max_attempts: u32,

@@ -5,7 +5,10 @@
 //! is not a CSV with the required header is an error, not rows; every other
 //! problem is one [`BadRow`] naming its 1-based physical line, and no reason
 //! ever holds a full IIN (only [`mask`]ed ones); a row is either good or bad,
-//! never both, and no (IIN, session) pair is returned twice.
+//! never both, and no (IIN, session) pair is returned twice. The tests of
+//! `gbdfl-fuzzing` hold them (the proptests `batch_csv_on_any_bytes`,
+//! `batch_csv_on_near_csv_text`, `batch_csv_file_errors_are_errors`), with
+//! the unit tests below.
 //!
 //! The format: a header row with the columns `iin` and `session_id`, and
 //! optionally `purpose` and `session_created_at`, in any order, any case,
@@ -39,23 +42,30 @@ pub struct Row {
 /// A row that was rejected, and why. The reason holds no full IIN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadRow {
+    /// The physical line (1-based) the row starts on.
     pub line: u64,
+    /// What is wrong with it, fit to show (IINs masked).
     pub reason: String,
 }
 
 /// Why the file as a whole cannot be read as a batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BatchCsvError {
+    /// No bytes but a byte-order mark and white space.
     #[error("the file is empty: a batch file starts with a header row such as `iin;session_id`")]
     Empty,
+    /// The header line is not text (not UTF-8, or binary) or not CSV;
+    /// why, fit to show.
     #[error(
         "the first line is not a CSV header ({0}): a batch file is UTF-8 text starting with a header row such as `iin;session_id`"
     )]
     NotCsv(String),
+    /// A required column (`iin`, `session_id`) is not in the header.
     #[error(
         "the header row has no {0:?} column: it needs `iin` and `session_id` (and may have `purpose` and `session_created_at`), separated by `;` or `,`"
     )]
     MissingColumn(&'static str),
+    /// A known column is named twice, so which cell counts is unclear.
     #[error("the header row names the column {0:?} twice")]
     DuplicateColumn(String),
 }

@@ -2,10 +2,22 @@
 //! recorded. This is the one library module that ties the store to the HTTP
 //! client; reports and queries never come through here.
 //!
-//! Rules this module keeps: no paid call is made when a VALID record younger
-//! than max-age is stored (unless forced); every attempt, whatever its
-//! outcome, is recorded with the body exactly as received; the IIN is
-//! validated before any call (by the [`Iin`] type it takes).
+//! A call goes through its steps in [`send_then`]: the lookup row before
+//! the answer, the call, what the answer comes to (a verdict), and the
+//! answer kept: sealed, committed with its audit entry, or spilled.
+//!
+//! Rules this module keeps, and what holds each:
+//! - no paid call is made when a VALID record younger than max-age is
+//!   stored, unless forced (`valid_record_is_fetched_once_and_then_answered_from_the_cache`,
+//!   `max_age_zero_means_the_cache_is_too_old`, `tests/cli/paid_calls.rs`);
+//! - every call, whatever its outcome, is recorded with the body exactly as
+//!   received (`a_garbage_body_is_stored_and_reported`,
+//!   `an_answer_that_is_not_utf8_is_a_garbled_answer_kept_as_received`,
+//!   `show_lays_out_the_person_and_json_is_the_body_as_received`);
+//! - a call that may have reached the service without a usable answer
+//!   leaves its request in doubt, never queued for another try
+//!   (`tests/cli/billing.rs`);
+//! - the IIN is valid before any call (the compiler: the [`Iin`] type).
 
 use std::time::Duration;
 
@@ -25,21 +37,33 @@ use gbdfl_store::{
     Reservation, Source, Store, StoreError,
 };
 
-/// Who asks, and why.
+/// Who asks, and why: recorded with the lookup, its audit entry and the
+/// queue row.
 #[derive(Debug, Clone)]
 pub struct Asker<'a> {
+    /// The operator as declared (`--operator`, `GBDFL_OPERATOR`), not checked.
     pub operator: &'a str,
+    /// The machine the request is made from.
     pub host: &'a str,
+    /// Why the subject's data is asked for (`--purpose`); sealed at rest.
     pub purpose: Option<&'a str>,
 }
 
-/// One fetch.
+/// One fetch: a subject, the verification session that allows the call,
+/// and how old a cached answer may be to be used instead.
 #[derive(Debug)]
 pub struct FetchRequest<'a> {
+    /// The subject.
     pub iin: &'a Iin,
+    /// The face2face session the subject passed; the service answers only
+    /// within [`SESSION_WINDOW`] of it.
     pub session: &'a SessionId,
+    /// Who asks, and why.
     pub asker: Asker<'a>,
+    /// The oldest a stored VALID record may be to answer instead of a call.
     pub max_age: Duration,
+    /// Call even when a fresh record is stored, and send again a request
+    /// in doubt (it may be billed twice).
     pub force: bool,
     /// The audit entry to append with the lookup, in the same transaction;
     /// its outcome, paid-call flag and record count are filled in here.
@@ -50,46 +74,77 @@ pub struct FetchRequest<'a> {
 #[derive(Debug)]
 pub enum Fetched {
     /// A VALID record younger than max-age was stored; no call was made.
-    Cached { id: LookupId, from: Box<Record> },
+    Cached {
+        /// The cache answer's own lookup.
+        id: LookupId,
+        /// The stored record that answered.
+        from: Box<Record>,
+    },
     /// The service answered. `response.status` says with what.
     Answered {
+        /// The paid call's lookup.
         id: LookupId,
+        /// The answer, parsed.
         response: Box<Response>,
+        /// The answer as received (personal data: wiped when dropped).
         body: Zeroizing<Vec<u8>>,
     },
     /// The service refused the request (HTTP 4xx).
     Refused {
+        /// The call's lookup.
         id: LookupId,
+        /// The HTTP status of the refusal.
         http_status: u16,
+        /// The service's reason, fit to show.
         message: String,
     },
     /// No usable answer. With [`Delivery::NotSent`] the request never
     /// reached the service and stays queued; else it may have been billed
     /// and is in doubt.
     Unavailable {
+        /// The call's lookup.
         id: LookupId,
         /// The HTTP status, when one came back (429, 5xx).
         http_status: Option<u16>,
+        /// What went wrong, fit to show.
         message: String,
+        /// How long the service asked to wait (Retry-After).
         retry_after: Option<Duration>,
+        /// Whether the request may have reached the service.
         delivery: Delivery,
     },
     /// HTTP 2xx with a body that is not a GBDFL answer; the body is stored,
     /// and the request is in doubt (the call was billed, the answer cannot
     /// be used).
-    Garbled { id: LookupId, reason: String },
+    Garbled {
+        /// The call's lookup.
+        id: LookupId,
+        /// Why the body is not a GBDFL answer.
+        reason: String,
+    },
     /// Another gbdfl process is sending this very request now; no call was made.
-    Busy { item: Box<QueueItem> },
+    Busy {
+        /// The queue row, claimed by the other process.
+        item: Box<QueueItem>,
+    },
     /// An earlier call of this request was interrupted while it was being
     /// sent; the service may have answered and billed it. No call was made.
-    InDoubt { item: Box<QueueItem> },
+    InDoubt {
+        /// The queue row in doubt.
+        item: Box<QueueItem>,
+    },
     /// The request's 3-hour window has passed; no call was made.
-    Expired { item: Box<QueueItem> },
+    Expired {
+        /// The queue row, past its deadline.
+        item: Box<QueueItem>,
+    },
     /// The network is set up wrongly (certificate not trusted, proxy
     /// refused): nothing was sent, no lookup recorded, and the request is
     /// left as it was. `message` says what is wrong and which setting fixes it.
     NetworkConfig {
+        /// Which set-up problem.
         problem: gbdfl_client::network::Problem,
+        /// What is wrong and which setting fixes it.
         message: String,
     },
 }
@@ -101,28 +156,41 @@ pub enum Next {
     Done,
     /// It stays queued and is tried again, not before `next_try`.
     Queued {
+        /// The queue row.
         item_id: String,
+        /// After this the request cannot be sent (its session's window ends).
         deadline: DateTime<Utc>,
+        /// The earliest the next call is made (backoff, Retry-After).
         next_try: DateTime<Utc>,
     },
     /// The answer fails for every request (unknown organisation, no
     /// subscription): the request stays queued as it was, and nothing more
     /// should be sent until the cause is fixed.
-    Stop { item_id: String },
+    Stop {
+        /// The queue row, put back as it was.
+        item_id: String,
+    },
     /// The call may have reached the service and been billed, but left no
     /// usable answer: the request is in doubt, and is sent again only when
     /// the operator says so (`sync --resend-in-doubt`, or `queue drop`).
-    InDoubt { item_id: String },
+    InDoubt {
+        /// The queue row in doubt.
+        item_id: String,
+    },
 }
 
 /// A fetch's result: how it ended and what comes next.
 #[derive(Debug)]
 pub struct Attempt {
+    /// How the fetch ended.
     pub fetched: Fetched,
+    /// What becomes of the request.
     pub next: Next,
 }
 
 impl Fetched {
+    /// The lookup this outcome was recorded under; `None` when no lookup
+    /// was recorded (nothing was sent, or another process sends it).
     pub fn id(&self) -> Option<LookupId> {
         match self {
             Fetched::Cached { id, .. }
@@ -489,321 +557,457 @@ pub fn send_then(
     queued_now: bool,
 ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
     let requested_at = store.now();
-    let id = LookupId::new();
-    // One purpose for the lookup and its audit entry: the request's own,
-    // else the one the sending command was given.
-    let purpose = item
-        .purpose
-        .as_deref()
-        .or_else(|| audit.and_then(|a| a.purpose.as_deref()));
-    let base = NewLookup {
-        id,
-        iin: &item.iin,
-        session_id: &item.session_id,
-        purpose,
-        operator: &item.operator,
-        host: &item.host,
-        requested_at,
-        answered_at: None,
-        source: Source::Service,
-        outcome: Outcome::Unavailable,
-        status: None,
-        result: None,
-        http_status: None,
-        failure_type: None,
-        detail: None,
-        response: None,
-        cached_from: None,
-        reached: None,
-        // The sender's: a queued request is recorded by whoever sends it.
-        os_user: Some(gbdfl_core::os_user::described()),
+    let call = Call {
+        store,
+        item,
+        owner,
+        audit,
+        backoff,
+        commit,
+        id: LookupId::new(),
     };
+    let base = call.unanswered_row(requested_at);
     let answer = client.lookup(&item.iin, &item.session_id);
     if let Answer::Misconfigured { problem, message } = answer {
-        // Nothing was sent: no lookup, no attempt counted, the deadline
-        // and the next try as they were. The audit says why.
-        let audit = audit.map(|a| AuditEntry {
-            exit_code: ExitCode::NetworkConfig.code(),
-            error: Some(format!("{}: {message}", problem.label())),
-            paid_call: false,
-            records: 0,
-            purpose: item.purpose.clone().or_else(|| a.purpose.clone()),
-            ..a.clone()
-        });
-        let after = if queued_now {
-            After::Done
-        } else {
-            After::Restore
-        };
-        let sealed = store.seal_finish(item, owner, None, audit.as_ref(), after)?;
-        let claimed = commit(sealed)?;
-        let next = if queued_now {
-            Next::Done
-        } else {
-            Next::Stop {
-                item_id: item.id.clone(),
-            }
-        };
-        return Ok((
-            Attempt {
-                fetched: Fetched::NetworkConfig { problem, message },
-                next,
-            },
-            claimed,
-        ));
+        return call.stop_for_network(problem, message, queued_now);
     }
     // From here until the answer is committed nothing may panic or fail
     // before the store has it: times are checked sums, and a wait past the
     // request's deadline is the deadline (the item is then never sent).
     let answered_at = Some(store.now());
-    let retry_at = |retry_after: Option<Duration>| {
-        let wait = backoff.delay(item.attempts, retry_after);
-        chrono::TimeDelta::from_std(wait)
-            .ok()
-            .and_then(|d| store.now().checked_add_signed(d))
-            .map_or(item.deadline, |t| t.min(item.deadline))
-    };
-    let queued = |next_try| Next::Queued {
-        item_id: item.id.clone(),
-        deadline: item.deadline,
-        next_try,
-    };
-    let in_doubt = || Next::InDoubt {
-        item_id: item.id.clone(),
-    };
-    // The lookup row, the audit entry's outcome, and what becomes of the item.
-    let (lookup, code, error, records, fetched, next) = match answer {
-        Answer::Answered {
-            http_status,
-            body,
-            parsed: Ok(response),
-        } => {
-            let response = *response;
-            let detail = response.failure_reason.as_ref().map(|f| f.to_string());
-            let retry = response.status == Some(Status::Pending) || is_service_error(&response);
-            let (code, error, records) = match response.status {
-                Some(Status::Valid) => (ExitCode::Ok, None, 1),
-                Some(Status::Pending) => (ExitCode::Pending, Some("PENDING".to_owned()), 0),
-                _ => (
-                    if retry {
-                        ExitCode::Queued
-                    } else {
-                        ExitCode::NotValid
-                    },
-                    Some(format!(
-                        "{}{}",
-                        response
-                            .status
-                            .as_ref()
-                            .map(Status::as_str)
-                            .unwrap_or("no status"),
-                        detail
-                            .as_ref()
-                            .map(|d| format!(" ({d})"))
-                            .unwrap_or_default()
-                    )),
-                    0,
-                ),
-            };
-            let next = if retry {
-                queued(retry_at(None))
-            } else {
-                Next::Done
-            };
-            (
-                (
-                    Outcome::Answered,
-                    Some(http_status),
-                    detail,
-                    Some(body.clone()),
-                    Reached::Yes,
-                ),
-                code,
-                error,
-                records,
-                Fetched::Answered {
-                    id,
-                    response: Box::new(response),
-                    body: Zeroizing::new(body),
-                },
-                next,
-            )
+    let verdict = call.judge(answer);
+    call.keep(base, answered_at, verdict, room)
+}
+
+/// One paid call of a claimed queue item, from the claim to the commit of
+/// its answer: what each step of [`send_then`] needs.
+struct Call<'a> {
+    store: &'a Store,
+    item: &'a QueueItem,
+    owner: &'a str,
+    audit: Option<&'a AuditEntry>,
+    backoff: &'a Backoff,
+    commit: &'a dyn Fn(store::SealedFinish) -> Result<Option<QueueItem>, StoreError>,
+    /// The id the call's lookup row is recorded under.
+    id: LookupId,
+}
+
+/// What an answer comes to: the lookup row's own fields, the audit entry's
+/// outcome, and what becomes of the item.
+struct Verdict {
+    outcome: Outcome,
+    http_status: Option<u16>,
+    detail: Option<String>,
+    body: Option<Vec<u8>>,
+    reached: Reached,
+    code: ExitCode,
+    error: Option<String>,
+    records: u64,
+    fetched: Fetched,
+    next: Next,
+}
+
+impl<'a> Call<'a> {
+    /// The call's lookup row before any answer: who asked, for whom, when.
+    fn unanswered_row(&self, requested_at: DateTime<Utc>) -> NewLookup<'a> {
+        let item = self.item;
+        // One purpose for the lookup and its audit entry: the request's own,
+        // else the one the sending command was given.
+        let purpose = item
+            .purpose
+            .as_deref()
+            .or_else(|| self.audit.and_then(|a| a.purpose.as_deref()));
+        NewLookup {
+            id: self.id,
+            iin: &item.iin,
+            session_id: &item.session_id,
+            purpose,
+            operator: &item.operator,
+            host: &item.host,
+            requested_at,
+            answered_at: None,
+            source: Source::Service,
+            outcome: Outcome::Unavailable,
+            status: None,
+            result: None,
+            http_status: None,
+            failure_type: None,
+            detail: None,
+            response: None,
+            cached_from: None,
+            reached: None,
+            // The sender's: a queued request is recorded by whoever sends it.
+            os_user: Some(gbdfl_core::os_user::described()),
         }
-        Answer::Answered {
-            http_status,
-            body,
-            parsed: Err(reason),
-        } => (
-            (
-                Outcome::Garbled,
-                Some(http_status),
-                Some(reason.clone()),
-                Some(body),
-                Reached::Yes,
-            ),
-            ExitCode::InDoubt,
-            Some(format!(
+    }
+
+    /// The command's audit entry with this call's outcome, under the
+    /// request's own purpose when it has one.
+    fn audit_entry(
+        &self,
+        code: ExitCode,
+        error: Option<String>,
+        paid_call: bool,
+        records: u64,
+    ) -> Option<AuditEntry> {
+        self.audit.map(|a| AuditEntry {
+            exit_code: code.code(),
+            error,
+            paid_call,
+            records,
+            purpose: self.item.purpose.clone().or_else(|| a.purpose.clone()),
+            ..a.clone()
+        })
+    }
+
+    /// Ends a call that found the network set up wrongly. Nothing was
+    /// sent: no lookup, no attempt counted, the deadline and the next try
+    /// as they were. The audit says why. With `queued_now` the item goes
+    /// (this very fetch queued it); else it is put back and sending stops.
+    fn stop_for_network(
+        &self,
+        problem: gbdfl_client::network::Problem,
+        message: String,
+        queued_now: bool,
+    ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
+        let error = format!("{}: {message}", problem.label());
+        let audit = self.audit_entry(ExitCode::NetworkConfig, Some(error), false, 0);
+        let after = if queued_now {
+            After::Done
+        } else {
+            After::Restore
+        };
+        let sealed = self
+            .store
+            .seal_finish(self.item, self.owner, None, audit.as_ref(), after)?;
+        let claimed = (self.commit)(sealed)?;
+        let next = if queued_now {
+            Next::Done
+        } else {
+            Next::Stop {
+                item_id: self.item.id.clone(),
+            }
+        };
+        Ok((
+            Attempt {
+                fetched: Fetched::NetworkConfig { problem, message },
+                next,
+            },
+            claimed,
+        ))
+    }
+
+    /// What the service's answer (or its absence) comes to.
+    fn judge(&self, answer: Answer) -> Verdict {
+        match answer {
+            Answer::Answered {
+                http_status,
+                body,
+                parsed: Ok(response),
+            } => self.answered(http_status, body, response),
+            Answer::Answered {
+                http_status,
+                body,
+                parsed: Err(reason),
+            } => self.garbled(http_status, body, reason),
+            Answer::Refused {
+                http_status,
+                body,
+                message,
+            } => self.refused(http_status, body, message),
+            Answer::Unavailable {
+                http_status,
+                body,
+                message,
+                retry_after,
+                delivery,
+            } => self.unavailable(http_status, body, message, retry_after, delivery),
+            Answer::Misconfigured { .. } => unreachable!("ended above, before any lookup row"),
+        }
+    }
+
+    /// A GBDFL answer: done, unless it is PENDING or the state service
+    /// could not be reached (then queued for another try).
+    fn answered(&self, http_status: u16, body: Vec<u8>, response: Box<Response>) -> Verdict {
+        let detail = response.failure_reason.as_ref().map(|f| f.to_string());
+        let retry = response.status == Some(Status::Pending) || is_service_error(&response);
+        let (code, error, records) = answer_outcome(&response, retry, detail.as_deref());
+        let next = if retry {
+            self.queued(self.retry_at(None))
+        } else {
+            Next::Done
+        };
+        Verdict {
+            outcome: Outcome::Answered,
+            http_status: Some(http_status),
+            detail,
+            body: Some(body.clone()),
+            reached: Reached::Yes,
+            code,
+            error,
+            records,
+            fetched: Fetched::Answered {
+                id: self.id,
+                response,
+                body: Zeroizing::new(body),
+            },
+            next,
+        }
+    }
+
+    /// HTTP 2xx with a body that is not a GBDFL answer: billed, kept as
+    /// received, and in doubt.
+    fn garbled(&self, http_status: u16, body: Vec<u8>, reason: String) -> Verdict {
+        Verdict {
+            outcome: Outcome::Garbled,
+            http_status: Some(http_status),
+            detail: Some(reason.clone()),
+            body: Some(body),
+            reached: Reached::Yes,
+            code: ExitCode::InDoubt,
+            error: Some(format!(
                 "the service answered HTTP {http_status} but the answer could not be read ({reason}); it was billed and is kept as received. {}",
                 IN_DOUBT_ADVICE
             )),
-            0,
-            Fetched::Garbled { id, reason },
-            in_doubt(),
-        ),
-        Answer::Refused {
-            http_status,
-            body,
-            message,
-        } => {
-            let next = if fails_for_every_request(http_status, &message) {
-                Next::Stop {
-                    item_id: item.id.clone(),
-                }
-            } else {
-                Next::Done
-            };
-            (
-                (
-                    Outcome::Refused,
-                    Some(http_status),
-                    Some(message.clone()),
-                    Some(body),
-                    Reached::Yes,
-                ),
-                ExitCode::Refused,
-                Some(format!("HTTP {http_status}: {message}")),
-                0,
-                Fetched::Refused {
-                    id,
-                    http_status,
-                    message,
-                },
-                next,
-            )
+            records: 0,
+            fetched: Fetched::Garbled {
+                id: self.id,
+                reason,
+            },
+            next: self.in_doubt(),
         }
-        Answer::Unavailable {
-            http_status,
-            body,
-            message,
-            retry_after,
-            delivery,
-        } => {
-            let (reached, code, error, next) = match delivery {
-                Delivery::NotSent => (
-                    Reached::No,
-                    ExitCode::Queued,
-                    message.clone(),
-                    queued(retry_at(retry_after)),
-                ),
-                // A status line came back: something answered.
-                Delivery::MaybeBilled => (
-                    if http_status.is_some() {
-                        Reached::Yes
-                    } else {
-                        Reached::Maybe
-                    },
-                    ExitCode::InDoubt,
-                    format!(
-                        "{message}; the service may have answered and billed the call. {IN_DOUBT_ADVICE}"
-                    ),
-                    in_doubt(),
-                ),
-            };
-            (
-                (
-                    Outcome::Unavailable,
-                    http_status,
-                    Some(message.clone()),
-                    (!body.is_empty()).then_some(body),
-                    reached,
-                ),
-                code,
-                Some(error),
-                0,
-                Fetched::Unavailable {
-                    id,
-                    http_status,
-                    message,
-                    retry_after,
-                    delivery,
-                },
-                next,
-            )
+    }
+
+    /// A refusal: done, or a stop for everyone when it will be the same
+    /// for every request.
+    fn refused(&self, http_status: u16, body: Vec<u8>, message: String) -> Verdict {
+        let next = if fails_for_every_request(http_status, &message) {
+            Next::Stop {
+                item_id: self.item.id.clone(),
+            }
+        } else {
+            Next::Done
+        };
+        Verdict {
+            outcome: Outcome::Refused,
+            http_status: Some(http_status),
+            detail: Some(message.clone()),
+            body: Some(body),
+            reached: Reached::Yes,
+            code: ExitCode::Refused,
+            error: Some(format!("HTTP {http_status}: {message}")),
+            records: 0,
+            fetched: Fetched::Refused {
+                id: self.id,
+                http_status,
+                message,
+            },
+            next,
         }
-        Answer::Misconfigured { .. } => unreachable!("ended above, before any lookup row"),
-    };
-    let (outcome, http_status, detail, body, reached) = lookup;
-    let status = match &fetched {
-        Fetched::Answered { response, .. } => response.status.as_ref().map(Status::as_str),
-        _ => None,
-    };
-    let failure_type = match &fetched {
-        Fetched::Answered { response, .. } => response
-            .failure_reason
-            .as_ref()
-            .and_then(|f| f.kind.as_deref()),
-        _ => None,
-    };
-    let result = match &fetched {
-        Fetched::Answered { response, .. } => response.result,
-        _ => None,
-    };
-    let row = NewLookup {
-        answered_at,
-        outcome,
-        status,
-        result,
-        http_status,
-        failure_type,
-        detail: detail.as_deref(),
-        response: body.as_deref(),
-        reached: Some(reached),
-        ..base
-    };
-    let audit = audit.map(|a| AuditEntry {
-        exit_code: code.code(),
-        error: error.clone(),
+    }
+
+    /// No usable answer: queued for another try only when the request
+    /// provably never reached the service, else in doubt.
+    fn unavailable(
+        &self,
+        http_status: Option<u16>,
+        body: Vec<u8>,
+        message: String,
+        retry_after: Option<Duration>,
+        delivery: Delivery,
+    ) -> Verdict {
+        let (reached, code, error, next) = match delivery {
+            Delivery::NotSent => (
+                Reached::No,
+                ExitCode::Queued,
+                message.clone(),
+                self.queued(self.retry_at(retry_after)),
+            ),
+            // A status line came back: something answered.
+            Delivery::MaybeBilled => (
+                if http_status.is_some() {
+                    Reached::Yes
+                } else {
+                    Reached::Maybe
+                },
+                ExitCode::InDoubt,
+                format!(
+                    "{message}; the service may have answered and billed the call. {IN_DOUBT_ADVICE}"
+                ),
+                self.in_doubt(),
+            ),
+        };
+        Verdict {
+            outcome: Outcome::Unavailable,
+            http_status,
+            detail: Some(message.clone()),
+            body: (!body.is_empty()).then_some(body),
+            reached,
+            code,
+            error: Some(error),
+            records: 0,
+            fetched: Fetched::Unavailable {
+                id: self.id,
+                http_status,
+                message,
+                retry_after,
+                delivery,
+            },
+            next,
+        }
+    }
+
+    /// When to try again: after the backoff (at least Retry-After), and
+    /// never past the request's deadline. A checked sum: never panics.
+    fn retry_at(&self, retry_after: Option<Duration>) -> DateTime<Utc> {
+        let item = self.item;
+        let wait = self.backoff.delay(item.attempts, retry_after);
+        chrono::TimeDelta::from_std(wait)
+            .ok()
+            .and_then(|d| self.store.now().checked_add_signed(d))
+            .map_or(item.deadline, |t| t.min(item.deadline))
+    }
+
+    /// The item stays queued until `next_try`.
+    fn queued(&self, next_try: DateTime<Utc>) -> Next {
+        Next::Queued {
+            item_id: self.item.id.clone(),
+            deadline: self.item.deadline,
+            next_try,
+        }
+    }
+
+    /// The item is in doubt.
+    fn in_doubt(&self) -> Next {
+        Next::InDoubt {
+            item_id: self.item.id.clone(),
+        }
+    }
+
+    /// Records the answer: the lookup row, its audit entry and what becomes
+    /// of the item, sealed and committed together; kept in `room` if the
+    /// commit fails.
+    fn keep(
+        &self,
+        base: NewLookup<'_>,
+        answered_at: Option<DateTime<Utc>>,
+        verdict: Verdict,
+        room: &mut Reservation,
+    ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
+        let Verdict {
+            outcome,
+            http_status,
+            detail,
+            body,
+            reached,
+            code,
+            error,
+            records,
+            fetched,
+            next,
+        } = verdict;
+        let response = match &fetched {
+            Fetched::Answered { response, .. } => Some(&**response),
+            _ => None,
+        };
+        let status = response.and_then(|r| r.status.as_ref().map(Status::as_str));
+        let row = NewLookup {
+            answered_at,
+            outcome,
+            status,
+            result: response.and_then(|r| r.result),
+            http_status,
+            failure_type: response
+                .and_then(|r| r.failure_reason.as_ref())
+                .and_then(|f| f.kind.as_deref()),
+            detail: detail.as_deref(),
+            response: body.as_deref(),
+            reached: Some(reached),
+            ..base
+        };
         // Paid as the lookup it records counts (a request that never
         // reached the service was not billed).
-        paid_call: row.is_paid_call(),
-        records,
-        purpose: item.purpose.clone().or_else(|| a.purpose.clone()),
-        ..a.clone()
-    });
-    let last_status = status
-        .map(str::to_owned)
-        .or_else(|| http_status.map(|h| format!("HTTP_{h}")))
-        .unwrap_or_else(|| outcome.as_str().to_uppercase());
-    let error_text = error.unwrap_or_default();
-    let after = match &next {
-        Next::Done => After::Done,
-        Next::Queued { next_try, .. } => After::Retry {
-            next_try: *next_try,
-            status: Some(&last_status),
-            error: &error_text,
-        },
-        Next::Stop { .. } => After::Restore,
-        Next::InDoubt { .. } => After::InDoubt {
-            status: Some(&last_status),
-            error: &error_text,
-        },
-    };
-    let sealed = store.seal_finish(item, owner, Some(&row), audit.as_ref(), after)?;
-    let keep = sealed.clone();
-    let claimed = match commit(sealed) {
-        Ok(claimed) => claimed,
-        // The call was made and may be billed: the answer must not be lost.
-        Err(cause) => {
-            return match store.spill(room, &keep) {
+        let audit = self.audit_entry(code, error.clone(), row.is_paid_call(), records);
+        let last_status = status
+            .map(str::to_owned)
+            .or_else(|| http_status.map(|h| format!("HTTP_{h}")))
+            .unwrap_or_else(|| outcome.as_str().to_uppercase());
+        let error_text = error.unwrap_or_default();
+        let after = after(&next, &last_status, &error_text);
+        let sealed =
+            self.store
+                .seal_finish(self.item, self.owner, Some(&row), audit.as_ref(), after)?;
+        let claimed = self.commit_or_spill(sealed, room)?;
+        Ok((Attempt { fetched, next }, claimed))
+    }
+
+    /// Commits a sealed answer; if the commit fails, spills it into `room`
+    /// so that it is not lost, and says where in the error.
+    fn commit_or_spill(
+        &self,
+        sealed: store::SealedFinish,
+        room: &mut Reservation,
+    ) -> Result<Option<QueueItem>, StoreError> {
+        let keep = sealed.clone();
+        match (self.commit)(sealed) {
+            Ok(claimed) => Ok(claimed),
+            // The call was made and may be billed: the answer must not be lost.
+            Err(cause) => match self.store.spill(room, &keep) {
                 Ok(path) => Err(StoreError::Spilled {
                     path,
                     cause: cause.cause_text(),
                 }),
                 Err(_) => Err(cause),
-            };
+            },
         }
-    };
-    Ok((Attempt { fetched, next }, claimed))
+    }
+}
+
+/// The audit entry's exit code, error and record count for a GBDFL answer;
+/// `retry` when it is worth asking again.
+fn answer_outcome(
+    response: &Response,
+    retry: bool,
+    detail: Option<&str>,
+) -> (ExitCode, Option<String>, u64) {
+    match response.status {
+        Some(Status::Valid) => (ExitCode::Ok, None, 1),
+        Some(Status::Pending) => (ExitCode::Pending, Some("PENDING".to_owned()), 0),
+        _ => (
+            if retry {
+                ExitCode::Queued
+            } else {
+                ExitCode::NotValid
+            },
+            Some(format!(
+                "{}{}",
+                response
+                    .status
+                    .as_ref()
+                    .map(Status::as_str)
+                    .unwrap_or("no status"),
+                detail.map(|d| format!(" ({d})")).unwrap_or_default()
+            )),
+            0,
+        ),
+    }
+}
+
+/// What becomes of the queue item after a call, in the store's terms.
+fn after<'s>(next: &Next, last_status: &'s str, error_text: &'s str) -> After<'s> {
+    match next {
+        Next::Done => After::Done,
+        Next::Queued { next_try, .. } => After::Retry {
+            next_try: *next_try,
+            status: Some(last_status),
+            error: error_text,
+        },
+        Next::Stop { .. } => After::Restore,
+        Next::InDoubt { .. } => After::InDoubt {
+            status: Some(last_status),
+            error: error_text,
+        },
+    }
 }
 
 /// What an operator can do about a request in doubt; ends every message of one.

@@ -3,15 +3,27 @@
 //! attempts of one item, Retry-After honoured, and a stop for everyone on an
 //! answer that fails for every request.
 //!
-//! Rules this module keeps: every call goes through a claim committed in the
-//! database first (`Store::claim_next`), so two processes never send the
-//! same item; workers seal their answers themselves and one committer
-//! thread commits all waiting answers in one transaction (group commit),
-//! each with its worker's claim of the next item, so the disk's sync time
-//! is paid once per group, not twice per call; an item is tried at most `max_attempts` times per run; an item
-//! whose earlier call was interrupted (in doubt) is sent only with
-//! `resend_in_doubt`; a stop request (Ctrl-C) lets calls in flight finish
-//! and be recorded, and claims nothing new.
+//! Workers seal their answers themselves, and one committer thread commits
+//! all waiting answers in one transaction (group commit), each with its
+//! worker's claim of the next item: the disk's sync time is paid once per
+//! group, not twice per call. A worker's loop: make room for the answer,
+//! claim, call ([`lookup::send_then`]), then tell the run how it ended.
+//!
+//! Rules this module keeps, and what holds each:
+//! - every call goes through a claim committed in the database first
+//!   (`Store::claim_next`), so two processes never send the same item
+//!   (`two_syncs_at_once_send_every_item_exactly_once`,
+//!   `sigkill_at_random_moments_never_pays_twice`);
+//! - an item is called at most `max_attempts` times per run
+//!   (`a_request_left_queued_is_not_counted_as_done_or_failed`);
+//! - an item in doubt is sent only with `resend_in_doubt`, once per run
+//!   (`tests/cli/billing.rs`);
+//! - an answer that fails for every request stops the run, with the queue
+//!   as it was (`an_organisation_error_stops_at_once_and_leaves_the_queue`);
+//!   so do [`DOWN_AFTER`] calls in a row that cannot connect
+//!   (`service_down_then_up`);
+//! - the wait for a next try is on the store's clock
+//!   (`a_wait_for_the_next_try_moves_a_test_clock_instead_of_sleeping`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +35,9 @@ use chrono::{DateTime, Utc};
 pub use crate::backoff::Backoff;
 use crate::lookup::{self, Attempt, Fetched, Next};
 use gbdfl_client::{Client, Delivery};
-use gbdfl_store::{After, AuditEntry, NextClaim, QueueItem, SealedFinish, Store, StoreError};
+use gbdfl_store::{
+    After, AuditEntry, NextClaim, QueueItem, Reservation, SealedFinish, Store, StoreError,
+};
 
 /// Set by Ctrl-C: claim nothing new, let calls in flight finish.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -31,8 +45,11 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 /// How one `sync` run works.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Workers sending at once, each with its own claim and connection.
     pub jobs: usize,
+    /// The wait between calls of one item, and how many calls it gets.
     pub backoff: Backoff,
+    /// Send again items in doubt (each once per run; it may be billed twice).
     pub resend_in_doubt: bool,
     /// The longest a worker waits for an item's next try before it leaves
     /// the item for a later run.
@@ -49,8 +66,11 @@ pub struct Options {
 /// How an item ended in this run.
 #[derive(Debug)]
 pub struct ItemEnd {
+    /// The queue row as it was claimed for the call.
     pub item: QueueItem,
+    /// How the call ended.
     pub fetched: Fetched,
+    /// What becomes of the item.
     pub next: Next,
     /// This run will not call for the item again: it got its final answer,
     /// the run stops, or it used its attempts and waits for a later run.
@@ -137,7 +157,19 @@ pub fn run(
             .map(|(w, st)| {
                 let shared = &shared;
                 let tx = tx.clone();
-                s.spawn(move || worker(w, &st, client, opts, shared, gave_up, &tx, on_call))
+                s.spawn(move || {
+                    Worker {
+                        owner: lookup::claim_owner(w),
+                        store: &st,
+                        client,
+                        opts,
+                        shared,
+                        gave_up,
+                        commits: &tx,
+                        on_call,
+                    }
+                    .run()
+                })
             })
             .collect();
         drop(tx);
@@ -205,174 +237,215 @@ fn committer(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn worker(
-    w: usize,
-    store: &Store,
-    client: &Client,
-    opts: &Options,
-    shared: &Shared,
-    gave_up: &(dyn Fn(&str) -> bool + Sync),
-    commits: &mpsc::Sender<Commit>,
-    on_call: &(dyn Fn(&ItemEnd) + Sync),
-) -> Result<(), StoreError> {
-    let owner = lookup::claim_owner(w);
-    // The item claimed with the last answer, in the same transaction.
-    let mut pending: Option<QueueItem> = None;
-    // Room for the answer of this worker's calls, reserved once and used
-    // again until a spill takes it.
-    let mut room: Option<gbdfl_store::Reservation> = None;
-    loop {
-        if shared.stop.load(Ordering::SeqCst) || STOP.load(Ordering::SeqCst) {
-            if let Some(item) = pending.take() {
+/// One worker of a run, on its own connection to the database: claims an
+/// item, makes its call, hands the answer to the committer, and tells the
+/// run how the call ended.
+struct Worker<'a> {
+    /// The owner of this worker's claims.
+    owner: String,
+    store: &'a Store,
+    client: &'a Client,
+    opts: &'a Options,
+    shared: &'a Shared,
+    gave_up: &'a (dyn Fn(&str) -> bool + Sync),
+    commits: &'a mpsc::Sender<Commit>,
+    on_call: &'a (dyn Fn(&ItemEnd) + Sync),
+}
+
+impl Worker<'_> {
+    /// Sends items until none is due within `max_wait` or the run stops.
+    /// A claimed item that is not sent is put back as it was.
+    fn run(&self) -> Result<(), StoreError> {
+        // The item claimed with the last answer, in the same transaction.
+        let mut pending: Option<QueueItem> = None;
+        // Room for the answer of this worker's calls, reserved once and used
+        // again until a spill takes it.
+        let mut room: Option<Reservation> = None;
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) || STOP.load(Ordering::SeqCst) {
                 // Not sent: put it back as it was.
-                store.finish(&item, &owner, None, None, After::Restore)?;
+                return self.put_back(pending.take());
             }
-            return Ok(());
-        }
-        // Room for the next answer before the next call: with no room to
-        // keep it, no call is made (a claimed item is put back).
-        if !room.as_ref().is_some_and(|r| r.is_free()) {
-            match store.reserve_spill(client.max_body_bytes()) {
-                Ok(r) => room = Some(r),
-                Err(e) => {
-                    if let Some(item) = pending.take() {
-                        store.finish(&item, &owner, None, None, After::Restore)?;
+            // Room for the next answer before the next call: with no room to
+            // keep it, no call is made (a claimed item is put back).
+            if !room.as_ref().is_some_and(|r| r.is_free()) {
+                match self.store.reserve_spill(self.client.max_body_bytes()) {
+                    Ok(r) => room = Some(r),
+                    Err(e) => {
+                        self.put_back(pending.take())?;
+                        return Err(e);
                     }
-                    return Err(e);
                 }
             }
+            let Some(room) = room.as_mut() else {
+                continue;
+            };
+            let claimed = match pending.take() {
+                Some(item) => Some(item),
+                None => self.store.claim_next(
+                    &self.owner,
+                    self.client.claim_until(self.store.now()),
+                    self.opts.resend_in_doubt,
+                    self.gave_up,
+                )?,
+            };
+            let Some(item) = claimed else {
+                if self.wait_for_next_try()? {
+                    continue;
+                }
+                return Ok(());
+            };
+            let tries = self.count_try(&item.id);
+            let (Attempt { fetched, next }, claimed) = self.send(&item, room)?;
+            pending = claimed;
+            let gives_up =
+                matches!(next, Next::Queued { .. }) && tries >= self.opts.backoff.max_attempts;
+            let down = self.line_is_down(&fetched);
+            if down {
+                self.shared.stop.store(true, Ordering::SeqCst);
+            }
+            let end = ItemEnd {
+                // A run that stops (the line is down, or this or another call
+                // said so) calls for no item again.
+                last_in_run: !matches!(next, Next::Queued { .. })
+                    || gives_up
+                    || self.shared.stop.load(Ordering::SeqCst),
+                item,
+                fetched,
+                next,
+            };
+            (self.on_call)(&end);
+            self.report(end, down, gives_up);
         }
-        let Some(room) = room.as_mut() else {
-            continue;
+    }
+
+    /// Puts a claimed item that was not sent back as it was.
+    fn put_back(&self, item: Option<QueueItem>) -> Result<(), StoreError> {
+        if let Some(item) = item {
+            self.store
+                .finish(&item, &self.owner, None, None, After::Restore)?;
+        }
+        Ok(())
+    }
+
+    /// Nothing is due now: waits (on the store's clock, a short step at a
+    /// time) for the next try of an item still in play. `false` when there
+    /// is none within `max_wait`, and the worker is done.
+    fn wait_for_next_try(&self) -> Result<bool, StoreError> {
+        let next = self
+            .store
+            .next_due()?
+            .into_iter()
+            .filter(|(id, _)| !(self.gave_up)(id))
+            .map(|(_, t)| t)
+            .min();
+        let Some(next) = next else {
+            return Ok(false);
         };
-        let claimed = match pending.take() {
-            Some(item) => Some(item),
-            None => store.claim_next(
-                &owner,
-                client.claim_until(store.now()),
-                opts.resend_in_doubt,
-                gave_up,
-            )?,
-        };
-        let Some(item) = claimed else {
-            // Nothing due now: wait for the next try of an item still in play.
-            let next = store
-                .next_due()?
-                .into_iter()
-                .filter(|(id, _)| !gave_up(id))
-                .map(|(_, t)| t)
-                .min();
-            let Some(next) = next else {
-                return Ok(());
-            };
-            let wait = (next - store.now()).to_std().unwrap_or(Duration::ZERO);
-            if wait > opts.max_wait {
-                return Ok(());
-            }
-            if wait > Duration::from_secs(3)
-                && let Some(tell) = opts.on_wait
-                && !shared.told_wait.swap(true, Ordering::SeqCst)
-            {
-                tell(wait);
-            }
-            store.clock().sleep(wait.min(Duration::from_millis(200)));
-            continue;
-        };
-        let tries = {
-            let mut t = lock(&shared.tries);
-            let n = t.entry(item.id.clone()).or_default();
-            *n += 1;
-            *n
-        };
-        let commit = |finish: SealedFinish| {
-            // Before the commit: another worker's claim in the same or the
-            // next transaction must already pass over it.
-            if finish.leaves_in_doubt() {
-                lock(&shared.went_in_doubt).insert(item.id.clone());
-            }
-            let (reply, answer) = mpsc::channel();
-            let gone = || {
-                StoreError::Io(std::io::Error::other(
-                    "the sync's committing thread has stopped",
-                ))
-            };
-            commits
-                .send(Commit {
-                    finish,
-                    owner: owner.clone(),
-                    until: client.claim_until(store.now()),
-                    reply,
-                })
-                .map_err(|_| gone())?;
-            answer.recv().map_err(|_| gone())?
-        };
-        let (Attempt { fetched, next }, claimed) = lookup::send_then(
-            store,
-            client,
-            &item,
-            &owner,
-            Some(&opts.audit),
-            &opts.backoff,
+        let wait = (next - self.store.now()).to_std().unwrap_or(Duration::ZERO);
+        if wait > self.opts.max_wait {
+            return Ok(false);
+        }
+        if wait > Duration::from_secs(3)
+            && let Some(tell) = self.opts.on_wait
+            && !self.shared.told_wait.swap(true, Ordering::SeqCst)
+        {
+            tell(wait);
+        }
+        self.store
+            .clock()
+            .sleep(wait.min(Duration::from_millis(200)));
+        Ok(true)
+    }
+
+    /// Counts a call of the item in this run; returns how many so far.
+    fn count_try(&self, item_id: &str) -> u32 {
+        let mut t = lock(&self.shared.tries);
+        let n = t.entry(item_id.to_owned()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// Makes the paid call of a claimed item; its answer is committed by
+    /// the committer with this worker's claim of its next item, which is
+    /// returned with the attempt.
+    fn send(
+        &self,
+        item: &QueueItem,
+        room: &mut Reservation,
+    ) -> Result<(Attempt, Option<QueueItem>), StoreError> {
+        let commit = |finish: SealedFinish| self.commit(&item.id, finish);
+        lookup::send_then(
+            self.store,
+            self.client,
+            item,
+            &self.owner,
+            Some(&self.opts.audit),
+            &self.opts.backoff,
             room,
             &commit,
             false,
-        )?;
-        pending = claimed;
-        let gives_up = matches!(next, Next::Queued { .. }) && tries >= opts.backoff.max_attempts;
-        let down = match &fetched {
+        )
+    }
+
+    /// Hands a sealed answer to the committer and waits for its outcome:
+    /// the next item claimed in the same transaction.
+    fn commit(&self, item_id: &str, finish: SealedFinish) -> Result<Option<QueueItem>, StoreError> {
+        // Before the commit: another worker's claim in the same or the
+        // next transaction must already pass over it.
+        if finish.leaves_in_doubt() {
+            lock(&self.shared.went_in_doubt).insert(item_id.to_owned());
+        }
+        let (reply, answer) = mpsc::channel();
+        let gone = || {
+            StoreError::Io(std::io::Error::other(
+                "the sync's committing thread has stopped",
+            ))
+        };
+        self.commits
+            .send(Commit {
+                finish,
+                owner: self.owner.clone(),
+                until: self.client.claim_until(self.store.now()),
+                reply,
+            })
+            .map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
+    }
+
+    /// Counts calls in a row that could not connect at all; `true` when
+    /// this one makes [`DOWN_AFTER`]. Any call that got further resets it.
+    fn line_is_down(&self, fetched: &Fetched) -> bool {
+        let not_connected = &self.shared.not_connected;
+        match fetched {
             Fetched::Unavailable {
                 delivery: Delivery::NotSent,
                 http_status: None,
                 ..
-            } => shared.not_connected.fetch_add(1, Ordering::SeqCst) + 1 >= DOWN_AFTER,
+            } => not_connected.fetch_add(1, Ordering::SeqCst) + 1 >= DOWN_AFTER,
             Fetched::Unavailable {
                 delivery: Delivery::NotSent,
                 ..
             } => false,
             _ => {
-                shared.not_connected.store(0, Ordering::SeqCst);
+                not_connected.store(0, Ordering::SeqCst);
                 false
             }
-        };
-        if down {
-            shared.stop.store(true, Ordering::SeqCst);
         }
-        let end = ItemEnd {
-            // A run that stops (the line is down, or this or another call
-            // said so) calls for no item again.
-            last_in_run: !matches!(next, Next::Queued { .. })
-                || gives_up
-                || shared.stop.load(Ordering::SeqCst),
-            item,
-            fetched,
-            next,
-        };
-        on_call(&end);
-        let mut report = lock(&shared.report);
+    }
+
+    /// Adds a call's end to the run's report: the line down, a stop for
+    /// everyone (and why), an item left for a later run, and the call
+    /// itself unless it was a stop for the network's set-up.
+    fn report(&self, end: ItemEnd, down: bool, gives_up: bool) {
+        let mut report = lock(&self.shared.report);
         if down {
             report.line_down = true;
         }
         match &end.next {
             Next::Stop { .. } => {
-                shared.stop.store(true, Ordering::SeqCst);
-                if report.network.is_none()
-                    && let Fetched::NetworkConfig { message, .. } = &end.fetched
-                {
-                    report.network = Some(message.clone());
-                }
-                if report.stopped.is_none()
-                    && let Fetched::Refused {
-                        http_status,
-                        message,
-                        ..
-                    } = &end.fetched
-                {
-                    report.stopped = Some(format!(
-                        "HTTP {http_status} {message}: {}",
-                        lookup::refusal_advice(*http_status, message)
-                    ));
-                }
+                self.shared.stop.store(true, Ordering::SeqCst);
+                note_stop(&mut report, &end.fetched);
             }
             Next::Queued { .. } if gives_up => {
                 report.gave_up.insert(end.item.id.clone());
@@ -383,6 +456,28 @@ fn worker(
         if !matches!(end.fetched, Fetched::NetworkConfig { .. }) {
             report.calls.push(end);
         }
+    }
+}
+
+/// Keeps why the run stopped, the first reason of each kind: the network's
+/// set-up, or an answer that fails for every request.
+fn note_stop(report: &mut Report, fetched: &Fetched) {
+    if report.network.is_none()
+        && let Fetched::NetworkConfig { message, .. } = fetched
+    {
+        report.network = Some(message.clone());
+    }
+    if report.stopped.is_none()
+        && let Fetched::Refused {
+            http_status,
+            message,
+            ..
+        } = fetched
+    {
+        report.stopped = Some(format!(
+            "HTTP {http_status} {message}: {}",
+            lookup::refusal_advice(*http_status, message)
+        ));
     }
 }
 

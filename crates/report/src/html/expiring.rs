@@ -17,8 +17,9 @@ use chrono::{DateTime, Utc};
 use super::chart::{self, Series};
 use super::{Lang, esc, fact, generated_fact, json_in_script, json_value};
 use crate::lang::Labels;
+use crate::rows::RowSet;
 use crate::{HtmlOptions, Options, ReportError};
-use gbdfl_core::expiry::{Reason, RowRef, RowSet, Rules};
+use gbdfl_core::expiry::{Reason, RowRef, Rules};
 
 pub use crate::scan::ScanStats;
 
