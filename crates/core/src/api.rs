@@ -2,13 +2,29 @@
 //!
 //! Rule this module keeps: real traffic wins over the documentation. Every
 //! field is optional, nulls and missing objects are fine, unknown fields are
-//! ignored, scalars of the wrong JSON type are taken as text, and a malformed
-//! element of a list is skipped rather than failing the whole answer. The raw
-//! body is always kept elsewhere, so nothing is lost if parsing here fails.
+//! ignored, scalars of the wrong JSON type are taken as text, a value that
+//! is not an object where one is expected is no object, a value that is not
+//! a list where one is expected is an empty list, a malformed element of a
+//! list is skipped rather than failing the whole answer, and within an
+//! object a repeated field keeps its last value (only a repeated field of
+//! the answer itself, read straight from bytes, is an error, as serde's
+//! derive has it). The raw body is always kept elsewhere, so nothing is
+//! lost if parsing here fails.
+//!
+//! One model, two forms. Each type is generic over the type of its texts:
+//! [`Response`] (texts `String`, the default) is the owned answer that
+//! `show`, `fetch` and the reports read; `Response<Cow<'a, str>>` is the
+//! same answer borrowed from the JSON it was read from (a text with an
+//! escape in it, or a number taken as text, is the only copy made), which
+//! `gbdfl import` reads a million times ([`parse_answer`]). The fields are
+//! named once, in the `model!` macro of this module, which writes each
+//! struct and its reading; see there for why the reading is not serde's
+//! derive.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::Deref;
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -23,19 +39,29 @@ pub const NOT_CONNECTED: &str = "could not connect to the service";
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(into = "String")]
 pub enum Status {
+    /// `UNAPPROVED`: the session is not approved (yet).
     Unapproved,
+    /// `PENDING`: the lookup is still running; ask again later.
     Pending,
+    /// `VALID`: the person was found and `result_json` holds them.
     Valid,
+    /// `INVALID`: the check failed.
     Invalid,
+    /// `TIMEOUT`: the service gave up waiting for the State Database.
     Timeout,
+    /// `NOT_FOUND`: no such person.
     NotFound,
+    /// `FAILED`: the lookup failed; `failure_reason` says why.
     Failed,
+    /// `ERROR_ACCEPTED`: an error the service acknowledged.
     ErrorAccepted,
     /// A status the API page does not list; kept as received.
     Other(String),
 }
 
 impl Status {
+    /// Reads a status, ignoring case and surrounding spaces; an unknown
+    /// one is kept as received in [`Status::Other`].
     pub fn parse(s: &str) -> Status {
         match s.trim().to_ascii_uppercase().as_str() {
             "UNAPPROVED" => Status::Unapproved,
@@ -50,6 +76,7 @@ impl Status {
         }
     }
 
+    /// The status as the API page spells it (an unknown one as received).
     pub fn as_str(&self) -> &str {
         match self {
             Status::Unapproved => "UNAPPROVED",
@@ -83,88 +110,274 @@ impl<'de> Deserialize<'de> for Status {
     }
 }
 
-/// Accepts a string, number or bool as text; null, objects and arrays as None.
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    })
+/// The type of the texts of an answer read from JSON whose texts live for
+/// `'de`: `String` (owned) or `Cow<'a, str>` (borrowed where the JSON
+/// allows, for `'de: 'a`).
+pub trait Text<'de>: Deref<Target = str> + Sized {
+    /// A text that lives as long as the JSON.
+    fn borrowed(s: &'de str) -> Self;
+    /// A text made while reading (unescaped, or a number printed).
+    fn owned(s: String) -> Self;
 }
 
-/// Accepts true/false, "true"/"false", 1/0; anything else is None.
-fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Bool(b) => Some(b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        Value::Number(n) => n.as_i64().map(|n| n != 0),
-        _ => None,
-    })
+impl<'de> Text<'de> for String {
+    fn borrowed(s: &'de str) -> Self {
+        s.to_owned()
+    }
+    fn owned(s: String) -> Self {
+        s
+    }
 }
 
-/// Accepts an object of type T; anything else (null, a string...) is None.
-fn object<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
-    d: D,
-) -> Result<Option<T>, D::Error> {
-    let v = Value::deserialize(d)?;
-    Ok(if v.is_object() {
-        serde_json::from_value(v).ok()
-    } else {
-        None
-    })
+impl<'de: 'a, 'a> Text<'de> for Cow<'a, str> {
+    fn borrowed(s: &'de str) -> Self {
+        Cow::Borrowed(s)
+    }
+    fn owned(s: String) -> Self {
+        Cow::Owned(s)
+    }
 }
 
-/// Accepts an array, skipping elements that do not parse; null is empty.
-fn list<'de, D: Deserializer<'de>, T: serde::de::DeserializeOwned>(
-    d: D,
-) -> Result<Vec<T>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::Array(items) => items
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect(),
-        _ => Vec::new(),
-    })
+/// The JSON key of a field: its own name, or the one given.
+macro_rules! key {
+    ($field:ident) => {
+        stringify!($field)
+    };
+    ($field:ident, $key:literal) => {
+        $key
+    };
 }
 
-fn status<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Status>, D::Error> {
-    Ok(text(d)?.map(|s| Status::parse(&s)))
+/// Writes each struct of the answer from its one list of fields: the
+/// struct (generic over its texts, serialised by serde's derive) and its
+/// reading, field by field through [`Lenient`], which keeps the rules of
+/// the module doc.
+///
+/// Why not serde's derive for the reading as well: the derive refuses a
+/// repeated field of an object, where the rules keep its last value, and
+/// gets there only by reading each object into a `serde_json::Value` first:
+/// a tree of owned texts built and dropped for every answer, too slow for
+/// `gbdfl import`. The reading written here goes through the JSON once,
+/// reads each struct in its place and borrows the texts where `T` allows.
+macro_rules! model {
+    ($(
+        $(#[doc = $doc:literal])*
+        pub struct $name:ident<$t:ident> {
+            $(
+                $(#[doc = $fdoc:literal])*
+                $(#[serde(rename = $key:literal)])?
+                pub $field:ident: $ty:ty,
+            )*
+        }
+    )*) => {$(
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, Serialize)]
+        pub struct $name<$t = String> {
+            $(
+                $(#[doc = $fdoc])*
+                $(#[serde(rename = $key)])?
+                pub $field: $ty,
+            )*
+        }
+
+        // Every field empty, for texts of any type (the derive would ask
+        // for texts with a default).
+        impl<$t> Default for $name<$t> {
+            fn default() -> Self {
+                Self {
+                    $($field: Default::default(),)*
+                }
+            }
+        }
+
+        impl<'de, $t: Text<'de>> Fields<'de> for $name<$t> {
+            const KEYS: &'static [&'static str] = &[$(key!($field $(, $key)?)),*];
+            const NAME: &'static str = stringify!($name);
+            fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
+                match key {
+                    $(key!($field $(, $key)?) => <$ty as Lenient<'de>>::read_into(&mut self.$field, value),)*
+                    _ => IgnoredAny::deserialize(value).map(drop),
+                }
+            }
+        }
+
+        // The duplicate check of a read keeps a bit per field.
+        const _: () = assert!(<$name as Fields<'static>>::KEYS.len() <= 64);
+
+        /// Read as serde's derive reads a struct, with the rules of the
+        /// module doc for each field: an object (a repeated field is an
+        /// error) or an array of the fields in order.
+        impl<'de, $t: Text<'de>> Deserialize<'de> for $name<$t> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                d.deserialize_struct(
+                    stringify!($name),
+                    <Self as Fields<'de>>::KEYS,
+                    StructVisitor(PhantomData),
+                )
+            }
+        }
+
+        impl<'de, $t: Text<'de>> Lenient<'de> for Option<$name<$t>> {
+            fn read_into<D: Deserializer<'de>>(slot: &mut Self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(ObjectInto(slot))
+            }
+        }
+
+        impl<'de, $t: Text<'de>> Lenient<'de> for Vec<$name<$t>> {
+            fn read_into<D: Deserializer<'de>>(slot: &mut Self, d: D) -> Result<(), D::Error> {
+                d.deserialize_any(ListInto(slot))
+            }
+        }
+    )*};
 }
 
-/// The whole answer of a successful (HTTP 200) call.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Response {
-    #[serde(deserialize_with = "text")]
-    pub backend_session_id: Option<String>,
-    #[serde(deserialize_with = "object")]
-    pub failure_reason: Option<FailureReason>,
-    #[serde(deserialize_with = "object")]
-    pub face2face_result: Option<Face2Face>,
-    #[serde(deserialize_with = "text")]
-    pub iin: Option<String>,
-    #[serde(deserialize_with = "object")]
-    pub result_json: Option<Person>,
-    #[serde(deserialize_with = "status")]
-    pub status: Option<Status>,
-    #[serde(deserialize_with = "flag")]
-    pub result: Option<bool>,
+model! {
+    /// The whole answer of a successful (HTTP 200) call.
+    pub struct Response<T> {
+        /// The id of the lookup's session on the service's side.
+        pub backend_session_id: Option<T>,
+        /// Why the lookup failed (status `FAILED`).
+        pub failure_reason: Option<FailureReason<T>>,
+        /// The face-to-face comparison of the session.
+        pub face2face_result: Option<Face2Face<T>>,
+        /// The IIN asked for.
+        pub iin: Option<T>,
+        /// The person, when the status is `VALID`.
+        pub result_json: Option<Person<T>>,
+        /// The status of the lookup.
+        pub status: Option<Status>,
+        /// The service's verdict: true, false, or none given.
+        pub result: Option<bool>,
+    }
+
+    /// `failure_reason`: why a lookup failed.
+    pub struct FailureReason<T> {
+        /// The kind of failure (`CLIENT`, `SERVICE_ERROR`, ...).
+        #[serde(rename = "type")]
+        pub kind: Option<T>,
+        /// The service's words.
+        pub detail: Option<T>,
+    }
+
+    /// `face2face_result`: the comparison of the two source sessions.
+    pub struct Face2Face<T> {
+        /// The similarity score, as sent.
+        pub prediction: Option<T>,
+        /// The similarity as a percentage, as sent.
+        pub prediction_percent: Option<T>,
+        /// The id of the session on the service's side.
+        pub backend_session_id: Option<T>,
+        /// Whether the faces match.
+        pub result: Option<bool>,
+        /// The first session compared.
+        pub source_session_1: Option<SourceSession<T>>,
+        /// The second session compared.
+        pub source_session_2: Option<SourceSession<T>>,
+    }
+
+    /// A session that a face-to-face comparison used.
+    pub struct SourceSession<T> {
+        /// The session's id.
+        pub id: Option<T>,
+        /// How the face was taken.
+        pub technology: Option<Technology<T>>,
+        /// The session's status.
+        pub status: Option<T>,
+        /// When the session began, as sent.
+        pub created_at: Option<T>,
+        /// When the session last changed, as sent.
+        pub updated_at: Option<T>,
+    }
+
+    /// The technology of a source session.
+    pub struct Technology<T> {
+        /// Its name for people.
+        pub name: Option<T>,
+        /// Its code.
+        pub code: Option<T>,
+    }
+
+    /// `result_json`: the person as the State Database of Individuals holds them.
+    pub struct Person<T> {
+        /// The person's IIN.
+        pub iin: Option<T>,
+        /// Surname.
+        pub surname: Option<T>,
+        /// Given name.
+        pub name: Option<T>,
+        /// Patronymic.
+        pub patronymic: Option<T>,
+        /// Date of birth, as sent.
+        pub birth_date: Option<T>,
+        /// Gender, as sent; see [`Person::gender`].
+        pub gender: Option<T>,
+        /// Nationality.
+        pub nationality: Option<T>,
+        /// Citizenship.
+        pub citizenship: Option<T>,
+        /// Life status ("Нормальный", "Умерший", ...).
+        pub life_status: Option<T>,
+        /// Place of birth.
+        pub birth_place: Option<Place<T>>,
+        /// Identity documents.
+        pub documents: Vec<Document<T>>,
+        /// The registered address.
+        pub registration_address: Option<Address<T>>,
+    }
+
+    /// A place (of birth).
+    pub struct Place<T> {
+        /// Country.
+        pub country: Option<T>,
+        /// Region.
+        pub region: Option<T>,
+        /// District.
+        pub district: Option<T>,
+        /// City.
+        pub city: Option<T>,
+    }
+
+    /// An identity document.
+    pub struct Document<T> {
+        /// The kind of document ("УДОСТОВЕРЕНИЕ РК", "ПАСПОРТ", ...).
+        #[serde(rename = "type")]
+        pub kind: Option<T>,
+        /// Its number.
+        pub number: Option<T>,
+        /// Date of issue, as sent.
+        pub issue_date: Option<T>,
+        /// Date of expiry, as sent.
+        pub expiry_date: Option<T>,
+        /// Who issued it.
+        pub issuer: Option<T>,
+        /// Its status; see [`Document::status_is_valid`].
+        pub status: Option<T>,
+    }
+
+    /// A registered address.
+    pub struct Address<T> {
+        /// Country.
+        pub country: Option<T>,
+        /// Region.
+        pub region: Option<T>,
+        /// District.
+        pub district: Option<T>,
+        /// City.
+        pub city: Option<T>,
+        /// Street.
+        pub street: Option<T>,
+        /// Building.
+        pub building: Option<T>,
+        /// Flat.
+        pub flat: Option<T>,
+        /// Since when the person is registered here, as sent.
+        pub begin_date: Option<T>,
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct FailureReason {
-    #[serde(rename = "type", deserialize_with = "text")]
-    pub kind: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub detail: Option<String>,
-}
-
-impl fmt::Display for FailureReason {
+impl<T: Deref<Target = str>> fmt::Display for FailureReason<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (&self.kind, &self.detail) {
+        match (self.kind.as_deref(), self.detail.as_deref()) {
             (Some(k), Some(d)) => write!(f, "{k}: {d}"),
             (Some(k), None) => f.write_str(k),
             (None, Some(d)) => f.write_str(d),
@@ -173,78 +386,7 @@ impl fmt::Display for FailureReason {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Face2Face {
-    #[serde(deserialize_with = "text")]
-    pub prediction: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub prediction_percent: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub backend_session_id: Option<String>,
-    #[serde(deserialize_with = "flag")]
-    pub result: Option<bool>,
-    #[serde(deserialize_with = "object")]
-    pub source_session_1: Option<SourceSession>,
-    #[serde(deserialize_with = "object")]
-    pub source_session_2: Option<SourceSession>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct SourceSession {
-    #[serde(deserialize_with = "text")]
-    pub id: Option<String>,
-    #[serde(deserialize_with = "object")]
-    pub technology: Option<Technology>,
-    #[serde(deserialize_with = "text")]
-    pub status: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub created_at: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub updated_at: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Technology {
-    #[serde(deserialize_with = "text")]
-    pub name: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub code: Option<String>,
-}
-
-/// `result_json`: the person as the State Database of Individuals holds them.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Person {
-    #[serde(deserialize_with = "text")]
-    pub iin: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub surname: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub name: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub patronymic: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub birth_date: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub gender: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub nationality: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub citizenship: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub life_status: Option<String>,
-    #[serde(deserialize_with = "object")]
-    pub birth_place: Option<Place>,
-    #[serde(deserialize_with = "list")]
-    pub documents: Vec<Document>,
-    #[serde(deserialize_with = "object")]
-    pub registration_address: Option<Address>,
-}
-
-impl Person {
+impl<T: Deref<Target = str>> Person<T> {
     /// "Surname Name Patronymic", skipping missing parts.
     pub fn full_name(&self) -> String {
         full_name([
@@ -254,6 +396,7 @@ impl Person {
         ])
     }
 
+    /// The gender, read as [`Gender::parse`] reads it; None when not given.
     pub fn gender(&self) -> Option<Gender> {
         self.gender.as_deref().map(Gender::parse)
     }
@@ -273,43 +416,19 @@ impl Person {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Place {
-    #[serde(deserialize_with = "text")]
-    pub country: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub region: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub district: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub city: Option<String>,
-}
-
-impl Place {
+impl<T: Deref<Target = str>> Place<T> {
+    /// "City, District, Region, Country", skipping missing parts.
     pub fn one_line(&self) -> String {
-        join_parts(&[&self.city, &self.district, &self.region, &self.country])
+        join_parts(&[
+            self.city.as_deref(),
+            self.district.as_deref(),
+            self.region.as_deref(),
+            self.country.as_deref(),
+        ])
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Document {
-    #[serde(rename = "type", deserialize_with = "text")]
-    pub kind: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub number: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub issue_date: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub expiry_date: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub issuer: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub status: Option<String>,
-}
-
-impl Document {
+impl<T: Deref<Target = str>> Document<T> {
     /// Whether the document's status reads as valid ("ДОКУМЕНТ ДЕЙСТВИТЕЛЕН"
     /// or "DOCUMENT IS VALID"). A missing status is not treated as invalid.
     pub fn status_is_valid(&self) -> bool {
@@ -325,42 +444,27 @@ impl Document {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(default)]
-pub struct Address {
-    #[serde(deserialize_with = "text")]
-    pub country: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub region: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub district: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub city: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub street: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub building: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub flat: Option<String>,
-    #[serde(deserialize_with = "text")]
-    pub begin_date: Option<String>,
-}
-
-impl Address {
+impl<T: Deref<Target = str>> Address<T> {
+    /// "Street Building, кв. Flat, City, District, Region, Country",
+    /// skipping missing parts.
     pub fn one_line(&self) -> String {
-        let street = match (&self.street, &self.building, &self.flat) {
+        let street = match (
+            self.street.as_deref(),
+            self.building.as_deref(),
+            self.flat.as_deref(),
+        ) {
             (Some(s), Some(b), Some(f)) => Some(format!("{s} {b}, кв. {f}")),
             (Some(s), Some(b), None) => Some(format!("{s} {b}")),
-            (Some(s), None, _) => Some(s.clone()),
-            (None, Some(b), _) => Some(b.clone()),
+            (Some(s), None, _) => Some(s.to_owned()),
+            (None, Some(b), _) => Some(b.to_owned()),
             (None, None, _) => None,
         };
         join_parts(&[
-            &street,
-            &self.city,
-            &self.district,
-            &self.region,
-            &self.country,
+            street.as_deref(),
+            self.city.as_deref(),
+            self.district.as_deref(),
+            self.region.as_deref(),
+            self.country.as_deref(),
         ])
     }
 }
@@ -376,11 +480,11 @@ pub fn full_name(parts: [Option<&str>; 3]) -> String {
         .join(" ")
 }
 
-fn join_parts(parts: &[&Option<String>]) -> String {
+fn join_parts(parts: &[Option<&str>]) -> String {
     parts
         .iter()
-        .filter_map(|p| p.as_deref())
-        .map(str::trim)
+        .flatten()
+        .map(|s| s.trim())
         .filter(|s| !s.is_empty())
         .collect::<Vec<_>>()
         .join(", ")
@@ -389,12 +493,16 @@ fn join_parts(parts: &[&Option<String>]) -> String {
 /// Gender, accepting the Russian and English spellings seen in traffic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gender {
+    /// Male.
     Male,
+    /// Female.
     Female,
+    /// A spelling not recognised; kept as received.
     Other(String),
 }
 
 impl Gender {
+    /// Reads a gender in Russian, Kazakh or English, ignoring case.
     pub fn parse(s: &str) -> Gender {
         match s.trim().to_lowercase().as_str() {
             "male" | "m" | "мужской" | "муж" | "м" | "ер" => Gender::Male,
@@ -415,6 +523,10 @@ impl fmt::Display for Gender {
 }
 
 /// Parses a 200 body. `Err` means it is not a JSON object at all.
+///
+/// The body is read whole into a `serde_json::Value` first: a body that is
+/// not valid JSON throughout (a lone surrogate in a text, a number out of
+/// range, in any field) is refused, as it always was.
 pub fn parse_response(body: &[u8]) -> Result<Response, serde_json::Error> {
     let v: Value = serde_json::from_slice(body)?;
     if !v.is_object() {
@@ -425,209 +537,242 @@ pub fn parse_response(body: &[u8]) -> Result<Response, serde_json::Error> {
     serde_json::from_value(v)
 }
 
-/// The fields of an answer that `gbdfl import` reads, in one pass over the
-/// line and borrowed from it (a text with an escape in it is the only copy
-/// made), where [`parse_response`] builds a whole [`Response`] through a
-/// `serde_json::Value` tree.
-///
-/// Same tolerance, field by field, as [`Response`] (a unit test and a
-/// property compare the two): a scalar of another type is taken as text, a
-/// value that is not an object is no object, a list element that does not
-/// parse is skipped, unknown fields are ignored, and within an object a
-/// repeated field keeps its last value. Only a repeated known field at the
-/// top level is an error, as it is for [`Response`] read straight from bytes.
+/// An answer as a line of an archive holds it (`gbdfl import`): the answer,
+/// borrowed from the line, and the time it was fetched.
 #[derive(Debug, Default)]
 pub struct Answer<'a> {
     /// The `fetched_at` field an archive line adds to the answer.
     pub fetched_at: Scalar<'a>,
-    pub iin: Option<Cow<'a, str>>,
-    pub status: Option<Status>,
-    pub result: Option<bool>,
-    pub failure_reason: Option<FailureReason>,
-    /// `face2face_result.backend_session_id`.
-    pub session_id: Option<Cow<'a, str>>,
-    pub result_json: Option<PersonView<'a>>,
-    seen: u8,
-}
-
-/// The fields of `result_json` that import reads (the IIN, and those of the
-/// document summary).
-#[derive(Debug, Default)]
-pub struct PersonView<'a> {
-    pub iin: Option<Cow<'a, str>>,
-    pub surname: Option<Cow<'a, str>>,
-    pub name: Option<Cow<'a, str>>,
-    pub patronymic: Option<Cow<'a, str>>,
-    pub life_status: Option<Cow<'a, str>>,
-    pub documents: Vec<DocumentView<'a>>,
-}
-
-/// The fields of a document that the document summary keeps.
-#[derive(Debug, Default)]
-pub struct DocumentView<'a> {
-    pub kind: Option<Cow<'a, str>>,
-    pub number: Option<Cow<'a, str>>,
-    pub expiry_date: Option<Cow<'a, str>>,
-    pub status: Option<Cow<'a, str>>,
+    /// The answer, its texts borrowed from the line where they have no
+    /// escape.
+    pub response: Response<Cow<'a, str>>,
 }
 
 /// A field read as it is: missing or null, a text, or anything else.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub enum Scalar<'a> {
+    /// Missing, or null.
     #[default]
     Null,
+    /// A text.
     Text(Cow<'a, str>),
+    /// A number, bool, list or object.
     Other,
 }
 
-/// Reads an answer for import; `Err` when `line` is not one JSON object
-/// (or repeats a known top-level field).
+/// The field of an archive line that holds the time it was fetched.
+const FETCHED_AT: &str = "fetched_at";
+
+/// Reads an answer for import in one pass over the line, borrowing its
+/// texts; `Err` when `line` is not one JSON object, or repeats a field of
+/// the answer (or `fetched_at`), as [`Response`] read straight from bytes
+/// does.
+///
+/// The answer is read by the same code as [`parse_response`] reads it, but
+/// from the line itself rather than through a `serde_json::Value`: only
+/// the fields of the model are checked to be valid text and numbers, an
+/// unknown field only to be JSON.
 pub fn parse_answer(line: &str) -> Result<Answer<'_>, serde_json::Error> {
     let mut de = serde_json::Deserializer::from_str(line);
-    let answer = de.deserialize_any(ObjectVisitor(PhantomData::<Answer<'_>>))?;
+    let answer = de.deserialize_any(AnswerVisitor)?;
     de.end()?;
     answer.ok_or_else(|| serde::de::Error::custom("the answer is JSON but not an object"))
 }
 
-/// An object of the view read field by field: `read` is given each key and
+struct AnswerVisitor;
+
+impl<'de> Visitor<'de> for AnswerVisitor {
+    type Value = Option<Answer<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut answer = Answer::default();
+        let keys = <Response<Cow<'de, str>> as Fields<'de>>::KEYS;
+        let mut seen = 0u64;
+        while let Some(Key(key)) = map.next_key()? {
+            let known = if key == FETCHED_AT {
+                Some((keys.len(), FETCHED_AT))
+            } else {
+                keys.iter().position(|k| *k == key).map(|i| (i, keys[i]))
+            };
+            if let Some((bit, name)) = known {
+                if seen & (1 << bit) != 0 {
+                    // Refused once past the colon, where import always did.
+                    return map.next_value_seed(Duplicate(name)).map(|()| None);
+                }
+                seen |= 1 << bit;
+            }
+            if key == FETCHED_AT {
+                answer.fetched_at = map.next_value_seed(ScalarSeed)?;
+            } else {
+                map.next_value_seed(FieldSeed {
+                    target: &mut answer.response,
+                    key: &key,
+                })?;
+            }
+        }
+        Ok(Some(answer))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain(seq).map(|()| None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// The error for a repeated field, given in place of its value.
+struct Duplicate(&'static str);
+
+impl<'de> DeserializeSeed<'de> for Duplicate {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, _: D) -> Result<(), D::Error> {
+        Err(serde::de::Error::duplicate_field(self.0))
+    }
+}
+
+/// A struct of the model read field by field: `read` is given each key and
 /// its value, and ignores (but reads) the value of a key it does not know.
 trait Fields<'de>: Default {
-    /// The fields of the [`Response`] type in declaration order: serde's
-    /// derive reads a JSON array as these, element by element (this matters
-    /// for list elements only: [`Response`] takes no other array as an object).
-    const ORDER: &'static [&'static str] = &[];
+    /// The JSON keys of the fields in declaration order: serde's derive
+    /// reads a JSON array as these, element by element.
+    const KEYS: &'static [&'static str];
+    /// The struct's name, for messages.
+    const NAME: &'static str;
+    /// Reads the value of `key` into its field, by the rules of the module doc.
     fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error>;
 }
 
-impl<'de> Fields<'de> for Answer<'de> {
-    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
-        // Repeated known fields are refused, as the derive of Response does.
-        const KNOWN: [&str; 8] = [
-            "fetched_at",
-            "iin",
-            "status",
-            "result",
-            "failure_reason",
-            "face2face_result",
-            "result_json",
-            "backend_session_id",
-        ];
-        let Some(bit) = KNOWN.iter().position(|k| *k == key) else {
-            IgnoredAny::deserialize(value)?;
-            return Ok(());
-        };
-        if self.seen & (1 << bit) != 0 {
-            return Err(serde::de::Error::custom(format_args!(
-                "duplicate field `{key}`"
-            )));
-        }
-        self.seen |= 1 << bit;
-        match key {
-            "fetched_at" => self.fetched_at = value.deserialize_any(ScalarVisitor)?,
-            "iin" => self.iin = value.deserialize_any(TextVisitor)?,
-            "status" => {
-                self.status = value
-                    .deserialize_any(TextVisitor)?
-                    .map(|s| Status::parse(&s))
-            }
-            "result" => self.result = value.deserialize_any(FlagVisitor)?,
-            "failure_reason" => {
-                let f: Option<FailureView<'de>> =
-                    value.deserialize_any(ObjectVisitor(PhantomData))?;
-                self.failure_reason = f.map(|f| FailureReason {
-                    kind: f.kind.map(Cow::into_owned),
-                    detail: f.detail.map(Cow::into_owned),
-                });
-            }
-            "face2face_result" => {
-                let f: Option<Face2FaceView<'de>> =
-                    value.deserialize_any(ObjectVisitor(PhantomData))?;
-                self.session_id = f.and_then(|f| f.backend_session_id);
-            }
-            "result_json" => {
-                self.result_json = value.deserialize_any(ObjectVisitor(PhantomData))?
-            }
-            _ => {
-                IgnoredAny::deserialize(value)?;
-            }
-        }
+/// A field's type read by the rules of the module doc: never an error but
+/// for JSON that is not JSON. Read into its place in the struct, which is
+/// some hundreds of bytes for a person: not moved about by value.
+trait Lenient<'de>: Sized {
+    fn read_into<D: Deserializer<'de>>(slot: &mut Self, d: D) -> Result<(), D::Error>;
+}
+
+/// A string, number or bool as text; null, objects and arrays as None.
+impl<'de, T: Text<'de>> Lenient<'de> for Option<T> {
+    fn read_into<D: Deserializer<'de>>(slot: &mut Self, d: D) -> Result<(), D::Error> {
+        *slot = d.deserialize_any(TextVisitor(PhantomData))?;
         Ok(())
     }
 }
 
-#[derive(Default)]
-struct FailureView<'a> {
-    kind: Option<Cow<'a, str>>,
-    detail: Option<Cow<'a, str>>,
-}
-
-impl<'de> Fields<'de> for FailureView<'de> {
-    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
-        match key {
-            "type" => self.kind = value.deserialize_any(TextVisitor)?,
-            "detail" => self.detail = value.deserialize_any(TextVisitor)?,
-            _ => {
-                IgnoredAny::deserialize(value)?;
-            }
-        }
+/// true/false, "true"/"false" in any case, an integer (not 0 is true);
+/// anything else is None.
+impl<'de> Lenient<'de> for Option<bool> {
+    fn read_into<D: Deserializer<'de>>(slot: &mut Self, d: D) -> Result<(), D::Error> {
+        *slot = d.deserialize_any(FlagVisitor)?;
         Ok(())
     }
 }
 
-#[derive(Default)]
-struct Face2FaceView<'a> {
-    backend_session_id: Option<Cow<'a, str>>,
-}
-
-impl<'de> Fields<'de> for Face2FaceView<'de> {
-    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
-        match key {
-            "backend_session_id" => self.backend_session_id = value.deserialize_any(TextVisitor)?,
-            _ => {
-                IgnoredAny::deserialize(value)?;
-            }
-        }
+/// Any text (or scalar taken as text), read by [`Status::parse`].
+impl<'de> Lenient<'de> for Option<Status> {
+    fn read_into<D: Deserializer<'de>>(slot: &mut Self, d: D) -> Result<(), D::Error> {
+        let text: Option<Cow<'de, str>> = d.deserialize_any(TextVisitor(PhantomData))?;
+        *slot = text.map(|s| Status::parse(&s));
         Ok(())
     }
 }
 
-impl<'de> Fields<'de> for PersonView<'de> {
-    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
-        match key {
-            "iin" => self.iin = value.deserialize_any(TextVisitor)?,
-            "surname" => self.surname = value.deserialize_any(TextVisitor)?,
-            "name" => self.name = value.deserialize_any(TextVisitor)?,
-            "patronymic" => self.patronymic = value.deserialize_any(TextVisitor)?,
-            "life_status" => self.life_status = value.deserialize_any(TextVisitor)?,
-            "documents" => self.documents = value.deserialize_any(ListVisitor(PhantomData))?,
-            _ => {
-                IgnoredAny::deserialize(value)?;
+/// Reads an object into `s`; a repeated field is an error when `strict`
+/// (serde's derive), else keeps its last value (as a `serde_json::Value`).
+fn read_map<'de, S: Fields<'de>, A: MapAccess<'de>>(
+    mut map: A,
+    s: &mut S,
+    strict: bool,
+) -> Result<(), A::Error> {
+    let mut seen = 0u64;
+    while let Some(Key(key)) = map.next_key()? {
+        if strict && let Some(i) = S::KEYS.iter().position(|k| *k == key) {
+            if seen & (1 << i) != 0 {
+                return Err(serde::de::Error::duplicate_field(S::KEYS[i]));
             }
+            seen |= 1 << i;
         }
-        Ok(())
+        map.next_value_seed(FieldSeed {
+            target: &mut *s,
+            key: &key,
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads an array into `s` as serde's derive does: the values are the
+/// fields in declaration order, missing ones left empty. False when there
+/// are more values than fields (the rest is read and dropped).
+fn read_seq<'de, S: Fields<'de>, A: SeqAccess<'de>>(
+    mut seq: A,
+    s: &mut S,
+) -> Result<bool, A::Error> {
+    for key in S::KEYS {
+        let read = seq.next_element_seed(FieldSeed {
+            target: &mut *s,
+            key,
+        })?;
+        if read.is_none() {
+            return Ok(true);
+        }
+    }
+    if seq.next_element::<IgnoredAny>()?.is_some() {
+        drain(seq)?;
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// A field of `S` given the value of `key`.
+struct FieldSeed<'t, S> {
+    target: &'t mut S,
+    key: &'t str,
+}
+
+impl<'de, S: Fields<'de>> DeserializeSeed<'de> for FieldSeed<'_, S> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.target.read(self.key, d)
     }
 }
 
-impl<'de> Fields<'de> for DocumentView<'de> {
-    const ORDER: &'static [&'static str] = &[
-        "type",
-        "number",
-        "issue_date",
-        "expiry_date",
-        "issuer",
-        "status",
-    ];
-    fn read<D: Deserializer<'de>>(&mut self, key: &str, value: D) -> Result<(), D::Error> {
-        match key {
-            "type" => self.kind = value.deserialize_any(TextVisitor)?,
-            "number" => self.number = value.deserialize_any(TextVisitor)?,
-            "expiry_date" => self.expiry_date = value.deserialize_any(TextVisitor)?,
-            "status" => self.status = value.deserialize_any(TextVisitor)?,
-            _ => {
-                IgnoredAny::deserialize(value)?;
+/// An object key, borrowed when it has no escape.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
             }
         }
-        Ok(())
+        d.deserialize_str(V)
     }
 }
 
@@ -643,36 +788,60 @@ fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     Ok(())
 }
 
-/// What `text` accepts, borrowed where the input allows: a string, number
-/// or bool as text; null, objects and arrays as None.
-struct TextVisitor;
+/// A struct of the model as serde's derive reads one: an object, with a
+/// repeated field an error, or an array of its fields.
+struct StructVisitor<S>(PhantomData<S>);
 
-impl<'de> Visitor<'de> for TextVisitor {
-    type Value = Option<Cow<'de, str>>;
+impl<'de, S: Fields<'de>> Visitor<'de> for StructVisitor<S> {
+    type Value = S;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "struct {}", S::NAME)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<S, A::Error> {
+        let mut s = S::default();
+        read_map(map, &mut s, true)?;
+        Ok(s)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<S, A::Error> {
+        let mut s = S::default();
+        if read_seq(seq, &mut s)? {
+            Ok(s)
+        } else {
+            Err(serde::de::Error::invalid_length(S::KEYS.len() + 1, &self))
+        }
+    }
+}
+
+/// What a text field accepts, borrowed where the input and `T` allow: a
+/// string, number or bool as text; null, objects and arrays as None.
+struct TextVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Text<'de>> Visitor<'de> for TextVisitor<T> {
+    type Value = Option<T>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(v)))
+        Ok(Some(T::borrowed(v)))
     }
     fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_owned())))
+        Ok(Some(T::owned(v.to_owned())))
     }
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v)))
+        Ok(Some(T::owned(v)))
     }
     // Numbers print as a serde_json::Value holding them prints.
     fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_string())))
+        Ok(Some(T::owned(v.to_string())))
     }
     fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Owned(v.to_string())))
+        Ok(Some(T::owned(v.to_string())))
     }
     fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
-        Ok(serde_json::Number::from_f64(v).map(|n| Cow::Owned(n.to_string())))
+        Ok(serde_json::Number::from_f64(v).map(|n| T::owned(n.to_string())))
     }
     fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
-        Ok(Some(Cow::Borrowed(if v { "true" } else { "false" })))
+        Ok(Some(T::borrowed(if v { "true" } else { "false" })))
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -685,7 +854,7 @@ impl<'de> Visitor<'de> for TextVisitor {
     }
 }
 
-/// What `flag` accepts: true/false, "true"/"false" in any case, an integer
+/// What a flag accepts: true/false, "true"/"false" in any case, an integer
 /// (not 0 is true); anything else is None.
 struct FlagVisitor;
 
@@ -726,180 +895,156 @@ impl<'de> Visitor<'de> for FlagVisitor {
     }
 }
 
-/// A field of the view given the value of `key`.
-struct FieldSeed<'t, T> {
-    target: &'t mut T,
-    key: &'t str,
-}
+/// What an object field accepts: an object, a repeated field keeping its
+/// last value; anything else is None.
+struct ObjectInto<'t, S>(&'t mut Option<S>);
 
-impl<'de, T: Fields<'de>> DeserializeSeed<'de> for FieldSeed<'_, T> {
+impl<'de, S: Fields<'de>> Visitor<'de> for ObjectInto<'_, S> {
     type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        self.target.read(self.key, d)
-    }
-}
-
-/// An object key, borrowed when it has no escape.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-fn read_object<'de, T: Fields<'de>, A: MapAccess<'de>>(mut map: A) -> Result<T, A::Error> {
-    let mut t = T::default();
-    while let Some(Key(key)) = map.next_key()? {
-        map.next_value_seed(FieldSeed {
-            target: &mut t,
-            key: &key,
-        })?;
-    }
-    Ok(t)
-}
-
-/// What `object` accepts: an object; anything else is None.
-struct ObjectVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Fields<'de>> Visitor<'de> for ObjectVisitor<T> {
-    type Value = Option<T>;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        read_object(map).map(Some)
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        read_map(map, self.0.insert(S::default()), false)
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        drain(seq).map(|()| None)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        *self.0 = None;
+        drain(seq)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn visit_unit<E>(self) -> Result<(), E> {
+        *self.0 = None;
+        Ok(())
     }
 }
 
-/// What `list` accepts: an array, keeping the elements that parse (an
-/// object, or an array of at most as many values as the type has fields,
-/// read in their order as serde's derive does); anything else is empty.
-struct ListVisitor<T>(PhantomData<T>);
+/// What a list field accepts: an array, keeping the elements that parse
+/// (an object, a repeated field keeping its last value, or an array of at
+/// most as many values as the type has fields, read in their order as
+/// serde's derive does); anything else is empty.
+struct ListInto<'t, S>(&'t mut Vec<S>);
 
-impl<'de, T: Fields<'de>> Visitor<'de> for ListVisitor<T> {
-    type Value = Vec<T>;
+impl<'de, S: Fields<'de>> Visitor<'de> for ListInto<'_, S> {
+    type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Element(item)) = seq.next_element::<Element<T>>()? {
-            items.extend(item);
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let items = self.0;
+        items.clear();
+        loop {
+            // Each element is read in its place at the end of the list.
+            items.push(S::default());
+            let last = items.last_mut().expect("just pushed");
+            match seq.next_element_seed(ElementInto(last))? {
+                Some(true) => {}
+                Some(false) => {
+                    items.pop();
+                }
+                None => {
+                    items.pop();
+                    return Ok(());
+                }
+            }
         }
-        Ok(items)
     }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<T>, A::Error> {
-        drain_map(map).map(|()| Vec::new())
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.0.clear();
+        drain_map(map)
     }
-    fn visit_str<E>(self, _: &str) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        self.0.clear();
+        Ok(())
     }
-    fn visit_u64<E>(self, _: u64) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.0.clear();
+        Ok(())
     }
-    fn visit_i64<E>(self, _: i64) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.0.clear();
+        Ok(())
     }
-    fn visit_f64<E>(self, _: f64) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.0.clear();
+        Ok(())
     }
-    fn visit_bool<E>(self, _: bool) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        self.0.clear();
+        Ok(())
     }
-    fn visit_unit<E>(self) -> Result<Vec<T>, E> {
-        Ok(Vec::new())
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.0.clear();
+        Ok(())
     }
 }
 
-/// One element of a list: the value, or None when it does not parse.
-struct Element<T>(Option<T>);
+/// One element of a list, read into `S`: true when it parses.
+struct ElementInto<'t, S>(&'t mut S);
 
-impl<'de, T: Fields<'de>> Deserialize<'de> for Element<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<T>(PhantomData<T>);
-        impl<'de, T: Fields<'de>> Visitor<'de> for V<T> {
-            type Value = Element<T>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Element<T>, A::Error> {
-                read_object(map).map(|t| Element(Some(t)))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Element<T>, A::Error> {
-                let mut t = T::default();
-                for key in T::ORDER {
-                    if seq
-                        .next_element_seed(FieldSeed {
-                            target: &mut t,
-                            key,
-                        })?
-                        .is_none()
-                    {
-                        return Ok(Element(Some(t)));
-                    }
-                }
-                // More values than fields: serde's derive refuses the element.
-                if seq.next_element::<IgnoredAny>()?.is_some() {
-                    drain(seq)?;
-                    return Ok(Element(None));
-                }
-                Ok(Element(Some(t)))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-            fn visit_unit<E>(self) -> Result<Element<T>, E> {
-                Ok(Element(None))
-            }
-        }
-        d.deserialize_any(V(PhantomData))
+impl<'de, S: Fields<'de>> DeserializeSeed<'de> for ElementInto<'_, S> {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, S: Fields<'de>> Visitor<'de> for ElementInto<'_, S> {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
+        read_map(map, self.0, false).map(|()| true)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        read_seq(seq, self.0)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// `fetched_at` as it is: missing or null, a text, or anything else.
+struct ScalarSeed;
+
+impl<'de> DeserializeSeed<'de> for ScalarSeed {
+    type Value = Scalar<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Scalar<'de>, D::Error> {
+        d.deserialize_any(ScalarVisitor)
     }
 }
 
@@ -1027,6 +1172,103 @@ mod tests {
         assert_eq!(p.documents.len(), 1);
         assert_eq!(p.documents[0].number.as_deref(), Some("123"));
         assert_eq!(p.birth_place.unwrap().city.as_deref(), Some("Талгар"));
+    }
+
+    /// The owned answer and the borrowed one import reads are the same
+    /// answer, field for field, whatever odd values it holds.
+    #[test]
+    fn owned_and_borrowed_forms_agree() {
+        let lines = [
+            r#"{"status":"VALID","result":"true","extra":{"x":1},"iin":880510400015,
+            "failure_reason":{"type":1.5,"detail":[1]},"face2face_result":"weird",
+            "result_json":{"surname":"A","name":null,"birth_date":19950215,"gender":true,
+              "documents":[{"type":"ID","number":123,"expiry_date":null}, 5, null, [],
+                ["ПАСПОРТ","N1","2020-01-01","2030-01-01"], ["a","b","c","d","e","f","g"],
+                {"type":"A","type":"B"}],
+              "registration_address":[1],"birth_place":{"city":"Талгар","zzz":[]}}}"#,
+            r#"{"status":"ok","face2face_result":{"backend_session_id":7,"result":"FALSE",
+              "source_session_1":{"technology":{"name":"\u0041","code":-0.0},"id":"x","id":"y"},
+              "source_session_2":5},"result_json":{"documents":{"0":1},"surname":"\u0416"}}"#,
+            r#"{}"#,
+        ];
+        for line in lines {
+            let owned = serde_json::to_value(parse_response(line.as_bytes()).unwrap()).unwrap();
+            let borrowed = serde_json::to_value(parse_answer(line).unwrap().response).unwrap();
+            assert_eq!(owned, borrowed, "{line}");
+            let straight: Response = serde_json::from_str(line).unwrap();
+            assert_eq!(owned, serde_json::to_value(straight).unwrap(), "{line}");
+        }
+    }
+
+    #[test]
+    fn texts_are_borrowed_unless_escaped_or_made() {
+        let line = r#"{"iin":"880510400015","fetched_at":"2030-01-01T00:00:00Z",
+            "result_json":{"surname":"Ж","name":"\u0416","patronymic":5,
+              "documents":[{"number":"N1"}]}}"#;
+        let a = parse_answer(line).unwrap();
+        assert!(matches!(a.fetched_at, Scalar::Text(Cow::Borrowed(_))));
+        assert!(matches!(
+            a.response.iin,
+            Some(Cow::Borrowed("880510400015"))
+        ));
+        let p = a.response.result_json.unwrap();
+        assert!(matches!(p.surname, Some(Cow::Borrowed("Ж"))));
+        assert!(matches!(p.name.as_deref(), Some("Ж")));
+        assert!(matches!(p.name, Some(Cow::Owned(_))));
+        assert!(matches!(p.patronymic, Some(Cow::Owned(ref s)) if s == "5"));
+        assert!(matches!(p.documents[0].number, Some(Cow::Borrowed("N1"))));
+    }
+
+    /// Within an object a repeated field keeps its last value; a repeated
+    /// field of the answer itself is an error when read straight from the
+    /// bytes (import, serde), and the last value through a Value (show).
+    #[test]
+    fn repeated_fields() {
+        let nested = r#"{"result_json":{"surname":"A","surname":"B",
+            "documents":[{"number":"1"}],"documents":[{"number":"2","number":"3"}],
+            "birth_place":{"city":"X"},"birth_place":{"region":"Y"}}}"#;
+        let p = parse_answer(nested).unwrap().response.result_json.unwrap();
+        assert_eq!(p.surname.as_deref(), Some("B"));
+        assert_eq!(p.documents.len(), 1);
+        assert_eq!(p.documents[0].number.as_deref(), Some("3"));
+        let place = p.birth_place.unwrap();
+        assert_eq!((place.city, place.region.as_deref()), (None, Some("Y")));
+        let top = r#"{"iin":"1","x":1,"x":2,"iin":"2"}"#;
+        let e = parse_answer(top).unwrap_err().to_string();
+        // Import says where the value begins, as it always has; serde the key.
+        assert_eq!(e, "duplicate field `iin` at line 1 column 29");
+        let e = serde_json::from_str::<Response>(top)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "duplicate field `iin` at line 1 column 28");
+        assert_eq!(
+            parse_response(top.as_bytes()).unwrap().iin.as_deref(),
+            Some("2")
+        );
+        let fetched = r#"{"fetched_at":"a","fetched_at":"b"}"#;
+        assert!(
+            parse_answer(fetched)
+                .unwrap_err()
+                .to_string()
+                .contains("`fetched_at`")
+        );
+        assert!(parse_answer(r#"{"x":1,"x":2}"#).is_ok());
+    }
+
+    /// Import reads the fields of the model from the line itself: a text
+    /// that is not Unicode (a lone surrogate) or a number out of range is
+    /// refused there, as [`parse_response`] refuses it anywhere; in a field
+    /// the model does not have, it is only skipped over.
+    #[test]
+    fn invalid_text_in_a_field_of_the_model() {
+        for line in [
+            r#"{"result_json":{"birth_date":"\ud800"}}"#,
+            r#"{"face2face_result":{"prediction":1e400}}"#,
+        ] {
+            assert!(parse_answer(line).is_err(), "{line}");
+            assert!(parse_response(line.as_bytes()).is_err(), "{line}");
+        }
+        assert!(parse_answer(r#"{"other":{"x":"\ud800","y":1e400}}"#).is_ok());
     }
 
     #[test]

@@ -11,8 +11,6 @@
 
 #![deny(missing_docs)]
 
-// api.rs is documented separately.
-#[allow(missing_docs)]
 pub mod api;
 pub mod clock;
 pub mod exit_code;

@@ -11,6 +11,8 @@
 //! which one they read (crates/emulator/tests/summary.rs, over the
 //! emulator's synthetic people).
 
+use std::ops::Deref;
+
 use crate::api::{Document, Person, Response};
 
 /// The layout version, the first byte of every summary.
@@ -39,65 +41,33 @@ pub struct Summary {
     pub person: Option<Person>,
 }
 
-/// The fields of a person a summary is made of, borrowed from whichever
-/// parse of the answer has them.
-#[derive(Debug, Clone, Copy)]
-pub struct PersonFields<'a, D> {
-    /// Surname, name and patronymic.
-    pub name: [Option<&'a str>; 3],
-    /// The person's life status (`Нормальный`, `Умерший`, ...).
-    pub life_status: Option<&'a str>,
-    /// Each document's type, number, expiry date and status.
-    pub documents: D,
-}
-
 impl Summary {
-    /// The summary of an answer to a lookup of `iin`.
-    pub fn of(iin: &str, response: Option<&Response>) -> Summary {
+    /// The summary of an answer to a lookup of `iin`, owned or borrowed
+    /// (`gbdfl import` makes it of the answer it reads from the line).
+    pub fn of<T: Deref<Target = str>>(iin: &str, response: Option<&Response<T>>) -> Summary {
+        let text = |t: &Option<T>| t.as_deref().map(str::to_owned);
         let person = response
             .and_then(|r| r.result_json.as_ref())
-            .map(|p| PersonFields {
-                name: [
+            .map(|p| Person {
+                surname: Some(crate::api::full_name([
                     p.surname.as_deref(),
                     p.name.as_deref(),
                     p.patronymic.as_deref(),
-                ],
-                life_status: p.life_status.as_deref(),
-                documents: p.documents.iter().map(|d| {
-                    [
-                        d.kind.as_deref(),
-                        d.number.as_deref(),
-                        d.expiry_date.as_deref(),
-                        d.status.as_deref(),
-                    ]
-                }),
+                ])),
+                life_status: text(&p.life_status),
+                documents: p
+                    .documents
+                    .iter()
+                    .map(|d| Document {
+                        kind: text(&d.kind),
+                        number: text(&d.number),
+                        expiry_date: text(&d.expiry_date),
+                        status: text(&d.status),
+                        ..Document::default()
+                    })
+                    .collect(),
+                ..Person::default()
             });
-        Summary::build(iin, person)
-    }
-
-    /// The one builder of a summary: [`Summary::of`] and import's fast
-    /// reading of an answer both hand it the fields they read.
-    pub fn build<'a, D>(iin: &str, person: Option<PersonFields<'a, D>>) -> Summary
-    where
-        D: IntoIterator<Item = [Option<&'a str>; 4]>,
-    {
-        let text = |t: Option<&str>| t.map(str::to_owned);
-        let person = person.map(|p| Person {
-            surname: Some(crate::api::full_name(p.name)),
-            life_status: text(p.life_status),
-            documents: p
-                .documents
-                .into_iter()
-                .map(|[kind, number, expiry_date, status]| Document {
-                    kind: text(kind),
-                    number: text(number),
-                    expiry_date: text(expiry_date),
-                    status: text(status),
-                    ..Document::default()
-                })
-                .collect(),
-            ..Person::default()
-        });
         Summary {
             iin: iin.to_owned(),
             person,

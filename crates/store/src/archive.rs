@@ -23,7 +23,7 @@ use crate::{
 };
 use gbdfl_core::api::{self, Scalar, Status};
 use gbdfl_core::iin::Iin;
-use gbdfl_core::summary::{PersonFields, Summary};
+use gbdfl_core::summary::Summary;
 
 /// The field of an exported line that holds the time it was fetched.
 pub const FETCHED_AT: &str = "fetched_at";
@@ -71,11 +71,14 @@ pub fn parse_line(
     let text = simdutf8::basic::from_utf8(line)
         .or_else(|_| std::str::from_utf8(line))
         .map_err(|e| format!("not JSON (not UTF-8: {e})"))?;
-    let answer = api::parse_answer(text).map_err(|e| match e.classify() {
+    let api::Answer {
+        fetched_at,
+        response: answer,
+    } = api::parse_answer(text).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => format!("not a GBDFL answer ({e})"),
         _ => format!("not JSON ({e})"),
     })?;
-    let fetched_at = match &answer.fetched_at {
+    let fetched_at = match &fetched_at {
         Scalar::Text(s) => gbdfl_core::time::parse_iso(s)
             .ok_or_else(|| format!("{FETCHED_AT} {s:?} is not an RFC 3339 time"))?,
         Scalar::Null => default_time
@@ -113,14 +116,21 @@ pub fn parse_line(
             iin
         }
     };
-    let summary = (answer.status == Some(Status::Valid)).then(|| summary_of(&iin, &answer));
+    let summary =
+        (answer.status == Some(Status::Valid)).then(|| Summary::of(iin.as_str(), Some(&answer)));
     Ok((
         ImportItem {
-            session_id: answer.session_id.unwrap_or_default(),
+            session_id: answer
+                .face2face_result
+                .and_then(|f| f.backend_session_id)
+                .unwrap_or_default(),
             fetched_at,
             status: answer.status.as_ref().map(|s| s.as_str().to_owned()),
             result: answer.result,
-            failure_type: answer.failure_reason.as_ref().and_then(|f| f.kind.clone()),
+            failure_type: answer
+                .failure_reason
+                .as_ref()
+                .and_then(|f| f.kind.as_deref().map(str::to_owned)),
             detail: answer.failure_reason.as_ref().map(|f| f.to_string()),
             body: line,
             summary,
@@ -128,28 +138,6 @@ pub fn parse_line(
         },
         warning,
     ))
-}
-
-/// The summary of the fields import read: what [`Summary::of`] makes of the
-/// whole [`gbdfl_core::api::Response`].
-fn summary_of(iin: &Iin, answer: &api::Answer<'_>) -> Summary {
-    let person = answer.result_json.as_ref().map(|p| PersonFields {
-        name: [
-            p.surname.as_deref(),
-            p.name.as_deref(),
-            p.patronymic.as_deref(),
-        ],
-        life_status: p.life_status.as_deref(),
-        documents: p.documents.iter().map(|d| {
-            [
-                d.kind.as_deref(),
-                d.number.as_deref(),
-                d.expiry_date.as_deref(),
-                d.status.as_deref(),
-            ]
-        }),
-    });
-    Summary::build(iin.as_str(), person)
 }
 
 /// Who imports, and why: recorded with every imported lookup.
