@@ -165,7 +165,11 @@ fn a_migration_killed_at_any_moment_loses_nothing() {
         }
         // A normal open finishes the job.
         env.ok(&["stats"]);
-        assert_eq!(user_version(&env), gbdfl_store::SCHEMA_VERSION, "round {round}");
+        assert_eq!(
+            user_version(&env),
+            gbdfl_store::SCHEMA_VERSION,
+            "round {round}"
+        );
     }
     eprintln!("whole migration {whole:?}; killed before its commit {before}, after {after}");
     let r = env.ok(&["check"]);

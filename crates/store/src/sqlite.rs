@@ -533,8 +533,11 @@ pub(crate) fn insert_dictionaries(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Every stored dictionary: (codec, zstd id, sha256, content).
-pub fn dictionaries(conn: &Connection) -> Result<Vec<(i64, i64, Vec<u8>, Vec<u8>)>, StoreError> {
+/// A stored dictionary: (codec, zstd id, sha256, content).
+pub type DictionaryRow = (i64, i64, Vec<u8>, Vec<u8>);
+
+/// Every stored dictionary.
+pub fn dictionaries(conn: &Connection) -> Result<Vec<DictionaryRow>, StoreError> {
     let mut st = conn.prepare_cached(
         "SELECT codec, zstd_id, sha256, content FROM dictionaries ORDER BY codec",
     )?;

@@ -182,7 +182,9 @@ impl Store {
             c.execute_batch(sqlite::SCHEMA)?;
             // What foreign keys would have refused, had they been on.
             let broken: i64 =
-                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| r.get(0))?;
+                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
             if broken > 0 {
                 return Err(StoreError::Corrupt {
                     id: format!("{broken} rows"),
@@ -206,8 +208,9 @@ impl Store {
             self.append_audit_in(c, &entry)?;
             Ok::<_, StoreError>(lookups)
         });
-        self.conn
-            .execute_batch(&format!("PRAGMA cache_size = {cache}; PRAGMA foreign_keys = ON;"))?;
+        self.conn.execute_batch(&format!(
+            "PRAGMA cache_size = {cache}; PRAGMA foreign_keys = ON;"
+        ))?;
         done
     }
 
@@ -231,11 +234,11 @@ impl Store {
             self.reseal_v5_lookup(&mut row)?;
             sqlite::insert_lookup(c, &row)?;
             done += 1;
-            if done % PROGRESS_EVERY == 0 {
+            if done.is_multiple_of(PROGRESS_EVERY) {
                 progress(done, total);
             }
         }
-        if done % PROGRESS_EVERY != 0 {
+        if !done.is_multiple_of(PROGRESS_EVERY) {
             progress(done, total);
         }
         Ok(done)
