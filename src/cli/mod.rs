@@ -167,6 +167,8 @@ impl Command {
 #[derive(Debug, Default)]
 pub struct AuditNote {
     pub subject: Option<[u8; 32]>,
+    /// The one lookup the command shows, when it shows one.
+    pub lookup_id: Option<String>,
     pub records: u64,
     /// Set when the command wrote its own entry (with its effect, in one transaction).
     pub written: bool,
@@ -210,6 +212,7 @@ impl Ctx {
             }
             e => e,
         })?;
+        gbdfl_store::set_migration_progress(progress::migration);
         let store = Store::open_waiting(
             &self.settings.db.value,
             &key,
@@ -242,12 +245,18 @@ impl Ctx {
             purpose: self.purpose.clone(),
             records: note.records,
             os_user: Some(gbdfl_core::os_user::described().to_owned()),
+            lookup_id: note.lookup_id.clone(),
             ..AuditEntry::default()
         }
     }
 
     pub fn note_subject(&self, store: &Store, iin: &Iin) {
         self.note.borrow_mut().subject = Some(store.subject_of(iin));
+    }
+
+    /// Notes the one lookup this command shows, for its audit entry.
+    pub fn note_lookup(&self, id: &str) {
+        self.note.borrow_mut().lookup_id = Some(id.to_owned());
     }
 
     pub fn note_records(&self, n: u64) {

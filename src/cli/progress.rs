@@ -176,3 +176,42 @@ pub fn count_bar(what: &'static str, total: u64) -> Option<ProgressBar> {
         )
     })
 }
+
+/// Progress of a migration to the current database format (called by the
+/// store with lookups done and in all): a bar on a terminal, a line at the
+/// start and the end elsewhere.
+pub fn migration(done: u64, total: u64) {
+    if total == 0 {
+        return;
+    }
+    static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
+    static STARTED: Mutex<Option<Instant>> = Mutex::new(None);
+    let mut bar = BAR.lock().unwrap_or_else(|p| p.into_inner());
+    let mut started = STARTED.lock().unwrap_or_else(|p| p.into_inner());
+    let since = *started.get_or_insert_with(Instant::now);
+    if done == 0 {
+        if std::io::stderr().is_terminal() {
+            *bar = Some(terminal_bar(
+                "Migrating the database to format 6",
+                total,
+                "{prefix} [{bar:30}] {pos}/{len} lookups  {per_sec}  ETA {eta}",
+            ));
+        } else {
+            eprintln!("Migrating the database to format 6: {total} lookups...");
+        }
+        return;
+    }
+    if let Some(b) = bar.as_ref() {
+        b.set_position(done);
+    }
+    if done == total {
+        if let Some(b) = bar.take() {
+            b.finish_and_clear();
+        }
+        let secs = since.elapsed().as_secs_f64();
+        eprintln!(
+            "Migrated the database to format 6: {total} lookups in {secs:.1} s ({:.0} lookups/s).",
+            total as f64 / secs.max(0.001)
+        );
+    }
+}

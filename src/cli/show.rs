@@ -29,6 +29,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into());
     };
+    ctx.note_lookup(&lookup.id);
     if ctx.settings.json {
         let text = super::json::raw(&body);
         ctx.release(store, 1)?;

@@ -108,7 +108,8 @@ fn an_inserted_entry_is_named() {
     // A copy of entry 2 appended with the next number: its MAC does not chain.
     tampered(
         "INSERT INTO audit SELECT 6, 'forged-id', at, operator, host, command, subject, outcome, exit_code, \
-         paid_call, records, key_version, purpose_enc, error_enc, mac, os_user FROM audit WHERE seq = 2",
+         paid_call, records, key_version, purpose_enc, error_enc, mac, os_user, lookup_id, purged_before \
+         FROM audit WHERE seq = 2",
         "entry 6 ",
     );
 }

@@ -1,7 +1,6 @@
 //! `gbdfl import` and `gbdfl export`, and the parallel expiry scan (issue
 //! 6): import then export gives the same answers back, the expiring report
-//! does not depend on the number of threads, and a version 2 database
-//! migrates with its old lookups still reported.
+//! does not depend on the number of threads.
 
 use std::collections::BTreeSet;
 
@@ -11,7 +10,7 @@ use serde_json::Value;
 
 use crate::harness::{Env, synthetic_iin};
 
-const TODAY: &str = "2025-07-01";
+pub(crate) const TODAY: &str = "2025-07-01";
 
 fn today() -> NaiveDate {
     NaiveDate::parse_from_str(TODAY, "%Y-%m-%d").unwrap()
@@ -19,7 +18,7 @@ fn today() -> NaiveDate {
 
 /// `n` answers as archive lines, each with its own `fetched_at`, among them
 /// a deceased person, a person without a readable record, and a NOT_FOUND.
-fn archive(n: u32) -> Vec<Value> {
+pub(crate) fn archive(n: u32) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let iin = synthetic_iin(i);
@@ -46,7 +45,7 @@ fn archive(n: u32) -> Vec<Value> {
         .collect()
 }
 
-fn write_lines(env: &Env, name: &str, lines: &[String]) -> String {
+pub(crate) fn write_lines(env: &Env, name: &str, lines: &[String]) -> String {
     let path = env.path().join(name);
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     path.to_string_lossy().into_owned()
@@ -213,71 +212,6 @@ fn issue_6_expiring_is_the_same_with_one_thread_and_several() {
         rows.iter()
             .any(|r| r["reasons"].to_string().contains("expiry_date_unreadable"))
     );
-}
-
-#[test]
-fn issue_6_a_version_2_database_migrates_and_reports_its_old_lookups() {
-    let env = Env::new();
-    // Fetched in the past, so that `--stale` lists them all.
-    let lines: Vec<String> = archive(60)
-        .iter()
-        .map(|v| {
-            let line = v.to_string();
-            assert!(line.contains(r#""fetched_at":"2025-06-"#));
-            line.replace(r#""fetched_at":"2025-06-"#, r#""fetched_at":"2020-06-"#)
-        })
-        .collect();
-    let file = write_lines(&env, "archive.jsonl", &lines);
-    env.ok(&["import", &file]);
-    let before = env.ok(&["expiring", "--as-of", TODAY]).stdout;
-    let stale_before = env.ok(&["expiring", "--stale", "0s", "--json"]).stdout;
-    // Back to schema version 2: no summaries, the old index.
-    {
-        let conn = rusqlite::Connection::open(&env.db).unwrap();
-        conn.execute_batch(
-            "DROP INDEX lookups_latest;
-             ALTER TABLE lookups DROP COLUMN summary_enc;
-             CREATE INDEX lookups_valid ON lookups (subject, answered_at)
-                 WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID';
-             PRAGMA user_version = 2;",
-        )
-        .unwrap();
-    }
-    let after = env.ok(&["expiring", "--as-of", TODAY]).stdout;
-    assert_eq!(before, after, "lookups without a summary are read whole");
-    let stale_after = env.ok(&["expiring", "--stale", "0s", "--json"]).stdout;
-    let people = |json: &str| -> Vec<(Value, Value, Value)> {
-        let rows: Vec<Value> = serde_json::from_str(json).unwrap();
-        rows.iter()
-            .map(|r| {
-                (
-                    r["iin"].clone(),
-                    r["full_name"].clone(),
-                    r["fetched_at"].clone(),
-                )
-            })
-            .collect()
-    };
-    assert_eq!(people(&stale_before).len(), 60, "{stale_before}");
-    assert_eq!(
-        people(&stale_before),
-        people(&stale_after),
-        "--stale reads them whole too"
-    );
-    let conn = rusqlite::Connection::open(&env.db).unwrap();
-    let version: i64 = conn
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, gbdfl_store::SCHEMA_VERSION);
-    let nulls: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM lookups WHERE summary_enc IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(nulls, 60);
-    env.ok(&["check"]);
 }
 
 #[test]

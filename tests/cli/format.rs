@@ -1,12 +1,13 @@
-//! docs/FORMAT.md is enough to decrypt a record: this test follows it with
-//! only the master key file and the rusqlite, hkdf, hmac, sha2, aes-gcm and zstd
-//! crates (and the dictionary file it names), never through gbdfl's store or crypto modules.
+//! docs/FORMAT.md is enough to read every record: this test follows it with
+//! only the database, the master key file and the rusqlite, hkdf, hmac,
+//! sha2, aes-gcm and zstd crates (the dictionaries come from the database),
+//! never through gbdfl's store or crypto modules.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
 use gbdfl_emulator::iins;
 
@@ -21,12 +22,27 @@ fn subkey(mk: &[u8], info: &str) -> [u8; 32] {
 }
 
 #[test]
-fn a_record_decrypts_by_hand_following_format_md() {
+fn every_record_decrypts_by_hand_following_format_md() {
     let env = Env::new();
-    let iin = iins::VALID;
+    // Several people, VALID and not, a second answer of one of them, and
+    // an answer from the cache: every kind of row.
+    let people: Vec<String> = std::iter::once(iins::VALID.to_owned())
+        .chain((0..4).map(crate::harness::synthetic_iin))
+        .collect();
     let s = session();
-    env.ok(&["fetch", iin, "--session", &s]);
-    let via_gbdfl = env.ok(&["show", iin, "--json"]).stdout;
+    for iin in &people {
+        env.ok(&["fetch", iin, "--session", &s]);
+    }
+    env.ok(&["fetch", &people[1], "--session", &session()]);
+    env.ok(&[
+        "fetch",
+        &people[1],
+        "--session",
+        &session(),
+        "--max-age",
+        "1h",
+    ]);
+    env.fails(&["fetch", iins::NOT_FOUND, "--session", &s], 5);
 
     // 1. The key file: "gbdfl-key-v1:" + 64 hex digits + newline.
     let text = std::fs::read_to_string(&env.key).unwrap();
@@ -56,7 +72,7 @@ fn a_record_decrypts_by_hand_following_format_md() {
             .expect("decrypts as FORMAT.md says")
     };
 
-    // 3. Check the key check value; unwrap the blind-index key; find the rows.
+    // 3. Check the key check value; unwrap the blind-index key.
     let conn = rusqlite::Connection::open(&env.db).unwrap();
     let (kv, stored_kcv, wrapped): (i64, Vec<u8>, Vec<u8>) = conn
         .query_row(
@@ -69,61 +85,111 @@ fn a_record_decrypts_by_hand_following_format_md() {
     let both = open_with(&wrapped, &format!("gbdfl/v1|keys|wrapped_keys|{kv}|{kv}"));
     assert_eq!(both.len(), 64);
     let ik = &both[..32];
-    let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(ik).unwrap();
-    m.update(iin.as_bytes());
-    let subject: Vec<u8> = m.finalize().into_bytes().to_vec();
-    let (id, version, response_enc, session_enc): (String, i64, Vec<u8>, Vec<u8>) = conn
-        .query_row(
-            "SELECT id, key_version, response_enc, session_enc FROM lookups WHERE subject = ?1 AND status = 'VALID'",
-            [&subject],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    let blind = |iin: &str| -> Vec<u8> {
+        let mut m = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(ik).unwrap();
+        m.update(iin.as_bytes());
+        m.finalize().into_bytes().to_vec()
+    };
+
+    // 4. The dictionaries, from the database itself, checked by their SHA-256.
+    let mut dictionaries = std::collections::HashMap::new();
+    let mut st = conn
+        .prepare("SELECT codec, sha256, content FROM dictionaries")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Vec<u8>>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })
+        .unwrap();
+    for row in rows {
+        let (codec, sha, content) = row.unwrap();
+        assert_eq!(sha, Sha256::digest(&content).to_vec());
+        let listed = format!("| `0x{codec:02x}` | `{}` |", hex::encode(&sha));
+        assert!(FORMAT_MD.contains(&listed), "FORMAT.md lists {listed}");
+        dictionaries.insert(codec, content);
+    }
+    assert_eq!(dictionaries.len(), 2);
+
+    // 5. Every lookup: the associated data binds its place and the fields
+    // that choose it; bodies decompress with the stored dictionary.
+    let mut st = conn
+        .prepare(
+            "SELECT id, key_version, subject, requested_at, answered_at, source, outcome, status, \
+             reached, cached_from, iin_enc, session_enc, response_enc FROM lookups \
+             ORDER BY subject, answered_at, id",
         )
         .unwrap();
-
-    // 4-6. Open with AES-256-GCM, nonce after the version byte, AAD naming the place.
-    let open = |sealed: &[u8], column: &str| -> Vec<u8> {
-        open_with(sealed, &format!("gbdfl/v1|lookups|{column}|{id}|{version}"))
-    };
-    let plain = open(&response_enc, "response_enc");
-    // Codec 0x02: one zstd frame made with the dictionary file named in FORMAT.md.
-    assert_eq!(plain[0], 2, "codec byte: zstd with the v2 dictionary");
-    let dict = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/crates/store/src/zstd-dict-v2.bin"
-    ))
-    .unwrap();
-    let body = zstd::bulk::Decompressor::with_dictionary(&dict)
-        .unwrap()
-        .decompress(&plain[1..], 1 << 20)
-        .unwrap();
-    let body = std::str::from_utf8(&body).unwrap();
-    assert_eq!(
-        body.trim(),
-        via_gbdfl.trim(),
-        "the body is the one gbdfl shows"
-    );
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
-    assert_eq!(v["result_json"]["surname"], "Нурланов");
-    assert_eq!(open(&session_enc, "session_enc"), s.as_bytes());
-
-    // A ciphertext moved to another row does not open there.
-    let nonce: [u8; 12] = response_enc[1..13].try_into().unwrap();
-    let wrong_aad = format!(
-        "gbdfl/v1|lookups|response_enc|{}|{version}",
-        uuid::Uuid::now_v7()
-    );
-    assert!(
-        cipher
-            .decrypt(
-                &Nonce::from(nonce),
-                Payload {
-                    msg: &response_enc[13..],
-                    aad: wrong_aad.as_bytes()
-                }
+    let mut rows = st.query([]).unwrap();
+    let mut latest_valid: std::collections::HashMap<Vec<u8>, String> = Default::default();
+    let mut lookups = 0;
+    while let Some(r) = rows.next().unwrap() {
+        lookups += 1;
+        let text = |i: usize| r.get::<_, Option<String>>(i).unwrap().unwrap_or_default();
+        let number = |i: usize| {
+            r.get::<_, Option<i64>>(i)
+                .unwrap()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        };
+        let (id, version): (String, i64) = (r.get(0).unwrap(), r.get(1).unwrap());
+        let subject: Vec<u8> = r.get(2).unwrap();
+        let binding = [
+            hex::encode(&subject),
+            number(3),
+            number(4),
+            text(5),
+            text(6),
+            text(7),
+            text(8),
+            text(9),
+        ]
+        .join("|");
+        let open = |sealed: &[u8], column: &str| -> Vec<u8> {
+            open_with(
+                sealed,
+                &format!("gbdfl/v2|lookups|{column}|{id}|{version}|{binding}"),
             )
-            .is_err()
-    );
+        };
+        let iin = open(&r.get::<_, Vec<u8>>(10).unwrap(), "iin_enc");
+        assert_eq!(blind(std::str::from_utf8(&iin).unwrap()), subject);
+        open(&r.get::<_, Vec<u8>>(11).unwrap(), "session_enc");
+        let Some(response_enc) = r.get::<_, Option<Vec<u8>>>(12).unwrap() else {
+            continue;
+        };
+        let plain = open(&response_enc, "response_enc");
+        // The codec byte, then the body: raw, or one zstd frame made with
+        // the dictionary of that codec.
+        let body = match plain[0] {
+            0 => plain[1..].to_vec(),
+            codec => zstd::bulk::Decompressor::with_dictionary(&dictionaries[&i64::from(codec)])
+                .unwrap()
+                .decompress(&plain[1..], 1 << 20)
+                .unwrap(),
+        };
+        let body = String::from_utf8(body).unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        // The latest VALID lookup: the greatest answered_at, then id.
+        if (text(5), text(6), text(7)) == ("service".into(), "answered".into(), "VALID".into()) {
+            latest_valid.insert(subject, body);
+        }
+    }
+    assert!(lookups >= 8, "{lookups}");
+    assert_eq!(latest_valid.len(), people.len());
+    for iin in &people {
+        let shown = env.ok(&["show", iin, "--json"]).stdout;
+        assert_eq!(
+            latest_valid[&blind(iin)].trim(),
+            shown.trim(),
+            "the body decrypted by hand is the one gbdfl shows"
+        );
+    }
 }
+
+const FORMAT_MD: &str = include_str!("../../docs/FORMAT.md");
 
 #[test]
 fn a_ciphertext_copied_into_another_row_is_reported_not_shown() {

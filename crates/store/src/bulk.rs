@@ -18,10 +18,9 @@ use zeroize::Zeroizing;
 
 use super::audit::AuditEntry;
 use super::sqlite::{self, LookupRow};
-use super::{
-    LookupId, NewLookup, Outcome, Source, Store, StoreError, codec, parse_time, sealed_row,
-};
+use super::{LookupId, NewLookup, Outcome, Source, Store, StoreError, sealed_row};
 use crate::crypto::{self, Keys};
+use crate::sealed::LookupBinding;
 use gbdfl_core::iin::Iin;
 use gbdfl_core::summary::Summary;
 
@@ -45,7 +44,7 @@ pub struct ImportItem<'a> {
 
 /// An imported answer sealed and ready to insert.
 #[derive(Debug)]
-pub struct SealedLookup(LookupRow);
+pub struct SealedLookup(pub(crate) LookupRow);
 
 /// How an import batch went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -90,11 +89,11 @@ pub struct SealedSummaries {
 #[derive(Debug)]
 struct SummaryItem {
     id: std::ops::Range<usize>,
+    subject: std::ops::Range<usize>,
     key_version: i64,
-    answered_at: Option<std::ops::Range<usize>>,
+    requested_at: i64,
+    answered_at: Option<i64>,
     summary_enc: Option<std::ops::Range<usize>>,
-    /// For a lookup stored before schema version 3: its IIN and answer.
-    whole: Option<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl SealedSummaries {
@@ -113,7 +112,7 @@ impl SealedSummaries {
         self.items.clear();
     }
 
-    fn push(&mut self, r: &sqlite::LatestRow<'_>, whole: Option<(Vec<u8>, Option<Vec<u8>>)>) {
+    fn push(&mut self, r: &sqlite::LatestRow<'_>) {
         let mut put = |b: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(b);
@@ -121,23 +120,23 @@ impl SealedSummaries {
         };
         let item = SummaryItem {
             id: put(r.id.as_bytes()),
+            subject: put(r.subject),
             key_version: r.key_version,
-            answered_at: r.answered_at.map(|t| put(t.as_bytes())),
+            requested_at: r.requested_at,
+            answered_at: r.answered_at,
             summary_enc: r.summary_enc.map(&mut put),
-            whole,
         };
         self.items.push(item);
     }
 
     /// When the `i`-th person's latest VALID answer was fetched, read
-    /// without opening anything (the time is stored in plaintext); the
+    /// without opening anything (the time is stored in plaintext, and
+    /// bound to the summary that [`Opener::open_summary_into`] opens); the
     /// earliest time there is when it has none.
     pub fn fetched_at(&self, i: usize) -> DateTime<Utc> {
         self.items[i]
             .answered_at
-            .clone()
-            .and_then(|r| std::str::from_utf8(&self.bytes[r]).ok())
-            .map(parse_time)
+            .and_then(DateTime::from_timestamp_millis)
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
@@ -152,6 +151,7 @@ impl SealedSummaries {
 #[derive(Debug, Default)]
 pub struct Scratch {
     aad: Vec<u8>,
+    binding: Vec<u8>,
     plain: Zeroizing<Vec<u8>>,
 }
 
@@ -168,6 +168,9 @@ pub(super) struct Place<'a> {
     pub column: &'static str,
     pub id: &'a str,
     pub key_version: i64,
+    /// The row's choosing fields ([`crate::sealed`]), for a column bound
+    /// to them; `None` for one bound to its place only.
+    pub binding: Option<&'a [u8]>,
 }
 
 /// Opens one sealed value into `scratch.plain`, refusing one sealed under
@@ -192,7 +195,17 @@ pub(super) fn open_sealed_into(
         )));
     }
     let version = at.key_version as u32;
-    crypto::associated_data_into(&mut scratch.aad, at.table, at.column, at.id, version);
+    match at.binding {
+        Some(binding) => crypto::bound_data_into(
+            &mut scratch.aad,
+            at.table,
+            at.column,
+            at.id,
+            version,
+            binding,
+        ),
+        None => crypto::associated_data_into(&mut scratch.aad, at.table, at.column, at.id, version),
+    }
     keys.open_into(sealed, &scratch.aad, &mut scratch.plain)
         .map_err(|e| corrupt(e.to_string()))
 }
@@ -201,8 +214,8 @@ pub(super) fn open_sealed_into(
 /// on any thread.
 #[derive(Clone)]
 pub struct Opener {
-    keys: Keys,
-    key_version: u32,
+    pub(crate) keys: Keys,
+    pub(crate) key_version: u32,
 }
 
 impl std::fmt::Debug for Opener {
@@ -212,34 +225,53 @@ impl std::fmt::Debug for Opener {
 }
 
 impl Opener {
-    fn open(
-        &self,
-        id: &str,
-        version: i64,
-        column: &'static str,
-        sealed: &[u8],
-    ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let mut scratch = Scratch::default();
-        self.open_into(id, version, column, sealed, &mut scratch)?;
-        Ok(scratch.into_plain())
-    }
-
-    /// [`Opener::open`] into `scratch.plain`, reusing its buffers.
+    /// Opens one sealed value of a `lookups` row into `scratch.plain`,
+    /// bound to `binding` (the row's choosing fields, as read), reusing the
+    /// scratch's buffers.
     fn open_into(
         &self,
         id: &str,
         key_version: i64,
+        binding: &LookupBinding<'_>,
         column: &'static str,
         sealed: &[u8],
         scratch: &mut Scratch,
     ) -> Result<(), StoreError> {
+        let mut bound = std::mem::take(&mut scratch.binding);
+        binding.write(&mut bound);
         let place = Place {
             table: "lookups",
             column,
             id,
             key_version,
+            binding: Some(&bound),
         };
-        open_sealed_into(&self.keys, self.key_version, &place, sealed, scratch)
+        let opened = open_sealed_into(&self.keys, self.key_version, &place, sealed, scratch);
+        scratch.binding = bound;
+        opened
+    }
+
+    /// Checks that one VALID lookup of the covering index is what was
+    /// stored: its summary opens under the fields the index holds. The
+    /// scan checks so every VALID lookup of a person, not only the latest,
+    /// so that a moved answer time cannot make an older one the latest.
+    pub(crate) fn verify_latest(
+        &self,
+        r: &sqlite::LatestRow<'_>,
+        scratch: &mut Scratch,
+    ) -> Result<(), StoreError> {
+        let binding = LookupBinding::latest(r.subject, r.requested_at, r.answered_at);
+        match r.summary_enc {
+            Some(sealed) => self.open_into(
+                r.id,
+                r.key_version,
+                &binding,
+                "summary_enc",
+                sealed,
+                scratch,
+            ),
+            None => Err(no_summary(r.id)),
+        }
     }
 
     /// Seals an imported answer as a paid VALID (or other) answer of the
@@ -287,8 +319,7 @@ impl Opener {
     }
 
     /// Opens the summary of the `i`-th person of a batch into `into`
-    /// (reusing its room) and gives the time it was fetched. A lookup
-    /// stored before summaries existed is summarised from its whole answer.
+    /// (reusing its room) and gives the time it was fetched.
     pub fn open_summary_into(
         &self,
         batch: &SealedSummaries,
@@ -298,40 +329,33 @@ impl Opener {
     ) -> Result<DateTime<Utc>, StoreError> {
         let s = &batch.items[i];
         let id = batch.id(s);
-        let fetched_at = batch.fetched_at(i);
-        if let Some(r) = &s.summary_enc {
-            let sealed = &batch.bytes[r.clone()];
-            self.open_into(id, s.key_version, "summary_enc", sealed, scratch)?;
-            into.decode_into(&scratch.plain)
-                .ok_or_else(|| StoreError::Corrupt {
-                    id: id.to_owned(),
-                    column: "summary_enc",
-                    reason: "not a summary of layout version 1".into(),
-                })?;
-            return Ok(fetched_at);
-        }
-        let Some((iin_enc, response_enc)) = &s.whole else {
-            return Err(StoreError::Corrupt {
+        let Some(r) = &s.summary_enc else {
+            return Err(no_summary(id));
+        };
+        let binding = LookupBinding::latest(
+            &batch.bytes[s.subject.clone()],
+            s.requested_at,
+            s.answered_at,
+        );
+        let sealed = &batch.bytes[r.clone()];
+        self.open_into(id, s.key_version, &binding, "summary_enc", sealed, scratch)?;
+        into.decode_into(&scratch.plain)
+            .ok_or_else(|| StoreError::Corrupt {
                 id: id.to_owned(),
                 column: "summary_enc",
-                reason: "neither a summary nor the answer was read".into(),
-            });
-        };
-        let iin = self.open(id, s.key_version, "iin_enc", iin_enc)?;
-        let iin = String::from_utf8_lossy(&iin).into_owned();
-        let body = match response_enc {
-            Some(sealed) => {
-                let plain = self.open(id, s.key_version, "response_enc", sealed)?;
-                codec::unpack(&plain).ok_or_else(|| StoreError::Corrupt {
-                    id: id.to_owned(),
-                    column: "response_enc",
-                    reason: "unknown codec byte, or a body that does not decompress".into(),
-                })?
-            }
-            None => Zeroizing::new(Vec::new()),
-        };
-        *into = Summary::of_body(&iin, &body);
-        Ok(fetched_at)
+                reason: "not a summary of layout version 1".into(),
+            })?;
+        Ok(batch.fetched_at(i))
+    }
+}
+
+/// A VALID answer without its summary: every VALID answer has one since
+/// format version 6 (the migration made the missing ones).
+fn no_summary(id: &str) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_owned(),
+        column: "summary_enc",
+        reason: "a VALID answer without its document summary".into(),
     }
 }
 
@@ -475,27 +499,46 @@ impl Store {
             b.clear();
             b
         };
+        self.verify_other_lookups()?;
+        let opener = self.opener();
+        let mut scratch = Scratch::default();
         let mut chunk = next();
-        sqlite::each_latest_summary(
-            &self.conn,
-            &mut |r: sqlite::LatestRow<'_>| -> Result<(), E> {
-                let whole = match r.summary_enc {
-                    Some(_) => None,
-                    None => {
-                        sqlite::lookup_by_id(&self.conn, r.id)?.map(|l| (l.iin_enc, l.response_enc))
-                    }
-                };
-                chunk.push(&r, whole);
-                if chunk.len() >= batch {
-                    f(std::mem::replace(&mut chunk, next()))?;
-                }
-                Ok(())
-            },
-        )?;
+        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow<'_>,
+                                                      latest: bool|
+         -> Result<(), E> {
+            if !latest {
+                return Ok(opener.verify_latest(&r, &mut scratch)?);
+            }
+            chunk.push(&r);
+            if chunk.len() >= batch {
+                f(std::mem::replace(&mut chunk, next()))?;
+            }
+            Ok(())
+        })?;
         if !chunk.is_empty() {
             f(chunk)?;
         }
         Ok(())
+    }
+
+    /// Checks every lookup that is not a VALID answer of the service (in
+    /// the covering index `lookups_other`): its IIN opens under the fields
+    /// it holds. A VALID answer whose status, source or outcome was altered
+    /// to drop it from the scan fails here, so the scan never shows an
+    /// older answer as the latest in its place.
+    fn verify_other_lookups(&self) -> Result<(), StoreError> {
+        let opener = self.opener();
+        let mut scratch = Scratch::default();
+        sqlite::each_other_lookup(&self.conn, &mut |row| {
+            opener.open_into(
+                &row.id,
+                row.key_version,
+                &row.binding(),
+                "iin_enc",
+                &row.iin_enc,
+                &mut scratch,
+            )
+        })
     }
 
     /// Calls `f` with every stored answer of the service (any GBDFL
@@ -505,11 +548,8 @@ impl Store {
         mut f: impl FnMut(DateTime<Utc>, Zeroizing<Vec<u8>>) -> Result<(), E>,
     ) -> Result<(), E> {
         sqlite::each_answer(&self.conn, &mut |row: LookupRow| {
-            let at = row
-                .answered_at
-                .as_deref()
-                .map(parse_time)
-                .unwrap_or_else(|| parse_time(&row.requested_at));
+            let at = DateTime::from_timestamp_millis(row.answered_at.unwrap_or(row.requested_at))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
             match self.open_response(&row)? {
                 Some(body) => f(at, body),
                 None => Ok(()),
@@ -525,8 +565,16 @@ impl Store {
         let mut floor = Floor::default();
         let opener = self.opener();
         let mut scratch = Scratch::default();
-        sqlite::each_sealed_answer(&self.conn, &mut |id, version, sealed| {
-            opener.open_into(&id, version, "response_enc", &sealed, &mut scratch)?;
+        sqlite::each_answer::<StoreError>(&self.conn, &mut |row: LookupRow| {
+            let sealed = row.response_enc.as_deref().unwrap_or_default();
+            opener.open_into(
+                &row.id,
+                row.key_version,
+                &row.binding(),
+                "response_enc",
+                sealed,
+                &mut scratch,
+            )?;
             floor.values += 1;
             floor.bytes += scratch.plain.len() as u64;
             Ok(())
@@ -542,9 +590,9 @@ impl Store {
         let mut floor = Floor::default();
         let opener = self.opener();
         let mut scratch = Scratch::default();
-        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow<'_>| {
-            if let Some(sealed) = r.summary_enc {
-                opener.open_into(r.id, r.key_version, "summary_enc", sealed, &mut scratch)?;
+        sqlite::each_latest_summary(&self.conn, &mut |r: sqlite::LatestRow<'_>, latest: bool| {
+            if latest {
+                opener.verify_latest(&r, &mut scratch)?;
                 floor.values += 1;
                 floor.bytes += scratch.plain.len() as u64;
             }

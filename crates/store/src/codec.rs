@@ -42,6 +42,12 @@ pub const DICT_V2_ID: u32 = 0x6762_6432;
 /// and higher levels cost import time for a few percent (BENCHMARKS.md).
 /// The zstd level of codec 0x02.
 pub const LEVEL: i32 = 1;
+
+/// Every dictionary a codec byte names: (codec, the id zstd frames record
+/// (0 for a raw-content dictionary), the dictionary). The database keeps a
+/// copy of each (`dictionaries`), docs/FORMAT.md their SHA-256.
+pub const DICTIONARIES: [(u8, u32, &[u8]); 2] =
+    [(ZSTD_V1, 0, DICT_V1), (ZSTD_V2, DICT_V2_ID, DICT_V2)];
 /// No stored body is larger than this; a frame claiming more is corrupt.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 

@@ -16,8 +16,10 @@ pub mod codec;
 pub mod crypto;
 pub mod keyfile;
 mod maintenance;
+mod migrate;
 pub mod owner;
 mod queue;
+pub mod sealed;
 mod spill;
 mod sqlite;
 #[cfg(any(test, feature = "testing"))]
@@ -42,6 +44,7 @@ pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
 pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
+pub use migrate::set_migration_progress;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
@@ -155,6 +158,17 @@ impl From<rusqlite::Error> for StoreError {
                 return StoreError::WriteFailed(e);
             }
         }
+        // A stored value outside what the format allows (an enumerated
+        // column, a time no calendar holds): the database was altered.
+        if let rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..) = &e
+        {
+            return StoreError::Corrupt {
+                id: "a stored row".to_owned(),
+                column: "value",
+                reason: e.to_string(),
+            };
+        }
         StoreError::Sqlite(e)
     }
 }
@@ -249,11 +263,12 @@ impl Source {
             Source::Cache => "cache",
         }
     }
-    fn parse(s: &str) -> Source {
-        if s == "cache" {
-            Source::Cache
-        } else {
-            Source::Service
+    /// The source named `s` as stored; `None` for any other text.
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "service" => Some(Source::Service),
+            "cache" => Some(Source::Cache),
+            _ => None,
         }
     }
 }
@@ -294,13 +309,15 @@ impl Outcome {
             Outcome::Cached => "cached",
         }
     }
-    pub(crate) fn parse(s: &str) -> Outcome {
+    /// The outcome named `s` as stored; `None` for any other text.
+    pub fn parse(s: &str) -> Option<Outcome> {
         match s {
-            "answered" => Outcome::Answered,
-            "garbled" => Outcome::Garbled,
-            "refused" => Outcome::Refused,
-            "cached" => Outcome::Cached,
-            _ => Outcome::Unavailable,
+            "answered" => Some(Outcome::Answered),
+            "garbled" => Some(Outcome::Garbled),
+            "refused" => Some(Outcome::Refused),
+            "unavailable" => Some(Outcome::Unavailable),
+            "cached" => Some(Outcome::Cached),
+            _ => None,
         }
     }
 }
@@ -327,7 +344,8 @@ impl Reached {
             Reached::Yes => "yes",
         }
     }
-    pub(crate) fn parse(s: &str) -> Option<Reached> {
+    /// The value named `s` as stored; `None` for any other text.
+    pub fn parse(s: &str) -> Option<Reached> {
         match s {
             "no" => Some(Reached::No),
             "maybe" => Some(Reached::Maybe),
@@ -341,6 +359,41 @@ impl Reached {
         self != Reached::No
     }
 }
+
+/// The enumerated columns as SQL text, read back strictly: a value the
+/// schema does not list is an error naming it, never mapped to a default.
+macro_rules! stored_as_text {
+    ($($t:ident),*) => {$(
+        impl rusqlite::types::ToSql for $t {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(self.as_str().into())
+            }
+        }
+        impl rusqlite::types::FromSql for $t {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                $t::parse(s).ok_or_else(|| {
+                    rusqlite::types::FromSqlError::Other(
+                        format!("{:?} is not a {} this database format knows", s, stringify!($t)).into(),
+                    )
+                })
+            }
+        }
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+                $t::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown {} {:?}", stringify!($t), s)))
+            }
+        }
+    )*};
+}
+
+stored_as_text!(Source, Outcome, Reached);
 
 /// A lookup to record. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
@@ -468,65 +521,77 @@ fn enumerated(v: Option<&str>) -> Option<String> {
     })
 }
 
+/// A GBDFL status as stored: one the API page lists, else `OTHER` (the
+/// answer itself keeps what came).
+pub(crate) fn stored_status(v: Option<&str>) -> Option<String> {
+    v.map(|s| {
+        if sqlite::STATUSES.contains(&s) {
+            s.to_owned()
+        } else {
+            "OTHER".to_owned()
+        }
+    })
+}
+
 /// The sealed row of a lookup, its summary (if any) already encoded: every
-/// personal field sealed under `keys`, bound to its column and row.
+/// personal field sealed under `keys`, bound to its column, its row and
+/// the row's choosing fields ([`sealed`]).
 fn sealed_row(
     keys: &Keys,
     key_version: u32,
     l: &NewLookup<'_>,
     summary: Option<&[u8]>,
 ) -> Result<sqlite::LookupRow, StoreError> {
-    let id = l.id.to_string();
-    let seal = |column: &str, plaintext: &[u8]| seal_col(keys, key_version, &id, column, plaintext);
-    let response_enc = match l.response {
-        Some(body) => Some(codec::with_packed(body, |packed| {
-            seal("response_enc", packed)
-        })?),
-        None => None,
-    };
-    Ok(sqlite::LookupRow {
+    let mut row = sqlite::LookupRow {
         subject: keys.blind_index(l.iin.as_str()).to_vec(),
-        requested_at: time_text(l.requested_at),
-        answered_at: l.answered_at.map(time_text),
+        requested_at: l.requested_at.timestamp_millis(),
+        answered_at: l.answered_at.map(|t| t.timestamp_millis()),
         operator: l.operator.to_owned(),
         host: l.host.to_owned(),
-        source: l.source.as_str().to_owned(),
-        outcome: l.outcome.as_str().to_owned(),
-        status: enumerated(l.status),
+        source: l.source,
+        outcome: l.outcome,
+        status: stored_status(l.status),
         result: l.result,
         http_status: l.http_status.map(i64::from),
         failure_type: enumerated(l.failure_type),
         iin_checked: l.iin.is_checked(),
         cached_from: l.cached_from.map(|c| c.to_string()),
         key_version: i64::from(key_version),
-        iin_enc: seal("iin_enc", l.iin.as_str().as_bytes())?,
-        session_enc: seal("session_enc", l.session_id.as_bytes())?,
-        purpose_enc: l
-            .purpose
-            .map(|p| seal("purpose_enc", p.as_bytes()))
-            .transpose()?,
-        detail_enc: l
-            .detail
-            .map(|d| seal("detail_enc", d.as_bytes()))
-            .transpose()?,
-        response_enc,
-        summary_enc: summary.map(|s| seal("summary_enc", s)).transpose()?,
-        reached: l.reached.map(|r| r.as_str().to_owned()),
+        iin_enc: Vec::new(),
+        session_enc: Vec::new(),
+        purpose_enc: None,
+        detail_enc: None,
+        response_enc: None,
+        summary_enc: None,
+        reached: l.reached,
         os_user: l.os_user.map(str::to_owned),
-        id,
-    })
-}
-
-/// Seals one value of `lookups` bound to its column, row id and key version.
-fn seal_col(
-    keys: &Keys,
-    key_version: u32,
-    id: &str,
-    column: &str,
-    plaintext: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let aad = crypto::associated_data("lookups", column, id, key_version);
-    keys.seal(plaintext, &aad).map_err(|e| seal_failed(id, e))
+        id: l.id.to_string(),
+    };
+    let mut binding = Vec::with_capacity(160);
+    row.binding().write(&mut binding);
+    let (id, mut aad) = (row.id.clone(), Vec::with_capacity(256));
+    let mut seal = |column: &str, plaintext: &[u8]| {
+        crypto::bound_data_into(&mut aad, "lookups", column, &id, key_version, &binding);
+        keys.seal(plaintext, &aad).map_err(|e| seal_failed(&id, e))
+    };
+    row.iin_enc = seal("iin_enc", l.iin.as_str().as_bytes())?;
+    row.session_enc = seal("session_enc", l.session_id.as_bytes())?;
+    row.purpose_enc = l
+        .purpose
+        .map(|p| seal("purpose_enc", p.as_bytes()))
+        .transpose()?;
+    row.detail_enc = l
+        .detail
+        .map(|d| seal("detail_enc", d.as_bytes()))
+        .transpose()?;
+    row.response_enc = match l.response {
+        Some(body) => Some(codec::with_packed(body, |packed| {
+            seal("response_enc", packed)
+        })?),
+        None => None,
+    };
+    row.summary_enc = summary.map(|s| seal("summary_enc", s)).transpose()?;
+    Ok(row)
 }
 
 fn seal_failed(id: &str, e: CryptoError) -> StoreError {
@@ -604,6 +669,7 @@ impl Store {
             return Ok((store, InitState::Created));
         }
         let store = Store::verify_key(conn, path, key, &rows)?.with_clock(clock);
+        store.finish_migration()?;
         let state = if created {
             InitState::Created
         } else {
@@ -634,6 +700,7 @@ impl Store {
         }
         let mut store = Store::verify_key(conn, path, key, &rows)?.with_clock(clock);
         store.busy = busy;
+        store.finish_migration()?;
         Ok(store)
     }
 
@@ -690,6 +757,18 @@ impl Store {
             key_id: crypto::key_id(&key.check_value()),
             clock: SystemClock::shared(),
         }
+    }
+
+    /// Brings a database of an older format version to version 6 (which
+    /// needs the key), then makes sure every index is there.
+    fn finish_migration(&self) -> Result<(), StoreError> {
+        let version = sqlite::user_version(&self.conn)?;
+        if version < SCHEMA_VERSION {
+            migrate::to_v5(&self.conn, version)?;
+            self.migrate_to_v6()?;
+            sqlite::ensure_schema(&self.conn)?;
+        }
+        Ok(())
     }
 
     /// This store, reading the time from `clock` from now on (a test's
@@ -760,7 +839,16 @@ impl Store {
         column: &'static str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.open_sealed("lookups", column, &row.id, row.key_version, sealed)
+        let mut binding = Vec::with_capacity(160);
+        row.binding().write(&mut binding);
+        self.open_sealed(
+            "lookups",
+            column,
+            &row.id,
+            row.key_version,
+            Some(&binding),
+            sealed,
+        )
     }
 
     /// Opens one sealed value of `table`, refusing one sealed under another
@@ -771,6 +859,7 @@ impl Store {
         column: &'static str,
         id: &str,
         key_version: i64,
+        binding: Option<&[u8]>,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
         let place = bulk::Place {
@@ -778,6 +867,7 @@ impl Store {
             column,
             id,
             key_version,
+            binding,
         };
         let mut scratch = Scratch::default();
         bulk::open_sealed_into(&self.keys, self.key_version, &place, sealed, &mut scratch)?;
@@ -829,6 +919,7 @@ impl Store {
         if let Some(a) = audit {
             let mut a = a.clone();
             a.subject = Some(self.subject_of(l.iin));
+            a.lookup_id = Some(l.id.to_string());
             self.append_audit_in(c, &a)?;
         }
         Ok(())
@@ -841,18 +932,20 @@ impl Store {
     }
 
     fn to_lookup(&self, row: &sqlite::LookupRow) -> Result<Lookup, StoreError> {
-        let source = Source::parse(&row.source);
-        let outcome = Outcome::parse(&row.outcome);
+        let (source, outcome) = (row.source, row.outcome);
         let http_status = row.http_status.and_then(|s| u16::try_from(s).ok());
         let detail = self.open_text(row, "detail_enc", row.detail_enc.as_deref())?;
-        let reached = match row.reached.as_deref().and_then(Reached::parse) {
-            Some(r) => Some(r),
-            None => legacy_reached(source, outcome, http_status, detail.as_deref()),
+        let time = |ms: i64| {
+            DateTime::from_timestamp_millis(ms).ok_or_else(|| StoreError::Corrupt {
+                id: row.id.clone(),
+                column: "requested_at",
+                reason: format!("{ms} is no time"),
+            })
         };
         Ok(Lookup {
             id: row.id.clone(),
-            requested_at: parse_time(&row.requested_at),
-            answered_at: row.answered_at.as_deref().map(parse_time),
+            requested_at: time(row.requested_at)?,
+            answered_at: row.answered_at.map(time).transpose()?,
             operator: row.operator.clone(),
             host: row.host.clone(),
             source,
@@ -869,7 +962,7 @@ impl Store {
                 .unwrap_or_default(),
             purpose: self.open_text(row, "purpose_enc", row.purpose_enc.as_deref())?,
             detail,
-            reached,
+            reached: row.reached,
             os_user: row.os_user.clone(),
         })
     }
@@ -893,15 +986,27 @@ impl Store {
     }
 
     /// The newest VALID answer for this IIN, with its raw response body.
+    /// Every lookup of the person is checked first (its IIN opens under
+    /// what its row says), so that no altered row can make another answer
+    /// the latest.
     pub fn latest_valid(&self, iin: &Iin) -> Result<Option<Record>, StoreError> {
-        let Some(row) =
-            sqlite::latest_valid(&self.conn, &self.subject_of(iin), &self.latest_believed())?
-        else {
+        let subject = self.subject_of(iin);
+        self.verify_subject(&self.conn, &subject)?;
+        let Some(row) = sqlite::latest_valid(&self.conn, &subject, &self.latest_believed())? else {
             return Ok(None);
         };
         let lookup = self.to_lookup(&row)?;
         let body = self.open_response(&row)?.unwrap_or_default();
         Ok(Some(Record { lookup, body }))
+    }
+
+    /// Checks every lookup of one person: its IIN opens under the fields
+    /// its row holds (which choose and order the person's records).
+    pub(crate) fn verify_subject(&self, c: &Connection, subject: &[u8]) -> Result<(), StoreError> {
+        for row in sqlite::history(c, subject)? {
+            self.open_col(&row, "iin_enc", &row.iin_enc)?;
+        }
+        Ok(())
     }
 
     /// Every lookup of this IIN, newest first (responses not opened).
@@ -1015,7 +1120,7 @@ mod tests {
                 .query_row(
                     "SELECT count(*) FROM sqlite_schema WHERE name IN \
                      ('lookups_by_subject', 'lookups_by_time', 'lookups_latest', \
-                      'lookups_by_cached_from')",
+                      'lookups_other')",
                     [],
                     |r| r.get(0),
                 )
@@ -1023,11 +1128,7 @@ mod tests {
         };
         import.drop_indexes().unwrap();
         let other = Store::open(&path, &key).unwrap();
-        assert_eq!(
-            indexes(&other),
-            1,
-            "left to the running import (the small one on cached_from stays)"
-        );
+        assert_eq!(indexes(&other), 0, "left to the running import");
         assert_eq!(other.count_lookups().unwrap(), 0, "and queries still work");
         import.rebuild_indexes().unwrap();
         assert_eq!(indexes(&other), 4, "built by the import at its end");

@@ -26,12 +26,23 @@ pub struct CheckReport {
     /// Items in the request queue.
     pub queued: u64,
     pub undecryptable: Vec<String>,
+    /// Lookups and audit entries that do not account for each other: a
+    /// lookup no audit entry names, an entry naming a lookup that is gone
+    /// with no purge to explain it. One line each.
+    pub unaccounted: Vec<String>,
+    /// Stored compression dictionaries that are not the ones this format
+    /// names (docs/FORMAT.md lists their SHA-256).
+    pub dictionaries: Vec<String>,
     pub audit: AuditCheck,
 }
 
 impl CheckReport {
     pub fn ok(&self) -> bool {
-        self.integrity == ["ok"] && self.undecryptable.is_empty() && self.audit.problem.is_none()
+        self.integrity == ["ok"]
+            && self.undecryptable.is_empty()
+            && self.unaccounted.is_empty()
+            && self.dictionaries.is_empty()
+            && self.audit.problem.is_none()
     }
 }
 
@@ -85,26 +96,6 @@ const PURGE_HOLD: Duration = Duration::from_secs(2);
 /// [`sqlite::BUSY_POLL`]), as an import does ([`super::bulk::IMPORT_GAP`]).
 const PURGE_GAP: Duration = Duration::from_millis(20);
 
-const SEALED: [&str; 6] = [
-    "iin_enc",
-    "session_enc",
-    "purpose_enc",
-    "detail_enc",
-    "response_enc",
-    "summary_enc",
-];
-
-fn sealed_of(r: &LookupRow) -> [Option<&Vec<u8>>; 6] {
-    [
-        Some(&r.iin_enc),
-        Some(&r.session_enc),
-        r.purpose_enc.as_ref(),
-        r.detail_enc.as_ref(),
-        r.response_enc.as_ref(),
-        r.summary_enc.as_ref(),
-    ]
-}
-
 impl Store {
     /// What a purge with `cutoff` would delete now, per kind, and the
     /// queue items it keeps unless asked.
@@ -148,6 +139,10 @@ impl Store {
         audit: &AuditEntry,
         progress: &mut dyn FnMut(u64),
     ) -> Result<PurgeCounts, StoreError> {
+        let audit = &AuditEntry {
+            purged_before: Some(cutoff),
+            ..audit.clone()
+        };
         let cutoff = time_text(cutoff);
         let batch = usize::try_from(batch.max(1)).unwrap_or(usize::MAX);
         // As an import: a larger page cache keeps the index pages each
@@ -256,23 +251,38 @@ impl Store {
                 })?;
             let version = current.version + 1;
             let new_keys: Keys = new.keys(&stable);
-            let reseal = |table: &str, column: &str, id: &str, sealed: &[u8], from: i64| {
-                let plain = self
-                    .keys
-                    .open(
-                        sealed,
-                        &crypto::associated_data(table, column, id, from as u32),
-                    )
-                    .map_err(|e| StoreError::Corrupt {
-                        id: id.to_owned(),
-                        column: "rekey",
-                        reason: format!("{column}: {e}"),
-                    })?;
+            let reseal = |table: &str,
+                          column: &str,
+                          id: &str,
+                          binding: Option<&[u8]>,
+                          sealed: &[u8],
+                          from: i64| {
+                let aad = |version: i64| {
+                    let mut aad = Vec::new();
+                    match binding {
+                        Some(b) => {
+                            crypto::bound_data_into(&mut aad, table, column, id, version as u32, b)
+                        }
+                        None => crypto::associated_data_into(
+                            &mut aad,
+                            table,
+                            column,
+                            id,
+                            version as u32,
+                        ),
+                    }
+                    aad
+                };
+                let plain =
+                    self.keys
+                        .open(sealed, &aad(from))
+                        .map_err(|e| StoreError::Corrupt {
+                            id: id.to_owned(),
+                            column: "rekey",
+                            reason: format!("{column}: {e}"),
+                        })?;
                 new_keys
-                    .seal(
-                        &plain,
-                        &crypto::associated_data(table, column, id, version as u32),
-                    )
+                    .seal(&plain, &aad(version))
                     .map_err(|e| StoreError::Corrupt {
                         id: id.to_owned(),
                         column: "rekey",
@@ -309,16 +319,11 @@ impl Store {
                     continue;
                 };
                 let from = r.key_version;
-                r.iin_enc = reseal("lookups", "iin_enc", id, &r.iin_enc, from)?;
-                r.session_enc = reseal("lookups", "session_enc", id, &r.session_enc, from)?;
-                for (col, v) in [
-                    ("purpose_enc", &mut r.purpose_enc),
-                    ("detail_enc", &mut r.detail_enc),
-                    ("response_enc", &mut r.response_enc),
-                    ("summary_enc", &mut r.summary_enc),
-                ] {
-                    if let Some(s) = v.as_ref() {
-                        *v = Some(reseal("lookups", col, id, s, from)?);
+                let mut binding = Vec::new();
+                r.binding().write(&mut binding);
+                for (col, v) in r.sealed_mut() {
+                    if let Some(v) = v {
+                        *v = reseal("lookups", col, id, Some(&binding), v, from)?;
                     }
                 }
                 r.key_version = version;
@@ -332,12 +337,9 @@ impl Store {
             })?;
             for mut a in audits {
                 let (id, from) = (a.id.clone(), a.key_version);
-                for (col, v) in [
-                    ("purpose_enc", &mut a.purpose_enc),
-                    ("error_enc", &mut a.error_enc),
-                ] {
-                    if let Some(s) = v.as_ref() {
-                        *v = Some(reseal("audit", col, &id, s, from)?);
+                for (col, v) in a.sealed_mut() {
+                    if let Some(v) = v {
+                        *v = reseal("audit", col, &id, None, v, from)?;
                     }
                 }
                 a.key_version = version;
@@ -368,32 +370,144 @@ impl Store {
         sqlite::backup(&self.conn, dest)
     }
 
-    /// integrity_check, every sealed value opens, the audit chain verifies.
+    /// integrity_check, every sealed value opens under what its row says,
+    /// every lookup and audit entry account for each other, the stored
+    /// dictionaries are the format's, the audit chain verifies.
     pub fn check(&self) -> Result<CheckReport, StoreError> {
         let integrity = sqlite::integrity_check(&self.conn)?;
         let mut lookups = 0u64;
         let mut undecryptable = Vec::new();
-        sqlite::all_lookups(&self.conn, &mut |r: LookupRow| {
+        // Every lookup's id and whether an import made it (a UUIDv8: one
+        // audit entry accounts for a whole import, naming none).
+        let mut ids = std::collections::HashMap::new();
+        sqlite::all_lookups(&self.conn, &mut |mut r: LookupRow| {
             lookups += 1;
-            for (col, v) in SEALED.iter().zip(sealed_of(&r)) {
+            let row = r.clone();
+            for (col, v) in r.sealed_mut() {
                 if let Some(sealed) = v
-                    && let Err(e) = self.open_col(&r, col, sealed)
+                    && let Err(e) = self.open_col(&row, col, sealed)
                 {
+                    // One message per lookup: every value of a row whose
+                    // choosing fields were changed fails the same way.
                     undecryptable.push(e.to_string());
+                    break;
                 }
             }
+            if row.source == super::Source::Service
+                && row.outcome == super::Outcome::Answered
+                && row.status.as_deref() == Some("VALID")
+                && row.summary_enc.is_none()
+            {
+                undecryptable.push(format!(
+                    "lookup {}: a VALID answer without its document summary (removed?); the expiry scan refuses it",
+                    row.id
+                ));
+            }
+            ids.insert(row.id, row.requested_at);
             Ok::<_, StoreError>(())
         })?;
         let (queued, problems) = self.check_queue()?;
         undecryptable.extend(problems);
+        let unaccounted = self.cross_check(&ids)?;
+        let dictionaries = self.check_dictionaries()?;
         let audit = self.verify_audit(None)?;
         Ok(CheckReport {
             queued,
             integrity,
             lookups,
             undecryptable,
+            unaccounted,
+            dictionaries,
             audit,
         })
+    }
+
+    /// Lookups against the audit trail. A lookup recorded since format
+    /// version 6 is named by the audit entry written with it (an imported
+    /// one is counted by its import's entry instead); an entry that names a
+    /// lookup no longer stored must be followed by a purge whose cutoff
+    /// lies after that lookup was requested (the time in its UUIDv7 id).
+    fn cross_check(
+        &self,
+        lookups: &std::collections::HashMap<String, i64>,
+    ) -> Result<Vec<String>, StoreError> {
+        let since: i64 = sqlite::meta(&self.conn, crate::migrate::FORMAT6_SINCE)?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(i64::MIN);
+        let mut named = std::collections::HashSet::new();
+        // (seq, lookup id) of entries naming a missing lookup, and the
+        // purges' cutoffs by seq.
+        let (mut missing, mut purges) = (Vec::new(), Vec::new());
+        sqlite::each_audit(&self.conn, &mut |a| {
+            if let Some(before) = a.purged_before {
+                purges.push((a.seq, before));
+            }
+            if let Some(id) = a.lookup_id {
+                if !lookups.contains_key(&id) {
+                    missing.push((a.seq, id.clone()));
+                }
+                named.insert(id);
+            }
+            Ok::<_, StoreError>(())
+        })?;
+        let mut out = Vec::new();
+        for (seq, id) in missing {
+            let requested = uuid::Uuid::parse_str(&id)
+                .ok()
+                .and_then(|u| u.get_timestamp())
+                .map(|t| {
+                    let (s, n) = t.to_unix();
+                    (s as i64).saturating_mul(1000) + i64::from(n / 1_000_000)
+                });
+            let purged = purges
+                .iter()
+                .any(|&(p, before)| p > seq && requested.is_none_or(|at| at < before));
+            if !purged {
+                out.push(format!(
+                    "audit entry {seq} names lookup {id}, which is not in the database and no purge deleted it: the row was deleted"
+                ));
+            }
+        }
+        let mut unnamed: Vec<(&String, &i64)> = lookups
+            .iter()
+            .filter(|(id, at)| {
+                **at >= since
+                    && !named.contains(*id)
+                    && uuid::Uuid::parse_str(id).map_or(true, |u| u.get_version_num() != 8)
+            })
+            .collect();
+        unnamed.sort();
+        for (id, _) in unnamed {
+            out.push(format!(
+                "lookup {id} has no audit entry: it was not recorded by gbdfl, or its entry is gone"
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The stored dictionaries against the ones the format names.
+    fn check_dictionaries(&self) -> Result<Vec<String>, StoreError> {
+        use sha2::Digest as _;
+        let stored = sqlite::dictionaries(&self.conn)?;
+        let mut out = Vec::new();
+        for (codec, zstd_id, content) in crate::codec::DICTIONARIES {
+            let want = sha2::Sha256::digest(content).to_vec();
+            match stored.iter().find(|d| d.0 == i64::from(codec)) {
+                None => out.push(format!("dictionary of codec {codec} is missing")),
+                Some((_, id, sha, bytes))
+                    if *id != i64::from(zstd_id)
+                        || *sha != want
+                        || sha2::Sha256::digest(bytes).to_vec() != want =>
+                {
+                    out.push(format!(
+                        "dictionary of codec {codec} was altered (its SHA-256 is not {}); gbdfl reads answers with its own copy",
+                        hex::encode(&want)
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -22,6 +22,7 @@ use super::{
     enumerated, is_paid_call, parse_time, time_text,
 };
 use crate::crypto;
+use crate::sealed::QueueBinding;
 use gbdfl_core::iin::Iin;
 
 /// A request to queue. Personal fields are plaintext here and sealed by the store.
@@ -52,8 +53,11 @@ pub enum QueueState {
 }
 
 /// Re-seals one value: (table, column, row id, sealed, key version) to sealed.
+/// Opens one sealed value under the old key and seals it under the new
+/// one: (table, column, row id, the row's binding if its table has one,
+/// the value, its key version).
 pub(super) type Reseal<'a> =
-    dyn Fn(&str, &str, &str, &[u8], i64) -> Result<Vec<u8>, StoreError> + 'a;
+    dyn Fn(&str, &str, &str, Option<&[u8]>, &[u8], i64) -> Result<Vec<u8>, StoreError> + 'a;
 
 impl QueueState {
     pub fn as_str(self) -> &'static str {
@@ -97,9 +101,29 @@ pub struct SealedFinish {
     lookup_row: Option<sqlite::LookupRow>,
     audit: Option<AuditEntry>,
     after: SealedAfter,
+    /// The format version its sealed values follow (absent in a spill
+    /// file of an older gbdfl: version 5, sealed again when taken in).
+    #[serde(default = "format_before_6")]
+    format: i64,
+}
+
+fn format_before_6() -> i64 {
+    5
 }
 
 impl SealedFinish {
+    /// Seals again, under format version 6, the lookup of a spill file an
+    /// older gbdfl wrote.
+    pub(crate) fn up_to_date(&mut self, store: &Store) -> Result<(), StoreError> {
+        if self.format < sqlite::SCHEMA_VERSION
+            && let Some(row) = &mut self.lookup_row
+        {
+            store.reseal_v5_lookup(row)?;
+        }
+        self.format = sqlite::SCHEMA_VERSION;
+        Ok(())
+    }
+
     /// Whether committing it leaves the item in doubt.
     pub fn leaves_in_doubt(&self) -> bool {
         matches!(self.after, SealedAfter::InDoubt { .. })
@@ -275,24 +299,51 @@ impl DayStats {
     }
 }
 
-/// The UTC day of a stored time: the one day convention of per-day counts.
-fn utc_day(t: &str) -> NaiveDate {
-    parse_time(t).date_naive()
-}
-
-fn aad(column: &str, id: &str, key_version: u32) -> Vec<u8> {
-    crypto::associated_data("queue", column, id, key_version)
+/// The fields a queue item's sealed values are bound to, written out.
+pub(crate) fn queue_binding(row: &QueueRow) -> Result<Vec<u8>, StoreError> {
+    let mut out = Vec::with_capacity(160);
+    QueueBinding {
+        subject: &row.subject,
+        request: &row.request,
+        queued_at: sqlite::ms(&row.queued_at)?,
+        deadline: sqlite::ms(&row.deadline)?,
+    }
+    .write(&mut out);
+    Ok(out)
 }
 
 impl Store {
-    fn seal_queue(&self, id: &str, column: &str, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+    /// Seals one value of the queue item `id` whose fixed fields are
+    /// `binding` ([`queue_binding`]), under the current key.
+    fn seal_queue(
+        &self,
+        id: &str,
+        binding: &[u8],
+        column: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut aad = Vec::new();
+        crypto::bound_data_into(&mut aad, "queue", column, id, self.key_version, binding);
         self.keys
-            .seal(plain, &aad(column, id, self.key_version))
+            .seal(plain, &aad)
             .map_err(|e| StoreError::Corrupt {
                 id: id.to_owned(),
                 column: "seal",
                 reason: e.to_string(),
             })
+    }
+
+    /// The binding of a queue item as read ([`queue_binding`]).
+    fn item_binding(&self, item: &QueueItem) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        QueueBinding {
+            subject: &self.subject_of(&item.iin),
+            request: &self.keys.request_index(item.iin.as_str(), &item.session_id),
+            queued_at: item.queued_at.timestamp_millis(),
+            deadline: item.deadline.timestamp_millis(),
+        }
+        .write(&mut out);
+        out
     }
 
     fn open_queue(
@@ -301,7 +352,15 @@ impl Store {
         column: &'static str,
         sealed: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        self.open_sealed("queue", column, &row.id, row.key_version, sealed)
+        let binding = queue_binding(row)?;
+        self.open_sealed(
+            "queue",
+            column,
+            &row.id,
+            row.key_version,
+            Some(&binding),
+            sealed,
+        )
     }
 
     fn open_queue_text(
@@ -357,7 +416,7 @@ impl Store {
     fn new_queue_row(&self, r: &NewRequest<'_>) -> Result<QueueRow, StoreError> {
         let id = LookupId::new().to_string();
         let at = time_text(r.queued_at);
-        Ok(QueueRow {
+        let mut row = QueueRow {
             subject: self.subject_of(r.iin).to_vec(),
             request: self
                 .keys
@@ -380,15 +439,24 @@ impl Store {
             host: r.host.to_owned(),
             iin_checked: r.iin.is_checked(),
             key_version: i64::from(self.key_version),
-            iin_enc: self.seal_queue(&id, "iin_enc", r.iin.as_str().as_bytes())?,
-            session_enc: self.seal_queue(&id, "session_enc", r.session_id.as_bytes())?,
-            purpose_enc: r
-                .purpose
-                .map(|p| self.seal_queue(&id, "purpose_enc", p.as_bytes()))
-                .transpose()?,
+            iin_enc: Vec::new(),
+            session_enc: Vec::new(),
+            purpose_enc: None,
             error_enc: None,
             id,
-        })
+        };
+        let binding = queue_binding(&row)?;
+        let seal = |column: &str, plain: &[u8]| self.seal_queue(&row.id, &binding, column, plain);
+        let iin_enc = seal("iin_enc", r.iin.as_str().as_bytes())?;
+        let session_enc = seal("session_enc", r.session_id.as_bytes())?;
+        let purpose_enc = r
+            .purpose
+            .map(|p| seal("purpose_enc", p.as_bytes()))
+            .transpose()?;
+        row.iin_enc = iin_enc;
+        row.session_enc = session_enc;
+        row.purpose_enc = purpose_enc;
+        Ok(row)
     }
 
     /// Queues a request unless the same IIN and session is already queued.
@@ -456,10 +524,15 @@ impl Store {
         in_doubt: bool,
     ) -> Result<Begin, StoreError> {
         let now = time_text(r.queued_at);
+        if max_age.is_some() {
+            self.verify_subject(c, &row.subject)?;
+        }
         if let Some(max_age) = max_age
             && let Some(found) = sqlite::latest_valid(c, &row.subject, &self.latest_believed())?
         {
-            let at = parse_time(found.answered_at.as_deref().unwrap_or(&found.requested_at));
+            let at =
+                DateTime::from_timestamp_millis(found.answered_at.unwrap_or(found.requested_at))
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
             let age = r
                 .queued_at
                 .signed_duration_since(at)
@@ -574,6 +647,7 @@ impl Store {
         after: After<'_>,
     ) -> Result<SealedFinish, StoreError> {
         let lookup_row = lookup.map(|l| self.lookup_row(l)).transpose()?;
+        let binding = self.item_binding(item);
         let after = match after {
             After::Done => SealedAfter::Done,
             After::Retry {
@@ -583,20 +657,22 @@ impl Store {
             } => SealedAfter::Retry {
                 next_try: time_text(next_try),
                 status: enumerated(status),
-                error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
+                error_enc: self.seal_queue(&item.id, &binding, "error_enc", error.as_bytes())?,
             },
             After::Restore => SealedAfter::Restore,
             After::InDoubt { status, error } => SealedAfter::InDoubt {
                 at: self.now_text(),
                 status: enumerated(status),
-                error_enc: self.seal_queue(&item.id, "error_enc", error.as_bytes())?,
+                error_enc: self.seal_queue(&item.id, &binding, "error_enc", error.as_bytes())?,
             },
         };
         let audit = audit.map(|a| AuditEntry {
             subject: Some(self.subject_of(&item.iin)),
+            lookup_id: lookup_row.as_ref().map(|r| r.id.clone()),
             ..a.clone()
         });
         Ok(SealedFinish {
+            format: sqlite::SCHEMA_VERSION,
             item_id: item.id.clone(),
             owner: owner.to_owned(),
             lookup_row,
@@ -737,33 +813,29 @@ impl Store {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Vec<DayStats>, StoreError> {
-        let (from, to) = (from.map(time_text), to.map(time_text));
+        let millis = |t: DateTime<Utc>| t.timestamp_millis();
+        let (from, to) = (from.map(millis), to.map(millis));
         let mut days: BTreeMap<NaiveDate, DayStats> = BTreeMap::new();
-        sqlite::each_lookup_stat(&self.conn, from.as_deref(), to.as_deref(), &mut |(
+        let day = |ms: i64| {
+            DateTime::from_timestamp_millis(ms)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                .date_naive()
+        };
+        sqlite::each_lookup_stat(&self.conn, from, to, &mut |(
             at,
             source,
             outcome,
             status,
             reached,
-            full,
         )| {
-            let reached = match (reached.as_deref().and_then(Reached::parse), full) {
-                (Some(r), _) => Some(r),
-                // Recorded before `reached` existed: read as `to_lookup` reads it.
-                (None, Some(row)) => self.to_lookup(&row)?.reached,
-                (None, None) => None,
-            };
-            days.entry(utc_day(&at)).or_default().count(
-                Source::parse(&source),
-                Outcome::parse(&outcome),
-                status,
-                reached,
-            );
+            days.entry(day(at))
+                .or_default()
+                .count(source, outcome, status, reached);
             Ok::<_, StoreError>(())
         })?;
-        let now = self.now_text();
-        for t in sqlite::expired_queue_times(&self.conn, from.as_deref(), to.as_deref(), &now)? {
-            days.entry(utc_day(&t)).or_default().expired += 1;
+        let now = millis(self.now());
+        for t in sqlite::expired_queue_times(&self.conn, from, to, now)? {
+            days.entry(day(t)).or_default().expired += 1;
         }
         Ok(days
             .into_iter()
@@ -784,14 +856,10 @@ impl Store {
         let rows = sqlite::queue_all(c)?;
         for mut q in rows.iter().cloned() {
             let (id, from) = (q.id.clone(), q.key_version);
-            q.iin_enc = reseal("queue", "iin_enc", &id, &q.iin_enc, from)?;
-            q.session_enc = reseal("queue", "session_enc", &id, &q.session_enc, from)?;
-            for (col, v) in [
-                ("purpose_enc", &mut q.purpose_enc),
-                ("error_enc", &mut q.error_enc),
-            ] {
-                if let Some(s) = v.as_ref() {
-                    *v = Some(reseal("queue", col, &id, s, from)?);
+            let binding = queue_binding(&q)?;
+            for (col, v) in q.sealed_mut() {
+                if let Some(v) = v {
+                    *v = reseal("queue", col, &id, Some(&binding), v, from)?;
                 }
             }
             q.key_version = version;

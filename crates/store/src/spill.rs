@@ -232,8 +232,9 @@ impl Store {
             .keys
             .open(&bytes[MAGIC.len() + 4..], &aad(id, version))
             .map_err(|_| bad("does not open under this database's key (changed or damaged)"))?;
-        let finish: SealedFinish =
+        let mut finish: SealedFinish =
             serde_json::from_slice(&json).map_err(|e| bad(&e.to_string()))?;
+        finish.up_to_date(self)?;
         sqlite::immediate(&self.conn, |c| self.take_in_finish(c, &finish))
     }
 }

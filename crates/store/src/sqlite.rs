@@ -14,26 +14,32 @@ use rusqlite::{
     Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
 };
 
-use super::StoreError;
 use super::owner;
+use super::{Outcome, Reached, Source, StoreError};
+use crate::sealed::LookupBinding;
 
-/// The schema version this binary writes (schema.sql).
-pub const SCHEMA_VERSION: i64 = 5;
+/// The schema version this binary writes (schema.sql): the at-rest format
+/// version of docs/FORMAT.md.
+pub const SCHEMA_VERSION: i64 = 6;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
-const SCHEMA: &str = include_str!("../../../schema.sql");
+pub(crate) const SCHEMA: &str = include_str!("../../../schema.sql");
 
 /// A lookup row as stored: sealed columns stay sealed here.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LookupRow {
     pub id: String,
     pub subject: Vec<u8>,
-    pub requested_at: String,
-    pub answered_at: Option<String>,
+    /// Milliseconds since the epoch (a spill file written before format
+    /// version 6 has the RFC 3339 text).
+    #[serde(deserialize_with = "millis_or_text")]
+    pub requested_at: i64,
+    #[serde(deserialize_with = "opt_millis_or_text")]
+    pub answered_at: Option<i64>,
     pub operator: String,
     pub host: String,
-    pub source: String,
-    pub outcome: String,
+    pub source: Source,
+    pub outcome: Outcome,
     pub status: Option<String>,
     pub result: Option<bool>,
     pub http_status: Option<i64>,
@@ -48,9 +54,8 @@ pub struct LookupRow {
     pub response_enc: Option<Vec<u8>>,
     /// Sealed document summary of a VALID answer (schema version 3).
     pub summary_enc: Option<Vec<u8>>,
-    /// Whether the request reached the service: `no`, `maybe`, `yes`
-    /// (schema version 4; NULL for cache answers and older rows).
-    pub reached: Option<String>,
+    /// Whether the request reached the service; `None` for cache answers.
+    pub reached: Option<Reached>,
     /// The OS user of the process that recorded the lookup (schema
     /// version 5; NULL before).
     pub os_user: Option<String>,
@@ -76,6 +81,128 @@ const INSERT_LOOKUP: &str = concat!(
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)"
 );
 
+impl LookupRow {
+    /// The fields its sealed values are bound to.
+    pub fn binding(&self) -> LookupBinding<'_> {
+        LookupBinding {
+            subject: &self.subject,
+            requested_at: self.requested_at,
+            answered_at: self.answered_at,
+            source: self.source.as_str(),
+            outcome: self.outcome.as_str(),
+            status: self.status.as_deref(),
+            reached: self.reached.map(Reached::as_str),
+            cached_from: self.cached_from.as_deref(),
+        }
+    }
+}
+
+impl LookupRow {
+    /// Its sealed values by column, in [`crate::sealed::SEALED`]'s order
+    /// (a test holds the two lists together); `None` where NULL.
+    pub fn sealed_mut(&mut self) -> [(&'static str, Option<&mut Vec<u8>>); 6] {
+        [
+            ("iin_enc", Some(&mut self.iin_enc)),
+            ("session_enc", Some(&mut self.session_enc)),
+            ("purpose_enc", self.purpose_enc.as_mut()),
+            ("detail_enc", self.detail_enc.as_mut()),
+            ("response_enc", self.response_enc.as_mut()),
+            ("summary_enc", self.summary_enc.as_mut()),
+        ]
+    }
+}
+
+impl QueueRow {
+    /// Its sealed values by column, in [`crate::sealed::SEALED`]'s order
+    /// (a test holds the two lists together); `None` where NULL.
+    pub fn sealed_mut(&mut self) -> [(&'static str, Option<&mut Vec<u8>>); 4] {
+        [
+            ("iin_enc", Some(&mut self.iin_enc)),
+            ("session_enc", Some(&mut self.session_enc)),
+            ("purpose_enc", self.purpose_enc.as_mut()),
+            ("error_enc", self.error_enc.as_mut()),
+        ]
+    }
+}
+
+impl AuditRow {
+    /// Its sealed values by column, in [`crate::sealed::SEALED`]'s order
+    /// (a test holds the two lists together); `None` where NULL.
+    pub fn sealed_mut(&mut self) -> [(&'static str, Option<&mut Vec<u8>>); 2] {
+        [
+            ("purpose_enc", self.purpose_enc.as_mut()),
+            ("error_enc", self.error_enc.as_mut()),
+        ]
+    }
+}
+
+/// A stored time: milliseconds since the epoch, or (in a spill file of
+/// an older gbdfl) RFC 3339 text.
+fn millis_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Millis(i64),
+        Text(String),
+    }
+    match <Either as serde::Deserialize>::deserialize(d)? {
+        Either::Millis(ms) => Ok(ms),
+        Either::Text(t) => gbdfl_core::time::parse_iso(&t)
+            .map(|t| t.timestamp_millis())
+            .ok_or_else(|| serde::de::Error::custom(format!("not a time: {t:?}"))),
+    }
+}
+
+fn opt_millis_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Wrap(#[serde(deserialize_with = "millis_or_text")] i64);
+    Ok(<Option<Wrap> as serde::Deserialize>::deserialize(d)?.map(|w| w.0))
+}
+
+/// A time as the database keeps it (INTEGER milliseconds since the epoch,
+/// UTC) from the text the store's callers hold ([`crate::time_text`]).
+pub(crate) fn ms(text: &str) -> rusqlite::Result<i64> {
+    gbdfl_core::time::parse_iso(text)
+        .map(|t| t.timestamp_millis())
+        .ok_or_else(|| {
+            rusqlite::Error::ToSqlConversionFailure(format!("not a time: {text:?}").into())
+        })
+}
+
+/// The text of a stored time ([`crate::time_text`]); a value no calendar
+/// holds is an error, never a default.
+pub(crate) fn text_of(ms: i64) -> rusqlite::Result<String> {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(crate::time_text)
+        .ok_or(rusqlite::Error::IntegralValueOutOfRange(0, ms))
+}
+
+/// [`ms`] of a time that may be absent.
+fn opt_ms(text: Option<&str>) -> Result<Option<i64>, StoreError> {
+    Ok(text.map(ms).transpose()?)
+}
+
+/// Column `i` of `r`, a stored time, as text.
+fn time_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<String> {
+    text_of(r.get(i)?)
+}
+
+/// Column `i` of `r`, a stored time (or the RFC 3339 text of a database
+/// not yet migrated) or NULL, as text.
+fn time_or_text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    use rusqlite::types::ValueRef;
+    match r.get_ref(i)? {
+        ValueRef::Integer(ms) => text_of(ms).map(Some),
+        ValueRef::Text(t) => Ok(Some(String::from_utf8_lossy(t).into_owned())),
+        _ => Ok(None),
+    }
+}
+
+/// Column `i` of `r`, a stored time or NULL, as text.
+fn time_opt_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    r.get::<_, Option<i64>>(i)?.map(text_of).transpose()
+}
+
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
     Ok(LookupRow {
         id: r.get(0)?,
@@ -86,7 +213,7 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         host: r.get(5)?,
         source: r.get(6)?,
         outcome: r.get(7)?,
-        status: r.get(8)?,
+        status: status_at(r, 8)?,
         result: r.get(9)?,
         http_status: r.get(10)?,
         failure_type: r.get(11)?,
@@ -102,6 +229,36 @@ fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
         reached: r.get(21)?,
         os_user: r.get(22)?,
     })
+}
+
+/// The GBDFL statuses a lookup row may hold (schema.sql); any other status
+/// an answer brings is stored as `OTHER`.
+pub const STATUSES: [&str; 9] = [
+    "UNAPPROVED",
+    "PENDING",
+    "VALID",
+    "INVALID",
+    "TIMEOUT",
+    "NOT_FOUND",
+    "FAILED",
+    "ERROR_ACCEPTED",
+    "OTHER",
+];
+
+/// Column `i` of `r`, a GBDFL status: one of [`STATUSES`] or NULL, anything
+/// else an error (never read as some default).
+fn status_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    let status: Option<String> = r.get(i)?;
+    match status {
+        Some(s) if !STATUSES.contains(&s.as_str()) => {
+            Err(rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Text,
+                format!("unknown status {s:?}").into(),
+            ))
+        }
+        s => Ok(s),
+    }
 }
 
 /// Runs one statement, prepared once per connection (the hot paths of
@@ -283,10 +440,11 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    if version < SCHEMA_VERSION {
-        migrate(&conn, version)?;
+    // An older version is migrated by the store once the key is known
+    // (version 6 seals every value again).
+    if version == SCHEMA_VERSION {
+        ensure_schema(&conn)?;
     }
-    ensure_schema(&conn)?;
     Ok(conn)
 }
 
@@ -334,7 +492,6 @@ pub fn create(path: &Path, busy: Duration, now: &str) -> Result<(Connection, boo
                 supported: SCHEMA_VERSION,
             });
         }
-        migrate(&conn, version)?;
         return Ok((conn, false));
     }
     let tables: i64 = row1(&conn, "SELECT count(*) FROM sqlite_schema", [], |r| {
@@ -352,60 +509,54 @@ pub fn create(path: &Path, busy: Duration, now: &str) -> Result<(Connection, boo
         "INSERT INTO meta (key, value) VALUES ('format', 'gbdfl'), ('created_at', ?1)",
         params![now],
     )?;
+    insert_dictionaries(&tx)?;
     tx.commit()?;
     Ok((conn, true))
 }
 
-/// Brings an older schema up to SCHEMA_VERSION in one transaction.
-fn migrate(conn: &Connection, from: i64) -> Result<(), StoreError> {
-    if from >= SCHEMA_VERSION {
-        return Ok(());
-    }
-    // Version 2 added `queue`; version 3 adds `lookups.summary_enc` and
-    // replaces the index `lookups_valid` by `lookups_latest`, which covers
-    // the summary. Table changes go here, before the schema's CREATE ... IF
-    // NOT EXISTS statements add what is missing. Rows from before version 3
-    // keep `summary_enc` NULL; readers fall back to the whole answer.
-    let tx = conn.unchecked_transaction()?;
-    let has_summary: bool = tx.query_row(
-        "SELECT count(*) FROM pragma_table_info('lookups') WHERE name = 'summary_enc'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_summary {
-        tx.execute_batch("ALTER TABLE lookups ADD COLUMN summary_enc BLOB;")?;
-    }
-    // Version 4 adds `lookups.reached`: whether the request reached the
-    // service, as the client classified it. Older rows keep NULL (the store
-    // reads them as before, docs/FORMAT.md).
-    let has_reached: bool = tx.query_row(
-        "SELECT count(*) FROM pragma_table_info('lookups') WHERE name = 'reached'",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| n > 0),
-    )?;
-    if !has_reached {
-        tx.execute_batch(
-            "ALTER TABLE lookups ADD COLUMN reached TEXT CHECK (reached IN ('no', 'maybe', 'yes'));",
+/// Puts every dictionary of [`crate::codec::DICTIONARIES`] into the
+/// database, with its SHA-256, unless there.
+pub(crate) fn insert_dictionaries(conn: &Connection) -> Result<(), StoreError> {
+    use sha2::Digest as _;
+    for (codec, zstd_id, content) in crate::codec::DICTIONARIES {
+        exec(
+            conn,
+            "INSERT OR IGNORE INTO dictionaries (codec, zstd_id, sha256, content) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                codec,
+                zstd_id,
+                sha2::Sha256::digest(content).to_vec(),
+                content
+            ],
         )?;
     }
-    // Version 5 adds `os_user` to `lookups` and `audit`: the OS user of the
-    // process beside the declared operator. Older rows keep NULL; the audit
-    // MAC covers it only when present, so older entries still verify.
-    for table in ["lookups", "audit"] {
-        let has_os_user: bool = tx.query_row(
-            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = 'os_user'",
-            [table],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )?;
-        if !has_os_user {
-            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN os_user TEXT;"))?;
-        }
-    }
-    tx.execute_batch("DROP INDEX IF EXISTS lookups_valid;")?;
-    tx.execute_batch(SCHEMA)?;
-    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
-    tx.commit()?;
     Ok(())
+}
+
+/// A stored dictionary: (codec, zstd id, sha256, content).
+pub type DictionaryRow = (i64, i64, Vec<u8>, Vec<u8>);
+
+/// Every stored dictionary.
+pub fn dictionaries(conn: &Connection) -> Result<Vec<DictionaryRow>, StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT codec, zstd_id, sha256, content FROM dictionaries ORDER BY codec",
+    )?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// One value of `meta`, if set.
+pub fn meta(conn: &Connection, key: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?)
+}
+
+/// The version the database's schema is at (`PRAGMA user_version`).
+pub fn user_version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(row1(conn, "PRAGMA user_version", [], |r| r.get(0))?)
 }
 
 /// One row of the `keys` table.
@@ -429,8 +580,10 @@ pub fn key_rows(conn: &Connection) -> Result<Vec<KeyRow>, StoreError> {
                 version: r.get(0)?,
                 check_value: r.get(1)?,
                 wrapped_keys: r.get(2)?,
-                created_at: r.get(3)?,
-                retired_at: r.get(4)?,
+                // Read before an older database is migrated: its times
+                // are still text then.
+                created_at: time_or_text_at(r, 3)?.unwrap_or_default(),
+                retired_at: time_or_text_at(r, 4)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -445,8 +598,8 @@ pub fn insert_key(conn: &Connection, k: &KeyRow) -> Result<(), StoreError> {
             k.version,
             k.check_value,
             k.wrapped_keys,
-            k.created_at,
-            k.retired_at
+            ms(&k.created_at)?,
+            k.retired_at.as_deref().map(ms).transpose()?
         ],
     )?;
     Ok(())
@@ -456,7 +609,7 @@ pub fn retire_key(conn: &Connection, version: i64, at: &str) -> Result<(), Store
     exec(
         conn,
         "UPDATE keys SET retired_at = ?2 WHERE version = ?1",
-        params![version, at],
+        params![version, ms(at)?],
     )?;
     Ok(())
 }
@@ -583,16 +736,21 @@ pub struct AuditRow {
     pub mac: Vec<u8>,
     /// The OS user that ran the command (schema version 5; NULL before).
     pub os_user: Option<String>,
+    /// The lookup the entry wrote or showed (format version 6; NULL
+    /// before, and for entries of no one lookup).
+    pub lookup_id: Option<String>,
+    /// A purge's cutoff, milliseconds since the epoch (format version 6).
+    pub purged_before: Option<i64>,
 }
 
 const AUDIT_COLUMNS: &str = "seq, id, at, operator, host, command, subject, outcome, exit_code, \
-     paid_call, records, key_version, purpose_enc, error_enc, mac, os_user";
+     paid_call, records, key_version, purpose_enc, error_enc, mac, os_user, lookup_id, purged_before";
 
 fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
     Ok(AuditRow {
         seq: r.get(0)?,
         id: r.get(1)?,
-        at: r.get(2)?,
+        at: time_at(r, 2)?,
         operator: r.get(3)?,
         host: r.get(4)?,
         command: r.get(5)?,
@@ -606,6 +764,8 @@ fn audit_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRow> {
         error_enc: r.get(13)?,
         mac: r.get(14)?,
         os_user: r.get(15)?,
+        lookup_id: r.get(16)?,
+        purged_before: r.get(17)?,
     })
 }
 
@@ -624,12 +784,12 @@ pub fn insert_audit(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
     exec(
         conn,
         &format!(
-            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
         ),
         params![
             a.seq,
             a.id,
-            a.at,
+            ms(&a.at)?,
             a.operator,
             a.host,
             a.command,
@@ -642,7 +802,9 @@ pub fn insert_audit(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
             a.purpose_enc,
             a.error_enc,
             a.mac,
-            a.os_user
+            a.os_user,
+            a.lookup_id,
+            a.purged_before
         ],
     )?;
     Ok(())
@@ -706,7 +868,7 @@ pub fn all_lookups<E: From<StoreError>>(
 pub fn lookup_rowids_before(conn: &Connection, cutoff: &str) -> Result<Vec<i64>, StoreError> {
     let mut st = conn.prepare_cached("SELECT rowid FROM lookups WHERE requested_at < ?1")?;
     let mut ids = st
-        .query_map(params![cutoff], |r| r.get(0))?
+        .query_map(params![ms(cutoff)?], |r| r.get(0))?
         .collect::<Result<Vec<i64>, _>>()?;
     ids.sort_unstable();
     Ok(ids)
@@ -716,8 +878,7 @@ pub fn lookup_rowids_before(conn: &Connection, cutoff: &str) -> Result<Vec<i64>,
 /// `cutoff` (a row id freed meanwhile may have been given to a new
 /// lookup); returns how many were calls to the service and how many cache
 /// answers. Cache answers that named a deleted lookup as their source keep
-/// NULL there (`ON DELETE SET NULL`, found through
-/// `lookups_by_cached_from`).
+/// its id (bound into their sealed values, it cannot change).
 pub fn delete_lookups_by_rowid(
     conn: &Connection,
     rowids: &[i64],
@@ -727,6 +888,7 @@ pub fn delete_lookups_by_rowid(
         "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source = 'cache'",
     )?;
     let (mut paid, mut cached) = (0u64, 0u64);
+    let cutoff = ms(cutoff)?;
     for id in rowids {
         let mut rows = st.query(params![id, cutoff])?;
         if let Some(r) = rows.next()? {
@@ -746,7 +908,7 @@ pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<(u64, u64
         conn,
         "SELECT count(*) FILTER (WHERE source <> 'cache'), count(*) FILTER (WHERE source = 'cache') \
          FROM lookups WHERE requested_at < ?1",
-        params![cutoff],
+        params![ms(cutoff)?],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok((paid.max(0) as u64, cached.max(0) as u64))
@@ -764,7 +926,7 @@ pub fn count_queue_before(
         "SELECT count(*) FILTER (WHERE state = 'expired'), \
          count(*) FILTER (WHERE state = 'waiting' AND (claimed_by IS NULL OR claimed_until <= ?2)) \
          FROM queue WHERE queued_at < ?1",
-        params![cutoff, now],
+        params![ms(cutoff)?, ms(now)?],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     Ok((expired.max(0) as u64, waiting.max(0) as u64))
@@ -775,7 +937,7 @@ pub fn delete_expired_queue_before(conn: &Connection, cutoff: &str) -> Result<u6
     Ok(exec(
         conn,
         "DELETE FROM queue WHERE state = 'expired' AND queued_at < ?1",
-        params![cutoff],
+        params![ms(cutoff)?],
     )? as u64)
 }
 
@@ -791,7 +953,7 @@ pub fn waiting_queue_before(
          AND (claimed_by IS NULL OR claimed_until <= ?2) ORDER BY queued_at, id",
     )?;
     let rows = st
-        .query_map(params![cutoff, now], |r| r.get(0))?
+        .query_map(params![ms(cutoff)?, ms(now)?], |r| r.get(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -892,7 +1054,7 @@ pub fn latest_valid(
                  AND answered_at <= ?2 \
                  ORDER BY answered_at DESC, id DESC LIMIT 1"
             ),
-            params![subject, believed],
+            params![subject, ms(believed)?],
             lookup_from_row,
         )
         .optional()?;
@@ -935,6 +1097,7 @@ pub fn each_lookup<E: From<StoreError>>(
          ORDER BY requested_at, id"
         ))
         .map_err(StoreError::from)?;
+    let (from, to) = (opt_ms(from)?, opt_ms(to)?);
     let mut rows = st.query(params![from, to]).map_err(StoreError::from)?;
     while let Some(r) = rows.next().map_err(StoreError::from)? {
         f(lookup_from_row(r).map_err(StoreError::from)?)?;
@@ -952,7 +1115,7 @@ pub fn count_lookups_between(
         conn,
         "SELECT count(*) FROM lookups \
          WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2)",
-        params![from, to],
+        params![opt_ms(from)?, opt_ms(to)?],
         |r| r.get(0),
     )?;
     Ok(n.max(0) as u64)
@@ -1001,11 +1164,36 @@ pub struct QueueRow {
     pub error_enc: Option<Vec<u8>>,
 }
 
-const QUEUE_COLUMNS: &str = "id, subject, request, queued_at, deadline, state, attempts, next_try_at, \
+pub(crate) const QUEUE_COLUMNS: &str = "id, subject, request, queued_at, deadline, state, attempts, next_try_at, \
      claimed_by, claimed_until, last_status, operator, host, iin_checked, key_version, \
      iin_enc, session_enc, purpose_enc, error_enc";
 
 fn queue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
+    Ok(QueueRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        request: r.get(2)?,
+        queued_at: time_at(r, 3)?,
+        deadline: time_at(r, 4)?,
+        state: r.get(5)?,
+        attempts: r.get(6)?,
+        next_try_at: time_at(r, 7)?,
+        claimed_by: r.get(8)?,
+        claimed_until: time_opt_at(r, 9)?,
+        last_status: r.get(10)?,
+        operator: r.get(11)?,
+        host: r.get(12)?,
+        iin_checked: r.get(13)?,
+        key_version: r.get(14)?,
+        iin_enc: r.get(15)?,
+        session_enc: r.get(16)?,
+        purpose_enc: r.get(17)?,
+        error_enc: r.get(18)?,
+    })
+}
+
+/// A `queue` row of format version 5, whose times are RFC 3339 text.
+pub(crate) fn v5_queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
     Ok(QueueRow {
         id: r.get(0)?,
         subject: r.get(1)?,
@@ -1041,13 +1229,13 @@ pub fn insert_queue(conn: &Connection, q: &QueueRow) -> Result<bool, StoreError>
             q.id,
             q.subject,
             q.request,
-            q.queued_at,
-            q.deadline,
+            ms(&q.queued_at)?,
+            ms(&q.deadline)?,
             q.state,
             q.attempts,
-            q.next_try_at,
+            ms(&q.next_try_at)?,
             q.claimed_by,
-            q.claimed_until,
+            q.claimed_until.as_deref().map(ms).transpose()?,
             q.last_status,
             q.operator,
             q.host,
@@ -1103,7 +1291,7 @@ pub fn expire_queue(conn: &Connection, now: &str) -> Result<usize, StoreError> {
         "UPDATE queue SET state = 'expired', claimed_by = NULL, claimed_until = NULL \
          WHERE state = 'waiting' AND deadline <= ?1 \
            AND (claimed_by IS NULL OR claimed_until <= ?1)",
-        params![now],
+        params![ms(now)?],
     )?)
 }
 
@@ -1123,7 +1311,7 @@ pub fn queue_due(
          ORDER BY deadline, next_try_at, id LIMIT ?3"
     ))?;
     let rows = st
-        .query_map(params![now, in_doubt, limit], queue_from_row)?
+        .query_map(params![ms(now)?, in_doubt, limit], queue_from_row)?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
@@ -1138,7 +1326,7 @@ pub fn claim_queue(
     exec(
         conn,
         "UPDATE queue SET claimed_by = ?2, claimed_until = ?3, attempts = attempts + 1 WHERE id = ?1",
-        params![id, owner, until],
+        params![id, owner, ms(until)?],
     )?;
     Ok(())
 }
@@ -1153,7 +1341,7 @@ pub fn release_queue(conn: &Connection, q: &QueueRow) -> Result<(), StoreError> 
         params![
             q.id,
             q.attempts,
-            q.next_try_at,
+            ms(&q.next_try_at)?,
             q.last_status,
             q.error_enc,
             q.key_version
@@ -1170,7 +1358,7 @@ pub fn queue_in_doubt(conn: &Connection, q: &QueueRow, at: &str) -> Result<(), S
         conn,
         "UPDATE queue SET claimed_until = ?2, last_status = ?3, error_enc = ?4, key_version = ?5 \
          WHERE id = ?1",
-        params![q.id, at, q.last_status, q.error_enc, q.key_version],
+        params![q.id, ms(at)?, q.last_status, q.error_enc, q.key_version],
     )?;
     Ok(())
 }
@@ -1209,7 +1397,7 @@ pub fn queue_end_claim(
     let n = exec(
         conn,
         "UPDATE queue SET claimed_until = ?3 WHERE id = ?1 AND claimed_by = ?2 AND claimed_until > ?3",
-        params![id, owner, now],
+        params![id, owner, ms(now)?],
     )?;
     Ok(n > 0)
 }
@@ -1220,68 +1408,47 @@ pub fn queue_next_tries(conn: &Connection, now: &str) -> Result<Vec<(String, Str
          WHERE state = 'waiting' AND deadline > ?1 AND next_try_at < deadline AND claimed_by IS NULL",
     )?;
     let rows = st
-        .query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![ms(now)?], |r| Ok((r.get(0)?, time_at(r, 1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
 
-/// One row per lookup for `stats`: (requested_at, source, outcome, status,
-/// reached, and the whole row of a call recorded before schema version 4
-/// that may never have been sent, whose detail tells).
-pub type StatRow = (
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<LookupRow>,
-);
+/// One row per lookup for `stats`: (requested_at in milliseconds since the
+/// epoch, source, outcome, status, reached).
+pub type StatRow = (i64, Source, Outcome, Option<String>, Option<Reached>);
 
 /// Calls `f` with the plaintext columns of every lookup requested in
-/// `[from, to)`; the whole row only where `stats` must open the detail.
+/// `[from, to)` (milliseconds since the epoch).
 pub fn each_lookup_stat<E: From<StoreError>>(
     conn: &Connection,
-    from: Option<&str>,
-    to: Option<&str>,
+    from: Option<i64>,
+    to: Option<i64>,
     f: &mut dyn FnMut(StatRow) -> Result<(), E>,
 ) -> Result<(), E> {
     let mut st = conn
         .prepare_cached(
-            "SELECT id, requested_at, source, outcome, status, http_status, reached FROM lookups \
+            "SELECT requested_at, source, outcome, status, reached FROM lookups \
              WHERE (?1 IS NULL OR requested_at >= ?1) AND (?2 IS NULL OR requested_at < ?2) \
              ORDER BY requested_at, id",
         )
         .map_err(StoreError::from)?;
     let mut rows = st.query(params![from, to]).map_err(StoreError::from)?;
     while let Some(r) = rows.next().map_err(StoreError::from)? {
-        let id: String = r.get(0).map_err(StoreError::from)?;
-        let outcome: String = r.get(3).map_err(StoreError::from)?;
-        let http: Option<i64> = r.get(5).map_err(StoreError::from)?;
-        let reached: Option<String> = r.get(6).map_err(StoreError::from)?;
-        let full = if reached.is_none() && outcome == "unavailable" && http.is_none() {
-            lookup_by_id(conn, &id)?
-        } else {
-            None
-        };
-        f((
-            r.get(1).map_err(StoreError::from)?,
-            r.get(2).map_err(StoreError::from)?,
-            outcome,
-            r.get(4).map_err(StoreError::from)?,
-            reached,
-            full,
-        ))?;
+        let row = (|| Ok((r.get(0)?, r.get(1)?, r.get(2)?, status_at(r, 3)?, r.get(4)?)))()
+            .map_err(|e: rusqlite::Error| StoreError::from(e))?;
+        f(row)?;
     }
     Ok(())
 }
 
-/// Expired queue items by the day they were queued (for `stats`).
+/// When each expired queue item's deadline was (milliseconds since the
+/// epoch), for `stats`.
 pub fn expired_queue_times(
     conn: &Connection,
-    from: Option<&str>,
-    to: Option<&str>,
-    now: &str,
-) -> Result<Vec<String>, StoreError> {
+    from: Option<i64>,
+    to: Option<i64>,
+    now: i64,
+) -> Result<Vec<i64>, StoreError> {
     // Waiting items past their deadline are expired too, marked or not yet.
     let mut st = conn.prepare_cached(
         "SELECT deadline FROM queue WHERE (state = 'expired' OR deadline <= ?3) \
@@ -1306,15 +1473,12 @@ pub fn bulk_pragmas(conn: &Connection) -> Result<(), StoreError> {
 /// builds again at its end (one sort each, instead of a million random
 /// inserts). A process that dies in between leaves them missing;
 /// [`open`] builds them again.
-const LOOKUP_INDEXES: [&str; 4] = [
+pub(crate) const LOOKUP_INDEXES: [&str; 4] = [
     "lookups_by_subject",
     "lookups_by_time",
     "lookups_latest",
-    "lookups_by_cached_from",
+    "lookups_other",
 ];
-
-/// The one of [`LOOKUP_INDEXES`] a bulk change never drops.
-const KEPT_INDEX: &str = "lookups_by_cached_from";
 
 /// The `meta` key naming the import that dropped the indexes and will
 /// build them again ([`owner::this_process`]).
@@ -1324,9 +1488,7 @@ const INDEXES_WITH: &str = "indexes_dropped_by";
 /// them again, in one transaction.
 pub fn drop_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
     immediate(conn, |c| {
-        // The index on `cached_from` stays: small (cache answers only),
-        // and without it every deleted lookup would read the whole table.
-        for name in LOOKUP_INDEXES.iter().filter(|&&n| n != KEPT_INDEX) {
+        for name in LOOKUP_INDEXES {
             c.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
         }
         exec(
@@ -1475,13 +1637,17 @@ pub fn rebuild_lookup_indexes(conn: &Connection) -> Result<(), StoreError> {
     ensure_schema_as(conn, true)
 }
 
-/// The latest VALID lookup of one person, as the covering index holds it,
+/// A VALID lookup as the covering index `lookups_latest` holds it,
 /// borrowed for the length of one call.
 #[derive(Debug, Clone, Copy)]
 pub struct LatestRow<'a> {
+    pub subject: &'a [u8],
     pub id: &'a str,
     pub key_version: i64,
-    pub answered_at: Option<&'a str>,
+    /// Milliseconds since the epoch.
+    pub requested_at: i64,
+    /// Milliseconds since the epoch.
+    pub answered_at: Option<i64>,
     pub summary_enc: Option<&'a [u8]>,
 }
 
@@ -1492,7 +1658,8 @@ struct HeldRow {
     subject: Vec<u8>,
     id: String,
     key_version: i64,
-    answered_at: Option<String>,
+    requested_at: i64,
+    answered_at: Option<i64>,
     summary_enc: Option<Vec<u8>>,
 }
 
@@ -1502,23 +1669,14 @@ impl HeldRow {
             to.clear();
             to.extend_from_slice(from);
         }
-        fn put_text(to: &mut Option<String>, from: Option<&str>) {
-            match from {
-                Some(from) => {
-                    let s = to.get_or_insert_with(String::new);
-                    s.clear();
-                    s.push_str(from);
-                }
-                None => *to = None,
-            }
-        }
         put(&mut self.subject, r.get_ref(0)?.as_blob()?);
         let id = r.get_ref(1)?.as_str()?;
         self.id.clear();
         self.id.push_str(id);
         self.key_version = r.get(2)?;
-        put_text(&mut self.answered_at, r.get_ref(3)?.as_str_or_null()?);
-        match r.get_ref(4)?.as_blob_or_null()? {
+        self.answered_at = r.get(3)?;
+        self.requested_at = r.get(4)?;
+        match r.get_ref(5)?.as_blob_or_null()? {
             Some(b) => put(self.summary_enc.get_or_insert_with(Vec::new), b),
             None => self.summary_enc = None,
         }
@@ -1527,31 +1685,34 @@ impl HeldRow {
 
     fn as_row(&self) -> LatestRow<'_> {
         LatestRow {
+            subject: &self.subject,
             id: &self.id,
             key_version: self.key_version,
-            answered_at: self.answered_at.as_deref(),
+            requested_at: self.requested_at,
+            answered_at: self.answered_at,
             summary_enc: self.summary_enc.as_deref(),
         }
     }
 }
 
-/// Calls `f` with the latest VALID lookup of every subject, in subject
-/// order, reading only the covering partial index `lookups_latest`. Unlike
-/// [`latest_valid`], it believes every answer time: reports are made as of
-/// a day (`--as-of`), which may lie ahead of this machine's clock.
+/// Calls `f` with every VALID lookup, in subject order, reading only the
+/// covering partial index `lookups_latest`; the second argument says
+/// whether it is the latest of its subject. Unlike [`latest_valid`], it
+/// believes every answer time: reports are made as of a day (`--as-of`),
+/// which may lie ahead of this machine's clock.
 pub fn each_latest_summary<E: From<StoreError>>(
     conn: &Connection,
-    f: &mut dyn FnMut(LatestRow<'_>) -> Result<(), E>,
+    f: &mut dyn FnMut(LatestRow<'_>, bool) -> Result<(), E>,
 ) -> Result<(), E> {
     // A plain walk of the index in its own order (subject, answered_at,
-    // id), keeping the last row of each subject: the row `latest_valid`
-    // picks (newest answer, ties by the greatest id). Several times faster
-    // than `GROUP BY subject` with max(answered_at), which SQLite runs as
-    // an aggregate over the same walk (BENCHMARKS.md).
+    // id), the last row of each subject being the latest: the row
+    // `latest_valid` picks (newest answer, ties by the greatest id).
+    // Several times faster than `GROUP BY subject` with max(answered_at),
+    // which SQLite runs as an aggregate over the same walk (BENCHMARKS.md).
     let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
     let mut st = conn
         .prepare_cached(
-            "SELECT subject, id, key_version, answered_at, summary_enc FROM lookups \
+            "SELECT subject, id, key_version, answered_at, requested_at, summary_enc FROM lookups \
              WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
              ORDER BY subject, answered_at, id",
         )
@@ -1563,14 +1724,70 @@ pub fn each_latest_summary<E: From<StoreError>>(
             .get_ref(0)
             .and_then(|v| v.as_blob().map_err(rusqlite::Error::from))
             .map_err(sql)?;
-        if holding && held.subject.as_slice() != subject {
-            f(held.as_row())?;
+        if holding {
+            let latest = held.subject.as_slice() != subject;
+            f(held.as_row(), latest)?;
         }
         held.hold(r).map_err(sql)?;
         holding = true;
     }
     if holding {
-        f(held.as_row())?;
+        f(held.as_row(), true)?;
+    }
+    Ok(())
+}
+
+/// Calls `f` with every lookup that is not in `lookups_latest` (not a
+/// VALID answer of the service), with its binding and sealed IIN, reading
+/// only the covering index `lookups_other`.
+pub fn each_other_lookup(
+    conn: &Connection,
+    f: &mut dyn FnMut(&LookupRow) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT id, key_version, subject, requested_at, answered_at, source, outcome, status, \
+         reached, cached_from, iin_enc FROM lookups \
+         WHERE source IS NOT 'service' OR outcome IS NOT 'answered' OR status IS NOT 'VALID'",
+    )?;
+    let mut rows = st.query([])?;
+    let mut row = LookupRow {
+        id: String::new(),
+        subject: Vec::new(),
+        requested_at: 0,
+        answered_at: None,
+        operator: String::new(),
+        host: String::new(),
+        source: Source::Service,
+        outcome: Outcome::Answered,
+        status: None,
+        result: None,
+        http_status: None,
+        failure_type: None,
+        iin_checked: true,
+        cached_from: None,
+        key_version: 0,
+        iin_enc: Vec::new(),
+        session_enc: Vec::new(),
+        purpose_enc: None,
+        detail_enc: None,
+        response_enc: None,
+        summary_enc: None,
+        reached: None,
+        os_user: None,
+    };
+    while let Some(r) = rows.next()? {
+        row.id = r.get(0)?;
+        row.key_version = r.get(1)?;
+        row.subject = r.get(2)?;
+        row.requested_at = r.get(3)?;
+        row.answered_at = r.get(4)?;
+        row.source = r.get(5)?;
+        row.outcome = r.get(6)?;
+        row.status = status_at(r, 7)?;
+        row.reached = r.get(8)?;
+        row.cached_from = r.get(9)?;
+        row.iin_enc = r.get(10)?;
+        f(&row)?;
     }
     Ok(())
 }
@@ -1590,22 +1807,6 @@ pub fn each_answer<E: From<StoreError>>(
     let mut rows = st.query([]).map_err(StoreError::from)?;
     while let Some(r) = rows.next().map_err(StoreError::from)? {
         f(lookup_from_row(r).map_err(StoreError::from)?)?;
-    }
-    Ok(())
-}
-
-/// Calls `f` with the id, key version and sealed answer of every lookup
-/// that has one, in storage order (the benchmark's floor).
-pub fn each_sealed_answer(
-    conn: &Connection,
-    f: &mut dyn FnMut(String, i64, Vec<u8>) -> Result<(), StoreError>,
-) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT id, key_version, response_enc FROM lookups WHERE response_enc IS NOT NULL",
-    )?;
-    let mut rows = st.query([])?;
-    while let Some(r) = rows.next()? {
-        f(r.get(0)?, r.get(1)?, r.get(2)?)?;
     }
     Ok(())
 }

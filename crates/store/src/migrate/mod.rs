@@ -1,0 +1,416 @@
+//! Bringing a database of an older format version to version 6.
+//!
+//! Rules this module keeps: each step runs in one transaction, so a crash
+//! at any moment leaves either the old version, readable with its key, or
+//! the new one complete (SQLite's journal decides which); versions 2 to 4
+//! become version 5 without the key, and version 5 becomes version 6 with
+//! it, since every sealed value is sealed again under its new associated
+//! data. Nothing is dropped: a value that does not open (altered before the
+//! migration) is carried over as it was, and `check` names its lookup.
+
+use std::sync::OnceLock;
+
+use rusqlite::{Connection, params};
+
+use super::sqlite::{self, LookupRow, QueueRow};
+use super::{Outcome, Source, Store, StoreError, codec, crypto, legacy_reached, stored_status};
+
+/// The schema of format version 5, as it was: the target of the steps
+/// from versions 2 to 4.
+pub(crate) const SCHEMA_V5: &str = include_str!("schema-v5.sql");
+
+/// The `meta` key holding when the database became format version 6
+/// (milliseconds since the epoch): lookups requested before then have no
+/// audit entry naming them.
+pub const FORMAT6_SINCE: &str = "format6_since";
+
+/// Lookups between two calls of the progress hook.
+const PROGRESS_EVERY: u64 = 2_000;
+
+static PROGRESS: OnceLock<fn(u64, u64)> = OnceLock::new();
+
+/// Sets what is called with (lookups done, lookups in all) while a
+/// database is migrated to format version 6: the command line draws a bar
+/// on a terminal. Set once per process; later calls are ignored.
+pub fn set_migration_progress(f: fn(u64, u64)) {
+    let _ = PROGRESS.set(f);
+}
+
+fn progress(done: u64, total: u64) {
+    if let Some(f) = PROGRESS.get() {
+        f(done, total);
+    }
+}
+
+/// Brings a database of version 2 to 4 to version 5, in one transaction.
+pub(crate) fn to_v5(conn: &Connection, from: i64) -> Result<(), StoreError> {
+    if from >= 5 {
+        return Ok(());
+    }
+    // Version 3 added `lookups.summary_enc` (and `lookups_latest` in place
+    // of `lookups_valid`), version 4 `lookups.reached`, version 5 `os_user`
+    // in `lookups` and `audit`; version 2 added `queue`, which the schema's
+    // CREATE ... IF NOT EXISTS makes.
+    let tx = conn.unchecked_transaction()?;
+    let has = |table: &str, column: &str| -> Result<bool, StoreError> {
+        Ok(tx.query_row(
+            "SELECT count(*) FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, column],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )?)
+    };
+    if !has("lookups", "summary_enc")? {
+        tx.execute_batch("ALTER TABLE lookups ADD COLUMN summary_enc BLOB;")?;
+    }
+    if !has("lookups", "reached")? {
+        tx.execute_batch(
+            "ALTER TABLE lookups ADD COLUMN reached TEXT CHECK (reached IN ('no', 'maybe', 'yes'));",
+        )?;
+    }
+    for table in ["lookups", "audit"] {
+        if !has(table, "os_user")? {
+            tx.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN os_user TEXT;"))?;
+        }
+    }
+    tx.execute_batch("DROP INDEX IF EXISTS lookups_valid;")?;
+    tx.execute_batch(SCHEMA_V5)?;
+    tx.execute_batch("PRAGMA user_version = 5;")?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The columns of `lookups` in format version 5, in [`LookupRow`]'s order.
+const V5_LOOKUP_COLUMNS: &str = "id, subject, requested_at, answered_at, operator, host, source, \
+     outcome, status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
+     iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, reached, os_user";
+
+/// A `lookups` row of version 5 (times as RFC 3339 text) as a row of
+/// version 6, its sealed values still as they were.
+fn v5_lookup(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
+    let status: Option<String> = r.get(8)?;
+    Ok(LookupRow {
+        id: r.get(0)?,
+        subject: r.get(1)?,
+        requested_at: sqlite::ms(&r.get::<_, String>(2)?)?,
+        answered_at: r
+            .get::<_, Option<String>>(3)?
+            .as_deref()
+            .map(sqlite::ms)
+            .transpose()?,
+        operator: r.get(4)?,
+        host: r.get(5)?,
+        source: r.get(6)?,
+        outcome: r.get(7)?,
+        status: stored_status(status.as_deref()),
+        result: r.get(9)?,
+        http_status: r.get(10)?,
+        failure_type: r.get(11)?,
+        iin_checked: r.get(12)?,
+        cached_from: r.get(13)?,
+        key_version: r.get(14)?,
+        iin_enc: r.get(15)?,
+        session_enc: r.get(16)?,
+        purpose_enc: r.get(17)?,
+        detail_enc: r.get(18)?,
+        response_enc: r.get(19)?,
+        summary_enc: r.get(20)?,
+        reached: r.get(21)?,
+        os_user: r.get(22)?,
+    })
+}
+
+impl Store {
+    /// Migrates a database of format version 5 to version 6 in one
+    /// transaction, unless another process did it first. Returns how many
+    /// lookups it carried over.
+    pub(crate) fn migrate_to_v6(&self) -> Result<u64, StoreError> {
+        // A larger page cache for the one long transaction, as an import.
+        // Foreign keys off (a setting of the connection, outside any
+        // transaction): with them on, dropping the old `lookups`, which
+        // referred to itself (`cached_from`), deletes it row by row, each
+        // delete looking for the rows naming it.
+        let cache: i64 = self.conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+        self.conn
+            .execute_batch("PRAGMA cache_size = -65536; PRAGMA foreign_keys = OFF;")?;
+        let done = sqlite::immediate(&self.conn, |c| {
+            let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version != 5 {
+                return Ok(0);
+            }
+            let now = self.now();
+            c.execute_batch(
+                "DROP INDEX IF EXISTS lookups_by_subject;
+                 DROP INDEX IF EXISTS lookups_by_time;
+                 DROP INDEX IF EXISTS lookups_latest;
+                 DROP INDEX IF EXISTS lookups_by_cached_from;
+                 DROP INDEX IF EXISTS queue_by_deadline;
+                 ALTER TABLE lookups RENAME TO v5_lookups;
+                 ALTER TABLE queue RENAME TO v5_queue;
+                 ALTER TABLE audit RENAME TO v5_audit;
+                 ALTER TABLE keys RENAME TO v5_keys;",
+            )?;
+            c.execute_batch(sqlite::SCHEMA)?;
+            // Filled without the secondary indexes, then indexed at once.
+            for name in sqlite::LOOKUP_INDEXES {
+                c.execute_batch(&format!("DROP INDEX IF EXISTS {name};"))?;
+            }
+            let mut st = c.prepare(
+                "SELECT version, check_value, wrapped_keys, created_at, retired_at FROM v5_keys",
+            )?;
+            let keys = st
+                .query_map([], |r| {
+                    Ok(sqlite::KeyRow {
+                        version: r.get(0)?,
+                        check_value: r.get(1)?,
+                        wrapped_keys: r.get(2)?,
+                        created_at: r.get(3)?,
+                        retired_at: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            drop(st);
+            for k in &keys {
+                sqlite::insert_key(c, k)?;
+            }
+            sqlite::insert_dictionaries(c)?;
+            let lookups = self.carry_lookups(c)?;
+            self.carry_queue(c)?;
+            carry_audit(c)?;
+            c.execute_batch(
+                "DROP TABLE v5_lookups; DROP TABLE v5_queue; DROP TABLE v5_audit; DROP TABLE v5_keys;",
+            )?;
+            c.execute_batch(sqlite::SCHEMA)?;
+            // What foreign keys would have refused, had they been on.
+            let broken: i64 =
+                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+                    r.get(0)
+                })?;
+            if broken > 0 {
+                return Err(StoreError::Corrupt {
+                    id: format!("{broken} rows"),
+                    column: "key_version",
+                    reason: "they name a key version the database does not have; the database was left as it was".into(),
+                });
+            }
+            c.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)",
+                params![FORMAT6_SINCE, now.timestamp_millis().to_string()],
+            )?;
+            c.execute_batch("PRAGMA user_version = 6;")?;
+            let entry = crate::AuditEntry {
+                command: "migrate".into(),
+                operator: gbdfl_core::os_user::name(),
+                host: gethostname::gethostname().to_string_lossy().into_owned(),
+                records: lookups,
+                os_user: Some(gbdfl_core::os_user::described().to_owned()),
+                ..Default::default()
+            };
+            self.append_audit_in(c, &entry)?;
+            Ok::<_, StoreError>(lookups)
+        });
+        self.conn.execute_batch(&format!(
+            "PRAGMA cache_size = {cache}; PRAGMA foreign_keys = ON;"
+        ))?;
+        done
+    }
+
+    /// Copies every lookup into the new table, each sealed value sealed
+    /// again under its new associated data; fills in what version 6 always
+    /// has (`reached` of a call, the summary of a VALID answer).
+    fn carry_lookups(&self, c: &Connection) -> Result<u64, StoreError> {
+        let total: i64 = c.query_row("SELECT count(*) FROM v5_lookups", [], |r| r.get(0))?;
+        let total = total.max(0) as u64;
+        // In id order: the new table and its id index then grow at their
+        // ends, instead of a random page of the id index per row (ids of
+        // imported lookups are in no order), which thrashed the page cache.
+        let mut st = c.prepare(&format!(
+            "SELECT {V5_LOOKUP_COLUMNS} FROM v5_lookups ORDER BY id"
+        ))?;
+        let mut rows = st.query([])?;
+        let mut done = 0u64;
+        progress(0, total);
+        while let Some(r) = rows.next()? {
+            let mut row = v5_lookup(r)?;
+            self.reseal_v5_lookup(&mut row)?;
+            sqlite::insert_lookup(c, &row)?;
+            done += 1;
+            if done.is_multiple_of(PROGRESS_EVERY) {
+                progress(done, total);
+            }
+        }
+        if !done.is_multiple_of(PROGRESS_EVERY) {
+            progress(done, total);
+        }
+        Ok(done)
+    }
+
+    /// Seals again every value of a lookup read from a version-5 table (or
+    /// a spill file of that time) under the associated data of version 6.
+    /// A row whose values do not open is left as it was: `check` names it.
+    pub(crate) fn reseal_v5_lookup(&self, row: &mut LookupRow) -> Result<(), StoreError> {
+        let Ok(plain) = self.open_v5_values(row) else {
+            return Ok(());
+        };
+        let [iin, _, _, detail, response, summary] = &plain;
+        if row.reached.is_none() && row.source == Source::Service {
+            let detail = detail
+                .as_ref()
+                .map(|d| String::from_utf8_lossy(d).into_owned());
+            row.reached = legacy_reached(
+                row.source,
+                row.outcome,
+                row.http_status.and_then(|s| u16::try_from(s).ok()),
+                detail.as_deref(),
+            );
+        }
+        let mut made_summary = None;
+        if summary.is_none()
+            && row.source == Source::Service
+            && row.outcome == Outcome::Answered
+            && row.status.as_deref() == Some("VALID")
+        {
+            let body = response
+                .as_ref()
+                .and_then(|r| codec::unpack(r))
+                .unwrap_or_default();
+            let iin = iin
+                .as_ref()
+                .map(|i| String::from_utf8_lossy(i).into_owned());
+            made_summary = Some(
+                gbdfl_core::summary::Summary::of_body(iin.as_deref().unwrap_or_default(), &body)
+                    .encode(),
+            );
+        }
+        let mut binding = Vec::new();
+        row.binding().write(&mut binding);
+        let mut aad = Vec::new();
+        let (id, version) = (row.id.clone(), self.key_version);
+        let seal = |column: &str, plain: &[u8], aad: &mut Vec<u8>| {
+            crypto::bound_data_into(aad, "lookups", column, &id, version, &binding);
+            self.keys.seal(plain, aad).map_err(|e| StoreError::Corrupt {
+                id: id.clone(),
+                column: "seal",
+                reason: e.to_string(),
+            })
+        };
+        for ((column, value), plain) in row.sealed_mut().into_iter().zip(&plain) {
+            if let (Some(value), Some(plain)) = (value, plain) {
+                *value = seal(column, plain, &mut aad)?;
+            }
+        }
+        if let Some(summary) = made_summary {
+            row.summary_enc = Some(seal("summary_enc", &summary, &mut aad)?);
+        }
+        Ok(())
+    }
+
+    /// Every sealed value of a version-5 lookup opened, in
+    /// [`LookupRow::sealed_mut`]'s order.
+    #[allow(clippy::type_complexity)]
+    fn open_v5_values(
+        &self,
+        row: &LookupRow,
+    ) -> Result<[Option<zeroize::Zeroizing<Vec<u8>>>; 6], StoreError> {
+        let mut out: [Option<zeroize::Zeroizing<Vec<u8>>>; 6] = Default::default();
+        let mut copy = row.clone();
+        for (slot, (column, value)) in out.iter_mut().zip(copy.sealed_mut()) {
+            if let Some(value) = value {
+                *slot = Some(self.open_sealed(
+                    "lookups",
+                    column,
+                    &row.id,
+                    row.key_version,
+                    None,
+                    value,
+                )?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Copies every queue item, each sealed value sealed again under its
+    /// new associated data (one that does not open is left as it was).
+    fn carry_queue(&self, c: &Connection) -> Result<(), StoreError> {
+        let mut st = c.prepare(&format!(
+            "SELECT {} FROM v5_queue ORDER BY rowid",
+            sqlite::QUEUE_COLUMNS
+        ))?;
+        let rows: Vec<QueueRow> = st
+            .query_map([], sqlite::v5_queue_row)?
+            .collect::<Result<_, _>>()?;
+        for mut q in rows {
+            let binding = super::queue::queue_binding(&q)?;
+            let mut opened = Vec::new();
+            let mut copy = q.clone();
+            let all_open = copy.sealed_mut().into_iter().all(|(column, value)| {
+                let Some(value) = value else {
+                    opened.push(None);
+                    return true;
+                };
+                match self.open_sealed("queue", column, &q.id, q.key_version, None, value) {
+                    Ok(plain) => {
+                        opened.push(Some(plain));
+                        true
+                    }
+                    Err(_) => false,
+                }
+            });
+            if all_open {
+                let mut aad = Vec::new();
+                let id = q.id.clone();
+                for ((column, value), plain) in q.sealed_mut().into_iter().zip(&opened) {
+                    if let (Some(value), Some(plain)) = (value, plain) {
+                        crypto::bound_data_into(
+                            &mut aad,
+                            "queue",
+                            column,
+                            &id,
+                            self.key_version,
+                            &binding,
+                        );
+                        *value = self
+                            .keys
+                            .seal(plain, &aad)
+                            .map_err(|e| StoreError::Corrupt {
+                                id: id.clone(),
+                                column: "seal",
+                                reason: e.to_string(),
+                            })?;
+                    }
+                }
+            }
+            sqlite::insert_queue(c, &q)?;
+        }
+        Ok(())
+    }
+}
+
+/// Copies the audit trail as it is, its times as milliseconds: the chain
+/// covers each time as the text it is read back as, which is the text it
+/// was written as (refused otherwise: the chain would no longer verify).
+fn carry_audit(c: &Connection) -> Result<(), StoreError> {
+    let mut st = c.prepare("SELECT seq, at FROM v5_audit ORDER BY seq")?;
+    let times: Vec<(i64, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut update = c.prepare(
+        "INSERT INTO audit (seq, id, at, operator, host, command, subject, outcome, exit_code, \
+         paid_call, records, key_version, purpose_enc, error_enc, mac, os_user) \
+         SELECT seq, id, ?2, operator, host, command, subject, outcome, exit_code, paid_call, \
+         records, key_version, purpose_enc, error_enc, mac, os_user FROM v5_audit WHERE seq = ?1",
+    )?;
+    for (seq, at) in times {
+        let ms = sqlite::ms(&at)?;
+        if sqlite::text_of(ms)? != at {
+            return Err(StoreError::Corrupt {
+                id: format!("audit entry {seq}"),
+                column: "at",
+                reason: format!(
+                    "its time {at:?} is not in the form gbdfl writes; the database was left at format version 5"
+                ),
+            });
+        }
+        update.execute(params![seq, ms])?;
+    }
+    Ok(())
+}
