@@ -179,7 +179,10 @@ impl Store {
             c.execute_batch(
                 "DROP TABLE v5_lookups; DROP TABLE v5_queue; DROP TABLE v5_audit; DROP TABLE v5_keys;",
             )?;
-            c.execute_batch(sqlite::SCHEMA)?;
+            // The secondary indexes of `lookups` are built after the commit,
+            // as after a large import (`sqlite::ensure_schema`: sorted in
+            // temp files, not in memory); a crash before that leaves them
+            // to the next open.
             // What foreign keys would have refused, had they been on.
             let broken: i64 =
                 c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
