@@ -32,13 +32,18 @@ pub const FETCHED_AT: &str = "fetched_at";
 /// is reported and skipped).
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// The store failed (opening a value, writing a batch).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The input could not be read.
     #[error("reading {what}: {source}")]
     Read {
+        /// Where in the input reading failed (`line N`).
         what: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The export could not be written.
     #[error("writing the export: {0}")]
     Write(#[source] std::io::Error),
 }
@@ -143,9 +148,14 @@ pub fn parse_line(
 /// Who imports, and why: recorded with every imported lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct Importer<'a> {
+    /// The staff member importing, as declared.
     pub operator: &'a str,
+    /// The machine importing.
     pub host: &'a str,
+    /// Why the answers are imported; stored sealed with each lookup.
     pub purpose: Option<&'a str>,
+    /// The fetch time of a line without a [`FETCHED_AT`] field; `None`
+    /// makes such a line bad.
     pub default_time: Option<DateTime<Utc>>,
     /// Drop the secondary indexes while importing and build them at the
     /// end: faster for an import that is large next to the database.
@@ -158,9 +168,13 @@ pub struct Importer<'a> {
 /// What an import did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ImportReport {
+    /// The number of the last line that held an answer or a bad line.
     pub lines: u64,
+    /// Lookups stored now, and those already stored by an earlier import.
     pub stored: ImportOutcome,
+    /// Lines reported and skipped.
     pub bad: u64,
+    /// Lines stored with a warning (an IIN that fails its check digit).
     pub warnings: u64,
 }
 
@@ -397,7 +411,9 @@ fn read_blocks(
 /// What an import says as it goes.
 #[derive(Debug)]
 pub enum Note<'a> {
+    /// A line skipped: its number and why.
     Bad(u64, &'a str),
+    /// A line stored with a warning: its number and the warning.
     Warning(u64, &'a str),
     /// Every line is in; the indexes dropped for the import are being
     /// built again (some seconds at a million answers).

@@ -39,17 +39,22 @@ pub const SEAL_VERSION: u8 = 1;
 pub const HKDF_SALT: &[u8] = b"gbdfl-v1";
 /// HKDF info strings, one per subkey.
 pub const INFO_ENC: &[u8] = b"gbdfl/v1/encryption";
+/// HKDF info of the key-check value, from which the key id is made.
 pub const INFO_CHECK: &[u8] = b"gbdfl/v1/key-check";
 
 /// What can go wrong in this module.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// The bytes are not a sealed value of a layout this format knows.
     #[error("sealed value is too short or has an unknown layout version")]
     Malformed,
     #[error(
         "sealed value failed authentication (wrong key, tampered bytes, or moved from another row)"
     )]
+    /// AES-GCM refused the value: another key, changed bytes, or other
+    /// associated data (a value moved to another row or column).
     Open,
+    /// The operating system gave no random bytes (for a key or a nonce).
     #[error("could not gather randomness from the operating system: {0}")]
     Random(String),
 }
@@ -66,6 +71,8 @@ impl MasterKey {
         Ok(MasterKey(k))
     }
 
+    /// The key with these bytes: what [`crate::keyfile::load`] read, or a
+    /// fixed key in tests.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
         MasterKey(bytes)
     }
@@ -140,6 +147,7 @@ pub struct StableKeys {
 }
 
 impl StableKeys {
+    /// Fresh random keys from the operating system's generator (at `init`).
     pub fn generate() -> Result<StableKeys, CryptoError> {
         let mut index = Zeroizing::new([0u8; KEY_LEN]);
         let mut audit = Zeroizing::new([0u8; KEY_LEN]);

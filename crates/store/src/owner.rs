@@ -27,7 +27,9 @@ pub enum Liveness {
 /// An owner text read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner<'a> {
+    /// The process id.
     pub pid: u32,
+    /// The host name of the machine it ran on.
     pub host: &'a str,
     /// `None` in a text an older gbdfl wrote (`PID HOST`).
     pub run: Option<&'a str>,

@@ -28,11 +28,17 @@ use gbdfl_core::iin::Iin;
 /// A request to queue. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
 pub struct NewRequest<'a> {
+    /// The person to look up; stored sealed, with a keyed index.
     pub iin: &'a Iin,
+    /// The session the request belongs to; stored sealed.
     pub session_id: &'a str,
+    /// Why the staff member asked; stored sealed.
     pub purpose: Option<&'a str>,
+    /// The staff member who asked, as declared.
     pub operator: &'a str,
+    /// The machine that asked.
     pub host: &'a str,
+    /// When it was queued.
     pub queued_at: DateTime<Utc>,
     /// Never sent after this: the end of the 3-hour window.
     pub deadline: DateTime<Utc>,
@@ -60,6 +66,7 @@ pub(super) type Reseal<'a> =
     dyn Fn(&str, &str, &str, Option<&[u8]>, &[u8], i64) -> Result<Vec<u8>, StoreError> + 'a;
 
 impl QueueState {
+    /// The state as shown (`WAITING`, `SENDING`, `IN_DOUBT`, `EXPIRED`).
     pub fn as_str(self) -> &'static str {
         match self {
             QueueState::Waiting => "WAITING",
@@ -73,21 +80,35 @@ impl QueueState {
 /// A queue item, opened.
 #[derive(Debug, Clone)]
 pub struct QueueItem {
+    /// The item's id.
     pub id: String,
     /// The IIN. Personal data: mask it for display.
     pub iin: Iin,
+    /// The session the request belongs to, opened.
     pub session_id: String,
+    /// Why the staff member asked, opened.
     pub purpose: Option<String>,
+    /// The staff member who asked, as declared.
     pub operator: String,
+    /// The machine that asked.
     pub host: String,
+    /// When it was queued.
     pub queued_at: DateTime<Utc>,
+    /// Never sent after this: the end of the 3-hour window.
     pub deadline: DateTime<Utc>,
+    /// Where it stands.
     pub state: QueueState,
+    /// How many times it was claimed to be sent (a restored claim does
+    /// not count).
     pub attempts: u32,
+    /// Not sent again before this time.
     pub next_try_at: DateTime<Utc>,
+    /// The GBDFL status of its last answer, if one came.
     pub last_status: Option<String>,
+    /// What went wrong with its last call, opened.
     pub last_error: Option<String>,
-    /// The process id of the claim, when claimed.
+    /// Who holds the claim, when claimed: an owner text (`PID HOST RUN`,
+    /// [`owner`](crate::owner)).
     pub claimed_by: Option<String>,
 }
 
@@ -149,10 +170,14 @@ enum SealedAfter {
 /// Who claims the next due item, and which to pass over.
 #[derive(Clone, Copy)]
 pub struct NextClaim<'a> {
+    /// The claimant's owner text ([`owner`](crate::owner)).
     pub owner: &'a str,
+    /// When the claim runs out: after it, an unfinished item is in doubt.
     pub until: DateTime<Utc>,
     /// Claim items whose earlier call was interrupted, too.
     pub in_doubt: bool,
+    /// Item ids the caller does not want claimed now (e.g. one that used up
+    /// its tries in this run).
     pub skip: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
@@ -163,8 +188,11 @@ pub enum After<'a> {
     Done,
     /// Try again, not before `next_try`.
     Retry {
+        /// The earliest time it is sent again.
         next_try: DateTime<Utc>,
+        /// The GBDFL status of the answer, if one came.
         status: Option<&'a str>,
+        /// What went wrong; stored sealed.
         error: &'a str,
     },
     /// Put back exactly as it was before the claim (the call did not count:
@@ -174,7 +202,9 @@ pub enum After<'a> {
     /// usable answer: the item is in doubt from now on, and is sent again
     /// only when the operator says so (`sync --resend-in-doubt`).
     InDoubt {
+        /// The GBDFL status of the answer, if one came.
         status: Option<&'a str>,
+        /// What went wrong; stored sealed.
         error: &'a str,
     },
 }
