@@ -2,13 +2,20 @@
 //! export`): one answer per line, as the service sent it, plus the time it
 //! was fetched in a field of its own.
 //!
+//! The work splits over threads: parse, summarise, compress and seal in
+//! parallel, one writer inserting large transactions.
+//!
 //! Rules this module keeps: it reads and writes the store and the user's
-//! files, never the HTTP client; a bad line is reported by its number and
-//! skipped, never stops the import; an IIN that fails the check digit is
-//! stored with a warning (archives hold real data); the work splits over
-//! threads (parse, summarise, compress and seal in parallel, one writer
-//! inserting large transactions), and the order of the output does not
-//! depend on the number of threads.
+//! files, never the HTTP client (`layers::store_reaches_no_http_and_no_layer_above_it`
+//! in tests/cli); a bad line is reported by its number and skipped, never
+//! stops the import, and an IIN that fails the check digit is stored with
+//! a warning, since archives hold real data
+//! (`bulk::issue_6_import_then_export_gives_back_the_same_answers`,
+//! `bad_lines_say_why`, `blocks_hold_whole_lines_numbered_across_blocks`);
+//! a fetch time in the future, or two IINs that differ, make a bad line
+//! (`future_times_and_disagreeing_iins_are_bad_lines`); an exported line is
+//! the answer as the service sent it
+//! (`an_exported_line_is_the_answer_as_sent_with_fetched_at_first`).
 
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};

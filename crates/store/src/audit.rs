@@ -2,10 +2,14 @@
 //! them back, and verifying the chain.
 //!
 //! Rules this module keeps: an entry is appended under `BEGIN IMMEDIATE`,
-//! so concurrent processes take turns and the chain never forks; its MAC
-//! covers the previous entry's MAC and every field but the key version
-//! (docs/FORMAT.md, "The audit chain"); the purpose and the error are sealed;
-//! verification names the first entry that does not fit.
+//! so concurrent processes take turns and the chain never forks (the chain
+//! verifies after `concurrent::four_operators_for_five_seconds`); each
+//! entry's MAC covers the previous entry's MAC and the entry's fields
+//! (docs/FORMAT.md, "The audit chain"), and verification names the first
+//! entry that was changed, deleted, inserted, renumbered or swapped
+//! (tests/cli/audit.rs, `os_user::a_changed_or_removed_os_user_breaks_the_chain`);
+//! the purpose and the error are stored only sealed (the backend's row has
+//! no plaintext field for them).
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;

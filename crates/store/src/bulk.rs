@@ -3,11 +3,17 @@
 //! every person for the expiry scan, exporting every answer, and the
 //! "floor" measurements of the benchmark.
 //!
-//! Rules this module keeps: what crosses threads is sealed, or is opened by
-//! an [`Opener`] (the keys without the connection) on the worker that needs
-//! it; every batch is one transaction (a crash keeps whole batches only),
-//! and an import never replaces a row: ids come from the content
-//! (`Keys::content_id`), so importing twice or merging stores nothing twice.
+//! Rules this module keeps: the connection stays on its thread (a
+//! [`Store`] is not `Sync`); workers get an [`Opener`] (the keys without
+//! the connection), and what they hand the writer is sealed
+//! ([`SealedLookup`], [`SealedSummaries`]). Every import batch is one
+//! transaction, so an error keeps the batches before it whole
+//! (`imports_commit_as_they_go_and_keep_what_came_before_an_error`), and an
+//! import never replaces a row: ids come from the content
+//! (`Keys::content_id`), so importing twice stores nothing twice
+//! (`archive::tests::a_read_error_midway_keeps_what_came_before_it`,
+//! `bulk::issue_6_import_then_export_gives_back_the_same_answers` in
+//! tests/cli).
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};

@@ -10,11 +10,17 @@
 //! lookups and the audit chain (and the head an auditor wrote down) survive
 //! a key rotation.
 //!
-//! Rules this module keeps: it knows nothing of SQLite, clap or HTTP; it uses
-//! the RustCrypto crates as they are and writes no primitive; key material is
-//! zeroized on drop, has no `Clone` or `Serialize`, and prints as `***`.
-//! The byte layouts here are specified in docs/FORMAT.md; change one only
-//! together with that document and its test.
+//! Rules this module keeps: key material is zeroized on drop
+//! (`ZeroizeOnDrop`, `Zeroizing`, and aes-gcm's `zeroize` feature for the
+//! cipher), has no `Serialize`, and prints as `Name(***)` in Debug
+//! (`wrapped_keys_survive_a_new_master_key` checks the master key's); the
+//! master key and the long-lived keys have no `Clone` (the derived
+//! [`Keys`] are cloned, for worker threads). The byte layouts are those of
+//! docs/FORMAT.md, kept by `associated_data_is_the_documented_text`,
+//! `sealed_values_have_the_layout_and_nonces_differ_across_threads` and
+//! `format::every_record_decrypts_by_hand_following_format_md` in
+//! tests/cli (which opens records with the RustCrypto crates alone):
+//! change one only together with that document and those tests.
 
 use std::fmt;
 

@@ -1,13 +1,23 @@
 //! The encrypted store of lookups: the one boundary behind which the
 //! database lives.
 //!
-//! Rules this module keeps: nothing leaves this module for the disk
-//! unencrypted, and nothing personal comes back out without being opened
-//! here. Callers hand in and get back plaintext domain types; this file seals
-//! and opens them (binding each ciphertext to its table, column, row id and
-//! key version); the backend below (`sqlite`, and one day PostgreSQL beside
-//! it) sees only sealed rows. Ids are made by the client (UUIDv7), so
-//! retrying or merging never duplicates a lookup.
+//! Callers hand in and get back plaintext domain types ([`NewLookup`],
+//! [`Lookup`], [`QueueItem`], [`AuditEntry`]); the store seals every
+//! personal field before it is written, and the rows of the private
+//! `sqlite` backend hold those fields only as sealed bytes (`*_enc`).
+//!
+//! Rules this crate keeps:
+//! - no IIN, name, document number, purpose or session id is in plaintext
+//!   in the database or its WAL (`privacy::database_and_wal_hold_no_iin_name_document_number_or_session_id`
+//!   in tests/cli);
+//! - every sealed value is bound to its table, column, row id, key version
+//!   and its row's choosing fields ([`sealed`]), so a value moved to another
+//!   row, or a row relabelled, does not open (`crypto` tests,
+//!   tests/cli/tamper.rs, `format::a_ciphertext_copied_into_another_row_is_reported_not_shown`);
+//! - a lookup's id is made by the caller before the call ([`LookupId`],
+//!   UUIDv7), or from the content for an import, so importing the same
+//!   archive twice stores nothing twice
+//!   (`bulk::issue_6_import_then_export_gives_back_the_same_answers`).
 
 #![deny(missing_docs)]
 

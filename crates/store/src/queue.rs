@@ -1,13 +1,18 @@
 //! The queue of requests waiting to be sent, and paid-call statistics.
 //!
 //! Rules this module keeps: one item per IIN and session (a keyed index,
-//! `request`, is unique); an item is claimed in a committed transaction
-//! before its call is made, and the call's lookup is recorded in the same
-//! transaction that takes the item off the queue or reschedules it; an item
-//! whose claim ran out (its process died mid-call) is *in doubt* and is only
-//! claimed again when the caller says so, because the service may already
-//! have answered and billed it. Personal fields are sealed like lookups',
-//! with the table name `queue` in their associated data.
+//! `request`, is `UNIQUE` in schema.sql); an item is claimed in a committed
+//! transaction before its call is made, and the call's lookup is recorded
+//! in the same transaction that takes the item off the queue or
+//! reschedules it, so no request is paid twice
+//! (`sync::two_syncs_at_once_send_every_item_exactly_once`,
+//! `sync::a_fetch_racing_a_sync_never_pays_twice`,
+//! `sync::sigkill_at_random_moments_never_pays_twice` in tests/cli); an
+//! item whose claim ran out (its process died mid-call) is *in doubt* and
+//! is only claimed again when the caller says so, because the service may
+//! already have answered and billed it (tests/cli/billing.rs). Personal
+//! fields are stored only sealed (the backend's queue row holds them as
+//! bytes), bound as [`sealed::SEALED`](crate::sealed::SEALED) lists.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
