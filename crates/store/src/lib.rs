@@ -74,7 +74,7 @@ pub enum StoreError {
     #[error(
         "{0} is not a gbdfl database (it is not SQLite, or belongs to another program): check --db PATH; the file was not changed"
     )]
-    /// The file exists but is not SQLite, or has no gbdfl schema; it was left as it was.
+    /// The file is not SQLite, or is another program's database; it was left as it was.
     NotADatabase(PathBuf),
     #[error(
         "database {path} has schema version {found}, newer than this gbdfl understands ({supported}): upgrade gbdfl; the file was not changed"
