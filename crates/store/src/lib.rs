@@ -864,7 +864,8 @@ impl Store {
             self.migrate_to_v6()?;
             sqlite::ensure_schema(&self.conn)?;
         }
-        Ok(())
+        // Also what a migration killed after its commit left.
+        self.drop_v5_tables()
     }
 
     /// This store, reading the time from `clock` from now on (a test's

@@ -30,6 +30,9 @@ pub(crate) const SCHEMA_V5: &str = include_str!("schema-v5.sql");
 /// audit entry naming them.
 pub const FORMAT6_SINCE: &str = "format6_since";
 
+/// Rows of an old table deleted per transaction once a migration is done.
+const DROP_STEP: u32 = 100_000;
+
 /// Lookups between two calls of the progress hook.
 const PROGRESS_EVERY: u64 = 2_000;
 
@@ -182,18 +185,21 @@ impl Store {
             let lookups = self.carry_lookups(c)?;
             self.carry_queue(c)?;
             carry_audit(c)?;
-            c.execute_batch(
-                "DROP TABLE v5_lookups; DROP TABLE v5_queue; DROP TABLE v5_audit; DROP TABLE v5_keys;",
-            )?;
+            // The old tables go after the commit, in bounded steps
+            // ([`Store::drop_v5_tables`]): dropping a million rows at once,
+            // every freed page zeroed, held them all in memory.
             // The secondary indexes of `lookups` are built after the commit,
             // as after a large import (`sqlite::ensure_schema`: sorted in
             // temp files, not in memory); a crash before that leaves them
             // to the next open.
             // What foreign keys would have refused, had they been on.
-            let broken: i64 =
-                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                    r.get(0)
-                })?;
+            let broken: i64 = c.query_row(
+                "SELECT (SELECT count(*) FROM pragma_foreign_key_check('lookups')) \
+                          + (SELECT count(*) FROM pragma_foreign_key_check('queue')) \
+                          + (SELECT count(*) FROM pragma_foreign_key_check('audit'))",
+                [],
+                |r| r.get(0),
+            )?;
             if broken > 0 {
                 return Err(StoreError::Corrupt {
                     id: format!("{broken} rows"),
@@ -220,6 +226,61 @@ impl Store {
         self.conn.execute_batch(&format!(
             "PRAGMA cache_size = {cache}; PRAGMA foreign_keys = ON;"
         ))?;
+        done
+    }
+
+    /// Removes the tables of format version 5 that a migration left (all
+    /// of their rows are in the version-6 tables): rows in transactions of
+    /// [`DROP_STEP`], each freed page zeroed (`secure_delete`), then the
+    /// tables. A crash midway leaves the rest to the next open.
+    pub(crate) fn drop_v5_tables(&self) -> Result<(), StoreError> {
+        let left: i64 = self.conn.query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name LIKE 'v5\\_%' ESCAPE '\\'",
+            [],
+            |r| r.get(0),
+        )?;
+        if left == 0 {
+            return Ok(());
+        }
+        // Foreign keys off: the old `lookups` refers to itself, and with
+        // them on every delete looks for the rows naming it.
+        self.conn.execute_batch("PRAGMA foreign_keys = OFF;")?;
+        let done = (|| {
+            for table in ["v5_lookups", "v5_queue", "v5_audit"] {
+                loop {
+                    let n = sqlite::immediate(&self.conn, |c| {
+                        Ok::<_, StoreError>(
+                            c.execute(
+                                &format!(
+                                    "DELETE FROM {table} WHERE rowid IN \
+                                 (SELECT rowid FROM {table} LIMIT {DROP_STEP})"
+                                ),
+                                [],
+                            )
+                            .or_else(|e| match e {
+                                rusqlite::Error::SqliteFailure(_, Some(m))
+                                    if m.contains("no such table") =>
+                                {
+                                    Ok(0)
+                                }
+                                e => Err(e),
+                            })?,
+                        )
+                    })?;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            sqlite::immediate(&self.conn, |c| {
+                c.execute_batch(
+                    "DROP TABLE IF EXISTS v5_lookups; DROP TABLE IF EXISTS v5_queue; \
+                     DROP TABLE IF EXISTS v5_audit; DROP TABLE IF EXISTS v5_keys;",
+                )?;
+                Ok::<_, StoreError>(())
+            })
+        })();
+        self.conn.execute_batch("PRAGMA foreign_keys = ON;")?;
         done
     }
 
