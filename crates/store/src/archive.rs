@@ -2,13 +2,20 @@
 //! export`): one answer per line, as the service sent it, plus the time it
 //! was fetched in a field of its own.
 //!
+//! The work splits over threads: parse, summarise, compress and seal in
+//! parallel, one writer inserting large transactions.
+//!
 //! Rules this module keeps: it reads and writes the store and the user's
-//! files, never the HTTP client; a bad line is reported by its number and
-//! skipped, never stops the import; an IIN that fails the check digit is
-//! stored with a warning (archives hold real data); the work splits over
-//! threads (parse, summarise, compress and seal in parallel, one writer
-//! inserting large transactions), and the order of the output does not
-//! depend on the number of threads.
+//! files, never the HTTP client (`layers::store_reaches_no_http_and_no_layer_above_it`
+//! in tests/cli); a bad line is reported by its number and skipped, never
+//! stops the import, and an IIN that fails the check digit is stored with
+//! a warning, since archives hold real data
+//! (`bulk::issue_6_import_then_export_gives_back_the_same_answers`,
+//! `bad_lines_say_why`, `blocks_hold_whole_lines_numbered_across_blocks`);
+//! a fetch time in the future, or two IINs that differ, make a bad line
+//! (`future_times_and_disagreeing_iins_are_bad_lines`); an exported line is
+//! the answer as the service sent it
+//! (`an_exported_line_is_the_answer_as_sent_with_fetched_at_first`).
 
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -33,13 +40,18 @@ pub const FETCHED_AT: &str = "fetched_at";
 /// is reported and skipped).
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
+    /// The store failed (opening a value, writing a batch).
     #[error("{0}")]
     Store(#[from] StoreError),
+    /// The input could not be read.
     #[error("reading {what}: {source}")]
     Read {
+        /// Where in the input reading failed (`line N`).
         what: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The export could not be written.
     #[error("writing the export: {0}")]
     Write(#[source] std::io::Error),
 }
@@ -144,9 +156,14 @@ pub fn parse_line(
 /// Who imports, and why: recorded with every imported lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct Importer<'a> {
+    /// The staff member importing, as declared.
     pub operator: &'a str,
+    /// The machine importing.
     pub host: &'a str,
+    /// Why the answers are imported; stored sealed with each lookup.
     pub purpose: Option<&'a str>,
+    /// The fetch time of a line without a [`FETCHED_AT`] field; `None`
+    /// makes such a line bad.
     pub default_time: Option<DateTime<Utc>>,
     /// Drop the secondary indexes while importing and build them at the
     /// end: faster for an import that is large next to the database.
@@ -159,9 +176,13 @@ pub struct Importer<'a> {
 /// What an import did.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ImportReport {
+    /// The number of the last line that held an answer or a bad line.
     pub lines: u64,
+    /// Lookups stored now, and those already stored by an earlier import.
     pub stored: ImportOutcome,
+    /// Lines reported and skipped.
     pub bad: u64,
+    /// Lines stored with a warning (an IIN that fails its check digit).
     pub warnings: u64,
 }
 
@@ -429,7 +450,9 @@ fn read_blocks(
 /// What an import says as it goes.
 #[derive(Debug)]
 pub enum Note<'a> {
+    /// A line skipped: its number and why.
     Bad(u64, &'a str),
+    /// A line stored with a warning: its number and the warning.
     Warning(u64, &'a str),
     /// Every line is in; the indexes dropped for the import are being
     /// built again (some seconds at a million answers).

@@ -2,10 +2,14 @@
 //! them back, and verifying the chain.
 //!
 //! Rules this module keeps: an entry is appended under `BEGIN IMMEDIATE`,
-//! so concurrent processes take turns and the chain never forks; its MAC
-//! covers the previous entry's MAC and every field but the key version
-//! (docs/FORMAT.md, "The audit chain"); the purpose and the error are sealed;
-//! verification names the first entry that does not fit.
+//! so concurrent processes take turns and the chain never forks (the chain
+//! verifies after `concurrent::four_operators_for_five_seconds`); each
+//! entry's MAC covers the previous entry's MAC and the entry's fields
+//! (docs/FORMAT.md, "The audit chain"), and verification names the first
+//! entry that was changed, deleted, inserted, renumbered or swapped
+//! (tests/cli/audit.rs, `os_user::a_changed_or_removed_os_user_breaks_the_chain`);
+//! the purpose and the error are stored only sealed (the backend's row has
+//! no plaintext field for them).
 
 use chrono::{DateTime, Utc};
 use rusqlite::Connection;
@@ -18,14 +22,23 @@ use crate::crypto;
 /// An entry to append. The store fills in sequence, time, id and MAC.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
+    /// The gbdfl command the entry is about (`fetch`, `show`, `purge`, ...).
     pub command: String,
+    /// The staff member who ran it, as declared.
     pub operator: String,
+    /// The machine it ran on.
     pub host: String,
+    /// The blind index of the IIN the command concerned; `None` when none.
     pub subject: Option<[u8; 32]>,
+    /// Why the staff member asked (`--purpose`); stored sealed.
     pub purpose: Option<String>,
+    /// The command's exit code: 0 is recorded as `ok`, any other as `error`.
     pub exit_code: u8,
+    /// What went wrong, for a failed command; stored sealed.
     pub error: Option<String>,
+    /// Whether a call to the paid service was made.
     pub paid_call: bool,
+    /// How many records were shown, exported, changed or deleted.
     pub records: u64,
     /// The OS user that ran the command (`NAME (uid N)`), beside the
     /// declared `operator`; `None` for entries written before it was kept.
@@ -41,21 +54,35 @@ pub struct AuditEntry {
 /// An entry as read back, opened.
 #[derive(Debug, Clone)]
 pub struct AuditView {
+    /// Its place in the chain: 1, 2, 3, ... without gaps.
     pub seq: i64,
+    /// The entry's id (UUIDv7).
     pub id: String,
+    /// When the entry was written.
     pub at: DateTime<Utc>,
+    /// The staff member who ran the command, as declared.
     pub operator: String,
+    /// The machine it ran on.
     pub host: String,
+    /// The gbdfl command the entry is about.
     pub command: String,
     /// First 8 bytes of the subject's blind index in hex: lets a reader see
     /// which entries concern the same person without saying who.
     pub subject: Option<String>,
+    /// Why the staff member asked, opened.
     pub purpose: Option<String>,
+    /// Whether the command succeeded (stored outcome `ok`).
     pub ok: bool,
+    /// The command's exit code.
     pub exit_code: u8,
+    /// What went wrong, opened; `None` when the command succeeded.
     pub error: Option<String>,
+    /// Whether a call to the paid service was made.
     pub paid_call: bool,
+    /// How many records were shown, exported, changed or deleted.
     pub records: u64,
+    /// The OS user that ran the command; `None` for entries written before
+    /// it was kept.
     pub os_user: Option<String>,
     /// The lookup the entry wrote or showed, if one.
     pub lookup_id: Option<String>,
@@ -66,7 +93,10 @@ pub struct AuditView {
 /// What `audit verify` found.
 #[derive(Debug, Clone)]
 pub struct AuditCheck {
+    /// How many entries the chain holds.
     pub entries: u64,
+    /// The MAC of the last entry (empty for an empty trail): with `entries`,
+    /// the head that `audit head` prints and `audit verify --head` checks.
     pub last_mac: Vec<u8>,
     /// The first problem, naming the entry; `None` when the chain holds.
     pub problem: Option<String>,
@@ -75,10 +105,15 @@ pub struct AuditCheck {
 /// Filters for `audit log`.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
+    /// Only entries written at or after this time.
     pub from: Option<DateTime<Utc>>,
+    /// Only entries written before this time.
     pub to: Option<DateTime<Utc>>,
+    /// Only entries of this operator (exact match).
     pub operator: Option<String>,
+    /// Only entries concerning the person with this blind index.
     pub subject: Option<[u8; 32]>,
+    /// Only entries of this command (exact match).
     pub command: Option<String>,
 }
 

@@ -3,11 +3,17 @@
 //! every person for the expiry scan, exporting every answer, and the
 //! "floor" measurements of the benchmark.
 //!
-//! Rules this module keeps: what crosses threads is sealed, or is opened by
-//! an [`Opener`] (the keys without the connection) on the worker that needs
-//! it; every batch is one transaction (a crash keeps whole batches only),
-//! and an import never replaces a row: ids come from the content
-//! (`Keys::content_id`), so importing twice or merging stores nothing twice.
+//! Rules this module keeps: the connection stays on its thread (a
+//! [`Store`] is not `Sync`); workers get an [`Opener`] (the keys without
+//! the connection), and what they hand the writer is sealed
+//! ([`SealedLookup`], [`SealedSummaries`]). Every import batch is one
+//! transaction, so an error keeps the batches before it whole
+//! (`imports_commit_as_they_go_and_keep_what_came_before_an_error`), and an
+//! import never replaces a row: ids come from the content
+//! (`Keys::content_id`), so importing twice stores nothing twice
+//! (`archive::tests::a_read_error_midway_keeps_what_came_before_it`,
+//! `bulk::issue_6_import_then_export_gives_back_the_same_answers` in
+//! tests/cli).
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -28,13 +34,20 @@ use gbdfl_core::summary::Summary;
 /// borrowed from it.
 #[derive(Debug)]
 pub struct ImportItem<'a> {
+    /// The person the answer is about; stored sealed, found by its blind index.
     pub iin: Iin,
     /// The face2face backend session id the answer names (may be empty).
     pub session_id: Cow<'a, str>,
+    /// When the answer was fetched from the service: stored as both the
+    /// lookup's request and answer time.
     pub fetched_at: DateTime<Utc>,
+    /// The answer's GBDFL status.
     pub status: Option<String>,
+    /// The answer's `result` flag.
     pub result: Option<bool>,
+    /// The answer's `failure_reason.type`.
     pub failure_type: Option<String>,
+    /// The answer's `failure_reason`, in words; stored sealed.
     pub detail: Option<String>,
     /// The line exactly as given.
     pub body: &'a [u8],
@@ -97,10 +110,12 @@ struct SummaryItem {
 }
 
 impl SealedSummaries {
+    /// How many persons the batch holds.
     pub fn len(&self) -> usize {
         self.items.len()
     }
 
+    /// Whether the batch holds no person.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
@@ -362,8 +377,11 @@ fn no_summary(id: &str) -> StoreError {
 /// What a floor measurement read and opened.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Floor {
+    /// How many sealed values were read and opened.
     pub values: u64,
+    /// Their plaintext bytes, in total.
     pub bytes: u64,
+    /// How long the walk took, wall clock.
     pub seconds: f64,
 }
 
@@ -396,14 +414,14 @@ impl Store {
     }
 
     /// Inserts sealed imported lookups as `next` hands them over, in
-    /// transactions of [`IMPORT_ROWS`] rows, or fewer when one has held the
-    /// write lock for [`IMPORT_HOLD`]; ids already present are left as they
+    /// transactions of `IMPORT_ROWS` rows, or fewer when one has held the
+    /// write lock for `IMPORT_HOLD`; ids already present are left as they
     /// are. `next(None)` waits as long as it takes and is called with no
     /// transaction open; `next(Some(t))` is called in the transaction and
     /// waits at most `t` (then [`Handed::NotYet`] commits). A slow source
     /// (a pipe, a terminal) therefore never keeps other processes from
     /// writing, and after each commit the lock stays free for
-    /// [`IMPORT_GAP`]. An error of `next` ends the import after what came
+    /// `IMPORT_GAP`. An error of `next` ends the import after what came
     /// before it is committed.
     ///
     /// Why so many rows at once: an imported id is derived from the answer,

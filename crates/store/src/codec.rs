@@ -9,16 +9,21 @@
 //! (what gbdfl writes) is the same with `zstd-dict-v2.bin`: v1's content,
 //! byte for byte, plus zstd's entropy tables (how often each byte and each
 //! match length occur), so that zstd need not build and describe a Huffman
-//! table for every 2 KB frame. That halves the time to compress an answer
-//! and makes it 13% smaller (BENCHMARKS.md). The tables were computed from
-//! 1,000 synthetic answers (`gbdfl bench dict`, with the emulator's `dictionary`); the
-//! content, which decides most of the gain, is still only the API page's
-//! example.
+//! table for every 2 KB frame: an answer packs smaller
+//! (`answers_not_among_the_samples_pack_smaller_with_v2_than_with_v1`;
+//! BENCHMARKS.md has the measurements). The tables were computed from
+//! 1,000 synthetic answers (`gbdfl bench dict`, with the emulator's
+//! `dictionary`: `format::the_v2_dictionary_is_what_bench_dict_makes` in
+//! tests/cli); the content, which decides most of the gain, is still only
+//! the API page's example.
 //!
-//! Rule this module keeps: the dictionary file never changes; a new one
-//! gets a new codec byte, so every stored value stays readable. Compression
-//! happens before sealing (ciphertext does not compress), on plaintext in
-//! memory only.
+//! Rules this module keeps: a dictionary file never changes; a new one
+//! gets a new codec byte, so every stored value stays readable
+//! (`the_v2_dictionary_is_v1_with_tables_and_never_changes`,
+//! `values_stored_with_the_v1_dictionary_stay_readable`). Packing works on
+//! plaintext in memory, before sealing (ciphertext does not compress):
+//! [`with_packed`] hands the packed body to its caller and zeroizes its
+//! buffer.
 
 use std::cell::RefCell;
 use std::sync::OnceLock;

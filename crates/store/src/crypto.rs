@@ -10,11 +10,17 @@
 //! lookups and the audit chain (and the head an auditor wrote down) survive
 //! a key rotation.
 //!
-//! Rules this module keeps: it knows nothing of SQLite, clap or HTTP; it uses
-//! the RustCrypto crates as they are and writes no primitive; key material is
-//! zeroized on drop, has no `Clone` or `Serialize`, and prints as `***`.
-//! The byte layouts here are specified in docs/FORMAT.md; change one only
-//! together with that document and its test.
+//! Rules this module keeps: key material is zeroized on drop
+//! (`ZeroizeOnDrop`, `Zeroizing`, and aes-gcm's `zeroize` feature for the
+//! cipher), has no `Serialize`, and prints as `Name(***)` in Debug
+//! (`wrapped_keys_survive_a_new_master_key` checks the master key's); the
+//! master key and the long-lived keys have no `Clone` (the derived
+//! [`Keys`] are cloned, for worker threads). The byte layouts are those of
+//! docs/FORMAT.md, kept by `associated_data_is_the_documented_text`,
+//! `sealed_values_have_the_layout_and_nonces_differ_across_threads` and
+//! `format::every_record_decrypts_by_hand_following_format_md` in
+//! tests/cli (which opens records with the RustCrypto crates alone):
+//! change one only together with that document and those tests.
 
 use std::fmt;
 
@@ -39,17 +45,22 @@ pub const SEAL_VERSION: u8 = 1;
 pub const HKDF_SALT: &[u8] = b"gbdfl-v1";
 /// HKDF info strings, one per subkey.
 pub const INFO_ENC: &[u8] = b"gbdfl/v1/encryption";
+/// HKDF info of the key-check value, from which the key id is made.
 pub const INFO_CHECK: &[u8] = b"gbdfl/v1/key-check";
 
 /// What can go wrong in this module.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
+    /// The bytes are not a sealed value of a layout this format knows.
     #[error("sealed value is too short or has an unknown layout version")]
     Malformed,
     #[error(
         "sealed value failed authentication (wrong key, tampered bytes, or moved from another row)"
     )]
+    /// AES-GCM refused the value: another key, changed bytes, or other
+    /// associated data (a value moved to another row or column).
     Open,
+    /// The operating system gave no random bytes (for a key or a nonce).
     #[error("could not gather randomness from the operating system: {0}")]
     Random(String),
 }
@@ -66,6 +77,8 @@ impl MasterKey {
         Ok(MasterKey(k))
     }
 
+    /// The key with these bytes: what [`crate::keyfile::load`] read, or a
+    /// fixed key in tests.
     pub fn from_bytes(bytes: [u8; KEY_LEN]) -> MasterKey {
         MasterKey(bytes)
     }
@@ -140,6 +153,7 @@ pub struct StableKeys {
 }
 
 impl StableKeys {
+    /// Fresh random keys from the operating system's generator (at `init`).
     pub fn generate() -> Result<StableKeys, CryptoError> {
         let mut index = Zeroizing::new([0u8; KEY_LEN]);
         let mut audit = Zeroizing::new([0u8; KEY_LEN]);

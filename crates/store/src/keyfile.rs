@@ -1,10 +1,14 @@
 //! The key file: where the master key lives on disk, apart from the database.
 //!
 //! Rules this module keeps: a key file is created once, with mode 0600, and
-//! never overwritten; a key file that the group or others can read, write or
-//! run, or that is not a regular file, is refused before its contents are
-//! read (one check, [`check_private`], exit code 8); the contents never
-//! appear in an error.
+//! never overwritten (`create_load_round_trip_and_never_overwrite`); a key
+//! file that the group or others can read, write or run, or that is not a
+//! regular file, is refused before its contents are read (one check,
+//! [`check_private`], exit code 8: `refuses_readable_and_truncated`,
+//! `hostile::a_key_file_others_can_read_is_refused_before_it_is_read` and
+//! `ranges::every_key_file_problem_is_exit_8_with_advice_that_fits` in
+//! tests/cli); the contents never appear in an error
+//! (`hostile::a_truncated_key_file_is_refused_before_any_call`).
 //!
 //! Format (docs/FORMAT.md): one line, `gbdfl-key-v1:` followed by the 32-byte
 //! master key as 64 lowercase hex digits, then a newline.

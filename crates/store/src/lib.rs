@@ -1,13 +1,25 @@
 //! The encrypted store of lookups: the one boundary behind which the
 //! database lives.
 //!
-//! Rules this module keeps: nothing leaves this module for the disk
-//! unencrypted, and nothing personal comes back out without being opened
-//! here. Callers hand in and get back plaintext domain types; this file seals
-//! and opens them (binding each ciphertext to its table, column, row id and
-//! key version); the backend below (`sqlite`, and one day PostgreSQL beside
-//! it) sees only sealed rows. Ids are made by the client (UUIDv7), so
-//! retrying or merging never duplicates a lookup.
+//! Callers hand in and get back plaintext domain types ([`NewLookup`],
+//! [`Lookup`], [`QueueItem`], [`AuditEntry`]); the store seals every
+//! personal field before it is written, and the rows of the private
+//! `sqlite` backend hold those fields only as sealed bytes (`*_enc`).
+//!
+//! Rules this crate keeps:
+//! - no IIN, name, document number, purpose or session id is in plaintext
+//!   in the database or its WAL (`privacy::database_and_wal_hold_no_iin_name_document_number_or_session_id`
+//!   in tests/cli);
+//! - every sealed value is bound to its table, column, row id, key version
+//!   and its row's choosing fields ([`sealed`]), so a value moved to another
+//!   row, or a row relabelled, does not open (`crypto` tests,
+//!   tests/cli/tamper.rs, `format::a_ciphertext_copied_into_another_row_is_reported_not_shown`);
+//! - a lookup's id is made by the caller before the call ([`LookupId`],
+//!   UUIDv7), or from the content for an import, so importing the same
+//!   archive twice stores nothing twice
+//!   (`bulk::issue_6_import_then_export_gives_back_the_same_answers`).
+
+#![deny(missing_docs)]
 
 pub mod archive;
 mod audit;
@@ -57,76 +69,117 @@ pub enum StoreError {
     #[error(
         "no gbdfl database at {0}: run `gbdfl init` first, or pass the right file with --db PATH"
     )]
+    /// No database file at the path given (`gbdfl init` was never run for it).
     NotInitialised(PathBuf),
     #[error(
         "{0} is not a gbdfl database (it is not SQLite, or belongs to another program): check --db PATH; the file was not changed"
     )]
+    /// The file is not SQLite, or is another program's database; it was left as it was.
     NotADatabase(PathBuf),
     #[error(
         "database {path} has schema version {found}, newer than this gbdfl understands ({supported}): upgrade gbdfl; the file was not changed"
     )]
+    /// The database was written by a newer gbdfl; it is not touched.
     TooNew {
+        /// The database file.
         path: PathBuf,
+        /// The schema version (`user_version`) the file has.
         found: i64,
+        /// The newest schema version this build reads ([`SCHEMA_VERSION`]).
         supported: i64,
     },
     #[error(
         "wrong key for this database (database key id {db_key_id}, key file key id {file_key_id}): pass the key file it was created with, --key-file PATH"
     )]
+    /// The key file's master key is not one this database was ever sealed under.
     WrongKey {
+        /// The key id of the database's current key version.
         db_key_id: String,
+        /// The key id of the key file that was passed.
         file_key_id: String,
     },
     #[error(
         "key file key id {file_key_id} is key version {version} of this database, retired by `gbdfl rekey` at {retired_at}; the database now opens only with key id {db_key_id}: pass the newer key file, --key-file PATH"
     )]
+    /// The key file holds an older key version, retired by `gbdfl rekey`.
     RetiredKey {
+        /// The key id of the key file that was passed.
         file_key_id: String,
+        /// The key version that key file held.
         version: i64,
+        /// When `rekey` retired it, as stored.
         retired_at: String,
+        /// The key id the database now opens with.
         db_key_id: String,
     },
     #[error(
         "the database has no key record; it was not initialised completely: run `gbdfl init` again with the same --db and --key-file"
     )]
+    /// The `keys` table has no current key version: `init` did not finish.
     NoKey,
     #[error(
         "record {id}: its {column} does not decrypt ({reason}); it may have been altered. Nothing was shown from it; run `gbdfl check`"
     )]
+    /// A stored value does not open or is outside what the format allows:
+    /// the database was altered, or a sealed value was moved to another row.
     Corrupt {
+        /// The row (a lookup or queue id), or a description of what was read.
         id: String,
+        /// The column whose value failed.
         column: &'static str,
+        /// Why it failed (a [`CryptoError`], or the value that was refused).
         reason: String,
     },
     #[error(
         "database {0} is read-only for this user (file mode, owner, or a read-only disk): gbdfl records every lookup and audit entry, so it needs to write; nothing was sent to the service. Check who owns the file and its mode, or pass a writable copy with --db PATH"
     )]
+    /// The database cannot be written by this user; nothing was sent to the service.
     ReadOnly(PathBuf),
     #[error(
         "could not write to the database (the disk is full, a file size limit was reached, or the disk failed: {0}); this command's change was rolled back and everything stored before it is intact: free disk space or fix the disk, then run the command again"
     )]
+    /// A write failed (disk full, file size limit, I/O error); SQLite rolled it back.
     WriteFailed(#[source] rusqlite::Error),
     /// Another connection held the write lock for longer than the busy
     /// timeout. SQLite's own words ("database is locked") are not shown.
     #[error(
         "the database is busy: {holder} holds its write lock and did not free it within the time gbdfl waits for it (busy_timeout in config.toml or GBDFL_BUSY_TIMEOUT; 10s unless set). Wait until it has finished (or stop it), then run this command again"
     )]
-    Busy { holder: String },
+    Busy {
+        /// Who holds the lock: a running long writer that noted itself
+        /// (`import`, `purge`), else "another gbdfl process or another program".
+        holder: String,
+    },
     #[error(
         "no room to keep the answer of a paid call ({bytes} bytes in {dir}: {source}); no call was made. Free disk space (or raise the file size limit), or lower max_response_bytes, then run the command again"
     )]
+    /// The spill file for the answer of a paid call could not be reserved
+    /// before the call, so the call was not made.
     NoRoom {
+        /// The spill directory ([`spill_dir`]).
         dir: PathBuf,
+        /// How many bytes were to be reserved.
         bytes: u64,
+        /// Why the reservation failed.
         #[source]
         source: std::io::Error,
     },
     #[error(
         "the paid call was made and answered (it is billed), but the database could not store the answer ({cause}). The answer is kept, sealed, in {path}, and is stored the next time gbdfl opens this database: free disk space (or fix the database), then run any gbdfl command, e.g. `gbdfl queue`"
     )]
-    Spilled { path: PathBuf, cause: String },
+    /// A paid call was answered but the database could not store it: the
+    /// answer is sealed in a spill file and stored at the next open.
+    Spilled {
+        /// The spill file holding the sealed answer.
+        path: PathBuf,
+        /// Why the database write failed.
+        cause: String,
+    },
+    /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
+    /// A file outside the database (spill file, archive, directory) could
+    /// not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -230,6 +283,7 @@ pub(crate) fn parse_time(s: &str) -> DateTime<Utc> {
 pub struct LookupId(pub Uuid);
 
 impl LookupId {
+    /// A fresh id for a lookup made now.
     pub fn new() -> LookupId {
         LookupId(Uuid::now_v7())
     }
@@ -257,6 +311,7 @@ pub enum Source {
 }
 
 impl Source {
+    /// The text stored in `lookups.source`.
     pub fn as_str(self) -> &'static str {
         match self {
             Source::Service => "service",
@@ -300,6 +355,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The text stored in `lookups.outcome`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Answered => "answered",
@@ -337,6 +393,7 @@ pub enum Reached {
 }
 
 impl Reached {
+    /// The text stored in `lookups.reached`.
     pub fn as_str(self) -> &'static str {
         match self {
             Reached::No => "no",
@@ -398,22 +455,41 @@ stored_as_text!(Source, Outcome, Reached);
 /// A lookup to record. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
 pub struct NewLookup<'a> {
+    /// The lookup's id, made by the caller before the call.
     pub id: LookupId,
+    /// The person looked up; stored sealed, found by its blind index.
     pub iin: &'a Iin,
+    /// The session (one gbdfl process) the lookup belongs to; stored sealed.
     pub session_id: &'a str,
+    /// Why the staff member asked (`--purpose`); stored sealed.
     pub purpose: Option<&'a str>,
+    /// The staff member who asked, as declared: never the person looked up.
     pub operator: &'a str,
+    /// The machine that asked.
     pub host: &'a str,
+    /// When the lookup began.
     pub requested_at: DateTime<Utc>,
+    /// When the answer (or the failure) came back; `None` when none did.
     pub answered_at: Option<DateTime<Utc>>,
+    /// A paid call or an answer from the cache.
     pub source: Source,
+    /// How the attempt ended.
     pub outcome: Outcome,
+    /// The GBDFL status of the answer (stored as `OTHER` when the API does
+    /// not list it).
     pub status: Option<&'a str>,
+    /// The answer's `result` flag.
     pub result: Option<bool>,
+    /// The HTTP status of the answer; `None` when no HTTP answer came.
     pub http_status: Option<u16>,
+    /// The answer's `failure_reason.type` (stored as `OTHER` outside
+    /// `[A-Z0-9_]{1,40}`).
     pub failure_type: Option<&'a str>,
+    /// What went wrong, in words, for a failed call; stored sealed.
     pub detail: Option<&'a str>,
+    /// The response body as received; stored compressed and sealed.
     pub response: Option<&'a [u8]>,
+    /// For a cache answer, the stored lookup it was served from.
     pub cached_from: Option<LookupId>,
     /// Whether the call reached the service; `None` when no call was made
     /// (an answer from the cache).
@@ -425,23 +501,41 @@ pub struct NewLookup<'a> {
 /// A stored lookup, opened. The raw response is fetched separately.
 #[derive(Debug, Clone)]
 pub struct Lookup {
+    /// The lookup's id (hyphenated UUID).
     pub id: String,
+    /// When the lookup began.
     pub requested_at: DateTime<Utc>,
+    /// When the answer (or the failure) came back; `None` when none did.
     pub answered_at: Option<DateTime<Utc>>,
+    /// The staff member who asked, as declared.
     pub operator: String,
+    /// The machine that asked.
     pub host: String,
+    /// A paid call or an answer from the cache.
     pub source: Source,
+    /// How the attempt ended.
     pub outcome: Outcome,
+    /// The GBDFL status as stored (`OTHER` for one the API does not list).
     pub status: Option<String>,
+    /// The answer's `result` flag.
     pub result: Option<bool>,
+    /// The HTTP status of the answer; `None` when no HTTP answer came.
     pub http_status: Option<u16>,
+    /// The answer's `failure_reason.type` as stored.
     pub failure_type: Option<String>,
+    /// `false` when `--skip-iin-check` let an IIN that fails its check
+    /// digit through.
     pub iin_checked: bool,
+    /// For a cache answer, the id of the lookup it was served from (kept
+    /// after that lookup is purged).
     pub cached_from: Option<String>,
+    /// The key version its sealed values are sealed under.
     pub key_version: u32,
     /// The IIN, opened from `iin_enc`. Personal data: mask it for display.
     pub iin: String,
+    /// Why the staff member asked, opened from `purpose_enc`.
     pub purpose: Option<String>,
+    /// What went wrong, in words, opened from `detail_enc`.
     pub detail: Option<String>,
     /// Whether the call reached the service; `None` for cache answers.
     pub reached: Option<Reached>,
@@ -504,7 +598,9 @@ impl NewLookup<'_> {
 /// A stored VALID record: the lookup and the response body as received.
 #[derive(Debug)]
 pub struct Record {
+    /// The VALID lookup.
     pub lookup: Lookup,
+    /// Its response body, opened and decompressed; zeroized on drop.
     pub body: Zeroizing<Vec<u8>>,
 }
 
@@ -815,15 +911,20 @@ impl Store {
         })
     }
 
+    /// The database file this store was opened from.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Short id of the key in use, safe to print.
+    /// The short id of the current key (from its check value): safe to
+    /// show, and what [`StoreError::WrongKey`] names.
     pub fn key_id(&self) -> &str {
         &self.key_id
     }
 
+    /// The current key version: new values are sealed under it; `rekey`
+    /// adds one.
     pub fn key_version(&self) -> u32 {
         self.key_version
     }
@@ -1038,6 +1139,7 @@ impl Store {
         })
     }
 
+    /// How many lookups (of any source and outcome) are stored.
     pub fn count_lookups(&self) -> Result<i64, StoreError> {
         sqlite::count_lookups(&self.conn)
     }

@@ -22,10 +22,14 @@ use crate::crypto::{self, Keys, MasterKey};
 /// What `check` found.
 #[derive(Debug)]
 pub struct CheckReport {
+    /// What SQLite's `integrity_check` said: `["ok"]` when the file is sound.
     pub integrity: Vec<String>,
+    /// How many lookups were read and opened.
     pub lookups: u64,
     /// Items in the request queue.
     pub queued: u64,
+    /// Lookups and queue items with a value that does not open (or a VALID
+    /// answer without its summary): one line each.
     pub undecryptable: Vec<String>,
     /// Lookups and audit entries that do not account for each other: a
     /// lookup no audit entry names, an entry naming a lookup that is gone
@@ -34,10 +38,12 @@ pub struct CheckReport {
     /// Stored compression dictionaries that are not the ones this format
     /// names (docs/FORMAT.md lists their SHA-256).
     pub dictionaries: Vec<String>,
+    /// What verifying the audit chain found.
     pub audit: AuditCheck,
 }
 
 impl CheckReport {
+    /// Whether the check found nothing wrong (`gbdfl check` exits 0).
     pub fn ok(&self) -> bool {
         self.integrity == ["ok"]
             && self.undecryptable.is_empty()
@@ -70,7 +76,7 @@ impl PurgeCounts {
 
     /// Whether a purge of these lookups, of `total` in the database, drops
     /// the secondary indexes and builds them again at its end: for much of
-    /// a large database ([`DROP_INDEXES_FROM`] lookups or more, and a
+    /// a large database (`DROP_INDEXES_FROM` lookups or more, and a
     /// quarter of it or more) that is several times faster.
     pub fn drops_indexes(&self, total: u64) -> bool {
         self.lookups() >= DROP_INDEXES_FROM && self.lookups() >= total / 4
@@ -82,7 +88,7 @@ impl PurgeCounts {
 pub const DROP_INDEXES_FROM: u64 = 100_000;
 
 /// Lookups a purge deletes per transaction unless told otherwise (or
-/// fewer, when one has held the lock for [`PURGE_HOLD`]). Every
+/// fewer, when one has held the lock for `PURGE_HOLD`). Every
 /// transaction rewrites most pages of the index on `id` it touches (ids of
 /// imported lookups are in no order), so fewer, larger ones are faster.
 pub const PURGE_BATCH: u64 = 50_000;
@@ -114,9 +120,9 @@ impl Store {
 
     /// Deletes lookups requested before `cutoff`, and expired queue items
     /// queued before it, in transactions of at most `batch` lookups (or
-    /// [`PURGE_HOLD`] of work), each with its own audit entry saying how
+    /// `PURGE_HOLD` of work), each with its own audit entry saying how
     /// many it deleted: other processes get the write lock between them
-    /// ([`PURGE_GAP`]), and a purge stopped midway has entries for exactly
+    /// (`PURGE_GAP`), and a purge stopped midway has entries for exactly
     /// what it deleted. With `waiting`, queue items still waiting to be
     /// sent (not those a live process is sending) go too, each with a
     /// `queue drop` entry. `progress` hears the lookups deleted so far.

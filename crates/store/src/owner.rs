@@ -8,7 +8,8 @@
 //! or treats the record as another program's), never towards "gone" for a
 //! process that may be alive. A process is gone when it ran on this host
 //! and no process has its id, or the id is this process's but the run is
-//! not (the id was reused).
+//! not (the id was reused). Kept by `a_reused_id_an_ended_process_and_foreign_texts`
+//! and `this_process_and_its_workers_are_alive`.
 
 use std::sync::OnceLock;
 
@@ -27,7 +28,9 @@ pub enum Liveness {
 /// An owner text read back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Owner<'a> {
+    /// The process id.
     pub pid: u32,
+    /// The host name of the machine it ran on.
     pub host: &'a str,
     /// `None` in a text an older gbdfl wrote (`PID HOST`).
     pub run: Option<&'a str>,

@@ -1,13 +1,18 @@
 //! The queue of requests waiting to be sent, and paid-call statistics.
 //!
 //! Rules this module keeps: one item per IIN and session (a keyed index,
-//! `request`, is unique); an item is claimed in a committed transaction
-//! before its call is made, and the call's lookup is recorded in the same
-//! transaction that takes the item off the queue or reschedules it; an item
-//! whose claim ran out (its process died mid-call) is *in doubt* and is only
-//! claimed again when the caller says so, because the service may already
-//! have answered and billed it. Personal fields are sealed like lookups',
-//! with the table name `queue` in their associated data.
+//! `request`, is `UNIQUE` in schema.sql); an item is claimed in a committed
+//! transaction before its call is made, and the call's lookup is recorded
+//! in the same transaction that takes the item off the queue or
+//! reschedules it, so no request is paid twice
+//! (`sync::two_syncs_at_once_send_every_item_exactly_once`,
+//! `sync::a_fetch_racing_a_sync_never_pays_twice`,
+//! `sync::sigkill_at_random_moments_never_pays_twice` in tests/cli); an
+//! item whose claim ran out (its process died mid-call) is *in doubt* and
+//! is only claimed again when the caller says so, because the service may
+//! already have answered and billed it (tests/cli/billing.rs). Personal
+//! fields are stored only sealed (the backend's queue row holds them as
+//! bytes), bound as [`sealed::SEALED`](crate::sealed::SEALED) lists.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,11 +33,17 @@ use gbdfl_core::iin::Iin;
 /// A request to queue. Personal fields are plaintext here and sealed by the store.
 #[derive(Debug)]
 pub struct NewRequest<'a> {
+    /// The person to look up; stored sealed, with a keyed index.
     pub iin: &'a Iin,
+    /// The session the request belongs to; stored sealed.
     pub session_id: &'a str,
+    /// Why the staff member asked; stored sealed.
     pub purpose: Option<&'a str>,
+    /// The staff member who asked, as declared.
     pub operator: &'a str,
+    /// The machine that asked.
     pub host: &'a str,
+    /// When it was queued.
     pub queued_at: DateTime<Utc>,
     /// Never sent after this: the end of the 3-hour window.
     pub deadline: DateTime<Utc>,
@@ -60,6 +71,7 @@ pub(super) type Reseal<'a> =
     dyn Fn(&str, &str, &str, Option<&[u8]>, &[u8], i64) -> Result<Vec<u8>, StoreError> + 'a;
 
 impl QueueState {
+    /// The state as shown (`WAITING`, `SENDING`, `IN_DOUBT`, `EXPIRED`).
     pub fn as_str(self) -> &'static str {
         match self {
             QueueState::Waiting => "WAITING",
@@ -73,21 +85,35 @@ impl QueueState {
 /// A queue item, opened.
 #[derive(Debug, Clone)]
 pub struct QueueItem {
+    /// The item's id.
     pub id: String,
     /// The IIN. Personal data: mask it for display.
     pub iin: Iin,
+    /// The session the request belongs to, opened.
     pub session_id: String,
+    /// Why the staff member asked, opened.
     pub purpose: Option<String>,
+    /// The staff member who asked, as declared.
     pub operator: String,
+    /// The machine that asked.
     pub host: String,
+    /// When it was queued.
     pub queued_at: DateTime<Utc>,
+    /// Never sent after this: the end of the 3-hour window.
     pub deadline: DateTime<Utc>,
+    /// Where it stands.
     pub state: QueueState,
+    /// How many times it was claimed to be sent (a restored claim does
+    /// not count).
     pub attempts: u32,
+    /// Not sent again before this time.
     pub next_try_at: DateTime<Utc>,
+    /// The GBDFL status of its last answer, if one came.
     pub last_status: Option<String>,
+    /// What went wrong with its last call, opened.
     pub last_error: Option<String>,
-    /// The process id of the claim, when claimed.
+    /// Who holds the claim, when claimed: an owner text (`PID HOST RUN`,
+    /// [`owner`](crate::owner)).
     pub claimed_by: Option<String>,
 }
 
@@ -149,10 +175,14 @@ enum SealedAfter {
 /// Who claims the next due item, and which to pass over.
 #[derive(Clone, Copy)]
 pub struct NextClaim<'a> {
+    /// The claimant's owner text ([`owner`](crate::owner)).
     pub owner: &'a str,
+    /// When the claim runs out: after it, an unfinished item is in doubt.
     pub until: DateTime<Utc>,
     /// Claim items whose earlier call was interrupted, too.
     pub in_doubt: bool,
+    /// Item ids the caller does not want claimed now (e.g. one that used up
+    /// its tries in this run).
     pub skip: &'a (dyn Fn(&str) -> bool + Sync),
 }
 
@@ -163,8 +193,11 @@ pub enum After<'a> {
     Done,
     /// Try again, not before `next_try`.
     Retry {
+        /// The earliest time it is sent again.
         next_try: DateTime<Utc>,
+        /// The GBDFL status of the answer, if one came.
         status: Option<&'a str>,
+        /// What went wrong; stored sealed.
         error: &'a str,
     },
     /// Put back exactly as it was before the claim (the call did not count:
@@ -174,7 +207,9 @@ pub enum After<'a> {
     /// usable answer: the item is in doubt from now on, and is sent again
     /// only when the operator says so (`sync --resend-in-doubt`).
     InDoubt {
+        /// The GBDFL status of the answer, if one came.
         status: Option<&'a str>,
+        /// What went wrong; stored sealed.
         error: &'a str,
     },
 }

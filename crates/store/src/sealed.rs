@@ -4,7 +4,10 @@
 //!
 //! Rule this module keeps: a plaintext column that decides which record a
 //! reader is shown, or in what order, is in the binding of its row, so
-//! that changing it makes every sealed value of the row fail to open.
+//! that changing it makes every sealed value of the row fail to open
+//! (tests/cli/tamper.rs; `a_lookup_binding_is_the_text_the_format_gives`
+//! keeps the binding's text to docs/FORMAT.md, and
+//! `every_sealed_column_is_in_the_schema` keeps [`SEALED`] to schema.sql).
 
 /// How the associated data of a sealed column is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

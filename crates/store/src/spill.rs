@@ -8,7 +8,10 @@
 //! more as a whole, fsynced, and renamed to `<id>.spill`. Writing into
 //! allocated blocks needs no new space, so the spill works on a full disk.
 //! The next `Store::open` commits every spill file and removes it; nothing
-//! in a spill file is plaintext (docs/FORMAT.md, "Spill files").
+//! in a spill file is plaintext (docs/FORMAT.md, "Spill files"). Tests in
+//! tests/cli: `billing::a_paid_answer_the_full_database_cannot_take_is_kept_and_stored_later`,
+//! and, when no room can be reserved, no call is made
+//! (`billing::with_no_room_to_keep_the_answer_no_call_is_made`).
 
 use std::fs;
 use std::io::{self, Write};

@@ -1,5 +1,7 @@
-//! Helpers for the tests of this crate and of the crates above it (the
-//! `testing` feature): never in a production build.
+//! Helpers for the tests of this crate and of the crates above it: compiled
+//! only for this crate's tests and with the `testing` feature, which only
+//! `[dev-dependencies]` turn on (the root package's and gbdfl-report's
+//! Cargo.toml), so no build of the binary has them.
 
 use chrono::Utc;
 
