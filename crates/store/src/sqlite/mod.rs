@@ -6,12 +6,24 @@
 //! and statements have a file of their own: [`lookups`], [`queue`],
 //! [`audit`], and [`keys`] (with the dictionaries and `meta`).
 //!
-//! Rules this module keeps: it sees only sealed rows (blobs, blind indexes,
-//! times and enumerated values), never plaintext personal data; it opens a
-//! connection once with WAL, foreign keys, secure_delete, in-memory temp
-//! storage (except while indexes are rebuilt, [`sorting_in_parallel`]) and
-//! a busy timeout; it creates the database file owner-only; and
-//! it migrates the schema through `PRAGMA user_version`.
+//! Each connection gets WAL, `synchronous = FULL`, foreign keys,
+//! secure_delete and in-memory temp storage ([`configure`]).
+//!
+//! Rules this module keeps: it sees only sealed rows (blobs, blind
+//! indexes, times and enumerated values), never plaintext personal data
+//! (`privacy::database_and_wal_hold_no_iin_name_document_number_or_session_id`
+//! in tests/cli), and a purge leaves no old ciphertext behind
+//! (`audit::purge_leaves_no_purged_ciphertext_in_the_file_or_wal`); it
+//! creates the database file owner-only
+//! (`init::init_creates_owner_only_key_and_database_and_is_safe_to_repeat`)
+//! and leaves another program's file byte for byte as it was
+//! (`audit_first::issue_17_another_programs_database_is_left_byte_for_byte`),
+//! as it does a database of a newer format
+//! (`hostile::a_database_from_a_newer_schema_is_refused_and_left_alone`);
+//! sorts spill to temp files only while indexes are built, and go back
+//! to memory when temp space runs out
+//! (`index_builds_sort_in_temp_files_on_helper_threads_then_settings_come_back`,
+//! `short_of_temp_space_the_indexes_are_built_sorting_in_memory` below).
 
 use std::path::Path;
 use std::time::Duration;
