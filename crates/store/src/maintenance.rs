@@ -243,9 +243,9 @@ impl Store {
     /// Returns how many lookups and queue items were sealed again.
     ///
     /// Its steps, in this order and all in the one transaction: the new key
-    /// version ([`Self::next_key_in`]), the lookups
-    /// ([`Self::reseal_lookups_in`]), the queue, the audit trail
-    /// ([`Self::reseal_audit_in`]), and the entry, sealed under the new key.
+    /// version (`next_key_in`), the lookups
+    /// (`reseal_lookups_in`), the queue, the audit trail
+    /// (`reseal_audit_in`), and the entry, sealed under the new key.
     pub fn rekey(
         &self,
         old: &MasterKey,
