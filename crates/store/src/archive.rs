@@ -19,6 +19,7 @@
 
 use std::io::{Read, Write};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rayon::prelude::*;
@@ -216,7 +217,10 @@ pub fn import(
     import_in_blocks(store, input, who, pool, note, BLOCK)
 }
 
-/// [`import`], reading blocks of `block` bytes.
+/// [`import`], reading blocks of `block` bytes: the indexes dropped if
+/// asked, the three stages run ([`read_blocks`], [`seal_blocks`], and
+/// [`hand_over`] feeding [`Store::insert_imported`] here), then the indexes
+/// built again whatever happened.
 fn import_in_blocks(
     store: &Store,
     input: impl Read + Send,
@@ -243,57 +247,10 @@ fn import_in_blocks(
         // Sealed blocks' buffers go back to the reader to be filled again.
         let (spare_tx, spare) = mpsc::channel();
         s.spawn(move || read_blocks(input, block, &blocks_tx, &spare));
-        s.spawn(move || {
-            for block in blocks {
-                let block = match block {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let _ = sealed_tx.send(Err(e));
-                        return;
-                    }
-                };
-                let lines = lines_of(&block);
-                let done = pool.install(|| {
-                    lines
-                        .par_iter()
-                        .filter_map(|&(n, (start, end))| {
-                            seal_line(n, &block.bytes[start..end], &opener, who, not_after)
-                        })
-                        .collect::<Vec<_>>()
-                });
-                let _ = spare_tx.send(block.bytes);
-                if sealed_tx.send(Ok(done)).is_err() {
-                    return;
-                }
-            }
-        });
+        s.spawn(move || seal_blocks(blocks, sealed_tx, spare_tx, pool, &opener, who, not_after));
         // Each block's good rows go straight into the open transaction.
         let stored = store.insert_imported(who.audit, |wait| {
-            let batch = match wait {
-                None => sealed.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(t) => sealed.recv_timeout(t),
-            };
-            let batch = match batch {
-                Ok(batch) => batch?,
-                Err(RecvTimeoutError::Timeout) => return Ok(Handed::NotYet),
-                Err(RecvTimeoutError::Disconnected) => return Ok(Handed::End),
-            };
-            let mut good = Vec::with_capacity(batch.len());
-            for (n, sealed, warning) in batch {
-                report.lines = report.lines.max(n);
-                if let Some(w) = &warning {
-                    report.warnings += 1;
-                    note(Note::Warning(n, w));
-                }
-                match sealed {
-                    Ok(row) => good.push(row),
-                    Err(e) => {
-                        report.bad += 1;
-                        note(Note::Bad(n, &e));
-                    }
-                }
-            }
-            Ok::<_, ArchiveError>(Handed::Rows(good))
+            hand_over(&sealed, wait, &mut report, note)
         });
         report.stored = stored?;
         Ok(())
@@ -305,6 +262,81 @@ fn import_in_blocks(
     }
     scoped?;
     Ok(report)
+}
+
+/// An import's middle stage: parses, summarises, compresses and seals the
+/// lines of each block in parallel on `pool`, sends them on in the order
+/// of the blocks, and gives each block's buffer back to the reader. An
+/// error reading the input is sent on in place of a block and ends it, as
+/// does a writer that stopped listening.
+fn seal_blocks(
+    blocks: mpsc::Receiver<Result<Block, ArchiveError>>,
+    sealed: mpsc::SyncSender<Result<Vec<Sealed>, ArchiveError>>,
+    spare: mpsc::Sender<Zeroizing<Vec<u8>>>,
+    pool: &rayon::ThreadPool,
+    opener: &Opener,
+    who: Importer<'_>,
+    not_after: DateTime<Utc>,
+) {
+    for block in blocks {
+        let block = match block {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = sealed.send(Err(e));
+                return;
+            }
+        };
+        let lines = lines_of(&block);
+        let done = pool.install(|| {
+            lines
+                .par_iter()
+                .filter_map(|&(n, (start, end))| {
+                    seal_line(n, &block.bytes[start..end], opener, who, not_after)
+                })
+                .collect::<Vec<_>>()
+        });
+        let _ = spare.send(block.bytes);
+        if sealed.send(Ok(done)).is_err() {
+            return;
+        }
+    }
+}
+
+/// An import's last stage, asked by the writer: the good rows of the next
+/// sealed block, waiting for it at most `wait` (`None`: as long as it
+/// takes). Counts the lines, bad lines and warnings into `report` and
+/// tells `note` of each bad line and warning.
+fn hand_over(
+    sealed: &mpsc::Receiver<Result<Vec<Sealed>, ArchiveError>>,
+    wait: Option<Duration>,
+    report: &mut ImportReport,
+    note: &mut dyn FnMut(Note<'_>),
+) -> Result<Handed, ArchiveError> {
+    let batch = match wait {
+        None => sealed.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        Some(t) => sealed.recv_timeout(t),
+    };
+    let batch = match batch {
+        Ok(batch) => batch?,
+        Err(RecvTimeoutError::Timeout) => return Ok(Handed::NotYet),
+        Err(RecvTimeoutError::Disconnected) => return Ok(Handed::End),
+    };
+    let mut good = Vec::with_capacity(batch.len());
+    for (n, sealed, warning) in batch {
+        report.lines = report.lines.max(n);
+        if let Some(w) = &warning {
+            report.warnings += 1;
+            note(Note::Warning(n, w));
+        }
+        match sealed {
+            Ok(row) => good.push(row),
+            Err(e) => {
+                report.bad += 1;
+                note(Note::Bad(n, &e));
+            }
+        }
+    }
+    Ok(Handed::Rows(good))
 }
 
 /// Parses and seals one line; `None` for a blank line.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::audit::{AuditCheck, AuditEntry};
+use super::queue::Reseal;
 use super::sqlite::{self, LookupRow};
 use super::{Store, StoreError, time_text, wrap_aad};
 use crate::crypto::{self, Keys, MasterKey};
@@ -239,6 +240,12 @@ impl Store {
     /// Re-encrypts every sealed value under `new` in one transaction, re-wraps
     /// the index and audit keys, retires the current key and appends the
     /// audit entry. `old` must be the key this store was opened with.
+    /// Returns how many lookups and queue items were sealed again.
+    ///
+    /// Its steps, in this order and all in the one transaction: the new key
+    /// version (`next_key_in`), the lookups
+    /// (`reseal_lookups_in`), the queue, the audit trail
+    /// (`reseal_audit_in`), and the entry, sealed under the new key.
     pub fn rekey(
         &self,
         old: &MasterKey,
@@ -246,111 +253,14 @@ impl Store {
         audit: &AuditEntry,
     ) -> Result<(u64, u64), StoreError> {
         sqlite::immediate(&self.conn, |c| {
-            let rows = sqlite::key_rows(c)?;
-            let current = rows.first().ok_or(StoreError::NoKey)?;
-            let stable = old
-                .unwrap_keys(&current.wrapped_keys, &wrap_aad(current.version))
-                .map_err(|e| StoreError::Corrupt {
-                    id: "keys".into(),
-                    column: "wrapped_keys",
-                    reason: e.to_string(),
-                })?;
-            let version = current.version + 1;
-            let new_keys: Keys = new.keys(&stable);
-            let reseal = |table: &str,
-                          column: &str,
-                          id: &str,
-                          binding: Option<&[u8]>,
-                          sealed: &[u8],
-                          from: i64| {
-                let aad = |version: i64| {
-                    let mut aad = Vec::new();
-                    match binding {
-                        Some(b) => {
-                            crypto::bound_data_into(&mut aad, table, column, id, version as u32, b)
-                        }
-                        None => crypto::associated_data_into(
-                            &mut aad,
-                            table,
-                            column,
-                            id,
-                            version as u32,
-                        ),
-                    }
-                    aad
-                };
-                let plain =
-                    self.keys
-                        .open(sealed, &aad(from))
-                        .map_err(|e| StoreError::Corrupt {
-                            id: id.to_owned(),
-                            column: "rekey",
-                            reason: format!("{column}: {e}"),
-                        })?;
-                new_keys
-                    .seal(&plain, &aad(version))
-                    .map_err(|e| StoreError::Corrupt {
-                        id: id.to_owned(),
-                        column: "rekey",
-                        reason: e.to_string(),
-                    })
+            let (version, new_keys) = self.next_key_in(c, old, new)?;
+            let (lookups, queued) = {
+                let reseal = resealer(&self.keys, &new_keys, version);
+                let lookups = self.reseal_lookups_in(c, &reseal, version)?;
+                let queued = self.reseal_queue(c, &reseal, version)?;
+                self.reseal_audit_in(c, &reseal, version)?;
+                (lookups, queued)
             };
-            let at = self.now_text();
-            sqlite::retire_key(c, current.version, &at)?;
-            sqlite::insert_key(
-                c,
-                &sqlite::KeyRow {
-                    version,
-                    check_value: new.check_value().to_vec(),
-                    wrapped_keys: new.wrap(&stable, &wrap_aad(version)).map_err(|e| {
-                        StoreError::Corrupt {
-                            id: "keys".into(),
-                            column: "wrapped_keys",
-                            reason: e.to_string(),
-                        }
-                    })?,
-                    created_at: at,
-                    retired_at: None,
-                },
-            )?;
-            // Collect ids first: updating rows while a scan runs over them
-            // on the same connection is not something to rely on.
-            let mut ids = Vec::new();
-            sqlite::all_lookups(c, &mut |r: LookupRow| {
-                ids.push(r.id);
-                Ok::<_, StoreError>(())
-            })?;
-            for id in &ids {
-                let Some(mut r) = sqlite::lookup_by_id(c, id)? else {
-                    continue;
-                };
-                let from = r.key_version;
-                let mut binding = Vec::new();
-                r.binding().write(&mut binding);
-                for (col, v) in r.sealed_mut() {
-                    if let Some(v) = v {
-                        *v = reseal("lookups", col, id, Some(&binding), v, from)?;
-                    }
-                }
-                r.key_version = version;
-                sqlite::update_lookup_sealed(c, &r)?;
-            }
-            let queued = self.reseal_queue(c, &reseal, version)?;
-            let mut audits = Vec::new();
-            sqlite::each_audit(c, &mut |a| {
-                audits.push(a);
-                Ok::<_, StoreError>(())
-            })?;
-            for mut a in audits {
-                let (id, from) = (a.id.clone(), a.key_version);
-                for (col, v) in a.sealed_mut() {
-                    if let Some(v) = v {
-                        *v = reseal("audit", col, &id, None, v, from)?;
-                    }
-                }
-                a.key_version = version;
-                sqlite::update_audit_sealed(c, &a)?;
-            }
             // The entry is sealed under the new key, like everything else now.
             let after = Store {
                 conn: rusqlite::Connection::open_in_memory()?,
@@ -362,10 +272,110 @@ impl Store {
                 clock: std::sync::Arc::clone(&self.clock),
             };
             let mut entry = audit.clone();
-            entry.records = ids.len() as u64 + queued;
+            entry.records = lookups + queued;
             after.append_audit_in(c, &entry)?;
-            Ok((ids.len() as u64, queued))
+            Ok((lookups, queued))
         })
+    }
+
+    /// Rekey's first step: retires the current key version and adds the
+    /// next one, `new` wrapping the same index and audit keys (which `old`
+    /// unwraps). Returns the new version and its keys.
+    fn next_key_in(
+        &self,
+        c: &rusqlite::Connection,
+        old: &MasterKey,
+        new: &MasterKey,
+    ) -> Result<(i64, Keys), StoreError> {
+        let rows = sqlite::key_rows(c)?;
+        let current = rows.first().ok_or(StoreError::NoKey)?;
+        let stable = old
+            .unwrap_keys(&current.wrapped_keys, &wrap_aad(current.version))
+            .map_err(|e| StoreError::Corrupt {
+                id: "keys".into(),
+                column: "wrapped_keys",
+                reason: e.to_string(),
+            })?;
+        let version = current.version + 1;
+        let new_keys: Keys = new.keys(&stable);
+        let at = self.now_text();
+        sqlite::retire_key(c, current.version, &at)?;
+        sqlite::insert_key(
+            c,
+            &sqlite::KeyRow {
+                version,
+                check_value: new.check_value().to_vec(),
+                wrapped_keys: new.wrap(&stable, &wrap_aad(version)).map_err(|e| {
+                    StoreError::Corrupt {
+                        id: "keys".into(),
+                        column: "wrapped_keys",
+                        reason: e.to_string(),
+                    }
+                })?,
+                created_at: at,
+                retired_at: None,
+            },
+        )?;
+        Ok((version, new_keys))
+    }
+
+    /// Seals every lookup's sealed values again under key `version`;
+    /// returns how many lookups there are.
+    fn reseal_lookups_in(
+        &self,
+        c: &rusqlite::Connection,
+        reseal: &Reseal<'_>,
+        version: i64,
+    ) -> Result<u64, StoreError> {
+        // Collect ids first: updating rows while a scan runs over them
+        // on the same connection is not something to rely on.
+        let mut ids = Vec::new();
+        sqlite::all_lookups(c, &mut |r: LookupRow| {
+            ids.push(r.id);
+            Ok::<_, StoreError>(())
+        })?;
+        for id in &ids {
+            let Some(mut r) = sqlite::lookup_by_id(c, id)? else {
+                continue;
+            };
+            let from = r.key_version;
+            let mut binding = Vec::new();
+            r.binding().write(&mut binding);
+            for (col, v) in r.sealed_mut() {
+                if let Some(v) = v {
+                    *v = reseal("lookups", col, id, Some(&binding), v, from)?;
+                }
+            }
+            r.key_version = version;
+            sqlite::update_lookup_sealed(c, &r)?;
+        }
+        Ok(ids.len() as u64)
+    }
+
+    /// Seals every audit entry's sealed values again under key `version`.
+    /// The MAC chain does not change: it is made of the plaintext.
+    fn reseal_audit_in(
+        &self,
+        c: &rusqlite::Connection,
+        reseal: &Reseal<'_>,
+        version: i64,
+    ) -> Result<(), StoreError> {
+        let mut audits = Vec::new();
+        sqlite::each_audit(c, &mut |a| {
+            audits.push(a);
+            Ok::<_, StoreError>(())
+        })?;
+        for mut a in audits {
+            let (id, from) = (a.id.clone(), a.key_version);
+            for (col, v) in a.sealed_mut() {
+                if let Some(v) = v {
+                    *v = reseal("audit", col, &id, None, v, from)?;
+                }
+            }
+            a.key_version = version;
+            sqlite::update_audit_sealed(c, &a)?;
+        }
+        Ok(())
     }
 
     /// A consistent copy through SQLite's online backup API, owner-only.
@@ -515,6 +525,47 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Rekey's re-sealing: opens a value of `table`.`column` of row `id`
+/// sealed under `old` at key version `from` (bound to `binding`, or of a
+/// table whose values are not bound), and seals it under `new` at
+/// `version`.
+fn resealer<'a>(old: &'a Keys, new: &'a Keys, version: i64) -> Box<Reseal<'a>> {
+    Box::new(
+        move |table: &str,
+              column: &str,
+              id: &str,
+              binding: Option<&[u8]>,
+              sealed: &[u8],
+              from: i64| {
+            let aad = |version: i64| {
+                let mut aad = Vec::new();
+                match binding {
+                    Some(b) => {
+                        crypto::bound_data_into(&mut aad, table, column, id, version as u32, b)
+                    }
+                    None => {
+                        crypto::associated_data_into(&mut aad, table, column, id, version as u32)
+                    }
+                }
+                aad
+            };
+            let plain = old
+                .open(sealed, &aad(from))
+                .map_err(|e| StoreError::Corrupt {
+                    id: id.to_owned(),
+                    column: "rekey",
+                    reason: format!("{column}: {e}"),
+                })?;
+            new.seal(&plain, &aad(version))
+                .map_err(|e| StoreError::Corrupt {
+                    id: id.to_owned(),
+                    column: "rekey",
+                    reason: e.to_string(),
+                })
+        },
+    )
 }
 
 #[cfg(test)]
