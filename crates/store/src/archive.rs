@@ -64,6 +64,9 @@ pub enum ArchiveError {
 /// line: such a record would be "the latest" for ever. So is an answer whose
 /// top-level `iin` and `result_json.iin` differ: it is one person's data that
 /// would be filed under another's IIN.
+///
+/// Long on purpose: one check after another, each with its own message
+/// for the line's reader, in the order a line is read.
 pub fn parse_line(
     line: &[u8],
     default_time: Option<DateTime<Utc>>,

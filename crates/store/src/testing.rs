@@ -32,6 +32,10 @@ pub fn test_importer() -> Importer<'static> {
 /// returns how many it stored. With `summaries` false the VALID answers
 /// have no document summary, as before version 3. For migration tests: a
 /// gbdfl of today never writes this format.
+///
+/// Long on purpose: it writes the old format by hand, every column of the
+/// old `lookups` table in its place, so that nothing of today's writer
+/// (which writes version 6) stands in for it.
 pub fn write_v5_database(
     path: &std::path::Path,
     key: &crate::crypto::MasterKey,

@@ -132,6 +132,9 @@ impl Store {
     /// Migrates a database of format version 5 to version 6 in one
     /// transaction, unless another process did it first. Returns how many
     /// lookups it carried over.
+    ///
+    /// Long on purpose: the steps of the one transaction (rename, create,
+    /// copy each table, check, mark), in their order, read best together.
     pub(crate) fn migrate_to_v6(&self) -> Result<u64, StoreError> {
         // A larger page cache for the one long transaction, as an import.
         // Foreign keys off (a setting of the connection, outside any
