@@ -398,10 +398,17 @@ impl Store {
         let mut ids = std::collections::HashMap::new();
         sqlite::all_lookups(&self.conn, &mut |mut r: LookupRow| {
             lookups += 1;
-            let row = r.clone();
-            for (col, v) in r.sealed_mut() {
+            // The sealed values taken out (not copied): what they are bound
+            // to stays in the row.
+            let values: Vec<_> = r
+                .sealed_mut()
+                .into_iter()
+                .map(|(col, v)| (col, v.map(std::mem::take)))
+                .collect();
+            let row = r;
+            for (col, v) in values {
                 if let Some(sealed) = v
-                    && let Err(e) = self.open_col(&row, col, sealed)
+                    && let Err(e) = self.open_col(&row, col, &sealed)
                 {
                     // One message per lookup: every value of a row whose
                     // choosing fields were changed fails the same way.

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use rusqlite::{Connection, params};
 
 use super::sqlite::{self, LookupRow, QueueRow};
-use super::{Outcome, Source, Store, StoreError, codec, crypto, legacy_reached, stored_status};
+use super::{Outcome, Source, Store, StoreError, codec, crypto, legacy_reached};
 
 /// The schema of format version 5, as it was: the target of the steps
 /// from versions 2 to 4.
@@ -86,46 +86,6 @@ pub(crate) fn to_v5(conn: &Connection, from: i64) -> Result<(), StoreError> {
     tx.execute_batch("PRAGMA user_version = 5;")?;
     tx.commit()?;
     Ok(())
-}
-
-/// The columns of `lookups` in format version 5, in [`LookupRow`]'s order.
-const V5_LOOKUP_COLUMNS: &str = "id, subject, requested_at, answered_at, operator, host, source, \
-     outcome, status, result, http_status, failure_type, iin_checked, cached_from, key_version, \
-     iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, reached, os_user";
-
-/// A `lookups` row of version 5 (times as RFC 3339 text) as a row of
-/// version 6, its sealed values still as they were.
-fn v5_lookup(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
-    let status: Option<String> = r.get(8)?;
-    Ok(LookupRow {
-        id: r.get(0)?,
-        subject: r.get(1)?,
-        requested_at: sqlite::ms(&r.get::<_, String>(2)?)?,
-        answered_at: r
-            .get::<_, Option<String>>(3)?
-            .as_deref()
-            .map(sqlite::ms)
-            .transpose()?,
-        operator: r.get(4)?,
-        host: r.get(5)?,
-        source: r.get(6)?,
-        outcome: r.get(7)?,
-        status: stored_status(status.as_deref()),
-        result: r.get(9)?,
-        http_status: r.get(10)?,
-        failure_type: r.get(11)?,
-        iin_checked: r.get(12)?,
-        cached_from: r.get(13)?,
-        key_version: r.get(14)?,
-        iin_enc: r.get(15)?,
-        session_enc: r.get(16)?,
-        purpose_enc: r.get(17)?,
-        detail_enc: r.get(18)?,
-        response_enc: r.get(19)?,
-        summary_enc: r.get(20)?,
-        reached: r.get(21)?,
-        os_user: r.get(22)?,
-    })
 }
 
 impl Store {
@@ -297,13 +257,14 @@ impl Store {
         // ends, instead of a random page of the id index per row (ids of
         // imported lookups are in no order), which thrashed the page cache.
         let mut st = c.prepare(&format!(
-            "SELECT {V5_LOOKUP_COLUMNS} FROM v5_lookups ORDER BY id"
+            "SELECT {} FROM v5_lookups ORDER BY id",
+            sqlite::LOOKUP_COLUMNS
         ))?;
         let mut rows = st.query([])?;
         let mut done = 0u64;
         progress(0, total);
         while let Some(r) = rows.next()? {
-            let mut row = v5_lookup(r)?;
+            let mut row = sqlite::lookup_in(r, sqlite::Stored::V5)?;
             self.reseal_v5_lookup(&mut row)?;
             sqlite::insert_lookup(c, &row)?;
             done += 1;
@@ -409,7 +370,7 @@ impl Store {
             sqlite::QUEUE_COLUMNS
         ))?;
         let rows: Vec<QueueRow> = st
-            .query_map([], sqlite::v5_queue_row)?
+            .query_map([], |r| sqlite::queue_in(r, sqlite::Stored::V5))?
             .collect::<Result<_, _>>()?;
         for mut q in rows {
             let binding = super::queue::queue_binding(&q)?;

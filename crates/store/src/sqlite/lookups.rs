@@ -4,7 +4,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{exec, ms, opt_ms, row1};
+use super::{Stored, exec, ms, ms_in, opt_ms, row1};
 use crate::sealed::LookupBinding;
 use crate::{Outcome, Reached, Source, StoreError};
 
@@ -76,7 +76,7 @@ macro_rules! lookup_columns {
     };
 }
 
-const LOOKUP_COLUMNS: &str = lookup_columns!();
+pub(crate) const LOOKUP_COLUMNS: &str = lookup_columns!();
 
 /// Inserts one [`LookupRow`] unless its id is already there. A constant, so
 /// that an import's million inserts neither format nor hash a new text each.
@@ -141,16 +141,32 @@ fn opt_millis_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i
 }
 
 fn lookup_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LookupRow> {
+    lookup_in(r, Stored::Current)
+}
+
+/// A row of `lookups` (columns in [`LOOKUP_COLUMNS`]' order) as stored in
+/// `format`. Version 5 kept any `[A-Z0-9_]` status: read as the current
+/// format stores it ([`crate::stored_status`]).
+pub(crate) fn lookup_in(r: &rusqlite::Row<'_>, format: Stored) -> rusqlite::Result<LookupRow> {
+    let status = match format {
+        Stored::Current => status_at(r, 8)?,
+        Stored::V5 => crate::stored_status(r.get::<_, Option<String>>(8)?.as_deref()),
+    };
+    let time = |i| ms_in(r, i, format);
     Ok(LookupRow {
         id: r.get(0)?,
         subject: r.get(1)?,
-        requested_at: r.get(2)?,
-        answered_at: r.get(3)?,
+        requested_at: time(2)?.ok_or(rusqlite::Error::InvalidColumnType(
+            2,
+            "requested_at".into(),
+            rusqlite::types::Type::Null,
+        ))?,
+        answered_at: time(3)?,
         operator: r.get(4)?,
         host: r.get(5)?,
         source: r.get(6)?,
         outcome: r.get(7)?,
-        status: status_at(r, 8)?,
+        status,
         result: r.get(9)?,
         http_status: r.get(10)?,
         failure_type: r.get(11)?,

@@ -93,6 +93,37 @@ fn time_or_text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<S
     }
 }
 
+/// Which format a row is read in: the current one, or version 5 (times
+/// as RFC 3339 text, any `[A-Z0-9_]` status), which only the migration reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Format version 6.
+    Current,
+    /// Format version 5.
+    V5,
+}
+
+/// Column `i` of `r`, a time (or NULL) as stored in `format`, in
+/// milliseconds since the epoch.
+fn ms_in(r: &rusqlite::Row<'_>, i: usize, format: Stored) -> rusqlite::Result<Option<i64>> {
+    match format {
+        Stored::Current => r.get(i),
+        Stored::V5 => r
+            .get::<_, Option<String>>(i)?
+            .as_deref()
+            .map(ms)
+            .transpose(),
+    }
+}
+
+/// Column `i` of `r`, a time (or NULL) as stored in `format`, as text.
+fn time_in(r: &rusqlite::Row<'_>, i: usize, format: Stored) -> rusqlite::Result<Option<String>> {
+    match format {
+        Stored::Current => time_opt_at(r, i),
+        Stored::V5 => r.get(i),
+    }
+}
+
 /// Column `i` of `r`, a stored time or NULL, as text.
 fn time_opt_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
     r.get::<_, Option<i64>>(i)?.map(text_of).transpose()

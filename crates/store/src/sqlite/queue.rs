@@ -3,7 +3,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{exec, ms, row1, time_at, time_opt_at};
+use super::{Stored, exec, ms, row1, time_at, time_in};
 use crate::StoreError;
 
 /// A queue row as stored: sealed columns stay sealed here.
@@ -70,42 +70,30 @@ pub(crate) const QUEUE_COLUMNS: &str = "id, subject, request, queued_at, deadlin
      iin_enc, session_enc, purpose_enc, error_enc";
 
 fn queue_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
-    Ok(QueueRow {
-        id: r.get(0)?,
-        subject: r.get(1)?,
-        request: r.get(2)?,
-        queued_at: time_at(r, 3)?,
-        deadline: time_at(r, 4)?,
-        state: r.get(5)?,
-        attempts: r.get(6)?,
-        next_try_at: time_at(r, 7)?,
-        claimed_by: r.get(8)?,
-        claimed_until: time_opt_at(r, 9)?,
-        last_status: r.get(10)?,
-        operator: r.get(11)?,
-        host: r.get(12)?,
-        iin_checked: r.get(13)?,
-        key_version: r.get(14)?,
-        iin_enc: r.get(15)?,
-        session_enc: r.get(16)?,
-        purpose_enc: r.get(17)?,
-        error_enc: r.get(18)?,
-    })
+    queue_in(r, Stored::Current)
 }
 
-/// A `queue` row of format version 5, whose times are RFC 3339 text.
-pub(crate) fn v5_queue_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueueRow> {
+/// A row of `queue` (columns in [`QUEUE_COLUMNS`]' order) as stored in
+/// `format`.
+pub(crate) fn queue_in(r: &rusqlite::Row<'_>, format: Stored) -> rusqlite::Result<QueueRow> {
+    let time = |i| {
+        time_in(r, i, format)?.ok_or(rusqlite::Error::InvalidColumnType(
+            i,
+            "time".into(),
+            rusqlite::types::Type::Null,
+        ))
+    };
     Ok(QueueRow {
         id: r.get(0)?,
         subject: r.get(1)?,
         request: r.get(2)?,
-        queued_at: r.get(3)?,
-        deadline: r.get(4)?,
+        queued_at: time(3)?,
+        deadline: time(4)?,
         state: r.get(5)?,
         attempts: r.get(6)?,
-        next_try_at: r.get(7)?,
+        next_try_at: time(7)?,
         claimed_by: r.get(8)?,
-        claimed_until: r.get(9)?,
+        claimed_until: time_in(r, 9, format)?,
         last_status: r.get(10)?,
         operator: r.get(11)?,
         host: r.get(12)?,
