@@ -130,6 +130,12 @@ pub enum StoreError {
         /// Why it failed (a [`CryptoError`], or the value that was refused).
         reason: String,
     },
+    /// A stored value outside what the format allows (an enumerated
+    /// column, a time no calendar holds): the database was altered.
+    #[error(
+        "the database holds a value its format does not allow ({0}); it may have been altered. Nothing was shown from it; run `gbdfl check`"
+    )]
+    Malformed(String),
     #[error(
         "database {0} is read-only for this user (file mode, owner, or a read-only disk): gbdfl records every lookup and audit entry, so it needs to write; nothing was sent to the service. Check who owns the file and its mode, or pass a writable copy with --db PATH"
     )]
@@ -216,11 +222,7 @@ impl From<rusqlite::Error> for StoreError {
         if let rusqlite::Error::FromSqlConversionFailure(..)
         | rusqlite::Error::IntegralValueOutOfRange(..) = &e
         {
-            return StoreError::Corrupt {
-                id: "a stored row".to_owned(),
-                column: "value",
-                reason: e.to_string(),
-            };
+            return StoreError::Malformed(e.to_string());
         }
         StoreError::Sqlite(e)
     }
@@ -245,6 +247,7 @@ impl StoreError {
             StoreError::WrongKey { .. }
                 | StoreError::RetiredKey { .. }
                 | StoreError::Corrupt { .. }
+                | StoreError::Malformed(_)
                 | StoreError::NoKey
         )
     }
