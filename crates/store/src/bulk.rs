@@ -127,7 +127,7 @@ impl SealedSummaries {
         self.items.clear();
     }
 
-    fn push(&mut self, r: &sqlite::LatestRow<'_>) {
+    pub(crate) fn push(&mut self, r: &sqlite::LatestRow<'_>) {
         let mut put = |b: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(b);
@@ -243,7 +243,7 @@ impl Opener {
     /// Opens one sealed value of a `lookups` row into `scratch.plain`,
     /// bound to `binding` (the row's choosing fields, as read), reusing the
     /// scratch's buffers.
-    fn open_into(
+    pub(crate) fn open_into(
         &self,
         id: &str,
         key_version: i64,

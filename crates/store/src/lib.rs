@@ -24,6 +24,7 @@
 pub mod archive;
 mod audit;
 mod bulk;
+mod foreign;
 pub mod codec;
 pub mod crypto;
 pub mod keyfile;
@@ -55,6 +56,7 @@ pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
 pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
+pub use foreign::LatestBatcher;
 pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use migrate::set_migration_progress;
 pub use queue::{
