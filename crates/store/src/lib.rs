@@ -313,6 +313,10 @@ pub enum Source {
     Service,
     /// Answered from a stored lookup; no call was made.
     Cache,
+    /// A VALID answer another branch of the organisation fetched (the
+    /// organisation cache), stored here as a lookup of its own: no call
+    /// was made by this branch, and it is never a paid call.
+    Org,
 }
 
 impl Source {
@@ -321,6 +325,7 @@ impl Source {
         match self {
             Source::Service => "service",
             Source::Cache => "cache",
+            Source::Org => "org",
         }
     }
     /// The source named `s` as stored; `None` for any other text.
@@ -328,6 +333,7 @@ impl Source {
         match s {
             "service" => Some(Source::Service),
             "cache" => Some(Source::Cache),
+            "org" => Some(Source::Org),
             _ => None,
         }
     }
@@ -335,7 +341,8 @@ impl Source {
 
 /// Whether a lookup counts as a paid call: a call to the service that may
 /// have reached it ([`Reached::paid`]), whatever came back. A cache answer
-/// is none, nor is an attempt that provably never reached the service. The
+/// is none, nor an answer of the organisation cache ([`Source::Org`]), nor
+/// an attempt that provably never reached the service. The
 /// one rule behind every count of paid calls: `stats`, the summary and
 /// lookups reports, `history`, the audit trail and batch's outcome file.
 pub fn is_paid_call(source: Source, reached: Option<Reached>) -> bool {
@@ -564,7 +571,7 @@ fn legacy_reached(
     detail: Option<&str>,
 ) -> Option<Reached> {
     match source {
-        Source::Cache => None,
+        Source::Cache | Source::Org => None,
         Source::Service
             if outcome == Outcome::Unavailable
                 && http_status.is_none()
@@ -860,13 +867,15 @@ impl Store {
         }
     }
 
-    /// Brings a database of an older format version to version 6 (which
-    /// needs the key), then makes sure every index is there.
+    /// Brings a database of an older format version to the current one
+    /// (which from version 5 needs the key), then makes sure every index
+    /// is there.
     fn finish_migration(&self) -> Result<(), StoreError> {
         let version = sqlite::user_version(&self.conn)?;
         if version < SCHEMA_VERSION {
             migrate::to_v5(&self.conn, version)?;
-            self.migrate_to_v6()?;
+            self.migrate_from_v5()?;
+            self.migrate_to_v7()?;
             sqlite::ensure_schema(&self.conn)?;
         }
         // Also what a migration killed after its commit left.

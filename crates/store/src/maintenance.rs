@@ -416,7 +416,7 @@ impl Store {
                     break;
                 }
             }
-            if row.source == super::Source::Service
+            if matches!(row.source, super::Source::Service | super::Source::Org)
                 && row.outcome == super::Outcome::Answered
                 && row.status.as_deref() == Some("VALID")
                 && row.summary_enc.is_none()

@@ -47,7 +47,7 @@ pub use queue::*;
 
 /// The schema version this binary writes (schema.sql): the at-rest format
 /// version of docs/FORMAT.md.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 /// The whole schema of the current format (schema.sql): every table and
@@ -97,7 +97,7 @@ fn time_or_text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<S
 /// as RFC 3339 text, any `[A-Z0-9_]` status), which only the migration reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stored {
-    /// Format version 6.
+    /// Format version 6 or 7 (the same rows).
     Current,
     /// Format version 5.
     V5,
@@ -309,7 +309,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
         });
     }
     // An older version is migrated by the store once the key is known
-    // (version 6 seals every value again).
+    // (version 6 sealed every value again).
     if version == SCHEMA_VERSION {
         ensure_schema(&conn)?;
     }
