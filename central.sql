@@ -76,7 +76,7 @@ CREATE INDEX IF NOT EXISTS gbdfl_lookups_valid ON gbdfl_lookups (subject, answer
 -- Head office's expiry scan, one branch at a time, in the branch's own order.
 CREATE INDEX IF NOT EXISTS gbdfl_lookups_latest
     ON gbdfl_lookups (branch, subject, answered_at, id)
-    INCLUDE (key_version, requested_at)
+    INCLUDE (key_version, requested_at, source, reached, cached_from)
     WHERE source IN ('service', 'org') AND outcome = 'answered' AND status = 'VALID';
 
 -- Every branch's audit trail, entry for entry, its chain unbroken.

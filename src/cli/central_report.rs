@@ -34,9 +34,7 @@ pub fn expiring(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow
             |spare: &mut dyn FnMut() -> Option<SealedSummaries>,
              f: &mut dyn FnMut(SealedSummaries) -> Result<(), StoreError>| {
                 let mut batcher = LatestBatcher::new(o, BATCH, spare, f);
-                let read = c.each_valid(b, &mut |subject, id, kv, requested, answered, summary, _| {
-                    batcher.row(subject, id, kv, requested, answered, summary)
-                });
+                let read = c.each_valid(b, &mut |row| batcher.row(row));
                 if let Err(e) = read {
                     let text = e.to_string();
                     if let Ok(mut slot) = failed.lock() {

@@ -82,12 +82,22 @@ pub fn try_fetch(
     store: &Store,
     req: &FetchRequest<'_>,
 ) -> anyhow::Result<Option<(Attempt, String)>> {
+    match CentralCache::of(ctx)? {
+        Some(mut cache) => try_fetch_with(&mut cache, ctx, store, req),
+        None => Ok(None),
+    }
+}
+
+/// [`try_fetch`] with a cache kept over many requests (a batch file).
+pub fn try_fetch_with(
+    cache: &mut CentralCache,
+    ctx: &Ctx,
+    store: &Store,
+    req: &FetchRequest<'_>,
+) -> anyhow::Result<Option<(Attempt, String)>> {
     if req.force {
         return Ok(None);
     }
-    let Some(mut cache) = CentralCache::of(ctx)? else {
-        return Ok(None);
-    };
     let now = ctx.clock.now();
     if lookup::fresh_record(store, req.iin, req.max_age, now)?.is_some() {
         return Ok(None);

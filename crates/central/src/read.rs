@@ -5,7 +5,7 @@
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::ToSql;
 
-use gbdfl_store::{AuditRow, LookupRow, Outcome, Reached, Source, StoreError};
+use gbdfl_store::{AuditRow, LatestRow, LookupRow, Outcome, Reached, Source, StoreError};
 
 use crate::{Central, CentralError, statement_error};
 
@@ -213,19 +213,19 @@ impl Central {
     }
 
     /// Calls `f` with every VALID lookup of `branch` in (subject, answer
-    /// time, id) order, as the branch's own expiry scan walks them:
-    /// subject, id, key version, requested, answered, sealed summary.
+    /// time, id) order, as the branch's own expiry scan walks them.
     pub fn each_valid(
         &mut self,
         branch: &str,
-        f: &mut dyn FnMut(&[u8], &str, i64, i64, Option<i64>, Option<&[u8]>, &str) -> Result<(), StoreError>,
+        f: &mut dyn FnMut(&LatestRow<'_>) -> Result<(), StoreError>,
     ) -> Result<(), CentralError> {
         self.unbounded()?;
         let at = self.at.clone();
         let err = |e: postgres::Error| statement_error(&at, &e);
         let sql = format!(
-            "SELECT subject, id, key_version, requested_at, answered_at, summary_enc, source \
-             FROM gbdfl_lookups WHERE branch = $1 AND {VALID} ORDER BY subject, answered_at, id"
+            "SELECT subject, id, key_version, requested_at, answered_at, summary_enc, source, \
+             reached, cached_from FROM gbdfl_lookups WHERE branch = $1 AND {VALID} \
+             ORDER BY subject, answered_at, id"
         );
         let params: [&(dyn ToSql + Sync); 1] = [&branch];
         let mut rows = self
@@ -233,11 +233,29 @@ impl Central {
             .query_raw(&sql, params.iter().copied())
             .map_err(err)?;
         while let Some(r) = rows.next().map_err(err)? {
-            let subject: &[u8] = r.get(0);
             let id: &str = r.get(1);
-            let summary: Option<&[u8]> = r.get(5);
-            let source: &str = r.get(6);
-            f(subject, id, r.get(2), r.get(3), r.get(4), summary, source)?;
+            let bad = |column: &'static str, value: &str| StoreError::Corrupt {
+                id: id.to_owned(),
+                column,
+                reason: format!("the central store holds {value:?}, not a value of the format"),
+            };
+            let source_text: &str = r.get(6);
+            let source = Source::parse(source_text).ok_or_else(|| bad("source", source_text))?;
+            let reached = match r.get::<_, Option<&str>>(7) {
+                None => None,
+                Some(t) => Some(Reached::parse(t).ok_or_else(|| bad("reached", t))?),
+            };
+            f(&LatestRow {
+                subject: r.get(0),
+                id,
+                key_version: r.get(2),
+                requested_at: r.get(3),
+                answered_at: r.get(4),
+                summary_enc: r.get(5),
+                source,
+                reached,
+                cached_from: r.get(8),
+            })?;
         }
         Ok(())
     }

@@ -9,7 +9,7 @@
 
 use crate::bulk::{Opener, Scratch, SealedSummaries};
 use crate::sqlite::{LatestRow, LookupRow};
-use crate::StoreError;
+use crate::{Reached, Source, StoreError};
 
 /// Turns every VALID lookup of one store, handed in subject order (then
 /// answer time, then id: the order of the local scan), into batches of the
@@ -37,6 +37,9 @@ struct Held {
     requested_at: i64,
     answered_at: Option<i64>,
     summary_enc: Option<Vec<u8>>,
+    source: Option<Source>,
+    reached: Option<Reached>,
+    cached_from: Option<String>,
     holding: bool,
 }
 
@@ -49,6 +52,9 @@ impl Held {
             requested_at: self.requested_at,
             answered_at: self.answered_at,
             summary_enc: self.summary_enc.as_deref(),
+            source: self.source.unwrap_or(Source::Service),
+            reached: self.reached,
+            cached_from: self.cached_from.as_deref(),
         }
     }
 }
@@ -76,34 +82,36 @@ impl<'a> LatestBatcher<'a> {
     }
 
     /// The next VALID lookup, in order.
-    pub fn row(
-        &mut self,
-        subject: &[u8],
-        id: &str,
-        key_version: i64,
-        requested_at: i64,
-        answered_at: Option<i64>,
-        summary_enc: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    pub fn row(&mut self, r: &LatestRow<'_>) -> Result<(), StoreError> {
         if self.held.holding {
-            let latest = self.held.subject.as_slice() != subject;
+            let latest = self.held.subject.as_slice() != r.subject;
             self.hand_on(latest)?;
         }
         let h = &mut self.held;
         h.subject.clear();
-        h.subject.extend_from_slice(subject);
+        h.subject.extend_from_slice(r.subject);
         h.id.clear();
-        h.id.push_str(id);
-        h.key_version = key_version;
-        h.requested_at = requested_at;
-        h.answered_at = answered_at;
-        match summary_enc {
+        h.id.push_str(r.id);
+        h.key_version = r.key_version;
+        h.requested_at = r.requested_at;
+        h.answered_at = r.answered_at;
+        match r.summary_enc {
             Some(b) => {
                 let v = h.summary_enc.get_or_insert_with(Vec::new);
                 v.clear();
                 v.extend_from_slice(b);
             }
             None => h.summary_enc = None,
+        }
+        h.source = Some(r.source);
+        h.reached = r.reached;
+        match r.cached_from {
+            Some(c) => {
+                let v = h.cached_from.get_or_insert_with(String::new);
+                v.clear();
+                v.push_str(c);
+            }
+            None => h.cached_from = None,
         }
         h.holding = true;
         Ok(())

@@ -57,6 +57,7 @@ pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
 pub use foreign::LatestBatcher;
+pub use sqlite::LatestRow;
 pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use migrate::set_migration_progress;
 pub use queue::{
