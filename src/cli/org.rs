@@ -46,7 +46,11 @@ impl OrgCache for CentralCache {
             return None;
         }
         if self.central.is_none() {
-            match Central::connect(&self.target) {
+            let connected = Central::connect(&self.target).and_then(|mut c| {
+                c.limit_statements(self.target.connect_timeout)?;
+                Ok(c)
+            });
+            match connected {
                 Ok(c) => self.central = Some(c),
                 Err(e) => {
                     self.give_up(&e);

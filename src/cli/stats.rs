@@ -24,6 +24,9 @@ pub struct Args {
     /// Last UTC day, YYYY-MM-DD, included
     #[arg(long, value_name = "DATE")]
     pub to: Option<String>,
+    /// Head office: every branch's counts in the period, from the central store
+    #[arg(long)]
+    pub central: bool,
 }
 
 fn day(flag: &str, s: Option<&str>) -> anyhow::Result<Option<NaiveDate>> {
@@ -46,6 +49,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     }
     // The summary report's days: the same bounds, the same count.
     let (start, end) = gbdfl_report::Period { from, to }.bounds();
+    if args.central {
+        return central(ctx, store, start, end);
+    }
     let days = store.stats(start, end)?;
     ctx.release(store, days.len() as u64)?;
     if ctx.settings.json {
@@ -116,4 +122,51 @@ fn cells(
             .map(|s| by_status.get(*s).copied().unwrap_or(0).to_string()),
     );
     c
+}
+
+/// `stats --central`: each branch's paid calls, answers from its own cache
+/// and from the organisation cache, and attempts never sent, in the period.
+fn central(
+    ctx: &Ctx,
+    store: &Store,
+    start: Option<chrono::DateTime<chrono::Utc>>,
+    end: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<()> {
+    let mut c = super::central::connect(ctx)?;
+    let rows = c.stats(
+        start.map_or(i64::MIN, |t| t.timestamp_millis()),
+        end.map_or(i64::MAX, |t| t.timestamp_millis()),
+    )?;
+    ctx.release(store, rows.len() as u64)?;
+    if ctx.settings.json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "branch": r.branch,
+                    "paid_calls": r.paid_calls,
+                    "from_cache": r.from_cache,
+                    "from_org": r.from_org,
+                    "not_sent": r.not_sent,
+                })
+            })
+            .collect();
+        return super::json::print(&v);
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.branch.clone(),
+                r.paid_calls.to_string(),
+                r.from_cache.to_string(),
+                r.from_org.to_string(),
+                r.not_sent.to_string(),
+            ]
+        })
+        .collect();
+    out(&render::columns(
+        &["BRANCH", "PAID CALLS", "FROM CACHE", "FROM ORG", "NOT SENT"],
+        &cells,
+    ))
 }

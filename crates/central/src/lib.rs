@@ -24,7 +24,7 @@ use std::time::Duration;
 
 pub use conn::Target;
 pub use push::{PushCounts, Pushed};
-pub use read::{BranchCounts, BranchHead};
+pub use read::{BranchCounts, BranchHead, BranchStats};
 
 use gbdfl_core::exit_code::ExitCode;
 
@@ -166,6 +166,13 @@ impl Central {
     /// at head office's scale.
     pub(crate) fn unbounded(&mut self) -> Result<(), CentralError> {
         self.batch("SET statement_timeout = 0")
+    }
+
+    /// Holds this connection's statements to `limit` (the organisation
+    /// cache: a server that stopped answering must not hold up a fetch).
+    pub fn limit_statements(&mut self, limit: Duration) -> Result<(), CentralError> {
+        let ms = limit.as_millis().max(1);
+        self.batch(&format!("SET statement_timeout = {ms}"))
     }
 
     /// The server, for messages.

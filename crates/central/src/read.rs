@@ -320,3 +320,51 @@ impl Central {
         Ok(n)
     }
 }
+
+/// What one branch's lookups in a period came to (`stats --central`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BranchStats {
+    /// The branch's id.
+    pub branch: String,
+    /// Calls that may have reached the service (the one rule of paid
+    /// calls: a call of the service whose request reached it or may have).
+    pub paid_calls: u64,
+    /// Answers from the branch's own cache.
+    pub from_cache: u64,
+    /// Answers from the organisation cache (another branch's record).
+    pub from_org: u64,
+    /// Attempts that provably never reached the service.
+    pub not_sent: u64,
+}
+
+impl Central {
+    /// Every branch's counts of lookups requested in `[from_ms, to_ms)`.
+    /// Counts only: read from the plaintext columns, nothing opened.
+    pub fn stats(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<BranchStats>, CentralError> {
+        let at = self.at.clone();
+        let rows = self
+            .client
+            .query(
+                "SELECT branch, \
+                   count(*) FILTER (WHERE source = 'service' AND (reached IS NULL OR reached <> 'no')), \
+                   count(*) FILTER (WHERE source = 'cache'), \
+                   count(*) FILTER (WHERE source = 'org'), \
+                   count(*) FILTER (WHERE source = 'service' AND reached = 'no') \
+                 FROM gbdfl_lookups WHERE requested_at >= $1 AND requested_at < $2 \
+                 GROUP BY branch ORDER BY branch",
+                &[&from_ms, &to_ms],
+            )
+            .map_err(|e| statement_error(&at, &e))?;
+        let n = |r: &postgres::Row, i: usize| u64::try_from(r.get::<_, i64>(i)).unwrap_or(0);
+        Ok(rows
+            .iter()
+            .map(|r| BranchStats {
+                branch: r.get(0),
+                paid_calls: n(r, 1),
+                from_cache: n(r, 2),
+                from_org: n(r, 3),
+                not_sent: n(r, 4),
+            })
+            .collect())
+    }
+}
