@@ -29,6 +29,7 @@ pub mod crypto;
 pub mod keyfile;
 mod maintenance;
 mod migrate;
+mod org;
 pub mod owner;
 mod queue;
 pub mod sealed;
@@ -61,7 +62,7 @@ pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
 pub use spill::{Reservation, reserve_size, spill_dir};
-pub use sqlite::SCHEMA_VERSION;
+pub use sqlite::{AuditRow, LookupRow, SCHEMA_VERSION};
 
 /// What can go wrong in the store. Messages say what to do next.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,8 @@
 //!
 //! This file sets a connection up and keeps the schema; each table's rows
 //! and statements have a file of their own: [`lookups`], [`queue`],
-//! [`audit`], and [`keys`] (with the dictionaries and `meta`).
+//! [`audit`], [`keys`] (with the dictionaries and `meta`), and [`push`]
+//! (the optional list of lookups to push to a replica).
 //!
 //! Each connection gets WAL, `synchronous = FULL`, foreign keys,
 //! secure_delete and in-memory temp storage ([`configure`]).
@@ -38,11 +39,13 @@ use super::owner;
 mod audit;
 mod keys;
 mod lookups;
+mod push;
 mod queue;
 
 pub use audit::*;
 pub use keys::*;
 pub use lookups::*;
+pub use push::*;
 pub use queue::*;
 
 /// The schema version this binary writes (schema.sql): the at-rest format
