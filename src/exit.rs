@@ -66,6 +66,7 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
             return match e {
                 e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
                 StoreError::NotInitialised(_)
+                | StoreError::AlreadyInitialised(_)
                 | StoreError::NotADatabase(_)
                 | StoreError::TooNew { .. }
                 | StoreError::ReadOnly(_)

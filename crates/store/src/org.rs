@@ -11,11 +11,16 @@
 //! is checked by the very chain walk of `audit verify`
 //! (`a_foreign_trail_is_checked_as_the_own_one`).
 
+use std::path::Path;
+use std::sync::Arc;
+
 use zeroize::Zeroizing;
 
 use crate::audit::AuditCheck;
+use crate::crypto::{self, MasterKey};
 use crate::sqlite::{self, AuditRow, LookupRow};
-use crate::{Lookup, Store, StoreError};
+use crate::{Lookup, Store, StoreError, crypto_err, time_text, wrap_aad};
+use gbdfl_core::clock::{Clock, SystemClock};
 
 impl Store {
     /// Starts keeping the list of lookups to push (the optional table
@@ -111,12 +116,114 @@ impl Store {
     }
 }
 
+/// The organisation's keys row: what every branch's database holds in its
+/// `keys` table as its current key version, so that the blind index and
+/// the audit key agree across branches. Its wrapped keys are sealed under
+/// the (shared) master key; nothing here is secret without it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgKeys {
+    /// The key version (`keys.version`); the associated data of the
+    /// wrapped keys names it.
+    pub version: i64,
+    /// The check value of the master key (`keys.check_value`, 32 bytes).
+    pub check_value: Vec<u8>,
+    /// The blind-index and audit keys, sealed under the master key
+    /// (`keys.wrapped_keys`).
+    pub wrapped_keys: Vec<u8>,
+}
+
+impl Store {
+    /// The current keys row of this database, to hand to other branches
+    /// ([`Store::init_adopting`]) or to compare ([`Store::has_org_keys`]).
+    pub fn org_keys(&self) -> Result<OrgKeys, StoreError> {
+        let rows = sqlite::key_rows(&self.conn)?;
+        let current = rows.into_iter().next().ok_or(StoreError::NoKey)?;
+        Ok(OrgKeys {
+            version: current.version,
+            check_value: current.check_value,
+            wrapped_keys: current.wrapped_keys,
+        })
+    }
+
+    /// Creates a new database at `path` whose keys row is the
+    /// organisation's (same version, check value and wrapped keys), so that
+    /// its blind indexes and audit MACs agree with every other branch's.
+    /// Refuses, before any file is made, a `key` that is not the
+    /// organisation's master key ([`StoreError::WrongKey`]) or wrapped keys
+    /// that do not open under it ([`StoreError::Corrupt`]); refuses a file
+    /// that already holds a database ([`StoreError::AlreadyInitialised`],
+    /// the file left as it was), or another program's file.
+    pub fn init_adopting(path: &Path, key: &MasterKey, org: &OrgKeys) -> Result<Store, StoreError> {
+        Store::init_adopting_with(path, key, org, SystemClock::shared())
+    }
+
+    /// [`Store::init_adopting`] with the clock the store is to read.
+    pub fn init_adopting_with(
+        path: &Path,
+        key: &MasterKey,
+        org: &OrgKeys,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store, StoreError> {
+        let mine = key.check_value();
+        if org.check_value.as_slice() != mine.as_slice() {
+            return Err(StoreError::WrongKey {
+                db_key_id: crypto::key_id(&org.check_value),
+                file_key_id: crypto::key_id(&mine),
+            });
+        }
+        let version = u32::try_from(org.version)
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| {
+                StoreError::Malformed(format!(
+                    "the organisation's key version {} is not a key version",
+                    org.version
+                ))
+            })?;
+        let stable = key
+            .unwrap_keys(&org.wrapped_keys, &wrap_aad(org.version))
+            .map_err(crypto_err("the organisation's keys"))?;
+        if sqlite::probe_holds_database(path)? {
+            return Err(StoreError::AlreadyInitialised(path.to_owned()));
+        }
+        let (conn, _) = sqlite::create(path, Store::BUSY_TIMEOUT, &time_text(clock.now()))?;
+        sqlite::immediate(&conn, |c| {
+            if !sqlite::key_rows(c)?.is_empty() {
+                return Err(StoreError::AlreadyInitialised(path.to_owned()));
+            }
+            sqlite::insert_key(
+                c,
+                &sqlite::KeyRow {
+                    version: org.version,
+                    check_value: org.check_value.clone(),
+                    wrapped_keys: org.wrapped_keys.clone(),
+                    created_at: time_text(clock.now()),
+                    retired_at: None,
+                },
+            )
+        })?;
+        Ok(Store::with_key(conn, path, key, version, &stable).with_clock(clock))
+    }
+
+    /// Whether this database's current blind-index and audit keys are the
+    /// organisation's: `org`'s wrapped keys, opened with this database's
+    /// master key, are the keys this store uses. False when they differ or
+    /// do not open under this master key (another organisation, another
+    /// key file).
+    pub fn has_org_keys(&self, org: &OrgKeys) -> Result<bool, StoreError> {
+        let Ok(theirs) = self.keys.open(&org.wrapped_keys, &wrap_aad(org.version)) else {
+            return Ok(false);
+        };
+        Ok(self.keys.holds_stable(&theirs))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::AuditEntry;
-    use crate::crypto::{KEY_LEN, MasterKey};
+    use crate::crypto::KEY_LEN;
     use crate::testing::valid_lookup;
+    use crate::{AuditEntry, LookupId, NewLookup, Source};
     use gbdfl_core::iin::Iin;
 
     fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
@@ -199,6 +306,115 @@ mod tests {
         assert_eq!(store.check().unwrap().integrity, ["ok"]);
     }
 
+    /// A branch made with the organisation's keys opens another branch's
+    /// rows and gets the same blind index; a branch with keys of its own
+    /// (the same key file) does not, nor does anyone open an altered row.
+    #[test]
+    fn a_foreign_row_opens_only_with_the_same_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::from_bytes([2; KEY_LEN]);
+        let (head, _) = Store::init(&dir.path().join("head.db"), &key).unwrap();
+        let org = head.org_keys().unwrap();
+        assert_eq!(org.version, 1);
+        let branch = Store::init_adopting(&dir.path().join("branch.db"), &key, &org).unwrap();
+        let (alone, _) = Store::init(&dir.path().join("alone.db"), &key).unwrap();
+        assert_eq!(branch.org_keys().unwrap(), org);
+        assert!(head.has_org_keys(&org).unwrap());
+        assert!(branch.has_org_keys(&org).unwrap());
+        assert!(!alone.has_org_keys(&org).unwrap());
+
+        let person = iin(7);
+        assert_eq!(head.subject_of(&person), branch.subject_of(&person));
+        assert_ne!(head.subject_of(&person), alone.subject_of(&person));
+        let body = br#"{"result":true,"from":"head office"}"#;
+        let fetched = valid_lookup(&person, body, at("2026-02-01T10:00:00Z"));
+        head.enable_push().unwrap();
+        head.record(&fetched, None).unwrap();
+        let row = head.pending_lookups(1).unwrap().remove(0);
+
+        let (lookup, got) = branch.open_lookup_row(&row).unwrap();
+        assert_eq!(lookup.id, fetched.id.to_string());
+        assert_eq!(lookup.iin, person.as_str());
+        assert_eq!(lookup.source, Source::Service);
+        assert_eq!(&got.unwrap()[..], &body[..]);
+        let refused = alone.open_lookup_row(&row).unwrap_err();
+        assert!(
+            matches!(
+                &refused,
+                StoreError::Corrupt {
+                    column: "subject",
+                    ..
+                }
+            ),
+            "{refused}"
+        );
+        let mut altered = row.clone();
+        altered.answered_at = altered.answered_at.map(|t| t + 1);
+        assert!(branch.open_lookup_row(&altered).is_err());
+
+        // The branch stores it as an answer of the organisation cache: its
+        // own lookup, the original answer time, the latest VALID answer.
+        let now = at("2026-02-03T09:00:00Z");
+        let opened = got_body(&branch, &row);
+        let org_answer = NewLookup {
+            source: Source::Org,
+            cached_from: Some(LookupId(uuid::Uuid::parse_str(&lookup.id).unwrap())),
+            reached: None,
+            requested_at: now,
+            answered_at: lookup.answered_at,
+            ..valid_lookup(&person, &opened, now)
+        };
+        branch.record(&org_answer, None).unwrap();
+        let latest = branch.latest_valid(&person).unwrap().unwrap();
+        assert_eq!(latest.lookup.source, Source::Org);
+        assert_eq!(latest.lookup.answered_at, lookup.answered_at);
+        assert_eq!(
+            latest.lookup.cached_from.as_deref(),
+            Some(lookup.id.as_str())
+        );
+        assert!(branch.check().unwrap().undecryptable.is_empty());
+        let days = branch.stats(None, None).unwrap();
+        assert_eq!(
+            (days[0].from_org, days[0].paid_calls, days[0].avoided()),
+            (1, 0, 1)
+        );
+    }
+
+    fn got_body(store: &Store, row: &LookupRow) -> Vec<u8> {
+        store.open_lookup_row(row).unwrap().1.unwrap().to_vec()
+    }
+
+    #[test]
+    fn adopting_refuses_another_key_and_an_existing_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::from_bytes([3; KEY_LEN]);
+        let (head, _) = Store::init(&dir.path().join("head.db"), &key).unwrap();
+        let org = head.org_keys().unwrap();
+        let other = MasterKey::from_bytes([4; KEY_LEN]);
+        let path = dir.path().join("branch.db");
+        let wrong = Store::init_adopting(&path, &other, &org).unwrap_err();
+        assert!(matches!(wrong, StoreError::WrongKey { .. }), "{wrong}");
+        assert!(wrong.is_key_or_integrity());
+        assert!(!path.exists(), "nothing made");
+        let mut bent = org.clone();
+        bent.version = 2;
+        let bad = Store::init_adopting(&path, &key, &bent).unwrap_err();
+        assert!(matches!(bad, StoreError::Corrupt { .. }), "{bad}");
+        assert!(!path.exists(), "nothing made");
+
+        let existing = dir.path().join("head.db");
+        let before = std::fs::read(&existing).unwrap();
+        drop(head);
+        let there = Store::init_adopting(&existing, &key, &org).unwrap_err();
+        assert!(
+            matches!(there, StoreError::AlreadyInitialised(_)),
+            "{there}"
+        );
+        let (_, state) = Store::init(&existing, &key).unwrap();
+        assert_eq!(state, crate::InitState::AlreadyInitialised);
+        assert!(before.len() <= std::fs::read(&existing).unwrap().len());
+    }
+
     /// Another branch's trail, handed in row by row, is checked as `audit
     /// verify` checks the own one, and the first problem names its entry.
     #[test]
@@ -206,7 +422,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let key = MasterKey::from_bytes([5; KEY_LEN]);
         let (head, _) = Store::init(&dir.path().join("head.db"), &key).unwrap();
-        let branch = head.reopen().unwrap();
+        let branch = Store::init_adopting(
+            &dir.path().join("branch.db"),
+            &key,
+            &head.org_keys().unwrap(),
+        )
+        .unwrap();
         let (alone, _) = Store::init(&dir.path().join("alone.db"), &key).unwrap();
         assert_eq!(head.audit_len().unwrap(), 0);
         for command in ["fetch", "show", "history", "report expiring"] {

@@ -269,6 +269,13 @@ fn probe(path: &Path) -> Result<Found, StoreError> {
     })
 }
 
+/// Whether the file at `path` holds a gbdfl database, read without
+/// writing to it (an absent or empty file, a blank SQLite file or another
+/// program's file holds none).
+pub fn probe_holds_database(path: &Path) -> Result<bool, StoreError> {
+    Ok(probe(path)? == Found::Gbdfl)
+}
+
 /// Opens an existing gbdfl database, checking it is one and migrating it.
 pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     match probe(path)? {
