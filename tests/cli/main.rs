@@ -23,6 +23,7 @@ mod migrate;
 mod network;
 mod os_user;
 mod paid_calls;
+mod pg;
 mod privacy;
 mod ranges;
 mod report;
