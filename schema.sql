@@ -152,3 +152,7 @@ CREATE TABLE IF NOT EXISTS queue (
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS queue_by_deadline ON queue (state, deadline);
+
+-- Not made here: the optional table `push_pending` (the lookups a branch
+-- has not yet pushed to the organisation's replica) and its two triggers
+-- on `lookups`, made when pushing is first enabled (docs/FORMAT.md).

@@ -45,6 +45,7 @@ fn store_code(e: &StoreError) -> ExitCode {
     match e {
         e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
         StoreError::NotInitialised(_)
+        | StoreError::AlreadyInitialised(_)
         | StoreError::NotADatabase(_)
         | StoreError::TooNew { .. }
         | StoreError::ReadOnly(_)

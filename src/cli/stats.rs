@@ -1,4 +1,5 @@
-//! `gbdfl stats`: paid calls, calls avoided by the cache, and outcomes by
+//! `gbdfl stats`: paid calls, calls avoided by the cache (and by the
+//! organisation cache), and outcomes by
 //! status, per UTC day (the days of the summary report).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,6 +63,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                     "day": d.day,
                     "paid_calls": d.paid_calls,
                     "from_cache": d.from_cache,
+                    "from_org": d.from_org,
                     "not_sent": d.not_sent,
                     "expired": d.expired,
                     "by_status": d.by_status(),
@@ -84,7 +86,13 @@ pub fn table(days: &[DayStats]) -> String {
         .iter()
         .flat_map(|b| b.keys().map(String::as_str))
         .collect();
+    // Answers of the organisation cache get their column only where there
+    // are some: the table of a branch without them stays as it was.
+    let org = days.iter().any(|d| d.from_org > 0);
     let mut header = vec!["DAY", "PAID CALLS", "FROM CACHE", "NOT SENT", "EXPIRED"];
+    if org {
+        header.push("FROM ORG CACHE");
+    }
     header.extend(statuses.iter().copied());
     let mut total = DayStats::default();
     let mut rows = Vec::new();
@@ -95,10 +103,17 @@ pub fn table(days: &[DayStats]) -> String {
             d,
             by,
             &statuses,
+            org,
         ));
     }
     if days.len() > 1 {
-        rows.push(cells("TOTAL".into(), &total, &total.by_status(), &statuses));
+        rows.push(cells(
+            "TOTAL".into(),
+            &total,
+            &total.by_status(),
+            &statuses,
+            org,
+        ));
     }
     render::columns(&header, &rows)
 }
@@ -108,6 +123,7 @@ fn cells(
     d: &DayStats,
     by_status: &BTreeMap<String, u64>,
     statuses: &BTreeSet<&str>,
+    org: bool,
 ) -> Vec<String> {
     let mut c = vec![
         label,
@@ -116,6 +132,9 @@ fn cells(
         d.not_sent.to_string(),
         d.expired.to_string(),
     ];
+    if org {
+        c.push(d.from_org.to_string());
+    }
     c.extend(
         statuses
             .iter()

@@ -30,6 +30,7 @@ pub mod crypto;
 pub mod keyfile;
 mod maintenance;
 mod migrate;
+mod org;
 pub mod owner;
 mod queue;
 pub mod sealed;
@@ -60,11 +61,12 @@ pub use foreign::LatestBatcher;
 pub use sqlite::LatestRow;
 pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use migrate::set_migration_progress;
+pub use org::OrgKeys;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
 pub use spill::{Reservation, reserve_size, spill_dir};
-pub use sqlite::SCHEMA_VERSION;
+pub use sqlite::{AuditRow, LookupRow, SCHEMA_VERSION};
 
 /// What can go wrong in the store. Messages say what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,12 @@ pub enum StoreError {
     )]
     /// No database file at the path given (`gbdfl init` was never run for it).
     NotInitialised(PathBuf),
+    #[error(
+        "{0} already holds a gbdfl database: a database with the organisation's keys is made only as a new file; pass another --db PATH. The file was not changed"
+    )]
+    /// A new database was to be made with the organisation's keys
+    /// ([`Store::init_adopting`]), but the file already holds one.
+    AlreadyInitialised(PathBuf),
     #[error(
         "{0} is not a gbdfl database (it is not SQLite, or belongs to another program): check --db PATH; the file was not changed"
     )]

@@ -4,7 +4,8 @@
 //!
 //! This file sets a connection up and keeps the schema; each table's rows
 //! and statements have a file of their own: [`lookups`], [`queue`],
-//! [`audit`], and [`keys`] (with the dictionaries and `meta`).
+//! [`audit`], [`keys`] (with the dictionaries and `meta`), and [`push`]
+//! (the optional list of lookups to push to a replica).
 //!
 //! Each connection gets WAL, `synchronous = FULL`, foreign keys,
 //! secure_delete and in-memory temp storage ([`configure`]).
@@ -38,11 +39,13 @@ use super::owner;
 mod audit;
 mod keys;
 mod lookups;
+mod push;
 mod queue;
 
 pub use audit::*;
 pub use keys::*;
 pub use lookups::*;
+pub use push::*;
 pub use queue::*;
 
 /// The schema version this binary writes (schema.sql): the at-rest format
@@ -264,6 +267,13 @@ fn probe(path: &Path) -> Result<Found, StoreError> {
     } else {
         Found::Foreign
     })
+}
+
+/// Whether the file at `path` holds a gbdfl database, read without
+/// writing to it (an absent or empty file, a blank SQLite file or another
+/// program's file holds none).
+pub fn probe_holds_database(path: &Path) -> Result<bool, StoreError> {
+    Ok(probe(path)? == Found::Gbdfl)
 }
 
 /// Opens an existing gbdfl database, checking it is one and migrating it.
