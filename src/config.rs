@@ -1073,6 +1073,61 @@ fn validate_operator(op: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// No central store set: the message names the settings.
+pub fn no_central() -> ConfigError {
+    ConfigError::Value {
+        name: "central_url".into(),
+        message: "no central store is set: set GBDFL_CENTRAL_URL, or `central_url = \"postgresql://USER@HOST/DATABASE\"` in config.toml (libpq's PGHOST, PGUSER, PGDATABASE work too); the password goes in PGPASSWORD or the file named by central_password_file, never on the command line".into(),
+    }
+}
+
+/// A URL made of libpq's variables (PGHOST, PGPORT, PGUSER, PGDATABASE,
+/// PGSSLMODE, PGSSLROOTCERT), when PGHOST is set.
+fn libpq_url(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let host = env("PGHOST")?;
+    let mut u = url::Url::parse("postgresql://localhost").ok()?;
+    let socket = host.starts_with('/');
+    if !socket {
+        u.set_host(Some(&host)).ok()?;
+    }
+    if let Some(port) = env("PGPORT").and_then(|p| p.parse::<u16>().ok()) {
+        let _ = u.set_port(Some(port));
+    }
+    let user = env("PGUSER").or_else(|| std::env::var("USER").ok())?;
+    u.set_username(&user).ok()?;
+    u.set_path(&env("PGDATABASE").unwrap_or_else(|| user.clone()));
+    {
+        let mut q = u.query_pairs_mut();
+        if socket {
+            q.append_pair("host", &host);
+        }
+        if let Some(m) = env("PGSSLMODE") {
+            q.append_pair("sslmode", &m);
+        }
+        if let Some(c) = env("PGSSLROOTCERT") {
+            q.append_pair("sslrootcert", &c);
+        }
+    }
+    let text = u.to_string();
+    Some(text.trim_end_matches('?').to_owned())
+}
+
+/// A secret from a file readable by its owner only, without its line end.
+fn read_secret_file(path: &Path, name: &str) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    let err = |message: String| ConfigError::Value {
+        name: name.into(),
+        message: format!("{}: {message}", path.display()),
+    };
+    gbdfl_store::keyfile::check_private(path).map_err(|e| err(e.to_string()))?;
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let secret = zeroize::Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned());
+    if secret.is_empty() {
+        return Err(err("the file is empty: put the password in it".into()));
+    }
+    Ok(secret)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1131,58 +1186,4 @@ mod tests {
             .to_string();
         assert!(e.contains("colour"), "{e}");
     }
-}
-
-/// No central store set: the message names the settings.
-pub fn no_central() -> ConfigError {
-    ConfigError::Value {
-        name: "central_url".into(),
-        message: "no central store is set: set GBDFL_CENTRAL_URL, or `central_url = \"postgresql://USER@HOST/DATABASE\"` in config.toml (libpq's PGHOST, PGUSER, PGDATABASE work too); the password goes in PGPASSWORD or the file named by central_password_file, never on the command line".into(),
-    }
-}
-
-/// A URL made of libpq's variables (PGHOST, PGPORT, PGUSER, PGDATABASE,
-/// PGSSLMODE, PGSSLROOTCERT), when PGHOST is set.
-fn libpq_url(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
-    let host = env("PGHOST")?;
-    let mut u = url::Url::parse("postgresql://localhost").ok()?;
-    let socket = host.starts_with('/');
-    if !socket {
-        u.set_host(Some(&host)).ok()?;
-    }
-    if let Some(port) = env("PGPORT").and_then(|p| p.parse::<u16>().ok()) {
-        let _ = u.set_port(Some(port));
-    }
-    let user = env("PGUSER").or_else(|| std::env::var("USER").ok())?;
-    u.set_username(&user).ok()?;
-    u.set_path(&env("PGDATABASE").unwrap_or_else(|| user.clone()));
-    {
-        let mut q = u.query_pairs_mut();
-        if socket {
-            q.append_pair("host", &host);
-        }
-        if let Some(m) = env("PGSSLMODE") {
-            q.append_pair("sslmode", &m);
-        }
-        if let Some(c) = env("PGSSLROOTCERT") {
-            q.append_pair("sslrootcert", &c);
-        }
-    }
-    let text = u.to_string();
-    Some(text.trim_end_matches('?').to_owned())
-}
-
-/// A secret from a file readable by its owner only, without its line end.
-fn read_secret_file(path: &Path, name: &str) -> Result<zeroize::Zeroizing<String>, ConfigError> {
-    let err = |message: String| ConfigError::Value {
-        name: name.into(),
-        message: format!("{}: {message}", path.display()),
-    };
-    gbdfl_store::keyfile::check_private(path).map_err(|e| err(e.to_string()))?;
-    let text = zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
-    let secret = zeroize::Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned());
-    if secret.is_empty() {
-        return Err(err("the file is empty: put the password in it".into()));
-    }
-    Ok(secret)
 }

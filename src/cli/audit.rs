@@ -211,13 +211,18 @@ fn verify_central(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let mut json = Vec::new();
     for branch in central.branches()? {
         let rows = central.audit_rows(&branch)?;
-        let check = store.verify_audit_rows(rows.into_iter().map(Ok::<_, gbdfl_store::StoreError>))?;
+        let check =
+            store.verify_audit_rows(rows.into_iter().map(Ok::<_, gbdfl_store::StoreError>))?;
         total += check.entries;
         let head = format!("{}:{}", check.entries, hex::encode(&check.last_mac));
         text.push_str(&format!(
             "{branch:<24} {:>10}  {:<8} {head}\n",
             check.entries,
-            if check.problem.is_none() { "intact" } else { "BROKEN" },
+            if check.problem.is_none() {
+                "intact"
+            } else {
+                "BROKEN"
+            },
         ));
         json.push(serde_json::json!({
             "branch": branch,
@@ -264,11 +269,14 @@ fn verify_against_central(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .into());
     }
     let rows = central.audit_rows(&branch)?;
-    let there = store.verify_audit_rows(rows.iter().cloned().map(Ok::<_, gbdfl_store::StoreError>))?;
+    let there =
+        store.verify_audit_rows(rows.iter().cloned().map(Ok::<_, gbdfl_store::StoreError>))?;
     if let Some(p) = there.problem {
         return Err(Exit::new(
             ExitCode::KeyOrIntegrity,
-            format!("the central store's copy of branch {branch}'s audit trail does not verify: {p}"),
+            format!(
+                "the central store's copy of branch {branch}'s audit trail does not verify: {p}"
+            ),
         )
         .into());
     }

@@ -119,7 +119,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             Ok(())
         }
         Action::Status => status(ctx, store),
-        Action::Purge { older_than } => purge(ctx, store, &older_than, now),
+        Action::Purge { older_than } => purge(ctx, &older_than, now),
     }
 }
 
@@ -158,14 +158,20 @@ fn status(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             .collect();
         return super::json::print(&v);
     }
-    let mut text = format!("{:<24} {:>12} {:>14}\n", "BRANCH", "LOOKUPS", "AUDIT ENTRIES");
+    let mut text = format!(
+        "{:<24} {:>12} {:>14}\n",
+        "BRANCH", "LOOKUPS", "AUDIT ENTRIES"
+    );
     for r in &rows {
-        text.push_str(&format!("{:<24} {:>12} {:>14}\n", r.branch, r.lookups, r.audit));
+        text.push_str(&format!(
+            "{:<24} {:>12} {:>14}\n",
+            r.branch, r.lookups, r.audit
+        ));
     }
     out(&text)
 }
 
-fn purge(ctx: &Ctx, store: &Store, older_than: &str, now: i64) -> anyhow::Result<()> {
+fn purge(ctx: &Ctx, older_than: &str, now: i64) -> anyhow::Result<()> {
     let age = gbdfl_core::limits::parse_duration(
         "--older-than",
         older_than,
@@ -181,11 +187,7 @@ fn purge(ctx: &Ctx, store: &Store, older_than: &str, now: i64) -> anyhow::Result
             )
         })?;
     let mut c = connect(ctx)?;
-    let n = c.purge(
-        before.timestamp_millis(),
-        &ctx.settings.operator.value,
-        now,
-    )?;
+    let n = c.purge(before.timestamp_millis(), &ctx.settings.operator.value, now)?;
     ctx.note_records(n);
     eprintln!(
         "Deleted {n} central lookup(s) requested before {} (recorded in the central store's gbdfl_purges and this database's audit trail).",

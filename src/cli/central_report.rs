@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::Ctx;
-use gbdfl_central::{Central, CentralError};
-use gbdfl_report::{AtomicFile, Options, RowSet, ReportError};
+use gbdfl_central::CentralError;
+use gbdfl_report::{AtomicFile, Options, RowSet};
 use gbdfl_store::{LatestBatcher, SealedSummaries, Store, StoreError};
 
 /// Persons per batch of the walk (as the local scan).
@@ -58,6 +58,6 @@ pub fn expiring(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow
     let n: u64 = sets.iter().map(|(_, s)| s.len() as u64).sum();
     ctx.release(store, n)?;
     let (file, rows) = gbdfl_report::write_expiring_sets(file, opts.format, &sets, opts.threads)?;
-    file.commit().map_err(ReportError::from)?;
+    file.commit()?;
     Ok(rows)
 }

@@ -28,9 +28,9 @@ mod import;
 mod init;
 mod json;
 mod man;
-mod org;
 #[cfg(feature = "dev")]
 mod mock_server;
+mod org;
 mod progress;
 mod purge;
 mod push;

@@ -161,7 +161,12 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     };
     let subjects = match &args.iins {
         None => None,
-        Some(path) => Some(read_iins(path, ctx)?.iter().map(|i| store.subject_of(i).to_vec()).collect::<Vec<_>>()),
+        Some(path) => Some(
+            read_iins(path, ctx)?
+                .iter()
+                .map(|i| store.subject_of(i).to_vec())
+                .collect::<Vec<_>>(),
+        ),
     };
     let mut central = Central::connect(&target)?;
     central.check_branch(&branch, &store.org_keys()?)?;

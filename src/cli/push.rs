@@ -16,7 +16,9 @@ pub struct Args {}
 pub fn run(_args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let (target, branch) = ctx.settings.central_branch()?;
     let mut central = Central::connect(&target)?;
-    push(ctx, store, &mut central, &branch, &|n| ctx.release(store, n))
+    push(ctx, store, &mut central, &branch, &|n| {
+        ctx.release(store, n)
+    })
 }
 
 /// `push_after_sync = true`: a push after `sync`, with an audit entry of

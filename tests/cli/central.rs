@@ -184,9 +184,8 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
     for b in &org.branches {
         assert!(r.stdout.contains(&b.id), "{}", r.stdout);
     }
-    org.pg.psql(
-        "UPDATE gbdfl_audit SET records = records + 1 WHERE branch = 'branch-1' AND seq = 2",
-    );
+    org.pg
+        .psql("UPDATE gbdfl_audit SET records = records + 1 WHERE branch = 'branch-1' AND seq = 2");
     let r = org.hq.fails(&["audit", "verify", "--central"], 8);
     assert!(
         r.stderr.contains("branch branch-1") && r.stderr.contains("entry 2"),
@@ -249,11 +248,13 @@ fn a_branch_role_cannot_change_delete_or_write_for_another_branch() {
     // Nothing changed.
     assert_eq!(central_counts(&org, &b.id), local_counts(&b.env));
     // A branch login pushing under another branch's id is refused first.
-    let r = b
-        .env
-        .run_with(&["push"], &[("GBDFL_BRANCH", "branch-1")]);
+    let r = b.env.run_with(&["push"], &[("GBDFL_BRANCH", "branch-1")]);
     assert_eq!(r.code, 4, "{}", r.stderr);
-    assert!(r.stderr.contains("may not write for branch branch-1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("may not write for branch branch-1"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[cfg(unix)]
@@ -345,7 +346,11 @@ fn faults_get_clear_messages_and_exit_codes() {
         &[("GBDFL_CENTRAL_URL", &closed)],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("organisation cache cannot be asked"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("organisation cache cannot be asked"),
+        "{}",
+        r.stderr
+    );
     // TLS is required off this machine (refused before any connection).
     let r = b.env.run_with(
         &["push"],
@@ -385,10 +390,17 @@ fn faults_get_clear_messages_and_exit_codes() {
     // first is held here by its lock, taken on a connection of the test's.
     let mut holder = postgres::Client::connect(&org.pg.admin_url(), postgres::NoTls).unwrap();
     holder
-        .execute("SELECT pg_advisory_lock(hashtext('gbdfl-push:branch-0'))", &[])
+        .execute(
+            "SELECT pg_advisory_lock(hashtext('gbdfl-push:branch-0'))",
+            &[],
+        )
         .unwrap();
     let r = b.env.fails(&["push"], 1);
-    assert!(r.stderr.contains("another push of branch branch-0"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another push of branch branch-0"),
+        "{}",
+        r.stderr
+    );
     drop(holder);
     b.env.ok(&["push"]);
     assert_eq!(central_counts(&org, &b.id), local_counts(&b.env));
@@ -402,8 +414,14 @@ fn the_server_files_hold_no_personal_data_in_plaintext() {
         for n in 0..4 {
             let iin = synthetic_iin(100 + i as u32 * 4 + n);
             let s = session();
-            b.env
-                .ok(&["fetch", &iin, "--session", &s, "--purpose", "loan for Жанибек"]);
+            b.env.ok(&[
+                "fetch",
+                &iin,
+                "--session",
+                &s,
+                "--purpose",
+                "loan for Жанибек",
+            ]);
             let shown = b.env.ok(&["show", &iin, "--json"]);
             let v: Value = serde_json::from_str(&shown.stdout).unwrap();
             secrets.push(v["result_json"]["surname"].as_str().unwrap().to_owned());
@@ -423,7 +441,9 @@ fn the_server_files_hold_no_personal_data_in_plaintext() {
     let mut scanned = 0u64;
     let mut operator_seen = false;
     for f in files {
-        let Ok(bytes) = std::fs::read(&f) else { continue };
+        let Ok(bytes) = std::fs::read(&f) else {
+            continue;
+        };
         scanned += bytes.len() as u64;
         // The scan can fail: the plaintext operator column is there.
         operator_seen |= crate::harness::contains(&bytes, b"tester");

@@ -95,9 +95,18 @@ impl Target {
             match k.as_ref() {
                 "sslmode" => sslmode = Some(v.into_owned()),
                 "sslrootcert" => rootcert = Some(PathBuf::from(v.as_ref())),
-                "host" | "connect_timeout" | "application_name" | "options" | "keepalives"
-                | "keepalives_idle" | "target_session_attrs" | "channel_binding" | "port"
-                | "dbname" | "user" | "password" => kept.push((k.into_owned(), v.into_owned())),
+                "host"
+                | "connect_timeout"
+                | "application_name"
+                | "options"
+                | "keepalives"
+                | "keepalives_idle"
+                | "target_session_attrs"
+                | "channel_binding"
+                | "port"
+                | "dbname"
+                | "user"
+                | "password" => kept.push((k.into_owned(), v.into_owned())),
                 other => {
                     return Err(bad(format!(
                         "unknown parameter {other:?}: gbdfl takes sslmode, sslrootcert, host, port, dbname, user, application_name, connect_timeout"
@@ -162,7 +171,7 @@ impl Target {
         }
         if config.get_user().is_none() {
             return Err(bad(
-                "no user: write postgresql://USER@HOST:PORT/DATABASE".into(),
+                "no user: write postgresql://USER@HOST:PORT/DATABASE".into()
             ));
         }
         config.connect_timeout(self.connect_timeout);
@@ -198,8 +207,8 @@ pub fn tls_config(rootcert: Option<&PathBuf>) -> Result<rustls::ClientConfig, Ce
     let roots: Vec<CertificateDer<'static>> = match rootcert {
         None => Vec::new(),
         Some(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| tls_err(format!("{}: {e}", path.display())))?;
+            let bytes =
+                std::fs::read(path).map_err(|e| tls_err(format!("{}: {e}", path.display())))?;
             let certs = CertificateDer::pem_slice_iter(&bytes)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| tls_err(format!("{}: not PEM certificates ({e})", path.display())))?;
@@ -241,7 +250,9 @@ mod tests {
 
     #[test]
     fn a_remote_server_needs_verify_full() {
-        let t = target("postgresql://b@db.example.kz/gbdfl").parse().unwrap();
+        let t = target("postgresql://b@db.example.kz/gbdfl")
+            .parse()
+            .unwrap();
         assert_eq!(t.tls, Tls::VerifyFull(None));
         for m in ["disable", "prefer", "require", "verify-ca"] {
             let e = target(&format!("postgresql://b@db.example.kz/gbdfl?sslmode={m}"))
@@ -267,7 +278,10 @@ mod tests {
         for (url, says) in [
             ("db.example.kz", "not a URL"),
             ("mysql://a@b/c", "scheme"),
-            ("postgresql://b@db.example.kz/g?sslmode=bogus", "unknown sslmode"),
+            (
+                "postgresql://b@db.example.kz/g?sslmode=bogus",
+                "unknown sslmode",
+            ),
             ("postgresql://b@db.example.kz/g?frob=1", "unknown parameter"),
             ("postgresql://127.0.0.1/g", "no user"),
         ] {

@@ -141,9 +141,8 @@ impl Central {
         let client = match &parsed.tls {
             conn::Tls::Off => parsed.config.connect(postgres::NoTls),
             conn::Tls::VerifyFull(root) => {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(conn::tls_config(
-                    root.as_ref(),
-                )?);
+                let tls =
+                    tokio_postgres_rustls::MakeRustlsConnect::new(conn::tls_config(root.as_ref())?);
                 parsed.config.connect(tls)
             }
         }
@@ -192,10 +191,7 @@ impl Central {
         let at = self.at.clone();
         let found = self
             .client
-            .query_opt(
-                "SELECT value FROM gbdfl_meta WHERE key = 'schema'",
-                &[],
-            );
+            .query_opt("SELECT value FROM gbdfl_meta WHERE key = 'schema'", &[]);
         let row = match found {
             Ok(r) => r,
             Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
@@ -226,11 +222,19 @@ impl Central {
 
     /// Creates the schema (idempotent) and records the organisation's keys.
     /// Run by a PostgreSQL role that may create tables and roles.
-    pub fn init(target: &Target, keys: &gbdfl_store::OrgKeys, now_ms: i64) -> Result<Central, CentralError> {
+    pub fn init(
+        target: &Target,
+        keys: &gbdfl_store::OrgKeys,
+        now_ms: i64,
+    ) -> Result<Central, CentralError> {
         let mut c = Central::connect_unchecked(target)?;
         let at = c.at.clone();
-        let mut tx = c.client.transaction().map_err(|e| statement_error(&at, &e))?;
-        tx.batch_execute(SCHEMA).map_err(|e| statement_error(&at, &e))?;
+        let mut tx = c
+            .client
+            .transaction()
+            .map_err(|e| statement_error(&at, &e))?;
+        tx.batch_execute(SCHEMA)
+            .map_err(|e| statement_error(&at, &e))?;
         let found: Option<Vec<u8>> = tx
             .query_opt(
                 "SELECT check_value FROM gbdfl_org_keys ORDER BY version DESC LIMIT 1",
@@ -291,9 +295,15 @@ impl Central {
         let at = self.at.clone();
         let keys = self.org_keys()?;
         let role = format!("gbdfl_b_{}", branch.replace('-', "_"));
-        let mut tx = self.client.transaction().map_err(|e| statement_error(&at, &e))?;
+        let mut tx = self
+            .client
+            .transaction()
+            .map_err(|e| statement_error(&at, &e))?;
         let taken: Option<String> = tx
-            .query_opt("SELECT role FROM gbdfl_branches WHERE branch = $1", &[&branch])
+            .query_opt(
+                "SELECT role FROM gbdfl_branches WHERE branch = $1",
+                &[&branch],
+            )
             .map_err(|e| statement_error(&at, &e))?
             .map(|r| r.get(0));
         if taken.is_some() {
@@ -378,7 +388,10 @@ impl Central {
         let mine: bool = row.get(2);
         let superuser: bool = self
             .client
-            .query_one("SELECT rolsuper FROM pg_roles WHERE rolname = session_user", &[])
+            .query_one(
+                "SELECT rolsuper FROM pg_roles WHERE rolname = session_user",
+                &[],
+            )
             .map_err(|e| statement_error(&at, &e))?
             .get(0);
         if !mine && !superuser {

@@ -144,10 +144,10 @@ impl Central {
     ) -> Result<PushCounts, CentralError> {
         let at = self.at.clone();
         self.client
-            .batch_execute(&format!(
+            .batch_execute(
                 "CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_lookups (LIKE gbdfl_lookups) ON COMMIT DELETE ROWS;
-                 CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_audit (LIKE gbdfl_audit) ON COMMIT DELETE ROWS;"
-            ))
+                 CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_audit (LIKE gbdfl_audit) ON COMMIT DELETE ROWS;",
+            )
             .map_err(|e| statement_error(&at, &e))?;
         let central_seq = self.audit_continues(store, branch)?;
         let local_seq = store.audit_len()?;

@@ -200,7 +200,8 @@ impl Central {
         self.unbounded()?;
         let at = self.at.clone();
         let err = |e: postgres::Error| statement_error(&at, &e);
-        let sql = format!("SELECT {LOOKUP_COLUMNS} FROM gbdfl_lookups WHERE branch = $1 ORDER BY id");
+        let sql =
+            format!("SELECT {LOOKUP_COLUMNS} FROM gbdfl_lookups WHERE branch = $1 ORDER BY id");
         let params: [&(dyn ToSql + Sync); 1] = [&branch];
         let mut rows = self
             .client
@@ -303,12 +304,20 @@ impl Central {
     /// Deletes every lookup requested before `before_ms` (head office
     /// only: row-level security lets no branch delete) and records the
     /// purge in `gbdfl_purges`, in one transaction.
-    pub fn purge(&mut self, before_ms: i64, operator: &str, now_ms: i64) -> Result<u64, CentralError> {
+    pub fn purge(
+        &mut self,
+        before_ms: i64,
+        operator: &str,
+        now_ms: i64,
+    ) -> Result<u64, CentralError> {
         let at = self.at.clone();
         let err = |e: postgres::Error| statement_error(&at, &e);
         let mut tx = self.client.transaction().map_err(err)?;
         let n = tx
-            .execute("DELETE FROM gbdfl_lookups WHERE requested_at < $1", &[&before_ms])
+            .execute(
+                "DELETE FROM gbdfl_lookups WHERE requested_at < $1",
+                &[&before_ms],
+            )
             .map_err(err)?;
         let n_i = i64::try_from(n).unwrap_or(i64::MAX);
         tx.execute(

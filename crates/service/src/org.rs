@@ -11,7 +11,9 @@
 use chrono::{DateTime, Utc};
 
 use gbdfl_core::iin::Iin;
-use gbdfl_store::{AuditEntry, LookupId, LookupRow, NewLookup, Outcome, Record, Source, Store, StoreError};
+use gbdfl_store::{
+    AuditEntry, LookupId, LookupRow, NewLookup, Outcome, Record, Source, Store, StoreError,
+};
 
 /// Who takes the record, for what, and the audit entry that says so.
 #[derive(Debug)]

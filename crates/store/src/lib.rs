@@ -24,9 +24,9 @@
 pub mod archive;
 mod audit;
 mod bulk;
-mod foreign;
 pub mod codec;
 pub mod crypto;
+mod foreign;
 pub mod keyfile;
 mod maintenance;
 mod migrate;
@@ -58,7 +58,6 @@ pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
 pub use foreign::LatestBatcher;
-pub use sqlite::LatestRow;
 pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use migrate::set_migration_progress;
 pub use org::OrgKeys;
@@ -66,6 +65,7 @@ pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
 pub use spill::{Reservation, reserve_size, spill_dir};
+pub use sqlite::LatestRow;
 pub use sqlite::{AuditRow, LookupRow, SCHEMA_VERSION};
 
 /// What can go wrong in the store. Messages say what to do next.
