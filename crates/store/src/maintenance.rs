@@ -59,7 +59,8 @@ pub struct PurgeCounts {
     /// Lookups that were calls to the service (any outcome, including
     /// attempts that never reached it).
     pub paid: u64,
-    /// Lookups answered from the cache.
+    /// Lookups answered without a call: from the cache, or from the
+    /// organisation cache.
     pub cached: u64,
     /// Queue items whose 3-hour window passed (never sent).
     pub expired_queue: u64,

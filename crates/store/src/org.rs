@@ -378,6 +378,8 @@ mod tests {
             (days[0].from_org, days[0].paid_calls, days[0].avoided()),
             (1, 0, 1)
         );
+        let purge = branch.purge_counts(at("2030-01-01T00:00:00Z")).unwrap();
+        assert_eq!((purge.paid, purge.cached), (0, 1), "no call");
     }
 
     fn got_body(store: &Store, row: &LookupRow) -> Vec<u8> {

@@ -640,8 +640,8 @@ pub fn lookup_rowids_before(conn: &Connection, cutoff: &str) -> Result<Vec<i64>,
 
 /// Deletes the lookups of these row ids that are still requested before
 /// `cutoff` (a row id freed meanwhile may have been given to a new
-/// lookup); returns how many were calls to the service and how many cache
-/// answers. Cache answers that named a deleted lookup as their source keep
+/// lookup); returns how many were calls to the service and how many
+/// answers without a call (of the cache or the organisation cache). Cache answers that named a deleted lookup as their source keep
 /// its id (bound into their sealed values, it cannot change).
 pub fn delete_lookups_by_rowid(
     conn: &Connection,
@@ -649,7 +649,7 @@ pub fn delete_lookups_by_rowid(
     cutoff: &str,
 ) -> Result<(u64, u64), StoreError> {
     let mut st = conn.prepare_cached(
-        "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source = 'cache'",
+        "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source <> 'service'",
     )?;
     let (mut paid, mut cached) = (0u64, 0u64);
     let cutoff = ms(cutoff)?;
@@ -666,11 +666,12 @@ pub fn delete_lookups_by_rowid(
     Ok((paid, cached))
 }
 
-/// Lookups requested before `cutoff`: (paid calls, cache answers).
+/// Lookups requested before `cutoff`: (calls to the service, answers
+/// without a call: of the cache or the organisation cache).
 pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<(u64, u64), StoreError> {
     let (paid, cached): (i64, i64) = row1(
         conn,
-        "SELECT count(*) FILTER (WHERE source <> 'cache'), count(*) FILTER (WHERE source = 'cache') \
+        "SELECT count(*) FILTER (WHERE source = 'service'), count(*) FILTER (WHERE source <> 'service') \
          FROM lookups WHERE requested_at < ?1",
         params![ms(cutoff)?],
         |r| Ok((r.get(0)?, r.get(1)?)),
