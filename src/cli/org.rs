@@ -201,7 +201,8 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 purpose: ctx.purpose.as_deref(),
                 operator: &s.operator.value,
                 host: &s.host,
-                audit: None,
+                // Each record kept has its entry, naming its lookup.
+                audit: Some(ctx.audit_entry()),
             };
             if org::keep(store, &row, &with, now)?.is_some() {
                 kept += 1;

@@ -150,6 +150,8 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
         "--central",
         "--as-of",
         as_of,
+        "--within",
+        "36500d",
         "--out",
         central_csv.to_str().unwrap(),
     ]);
@@ -161,6 +163,8 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
             "expiring",
             "--as-of",
             as_of,
+            "--within",
+            "36500d",
             "--out",
             out.to_str().unwrap(),
         ]);
