@@ -230,3 +230,59 @@ fn read_iins(path: &std::path::Path, ctx: &Ctx) -> anyhow::Result<Vec<Iin>> {
         .map(|l| super::parse_iin(l, false, ctx.clock.today()))
         .collect()
 }
+
+/// Before `sync` sends anything: each waiting request that another branch
+/// has a fresh record for is answered from the organisation cache (kept
+/// here with the request's audit entry) and taken off the queue, so no
+/// call is made for it. Items being sent or in doubt are left alone.
+/// Returns how many were answered.
+pub fn answer_queue(ctx: &Ctx, store: &Store) -> anyhow::Result<u64> {
+    let Some(mut cache) = CentralCache::of(ctx)? else {
+        return Ok(0);
+    };
+    let mut answered = 0u64;
+    for item in store.queue_items()? {
+        if item.state != gbdfl_store::QueueState::Waiting || item.claimed_by.is_some() {
+            continue;
+        }
+        let Ok(session) = gbdfl_core::session::SessionId::parse(&item.session_id) else {
+            continue;
+        };
+        let audit = gbdfl_store::AuditEntry {
+            purpose: item.purpose.clone(),
+            subject: Some(store.subject_of(&item.iin)),
+            ..ctx.audit_entry()
+        };
+        let req = FetchRequest {
+            iin: &item.iin,
+            session: &session,
+            asker: gbdfl_service::lookup::Asker {
+                operator: &item.operator,
+                host: &item.host,
+                purpose: item.purpose.as_deref(),
+            },
+            max_age: ctx.settings.max_age.value,
+            force: false,
+            audit: Some(audit.clone()),
+        };
+        if try_fetch_with(&mut cache, ctx, store, &req)?.is_some() {
+            store.drop_item(
+                &item.id,
+                &gbdfl_store::AuditEntry {
+                    records: 0,
+                    ..audit
+                },
+            )?;
+            answered += 1;
+        }
+        if cache.gave_up {
+            break;
+        }
+    }
+    if answered > 0 {
+        eprintln!(
+            "Answered {answered} queued request(s) from the organisation cache; no paid call was made for them."
+        );
+    }
+    Ok(answered)
+}
