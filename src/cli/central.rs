@@ -83,6 +83,13 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let target = ctx.settings.central_target()?.ok_or_else(no_central)?;
             let keys = store.org_keys()?;
             let c = Central::init(&target, &keys, now)?;
+            if ctx.settings.json {
+                super::json::print(&serde_json::json!({
+                    "central": c.at(),
+                    "schema": gbdfl_central::SCHEMA_VERSION,
+                    "key_id": store.key_id().to_string(),
+                }))?;
+            }
             eprintln!(
                 "The central store at {} is ready (schema version {}), with this database's keys as the organisation's (key id {}).\nNext: `gbdfl central add-branch ID --password-file FILE` for each branch; branches make their database with `gbdfl init` and this key file.",
                 c.at(),
@@ -98,6 +105,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let mut c = connect(ctx)?;
             let password = new_password(&password_file)?;
             let role = c.add_branch(&branch, &password, now)?;
+            if ctx.settings.json {
+                super::json::print(&serde_json::json!({
+                    "branch": branch, "role": role, "password_file": password_file,
+                }))?;
+            }
             eprintln!(
                 "Added branch {branch}: it logs in as {role} with the password in {} (give it to the branch's IT and delete it here).",
                 password_file.display()
@@ -111,6 +123,12 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             let mut c = connect(ctx)?;
             let password = new_password(&password_file)?;
             c.add_head_office(&name, &password)?;
+            if ctx.settings.json {
+                super::json::print(&serde_json::json!({
+                    "role": format!("gbdfl_h_{}", name.replace('-', "_")),
+                    "password_file": password_file,
+                }))?;
+            }
             eprintln!(
                 "Added head-office login gbdfl_h_{} with the password in {}.",
                 name.replace('-', "_"),
@@ -189,6 +207,12 @@ fn purge(ctx: &Ctx, older_than: &str, now: i64) -> anyhow::Result<()> {
     let mut c = connect(ctx)?;
     let n = c.purge(before.timestamp_millis(), &ctx.settings.operator.value, now)?;
     ctx.note_records(n);
+    if ctx.settings.json {
+        super::json::print(&serde_json::json!({
+            "deleted": n,
+            "before": gbdfl_core::time::iso_millis(before),
+        }))?;
+    }
     eprintln!(
         "Deleted {n} central lookup(s) requested before {} (recorded in the central store's gbdfl_purges and this database's audit trail).",
         gbdfl_core::time::iso_millis(before)

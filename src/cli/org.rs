@@ -211,6 +211,9 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         },
     )?;
     ctx.note_records(kept);
+    if s.json {
+        super::json::print(&serde_json::json!({ "kept": kept, "skipped": skipped }))?;
+    }
     eprintln!(
         "Pulled {kept} record(s) of the organisation into this branch's cache ({skipped} already held as new here); no paid call was made."
     );

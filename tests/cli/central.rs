@@ -36,20 +36,24 @@ impl Org {
         let mut hq = Env::new();
         hq.extra_env
             .push(("GBDFL_CENTRAL_URL".into(), pg.admin_url()));
-        hq.ok(&["central", "init"]);
+        let r = hq.ok(&["central", "init", "--json"]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["schema"], 1, "{v}");
         let mut branches = Vec::new();
         for i in 0..n {
             let id = format!("branch-{i}");
             let pw_file = hq.path().join(format!("{id}.password"));
-            hq.ok(&[
+            let r = hq.ok(&[
                 "central",
                 "add-branch",
                 &id,
                 "--password-file",
                 pw_file.to_str().unwrap(),
+                "--json",
             ]);
+            let v: Value = serde_json::from_str(&r.stdout).unwrap();
             let password = std::fs::read_to_string(&pw_file).unwrap().trim().to_owned();
-            let role = format!("gbdfl_b_{}", id.replace('-', "_"));
+            let role = v["role"].as_str().unwrap().to_owned();
             let mut env = Env::bare();
             std::fs::copy(&hq.key, &env.key).unwrap();
             env.base_url = hq.base_url.clone();
@@ -480,4 +484,148 @@ fn jitter_ms(round: u64, spread: u64) -> u64 {
         .unwrap()
         .subsec_nanos() as u64;
     (nanos ^ round.wrapping_mul(0x9E37_79B9_7F4A_7C15)) % spread
+}
+
+/// A CA made here, and a certificate for `names` it signed.
+fn server_pki(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "gbdfl test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let mut p =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, names[0]);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.signed_by(&key, &Issuer::new(ca, ca_key)).unwrap();
+    (ca_pem, cert.pem(), key.serialize_pem())
+}
+
+#[cfg(unix)]
+#[test]
+fn verify_full_checks_the_servers_certificate_and_its_name() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let org = Org::new(1);
+    let b = &org.branches[0];
+    fetch(&b.env, &synthetic_iin(21));
+    // The server gets a certificate for `localhost` from a CA made here.
+    let (ca_pem, cert_pem, key_pem) = server_pki(&["localhost"]);
+    let data = org.pg.data_dir();
+    let owner = std::fs::metadata(data).unwrap();
+    for (name, text) in [("server.crt", &cert_pem), ("server.key", &key_pem)] {
+        let path = data.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&path, Some(owner.uid()), Some(owner.gid())).unwrap();
+    }
+    org.pg.psql("ALTER SYSTEM SET ssl = on");
+    org.pg.psql("SELECT pg_reload_conf()");
+    let ca = b.env.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    // Another CA stands in for the system's trust store.
+    let (other_pem, _, _) = server_pki(&["elsewhere"]);
+    let system = b.env.path().join("system.pem");
+    std::fs::write(&system, other_pem).unwrap();
+    let url = |host: &str, extra: &str| {
+        format!(
+            "postgresql://{}:{}@{host}:{}/postgres?sslmode=verify-full{extra}",
+            b.role,
+            b.password,
+            org.pg.port()
+        )
+    };
+    let with = |url: String| {
+        b.env.run_with(
+            &["push"],
+            &[
+                ("GBDFL_CENTRAL_URL", url.as_str()),
+                ("SSL_CERT_FILE", system.to_str().unwrap()),
+            ],
+        )
+    };
+    // A CA this machine does not trust: refused, nothing sent.
+    let r = with(url("localhost", ""));
+    assert_eq!(r.code, 13, "{}", r.stderr);
+    assert!(r.stderr.contains("sslrootcert"), "{}", r.stderr);
+    assert!(!r.stderr.contains(&b.password), "{}", r.stderr);
+    assert_eq!(central_counts(&org, &b.id).0, 0);
+    // Trusted, but reached by a name the certificate is not for.
+    let ca_arg = format!("&sslrootcert={}", ca.display());
+    let r = with(url("127.0.0.1", &ca_arg));
+    assert_eq!(r.code, 13, "{}", r.stderr);
+    assert_eq!(central_counts(&org, &b.id).0, 0);
+    // Trusted and the right name: the push goes over TLS.
+    let r = with(url("localhost", &ca_arg));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(central_counts(&org, &b.id), local_counts(&b.env));
+}
+
+#[test]
+fn pull_readies_a_branch_for_days_offline_and_head_office_purges_centrally() {
+    let org = Org::new(2);
+    let (a, b) = (&org.branches[0], &org.branches[1]);
+    let people: Vec<String> = (30..33).map(synthetic_iin).collect();
+    for p in &people {
+        fetch(&a.env, p);
+    }
+    a.env.ok(&["push", "--json"]);
+    let r = b.env.ok(&["pull", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["kept"], 3, "{v}");
+    // Pulled again: nothing new.
+    let r = b.env.ok(&["pull", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["kept"].as_u64(), v["skipped"].as_u64()),
+        (Some(0), Some(3))
+    );
+    // The line is down: the branch answers from what it pulled, unpaid.
+    let closed = "postgresql://nobody@127.0.0.1:9/postgres";
+    for p in &people {
+        let r = b.env.run_with(
+            &["fetch", p, "--session", &session()],
+            &[("GBDFL_CENTRAL_URL", closed)],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        b.env.ok(&["show", p]);
+    }
+    assert_eq!(org.hq.emu().calls(), 3);
+    b.env.ok(&["check"]);
+    b.env.ok(&["audit", "verify"]);
+    b.env.ok(&["push"]);
+
+    // Head office: counts per branch, then a purge of every lookup.
+    let r = org.hq.ok(&["central", "status", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    let lookups: u64 = rows.iter().map(|r| r["lookups"].as_u64().unwrap()).sum();
+    assert_eq!(lookups, local_counts(&a.env).0 + local_counts(&b.env).0);
+    let r = org
+        .hq
+        .ok(&["central", "purge", "--older-than", "0s", "--json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["deleted"].as_u64(), Some(lookups), "{v}");
+    assert_eq!(org.count("SELECT count(*) FROM gbdfl_lookups"), 0);
+    assert_eq!(org.count("SELECT count(*) FROM gbdfl_purges"), 1);
+    // Recorded in head office's own trail too; branches' trails stay.
+    let r = org
+        .hq
+        .ok(&["audit", "log", "--action", "central purge", "--json"]);
+    let records: Vec<String> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["records"].to_string())
+        .collect();
+    assert_eq!(records.len(), 1, "{}", r.stdout);
+    assert_eq!(records[0].trim_matches('"'), lookups.to_string());
+    org.hq.ok(&["audit", "verify", "--central"]);
+    // A branch cannot purge.
+    let e = org
+        .pg
+        .psql_as(&a.role, &a.password, "DELETE FROM gbdfl_purges")
+        .expect_err("a branch deletes nothing");
+    assert!(e.contains("permission denied"), "{e}");
 }

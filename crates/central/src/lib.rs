@@ -54,6 +54,17 @@ pub enum CentralError {
         /// What the connection said.
         cause: String,
     },
+    /// TLS could not be set up: the server's certificate is not trusted,
+    /// expired, or for another name.
+    #[error(
+        "the central store at {at} could not be reached safely: {cause}. Nothing was sent. Trust the CA that signed the server's certificate (sslrootcert=FILE in the URL, or the system's trust store) and use the name the certificate is for"
+    )]
+    Tls {
+        /// The server, without password.
+        at: String,
+        /// What TLS said.
+        cause: String,
+    },
     /// The server refused the login.
     #[error(
         "the central store at {at} refused the login: {cause}. Check the user and password (GBDFL_CENTRAL_URL, PGPASSWORD or central_password_file); head office makes a branch's login with `gbdfl central add-branch`"
@@ -99,6 +110,7 @@ impl CentralError {
         match self {
             CentralError::Settings { .. } => ExitCode::InvalidInput,
             CentralError::Unreachable { .. } => ExitCode::Unreachable,
+            CentralError::Tls { .. } => ExitCode::NetworkConfig,
             CentralError::Login { .. } | CentralError::Refused(_) => ExitCode::Refused,
             CentralError::Schema { .. } => ExitCode::Database,
             CentralError::Key(_) => ExitCode::KeyOrIntegrity,
@@ -445,9 +457,16 @@ fn connect_error(at: &str, e: &postgres::Error) -> CentralError {
             };
         }
     }
+    let cause = cause_chain(e);
+    if cause.contains("certificate") || cause.contains("TLS") || cause.contains("tls") {
+        return CentralError::Tls {
+            at: at.to_owned(),
+            cause,
+        };
+    }
     CentralError::Unreachable {
         at: at.to_owned(),
-        cause: cause_chain(e),
+        cause,
     }
 }
 
