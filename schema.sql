@@ -1,6 +1,6 @@
--- The whole gbdfl database schema, at-rest format version 6. Embedded in the
+-- The whole gbdfl database schema, at-rest format version 7. Embedded in the
 -- binary (include_str!) and applied by `gbdfl init`; PRAGMA user_version
--- records the version, and gbdfl migrates databases of versions 2 to 5 when
+-- records the version, and gbdfl migrates databases of versions 2 to 6 when
 -- it opens them (docs/FORMAT.md says what each version held).
 --
 -- Nothing personal is stored in plaintext: the IIN is found by a keyed blind
@@ -40,8 +40,9 @@ CREATE TABLE IF NOT EXISTS dictionaries (
     content BLOB NOT NULL                  -- the dictionary, byte for byte
 ) STRICT;
 
--- Every lookup attempt: a paid call (whatever came back) or an answer from
--- the cache. `id` is made by the client (UUIDv7; for `gbdfl import` a
+-- Every lookup attempt: a paid call (whatever came back), an answer from
+-- the cache, or a VALID answer another branch of the organisation fetched
+-- (source 'org', the organisation cache). `id` is made by the client (UUIDv7; for `gbdfl import` a
 -- UUIDv8 derived from the answer, docs/FORMAT.md), so retries, re-imports
 -- and merges of several offices' databases never duplicate a lookup.
 CREATE TABLE IF NOT EXISTS lookups (
@@ -51,7 +52,7 @@ CREATE TABLE IF NOT EXISTS lookups (
     answered_at  INTEGER,                  -- when the answer (or failure) came back
     operator     TEXT NOT NULL,            -- who asked (the staff member, not the subject)
     host         TEXT NOT NULL,            -- which machine asked
-    source       TEXT NOT NULL CHECK (source IN ('service', 'cache')),
+    source       TEXT NOT NULL CHECK (source IN ('service', 'cache', 'org')),
     outcome      TEXT NOT NULL CHECK (outcome IN ('answered', 'garbled', 'refused', 'unavailable', 'cached')),
     status       TEXT CHECK (status IN ('UNAPPROVED', 'PENDING', 'VALID', 'INVALID', 'TIMEOUT',
                                         'NOT_FOUND', 'FAILED', 'ERROR_ACCEPTED', 'OTHER')),
@@ -59,7 +60,7 @@ CREATE TABLE IF NOT EXISTS lookups (
     http_status  INTEGER CHECK (http_status BETWEEN 100 AND 999), -- NULL when no HTTP answer came
     failure_type TEXT CHECK (failure_type NOT GLOB '*[^A-Z0-9_]*' AND length(failure_type) BETWEEN 1 AND 40),
     iin_checked  INTEGER NOT NULL CHECK (iin_checked IN (0, 1)), -- 0 when --skip-iin-check let a failing IIN through
-    cached_from  TEXT,                     -- the lookup a cache answer came from (kept when that one is purged)
+    cached_from  TEXT,                     -- the lookup a cache or org answer came from (kept when that one is purged)
     key_version  INTEGER NOT NULL REFERENCES keys (version),
     iin_enc      BLOB NOT NULL,            -- sealed IIN (for reports, rekey and export; found by `subject`)
     session_enc  BLOB NOT NULL,            -- sealed face2face backend session id
@@ -73,20 +74,22 @@ CREATE TABLE IF NOT EXISTS lookups (
 
 CREATE INDEX IF NOT EXISTS lookups_by_subject ON lookups (subject, requested_at);
 CREATE INDEX IF NOT EXISTS lookups_by_time ON lookups (requested_at);
--- The VALID answers of each subject, for reports that walk every person
--- (docs/FORMAT.md: "VALID" means exactly this condition). It covers the
--- sealed summary and every field its associated data binds, so the expiry
--- scan reads this index alone, in subject order, and never the table.
+-- The VALID answers of each subject (of the service or of the organisation
+-- cache), for reports that walk every person (docs/FORMAT.md: "VALID" means
+-- exactly this condition). It covers the sealed summary and every field its
+-- associated data binds, so the expiry scan reads this index alone, in
+-- subject order, and never the table.
 CREATE INDEX IF NOT EXISTS lookups_latest
-    ON lookups (subject, answered_at, id, key_version, requested_at, summary_enc)
-    WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID';
+    ON lookups (subject, answered_at, id, key_version, requested_at, summary_enc,
+                source, reached, cached_from)
+    WHERE source IN ('service', 'org') AND outcome = 'answered' AND status = 'VALID';
 -- Every other lookup, with what its `iin_enc` is bound to: the expiry scan
 -- verifies these too, so that a VALID answer whose status, source or
 -- outcome was altered cannot leave an older answer looking like the latest.
 CREATE INDEX IF NOT EXISTS lookups_other
     ON lookups (subject, answered_at, id, key_version, requested_at, source, outcome, status,
                 reached, cached_from, iin_enc)
-    WHERE source IS NOT 'service' OR outcome IS NOT 'answered' OR status IS NOT 'VALID';
+    WHERE source NOT IN ('service', 'org') OR outcome IS NOT 'answered' OR status IS NOT 'VALID';
 
 -- The audit trail: who did what with personal data, when and why. Entries
 -- are appended in the same transaction as their effect and chained: `mac`
@@ -149,3 +152,7 @@ CREATE TABLE IF NOT EXISTS queue (
 ) STRICT;
 
 CREATE INDEX IF NOT EXISTS queue_by_deadline ON queue (state, deadline);
+
+-- Not made here: the optional table `push_pending` (the lookups a branch
+-- has not yet pushed to the organisation's replica) and its two triggers
+-- on `lookups`, made when pushing is first enabled (docs/FORMAT.md).

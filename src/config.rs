@@ -99,6 +99,11 @@ pub struct FileConfig {
     pub proxy: Option<String>,
     pub proxy_password_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    pub central_url: Option<String>,
+    pub central_password_file: Option<PathBuf>,
+    pub branch: Option<String>,
+    pub central_timeout: Option<String>,
+    pub push_after_sync: Option<bool>,
 }
 
 /// What each config key holds, for messages about a value of the wrong type.
@@ -129,6 +134,14 @@ const FILE_KEYS: &[(&str, &str)] = &[
     ("ca_file", "a path string"),
     ("price_per_call", "a price like \"35.50\" or 35.5"),
     ("currency", "a string like \"KZT\""),
+    (
+        "central_url",
+        "a URL string like \"postgresql://branch_almaty@db.bank.kz/gbdfl\"",
+    ),
+    ("central_password_file", "a path string"),
+    ("branch", "a branch id string like \"almaty-1\""),
+    ("central_timeout", "a duration string like \"2s\""),
+    ("push_after_sync", "true or false"),
 ];
 
 /// The first key of `text` whose value has the wrong type, as a message:
@@ -139,7 +152,7 @@ fn wrong_type(text: &str) -> Option<String> {
         let v = table.get(key)?;
         let fits = match key {
             "max_response_bytes" | "retry_attempts" => v.is_integer(),
-            "require_purpose" => v.is_bool(),
+            "require_purpose" | "push_after_sync" => v.is_bool(),
             "price_per_call" => v.is_str() || v.is_integer() || v.is_float(),
             _ => v.is_str(),
         };
@@ -204,6 +217,16 @@ pub struct Settings {
     /// The environment's HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, NO_PROXY.
     pub proxy_env: ProxyEnv,
     pub ca_file: Option<Setting<PathBuf>>,
+    /// The central store: GBDFL_CENTRAL_URL or `central_url`, else
+    /// libpq's PGHOST and friends; never a flag.
+    pub central_url: Option<Setting<String>>,
+    pub central_password_file: Option<Setting<PathBuf>>,
+    /// PGPASSWORD, when set.
+    pub central_password_env: Option<zeroize::Zeroizing<String>>,
+    /// This branch's id in the central store (GBDFL_BRANCH or `branch`).
+    pub branch: Option<Setting<String>>,
+    pub central_timeout: Setting<Duration>,
+    pub push_after_sync: bool,
     pub json: bool,
     pub host: String,
 }
@@ -328,6 +351,12 @@ const RETRY_ATTEMPTS: Ranged<u64, CountRange> = Ranged {
     env: "GBDFL_RETRY_ATTEMPTS",
     default: 5,
     range: limits::RETRY_ATTEMPTS,
+};
+const CENTRAL_TIMEOUT: Ranged<Duration, DurationRange> = Ranged {
+    key: "central_timeout",
+    env: "GBDFL_CENTRAL_TIMEOUT",
+    default: gbdfl_central::DEFAULT_TIMEOUT,
+    range: limits::TIMEOUT,
 };
 const BUSY_TIMEOUT: Ranged<Duration, DurationRange> = Ranged {
     key: "busy_timeout",
@@ -692,6 +721,32 @@ impl Settings {
         let retry_attempts = from.count(RETRY_ATTEMPTS, file.retry_attempts)?;
         let price = from.price()?;
         let busy_timeout = from.duration(BUSY_TIMEOUT, file.busy_timeout.as_ref())?;
+        let central_timeout = from.duration(CENTRAL_TIMEOUT, file.central_timeout.as_ref())?;
+        let central_url = pick_optional(
+            (
+                env_nonempty("GBDFL_CENTRAL_URL").or_else(|| libpq_url(&env_nonempty)),
+                if env_nonempty("GBDFL_CENTRAL_URL").is_some() {
+                    "GBDFL_CENTRAL_URL"
+                } else {
+                    "PGHOST"
+                },
+            ),
+            file.central_url.clone(),
+            &config_file.value,
+        );
+        let central_password_file = pick_optional(
+            (
+                env_nonempty("GBDFL_CENTRAL_PASSWORD_FILE").map(PathBuf::from),
+                "GBDFL_CENTRAL_PASSWORD_FILE",
+            ),
+            file.central_password_file.clone(),
+            &config_file.value,
+        );
+        let branch = pick_optional(
+            (env_nonempty("GBDFL_BRANCH"), "GBDFL_BRANCH"),
+            file.branch.clone(),
+            &config_file.value,
+        );
         let (proxy, proxy_password_file, ca_file) =
             network_settings(&env_nonempty, &file, &config_file.value)?;
         Ok(Settings {
@@ -725,9 +780,43 @@ impl Settings {
             ),
             proxy_env: ProxyEnv::read(env),
             ca_file,
+            central_url,
+            central_password_file,
+            central_password_env: env_nonempty("PGPASSWORD").map(zeroize::Zeroizing::new),
+            branch,
+            central_timeout,
+            push_after_sync: file.push_after_sync.unwrap_or(false),
             json: flags.json,
             host: host_name(),
         })
+    }
+
+    /// How to reach the central store; `None` when none is set.
+    pub fn central_target(&self) -> Result<Option<gbdfl_central::Target>, ConfigError> {
+        let Some(url) = &self.central_url else {
+            return Ok(None);
+        };
+        let password = match &self.central_password_file {
+            Some(f) => Some(read_secret_file(&f.value, "central_password_file")?),
+            None => self.central_password_env.clone(),
+        };
+        Ok(Some(gbdfl_central::Target {
+            url: url.value.clone(),
+            origin: url.origin.to_string(),
+            password,
+            connect_timeout: self.central_timeout.value,
+        }))
+    }
+
+    /// The central store and this branch's id, or a message naming the
+    /// settings to make.
+    pub fn central_branch(&self) -> Result<(gbdfl_central::Target, String), ConfigError> {
+        let target = self.central_target()?.ok_or_else(no_central)?;
+        let branch = self.branch.as_ref().ok_or_else(|| ConfigError::Value {
+            name: "branch".into(),
+            message: "no branch id: set GBDFL_BRANCH, or `branch = \"almaty-1\"` in config.toml (head office gives each branch its id with `gbdfl central add-branch`)".into(),
+        })?;
+        Ok((target, branch.value.clone()))
     }
 
     /// The client settings.
@@ -982,6 +1071,61 @@ fn validate_operator(op: &str) -> Result<(), ConfigError> {
         });
     }
     Ok(())
+}
+
+/// No central store set: the message names the settings.
+pub fn no_central() -> ConfigError {
+    ConfigError::Value {
+        name: "central_url".into(),
+        message: "no central store is set: set GBDFL_CENTRAL_URL, or `central_url = \"postgresql://USER@HOST/DATABASE\"` in config.toml (libpq's PGHOST, PGUSER, PGDATABASE work too); the password goes in PGPASSWORD or the file named by central_password_file, never on the command line".into(),
+    }
+}
+
+/// A URL made of libpq's variables (PGHOST, PGPORT, PGUSER, PGDATABASE,
+/// PGSSLMODE, PGSSLROOTCERT), when PGHOST is set.
+fn libpq_url(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let host = env("PGHOST")?;
+    let mut u = url::Url::parse("postgresql://localhost").ok()?;
+    let socket = host.starts_with('/');
+    if !socket {
+        u.set_host(Some(&host)).ok()?;
+    }
+    if let Some(port) = env("PGPORT").and_then(|p| p.parse::<u16>().ok()) {
+        let _ = u.set_port(Some(port));
+    }
+    let user = env("PGUSER").or_else(|| std::env::var("USER").ok())?;
+    u.set_username(&user).ok()?;
+    u.set_path(&env("PGDATABASE").unwrap_or_else(|| user.clone()));
+    {
+        let mut q = u.query_pairs_mut();
+        if socket {
+            q.append_pair("host", &host);
+        }
+        if let Some(m) = env("PGSSLMODE") {
+            q.append_pair("sslmode", &m);
+        }
+        if let Some(c) = env("PGSSLROOTCERT") {
+            q.append_pair("sslrootcert", &c);
+        }
+    }
+    let text = u.to_string();
+    Some(text.trim_end_matches('?').to_owned())
+}
+
+/// A secret from a file readable by its owner only, without its line end.
+fn read_secret_file(path: &Path, name: &str) -> Result<zeroize::Zeroizing<String>, ConfigError> {
+    let err = |message: String| ConfigError::Value {
+        name: name.into(),
+        message: format!("{}: {message}", path.display()),
+    };
+    gbdfl_store::keyfile::check_private(path).map_err(|e| err(e.to_string()))?;
+    let text =
+        zeroize::Zeroizing::new(std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?);
+    let secret = zeroize::Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned());
+    if secret.is_empty() {
+        return Err(err("the file is empty: put the password in it".into()));
+    }
+    Ok(secret)
 }
 
 #[cfg(test)]

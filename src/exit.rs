@@ -40,6 +40,23 @@ impl fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+/// The exit code of a store error.
+fn store_code(e: &StoreError) -> ExitCode {
+    match e {
+        e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
+        StoreError::NotInitialised(_)
+        | StoreError::AlreadyInitialised(_)
+        | StoreError::NotADatabase(_)
+        | StoreError::TooNew { .. }
+        | StoreError::ReadOnly(_)
+        | StoreError::WriteFailed(_)
+        | StoreError::Busy { .. }
+        | StoreError::NoRoom { .. }
+        | StoreError::Spilled { .. } => ExitCode::Database,
+        _ => ExitCode::Failure,
+    }
+}
+
 /// The exit code for an error chain: the first error in it that gbdfl knows.
 pub fn code_for(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
@@ -63,17 +80,12 @@ pub fn code_for(err: &anyhow::Error) -> ExitCode {
             return ExitCode::KeyOrIntegrity;
         }
         if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return store_code(e);
+        }
+        if let Some(e) = cause.downcast_ref::<gbdfl_central::CentralError>() {
             return match e {
-                e if e.is_key_or_integrity() => ExitCode::KeyOrIntegrity,
-                StoreError::NotInitialised(_)
-                | StoreError::NotADatabase(_)
-                | StoreError::TooNew { .. }
-                | StoreError::ReadOnly(_)
-                | StoreError::WriteFailed(_)
-                | StoreError::Busy { .. }
-                | StoreError::NoRoom { .. }
-                | StoreError::Spilled { .. } => ExitCode::Database,
-                _ => ExitCode::Failure,
+                gbdfl_central::CentralError::Store(s) => store_code(s),
+                e => e.exit_code(),
             };
         }
     }

@@ -22,6 +22,14 @@ pub enum Action {
         /// COUNT:MAC from an earlier `audit head`: also detects a tail cut off since
         #[arg(long, value_name = "COUNT:MAC")]
         head: Option<String>,
+        /// Head office: verify every branch's chain in the central store
+        /// and print each branch's head
+        #[arg(long, conflicts_with_all = ["head", "against_central"])]
+        central: bool,
+        /// At a branch: also check that the central store's copy of this
+        /// branch's chain is this chain, naming the first entry where they part
+        #[arg(long, conflicts_with = "head")]
+        against_central: bool,
     },
     /// Print the entry count and the last MAC, to write down somewhere else
     Head,
@@ -125,7 +133,12 @@ fn line(v: &AuditView) -> String {
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match args.action {
-        Action::Verify { head } => verify(head.as_deref(), ctx, store),
+        Action::Verify { central: true, .. } => verify_central(ctx, store),
+        Action::Verify {
+            against_central: true,
+            ..
+        } => verify_against_central(ctx, store),
+        Action::Verify { head, .. } => verify(head.as_deref(), ctx, store),
         Action::Head => head(ctx, store),
         Action::Log {
             from,
@@ -185,6 +198,111 @@ fn verify(head: Option<&str>, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         )
         .into()),
     }
+}
+
+/// `audit verify --central`: every branch's chain as the central store
+/// holds it, verified with the organisation's audit key; each branch's
+/// head printed; exit 8 naming the branch and entry of the first break.
+fn verify_central(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let mut central = super::central::connect(ctx)?;
+    let mut problems = Vec::new();
+    let mut total = 0u64;
+    let mut text = format!("{:<24} {:>10}  {:<8} HEAD\n", "BRANCH", "ENTRIES", "CHAIN");
+    let mut json = Vec::new();
+    for branch in central.branches()? {
+        let rows = central.audit_rows(&branch)?;
+        let check =
+            store.verify_audit_rows(rows.into_iter().map(Ok::<_, gbdfl_store::StoreError>))?;
+        total += check.entries;
+        let head = format!("{}:{}", check.entries, hex::encode(&check.last_mac));
+        text.push_str(&format!(
+            "{branch:<24} {:>10}  {:<8} {head}\n",
+            check.entries,
+            if check.problem.is_none() {
+                "intact"
+            } else {
+                "BROKEN"
+            },
+        ));
+        json.push(serde_json::json!({
+            "branch": branch,
+            "entries": check.entries,
+            "intact": check.problem.is_none(),
+            "problem": check.problem,
+            "head": head,
+        }));
+        if let Some(p) = check.problem {
+            problems.push(format!("branch {branch}: {p}"));
+        }
+    }
+    ctx.note_records(total);
+    if ctx.settings.json {
+        super::json::print(&json)?;
+    } else {
+        out(&text)?;
+    }
+    if problems.is_empty() {
+        eprintln!("Every branch's audit trail in the central store verifies ({total} entries).");
+        return Ok(());
+    }
+    Err(Exit::new(
+        ExitCode::KeyOrIntegrity,
+        format!(
+            "the central audit trail does not verify: {}",
+            problems.join("; ")
+        ),
+    )
+    .into())
+}
+
+/// `audit verify --against-central`: this chain verifies, the central
+/// store's copy of it verifies, and each entry there is this one's.
+fn verify_against_central(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let (target, branch) = ctx.settings.central_branch()?;
+    let mut central = gbdfl_central::Central::connect(&target)?;
+    let local = store.verify_audit(None)?;
+    if let Some(p) = local.problem {
+        return Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            format!("this database's audit trail does not verify: {p}"),
+        )
+        .into());
+    }
+    let rows = central.audit_rows(&branch)?;
+    let there =
+        store.verify_audit_rows(rows.iter().cloned().map(Ok::<_, gbdfl_store::StoreError>))?;
+    if let Some(p) = there.problem {
+        return Err(Exit::new(
+            ExitCode::KeyOrIntegrity,
+            format!(
+                "the central store's copy of branch {branch}'s audit trail does not verify: {p}"
+            ),
+        )
+        .into());
+    }
+    let mut after = 0i64;
+    for r in &rows {
+        let mine = store.audit_rows_after(r.seq - 1, 1)?;
+        match mine.first() {
+            Some(m) if m.seq == r.seq && m.mac == r.mac => after = r.seq,
+            _ => {
+                return Err(Exit::new(
+                    ExitCode::KeyOrIntegrity,
+                    format!(
+                        "branch {branch}'s audit trail in the central store parts from this database's at entry {}: the two chains diverge (entries 1 to {after} agree). Is this the branch's own database and branch id?",
+                        r.seq
+                    ),
+                )
+                .into());
+            }
+        }
+    }
+    ctx.note_records(local.entries);
+    eprintln!(
+        "The audit trail verifies: {} entries here, chain intact; the central store holds the first {} of them, the same entries.",
+        local.entries, there.entries
+    );
+    Ok(())
 }
 
 /// `audit head`: COUNT:MAC of a trail that verifies.

@@ -523,6 +523,7 @@ fn read(bytes: &[u8], now: DateTime<Utc>) -> Result<Parsed, batch_csv::BatchCsvE
 fn queue_rows(rows: &[Row], ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<Queued>> {
     let s = &ctx.settings;
     let mut queued = Vec::with_capacity(rows.len());
+    let mut org = super::org::CentralCache::of(ctx)?;
     // A few hundred rows per transaction: one write to disk for each chunk.
     for chunk in rows.chunks(500) {
         let reqs: Vec<(FetchRequest<'_>, _)> = chunk
@@ -547,8 +548,31 @@ fn queue_rows(rows: &[Row], ctx: &Ctx, store: &Store) -> anyhow::Result<Vec<Queu
                 (req, r.session_created_at)
             })
             .collect();
-        for (begun, cached) in lookup::enqueue_many(store, &reqs)? {
-            queued.push(held(begun, cached));
+        // Another branch's fresh record answers a row before it is queued.
+        let mut from_org: Vec<Option<String>> = vec![None; reqs.len()];
+        if let Some(cache) = org.as_mut() {
+            for (i, (req, _)) in reqs.iter().enumerate() {
+                if let Some((attempt, _)) = super::org::try_fetch_with(cache, ctx, store, req)? {
+                    from_org[i] = attempt.fetched.id().map(|id| id.to_string());
+                }
+            }
+        }
+        let rest: Vec<(FetchRequest<'_>, _)> = reqs
+            .into_iter()
+            .zip(&from_org)
+            .filter(|(_, o)| o.is_none())
+            .map(|(r, _)| r)
+            .collect();
+        let mut begun = lookup::enqueue_many(store, &rest)?.into_iter();
+        for o in from_org {
+            match o {
+                Some(id) => queued.push(Queued::Cached(id)),
+                None => {
+                    if let Some((b, cached)) = begun.next() {
+                        queued.push(held(b, cached));
+                    }
+                }
+            }
         }
     }
     Ok(queued)

@@ -125,6 +125,14 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         audit: Some(ctx.audit_entry()),
     };
     ctx.note_subject(store, &iin);
+    // Another branch's fresh record, before any paid call.
+    if let Some((attempt, branch)) = super::org::try_fetch(ctx, store, &req)? {
+        ctx.mark_audited();
+        eprintln!(
+            "Answered from the organisation cache (a record branch {branch} fetched); no paid call was made."
+        );
+        return report(&attempt, &iin, ctx, store);
+    }
     let attempt = lookup::fetch(store, &client, &req, &s.backoff(), session_created_at)?;
     if attempt.fetched.id().is_some() || matches!(attempt.fetched, Fetched::NetworkConfig { .. }) {
         ctx.mark_audited();

@@ -28,6 +28,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("Work offline", &["sync", "batch", "queue"]),
     ("Reports", &["expiring", "report", "stats"]),
     ("Audit", &["audit", "check"]),
+    ("Head office", &["push", "pull", "central"]),
     (
         "Administration",
         &[

@@ -11,6 +11,8 @@ mod backup;
 mod batch;
 #[cfg(feature = "dev")]
 mod bench;
+mod central;
+mod central_report;
 mod check;
 mod completions;
 mod config;
@@ -28,8 +30,10 @@ mod json;
 mod man;
 #[cfg(feature = "dev")]
 mod mock_server;
+mod org;
 mod progress;
 mod purge;
+mod push;
 mod queue;
 mod rekey;
 mod report;
@@ -115,6 +119,9 @@ pub enum Command {
     Export(export::Args),
     Config(config::Args),
     Doctor(doctor::Args),
+    Central(central::Args),
+    Push(push::Args),
+    Pull(org::PullArgs),
     #[cfg(feature = "dev")]
     MockServer(mock_server::Args),
     #[cfg(feature = "dev")]
@@ -148,6 +155,9 @@ impl Command {
             Command::Check(_) => "check",
             Command::Import(_) => "import",
             Command::Export(_) => "export",
+            Command::Central(c) => c.name(),
+            Command::Push(_) => "push",
+            Command::Pull(_) => "pull",
             #[cfg(feature = "dev")]
             Command::Bench(b) => return b.name(),
             #[cfg(feature = "dev")]
@@ -556,7 +566,13 @@ fn audit_end(ctx: &Ctx, store: &Store, result: anyhow::Result<()>) -> anyhow::Re
 fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     match command {
         Command::Fetch(args) => fetch::run(args, ctx, store),
-        Command::Sync(args) => sync::run(args, ctx, store),
+        Command::Sync(args) => {
+            let synced = sync::run(args, ctx, store);
+            if ctx.settings.push_after_sync && ctx.settings.central_url.is_some() {
+                push::after_sync(ctx, store);
+            }
+            synced
+        }
         Command::Batch(args) => batch::run(args, ctx, store),
         Command::Queue(args) => queue::run(args, ctx, store),
         Command::Stats(args) => stats::run(args, ctx, store),
@@ -571,6 +587,9 @@ fn dispatch(command: Command, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         Command::Check(args) => check::run(args, ctx, store),
         Command::Import(args) => import::run(args, ctx, store),
         Command::Export(args) => export::run(args, ctx, store),
+        Command::Central(args) => central::run(args, ctx, store),
+        Command::Push(args) => push::run(args, ctx, store),
+        Command::Pull(args) => org::pull(args, ctx, store),
         #[cfg(feature = "dev")]
         Command::Bench(args) => bench::run(args, ctx, Some(store)),
         #[cfg(feature = "dev")]

@@ -192,12 +192,12 @@ pub fn migration(done: u64, total: u64) {
     if done == 0 {
         if std::io::stderr().is_terminal() {
             *bar = Some(terminal_bar(
-                "Migrating the database to format 6",
+                "Migrating the database to the current format",
                 total,
                 "{prefix} [{bar:30}] {pos}/{len} lookups  {per_sec}  ETA {eta}",
             ));
         } else {
-            eprintln!("Migrating the database to format 6: {total} lookups...");
+            eprintln!("Migrating the database to the current format: {total} lookups...");
         }
         return;
     }
@@ -210,7 +210,7 @@ pub fn migration(done: u64, total: u64) {
         }
         let secs = since.elapsed().as_secs_f64();
         eprintln!(
-            "Migrated the database to format 6: {total} lookups in {secs:.1} s ({:.0} lookups/s).",
+            "Migrated the database to the current format: {total} lookups in {secs:.1} s ({:.0} lookups/s).",
             total as f64 / secs.max(0.001)
         );
     }

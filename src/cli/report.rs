@@ -68,6 +68,10 @@ pub struct Args {
     /// audit: only this command (fetch, show, "report expiring", ...)
     #[arg(long, value_name = "COMMAND")]
     pub action: Option<String>,
+    /// expiring: head office's report over every branch in the central
+    /// store, with a `branch` column (CSV)
+    #[arg(long)]
+    pub central: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -159,6 +163,22 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let dest = args
         .out
         .unwrap_or_else(|| report::default_path(kind, now, args.html));
+    if args.central {
+        if kind != Kind::Expiring || opts.html.is_some() {
+            return Err(invalid(
+                "--central makes the expiring report as CSV; for the audit of every branch use `gbdfl audit verify --central`",
+            ));
+        }
+        let rows = super::central_report::expiring(ctx, store, &opts, &dest)
+            .with_context(|| format!("central expiring report to {}", dest.display()))?;
+        eprintln!("central expiring report: {rows} rows");
+        if ctx.settings.json {
+            return super::json::print(&serde_json::json!({
+                "report": "expiring", "central": true, "path": dest, "rows": rows, "full_iin": opts.full_iin,
+            }));
+        }
+        return out(&format!("{}\n", dest.display()));
+    }
     let rows = report::produce(kind, store, &opts, &dest, |n| ctx.release(store, n))
         .with_context(|| format!("{} report to {}", kind.name(), dest.display()))?;
     let iins = if opts.full_iin {

@@ -70,6 +70,8 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let s = &ctx.settings;
     // Claims of processes that were killed mid-call are in doubt now.
     gbdfl_service::lookup::release_orphaned_claims(store)?;
+    // Another branch's fresh record answers a queued request first.
+    super::org::answer_queue(ctx, store)?;
     let before = store.queue_items()?;
     let sendable = |q: &&gbdfl_store::QueueItem| {
         q.state == QueueState::Waiting || (args.resend_in_doubt && q.state == QueueState::InDoubt)

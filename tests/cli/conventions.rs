@@ -546,6 +546,9 @@ fn every_command() -> Vec<String> {
 enum Gives {
     Json,
     Refusal,
+    /// A head-office command with no central store set: exit 2 naming the
+    /// setting (tests/cli/central.rs runs them with one, with --json).
+    NoCentral,
 }
 
 fn parses(stdout: &str) -> bool {
@@ -609,6 +612,28 @@ fn every_command_honours_json_or_refuses_it() {
         (vec!["completions", "bash"], Gives::Refusal),
         (vec!["man"], Gives::Refusal),
         (vec!["bench", "floor"], Gives::Refusal),
+        (vec!["push"], Gives::NoCentral),
+        (vec!["pull"], Gives::NoCentral),
+        (vec!["central", "init"], Gives::NoCentral),
+        (
+            vec!["central", "add-branch", "b", "--password-file", &p("b.pw")],
+            Gives::NoCentral,
+        ),
+        (
+            vec![
+                "central",
+                "add-head-office",
+                "h",
+                "--password-file",
+                &p("h.pw"),
+            ],
+            Gives::NoCentral,
+        ),
+        (vec!["central", "status"], Gives::NoCentral),
+        (
+            vec!["central", "purge", "--older-than", "3650d"],
+            Gives::NoCentral,
+        ),
         (vec!["rekey", "--out", &p("new.key")], Gives::Json),
     ]
     .into_iter()
@@ -652,6 +677,11 @@ fn every_command_honours_json_or_refuses_it() {
                 assert_eq!(r.code, 2, "{what}");
                 assert!(r.stdout.is_empty(), "{what}");
                 assert!(r.stderr.contains("takes no --json"), "{what}");
+            }
+            Gives::NoCentral => {
+                assert_eq!(r.code, 2, "{what}");
+                assert!(r.stdout.is_empty(), "{what}");
+                assert!(r.stderr.contains("GBDFL_CENTRAL_URL"), "{what}");
             }
         }
     }

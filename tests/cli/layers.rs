@@ -121,6 +121,24 @@ fn store_reaches_no_http_and_no_layer_above_it() {
             "gbdfl-service",
             "gbdfl-report",
             "gbdfl-emulator",
+            "gbdfl-central",
+            "postgres",
+            "reqwest",
+            "hyper",
+            "axum",
+        ],
+    );
+}
+
+#[test]
+fn central_reaches_no_http_client_no_service_and_no_report() {
+    assert_unreachable(
+        &["-p", "gbdfl-central"],
+        &[
+            "gbdfl-client",
+            "gbdfl-service",
+            "gbdfl-report",
+            "gbdfl-emulator",
             "reqwest",
             "hyper",
             "axum",
@@ -137,6 +155,8 @@ fn client_reaches_no_store_and_no_layer_above_it() {
             "gbdfl-service",
             "gbdfl-report",
             "gbdfl-emulator",
+            "gbdfl-central",
+            "postgres",
             "rusqlite",
             "axum",
         ],
@@ -147,7 +167,13 @@ fn client_reaches_no_store_and_no_layer_above_it() {
 fn service_reaches_neither_reports_nor_the_emulator() {
     assert_unreachable(
         &["-p", "gbdfl-service"],
-        &["gbdfl-report", "gbdfl-emulator", "axum"],
+        &[
+            "gbdfl-report",
+            "gbdfl-emulator",
+            "gbdfl-central",
+            "postgres",
+            "axum",
+        ],
     );
 }
 
@@ -159,6 +185,8 @@ fn report_reaches_neither_the_service_nor_http() {
             "gbdfl-client",
             "gbdfl-service",
             "gbdfl-emulator",
+            "gbdfl-central",
+            "postgres",
             "reqwest",
             "hyper",
             "axum",

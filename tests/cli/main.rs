@@ -8,6 +8,7 @@ mod audit_first;
 mod batch;
 mod billing;
 mod bulk;
+mod central;
 mod concurrent;
 mod conventions;
 mod demo;

@@ -48,11 +48,50 @@ pub fn write_expiring_set<W: Write>(
     Ok((w, rows.len() as u64))
 }
 
+/// The expiring report of several databases' sets (head office's report
+/// over its branches), one set after another, each row led by a `branch`
+/// cell: the same rows as each branch's own report, the same bytes after
+/// the first cell.
+pub fn write_expiring_sets<W: Write>(
+    w: W,
+    format: Format,
+    sets: &[(String, RowSet)],
+    threads: usize,
+) -> Result<(W, u64), ReportError> {
+    let pool = thread_pool(threads)?;
+    let mut header = vec!["branch"];
+    header.extend_from_slice(EXPIRING_COLUMNS);
+    let (mut w, _) = Sheet::new(w, format, &header)?.finish()?;
+    let mut n = 0u64;
+    for (branch, rows) in sets {
+        rows.lay_out_in_order(
+            &pool,
+            PIECE,
+            |run| expiring_piece_of(format, run, Some(branch)),
+            |piece| {
+                w.write_all(&piece?).map_err(csv::Error::from)?;
+                Ok::<_, ReportError>(())
+            },
+        )?;
+        n += rows.len() as u64;
+    }
+    Ok((w, n))
+}
+
 /// Rows per piece of the expiring report (one run of rows).
 const PIECE: usize = RUN_ROWS;
 
 /// The CSV lines of a run of rows, no header.
 fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportError> {
+    expiring_piece_of(format, run, None)
+}
+
+/// [`expiring_piece`], each row led by `branch` when given.
+fn expiring_piece_of(
+    format: Format,
+    run: &RowRun<'_>,
+    branch: Option<&str>,
+) -> Result<Vec<u8>, ReportError> {
     use std::fmt::Write as _;
     let mut csv = csv_builder(format).from_writer(Vec::with_capacity(PIECE * 200));
     // Most people have two or three rows: their fetch time is formatted once.
@@ -73,6 +112,9 @@ fn expiring_piece(format: Format, run: &RowRun<'_>) -> Result<Vec<u8>, ReportErr
             let _ = write!(days, "{d}");
         }
         let _ = write!(why, "{}", r.reasons);
+        if let Some(b) = branch {
+            csv.write_field(text(b).as_bytes())?;
+        }
         for cell in [
             r.iin,
             &text(r.full_name),

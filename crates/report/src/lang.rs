@@ -171,6 +171,7 @@ pub(crate) fn ru_header(key: &str) -> Option<&'static str> {
         "unavailable" => "Сервис недоступен",
         "garbled" => "Нечитаемый ответ",
         "not_sent" => "Не дошло до сервиса",
+        "org_cache_hits" => "Ответов из кэша организации",
         _ => return None,
     })
 }

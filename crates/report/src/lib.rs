@@ -53,7 +53,7 @@ use gbdfl_store::StoreError;
 pub use audit::{AUDIT_COLUMNS, audit_fields, write_audit};
 pub use batch::{BATCH_COLUMNS, BatchRow, write_batch, write_batch_to};
 pub use cells::{is_bidi_control, neutralise};
-pub use expiring::{EXPIRING_COLUMNS, write_expiring_set};
+pub use expiring::{EXPIRING_COLUMNS, write_expiring_set, write_expiring_sets};
 pub use file::AtomicFile;
 pub use html::expiring::write_expiring_html;
 pub use html::summary::write_summary_html;
@@ -64,7 +64,7 @@ pub use options::{
 };
 pub use produce::produce;
 pub use rows::{RowSet, StaleRow};
-pub use scan::{expiring_scan, expiring_set, stale_rows};
+pub use scan::{ScanStats, SummaryWalk, expiring_scan, expiring_set, expiring_walk, stale_rows};
 pub use summary::{DayCounts, SUMMARY_COLUMNS, SUMMARY_COUNTS, summary_days, write_summary};
 pub use workers::{default_threads, thread_pool};
 

@@ -42,6 +42,7 @@ pub fn write_lookups<W: Write>(
                 _ if l.is_paid_call() => "paid",
                 Source::Service => "not sent",
                 Source::Cache => "cache",
+                Source::Org => "org cache",
             }),
             own(l.outcome.as_str()),
             text(l.status.as_deref().unwrap_or("")),

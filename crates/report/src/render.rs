@@ -320,6 +320,7 @@ pub fn history(rows: &[Lookup]) -> String {
                 _ if l.is_paid_call() => "paid call",
                 Source::Service => "not sent",
                 Source::Cache => "cache",
+                Source::Org => "org cache",
             };
             let cells = vec![
                 l.requested_at.format("%Y-%m-%d %H:%M:%S").to_string(),

@@ -77,9 +77,50 @@ fn expiring_set_by(
     threads: usize,
     batch_size: usize,
 ) -> Result<(RowSet, ScanStats), ReportError> {
-    let pool = thread_pool(threads)?;
-    let opener = store.opener();
     let reader = store.reopen()?;
+    expiring_walk(
+        &store.opener(),
+        rules,
+        full_iin,
+        threads,
+        move |spare, f| reader.each_latest_summary(batch_size, spare, f),
+    )
+}
+
+/// A walk of every person's latest VALID lookup, in subject order, handing
+/// batches of sealed summaries to `f` (each new batch one that `spare`
+/// gives back, when it has one): [`Store::each_latest_summary`], or the
+/// same walk over another store's rows of the same keys (head office's
+/// central store, one branch at a time).
+pub trait SummaryWalk:
+    FnOnce(
+        &mut dyn FnMut() -> Option<SealedSummaries>,
+        &mut dyn FnMut(SealedSummaries) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>
+    + Send
+{
+}
+
+impl<F> SummaryWalk for F where
+    F: FnOnce(
+            &mut dyn FnMut() -> Option<SealedSummaries>,
+            &mut dyn FnMut(SealedSummaries) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError>
+        + Send
+{
+}
+
+/// The expiring set and what the scan saw, of the persons `walk` hands
+/// over, opened with `opener`'s keys: the walk runs on a thread of its
+/// own while `threads` workers open and check its batches.
+pub fn expiring_walk(
+    opener: &Opener,
+    rules: &Rules,
+    full_iin: bool,
+    threads: usize,
+    walk: impl SummaryWalk,
+) -> Result<(RowSet, ScanStats), ReportError> {
+    let pool = thread_pool(threads)?;
     let mut set = RowSet::new();
     let mut stats = ScanStats::default();
     std::thread::scope(|s| -> Result<(), ReportError> {
@@ -87,17 +128,13 @@ fn expiring_set_by(
         // Batches go back to the walk once packed, to be filled again.
         let (spare_tx, spare_rx) = std::sync::mpsc::channel::<SealedSummaries>();
         let walk = s.spawn(move || {
-            reader.each_latest_summary(
-                batch_size,
-                || spare_rx.try_recv().ok(),
-                |batch| {
-                    tx.send(batch)
-                        .map_err(|_| StoreError::Io(io::Error::other("stopped")))
-                },
-            )
+            walk(&mut || spare_rx.try_recv().ok(), &mut |batch| {
+                tx.send(batch)
+                    .map_err(|_| StoreError::Io(io::Error::other("stopped")))
+            })
         });
         let packer = |batch: &SealedSummaries, share: Range<usize>| {
-            pack(&opener, rules, full_iin, batch, share)
+            pack(opener, rules, full_iin, batch, share)
         };
         let packed = pack_batches(
             (&pool, threads),

@@ -15,8 +15,10 @@ pub type DayCounts = (NaiveDate, [u64; SUMMARY_COUNTS]);
 /// The columns of the summary report, in order. docs/reports.md documents
 /// each one.
 ///
-/// Every lookup is a paid call, a cache hit, or an attempt that provably
-/// never reached the service (`not_sent`, nothing billed); every paid call
+/// Every lookup is a paid call, a cache hit, an answer of the organisation
+/// cache (`org_cache_hits`: a record another branch fetched), or an attempt
+/// that provably never reached the service (`not_sent`, nothing billed);
+/// cache and organisation cache hits are paid calls avoided. Every paid call
 /// is counted once under its GBDFL status, or as refused, unavailable or
 /// garbled. Paid is decided by [`gbdfl_store::is_paid_call`], as `stats`
 /// and the audit trail decide it.
@@ -38,10 +40,11 @@ pub const SUMMARY_COLUMNS: &[&str] = &[
     "unavailable",
     "garbled",
     "not_sent",
+    "org_cache_hits",
 ];
 
 /// The counts of a summary day: every column of [`SUMMARY_COLUMNS`] but `day`.
-pub const SUMMARY_COUNTS: usize = 16;
+pub const SUMMARY_COUNTS: usize = 17;
 
 /// The summary's counts of a day, in [`SUMMARY_COLUMNS`] order after
 /// `day`: read off the store's one per-day count ([`Store::stats`], UTC
@@ -78,6 +81,7 @@ fn summary_counts(d: &DayStats) -> [u64; SUMMARY_COUNTS] {
         d.unavailable,
         d.garbled,
         d.not_sent,
+        d.from_org,
     ]
 }
 

@@ -25,4 +25,5 @@
 pub mod backoff;
 pub mod batch_csv;
 pub mod lookup;
+pub mod org;
 pub mod sync;

@@ -311,67 +311,102 @@ impl Store {
     /// With `head` (count and MAC written down earlier) it also detects a
     /// tail cut off since then.
     pub fn verify_audit(&self, head: Option<(u64, &[u8])>) -> Result<AuditCheck, StoreError> {
-        let mut expected: i64 = 1;
-        let mut prev: Vec<u8> = Vec::new();
-        let mut problem: Option<String> = None;
-        let mut head_mac: Option<Vec<u8>> = None;
+        let mut chain = Chain::new(head);
         sqlite::each_audit(&self.conn, &mut |row: AuditRow| -> Result<(), StoreError> {
-            if problem.is_some() {
-                return Ok(());
-            }
-            if row.seq != expected {
-                problem = Some(format!(
-                    "entry {expected} is missing (deleted, or the entries were renumbered); the next entry present is {}",
-                    row.seq
-                ));
-                return Ok(());
-            }
-            let opened = (
-                self.open_audit_text(&row, "purpose_enc", row.purpose_enc.as_deref()),
-                self.open_audit_text(&row, "error_enc", row.error_enc.as_deref()),
-            );
-            let mac_ok = match opened {
-                (Ok(p), Ok(e)) => {
-                    self.audit_mac(&prev, &row, p.as_deref(), e.as_deref())
-                        .as_slice()
-                        == row.mac.as_slice()
-                }
-                _ => false,
-            };
-            if !mac_ok {
-                problem = Some(format!(
-                    "entry {} (id {}, {} {} at {}) does not match the chain: it was changed, or an entry was inserted, deleted or moved just before it",
-                    row.seq, row.id, row.operator, row.command, row.at
-                ));
-                return Ok(());
-            }
-            if head.is_some_and(|(n, _)| n as i64 == row.seq) {
-                head_mac = Some(row.mac.clone());
-            }
-            prev = row.mac;
-            expected += 1;
+            self.chain_step(&mut chain, row);
             Ok(())
         })?;
-        let entries = (expected - 1) as u64;
+        Ok(chain.end())
+    }
+
+    /// Takes the next entry of a chain walk ([`Chain`]); false once the
+    /// walk has found its problem (later entries are not looked at).
+    pub(crate) fn chain_step(&self, chain: &mut Chain<'_>, row: AuditRow) -> bool {
+        if chain.problem.is_some() {
+            return false;
+        }
+        if row.seq != chain.expected {
+            chain.problem = Some(format!(
+                "entry {} is missing (deleted, or the entries were renumbered); the next entry present is {}",
+                chain.expected, row.seq
+            ));
+            return false;
+        }
+        let opened = (
+            self.open_audit_text(&row, "purpose_enc", row.purpose_enc.as_deref()),
+            self.open_audit_text(&row, "error_enc", row.error_enc.as_deref()),
+        );
+        let mac_ok = match opened {
+            (Ok(p), Ok(e)) => {
+                self.audit_mac(&chain.prev, &row, p.as_deref(), e.as_deref())
+                    .as_slice()
+                    == row.mac.as_slice()
+            }
+            _ => false,
+        };
+        if !mac_ok {
+            chain.problem = Some(format!(
+                "entry {} (id {}, {} {} at {}) does not match the chain: it was changed, or an entry was inserted, deleted or moved just before it",
+                row.seq, row.id, row.operator, row.command, row.at
+            ));
+            return false;
+        }
+        if chain.head.is_some_and(|(n, _)| n as i64 == row.seq) {
+            chain.head_mac = Some(row.mac.clone());
+        }
+        chain.prev = row.mac;
+        chain.expected += 1;
+        true
+    }
+}
+
+/// A walk along an audit chain, entry by entry from entry 1
+/// ([`Store::chain_step`]): what [`Store::verify_audit`] and
+/// [`Store::verify_audit_rows`] share.
+pub(crate) struct Chain<'h> {
+    expected: i64,
+    prev: Vec<u8>,
+    problem: Option<String>,
+    head: Option<(u64, &'h [u8])>,
+    head_mac: Option<Vec<u8>>,
+}
+
+impl<'h> Chain<'h> {
+    /// A walk not begun; with `head` (count and MAC written down earlier)
+    /// its end also checks that entry.
+    pub(crate) fn new(head: Option<(u64, &'h [u8])>) -> Chain<'h> {
+        Chain {
+            expected: 1,
+            prev: Vec::new(),
+            problem: None,
+            head,
+            head_mac: None,
+        }
+    }
+
+    /// What the walk found.
+    pub(crate) fn end(self) -> AuditCheck {
+        let entries = (self.expected - 1) as u64;
+        let mut problem = self.problem;
         if problem.is_none()
-            && let Some((count, mac)) = head
+            && let Some((count, mac)) = self.head
         {
             if entries < count {
                 problem = Some(format!(
                     "the trail ends at entry {entries}, but the head written down says {count} entries: entries {} to {count} were cut off",
                     entries + 1
                 ));
-            } else if head_mac.as_deref() != Some(mac) {
+            } else if self.head_mac.as_deref() != Some(mac) {
                 problem = Some(format!(
                     "entry {count} does not match the head written down: the trail was rewritten since"
                 ));
             }
         }
-        Ok(AuditCheck {
+        AuditCheck {
             entries,
-            last_mac: prev,
+            last_mac: self.prev,
             problem,
-        })
+        }
     }
 }
 

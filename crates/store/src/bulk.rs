@@ -24,7 +24,7 @@ use zeroize::Zeroizing;
 
 use super::audit::AuditEntry;
 use super::sqlite::{self, LookupRow};
-use super::{LookupId, NewLookup, Outcome, Source, Store, StoreError, sealed_row};
+use super::{LookupId, NewLookup, Outcome, Reached, Source, Store, StoreError, sealed_row};
 use crate::crypto::{self, Keys};
 use crate::sealed::LookupBinding;
 use gbdfl_core::iin::Iin;
@@ -107,6 +107,9 @@ struct SummaryItem {
     requested_at: i64,
     answered_at: Option<i64>,
     summary_enc: Option<std::ops::Range<usize>>,
+    source: Source,
+    reached: Option<Reached>,
+    cached_from: Option<std::ops::Range<usize>>,
 }
 
 impl SealedSummaries {
@@ -127,7 +130,7 @@ impl SealedSummaries {
         self.items.clear();
     }
 
-    fn push(&mut self, r: &sqlite::LatestRow<'_>) {
+    pub(crate) fn push(&mut self, r: &sqlite::LatestRow<'_>) {
         let mut put = |b: &[u8]| {
             let start = self.bytes.len();
             self.bytes.extend_from_slice(b);
@@ -140,6 +143,9 @@ impl SealedSummaries {
             requested_at: r.requested_at,
             answered_at: r.answered_at,
             summary_enc: r.summary_enc.map(&mut put),
+            source: r.source,
+            reached: r.reached,
+            cached_from: r.cached_from.map(|c| put(c.as_bytes())),
         };
         self.items.push(item);
     }
@@ -243,7 +249,7 @@ impl Opener {
     /// Opens one sealed value of a `lookups` row into `scratch.plain`,
     /// bound to `binding` (the row's choosing fields, as read), reusing the
     /// scratch's buffers.
-    fn open_into(
+    pub(crate) fn open_into(
         &self,
         id: &str,
         key_version: i64,
@@ -275,7 +281,14 @@ impl Opener {
         r: &sqlite::LatestRow<'_>,
         scratch: &mut Scratch,
     ) -> Result<(), StoreError> {
-        let binding = LookupBinding::latest(r.subject, r.requested_at, r.answered_at);
+        let binding = LookupBinding::latest(
+            r.subject,
+            r.requested_at,
+            r.answered_at,
+            r.source.as_str(),
+            r.reached.map(Reached::as_str),
+            r.cached_from,
+        );
         match r.summary_enc {
             Some(sealed) => self.open_into(
                 r.id,
@@ -347,10 +360,17 @@ impl Opener {
         let Some(r) = &s.summary_enc else {
             return Err(no_summary(id));
         };
+        let cached_from = s
+            .cached_from
+            .clone()
+            .map(|c| std::str::from_utf8(&batch.bytes[c]).unwrap_or_default());
         let binding = LookupBinding::latest(
             &batch.bytes[s.subject.clone()],
             s.requested_at,
             s.answered_at,
+            s.source.as_str(),
+            s.reached.map(Reached::as_str),
+            cached_from,
         );
         let sealed = &batch.bytes[r.clone()];
         self.open_into(id, s.key_version, &binding, "summary_enc", sealed, scratch)?;
@@ -539,7 +559,7 @@ impl Store {
         Ok(())
     }
 
-    /// Checks every lookup that is not a VALID answer of the service (in
+    /// Checks every lookup that is not VALID (in
     /// the covering index `lookups_other`): its IIN opens under the fields
     /// it holds. A VALID answer whose status, source or outcome was altered
     /// to drop it from the scan fails here, so the scan never shows an

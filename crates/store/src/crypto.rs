@@ -346,6 +346,22 @@ impl Keys {
         seal_with(&self.cipher, plaintext, aad)
     }
 
+    /// Whether `wrapped`, the plaintext of a wrapped-keys value (index key
+    /// || audit key, [`MasterKey::wrap`]), holds the very keys these are
+    /// made with. Compared without an early exit.
+    pub fn holds_stable(&self, wrapped: &[u8]) -> bool {
+        if wrapped.len() != 2 * KEY_LEN {
+            return false;
+        }
+        let differ = self
+            .index
+            .iter()
+            .chain(self.audit.iter())
+            .zip(wrapped)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        differ == 0
+    }
+
     /// Opens a value made by [`Keys::seal`] with the same associated data.
     pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
         open_with(&self.cipher, sealed, aad)

@@ -26,9 +26,11 @@ mod audit;
 mod bulk;
 pub mod codec;
 pub mod crypto;
+mod foreign;
 pub mod keyfile;
 mod maintenance;
 mod migrate;
+mod org;
 pub mod owner;
 mod queue;
 pub mod sealed;
@@ -55,13 +57,16 @@ pub use audit::{AuditCheck, AuditEntry, AuditFilter, AuditView};
 pub use bulk::{
     Floor, Handed, ImportItem, ImportOutcome, Opener, Scratch, SealedLookup, SealedSummaries,
 };
+pub use foreign::LatestBatcher;
 pub use maintenance::{CheckReport, PURGE_BATCH, PurgeCounts};
 pub use migrate::set_migration_progress;
+pub use org::OrgKeys;
 pub use queue::{
     After, Begin, DayStats, NewRequest, NextClaim, QueueItem, QueueState, SealedFinish,
 };
 pub use spill::{Reservation, reserve_size, spill_dir};
-pub use sqlite::SCHEMA_VERSION;
+pub use sqlite::LatestRow;
+pub use sqlite::{AuditRow, LookupRow, SCHEMA_VERSION};
 
 /// What can go wrong in the store. Messages say what to do next.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,12 @@ pub enum StoreError {
     )]
     /// No database file at the path given (`gbdfl init` was never run for it).
     NotInitialised(PathBuf),
+    #[error(
+        "{0} already holds a gbdfl database: a database with the organisation's keys is made only as a new file; pass another --db PATH. The file was not changed"
+    )]
+    /// A new database was to be made with the organisation's keys
+    /// ([`Store::init_adopting`]), but the file already holds one.
+    AlreadyInitialised(PathBuf),
     #[error(
         "{0} is not a gbdfl database (it is not SQLite, or belongs to another program): check --db PATH; the file was not changed"
     )]
@@ -311,6 +322,10 @@ pub enum Source {
     Service,
     /// Answered from a stored lookup; no call was made.
     Cache,
+    /// A VALID answer another branch of the organisation fetched (the
+    /// organisation cache), stored here as a lookup of its own: no call
+    /// was made by this branch, and it is never a paid call.
+    Org,
 }
 
 impl Source {
@@ -319,6 +334,7 @@ impl Source {
         match self {
             Source::Service => "service",
             Source::Cache => "cache",
+            Source::Org => "org",
         }
     }
     /// The source named `s` as stored; `None` for any other text.
@@ -326,6 +342,7 @@ impl Source {
         match s {
             "service" => Some(Source::Service),
             "cache" => Some(Source::Cache),
+            "org" => Some(Source::Org),
             _ => None,
         }
     }
@@ -333,7 +350,8 @@ impl Source {
 
 /// Whether a lookup counts as a paid call: a call to the service that may
 /// have reached it ([`Reached::paid`]), whatever came back. A cache answer
-/// is none, nor is an attempt that provably never reached the service. The
+/// is none, nor an answer of the organisation cache ([`Source::Org`]), nor
+/// an attempt that provably never reached the service. The
 /// one rule behind every count of paid calls: `stats`, the summary and
 /// lookups reports, `history`, the audit trail and batch's outcome file.
 pub fn is_paid_call(source: Source, reached: Option<Reached>) -> bool {
@@ -562,7 +580,7 @@ fn legacy_reached(
     detail: Option<&str>,
 ) -> Option<Reached> {
     match source {
-        Source::Cache => None,
+        Source::Cache | Source::Org => None,
         Source::Service
             if outcome == Outcome::Unavailable
                 && http_status.is_none()
@@ -858,13 +876,15 @@ impl Store {
         }
     }
 
-    /// Brings a database of an older format version to version 6 (which
-    /// needs the key), then makes sure every index is there.
+    /// Brings a database of an older format version to the current one
+    /// (which from version 5 needs the key), then makes sure every index
+    /// is there.
     fn finish_migration(&self) -> Result<(), StoreError> {
         let version = sqlite::user_version(&self.conn)?;
         if version < SCHEMA_VERSION {
             migrate::to_v5(&self.conn, version)?;
-            self.migrate_to_v6()?;
+            self.migrate_from_v5()?;
+            self.migrate_to_v7()?;
             sqlite::ensure_schema(&self.conn)?;
         }
         // Also what a migration killed after its commit left.

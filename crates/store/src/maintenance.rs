@@ -59,7 +59,8 @@ pub struct PurgeCounts {
     /// Lookups that were calls to the service (any outcome, including
     /// attempts that never reached it).
     pub paid: u64,
-    /// Lookups answered from the cache.
+    /// Lookups answered without a call: from the cache, or from the
+    /// organisation cache.
     pub cached: u64,
     /// Queue items whose 3-hour window passed (never sent).
     pub expired_queue: u64,
@@ -416,7 +417,7 @@ impl Store {
                     break;
                 }
             }
-            if row.source == super::Source::Service
+            if matches!(row.source, super::Source::Service | super::Source::Org)
                 && row.outcome == super::Outcome::Answered
                 && row.status.as_deref() == Some("VALID")
                 && row.summary_enc.is_none()

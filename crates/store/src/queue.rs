@@ -232,8 +232,8 @@ pub enum Begin {
     Expired(QueueItem),
 }
 
-/// The counts of one UTC day: lookups (paid calls, cache answers, attempts
-/// never sent) and expired requests. The one per-day count behind `gbdfl
+/// The counts of one UTC day: lookups (paid calls, cache answers,
+/// organisation cache answers, attempts never sent) and expired requests. The one per-day count behind `gbdfl
 /// stats` and the summary report.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DayStats {
@@ -247,6 +247,9 @@ pub struct DayStats {
     pub not_sent: u64,
     /// Answers from the cache: paid calls avoided.
     pub from_cache: u64,
+    /// Answers of the organisation cache ([`Source::Org`]): records another
+    /// branch fetched, stored here; paid calls avoided.
+    pub from_org: u64,
     /// Requests whose deadline passed (that day) before they could be sent.
     pub expired: u64,
     /// Paid calls that got a GBDFL answer, by its status (`""` for an
@@ -261,9 +264,16 @@ pub struct DayStats {
 }
 
 impl DayStats {
-    /// Every lookup of the day: paid calls, cache answers, attempts never sent.
+    /// Every lookup of the day: paid calls, cache answers, organisation
+    /// cache answers, attempts never sent.
     pub fn lookups(&self) -> u64 {
-        self.paid_calls + self.from_cache + self.not_sent
+        self.paid_calls + self.from_cache + self.from_org + self.not_sent
+    }
+
+    /// Paid calls avoided: answers of the cache and of the organisation
+    /// cache.
+    pub fn avoided(&self) -> u64 {
+        self.from_cache + self.from_org
     }
 
     /// Paid calls by GBDFL status, or by how they ended when there was no
@@ -296,6 +306,7 @@ impl DayStats {
         self.paid_calls += other.paid_calls;
         self.not_sent += other.not_sent;
         self.from_cache += other.from_cache;
+        self.from_org += other.from_org;
         self.expired += other.expired;
         self.refused += other.refused;
         self.unavailable += other.unavailable;
@@ -314,9 +325,16 @@ impl DayStats {
         status: Option<String>,
         reached: Option<Reached>,
     ) {
-        if source == Source::Cache {
-            self.from_cache += 1;
-            return;
+        match source {
+            Source::Cache => {
+                self.from_cache += 1;
+                return;
+            }
+            Source::Org => {
+                self.from_org += 1;
+                return;
+            }
+            Source::Service => {}
         }
         if !is_paid_call(source, reached) {
             self.not_sent += 1;

@@ -71,7 +71,7 @@ pub struct LookupBinding<'a> {
     pub requested_at: i64,
     /// Milliseconds since the epoch; `None` when NULL.
     pub answered_at: Option<i64>,
-    /// `service` or `cache`.
+    /// `service`, `cache` or `org`.
     pub source: &'a str,
     /// `answered`, `garbled`, `refused`, `unavailable` or `cached`.
     pub outcome: &'a str,
@@ -79,29 +79,31 @@ pub struct LookupBinding<'a> {
     pub status: Option<&'a str>,
     /// `no`, `maybe` or `yes`; `None` for a cache answer.
     pub reached: Option<&'a str>,
-    /// The lookup a cache answer came from.
+    /// The lookup a cache (or organisation cache) answer came from.
     pub cached_from: Option<&'a str>,
 }
 
-impl LookupBinding<'_> {
-    /// The binding of a VALID answer of the service as the covering index
-    /// `lookups_latest` holds it: every other field is fixed by the index's
-    /// condition (a service answer is never `cached_from` anything, and an
-    /// answered call reached the service).
+impl<'a> LookupBinding<'a> {
+    /// The binding of a VALID answer (of the service or of the
+    /// organisation cache) as the covering index `lookups_latest` holds
+    /// it: its outcome and status are fixed by the index's condition.
     pub fn latest(
-        subject: &[u8],
+        subject: &'a [u8],
         requested_at: i64,
         answered_at: Option<i64>,
-    ) -> LookupBinding<'_> {
+        source: &'a str,
+        reached: Option<&'a str>,
+        cached_from: Option<&'a str>,
+    ) -> LookupBinding<'a> {
         LookupBinding {
             subject,
             requested_at,
             answered_at,
-            source: "service",
+            source,
             outcome: "answered",
             status: Some("VALID"),
-            reached: Some("yes"),
-            cached_from: None,
+            reached,
+            cached_from,
         }
     }
 
@@ -200,7 +202,7 @@ mod tests {
             "ab".repeat(32)
         );
         assert_eq!(String::from_utf8(out.clone()).unwrap(), want);
-        LookupBinding::latest(&subject, -5, Some(7)).write(&mut out);
+        LookupBinding::latest(&subject, -5, Some(7), "service", Some("yes"), None).write(&mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             format!("{}|-5|7|service|answered|VALID|yes|", "ab".repeat(32))

@@ -153,3 +153,89 @@ pub fn write_v5_database(
     tx.commit().unwrap();
     stored
 }
+
+/// Turns the database at `path` (of the current format, closed) back into
+/// one of format version 6 as gbdfl wrote it: `lookups.source` without
+/// `org` in its `CHECK`, the partial indexes of version 6, `user_version`
+/// 6. Every row stays as it is. For migration tests: a gbdfl of today never
+/// writes this format. Panics on a database holding an `org` lookup.
+pub fn downgrade_to_v6(path: &std::path::Path) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let tx = conn.unchecked_transaction().unwrap();
+    let sql: String = tx
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'lookups'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let old = sql.replacen(
+        "CHECK (source IN ('service', 'cache', 'org'))",
+        "CHECK (source IN ('service', 'cache'))",
+        1,
+    );
+    assert_ne!(old, sql, "a lookups table of the current format");
+    let cookie: i64 = tx
+        .query_row("PRAGMA schema_version", [], |r| r.get(0))
+        .unwrap();
+    tx.execute_batch("PRAGMA writable_schema = ON;").unwrap();
+    tx.execute(
+        "UPDATE sqlite_schema SET sql = ?1 WHERE type = 'table' AND name = 'lookups'",
+        [old],
+    )
+    .unwrap();
+    tx.execute_batch(&format!(
+        "PRAGMA schema_version = {}; PRAGMA writable_schema = OFF;",
+        cookie + 1
+    ))
+    .unwrap();
+    tx.execute_batch(
+        "DROP INDEX lookups_latest;
+         DROP INDEX lookups_other;
+         CREATE INDEX lookups_latest
+             ON lookups (subject, answered_at, id, key_version, requested_at, summary_enc)
+             WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID';
+         CREATE INDEX lookups_other
+             ON lookups (subject, answered_at, id, key_version, requested_at, source, outcome, status,
+                         reached, cached_from, iin_enc)
+             WHERE source IS NOT 'service' OR outcome IS NOT 'answered' OR status IS NOT 'VALID';
+         PRAGMA user_version = 6;",
+    )
+    .unwrap();
+    let check: String = tx
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    tx.commit().unwrap();
+}
+
+/// A VALID answer of the service for `iin`, requested at `at` and answered
+/// a second later, with `body` as its response: a lookup to record in
+/// tests ([`crate::Store::record`]); change its fields with `..`.
+pub fn valid_lookup<'a>(
+    iin: &'a gbdfl_core::iin::Iin,
+    body: &'a [u8],
+    at: chrono::DateTime<Utc>,
+) -> crate::NewLookup<'a> {
+    crate::NewLookup {
+        id: crate::LookupId::new(),
+        iin,
+        session_id: "00000000-0000-4000-8000-000000000000",
+        purpose: Some("test"),
+        operator: "op",
+        host: "host",
+        requested_at: at,
+        answered_at: Some(at + chrono::TimeDelta::seconds(1)),
+        source: crate::Source::Service,
+        outcome: crate::Outcome::Answered,
+        status: Some("VALID"),
+        result: Some(true),
+        http_status: Some(200),
+        failure_type: None,
+        detail: None,
+        response: Some(body),
+        cached_from: None,
+        reached: Some(crate::Reached::Yes),
+        os_user: None,
+    }
+}

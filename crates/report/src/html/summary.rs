@@ -18,6 +18,8 @@ pub use crate::summary::DayCounts;
 const LOOKUPS: usize = 0;
 const PAID: usize = 1;
 const CACHE: usize = 2;
+/// Answers of the organisation cache: like cache answers, paid calls avoided.
+const ORG_CACHE: usize = 16;
 /// Refused, unavailable, garbled: calls that gave no usable answer.
 const FAILURES: [usize; 3] = [12, 13, 14];
 
@@ -116,7 +118,11 @@ fn header(out: &mut String, total: &[u64; crate::SUMMARY_COUNTS], page: &Page<'_
                 &format!("{} {cur}", money(p.hundredths, lang)),
             );
             fact(out, l.spent, &amount(p.times(total[PAID])));
-            fact(out, l.saved, &amount(p.times(total[CACHE])));
+            fact(
+                out,
+                l.saved,
+                &amount(p.times(total[CACHE] + total[ORG_CACHE])),
+            );
         }
         None => {
             fact(out, l.spent, &esc(l.price_not_set));

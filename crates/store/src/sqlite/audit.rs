@@ -143,6 +143,28 @@ pub fn each_audit<E: From<StoreError>>(
     Ok(())
 }
 
+/// Up to `limit` entries after entry `seq`, whole rows as stored, in
+/// sequence order.
+pub fn audit_rows_after(
+    conn: &Connection,
+    seq: i64,
+    limit: usize,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {AUDIT_COLUMNS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+    ))?;
+    let rows = st
+        .query_map(params![seq, limit], audit_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The highest entry number (0 for an empty trail).
+pub fn audit_len(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM audit", [], |r| r.get(0))?)
+}
+
 /// Re-seals one audit row's sealed columns (rekey).
 pub fn update_audit_sealed(conn: &Connection, a: &AuditRow) -> Result<(), StoreError> {
     exec(

@@ -277,7 +277,7 @@ pub fn latest_valid(
         .query_row(
             &format!(
                 "SELECT {LOOKUP_COLUMNS} FROM lookups \
-                 WHERE subject = ?1 AND source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+                 WHERE subject = ?1 AND source IN ('service', 'org') AND outcome = 'answered' AND status = 'VALID' \
                  AND answered_at <= ?2 \
                  ORDER BY answered_at DESC, id DESC LIMIT 1"
             ),
@@ -411,6 +411,14 @@ pub struct LatestRow<'a> {
     pub answered_at: Option<i64>,
     /// The sealed document summary.
     pub summary_enc: Option<&'a [u8]>,
+    /// `service`, or `org` for an answer of the organisation cache.
+    pub source: Source,
+    /// `yes` for an answer of the service, `None` for one of the
+    /// organisation cache.
+    pub reached: Option<Reached>,
+    /// For an answer of the organisation cache, the lookup of the other
+    /// branch it came from.
+    pub cached_from: Option<&'a str>,
 }
 
 /// The row of [`LatestRow`] held while the walk looks at the next one; its
@@ -423,6 +431,9 @@ struct HeldRow {
     requested_at: i64,
     answered_at: Option<i64>,
     summary_enc: Option<Vec<u8>>,
+    source: Option<Source>,
+    reached: Option<Reached>,
+    cached_from: Option<String>,
 }
 
 impl HeldRow {
@@ -442,6 +453,16 @@ impl HeldRow {
             Some(b) => put(self.summary_enc.get_or_insert_with(Vec::new), b),
             None => self.summary_enc = None,
         }
+        self.source = Some(r.get(6)?);
+        self.reached = r.get(7)?;
+        match r.get_ref(8)?.as_str_or_null()? {
+            Some(c) => {
+                let held = self.cached_from.get_or_insert_with(String::new);
+                held.clear();
+                held.push_str(c);
+            }
+            None => self.cached_from = None,
+        }
         Ok(())
     }
 
@@ -453,6 +474,9 @@ impl HeldRow {
             requested_at: self.requested_at,
             answered_at: self.answered_at,
             summary_enc: self.summary_enc.as_deref(),
+            source: self.source.unwrap_or(Source::Service),
+            reached: self.reached,
+            cached_from: self.cached_from.as_deref(),
         }
     }
 }
@@ -474,8 +498,9 @@ pub fn each_latest_summary<E: From<StoreError>>(
     let sql = |e: rusqlite::Error| E::from(StoreError::from(e));
     let mut st = conn
         .prepare_cached(
-            "SELECT subject, id, key_version, answered_at, requested_at, summary_enc FROM lookups \
-             WHERE source = 'service' AND outcome = 'answered' AND status = 'VALID' \
+            "SELECT subject, id, key_version, answered_at, requested_at, summary_enc, source, \
+             reached, cached_from FROM lookups \
+             WHERE source IN ('service', 'org') AND outcome = 'answered' AND status = 'VALID' \
              ORDER BY subject, answered_at, id",
         )
         .map_err(sql)?;
@@ -500,7 +525,8 @@ pub fn each_latest_summary<E: From<StoreError>>(
 }
 
 /// Calls `f` with every lookup that is not in `lookups_latest` (not a
-/// VALID answer of the service), with its binding and sealed IIN, reading
+/// VALID answer of the service or the organisation cache), with its
+/// binding and sealed IIN, reading
 /// only the covering index `lookups_other`.
 pub fn each_other_lookup(
     conn: &Connection,
@@ -509,7 +535,7 @@ pub fn each_other_lookup(
     let mut st = conn.prepare_cached(
         "SELECT id, key_version, subject, requested_at, answered_at, source, outcome, status, \
          reached, cached_from, iin_enc FROM lookups \
-         WHERE source IS NOT 'service' OR outcome IS NOT 'answered' OR status IS NOT 'VALID'",
+         WHERE source NOT IN ('service', 'org') OR outcome IS NOT 'answered' OR status IS NOT 'VALID'",
     )?;
     let mut rows = st.query([])?;
     let mut row = LookupRow {
@@ -614,8 +640,8 @@ pub fn lookup_rowids_before(conn: &Connection, cutoff: &str) -> Result<Vec<i64>,
 
 /// Deletes the lookups of these row ids that are still requested before
 /// `cutoff` (a row id freed meanwhile may have been given to a new
-/// lookup); returns how many were calls to the service and how many cache
-/// answers. Cache answers that named a deleted lookup as their source keep
+/// lookup); returns how many were calls to the service and how many
+/// answers without a call (of the cache or the organisation cache). Cache answers that named a deleted lookup as their source keep
 /// its id (bound into their sealed values, it cannot change).
 pub fn delete_lookups_by_rowid(
     conn: &Connection,
@@ -623,7 +649,7 @@ pub fn delete_lookups_by_rowid(
     cutoff: &str,
 ) -> Result<(u64, u64), StoreError> {
     let mut st = conn.prepare_cached(
-        "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source = 'cache'",
+        "DELETE FROM lookups WHERE rowid = ?1 AND requested_at < ?2 RETURNING source <> 'service'",
     )?;
     let (mut paid, mut cached) = (0u64, 0u64);
     let cutoff = ms(cutoff)?;
@@ -640,11 +666,12 @@ pub fn delete_lookups_by_rowid(
     Ok((paid, cached))
 }
 
-/// Lookups requested before `cutoff`: (paid calls, cache answers).
+/// Lookups requested before `cutoff`: (calls to the service, answers
+/// without a call: of the cache or the organisation cache).
 pub fn count_lookups_before(conn: &Connection, cutoff: &str) -> Result<(u64, u64), StoreError> {
     let (paid, cached): (i64, i64) = row1(
         conn,
-        "SELECT count(*) FILTER (WHERE source <> 'cache'), count(*) FILTER (WHERE source = 'cache') \
+        "SELECT count(*) FILTER (WHERE source = 'service'), count(*) FILTER (WHERE source <> 'service') \
          FROM lookups WHERE requested_at < ?1",
         params![ms(cutoff)?],
         |r| Ok((r.get(0)?, r.get(1)?)),

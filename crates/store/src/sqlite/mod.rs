@@ -4,7 +4,8 @@
 //!
 //! This file sets a connection up and keeps the schema; each table's rows
 //! and statements have a file of their own: [`lookups`], [`queue`],
-//! [`audit`], and [`keys`] (with the dictionaries and `meta`).
+//! [`audit`], [`keys`] (with the dictionaries and `meta`), and [`push`]
+//! (the optional list of lookups to push to a replica).
 //!
 //! Each connection gets WAL, `synchronous = FULL`, foreign keys,
 //! secure_delete and in-memory temp storage ([`configure`]).
@@ -38,16 +39,18 @@ use super::owner;
 mod audit;
 mod keys;
 mod lookups;
+mod push;
 mod queue;
 
 pub use audit::*;
 pub use keys::*;
 pub use lookups::*;
+pub use push::*;
 pub use queue::*;
 
 /// The schema version this binary writes (schema.sql): the at-rest format
 /// version of docs/FORMAT.md.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 /// `PRAGMA application_id` of a gbdfl database: "gbdf" in ASCII.
 pub const APPLICATION_ID: i64 = 0x6762_6466;
 /// The whole schema of the current format (schema.sql): every table and
@@ -97,7 +100,7 @@ fn time_or_text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<S
 /// as RFC 3339 text, any `[A-Z0-9_]` status), which only the migration reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stored {
-    /// Format version 6.
+    /// Format version 6 or 7 (the same rows).
     Current,
     /// Format version 5.
     V5,
@@ -266,6 +269,13 @@ fn probe(path: &Path) -> Result<Found, StoreError> {
     })
 }
 
+/// Whether the file at `path` holds a gbdfl database, read without
+/// writing to it (an absent or empty file, a blank SQLite file or another
+/// program's file holds none).
+pub fn probe_holds_database(path: &Path) -> Result<bool, StoreError> {
+    Ok(probe(path)? == Found::Gbdfl)
+}
+
 /// Opens an existing gbdfl database, checking it is one and migrating it.
 pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
     match probe(path)? {
@@ -309,7 +319,7 @@ pub fn open(path: &Path, busy: Duration) -> Result<Connection, StoreError> {
         });
     }
     // An older version is migrated by the store once the key is known
-    // (version 6 seals every value again).
+    // (version 6 sealed every value again).
     if version == SCHEMA_VERSION {
         ensure_schema(&conn)?;
     }

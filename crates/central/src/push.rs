@@ -1,0 +1,320 @@
+//! `gbdfl push`: the branch's new lookups and audit entries to the
+//! central store.
+//!
+//! Resumable and idempotent: lookups wait in the branch's `push_pending`
+//! list until the central store has committed them, and are then taken
+//! off it; audit entries go from the central store's last entry of this
+//! branch onwards. A batch goes by binary COPY into a temporary table and
+//! on with `INSERT ... ON CONFLICT DO NOTHING` in one transaction, so a
+//! push cut short anywhere (the line, the server, SIGKILL) leaves each row
+//! either committed once or still waiting, and the next push completes it.
+
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
+
+use gbdfl_store::{AuditRow, LookupRow, Store};
+
+use crate::{Central, CentralError, statement_error};
+
+/// Lookups per COPY (a lookup is about 1-2 KB sealed): a batch is a few
+/// megabytes and one transaction.
+const LOOKUP_BATCH: usize = 2000;
+/// Audit entries per COPY (an entry is about 300 bytes).
+const AUDIT_BATCH: usize = 5000;
+
+/// How far a push has gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushed {
+    /// Lookups committed by the central store in this push.
+    pub lookups: u64,
+    /// Lookups there were to send when the push began.
+    pub lookups_total: u64,
+    /// Audit entries committed by the central store in this push.
+    pub audit: u64,
+    /// Audit entries there were to send when the push began.
+    pub audit_total: u64,
+}
+
+/// What a whole push did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushCounts {
+    /// The counts at the end.
+    pub pushed: Pushed,
+    /// Rows the central store had already (a resumed push): not written again.
+    pub already_there: u64,
+}
+
+const LOOKUP_COLUMNS: &str = "branch, id, subject, requested_at, answered_at, operator, host, \
+     source, outcome, status, result, http_status, failure_type, iin_checked, cached_from, \
+     key_version, iin_enc, session_enc, purpose_enc, detail_enc, response_enc, summary_enc, \
+     reached, os_user";
+
+const LOOKUP_TYPES: [Type; 24] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BOOL,
+    Type::INT4,
+    Type::TEXT,
+    Type::BOOL,
+    Type::TEXT,
+    Type::INT8,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+const AUDIT_COLUMNS: &str = "branch, seq, id, at, operator, host, command, subject, outcome, \
+     exit_code, paid_call, records, key_version, purpose_enc, error_enc, mac, os_user, \
+     lookup_id, purged_before";
+
+const AUDIT_TYPES: [Type; 19] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::INT8,
+    Type::BOOL,
+    Type::INT8,
+    Type::INT8,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::BYTEA,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+];
+
+impl Central {
+    /// Pushes everything this branch has that the central store has not,
+    /// calling `progress` after each committed batch. Takes the branch's
+    /// push lock on the server first: two pushes of one branch never run
+    /// at once.
+    pub fn push(
+        &mut self,
+        store: &Store,
+        branch: &str,
+        progress: &mut dyn FnMut(Pushed),
+    ) -> Result<PushCounts, CentralError> {
+        self.check_branch(branch, &store.org_keys()?)?;
+        store.enable_push()?;
+        let at = self.at.clone();
+        let locked: bool = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('gbdfl-push:' || $1))",
+                &[&branch],
+            )
+            .map_err(|e| statement_error(&at, &e))?
+            .get(0);
+        if !locked {
+            return Err(CentralError::Busy(branch.to_owned()));
+        }
+        let result = self.push_locked(store, branch, progress);
+        // Dropping the connection releases the lock too (a killed push).
+        let _ = self.client.execute(
+            "SELECT pg_advisory_unlock(hashtext('gbdfl-push:' || $1))",
+            &[&branch],
+        );
+        result
+    }
+
+    fn push_locked(
+        &mut self,
+        store: &Store,
+        branch: &str,
+        progress: &mut dyn FnMut(Pushed),
+    ) -> Result<PushCounts, CentralError> {
+        let at = self.at.clone();
+        self.client
+            .batch_execute(
+                "CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_lookups (LIKE gbdfl_lookups) ON COMMIT DELETE ROWS;
+                 CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_audit (LIKE gbdfl_audit) ON COMMIT DELETE ROWS;",
+            )
+            .map_err(|e| statement_error(&at, &e))?;
+        let central_seq = self.audit_continues(store, branch)?;
+        let local_seq = store.audit_len()?;
+        let mut counts = PushCounts {
+            pushed: Pushed {
+                lookups_total: store.count_pending_lookups()?,
+                audit_total: u64::try_from(local_seq.saturating_sub(central_seq)).unwrap_or(0),
+                ..Pushed::default()
+            },
+            already_there: 0,
+        };
+        progress(counts.pushed);
+        // Audit entries first: the entries that tell of these lookups
+        // reach the centre no later than the lookups themselves.
+        let mut after = central_seq;
+        loop {
+            let rows = store.audit_rows_after(after, AUDIT_BATCH)?;
+            let Some(last) = rows.last().map(|r| r.seq) else {
+                break;
+            };
+            let added = self.copy_audit(branch, &rows)?;
+            counts.pushed.audit += added;
+            counts.already_there += rows.len() as u64 - added;
+            after = last;
+            progress(counts.pushed);
+        }
+        loop {
+            let rows = store.pending_lookups(LOOKUP_BATCH)?;
+            if rows.is_empty() {
+                break;
+            }
+            let added = self.copy_lookups(branch, &rows)?;
+            let ids: Vec<String> = rows.into_iter().map(|r| r.id).collect();
+            store.mark_pushed(&ids)?;
+            counts.pushed.lookups += added;
+            counts.already_there += ids.len() as u64 - added;
+            progress(counts.pushed);
+        }
+        Ok(counts)
+    }
+
+    /// The central store's last audit entry of this branch, checked to be
+    /// the branch's own entry of that number (same MAC): a chain that
+    /// diverged is never extended.
+    fn audit_continues(&mut self, store: &Store, branch: &str) -> Result<i64, CentralError> {
+        let at = self.at.clone();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT seq, mac FROM gbdfl_audit WHERE branch = $1 ORDER BY seq DESC LIMIT 1",
+                &[&branch],
+            )
+            .map_err(|e| statement_error(&at, &e))?;
+        let Some(row) = row else {
+            return Ok(0);
+        };
+        let (seq, mac): (i64, Vec<u8>) = (row.get(0), row.get(1));
+        let local = store.audit_rows_after(seq - 1, 1)?;
+        match local.first() {
+            Some(r) if r.seq == seq && r.mac == mac => Ok(seq),
+            _ => Err(CentralError::Key(format!(
+                "the central store's audit trail of branch {branch} does not continue this database's (its entry {seq} is not this database's entry {seq}): nothing was sent. Is this the branch's own database, and its branch id the right one? `gbdfl audit verify --against-central` names where they part"
+            ))),
+        }
+    }
+
+    fn copy_lookups(&mut self, branch: &str, rows: &[LookupRow]) -> Result<u64, CentralError> {
+        let at = self.at.clone();
+        let err = |e: postgres::Error| statement_error(&at, &e);
+        let mut tx = self.client.transaction().map_err(err)?;
+        {
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY gbdfl_push_lookups ({LOOKUP_COLUMNS}) FROM STDIN BINARY"
+                ))
+                .map_err(err)?;
+            let mut w = BinaryCopyInWriter::new(sink, &LOOKUP_TYPES);
+            for r in rows {
+                let http_status = r.http_status.and_then(|s| i32::try_from(s).ok());
+                let values: [&(dyn ToSql + Sync); 24] = [
+                    &branch,
+                    &r.id,
+                    &r.subject,
+                    &r.requested_at,
+                    &r.answered_at,
+                    &r.operator,
+                    &r.host,
+                    &r.source.as_str(),
+                    &r.outcome.as_str(),
+                    &r.status,
+                    &r.result,
+                    &http_status,
+                    &r.failure_type,
+                    &r.iin_checked,
+                    &r.cached_from,
+                    &r.key_version,
+                    &r.iin_enc,
+                    &r.session_enc,
+                    &r.purpose_enc,
+                    &r.detail_enc,
+                    &r.response_enc,
+                    &r.summary_enc,
+                    &r.reached.map(|x| x.as_str()),
+                    &r.os_user,
+                ];
+                w.write(&values).map_err(err)?;
+            }
+            w.finish().map_err(err)?;
+        }
+        let added = tx
+            .execute(
+                &format!(
+                    "INSERT INTO gbdfl_lookups ({LOOKUP_COLUMNS}) SELECT {LOOKUP_COLUMNS} FROM gbdfl_push_lookups ON CONFLICT (branch, id) DO NOTHING"
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(added)
+    }
+
+    fn copy_audit(&mut self, branch: &str, rows: &[AuditRow]) -> Result<u64, CentralError> {
+        let at = self.at.clone();
+        let err = |e: postgres::Error| statement_error(&at, &e);
+        let mut tx = self.client.transaction().map_err(err)?;
+        {
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY gbdfl_push_audit ({AUDIT_COLUMNS}) FROM STDIN BINARY"
+                ))
+                .map_err(err)?;
+            let mut w = BinaryCopyInWriter::new(sink, &AUDIT_TYPES);
+            for r in rows {
+                let values: [&(dyn ToSql + Sync); 19] = [
+                    &branch,
+                    &r.seq,
+                    &r.id,
+                    &r.at,
+                    &r.operator,
+                    &r.host,
+                    &r.command,
+                    &r.subject,
+                    &r.outcome,
+                    &r.exit_code,
+                    &r.paid_call,
+                    &r.records,
+                    &r.key_version,
+                    &r.purpose_enc,
+                    &r.error_enc,
+                    &r.mac,
+                    &r.os_user,
+                    &r.lookup_id,
+                    &r.purged_before,
+                ];
+                w.write(&values).map_err(err)?;
+            }
+            w.finish().map_err(err)?;
+        }
+        let added = tx
+            .execute(
+                &format!(
+                    "INSERT INTO gbdfl_audit ({AUDIT_COLUMNS}) SELECT {AUDIT_COLUMNS} FROM gbdfl_push_audit ON CONFLICT (branch, seq) DO NOTHING"
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(added)
+    }
+}

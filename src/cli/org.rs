@@ -1,0 +1,291 @@
+//! The organisation cache from the command line: asking the central store
+//! before a paid call, and `gbdfl pull`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Ctx;
+use gbdfl_central::{Central, Target};
+use gbdfl_core::iin::Iin;
+use gbdfl_service::lookup::{self, Attempt, FetchRequest, Fetched, Next};
+use gbdfl_service::org::{self, OrgCache, OrgUse};
+use gbdfl_store::{LookupRow, Store};
+
+/// The central store as an organisation cache: connected on first use,
+/// with the short `central_timeout`; once unreachable, not asked again in
+/// this run (the branch carries on without it, after one warning).
+pub struct CentralCache {
+    target: Target,
+    central: Option<Central>,
+    gave_up: bool,
+}
+
+impl CentralCache {
+    /// The organisation cache of these settings, if a central store is set.
+    pub fn of(ctx: &Ctx) -> anyhow::Result<Option<CentralCache>> {
+        Ok(ctx.settings.central_target()?.map(|target| CentralCache {
+            target,
+            central: None,
+            gave_up: false,
+        }))
+    }
+
+    fn give_up(&mut self, e: &gbdfl_central::CentralError) {
+        self.gave_up = true;
+        self.central = None;
+        eprintln!(
+            "gbdfl: warning: the organisation cache cannot be asked ({e}); going on without it."
+        );
+    }
+}
+
+impl OrgCache for CentralCache {
+    fn find(&mut self, subject: &[u8; 32], since_ms: i64) -> Option<(String, LookupRow)> {
+        if self.gave_up {
+            return None;
+        }
+        if self.central.is_none() {
+            let connected = Central::connect(&self.target).and_then(|mut c| {
+                c.limit_statements(self.target.connect_timeout)?;
+                Ok(c)
+            });
+            match connected {
+                Ok(c) => self.central = Some(c),
+                Err(e) => {
+                    self.give_up(&e);
+                    return None;
+                }
+            }
+        }
+        let c = self.central.as_mut()?;
+        match c.org_record(subject, since_ms) {
+            Ok(found) => found,
+            Err(e) => {
+                self.give_up(&e);
+                None
+            }
+        }
+    }
+}
+
+/// The earliest answer time a record of `max_age` may have, now.
+fn since(now: DateTime<Utc>, max_age: Duration) -> i64 {
+    chrono::Duration::from_std(max_age)
+        .ok()
+        .and_then(|a| now.checked_sub_signed(a))
+        .map_or(i64::MIN, |t| t.timestamp_millis())
+}
+
+/// Answers a fetch from the organisation cache when this branch has no
+/// fresh record and another branch has: the record is kept here as an
+/// `org` lookup with the request's audit entry, and no call is made.
+/// `None`: go on as without a central store.
+pub fn try_fetch(
+    ctx: &Ctx,
+    store: &Store,
+    req: &FetchRequest<'_>,
+) -> anyhow::Result<Option<(Attempt, String)>> {
+    match CentralCache::of(ctx)? {
+        Some(mut cache) => try_fetch_with(&mut cache, ctx, store, req),
+        None => Ok(None),
+    }
+}
+
+/// [`try_fetch`] with a cache kept over many requests (a batch file).
+pub fn try_fetch_with(
+    cache: &mut CentralCache,
+    ctx: &Ctx,
+    store: &Store,
+    req: &FetchRequest<'_>,
+) -> anyhow::Result<Option<(Attempt, String)>> {
+    if req.force {
+        return Ok(None);
+    }
+    let now = ctx.clock.now();
+    if lookup::fresh_record(store, req.iin, req.max_age, now)?.is_some() {
+        return Ok(None);
+    }
+    let Some((branch, row)) = cache.find(&store.subject_of(req.iin), since(now, req.max_age))
+    else {
+        return Ok(None);
+    };
+    let kept = org::keep(
+        store,
+        &row,
+        &OrgUse {
+            iin: req.iin,
+            session: Some(req.session.as_str()),
+            purpose: req.asker.purpose,
+            operator: req.asker.operator,
+            host: req.asker.host,
+            audit: req.audit.clone(),
+        },
+        now,
+    )?;
+    Ok(kept.map(|(id, record)| {
+        (
+            Attempt {
+                fetched: Fetched::Cached {
+                    id,
+                    from: Box::new(record),
+                },
+                next: Next::Done,
+            },
+            branch,
+        )
+    }))
+}
+
+/// Bring the organisation's latest VALID records into this branch's cache
+/// ahead of time, for working offline: every person's (answered within
+/// --max-age), or those of the IINs in --iins. Records this branch already
+/// holds as new are skipped. Each kept record counts as an organisation
+/// cache answer; no paid call is made.
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// A file of IINs, one per line (default: every person)
+    #[arg(long, value_name = "FILE")]
+    pub iins: Option<std::path::PathBuf>,
+    /// Only records answered within this age (default: max_age)
+    #[arg(long, value_name = "DUR")]
+    pub max_age: Option<String>,
+}
+
+pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let s = &ctx.settings;
+    let (target, branch) = s.central_branch()?;
+    let max_age = match &args.max_age {
+        Some(m) => gbdfl_core::limits::parse_duration("--max-age", m, gbdfl_core::limits::MAX_AGE)?,
+        None => s.max_age.value,
+    };
+    let subjects = match &args.iins {
+        None => None,
+        Some(path) => Some(
+            read_iins(path, ctx)?
+                .iter()
+                .map(|i| store.subject_of(i).to_vec())
+                .collect::<Vec<_>>(),
+        ),
+    };
+    let mut central = Central::connect(&target)?;
+    central.check_branch(&branch, &store.org_keys()?)?;
+    let now = ctx.clock.now();
+    let mut kept = 0u64;
+    let mut skipped = 0u64;
+    central.each_org_latest(
+        subjects.as_deref(),
+        since(now, max_age),
+        &branch,
+        &mut |_from, row| {
+            let (origin, _) = store.open_lookup_row(&row)?;
+            let iin = Iin::parse_with(&origin.iin, true).map_err(|e| {
+                gbdfl_store::StoreError::Corrupt {
+                    id: row.id.clone(),
+                    column: "iin_enc",
+                    reason: e.to_string(),
+                }
+            })?;
+            let newer_here = store
+                .latest_valid(&iin)?
+                .and_then(|r| r.lookup.answered_at)
+                .zip(origin.answered_at)
+                .is_some_and(|(here, there)| here >= there);
+            if newer_here {
+                skipped += 1;
+                return Ok(());
+            }
+            let with = OrgUse {
+                iin: &iin,
+                session: None,
+                purpose: ctx.purpose.as_deref(),
+                operator: &s.operator.value,
+                host: &s.host,
+                // Each record kept has its entry, naming its lookup.
+                audit: Some(ctx.audit_entry()),
+            };
+            if org::keep(store, &row, &with, now)?.is_some() {
+                kept += 1;
+            }
+            Ok(())
+        },
+    )?;
+    ctx.note_records(kept);
+    if s.json {
+        super::json::print(&serde_json::json!({ "kept": kept, "skipped": skipped }))?;
+    }
+    eprintln!(
+        "Pulled {kept} record(s) of the organisation into this branch's cache ({skipped} already held as new here); no paid call was made."
+    );
+    Ok(())
+}
+
+fn read_iins(path: &std::path::Path, ctx: &Ctx) -> anyhow::Result<Vec<Iin>> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        crate::exit::Exit::new(
+            crate::exit::ExitCode::InvalidInput,
+            format!("--iins {}: {e}", path.display()),
+        )
+    })?;
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| super::parse_iin(l, false, ctx.clock.today()))
+        .collect()
+}
+
+/// Before `sync` sends anything: each waiting request that another branch
+/// has a fresh record for is answered from the organisation cache (kept
+/// here with the request's audit entry) and taken off the queue, so no
+/// call is made for it. Items being sent or in doubt are left alone.
+/// Returns how many were answered.
+pub fn answer_queue(ctx: &Ctx, store: &Store) -> anyhow::Result<u64> {
+    let Some(mut cache) = CentralCache::of(ctx)? else {
+        return Ok(0);
+    };
+    let mut answered = 0u64;
+    for item in store.queue_items()? {
+        if item.state != gbdfl_store::QueueState::Waiting || item.claimed_by.is_some() {
+            continue;
+        }
+        let Ok(session) = gbdfl_core::session::SessionId::parse(&item.session_id) else {
+            continue;
+        };
+        let audit = gbdfl_store::AuditEntry {
+            purpose: item.purpose.clone(),
+            subject: Some(store.subject_of(&item.iin)),
+            ..ctx.audit_entry()
+        };
+        let req = FetchRequest {
+            iin: &item.iin,
+            session: &session,
+            asker: gbdfl_service::lookup::Asker {
+                operator: &item.operator,
+                host: &item.host,
+                purpose: item.purpose.as_deref(),
+            },
+            max_age: ctx.settings.max_age.value,
+            force: false,
+            audit: Some(audit.clone()),
+        };
+        if try_fetch_with(&mut cache, ctx, store, &req)?.is_some() {
+            store.drop_item(
+                &item.id,
+                &gbdfl_store::AuditEntry {
+                    records: 0,
+                    ..audit
+                },
+            )?;
+            answered += 1;
+        }
+        if cache.gave_up {
+            break;
+        }
+    }
+    if answered > 0 {
+        eprintln!(
+            "Answered {answered} queued request(s) from the organisation cache; no paid call was made for them."
+        );
+    }
+    Ok(answered)
+}
