@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS gbdfl_branches (
 -- Every branch's lookups, column for column as in the branch's `lookups`
 -- table (schema.sql), sealed values as they were sealed there.
 CREATE TABLE IF NOT EXISTS gbdfl_lookups (
-    branch       text COLLATE "C" NOT NULL,
+    branch       text COLLATE "C" NOT NULL CHECK (branch ~ '^[a-z0-9][a-z0-9_-]{0,39}$'),
     id           text COLLATE "C" NOT NULL,
     subject      bytea NOT NULL CHECK (length(subject) = 32),
     requested_at bigint NOT NULL,
@@ -81,7 +81,7 @@ CREATE INDEX IF NOT EXISTS gbdfl_lookups_latest
 
 -- Every branch's audit trail, entry for entry, its chain unbroken.
 CREATE TABLE IF NOT EXISTS gbdfl_audit (
-    branch        text COLLATE "C" NOT NULL,
+    branch        text COLLATE "C" NOT NULL CHECK (branch ~ '^[a-z0-9][a-z0-9_-]{0,39}$'),
     seq           bigint NOT NULL CHECK (seq > 0),
     id            text COLLATE "C" NOT NULL,
     at            text NOT NULL,
@@ -115,8 +115,11 @@ CREATE TABLE IF NOT EXISTS gbdfl_purges (
 
 -- Access: branches log in as their own role, a member of gbdfl_branch;
 -- head office as a member of gbdfl_head_office. Row-level security lets a
--- branch insert only rows of its own id, read what the organisation cache
--- needs, and never update or delete.
+-- branch insert only rows of its own id, read its own rows and the VALID
+-- answers the organisation cache needs (never another branch's failed
+-- lookups or audit trail), and never update or delete. The two group roles
+-- belong to the whole PostgreSQL server: keep one gbdfl database per server
+-- (docs/CENTRAL.md).
 DO $$ BEGIN
     CREATE ROLE gbdfl_branch NOLOGIN;
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
@@ -133,7 +136,9 @@ GRANT EXECUTE ON FUNCTION gbdfl_my_branch() TO gbdfl_branch, gbdfl_head_office;
 ALTER TABLE gbdfl_lookups ENABLE ROW LEVEL SECURITY;
 ALTER TABLE gbdfl_audit ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS branch_reads ON gbdfl_lookups;
-CREATE POLICY branch_reads ON gbdfl_lookups FOR SELECT TO gbdfl_branch USING (true);
+CREATE POLICY branch_reads ON gbdfl_lookups FOR SELECT TO gbdfl_branch
+    USING (branch = gbdfl_my_branch()
+           OR (source IN ('service', 'org') AND outcome = 'answered' AND status = 'VALID'));
 DROP POLICY IF EXISTS branch_adds_its_own ON gbdfl_lookups;
 CREATE POLICY branch_adds_its_own ON gbdfl_lookups FOR INSERT TO gbdfl_branch
     WITH CHECK (branch = gbdfl_my_branch());

@@ -722,18 +722,18 @@ impl Settings {
         let price = from.price()?;
         let busy_timeout = from.duration(BUSY_TIMEOUT, file.busy_timeout.as_ref())?;
         let central_timeout = from.duration(CENTRAL_TIMEOUT, file.central_timeout.as_ref())?;
+        // GBDFL_CENTRAL_URL, then the config file, then libpq's variables.
         let central_url = pick_optional(
-            (
-                env_nonempty("GBDFL_CENTRAL_URL").or_else(|| libpq_url(&env_nonempty)),
-                if env_nonempty("GBDFL_CENTRAL_URL").is_some() {
-                    "GBDFL_CENTRAL_URL"
-                } else {
-                    "PGHOST"
-                },
-            ),
+            (env_nonempty("GBDFL_CENTRAL_URL"), "GBDFL_CENTRAL_URL"),
             file.central_url.clone(),
             &config_file.value,
-        );
+        )
+        .or_else(|| {
+            libpq_url(&env_nonempty).map(|url| Setting {
+                value: url,
+                origin: Origin::Env("PGHOST"),
+            })
+        });
         let central_password_file = pick_optional(
             (
                 env_nonempty("GBDFL_CENTRAL_PASSWORD_FILE").map(PathBuf::from),

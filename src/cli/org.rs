@@ -41,9 +41,14 @@ impl CentralCache {
 }
 
 impl OrgCache for CentralCache {
-    fn find(&mut self, subject: &[u8; 32], since_ms: i64) -> Option<(String, LookupRow)> {
+    fn find(
+        &mut self,
+        subject: &[u8; 32],
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Vec<(String, LookupRow)> {
         if self.gave_up {
-            return None;
+            return Vec::new();
         }
         if self.central.is_none() {
             let connected = Central::connect(&self.target).and_then(|mut c| {
@@ -54,20 +59,26 @@ impl OrgCache for CentralCache {
                 Ok(c) => self.central = Some(c),
                 Err(e) => {
                     self.give_up(&e);
-                    return None;
+                    return Vec::new();
                 }
             }
         }
-        let c = self.central.as_mut()?;
-        match c.org_record(subject, since_ms) {
+        let Some(c) = self.central.as_mut() else {
+            return Vec::new();
+        };
+        match c.org_records(subject, since_ms, until_ms, CANDIDATES) {
             Ok(found) => found,
             Err(e) => {
                 self.give_up(&e);
-                None
+                Vec::new()
             }
         }
     }
 }
+
+/// How many of a person's newest central records a fetch tries, in turn,
+/// before it goes on to the paid call.
+const CANDIDATES: i64 = 5;
 
 /// The earliest answer time a record of `max_age` may have, now.
 fn since(now: DateTime<Utc>, max_age: Duration) -> i64 {
@@ -106,35 +117,45 @@ pub fn try_fetch_with(
     if lookup::fresh_record(store, req.iin, req.max_age, now)?.is_some() {
         return Ok(None);
     }
-    let Some((branch, row)) = cache.find(&store.subject_of(req.iin), since(now, req.max_age))
-    else {
-        return Ok(None);
-    };
-    let kept = org::keep(
-        store,
-        &row,
-        &OrgUse {
+    let fresh_from = chrono::Duration::from_std(req.max_age)
+        .ok()
+        .and_then(|a| now.checked_sub_signed(a));
+    let until = now
+        .checked_add_signed(org::CLOCK_SKEW)
+        .map_or(i64::MAX, |t| t.timestamp_millis());
+    let found = cache.find(&store.subject_of(req.iin), since(now, req.max_age), until);
+    for (branch, row) in found {
+        let with = OrgUse {
             iin: req.iin,
             session: Some(req.session.as_str()),
             purpose: req.asker.purpose,
             operator: req.asker.operator,
             host: req.asker.host,
             audit: req.audit.clone(),
-        },
-        now,
-    )?;
-    Ok(kept.map(|(id, record)| {
-        (
-            Attempt {
-                fetched: Fetched::Cached {
-                    id,
-                    from: Box::new(record),
-                },
-                next: Next::Done,
-            },
-            branch,
-        )
-    }))
+            fresh_from,
+        };
+        match org::keep(store, &row, &with, now) {
+            Ok(Some((id, record))) => {
+                let attempt = Attempt {
+                    fetched: Fetched::Cached {
+                        id,
+                        from: Box::new(record),
+                    },
+                    next: Next::Done,
+                };
+                return Ok(Some((attempt, branch)));
+            }
+            Ok(None) => {}
+            // A central row that does not open is no answer: the next
+            // one, or the paid call, answers instead.
+            Err(e) if e.is_key_or_integrity() => eprintln!(
+                "gbdfl: warning: a record of branch {} in the organisation cache was refused ({e}); it is not used.",
+                gbdfl_report::render::safe(&branch)
+            ),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
 }
 
 /// Bring the organisation's latest VALID records into this branch's cache
@@ -173,12 +194,21 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let now = ctx.clock.now();
     let mut kept = 0u64;
     let mut skipped = 0u64;
+    let mut refused = 0u64;
     central.each_org_latest(
         subjects.as_deref(),
         since(now, max_age),
         &branch,
         &mut |_from, row| {
-            let (origin, _) = store.open_lookup_row(&row)?;
+            let (origin, _) = match store.open_lookup_row(&row) {
+                Ok(opened) => opened,
+                // A central row that does not open is not taken.
+                Err(e) if e.is_key_or_integrity() => {
+                    refused += 1;
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let iin = Iin::parse_with(&origin.iin, true).map_err(|e| {
                 gbdfl_store::StoreError::Corrupt {
                     id: row.id.clone(),
@@ -203,20 +233,31 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 host: &s.host,
                 // Each record kept has its entry, naming its lookup.
                 audit: Some(ctx.audit_entry()),
+                fresh_from: None,
             };
-            if org::keep(store, &row, &with, now)?.is_some() {
-                kept += 1;
+            match org::keep(store, &row, &with, now) {
+                Ok(Some(_)) => kept += 1,
+                Ok(None) => skipped += 1,
+                Err(e) if e.is_key_or_integrity() => refused += 1,
+                Err(e) => return Err(e.into()),
             }
             Ok(())
         },
     )?;
     ctx.note_records(kept);
     if s.json {
-        super::json::print(&serde_json::json!({ "kept": kept, "skipped": skipped }))?;
+        super::json::print(
+            &serde_json::json!({ "kept": kept, "skipped": skipped, "refused": refused }),
+        )?;
     }
     eprintln!(
         "Pulled {kept} record(s) of the organisation into this branch's cache ({skipped} already held as new here); no paid call was made."
     );
+    if refused > 0 {
+        eprintln!(
+            "gbdfl: warning: {refused} central record(s) did not open with this branch's key (altered, or of another key) and were not taken."
+        );
+    }
     Ok(())
 }
 
@@ -269,7 +310,9 @@ pub fn answer_queue(ctx: &Ctx, store: &Store) -> anyhow::Result<u64> {
             audit: Some(audit.clone()),
         };
         if try_fetch_with(&mut cache, ctx, store, &req)?.is_some() {
-            store.drop_item(
+            // Taken off the queue only if no process claimed it meanwhile
+            // (then it is being sent, and its claim decides as ever).
+            store.drop_waiting_item(
                 &item.id,
                 &gbdfl_store::AuditEntry {
                     records: 0,

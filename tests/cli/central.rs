@@ -253,6 +253,48 @@ fn a_branch_role_cannot_change_delete_or_write_for_another_branch() {
     )
     .expect_err("audit for another branch");
     assert!(e.contains("row-level security"), "{e}");
+    for sql in [
+        "INSERT INTO gbdfl_meta (key, value) VALUES ('x', 'y')",
+        "UPDATE gbdfl_meta SET value = '2'",
+        "INSERT INTO gbdfl_branches SELECT 'x', 'x', key_check, 0 FROM gbdfl_branches",
+        "DELETE FROM gbdfl_org_keys",
+        "DELETE FROM gbdfl_purges",
+    ] {
+        let e = as_branch(sql).expect_err(sql);
+        assert!(e.contains("permission denied"), "{sql}: {e}");
+    }
+    // Another branch's audit trail and failed lookups are not its to read;
+    // the VALID answers the organisation cache needs are.
+    let other = &org.branches[1];
+    fetch(&other.env, &synthetic_iin(8));
+    other.env.fails(
+        &[
+            "fetch",
+            crate::harness::fixture("NOT_FOUND"),
+            "--session",
+            &session(),
+        ],
+        5,
+    );
+    other.env.ok(&["push"]);
+    let seen = |sql: &str| as_branch(sql).unwrap().trim().parse::<u64>().unwrap();
+    assert_eq!(
+        seen("SELECT count(*) FROM gbdfl_audit WHERE branch = 'branch-1'"),
+        0
+    );
+    assert!(org.count("SELECT count(*) FROM gbdfl_audit WHERE branch = 'branch-1'") > 0);
+    assert_eq!(
+        seen("SELECT count(*) FROM gbdfl_lookups WHERE branch = 'branch-1' AND status = 'VALID'"),
+        1
+    );
+    assert_eq!(
+        seen("SELECT count(*) FROM gbdfl_lookups WHERE branch = 'branch-1'"),
+        1
+    );
+    assert_eq!(
+        org.count("SELECT count(*) FROM gbdfl_lookups WHERE branch = 'branch-1'"),
+        2
+    );
     // Nothing changed.
     assert_eq!(central_counts(&org, &b.id), local_counts(&b.env));
     // A branch login pushing under another branch's id is refused first.
@@ -394,6 +436,23 @@ fn faults_get_clear_messages_and_exit_codes() {
     assert!(r.stderr.contains("newer"), "{}", r.stderr);
     org.pg
         .psql("UPDATE gbdfl_meta SET value = '1' WHERE key = 'schema'");
+    // A central row the server's administrator altered (its answer time
+    // moved) is refused where it is opened; the genuine one answers.
+    let person = synthetic_iin(5);
+    fetch(&b.env, &person);
+    b.env.ok(&["push"]);
+    org.pg.psql(
+        "INSERT INTO gbdfl_lookups SELECT branch, id || 'x', subject, requested_at, answered_at + 1000, \
+         operator, host, source, outcome, status, result, http_status, failure_type, iin_checked, \
+         cached_from, key_version, iin_enc, session_enc, purpose_enc, detail_enc, response_enc, \
+         summary_enc, reached, os_user FROM gbdfl_lookups WHERE branch = 'branch-0' AND status = 'VALID'",
+    );
+    let calls = org.hq.emu().calls();
+    let r = fetch(&org.branches[1].env, &person);
+    assert!(r.stderr.contains("was refused"), "{}", r.stderr);
+    assert!(r.stderr.contains("organisation cache"), "{}", r.stderr);
+    assert_eq!(org.hq.emu().calls(), calls, "no paid call");
+    org.pg.psql("DELETE FROM gbdfl_lookups WHERE id LIKE '%x'");
     // Two pushes of one branch at once: the second is told to wait. The
     // first is held here by its lock, taken on a connection of the test's.
     let mut holder = postgres::Client::connect(&org.pg.admin_url(), postgres::NoTls).unwrap();

@@ -114,19 +114,30 @@ impl Target {
                 }
             }
         }
-        let host = kept
+        // Every host the connection may try: the URL's (a comma-separated
+        // list) and each `host=` parameter. Without TLS only when all of
+        // them are this machine.
+        let mut hosts: Vec<String> = kept
             .iter()
-            .find(|(k, _)| k == "host")
-            .map(|(_, v)| v.clone())
-            .or_else(|| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        if host.is_empty() {
+            .filter(|(k, _)| k == "host")
+            .flat_map(|(_, v)| v.split(',').map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        if let Some(h) = u.host_str() {
+            hosts.extend(h.split(',').map(str::to_owned));
+        }
+        hosts.retain(|h| !h.is_empty());
+        if hosts.is_empty() {
             return Err(bad(
                 "no host: write postgresql://USER@HOST:PORT/DATABASE (or ?host=/path/to/socket/dir)"
                     .into(),
             ));
         }
-        let local = is_local(&host);
+        let local = hosts.iter().all(|h| is_local(h));
+        let host = hosts
+            .iter()
+            .find(|h| !is_local(h))
+            .unwrap_or(&hosts[0])
+            .clone();
         let tls = match sslmode.as_deref() {
             None | Some("verify-full") => {
                 if local && sslmode.is_none() {
@@ -175,6 +186,11 @@ impl Target {
             ));
         }
         config.connect_timeout(self.connect_timeout);
+        // A line that goes dead mid-statement is noticed within seconds,
+        // not after TCP's quarter of an hour of retransmissions.
+        let dead = self.connect_timeout.max(Duration::from_secs(10));
+        config.tcp_user_timeout(dead);
+        config.keepalives_idle(dead);
         config.application_name("gbdfl");
         let shown = self.shown();
         Ok(Parsed { config, tls, shown })
@@ -271,6 +287,21 @@ mod tests {
         assert!(!t.shown().contains("secret"));
         assert!(!format!("{t:?}").contains("secret"));
         assert!(is_local("/tmp/sock") && is_local("[::1]") && !is_local("10.0.0.1"));
+    }
+
+    #[test]
+    fn a_remote_host_among_local_ones_still_needs_tls() {
+        for url in [
+            "postgresql://u@db.example.kz/g?host=127.0.0.1",
+            "postgresql://u@127.0.0.1/g?host=db.example.kz",
+            "postgresql://u@localhost/g?host=/tmp&host=db.example.kz",
+            "postgresql://u@localhost/g?sslmode=disable&host=10.1.1.1",
+        ] {
+            match target(url).parse() {
+                Ok(p) => assert_eq!(p.tls, Tls::VerifyFull(None), "{url}"),
+                Err(e) => assert!(e.to_string().contains("verify-full"), "{url}: {e}"),
+            }
+        }
     }
 
     #[test]

@@ -130,6 +130,8 @@ impl CentralError {
 pub struct Central {
     client: postgres::Client,
     at: String,
+    /// How it was reached, for a second connection (a push sends on two).
+    target: Target,
 }
 
 impl std::fmt::Debug for Central {
@@ -159,7 +161,11 @@ impl Central {
             }
         }
         .map_err(|e| connect_error(&at, &e))?;
-        let mut c = Central { client, at };
+        let mut c = Central {
+            client,
+            at,
+            target: target.clone(),
+        };
         // Statements that hang (a held lock, a server that stopped
         // answering) end; the streaming reads of whole branches lift it
         // ([`Central::unbounded`]).
@@ -324,9 +330,11 @@ impl Central {
             )));
         }
         // Identifiers cannot be parameters: `role` is made of the checked
-        // id ([a-z0-9_]), the password quoted by the server's own function.
+        // id ([a-z0-9_]). The password goes as its SCRAM verifier, made
+        // here, so that no server log or activity view ever holds it.
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let quoted: String = tx
-            .query_one("SELECT quote_literal($1::text)", &[&password])
+            .query_one("SELECT quote_literal($1::text)", &[&verifier])
             .map_err(|e| statement_error(&at, &e))?
             .get(0);
         tx.batch_execute(&format!(
@@ -346,9 +354,10 @@ impl Central {
     pub fn add_head_office(&mut self, role: &str, password: &str) -> Result<(), CentralError> {
         check_branch_id(role)?;
         let at = self.at.clone();
+        let verifier = postgres_protocol::password::scram_sha_256(password.as_bytes());
         let quoted: String = self
             .client
-            .query_one("SELECT quote_literal($1::text)", &[&password])
+            .query_one("SELECT quote_literal($1::text)", &[&verifier])
             .map_err(|e| statement_error(&at, &e))?
             .get(0);
         let role = format!("gbdfl_h_{}", role.replace('-', "_"));
@@ -441,6 +450,7 @@ fn connect_error(at: &str, e: &postgres::Error) -> CentralError {
         let code = db.code();
         if *code == postgres::error::SqlState::INVALID_PASSWORD
             || *code == postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+            || *code == postgres::error::SqlState::INSUFFICIENT_PRIVILEGE
         {
             return CentralError::Login {
                 at: at.to_owned(),

@@ -142,13 +142,7 @@ impl Central {
         branch: &str,
         progress: &mut dyn FnMut(Pushed),
     ) -> Result<PushCounts, CentralError> {
-        let at = self.at.clone();
-        self.client
-            .batch_execute(
-                "CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_lookups (LIKE gbdfl_lookups) ON COMMIT DELETE ROWS;
-                 CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_audit (LIKE gbdfl_audit) ON COMMIT DELETE ROWS;",
-            )
-            .map_err(|e| statement_error(&at, &e))?;
+        self.staging_tables()?;
         let central_seq = self.audit_continues(store, branch)?;
         let local_seq = store.audit_len()?;
         let mut counts = PushCounts {
@@ -174,19 +168,102 @@ impl Central {
             after = last;
             progress(counts.pushed);
         }
-        loop {
-            let rows = store.pending_lookups(LOOKUP_BATCH)?;
-            if rows.is_empty() {
-                break;
-            }
-            let added = self.copy_lookups(branch, &rows)?;
-            let ids: Vec<String> = rows.into_iter().map(|r| r.id).collect();
-            store.mark_pushed(&ids)?;
-            counts.pushed.lookups += added;
-            counts.already_there += ids.len() as u64 - added;
-            progress(counts.pushed);
-        }
+        self.push_lookups(store, branch, &mut counts, progress)?;
         Ok(counts)
+    }
+
+    /// Sends the pending lookups over this connection and a second one:
+    /// the server's work (the inserts, their indexes, the log) is most of
+    /// a push, and two connections keep two of its processes busy. This
+    /// thread reads each next batch from the store and takes committed
+    /// batches off the pending list; the senders take batches in turn.
+    /// A batch is committed before it is taken off the list, so a push
+    /// stopped anywhere sends again at most what it had not marked, which
+    /// the central store then finds there already.
+    fn push_lookups(
+        &mut self,
+        store: &Store,
+        branch: &str,
+        counts: &mut PushCounts,
+        progress: &mut dyn FnMut(Pushed),
+    ) -> Result<(), CentralError> {
+        let mut second = Central::connect(&self.target.clone())?;
+        second.staging_tables()?;
+        let (work_tx, work_rx) = std::sync::mpsc::sync_channel::<Vec<LookupRow>>(2);
+        let work_rx = std::sync::Mutex::new(work_rx);
+        let (done_tx, done_rx) =
+            std::sync::mpsc::channel::<Result<(Vec<String>, u64), CentralError>>();
+        std::thread::scope(|s| -> Result<(), CentralError> {
+            for sender in [&mut *self, &mut second] {
+                let (work_rx, done_tx) = (&work_rx, done_tx.clone());
+                s.spawn(move || {
+                    loop {
+                        let next = work_rx.lock().map(|rx| rx.recv());
+                        let Ok(Ok(rows)) = next else { break };
+                        let sent = sender
+                            .copy_lookups(branch, &rows)
+                            .map(|added| (rows.into_iter().map(|r| r.id).collect(), added));
+                        let failed = sent.is_err();
+                        if done_tx.send(sent).is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            let mut mark = |done: Result<(Vec<String>, u64), CentralError>,
+                            counts: &mut PushCounts|
+             -> Result<(), CentralError> {
+                let (ids, added) = done?;
+                store.mark_pushed(&ids)?;
+                counts.pushed.lookups += added;
+                counts.already_there += ids.len() as u64 - added;
+                progress(counts.pushed);
+                Ok(())
+            };
+            let mut after = String::new();
+            let mut first_error = None;
+            loop {
+                let rows = match store.pending_lookups_after(&after, LOOKUP_BATCH) {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        first_error = Some(e.into());
+                        break;
+                    }
+                };
+                let Some(last) = rows.last().map(|r| r.id.clone()) else {
+                    break;
+                };
+                after = last;
+                if work_tx.send(rows).is_err() {
+                    break;
+                }
+                while let Ok(done) = done_rx.try_recv() {
+                    if let Err(e) = mark(done, counts) {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                if first_error.is_some() {
+                    break;
+                }
+            }
+            drop(work_tx);
+            // Every batch a sender committed is marked, even after an error.
+            for done in done_rx {
+                if let Err(e) = mark(done, counts) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
+
+    /// The temporary tables a push copies into (this connection's own).
+    fn staging_tables(&mut self) -> Result<(), CentralError> {
+        self.batch(
+            "CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_lookups (LIKE gbdfl_lookups) ON COMMIT DELETE ROWS;
+             CREATE TEMP TABLE IF NOT EXISTS gbdfl_push_audit (LIKE gbdfl_audit) ON COMMIT DELETE ROWS;",
+        )
     }
 
     /// The central store's last audit entry of this branch, checked to be
@@ -269,6 +346,10 @@ impl Central {
         Ok(added)
     }
 
+    /// Adds audit entries after the central store's last one of this
+    /// branch. No `ON CONFLICT`: an entry of that number there already
+    /// means another writer of this branch's trail, and the whole batch is
+    /// refused (a conflict is an error, never a silent skip).
     fn copy_audit(&mut self, branch: &str, rows: &[AuditRow]) -> Result<u64, CentralError> {
         let at = self.at.clone();
         let err = |e: postgres::Error| statement_error(&at, &e);
@@ -309,7 +390,7 @@ impl Central {
         let added = tx
             .execute(
                 &format!(
-                    "INSERT INTO gbdfl_audit ({AUDIT_COLUMNS}) SELECT {AUDIT_COLUMNS} FROM gbdfl_push_audit ON CONFLICT (branch, seq) DO NOTHING"
+                    "INSERT INTO gbdfl_audit ({AUDIT_COLUMNS}) SELECT {AUDIT_COLUMNS} FROM gbdfl_push_audit"
                 ),
                 &[],
             )

@@ -101,29 +101,33 @@ fn audit_row(r: &postgres::Row) -> AuditRow {
 }
 
 impl Central {
-    /// The newest VALID answer of `subject` answered at or after
-    /// `since_ms`, by any branch, with the branch it came from.
-    pub fn org_record(
+    /// The newest VALID answers of `subject` (at most `limit`, newest
+    /// first) answered between `since_ms` and `until_ms`, by any branch,
+    /// each with the branch it came from. More than one, so that a row
+    /// that does not open (altered, or of a key this branch does not hold)
+    /// hides no good one behind it.
+    pub fn org_records(
         &mut self,
         subject: &[u8],
         since_ms: i64,
-    ) -> Result<Option<(String, LookupRow)>, CentralError> {
+        until_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, LookupRow)>, CentralError> {
         let at = self.at.clone();
-        let row = self
+        let rows = self
             .client
-            .query_opt(
+            .query(
                 &format!(
                     "SELECT {LOOKUP_COLUMNS}, branch FROM gbdfl_lookups \
-                     WHERE subject = $1 AND answered_at >= $2 AND {VALID} \
-                     ORDER BY answered_at DESC, id DESC LIMIT 1"
+                     WHERE subject = $1 AND answered_at >= $2 AND answered_at <= $3 AND {VALID} \
+                     ORDER BY answered_at DESC, id DESC LIMIT $4"
                 ),
-                &[&subject, &since_ms],
+                &[&subject, &since_ms, &until_ms, &limit],
             )
             .map_err(|e| statement_error(&at, &e))?;
-        match row {
-            None => Ok(None),
-            Some(r) => Ok(Some((r.get(23), lookup_row(&r)?))),
-        }
+        rows.iter()
+            .map(|r| Ok((r.get(23), lookup_row(r)?)))
+            .collect()
     }
 
     /// Calls `f` with the newest VALID answer of every person answered at
@@ -160,21 +164,20 @@ impl Central {
         Ok(n)
     }
 
-    /// Every branch the central store has rows or a registration of, in order.
+    /// Every registered branch, in order (only registered branches can
+    /// write: a push checks its registration first).
     pub fn branches(&mut self) -> Result<Vec<String>, CentralError> {
         let at = self.at.clone();
         let rows = self
             .client
-            .query(
-                "SELECT branch FROM gbdfl_branches UNION SELECT DISTINCT branch FROM gbdfl_audit ORDER BY 1",
-                &[],
-            )
+            .query("SELECT branch FROM gbdfl_branches ORDER BY 1", &[])
             .map_err(|e| statement_error(&at, &e))?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// How many lookups and audit entries the central store holds of `branch`.
     pub fn counts(&mut self, branch: &str) -> Result<BranchCounts, CentralError> {
+        self.unbounded()?;
         let at = self.at.clone();
         let r = self
             .client
@@ -310,6 +313,7 @@ impl Central {
         operator: &str,
         now_ms: i64,
     ) -> Result<u64, CentralError> {
+        self.unbounded()?;
         let at = self.at.clone();
         let err = |e: postgres::Error| statement_error(&at, &e);
         let mut tx = self.client.transaction().map_err(err)?;
@@ -350,6 +354,7 @@ impl Central {
     /// Every branch's counts of lookups requested in `[from_ms, to_ms)`.
     /// Counts only: read from the plaintext columns, nothing opened.
     pub fn stats(&mut self, from_ms: i64, to_ms: i64) -> Result<Vec<BranchStats>, CentralError> {
+        self.unbounded()?;
         let at = self.at.clone();
         let rows = self
             .client

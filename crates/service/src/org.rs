@@ -31,7 +31,14 @@ pub struct OrgUse<'a> {
     pub host: &'a str,
     /// The audit entry of the request, written with the lookup.
     pub audit: Option<AuditEntry>,
+    /// The oldest answer time the request takes (its `max_age`), checked
+    /// on the record once opened: the central store's word is not taken.
+    pub fresh_from: Option<DateTime<Utc>>,
 }
+
+/// How far ahead of this machine's clock an answer time may lie (another
+/// branch's clock may run a little fast); beyond it a record is refused.
+pub const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
 /// Keeps another branch's VALID answer `row` as this branch's `org`
 /// lookup (with `with.audit`, in one transaction) and gives it as a
@@ -48,6 +55,16 @@ pub fn keep(
         return Ok(None);
     };
     if origin.iin != with.iin.as_str() || origin.status.as_deref() != Some("VALID") {
+        return Ok(None);
+    }
+    let Some(answered) = origin.answered_at else {
+        return Ok(None);
+    };
+    let too_old = with.fresh_from.is_some_and(|from| answered < from);
+    let ahead = now
+        .checked_add_signed(CLOCK_SKEW)
+        .is_some_and(|limit| answered > limit);
+    if too_old || ahead {
         return Ok(None);
     }
     let id = LookupId::new();
@@ -95,8 +112,14 @@ pub fn keep(
 /// asked with a short timeout. An unreachable central store is no error:
 /// the branch carries on without it.
 pub trait OrgCache {
-    /// The newest VALID answer of `subject` answered at or after
-    /// `since_ms` by any branch, with that branch's id; `None` when there
-    /// is none or the central store cannot be asked now.
-    fn find(&mut self, subject: &[u8; 32], since_ms: i64) -> Option<(String, LookupRow)>;
+    /// The newest VALID answers of `subject` answered between `since_ms`
+    /// and `until_ms` by any branch (a few, newest first), each with that
+    /// branch's id; none when there is none or the central store cannot
+    /// be asked now.
+    fn find(
+        &mut self,
+        subject: &[u8; 32],
+        since_ms: i64,
+        until_ms: i64,
+    ) -> Vec<(String, LookupRow)>;
 }

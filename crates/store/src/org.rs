@@ -45,6 +45,17 @@ impl Store {
         sqlite::pending_lookups(&self.conn, limit)
     }
 
+    /// Up to `limit` lookups waiting to be pushed whose id sorts after
+    /// `after` ("" for the first), in id order: for a push that reads the
+    /// next batch while earlier ones are still being sent.
+    pub fn pending_lookups_after(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<LookupRow>, StoreError> {
+        sqlite::pending_lookups_after(&self.conn, after, limit)
+    }
+
     /// How many lookups wait to be pushed; 0 when pushing is not enabled.
     pub fn count_pending_lookups(&self) -> Result<u64, StoreError> {
         sqlite::count_pending_lookups(&self.conn)

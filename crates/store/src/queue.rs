@@ -856,6 +856,28 @@ impl Store {
         })
     }
 
+    /// Removes a queue item answered otherwise (the organisation cache),
+    /// with its audit entry, only while it still waits unclaimed: an item
+    /// another process claimed since is being sent, and stays. Returns
+    /// whether it was removed.
+    pub fn drop_waiting_item(&self, id: &str, audit: &AuditEntry) -> Result<bool, StoreError> {
+        let now = self.now_text();
+        sqlite::immediate(&self.conn, |c| {
+            let Some(row) = sqlite::queue_by_id(c, id)? else {
+                return Ok(false);
+            };
+            let item = self.to_item(&row, &now)?;
+            if item.state != QueueState::Waiting || item.claimed_by.is_some() {
+                return Ok(false);
+            }
+            sqlite::delete_queue(c, id)?;
+            let mut a = audit.clone();
+            a.subject = Some(self.subject_of(&item.iin));
+            self.append_audit_in(c, &a)?;
+            Ok(true)
+        })
+    }
+
     /// Lookups in `[from, to)` counted per UTC day (see [`DayStats`]), and
     /// expired queue items by the UTC day of their deadline; oldest day
     /// first, only days with something in them. Reads only the plaintext

@@ -49,13 +49,29 @@ pub fn pending_lookups(conn: &Connection, limit: usize) -> Result<Vec<LookupRow>
     if !push_enabled(conn)? {
         return Ok(Vec::new());
     }
+    pending_lookups_after(conn, "", limit)
+}
+
+/// Up to `limit` lookups waiting to be pushed whose id sorts after
+/// `after` ("" for the first), whole rows as stored, in id order: a push
+/// reads ahead with it while earlier batches are still being sent.
+pub fn pending_lookups_after(
+    conn: &Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<LookupRow>, StoreError> {
+    if !push_enabled(conn)? {
+        return Ok(Vec::new());
+    }
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut st = conn.prepare_cached(&format!(
         "SELECT {LOOKUP_COLUMNS} FROM lookups \
-         WHERE id IN (SELECT id FROM push_pending ORDER BY id LIMIT ?1) ORDER BY id"
+         WHERE id IN (SELECT id FROM push_pending WHERE id > ?1 ORDER BY id LIMIT ?2) ORDER BY id"
     ))?;
     let rows = st
-        .query_map(params![limit], |r| lookup_in(r, super::Stored::Current))?
+        .query_map(params![after, limit], |r| {
+            lookup_in(r, super::Stored::Current)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
