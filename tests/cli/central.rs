@@ -688,3 +688,71 @@ fn pull_readies_a_branch_for_days_offline_and_head_office_purges_centrally() {
         .expect_err("a branch deletes nothing");
     assert!(e.contains("permission denied"), "{e}");
 }
+
+#[test]
+fn batch_and_sync_ask_the_organisation_before_paying() {
+    let org = Org::new(2);
+    let (a, b) = (&org.branches[0], &org.branches[1]);
+    let known: Vec<String> = (40..43).map(synthetic_iin).collect();
+    for p in &known {
+        fetch(&a.env, p);
+    }
+    a.env.ok(&["push"]);
+    let calls = org.hq.emu().calls();
+    // A batch of two people the organisation knows and one it does not:
+    // one paid call.
+    let new = synthetic_iin(43);
+    let file = b.env.path().join("batch.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "iin,session_id\n{},{}\n{},{}\n{new},{}\n",
+            known[0],
+            session(),
+            known[1],
+            session(),
+            session()
+        ),
+    )
+    .unwrap();
+    b.env.ok(&["batch", file.to_str().unwrap()]);
+    assert_eq!(org.hq.emu().calls(), calls + 1);
+    // A request queued while the central store was out of reach is
+    // answered from it by the next sync, unpaid.
+    let file = b.env.path().join("later.csv");
+    std::fs::write(
+        &file,
+        format!("iin,session_id\n{},{}\n", known[2], session()),
+    )
+    .unwrap();
+    let closed = "postgresql://nobody@127.0.0.1:9/postgres";
+    let r = b.env.run_with(
+        &["batch", file.to_str().unwrap(), "--no-sync"],
+        &[("GBDFL_CENTRAL_URL", closed)],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let queued = b.env.ok(&["queue", "--json"]);
+    let v: Value = serde_json::from_str(&queued.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let r = b.env.ok(&["sync"]);
+    assert!(
+        r.stderr.contains("from the organisation cache"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(org.hq.emu().calls(), calls + 1, "sync paid for none");
+    let queued = b.env.ok(&["queue", "--json"]);
+    let v: Value = serde_json::from_str(&queued.stdout).unwrap();
+    assert!(v.as_array().unwrap().is_empty(), "{v}");
+    let r = b.env.ok(&["stats", "--json"]);
+    let days: Value = serde_json::from_str(&r.stdout).unwrap();
+    let from_org: u64 = days
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["from_org"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(from_org, 3, "{days}");
+    b.env.ok(&["check"]);
+    b.env.ok(&["audit", "verify"]);
+}
