@@ -186,6 +186,40 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
     assert!(!union.is_empty(), "the report lists documents");
     assert_eq!(central, union);
 
+    // The same on the terminal, by branch, and as JSON.
+    let r = org.hq.ok(&[
+        "expiring",
+        "--central",
+        "--as-of",
+        as_of,
+        "--within",
+        "36500d",
+    ]);
+    for b in &org.branches {
+        assert!(
+            r.stdout.contains(&format!("== branch {} ==", b.id)),
+            "{}",
+            r.stdout
+        );
+    }
+    let r = org.hq.ok(&[
+        "expiring",
+        "--central",
+        "--as-of",
+        as_of,
+        "--within",
+        "36500d",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let listed: usize = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["rows"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed, union.len());
+
     // Every branch's chain verifies centrally; an edited or deleted
     // central entry is named.
     let r = org.hq.ok(&["audit", "verify", "--central"]);
