@@ -220,6 +220,27 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
         .sum();
     assert_eq!(listed, union.len());
 
+    // Every branch's entries, each with its branch, purposes opened here.
+    let r = org.hq.ok(&["audit", "log", "--central", "--json"]);
+    let entries: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        entries.len() as u64,
+        org.count("SELECT count(*) FROM gbdfl_audit"),
+        "{}",
+        r.stdout
+    );
+    for b in &org.branches {
+        assert!(entries.iter().any(|e| e["branch"] == b.id.as_str()));
+    }
+    let r = org
+        .hq
+        .ok(&["audit", "log", "--central", "--action", "push"]);
+    assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
+
     // Every branch's chain verifies centrally; an edited or deleted
     // central entry is named.
     let r = org.hq.ok(&["audit", "verify", "--central"]);
