@@ -50,6 +50,9 @@ pub enum Action {
         /// Only this command (fetch, show, history, expiring, "report expiring", purge, rekey, ...)
         #[arg(long, value_name = "COMMAND")]
         action: Option<String>,
+        /// Head office: every branch's entries, from the central store
+        #[arg(long)]
+        central: bool,
     },
 }
 
@@ -146,6 +149,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
             by,
             iin,
             action,
+            central,
         } => {
             let subject = match iin.as_deref() {
                 Some(s) => {
@@ -165,7 +169,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 subject,
                 command: action,
             };
-            log(&filter, ctx, store)
+            if central {
+                log_central(&filter, ctx, store)
+            } else {
+                log(&filter, ctx, store)
+            }
         }
     }
 }
@@ -330,6 +338,39 @@ fn head(ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         check.entries,
         hex::encode(&check.last_mac)
     ))
+}
+
+/// `audit log --central`: every branch's entries the filter picks, each
+/// with its branch, released after this command's own entry is written.
+fn log_central(filter: &AuditFilter, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
+    let mut central = super::central::connect(ctx)?;
+    let json = ctx.settings.json;
+    let mut n = 0u64;
+    let mut text = String::new();
+    for branch in central.branches()? {
+        for row in central.audit_rows(&branch)? {
+            let Some(v) = store.audit_view_of(&row, filter)? else {
+                continue;
+            };
+            n += 1;
+            if json {
+                let mut entry = serde_json::Map::new();
+                entry.insert("branch".into(), serde_json::Value::from(branch.as_str()));
+                entry.extend(
+                    gbdfl_report::AUDIT_COLUMNS
+                        .iter()
+                        .map(|k| k.to_string())
+                        .zip(gbdfl_report::audit_fields(&v)),
+                );
+                text.push_str(&super::json::line(&serde_json::Value::Object(entry))?);
+            } else {
+                text.push_str(&format!("{:<16} ", gbdfl_report::render::safe(&branch)));
+                text.push_str(&line(&v));
+            }
+        }
+    }
+    ctx.release(store, n)?;
+    out(&text)
 }
 
 /// `audit log`: the entries the filter picks, released after this

@@ -17,6 +17,23 @@ const BATCH: usize = 4096;
 /// Audited first: the entry counts the rows before the file is made.
 pub fn expiring(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow::Result<u64> {
     let file = AtomicFile::create(dest)?;
+    let sets = branch_sets(ctx, store, &opts.rules, opts.full_iin, opts.threads)?;
+    let n: u64 = sets.iter().map(|(_, s)| s.len() as u64).sum();
+    ctx.release(store, n)?;
+    let (file, rows) = gbdfl_report::write_expiring_sets(file, opts.format, &sets, opts.threads)?;
+    file.commit()?;
+    Ok(rows)
+}
+
+/// Every branch's expiring set, made from the central store's rows as
+/// that branch's own report makes it from its database, in branch order.
+pub fn branch_sets(
+    ctx: &Ctx,
+    store: &Store,
+    rules: &gbdfl_core::expiry::Rules,
+    full_iin: bool,
+    threads: usize,
+) -> anyhow::Result<Vec<(String, RowSet)>> {
     let mut central = super::central::connect(ctx)?;
     let opener = store.opener();
     let mut sets: Vec<(String, RowSet)> = Vec::new();
@@ -28,9 +45,9 @@ pub fn expiring(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow
         let o = &opener;
         let walked = gbdfl_report::expiring_walk(
             &opener,
-            &opts.rules,
-            opts.full_iin,
-            opts.threads,
+            rules,
+            full_iin,
+            threads,
             |spare: &mut dyn FnMut() -> Option<SealedSummaries>,
              f: &mut dyn FnMut(SealedSummaries) -> Result<(), StoreError>| {
                 let mut batcher = LatestBatcher::new(o, BATCH, spare, f);
@@ -55,9 +72,5 @@ pub fn expiring(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow
             }
         }
     }
-    let n: u64 = sets.iter().map(|(_, s)| s.len() as u64).sum();
-    ctx.release(store, n)?;
-    let (file, rows) = gbdfl_report::write_expiring_sets(file, opts.format, &sets, opts.threads)?;
-    file.commit()?;
-    Ok(rows)
+    Ok(sets)
 }

@@ -34,6 +34,9 @@ pub struct Args {
     /// [env: GBDFL_THREADS] [default: one per core, at most 64]
     #[arg(long, value_name = "N", value_parser = limits::threads_flag)]
     pub threads: Option<usize>,
+    /// Head office: every branch's documents, from the central store, by branch
+    #[arg(long, conflicts_with = "stale")]
+    pub central: bool,
 }
 
 pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
@@ -51,6 +54,9 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let today = ctx.clock.today();
     let rules = Rules::parse(&args.within, args.as_of.as_deref(), today).map_err(invalid)?;
     let threads = limits::threads(args.threads, &ctx.env)?;
+    if args.central {
+        return central(ctx, store, &rules, args.full_iin, threads);
+    }
     let rows = report::expiring_set(store, &rules, args.full_iin, threads)?;
     let pool = report::thread_pool(threads)?;
     ctx.release(store, rows.len() as u64)?;
@@ -66,6 +72,39 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
     let no_color = (ctx.env)("NO_COLOR").is_some_and(|v| !v.is_empty());
     let colour = std::io::stdout().is_terminal() && !no_color;
     render::expiring_to(&mut w, &rows, colour, &pool).context("writing to standard output")
+}
+
+/// `expiring --central`: each branch's documents under its name.
+fn central(
+    ctx: &Ctx,
+    store: &Store,
+    rules: &Rules,
+    full_iin: bool,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let sets = super::central_report::branch_sets(ctx, store, rules, full_iin, threads)?;
+    let pool = report::thread_pool(threads)?;
+    ctx.release(store, sets.iter().map(|(_, s)| s.len() as u64).sum())?;
+    if ctx.settings.json {
+        let v: Vec<serde_json::Value> = sets
+            .iter()
+            .map(|(b, rows)| {
+                Ok(serde_json::json!({ "branch": b, "rows": serde_json::to_value(rows)? }))
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        return json(&v);
+    }
+    let no_color = (ctx.env)("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let colour = std::io::stdout().is_terminal() && !no_color;
+    let stdout = std::io::stdout();
+    let mut w = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
+    for (branch, rows) in &sets {
+        writeln!(w, "== branch {} ==", render::safe(branch))
+            .context("writing to standard output")?;
+        render::expiring_to(&mut w, rows, colour, &pool).context("writing to standard output")?;
+        writeln!(w).context("writing to standard output")?;
+    }
+    w.flush().context("writing to standard output")
 }
 
 fn json(v: &impl serde::Serialize) -> anyhow::Result<()> {

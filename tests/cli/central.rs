@@ -186,6 +186,61 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
     assert!(!union.is_empty(), "the report lists documents");
     assert_eq!(central, union);
 
+    // The same on the terminal, by branch, and as JSON.
+    let r = org.hq.ok(&[
+        "expiring",
+        "--central",
+        "--as-of",
+        as_of,
+        "--within",
+        "36500d",
+    ]);
+    for b in &org.branches {
+        assert!(
+            r.stdout.contains(&format!("== branch {} ==", b.id)),
+            "{}",
+            r.stdout
+        );
+    }
+    let r = org.hq.ok(&[
+        "expiring",
+        "--central",
+        "--as-of",
+        as_of,
+        "--within",
+        "36500d",
+        "--json",
+    ]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let listed: usize = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["rows"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(listed, union.len());
+
+    // Every branch's entries, each with its branch, purposes opened here.
+    let r = org.hq.ok(&["audit", "log", "--central", "--json"]);
+    let entries: Vec<Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        entries.len() as u64,
+        org.count("SELECT count(*) FROM gbdfl_audit"),
+        "{}",
+        r.stdout
+    );
+    for b in &org.branches {
+        assert!(entries.iter().any(|e| e["branch"] == b.id.as_str()));
+    }
+    let r = org
+        .hq
+        .ok(&["audit", "log", "--central", "--action", "push"]);
+    assert_eq!(r.stdout.lines().count(), 3, "{}", r.stdout);
+
     // Every branch's chain verifies centrally; an edited or deleted
     // central entry is named.
     let r = org.hq.ok(&["audit", "verify", "--central"]);
@@ -687,4 +742,72 @@ fn pull_readies_a_branch_for_days_offline_and_head_office_purges_centrally() {
         .psql_as(&a.role, &a.password, "DELETE FROM gbdfl_purges")
         .expect_err("a branch deletes nothing");
     assert!(e.contains("permission denied"), "{e}");
+}
+
+#[test]
+fn batch_and_sync_ask_the_organisation_before_paying() {
+    let org = Org::new(2);
+    let (a, b) = (&org.branches[0], &org.branches[1]);
+    let known: Vec<String> = (40..43).map(synthetic_iin).collect();
+    for p in &known {
+        fetch(&a.env, p);
+    }
+    a.env.ok(&["push"]);
+    let calls = org.hq.emu().calls();
+    // A batch of two people the organisation knows and one it does not:
+    // one paid call.
+    let new = synthetic_iin(43);
+    let file = b.env.path().join("batch.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "iin,session_id\n{},{}\n{},{}\n{new},{}\n",
+            known[0],
+            session(),
+            known[1],
+            session(),
+            session()
+        ),
+    )
+    .unwrap();
+    b.env.ok(&["batch", file.to_str().unwrap()]);
+    assert_eq!(org.hq.emu().calls(), calls + 1);
+    // A request queued while the central store was out of reach is
+    // answered from it by the next sync, unpaid.
+    let file = b.env.path().join("later.csv");
+    std::fs::write(
+        &file,
+        format!("iin,session_id\n{},{}\n", known[2], session()),
+    )
+    .unwrap();
+    let closed = "postgresql://nobody@127.0.0.1:9/postgres";
+    let r = b.env.run_with(
+        &["batch", file.to_str().unwrap(), "--no-sync"],
+        &[("GBDFL_CENTRAL_URL", closed)],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let queued = b.env.ok(&["queue", "--json"]);
+    let v: Value = serde_json::from_str(&queued.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    let r = b.env.ok(&["sync"]);
+    assert!(
+        r.stderr.contains("from the organisation cache"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(org.hq.emu().calls(), calls + 1, "sync paid for none");
+    let queued = b.env.ok(&["queue", "--json"]);
+    let v: Value = serde_json::from_str(&queued.stdout).unwrap();
+    assert!(v.as_array().unwrap().is_empty(), "{v}");
+    let r = b.env.ok(&["stats", "--json"]);
+    let days: Value = serde_json::from_str(&r.stdout).unwrap();
+    let from_org: u64 = days
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["from_org"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(from_org, 3, "{days}");
+    b.env.ok(&["check"]);
+    b.env.ok(&["audit", "verify"]);
 }

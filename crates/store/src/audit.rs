@@ -117,6 +117,20 @@ pub struct AuditFilter {
     pub command: Option<String>,
 }
 
+impl AuditFilter {
+    /// Whether the entry passes the filter.
+    fn keeps(&self, row: &AuditRow) -> bool {
+        let at = parse_time(&row.at);
+        self.from.is_none_or(|t| at >= t)
+            && self.to.is_none_or(|t| at < t)
+            && self.operator.as_ref().is_none_or(|o| &row.operator == o)
+            && self.command.as_ref().is_none_or(|c| &row.command == c)
+            && self
+                .subject
+                .is_none_or(|s| row.subject.as_deref() == Some(s.as_slice()))
+    }
+}
+
 /// Optional text as a MAC part: absent is empty, present is 0x01 + UTF-8.
 fn opt_part(v: Option<&str>) -> Vec<u8> {
     match v {
@@ -295,16 +309,23 @@ impl Store {
         mut f: impl FnMut(AuditView) -> Result<(), E>,
     ) -> Result<(), E> {
         sqlite::each_audit(&self.conn, &mut |row: AuditRow| {
-            let at = parse_time(&row.at);
-            let keep = filter.from.is_none_or(|t| at >= t)
-                && filter.to.is_none_or(|t| at < t)
-                && filter.operator.as_ref().is_none_or(|o| &row.operator == o)
-                && filter.command.as_ref().is_none_or(|c| &row.command == c)
-                && filter
-                    .subject
-                    .is_none_or(|s| row.subject.as_deref() == Some(s.as_slice()));
-            if keep { f(self.view(&row)?) } else { Ok(()) }
+            if filter.keeps(&row) {
+                f(self.view(&row)?)
+            } else {
+                Ok(())
+            }
         })
+    }
+
+    /// An entry of another store with these keys (a branch's, from the
+    /// central store) as `audit log` shows it, its sealed purpose and
+    /// error opened; `None` when `filter` leaves it out.
+    pub fn audit_view_of(
+        &self,
+        row: &AuditRow,
+        filter: &AuditFilter,
+    ) -> Result<Option<AuditView>, StoreError> {
+        filter.keeps(row).then(|| self.view(row)).transpose()
     }
 
     /// Walks the whole chain and reports the first entry that does not fit.
