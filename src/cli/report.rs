@@ -109,6 +109,11 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 "the audit report is CSV with the column keys of `gbdfl audit log --json`: --html, --lang and --headers ru make the expiring and summary reports",
             ));
         }
+        KindArg::Audit if args.central => {
+            return Err(invalid(
+                "--central makes the expiring report; every branch's audit trail is `gbdfl audit log --central` (and `audit verify --central`)",
+            ));
+        }
         KindArg::Audit => return audit_report(args, ctx, store),
     };
     if let Some(flag) = [

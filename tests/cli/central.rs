@@ -484,6 +484,15 @@ fn faults_get_clear_messages_and_exit_codes() {
     assert_eq!(r.code, 8, "{}", r.stderr);
     assert!(r.stderr.contains("not the organisation's"), "{}", r.stderr);
     assert_eq!(central_counts(&org, &b.id).0, 0);
+    // The reports head office does not have centrally say so.
+    for kind in ["summary", "lookups", "audit"] {
+        let r = org.hq.fails(&["report", kind, "--central"], 2);
+        assert!(
+            r.stderr.contains("--central makes the expiring report"),
+            "{}",
+            r.stderr
+        );
+    }
     // A newer central schema: refused, nothing written.
     org.pg
         .psql("UPDATE gbdfl_meta SET value = '2' WHERE key = 'schema'");
