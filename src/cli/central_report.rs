@@ -74,3 +74,44 @@ pub fn branch_sets(
     }
     Ok(sets)
 }
+
+/// `report lookups --central`: every branch's lookups of the period, each
+/// opened here, with a `branch` column. Audited first: the entry counts
+/// the rows (in the same snapshot the rows are read from) before the file
+/// gets its first byte.
+pub fn lookups(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow::Result<u64> {
+    let file = AtomicFile::create(dest)?;
+    let mut central = super::central::connect(ctx)?;
+    let (from, to) = opts.period.bounds();
+    let mut sheet = gbdfl_report::BranchLookups::new(file, opts.format, opts.full_iin)?;
+    central.lookups_in_period(
+        from.map_or(i64::MIN, |t| t.timestamp_millis()),
+        to.map_or(i64::MAX, |t| t.timestamp_millis()),
+        |n| ctx.release(store, n),
+        |branch, row| -> anyhow::Result<()> {
+            let (lookup, _) = store.open_lookup_row(&row)?;
+            sheet.row(branch, &lookup)?;
+            Ok(())
+        },
+    )?;
+    let (file, rows) = sheet.finish()?;
+    file.commit()?;
+    Ok(rows)
+}
+
+/// `report summary --central`: each branch's counts per UTC day, with a
+/// `branch` column (counts only, added up by the server).
+pub fn summary(ctx: &Ctx, store: &Store, opts: &Options, dest: &Path) -> anyhow::Result<u64> {
+    let file = AtomicFile::create(dest)?;
+    let mut central = super::central::connect(ctx)?;
+    let (from, to) = opts.period.bounds();
+    let days = central.day_stats(
+        from.map_or(i64::MIN, |t| t.timestamp_millis()),
+        to.map_or(i64::MAX, |t| t.timestamp_millis()),
+    )?;
+    let n = days.iter().filter(|(_, d)| d.lookups() > 0).count() as u64;
+    ctx.release(store, n)?;
+    let (file, rows) = gbdfl_report::write_branch_summary(file, opts.format, &days)?;
+    file.commit()?;
+    Ok(rows)
+}

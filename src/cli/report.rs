@@ -68,8 +68,8 @@ pub struct Args {
     /// audit: only this command (fetch, show, "report expiring", ...)
     #[arg(long, value_name = "COMMAND")]
     pub action: Option<String>,
-    /// expiring: head office's report over every branch in the central
-    /// store, with a `branch` column (CSV)
+    /// expiring, lookups, summary: head office's report over every branch
+    /// in the central store, with a `branch` column (CSV)
     #[arg(long)]
     pub central: bool,
 }
@@ -111,7 +111,7 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         }
         KindArg::Audit if args.central => {
             return Err(invalid(
-                "--central makes the expiring report; every branch's audit trail is `gbdfl audit log --central` (and `audit verify --central`)",
+                "--central makes the expiring, lookups and summary reports as CSV; every branch's audit trail is `gbdfl audit log --central` (and `audit verify --central`)",
             ));
         }
         KindArg::Audit => return audit_report(args, ctx, store),
@@ -169,17 +169,21 @@ pub fn run(args: Args, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         .out
         .unwrap_or_else(|| report::default_path(kind, now, args.html));
     if args.central {
-        if kind != Kind::Expiring || opts.html.is_some() {
-            return Err(invalid(
-                "--central makes the expiring report as CSV; for the audit of every branch use `gbdfl audit verify --central`",
-            ));
+        let rows = match (kind, &opts.html) {
+            (Kind::Expiring, None) => super::central_report::expiring(ctx, store, &opts, &dest),
+            (Kind::Lookups, None) => super::central_report::lookups(ctx, store, &opts, &dest),
+            (Kind::Summary, None) => super::central_report::summary(ctx, store, &opts, &dest),
+            _ => {
+                return Err(invalid(
+                    "--central makes the expiring, lookups and summary reports as CSV; every branch's audit trail is `gbdfl audit log --central`",
+                ));
+            }
         }
-        let rows = super::central_report::expiring(ctx, store, &opts, &dest)
-            .with_context(|| format!("central expiring report to {}", dest.display()))?;
-        eprintln!("central expiring report: {rows} rows");
+        .with_context(|| format!("central {} report to {}", kind.name(), dest.display()))?;
+        eprintln!("central {} report: {rows} rows", kind.name());
         if ctx.settings.json {
             return super::json::print(&serde_json::json!({
-                "report": "expiring", "central": true, "path": dest, "rows": rows, "full_iin": opts.full_iin,
+                "report": kind.name(), "central": true, "path": dest, "rows": rows, "full_iin": opts.full_iin,
             }));
         }
         return out(&format!("{}\n", dest.display()));

@@ -186,6 +186,62 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
     assert!(!union.is_empty(), "the report lists documents");
     assert_eq!(central, union);
 
+    // So is the lookups report: every lookup of every branch, opened here.
+    let central_csv = org.hq.path().join("central-lookups.csv");
+    org.hq.ok(&[
+        "report",
+        "lookups",
+        "--central",
+        "--out",
+        central_csv.to_str().unwrap(),
+    ]);
+    let mut every_lookup = BTreeSet::new();
+    for b in &org.branches {
+        let out = b.env.path().join("own-lookups.csv");
+        b.env
+            .ok(&["report", "lookups", "--out", out.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        for l in text.lines().skip(1) {
+            every_lookup.insert(format!("{},{l}", b.id));
+        }
+    }
+    let text = std::fs::read_to_string(&central_csv).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("branch,requested_at,"));
+    let central_lookups: BTreeSet<String> = lines.map(str::to_owned).collect();
+    assert_eq!(
+        central_lookups.len(),
+        9,
+        "every lookup of the three branches"
+    );
+    assert_eq!(central_lookups, every_lookup);
+
+    // And the summary: each branch's days, the counts of its own summary.
+    let central_csv = org.hq.path().join("central-summary.csv");
+    org.hq.ok(&[
+        "report",
+        "summary",
+        "--central",
+        "--out",
+        central_csv.to_str().unwrap(),
+    ]);
+    let mut every_day = BTreeSet::new();
+    for b in &org.branches {
+        let out = b.env.path().join("own-summary.csv");
+        b.env
+            .ok(&["report", "summary", "--out", out.to_str().unwrap()]);
+        let text = std::fs::read_to_string(&out).unwrap();
+        for l in text.lines().skip(1) {
+            every_day.insert(format!("{},{l}", b.id));
+        }
+    }
+    let text = std::fs::read_to_string(&central_csv).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("branch,day,"));
+    let central_days: BTreeSet<String> = lines.map(str::to_owned).collect();
+    assert!(central_days.len() >= 3, "a day or more at each branch");
+    assert_eq!(central_days, every_day);
+
     // The same on the terminal, by branch, and as JSON.
     let r = org.hq.ok(&[
         "expiring",
@@ -485,10 +541,14 @@ fn faults_get_clear_messages_and_exit_codes() {
     assert!(r.stderr.contains("not the organisation's"), "{}", r.stderr);
     assert_eq!(central_counts(&org, &b.id).0, 0);
     // The reports head office does not have centrally say so.
-    for kind in ["summary", "lookups", "audit"] {
-        let r = org.hq.fails(&["report", kind, "--central"], 2);
+    for args in [
+        &["report", "audit", "--central"][..],
+        &["report", "summary", "--central", "--html"][..],
+    ] {
+        let r = org.hq.fails(args, 2);
         assert!(
-            r.stderr.contains("--central makes the expiring report"),
+            r.stderr
+                .contains("--central makes the expiring, lookups and summary"),
             "{}",
             r.stderr
         );

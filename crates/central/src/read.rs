@@ -382,3 +382,114 @@ impl Central {
             .collect())
     }
 }
+
+impl Central {
+    /// Every branch's lookups requested in `[from_ms, to_ms)`, branch by
+    /// branch, oldest first, read in one snapshot: `release` hears how
+    /// many there are before `f` sees the first (the caller writes its
+    /// audit entry there), and no push between the two changes the count.
+    pub fn lookups_in_period<E: From<CentralError>>(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+        release: impl FnOnce(u64) -> Result<(), E>,
+        mut f: impl FnMut(&str, LookupRow) -> Result<(), E>,
+    ) -> Result<u64, E> {
+        self.unbounded()?;
+        let at = self.at.clone();
+        let err = |e: postgres::Error| statement_error(&at, &e);
+        let mut tx = self
+            .client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(err)?;
+        let n: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM gbdfl_lookups WHERE requested_at >= $1 AND requested_at < $2",
+                &[&from_ms, &to_ms],
+            )
+            .map_err(err)?
+            .get(0);
+        release(u64::try_from(n).unwrap_or(0))?;
+        let sql = format!(
+            "SELECT {LOOKUP_COLUMNS}, branch FROM gbdfl_lookups \
+             WHERE requested_at >= $1 AND requested_at < $2 ORDER BY branch, requested_at, id"
+        );
+        let params: [&(dyn ToSql + Sync); 2] = [&from_ms, &to_ms];
+        let mut rows = tx.query_raw(&sql, params.iter().copied()).map_err(err)?;
+        let mut seen = 0u64;
+        while let Some(r) = rows.next().map_err(err)? {
+            let branch: String = r.get(23);
+            f(&branch, lookup_row(&r).map_err(CentralError::from)?)?;
+            seen += 1;
+        }
+        drop(rows);
+        tx.commit().map_err(err)?;
+        Ok(seen)
+    }
+}
+
+impl Central {
+    /// Every branch's lookups requested in `[from_ms, to_ms)`, counted per
+    /// branch and UTC day as each branch's own summary counts them
+    /// ([`gbdfl_store::DayStats`]), in branch then day order. Counts only:
+    /// the server adds them up from plaintext columns.
+    pub fn day_stats(
+        &mut self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(String, gbdfl_store::DayStats)>, CentralError> {
+        self.unbounded()?;
+        let at = self.at.clone();
+        let rows = self
+            .client
+            .query(
+                "SELECT branch, floor(requested_at::numeric / 86400000)::bigint AS day, \
+                        source, outcome, status, reached, count(*) \
+                 FROM gbdfl_lookups WHERE requested_at >= $1 AND requested_at < $2 \
+                 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2",
+                &[&from_ms, &to_ms],
+            )
+            .map_err(|e| statement_error(&at, &e))?;
+        let mut out: Vec<(String, gbdfl_store::DayStats)> = Vec::new();
+        for r in &rows {
+            let branch: String = r.get(0);
+            let day = r
+                .get::<_, i64>(1)
+                .checked_mul(86_400_000)
+                .and_then(chrono::DateTime::from_timestamp_millis)
+                .map(|t| t.date_naive());
+            let bad = |column: &'static str, value: String| StoreError::Corrupt {
+                id: format!("branch {branch}"),
+                column,
+                reason: format!("the central store holds {value:?}, not a value of the format"),
+            };
+            let source_text: String = r.get(2);
+            let source =
+                Source::parse(&source_text).ok_or_else(|| bad("source", source_text.clone()))?;
+            let outcome_text: String = r.get(3);
+            let outcome = Outcome::parse(&outcome_text)
+                .ok_or_else(|| bad("outcome", outcome_text.clone()))?;
+            let reached = match r.get::<_, Option<String>>(5) {
+                None => None,
+                Some(t) => Some(Reached::parse(&t).ok_or_else(|| bad("reached", t.clone()))?),
+            };
+            let n = u64::try_from(r.get::<_, i64>(6)).unwrap_or(0);
+            if out.last().is_none_or(|(b, d)| *b != branch || d.day != day) {
+                out.push((
+                    branch.clone(),
+                    gbdfl_store::DayStats {
+                        day,
+                        ..Default::default()
+                    },
+                ));
+            }
+            if let Some((_, d)) = out.last_mut() {
+                d.count_many(source, outcome, r.get(4), reached, n);
+            }
+        }
+        Ok(out)
+    }
+}

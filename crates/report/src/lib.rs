@@ -57,7 +57,7 @@ pub use expiring::{EXPIRING_COLUMNS, write_expiring_set, write_expiring_sets};
 pub use file::AtomicFile;
 pub use html::expiring::write_expiring_html;
 pub use html::summary::write_summary_html;
-pub use lookups::{LOOKUPS_COLUMNS, write_lookups};
+pub use lookups::{BranchLookups, LOOKUPS_COLUMNS, write_lookups};
 pub use options::{
     Format, HtmlOptions, Kind, OptionText, Options, Period, default_path, default_path_named,
     parse_delimiter,
@@ -65,7 +65,9 @@ pub use options::{
 pub use produce::produce;
 pub use rows::{RowSet, StaleRow};
 pub use scan::{ScanStats, SummaryWalk, expiring_scan, expiring_set, expiring_walk, stale_rows};
-pub use summary::{DayCounts, SUMMARY_COLUMNS, SUMMARY_COUNTS, summary_days, write_summary};
+pub use summary::{
+    DayCounts, SUMMARY_COLUMNS, SUMMARY_COUNTS, summary_days, write_branch_summary, write_summary,
+};
 pub use workers::{default_threads, thread_pool};
 
 /// What can go wrong while making a report.

@@ -113,3 +113,23 @@ pub fn write_summary<W: Write>(
     }
     sheet.finish()
 }
+
+/// Head office's summary over its branches: one row per branch and UTC
+/// day that has lookups, each led by a `branch` cell, the same counts as
+/// that branch's own summary after it. `days` in branch, then day order.
+pub fn write_branch_summary<W: Write>(
+    w: W,
+    format: Format,
+    days: &[(String, DayStats)],
+) -> Result<(W, u64), ReportError> {
+    let mut header = vec!["branch"];
+    header.extend_from_slice(SUMMARY_COLUMNS);
+    let mut sheet = Sheet::new(w, format, &header)?;
+    for (branch, d) in days.iter().filter(|(_, d)| d.lookups() > 0) {
+        let Some(day) = d.day else { continue };
+        let mut cells = vec![crate::cells::text(branch), own(day.to_string())];
+        cells.extend(summary_counts(d).iter().map(|n| own(n.to_string())));
+        sheet.row(&cells)?;
+    }
+    sheet.finish()
+}

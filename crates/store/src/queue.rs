@@ -325,28 +325,42 @@ impl DayStats {
         status: Option<String>,
         reached: Option<Reached>,
     ) {
+        self.count_many(source, outcome, status, reached, 1);
+    }
+
+    /// Counts `n` lookups alike (another store's, counted by its server,
+    /// head office's summary over its branches), as [`Store::stats`]
+    /// counts each of its own.
+    pub fn count_many(
+        &mut self,
+        source: Source,
+        outcome: Outcome,
+        status: Option<String>,
+        reached: Option<Reached>,
+        n: u64,
+    ) {
         match source {
             Source::Cache => {
-                self.from_cache += 1;
+                self.from_cache += n;
                 return;
             }
             Source::Org => {
-                self.from_org += 1;
+                self.from_org += n;
                 return;
             }
             Source::Service => {}
         }
         if !is_paid_call(source, reached) {
-            self.not_sent += 1;
+            self.not_sent += n;
             return;
         }
-        self.paid_calls += 1;
+        self.paid_calls += n;
         match outcome {
-            Outcome::Refused => self.refused += 1,
-            Outcome::Unavailable => self.unavailable += 1,
-            Outcome::Garbled => self.garbled += 1,
+            Outcome::Refused => self.refused += n,
+            Outcome::Unavailable => self.unavailable += n,
+            Outcome::Garbled => self.garbled += n,
             Outcome::Answered | Outcome::Cached => {
-                *self.statuses.entry(status.unwrap_or_default()).or_default() += 1;
+                *self.statuses.entry(status.unwrap_or_default()).or_default() += n;
             }
         }
     }
