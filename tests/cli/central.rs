@@ -83,6 +83,40 @@ fn fetch(env: &Env, iin: &str) -> crate::harness::Run {
     env.ok(&["fetch", iin, "--session", &session()])
 }
 
+/// Head office's `report KIND --central` and the union of the branches'
+/// own `report KIND`, each line led by its branch, as sets of lines (the
+/// headers checked: `branch`, then the branch report's, which starts with
+/// `first`).
+fn central_and_branches(
+    org: &Org,
+    kind: &str,
+    args: &[&str],
+    first: &str,
+) -> (BTreeSet<String>, BTreeSet<String>) {
+    let lines_of = |env: &Env, extra: &[&str], header: &str| -> Vec<String> {
+        let out = env.path().join(format!("{kind}-{}.csv", extra.len()));
+        let mut all = vec!["report", kind, "--out", out.to_str().unwrap()];
+        all.extend_from_slice(args);
+        all.extend_from_slice(extra);
+        env.ok(&all);
+        let text = std::fs::read_to_string(&out).unwrap();
+        let mut lines = text.lines();
+        let head = lines.next().unwrap();
+        assert!(head.starts_with(header), "{head}");
+        lines.map(str::to_owned).collect()
+    };
+    let central = lines_of(&org.hq, &["--central"], &format!("branch,{first},"))
+        .into_iter()
+        .collect();
+    let mut union = BTreeSet::new();
+    for b in &org.branches {
+        for l in lines_of(&b.env, &[], &format!("{first},")) {
+            union.insert(format!("{},{l}", b.id));
+        }
+    }
+    (central, union)
+}
+
 /// Lookups and audit entries in a branch's own database.
 fn local_counts(env: &Env) -> (u64, u64) {
     let c = rusqlite::Connection::open(&env.db).unwrap();
@@ -147,100 +181,18 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
 
     // Head office's expiring report is the union of the branches' own.
     let as_of = "2025-07-01";
-    let central_csv = org.hq.path().join("central.csv");
-    org.hq.ok(&[
-        "report",
-        "expiring",
-        "--central",
-        "--as-of",
-        as_of,
-        "--within",
-        "36500d",
-        "--out",
-        central_csv.to_str().unwrap(),
-    ]);
-    let mut union = BTreeSet::new();
-    for b in &org.branches {
-        let out = b.env.path().join("own.csv");
-        b.env.ok(&[
-            "report",
-            "expiring",
-            "--as-of",
-            as_of,
-            "--within",
-            "36500d",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        let text = std::fs::read_to_string(&out).unwrap();
-        let mut lines = text.lines();
-        assert!(lines.next().unwrap().starts_with("iin,"));
-        for l in lines {
-            union.insert(format!("{},{l}", b.id));
-        }
-    }
-    let text = std::fs::read_to_string(&central_csv).unwrap();
-    let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("branch,iin,"));
-    let central: BTreeSet<String> = lines.map(str::to_owned).collect();
-    assert!(!union.is_empty(), "the report lists documents");
+    let expiring = ["--as-of", as_of, "--within", "36500d"];
+    let (central, documents) = central_and_branches(&org, "expiring", &expiring, "iin");
+    assert!(!documents.is_empty(), "the report lists documents");
+    assert_eq!(central, documents);
+    // So are the lookups report (every lookup, opened here) and the
+    // summary (each branch's days, counted by the server).
+    let (central, union) = central_and_branches(&org, "lookups", &[], "requested_at");
+    assert_eq!(central.len(), 9, "every lookup of the three branches");
     assert_eq!(central, union);
-
-    // So is the lookups report: every lookup of every branch, opened here.
-    let central_csv = org.hq.path().join("central-lookups.csv");
-    org.hq.ok(&[
-        "report",
-        "lookups",
-        "--central",
-        "--out",
-        central_csv.to_str().unwrap(),
-    ]);
-    let mut every_lookup = BTreeSet::new();
-    for b in &org.branches {
-        let out = b.env.path().join("own-lookups.csv");
-        b.env
-            .ok(&["report", "lookups", "--out", out.to_str().unwrap()]);
-        let text = std::fs::read_to_string(&out).unwrap();
-        for l in text.lines().skip(1) {
-            every_lookup.insert(format!("{},{l}", b.id));
-        }
-    }
-    let text = std::fs::read_to_string(&central_csv).unwrap();
-    let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("branch,requested_at,"));
-    let central_lookups: BTreeSet<String> = lines.map(str::to_owned).collect();
-    assert_eq!(
-        central_lookups.len(),
-        9,
-        "every lookup of the three branches"
-    );
-    assert_eq!(central_lookups, every_lookup);
-
-    // And the summary: each branch's days, the counts of its own summary.
-    let central_csv = org.hq.path().join("central-summary.csv");
-    org.hq.ok(&[
-        "report",
-        "summary",
-        "--central",
-        "--out",
-        central_csv.to_str().unwrap(),
-    ]);
-    let mut every_day = BTreeSet::new();
-    for b in &org.branches {
-        let out = b.env.path().join("own-summary.csv");
-        b.env
-            .ok(&["report", "summary", "--out", out.to_str().unwrap()]);
-        let text = std::fs::read_to_string(&out).unwrap();
-        for l in text.lines().skip(1) {
-            every_day.insert(format!("{},{l}", b.id));
-        }
-    }
-    let text = std::fs::read_to_string(&central_csv).unwrap();
-    let mut lines = text.lines();
-    assert!(lines.next().unwrap().starts_with("branch,day,"));
-    let central_days: BTreeSet<String> = lines.map(str::to_owned).collect();
-    assert!(central_days.len() >= 3, "a day or more at each branch");
-    assert_eq!(central_days, every_day);
+    let (central, union) = central_and_branches(&org, "summary", &[], "day");
+    assert!(central.len() >= 3, "a day or more at each branch");
+    assert_eq!(central, union);
 
     // The same on the terminal, by branch, and as JSON.
     let r = org.hq.ok(&[
@@ -274,7 +226,7 @@ fn the_organisation_pays_once_per_person_and_head_office_sees_every_branch() {
         .iter()
         .map(|b| b["rows"].as_array().unwrap().len())
         .sum();
-    assert_eq!(listed, union.len());
+    assert_eq!(listed, documents.len());
 
     // Every branch's entries, each with its branch, purposes opened here.
     let r = org.hq.ok(&["audit", "log", "--central", "--json"]);

@@ -10,7 +10,7 @@
 //! either committed once or still waiting, and the next push completes it.
 
 use postgres::binary_copy::BinaryCopyInWriter;
-use postgres::types::{ToSql, Type};
+use postgres::types::Type;
 
 use gbdfl_store::{AuditRow, LookupRow, Store};
 
@@ -291,20 +291,48 @@ impl Central {
         }
     }
 
-    fn copy_lookups(&mut self, branch: &str, rows: &[LookupRow]) -> Result<u64, CentralError> {
+    /// One batch in one transaction: binary COPY into this connection's
+    /// temporary table `staging` (each row written by `write`), then
+    /// `INSERT INTO target ... SELECT` from it with `conflict` (row-level
+    /// security checks the INSERT; COPY into a table under it is not
+    /// allowed). Returns the rows the INSERT added.
+    fn copy_through(
+        &mut self,
+        (staging, target, columns): (&str, &str, &str),
+        types: &[Type],
+        conflict: &str,
+        write: &mut dyn FnMut(&mut BinaryCopyInWriter<'_>) -> Result<(), postgres::Error>,
+    ) -> Result<u64, CentralError> {
         let at = self.at.clone();
         let err = |e: postgres::Error| statement_error(&at, &e);
         let mut tx = self.client.transaction().map_err(err)?;
         {
             let sink = tx
-                .copy_in(&format!(
-                    "COPY gbdfl_push_lookups ({LOOKUP_COLUMNS}) FROM STDIN BINARY"
-                ))
+                .copy_in(&format!("COPY {staging} ({columns}) FROM STDIN BINARY"))
                 .map_err(err)?;
-            let mut w = BinaryCopyInWriter::new(sink, &LOOKUP_TYPES);
+            let mut w = BinaryCopyInWriter::new(sink, types);
+            write(&mut w).map_err(err)?;
+            w.finish().map_err(err)?;
+        }
+        let added = tx
+            .execute(
+                &format!(
+                    "INSERT INTO {target} ({columns}) SELECT {columns} FROM {staging} {conflict}"
+                ),
+                &[],
+            )
+            .map_err(err)?;
+        tx.commit().map_err(err)?;
+        Ok(added)
+    }
+
+    fn copy_lookups(&mut self, branch: &str, rows: &[LookupRow]) -> Result<u64, CentralError> {
+        let tables = ("gbdfl_push_lookups", "gbdfl_lookups", LOOKUP_COLUMNS);
+        let conflict = "ON CONFLICT (branch, id) DO NOTHING";
+        self.copy_through(tables, &LOOKUP_TYPES, conflict, &mut |w| {
             for r in rows {
                 let http_status = r.http_status.and_then(|s| i32::try_from(s).ok());
-                let values: [&(dyn ToSql + Sync); 24] = [
+                w.write(&[
                     &branch,
                     &r.id,
                     &r.subject,
@@ -329,21 +357,10 @@ impl Central {
                     &r.summary_enc,
                     &r.reached.map(|x| x.as_str()),
                     &r.os_user,
-                ];
-                w.write(&values).map_err(err)?;
+                ])?;
             }
-            w.finish().map_err(err)?;
-        }
-        let added = tx
-            .execute(
-                &format!(
-                    "INSERT INTO gbdfl_lookups ({LOOKUP_COLUMNS}) SELECT {LOOKUP_COLUMNS} FROM gbdfl_push_lookups ON CONFLICT (branch, id) DO NOTHING"
-                ),
-                &[],
-            )
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(added)
+            Ok(())
+        })
     }
 
     /// Adds audit entries after the central store's last one of this
@@ -351,18 +368,10 @@ impl Central {
     /// means another writer of this branch's trail, and the whole batch is
     /// refused (a conflict is an error, never a silent skip).
     fn copy_audit(&mut self, branch: &str, rows: &[AuditRow]) -> Result<u64, CentralError> {
-        let at = self.at.clone();
-        let err = |e: postgres::Error| statement_error(&at, &e);
-        let mut tx = self.client.transaction().map_err(err)?;
-        {
-            let sink = tx
-                .copy_in(&format!(
-                    "COPY gbdfl_push_audit ({AUDIT_COLUMNS}) FROM STDIN BINARY"
-                ))
-                .map_err(err)?;
-            let mut w = BinaryCopyInWriter::new(sink, &AUDIT_TYPES);
+        let tables = ("gbdfl_push_audit", "gbdfl_audit", AUDIT_COLUMNS);
+        self.copy_through(tables, &AUDIT_TYPES, "", &mut |w| {
             for r in rows {
-                let values: [&(dyn ToSql + Sync); 19] = [
+                w.write(&[
                     &branch,
                     &r.seq,
                     &r.id,
@@ -382,20 +391,9 @@ impl Central {
                     &r.os_user,
                     &r.lookup_id,
                     &r.purged_before,
-                ];
-                w.write(&values).map_err(err)?;
+                ])?;
             }
-            w.finish().map_err(err)?;
-        }
-        let added = tx
-            .execute(
-                &format!(
-                    "INSERT INTO gbdfl_audit ({AUDIT_COLUMNS}) SELECT {AUDIT_COLUMNS} FROM gbdfl_push_audit"
-                ),
-                &[],
-            )
-            .map_err(err)?;
-        tx.commit().map_err(err)?;
-        Ok(added)
+            Ok(())
+        })
     }
 }

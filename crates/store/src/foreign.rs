@@ -7,9 +7,9 @@
 //! organisation's keys opens them as it opens its own, and a changed byte
 //! or a moved field fails the same way (`tests/cli/central.rs`).
 
+use crate::StoreError;
 use crate::bulk::{Opener, Scratch, SealedSummaries};
-use crate::sqlite::{LatestRow, LookupRow};
-use crate::{Reached, Source, StoreError};
+use crate::sqlite::{HeldRow, LatestRow, LookupRow};
 
 /// Turns every VALID lookup of one store, handed in subject order (then
 /// answer time, then id: the order of the local scan), into batches of the
@@ -22,41 +22,12 @@ pub struct LatestBatcher<'a> {
     batch: usize,
     spare: &'a mut dyn FnMut() -> Option<SealedSummaries>,
     f: &'a mut dyn FnMut(SealedSummaries) -> Result<(), StoreError>,
-    held: Held,
+    /// The row seen last, kept until the next tells whether it was its
+    /// person's latest.
+    held: HeldRow,
+    holding: bool,
     chunk: SealedSummaries,
     scratch: Scratch,
-}
-
-/// The row seen last, kept until the next tells whether it was its
-/// person's latest.
-#[derive(Default)]
-struct Held {
-    subject: Vec<u8>,
-    id: String,
-    key_version: i64,
-    requested_at: i64,
-    answered_at: Option<i64>,
-    summary_enc: Option<Vec<u8>>,
-    source: Option<Source>,
-    reached: Option<Reached>,
-    cached_from: Option<String>,
-    holding: bool,
-}
-
-impl Held {
-    fn as_row(&self) -> LatestRow<'_> {
-        LatestRow {
-            subject: &self.subject,
-            id: &self.id,
-            key_version: self.key_version,
-            requested_at: self.requested_at,
-            answered_at: self.answered_at,
-            summary_enc: self.summary_enc.as_deref(),
-            source: self.source.unwrap_or(Source::Service),
-            reached: self.reached,
-            cached_from: self.cached_from.as_deref(),
-        }
-    }
 }
 
 impl<'a> LatestBatcher<'a> {
@@ -75,7 +46,8 @@ impl<'a> LatestBatcher<'a> {
             batch: batch.max(1),
             spare,
             f,
-            held: Held::default(),
+            held: HeldRow::default(),
+            holding: false,
             chunk,
             scratch: Scratch::default(),
         }
@@ -83,37 +55,12 @@ impl<'a> LatestBatcher<'a> {
 
     /// The next VALID lookup, in order.
     pub fn row(&mut self, r: &LatestRow<'_>) -> Result<(), StoreError> {
-        if self.held.holding {
-            let latest = self.held.subject.as_slice() != r.subject;
+        if self.holding {
+            let latest = self.held.subject() != r.subject;
             self.hand_on(latest)?;
         }
-        let h = &mut self.held;
-        h.subject.clear();
-        h.subject.extend_from_slice(r.subject);
-        h.id.clear();
-        h.id.push_str(r.id);
-        h.key_version = r.key_version;
-        h.requested_at = r.requested_at;
-        h.answered_at = r.answered_at;
-        match r.summary_enc {
-            Some(b) => {
-                let v = h.summary_enc.get_or_insert_with(Vec::new);
-                v.clear();
-                v.extend_from_slice(b);
-            }
-            None => h.summary_enc = None,
-        }
-        h.source = Some(r.source);
-        h.reached = r.reached;
-        match r.cached_from {
-            Some(c) => {
-                let v = h.cached_from.get_or_insert_with(String::new);
-                v.clear();
-                v.push_str(c);
-            }
-            None => h.cached_from = None,
-        }
-        h.holding = true;
+        self.held.hold_row(r);
+        self.holding = true;
         Ok(())
     }
 
@@ -133,7 +80,7 @@ impl<'a> LatestBatcher<'a> {
 
     /// Hands on the last person and the last batch.
     pub fn finish(mut self) -> Result<(), StoreError> {
-        if self.held.holding {
+        if self.holding {
             self.hand_on(true)?;
         }
         if !self.chunk.is_empty() {

@@ -422,9 +422,10 @@ pub struct LatestRow<'a> {
 }
 
 /// The row of [`LatestRow`] held while the walk looks at the next one; its
-/// buffers are reused from row to row.
+/// buffers are reused from row to row. Also the central store's walk's
+/// (`crate::foreign`).
 #[derive(Default)]
-struct HeldRow {
+pub(crate) struct HeldRow {
     subject: Vec<u8>,
     id: String,
     key_version: i64,
@@ -438,35 +439,53 @@ struct HeldRow {
 
 impl HeldRow {
     fn hold(&mut self, r: &rusqlite::Row<'_>) -> rusqlite::Result<()> {
+        self.hold_row(&LatestRow {
+            subject: r.get_ref(0)?.as_blob()?,
+            id: r.get_ref(1)?.as_str()?,
+            key_version: r.get(2)?,
+            answered_at: r.get(3)?,
+            requested_at: r.get(4)?,
+            summary_enc: r.get_ref(5)?.as_blob_or_null()?,
+            source: r.get(6)?,
+            reached: r.get(7)?,
+            cached_from: r.get_ref(8)?.as_str_or_null()?,
+        });
+        Ok(())
+    }
+
+    /// Holds a copy of `r`, in this row's buffers.
+    pub(crate) fn hold_row(&mut self, r: &LatestRow<'_>) {
         fn put(to: &mut Vec<u8>, from: &[u8]) {
             to.clear();
             to.extend_from_slice(from);
         }
-        put(&mut self.subject, r.get_ref(0)?.as_blob()?);
-        let id = r.get_ref(1)?.as_str()?;
+        fn put_text(to: &mut Option<String>, from: Option<&str>) {
+            match from {
+                Some(t) => {
+                    let held = to.get_or_insert_with(String::new);
+                    held.clear();
+                    held.push_str(t);
+                }
+                None => *to = None,
+            }
+        }
+        put(&mut self.subject, r.subject);
         self.id.clear();
-        self.id.push_str(id);
-        self.key_version = r.get(2)?;
-        self.answered_at = r.get(3)?;
-        self.requested_at = r.get(4)?;
-        match r.get_ref(5)?.as_blob_or_null()? {
+        self.id.push_str(r.id);
+        self.key_version = r.key_version;
+        self.answered_at = r.answered_at;
+        self.requested_at = r.requested_at;
+        match r.summary_enc {
             Some(b) => put(self.summary_enc.get_or_insert_with(Vec::new), b),
             None => self.summary_enc = None,
         }
-        self.source = Some(r.get(6)?);
-        self.reached = r.get(7)?;
-        match r.get_ref(8)?.as_str_or_null()? {
-            Some(c) => {
-                let held = self.cached_from.get_or_insert_with(String::new);
-                held.clear();
-                held.push_str(c);
-            }
-            None => self.cached_from = None,
-        }
-        Ok(())
+        self.source = Some(r.source);
+        self.reached = r.reached;
+        put_text(&mut self.cached_from, r.cached_from);
     }
 
-    fn as_row(&self) -> LatestRow<'_> {
+    /// The held row, borrowed.
+    pub(crate) fn as_row(&self) -> LatestRow<'_> {
         LatestRow {
             subject: &self.subject,
             id: &self.id,
@@ -478,6 +497,11 @@ impl HeldRow {
             reached: self.reached,
             cached_from: self.cached_from.as_deref(),
         }
+    }
+
+    /// The blind index of the held row.
+    pub(crate) fn subject(&self) -> &[u8] {
+        &self.subject
     }
 }
 
