@@ -60,13 +60,8 @@ pub fn push(
     branch: &str,
     release: &dyn Fn(u64) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    central.check_branch(branch, &store.org_keys()?)?;
-    store.enable_push()?;
-    let pending = store.count_pending_lookups()?;
-    // Sealed lookups leave for another database: the entry saying so first.
-    release(pending)?;
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let counts = central.push(store, branch, &mut |p: Pushed| {
+    let counts = central.push(store, branch, release, &mut |p: Pushed| {
         let total = p.lookups_total + p.audit_total;
         let b = bar.get_or_insert_with(|| {
             progress::count_bar("push", total).unwrap_or_else(indicatif::ProgressBar::hidden)

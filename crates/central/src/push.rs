@@ -104,17 +104,20 @@ const AUDIT_TYPES: [Type; 19] = [
 
 impl Central {
     /// Pushes everything this branch has that the central store has not,
-    /// calling `progress` after each committed batch. Takes the branch's
-    /// push lock on the server first: two pushes of one branch never run
-    /// at once.
-    pub fn push(
+    /// calling `progress` after each committed batch. First it checks the
+    /// branch's key and id, and takes the branch's push lock on the server
+    /// (two pushes of one branch never run at once); then `release` hears
+    /// how many lookups are about to leave (the caller writes its audit
+    /// entry there, which goes with the push); only then is anything sent.
+    pub fn push<E: From<CentralError>>(
         &mut self,
         store: &Store,
         branch: &str,
+        release: impl FnOnce(u64) -> Result<(), E>,
         progress: &mut dyn FnMut(Pushed),
-    ) -> Result<PushCounts, CentralError> {
-        self.check_branch(branch, &store.org_keys()?)?;
-        store.enable_push()?;
+    ) -> Result<PushCounts, E> {
+        self.check_branch(branch, &store.org_keys().map_err(CentralError::from)?)?;
+        store.enable_push().map_err(CentralError::from)?;
         let at = self.at.clone();
         let locked: bool = self
             .client
@@ -125,9 +128,13 @@ impl Central {
             .map_err(|e| statement_error(&at, &e))?
             .get(0);
         if !locked {
-            return Err(CentralError::Busy(branch.to_owned()));
+            return Err(CentralError::Busy(branch.to_owned()).into());
         }
-        let result = self.push_locked(store, branch, progress);
+        let result = store
+            .count_pending_lookups()
+            .map_err(|e| E::from(e.into()))
+            .and_then(release)
+            .and_then(|()| self.push_locked(store, branch, progress).map_err(E::from));
         // Dropping the connection releases the lock too (a killed push).
         let _ = self.client.execute(
             "SELECT pg_advisory_unlock(hashtext('gbdfl-push:' || $1))",
