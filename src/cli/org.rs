@@ -200,7 +200,7 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
         since(now, max_age),
         &branch,
         &mut |_from, row| {
-            let (origin, _) = match store.open_lookup_row(&row) {
+            let (origin, body) = match store.open_lookup_row(&row) {
                 Ok(opened) => opened,
                 // A central row that does not open is not taken.
                 Err(e) if e.is_key_or_integrity() => {
@@ -235,7 +235,7 @@ pub fn pull(args: PullArgs, ctx: &Ctx, store: &Store) -> anyhow::Result<()> {
                 audit: Some(ctx.audit_entry()),
                 fresh_from: None,
             };
-            match org::keep(store, &row, &with, now) {
+            match org::keep_opened(store, origin, body, &with, now) {
                 Ok(Some(_)) => kept += 1,
                 Ok(None) => skipped += 1,
                 Err(e) if e.is_key_or_integrity() => refused += 1,

@@ -51,6 +51,18 @@ pub fn keep(
     now: DateTime<Utc>,
 ) -> Result<Option<(LookupId, Record)>, StoreError> {
     let (origin, body) = store.open_lookup_row(row)?;
+    keep_opened(store, origin, body, with, now)
+}
+
+/// [`keep`] of a row the caller has opened already
+/// ([`Store::open_lookup_row`]): its lookup and response body.
+pub fn keep_opened(
+    store: &Store,
+    origin: gbdfl_store::Lookup,
+    body: Option<zeroize::Zeroizing<Vec<u8>>>,
+    with: &OrgUse<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<(LookupId, Record)>, StoreError> {
     let Some(body) = body else {
         return Ok(None);
     };
