@@ -37,19 +37,34 @@ pub struct BranchHead {
     pub mac: Vec<u8>,
 }
 
-fn lookup_row(r: &postgres::Row) -> Result<LookupRow, StoreError> {
-    let text = |i: usize| -> String { r.get(i) };
-    let bad = |column: &'static str, value: String| StoreError::Corrupt {
-        id: r.get::<_, String>(0),
+/// A value of the format the central store holds otherwise: refused, as
+/// the branch refuses one in its own database.
+fn not_of_the_format(id: &str, column: &'static str, value: &str) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_owned(),
         column,
         reason: format!("the central store holds {value:?}, not a value of the format"),
-    };
-    let source = Source::parse(&text(6)).ok_or_else(|| bad("source", text(6)))?;
-    let outcome = Outcome::parse(&text(7)).ok_or_else(|| bad("outcome", text(7)))?;
-    let reached = match r.get::<_, Option<String>>(21) {
-        None => None,
-        Some(s) => Some(Reached::parse(&s).ok_or_else(|| bad("reached", s.clone()))?),
-    };
+    }
+}
+
+fn parse_source(id: &str, text: &str) -> Result<Source, StoreError> {
+    Source::parse(text).ok_or_else(|| not_of_the_format(id, "source", text))
+}
+
+fn parse_outcome(id: &str, text: &str) -> Result<Outcome, StoreError> {
+    Outcome::parse(text).ok_or_else(|| not_of_the_format(id, "outcome", text))
+}
+
+fn parse_reached(id: &str, text: Option<&str>) -> Result<Option<Reached>, StoreError> {
+    text.map(|t| Reached::parse(t).ok_or_else(|| not_of_the_format(id, "reached", t)))
+        .transpose()
+}
+
+fn lookup_row(r: &postgres::Row) -> Result<LookupRow, StoreError> {
+    let id: &str = r.get(0);
+    let source = parse_source(id, r.get(6))?;
+    let outcome = parse_outcome(id, r.get(7))?;
+    let reached = parse_reached(id, r.get(21))?;
     Ok(LookupRow {
         id: r.get(0),
         subject: r.get(1),
@@ -140,9 +155,6 @@ impl Central {
         except: &str,
         f: &mut dyn FnMut(String, LookupRow) -> Result<(), CentralError>,
     ) -> Result<u64, CentralError> {
-        self.unbounded()?;
-        let at = self.at.clone();
-        let err = |e: postgres::Error| statement_error(&at, &e);
         let all: Vec<Vec<u8>> = Vec::new();
         let list = subjects.unwrap_or(&all);
         let any = subjects.is_none();
@@ -151,14 +163,29 @@ impl Central {
              WHERE answered_at >= $1 AND branch <> $2 AND ($3 OR subject = ANY($4)) AND {VALID} \
              ORDER BY subject, answered_at DESC, id DESC"
         );
-        let params: [&(dyn ToSql + Sync); 4] = [&since_ms, &except, &any, &list];
+        self.stream(&sql, &[&since_ms, &except, &any, &list], &mut |r| {
+            f(r.get(23), lookup_row(r)?)
+        })
+    }
+
+    /// Runs `sql` and calls `f` with each row as it arrives (no time
+    /// limit: these reads walk whole branches); returns how many rows.
+    fn stream(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        f: &mut dyn FnMut(&postgres::Row) -> Result<(), CentralError>,
+    ) -> Result<u64, CentralError> {
+        self.unbounded()?;
+        let at = self.at.clone();
+        let err = |e: postgres::Error| statement_error(&at, &e);
         let mut rows = self
             .client
-            .query_raw(&sql, params.iter().copied())
+            .query_raw(sql, params.iter().copied())
             .map_err(err)?;
         let mut n = 0u64;
         while let Some(r) = rows.next().map_err(err)? {
-            f(r.get(23), lookup_row(&r)?)?;
+            f(&r)?;
             n += 1;
         }
         Ok(n)
@@ -194,28 +221,6 @@ impl Central {
         })
     }
 
-    /// Calls `f` with every lookup of `branch` (the whole row), in id order.
-    pub fn each_lookup(
-        &mut self,
-        branch: &str,
-        f: &mut dyn FnMut(LookupRow) -> Result<(), CentralError>,
-    ) -> Result<(), CentralError> {
-        self.unbounded()?;
-        let at = self.at.clone();
-        let err = |e: postgres::Error| statement_error(&at, &e);
-        let sql =
-            format!("SELECT {LOOKUP_COLUMNS} FROM gbdfl_lookups WHERE branch = $1 ORDER BY id");
-        let params: [&(dyn ToSql + Sync); 1] = [&branch];
-        let mut rows = self
-            .client
-            .query_raw(&sql, params.iter().copied())
-            .map_err(err)?;
-        while let Some(r) = rows.next().map_err(err)? {
-            f(lookup_row(&r)?)?;
-        }
-        Ok(())
-    }
-
     /// Calls `f` with every VALID lookup of `branch` in (subject, answer
     /// time, id) order, as the branch's own expiry scan walks them.
     pub fn each_valid(
@@ -223,44 +228,25 @@ impl Central {
         branch: &str,
         f: &mut dyn FnMut(&LatestRow<'_>) -> Result<(), StoreError>,
     ) -> Result<(), CentralError> {
-        self.unbounded()?;
-        let at = self.at.clone();
-        let err = |e: postgres::Error| statement_error(&at, &e);
         let sql = format!(
             "SELECT subject, id, key_version, requested_at, answered_at, summary_enc, source, \
              reached, cached_from FROM gbdfl_lookups WHERE branch = $1 AND {VALID} \
              ORDER BY subject, answered_at, id"
         );
-        let params: [&(dyn ToSql + Sync); 1] = [&branch];
-        let mut rows = self
-            .client
-            .query_raw(&sql, params.iter().copied())
-            .map_err(err)?;
-        while let Some(r) = rows.next().map_err(err)? {
+        self.stream(&sql, &[&branch], &mut |r| {
             let id: &str = r.get(1);
-            let bad = |column: &'static str, value: &str| StoreError::Corrupt {
-                id: id.to_owned(),
-                column,
-                reason: format!("the central store holds {value:?}, not a value of the format"),
-            };
-            let source_text: &str = r.get(6);
-            let source = Source::parse(source_text).ok_or_else(|| bad("source", source_text))?;
-            let reached = match r.get::<_, Option<&str>>(7) {
-                None => None,
-                Some(t) => Some(Reached::parse(t).ok_or_else(|| bad("reached", t))?),
-            };
-            f(&LatestRow {
+            Ok(f(&LatestRow {
                 subject: r.get(0),
                 id,
                 key_version: r.get(2),
                 requested_at: r.get(3),
                 answered_at: r.get(4),
                 summary_enc: r.get(5),
-                source,
-                reached,
+                source: parse_source(id, r.get(6))?,
+                reached: parse_reached(id, r.get(7))?,
                 cached_from: r.get(8),
-            })?;
-        }
+            })?)
+        })?;
         Ok(())
     }
 
@@ -271,20 +257,10 @@ impl Central {
         branch: &str,
         f: &mut dyn FnMut(&LookupRow) -> Result<(), StoreError>,
     ) -> Result<(), CentralError> {
-        self.unbounded()?;
-        let at = self.at.clone();
-        let err = |e: postgres::Error| statement_error(&at, &e);
         let sql = format!(
             "SELECT {LOOKUP_COLUMNS} FROM gbdfl_lookups WHERE branch = $1 AND NOT ({VALID})"
         );
-        let params: [&(dyn ToSql + Sync); 1] = [&branch];
-        let mut rows = self
-            .client
-            .query_raw(&sql, params.iter().copied())
-            .map_err(err)?;
-        while let Some(r) = rows.next().map_err(err)? {
-            f(&lookup_row(&r)?)?;
-        }
+        self.stream(&sql, &[&branch], &mut |r| Ok(f(&lookup_row(r)?)?))?;
         Ok(())
     }
 
@@ -461,21 +437,10 @@ impl Central {
                 .checked_mul(86_400_000)
                 .and_then(chrono::DateTime::from_timestamp_millis)
                 .map(|t| t.date_naive());
-            let bad = |column: &'static str, value: String| StoreError::Corrupt {
-                id: format!("branch {branch}"),
-                column,
-                reason: format!("the central store holds {value:?}, not a value of the format"),
-            };
-            let source_text: String = r.get(2);
-            let source =
-                Source::parse(&source_text).ok_or_else(|| bad("source", source_text.clone()))?;
-            let outcome_text: String = r.get(3);
-            let outcome = Outcome::parse(&outcome_text)
-                .ok_or_else(|| bad("outcome", outcome_text.clone()))?;
-            let reached = match r.get::<_, Option<String>>(5) {
-                None => None,
-                Some(t) => Some(Reached::parse(&t).ok_or_else(|| bad("reached", t.clone()))?),
-            };
+            let id = format!("branch {branch}");
+            let source = parse_source(&id, r.get(2))?;
+            let outcome = parse_outcome(&id, r.get(3))?;
+            let reached = parse_reached(&id, r.get(5))?;
             let n = u64::try_from(r.get::<_, i64>(6)).unwrap_or(0);
             if out.last().is_none_or(|(b, d)| *b != branch || d.day != day) {
                 out.push((
