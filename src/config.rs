@@ -816,6 +816,14 @@ impl Settings {
             name: "branch".into(),
             message: "no branch id: set GBDFL_BRANCH, or `branch = \"almaty-1\"` in config.toml (head office gives each branch its id with `gbdfl central add-branch`)".into(),
         })?;
+        // A malformed id is told before any connection is tried.
+        gbdfl_central::check_branch_id(&branch.value).map_err(|e| ConfigError::Value {
+            name: format!("branch ({})", branch.origin),
+            message: match e {
+                gbdfl_central::CentralError::Settings { message, .. } => message,
+                other => other.to_string(),
+            },
+        })?;
         Ok((target, branch.value.clone()))
     }
 

@@ -46,7 +46,7 @@ pub enum CentralError {
     },
     /// The server could not be reached or the line dropped.
     #[error(
-        "the central store at {at} cannot be reached: {cause}. Nothing was lost: what was not sent stays here and the next push sends it; check the network and that the server runs"
+        "the central store at {at} cannot be reached: {cause}. Check the network and that the server runs. Nothing is lost: whatever a push did not send stays here, and the next push sends it"
     )]
     Unreachable {
         /// The server, without password.
